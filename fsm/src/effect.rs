@@ -1,0 +1,134 @@
+//! What the cores ask their drivers to do.
+
+use crate::msg::Msg;
+use crate::time::Instant;
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Uid};
+
+/// A timer's identity within one participant. Setting a timer with the same key replaces it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TimerKey {
+    /// The session the timer belongs to, if any.
+    pub uid: Option<Uid>,
+    /// What it is for.
+    pub kind: TimerKind,
+}
+
+/// What a timer is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TimerKind {
+    /// Retransmit the pending request(s).
+    Retransmit,
+    /// A reservation's lease (released if the session is not established by then).
+    Lease,
+    /// The overall deadline of a phase (setup, Hello).
+    Deadline,
+    /// Forget a finished session (its tombstone answered retransmissions until now).
+    Tombstone,
+}
+
+/// One thing for the driver to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// Send `msg` to `to`.
+    Send {
+        /// Destination.
+        to: Peer,
+        /// The message.
+        msg: Msg,
+    },
+    /// Wake the core with `Input::Timer(key)` at `at`.
+    SetTimer {
+        /// Which timer.
+        key: TimerKey,
+        /// When.
+        at: Instant,
+    },
+    /// Forget the timer `key` if it is set.
+    CancelTimer {
+        /// Which timer.
+        key: TimerKey,
+    },
+    /// Data server: bind listeners on `ports` for `uid`.
+    Listen {
+        /// Session.
+        uid: Uid,
+        /// Ports to bind.
+        ports: Vec<u16>,
+    },
+    /// Data server: start `uid`'s bridges from `ports` to `targets`, pinned to `creds`; answer
+    /// with `BridgesUp` or `BridgesFailed`.
+    StartBridges {
+        /// Session.
+        uid: Uid,
+        /// Local listening ports.
+        ports: Vec<u16>,
+        /// Where to forward.
+        targets: Vec<Addr>,
+        /// WAN credentials.
+        creds: Credentials,
+    },
+    /// Data server: close `uid`'s bridges and listeners and return `ports` to the pool.
+    Unlisten {
+        /// Session.
+        uid: Uid,
+        /// Ports to close.
+        ports: Vec<u16>,
+    },
+    /// Consumer application: open the session's channels to these listeners.
+    Connect {
+        /// Session.
+        uid: Uid,
+        /// Consumer-side gateway listeners.
+        listeners: Vec<Addr>,
+    },
+    /// Tell the local user or application something.
+    Notify(Notice),
+}
+
+/// Something a participant reports to its user (printed by the CLI, handed to applications).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Notice {
+    /// S2UC: the session exists; hand `key` to the producer's controller.
+    Created {
+        /// Session.
+        uid: Uid,
+        /// App key for Hello.
+        key: AppKey,
+    },
+    /// S2UC: the path is up; the consumer connects to `cons_listeners`.
+    Established {
+        /// Session.
+        uid: Uid,
+        /// The producer gateway's WAN listeners.
+        prod_listeners: Vec<Addr>,
+        /// The consumer gateway's LAN listeners.
+        cons_listeners: Vec<Addr>,
+    },
+    /// S2UC or an app controller: the session failed with this ERROR.
+    Failed {
+        /// Session.
+        uid: Uid,
+        /// Why.
+        code: ErrorCode,
+    },
+    /// S2UC: the session is released on both sides.
+    Released {
+        /// Session.
+        uid: Uid,
+    },
+    /// Producer's controller: Hello accepted; the facility listens on `listeners`.
+    Ready {
+        /// Session.
+        uid: Uid,
+        /// The facility's listeners.
+        listeners: Vec<Addr>,
+    },
+    /// Consumer application: its channels are open.
+    Streaming {
+        /// Session.
+        uid: Uid,
+    },
+}
+
+/// Where a core pushes its effects; the driver drains it after each step.
+pub type Outbox = Vec<Effect>;

@@ -1,0 +1,91 @@
+//! Messages from the control server's own data server.
+
+use crate::alphabet;
+use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
+use crate::error::ProtocolError;
+use crate::msg::Msg;
+use crate::session;
+use crate::time::Instant;
+use crate::types::{Addr, ErrorCode, Peer};
+
+use super::{Action, Event, S2cs};
+
+impl S2cs {
+    pub(super) fn on_data(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
+        match msg {
+            Msg::DsBoot { inc } => return self.on_ds_boot(now, inc, out),
+            Msg::AttachAck { epoch, inc } => {
+                if epoch != self.epoch || self.ds_inc.is_some_and(|cur| inc < cur) {
+                    return Err(ProtocolError::Stale("AttachAck"));
+                }
+                if alphabet::fire(&mut self.machine, Event::AttachAck)? == Some(Action::Serve) {
+                    self.ds_inc = Some(inc);
+                    self.attach_attempts = 0;
+                    out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Retransmit } });
+                }
+                return Ok(());
+            }
+            _ => {}
+        }
+        let (uid, inc) = match &msg {
+            Msg::Lstn { uid, inc, .. }
+            | Msg::Refused { uid, inc, .. }
+            | Msg::Connected { uid, inc }
+            | Msg::DsReleased { uid, inc } => (*uid, *inc),
+            other => return Err(ProtocolError::Misdirected(other.name())),
+        };
+        if self.ds_inc != Some(inc) {
+            return Err(ProtocolError::Stale(msg.name()));
+        }
+        let Some(s) = self.sessions.get_mut(&uid) else {
+            if matches!(msg, Msg::Lstn { .. }) {
+                // Ports reserved for a session nobody remembers: give them back now rather
+                // than at the end of the data server's lease.
+                let epoch = self.epoch;
+                out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg: Msg::DsRel { uid, epoch } });
+            }
+            return Err(ProtocolError::UnknownSession(uid));
+        };
+        match msg {
+            Msg::Lstn { ports, .. } => {
+                if !alphabet::allows(&s.machine, session::Event::Lstn) {
+                    return Err(ProtocolError::Stale("Lstn"));
+                }
+                if s.listeners.is_empty() {
+                    let host = &self.cfg.advertise_host;
+                    s.listeners = ports.iter().map(|p| Addr::new(host.clone(), *p)).collect();
+                }
+                let first = s.state() == session::State::Reserving;
+                self.step(now, uid, session::Event::Lstn, None, out)?;
+                if first {
+                    out.push(Effect::CancelTimer { key: super::retransmit_key(uid) });
+                    self.answer_hello(uid, true, out);
+                }
+                Ok(())
+            }
+            Msg::Refused { code, .. } => {
+                let code = if code == ErrorCode::ResourceExhausted { code } else { ErrorCode::Aborted };
+                self.step(now, uid, session::Event::Refused, Some(code), out)
+            }
+            Msg::Connected { .. } => self.step(now, uid, session::Event::Connected, None, out),
+            Msg::DsReleased { .. } => self.step(now, uid, session::Event::DsReleased, None, out),
+            _ => unreachable!("filtered above"),
+        }
+    }
+
+    fn on_ds_boot(&mut self, now: Instant, inc: u64, out: &mut Outbox) -> Result<(), ProtocolError> {
+        if self.ds_inc.is_some_and(|cur| inc <= cur) {
+            return Err(ProtocolError::Stale("DsBoot"));
+        }
+        alphabet::fire(&mut self.machine, Event::DsBoot)?;
+        self.ds_inc = Some(inc);
+        // The old incarnation's ports and bridges died with it.
+        let live: Vec<_> = self.sessions.iter().filter(|(_, s)| s.state().holds_resources()).map(|(u, _)| *u).collect();
+        for uid in live {
+            self.step(now, uid, session::Event::DsLost, Some(ErrorCode::Aborted), out)?;
+        }
+        self.attach_attempts = 0;
+        self.send_attach(now, out);
+        Ok(())
+    }
+}

@@ -1,0 +1,425 @@
+//! S2DS, the data server: per-session machine and the data server's core.
+//!
+//! ```text
+//! Idle --StartLstn--> Reserving --StartConn--> Updating --BridgesUp--> Bridging
+//!                         \___ Rel | LeaseExpired | Detach ___\___ Rel | Detach ___\--> Released
+//! ```
+//!
+//! Drive it: on process start feed [`Input::Boot`] (the core announces its incarnation to its
+//! control server until that server attaches), then every message from the control server as
+//! [`Input::Msg`], every fired timer as [`Input::Timer`], and the outcome of each
+//! [`Effect::StartBridges`] as [`Input::BridgesUp`] or [`Input::BridgesFailed`]. The core owns
+//! the port pool: it hands out ports with [`Effect::Listen`] and takes them back with
+//! [`Effect::Unlisten`]. A session that is not connected within its lease is released on its
+//! own, so a lost control server never pins ports.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+use crate::alphabet;
+use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
+use crate::error::ProtocolError;
+use crate::msg::Msg;
+use crate::retry::Backoff;
+use crate::time::Instant;
+use crate::types::{Addr, Credentials, ErrorCode, Peer, Role, Uid};
+
+crate::alphabet! {
+    /// States of one session at a data server.
+    pub enum State { Idle, Reserving, Updating, Bridging, Released, Failed }
+}
+
+crate::alphabet! {
+    /// Inputs of the per-session data-server machine.
+    pub enum Event { StartLstn, StartConn, BridgesUp, BridgesFailed, Rel, LeaseExpired, Detach }
+}
+
+crate::alphabet! {
+    /// Outputs of the per-session data-server machine.
+    pub enum Action { Listen, StartBridges, ReportConnected, Unlisten }
+}
+
+#[allow(missing_docs, unreachable_pub)]
+mod declaration {
+    use rust_fsm::state_machine;
+    state_machine! {
+        #[state_machine(input(crate::s2ds::Event), state(crate::s2ds::State), output(crate::s2ds::Action))]
+        pub s2ds(Idle)
+
+        Idle(StartLstn) => Reserving [Listen],
+        Reserving => {
+            StartLstn => Reserving,
+            StartConn => Updating [StartBridges],
+            Rel => Released [Unlisten],
+            LeaseExpired => Released [Unlisten],
+            Detach => Released [Unlisten],
+        },
+        Updating => {
+            StartLstn => Updating,
+            StartConn => Updating,
+            BridgesUp => Bridging [ReportConnected],
+            BridgesFailed => Failed [Unlisten],
+            Rel => Released [Unlisten],
+            Detach => Released [Unlisten],
+        },
+        Bridging => {
+            StartLstn => Bridging,
+            StartConn => Bridging [ReportConnected],
+            Rel => Released [Unlisten],
+            Detach => Released [Unlisten],
+        },
+        Released(Rel) => Released,
+        Failed(Rel) => Failed,
+    }
+}
+
+/// The declared per-session machine.
+pub type Machine = alphabet::Fsm<Declaration>;
+
+/// The declaration: `state_machine!`'s transition and output functions.
+pub type Declaration = declaration::s2ds::Impl;
+
+impl alphabet::Machine for Declaration {
+    const NAME: &'static str = "s2ds";
+    type S = State;
+    type I = Event;
+    type O = Action;
+}
+
+/// Deliberately broken variants, for the simulator's self-test only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Defect {
+    /// The correct protocol.
+    #[default]
+    None,
+    /// Start bridges at StartLstn, before UpdateTargets brought the credentials.
+    BridgeBeforeCredentials,
+    /// Keep a session's ports bound after it is released.
+    LeakPortsOnRelease,
+}
+
+/// Data server configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// The facility this data server belongs to (its control server is `ControlServer(role)`).
+    pub facility: Role,
+    /// The ports it may hand out.
+    pub ports: RangeInclusive<u16>,
+    /// How long a reservation may wait for StartConn before it is released.
+    pub lease: Duration,
+    /// How long a finished session is remembered, to answer retransmissions.
+    pub tombstone: Duration,
+    /// Retransmission of DsBoot.
+    pub backoff: Backoff,
+    /// A deliberately broken variant (self-test only).
+    pub defect: Defect,
+}
+
+/// One session held by the data server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// Its machine.
+    pub machine: Machine,
+    /// Ports it holds (kept after release for the record; returned to the pool).
+    pub ports: Vec<u16>,
+    /// Targets and credentials from StartConn.
+    pub bridge: Option<(Vec<Addr>, Credentials)>,
+}
+
+impl Session {
+    /// The session's current state.
+    pub fn state(&self) -> State {
+        *self.machine.state()
+    }
+}
+
+/// An input to the data server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The process started.
+    Boot,
+    /// A message arrived.
+    Msg {
+        /// Sender.
+        from: Peer,
+        /// The message.
+        msg: Msg,
+    },
+    /// A timer fired.
+    Timer(TimerKey),
+    /// The bridges of a session are up.
+    BridgesUp(Uid),
+    /// The bridges of a session could not be started.
+    BridgesFailed(Uid),
+}
+
+/// The data server's core.
+#[derive(Debug, Clone)]
+pub struct S2ds {
+    cfg: Config,
+    inc: u64,
+    epoch: Option<u64>,
+    boot_attempts: u32,
+    free: BTreeSet<u16>,
+    sessions: BTreeMap<Uid, Session>,
+}
+
+impl S2ds {
+    /// A fresh data server of incarnation `inc` (must grow across restarts).
+    pub fn new(cfg: Config, inc: u64) -> Self {
+        let free = cfg.ports.clone().collect();
+        Self { cfg, inc, epoch: None, boot_attempts: 0, free, sessions: BTreeMap::new() }
+    }
+
+    /// Its incarnation.
+    pub fn incarnation(&self) -> u64 {
+        self.inc
+    }
+
+    /// The control server epoch it is attached to.
+    pub fn epoch(&self) -> Option<u64> {
+        self.epoch
+    }
+
+    /// The sessions it holds (live and remembered).
+    pub fn sessions(&self) -> &BTreeMap<Uid, Session> {
+        &self.sessions
+    }
+
+    /// Ports not held by any session.
+    pub fn free_ports(&self) -> &BTreeSet<u16> {
+        &self.free
+    }
+
+    /// Steps the core.
+    pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        match input {
+            Input::Boot => {
+                self.boot_attempts = 1;
+                self.send_boot(now, out);
+                Ok(())
+            }
+            Input::Timer(key) => self.on_timer(now, key, out),
+            Input::BridgesUp(uid) => {
+                let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                alphabet::fire(&mut s.machine, Event::BridgesUp)?;
+                self.reply(out, Msg::Connected { uid, inc: self.inc });
+                Ok(())
+            }
+            Input::BridgesFailed(uid) => {
+                let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                alphabet::fire(&mut s.machine, Event::BridgesFailed)?;
+                self.close(now, uid, out);
+                self.reply(out, Msg::Refused { uid, inc: self.inc, code: ErrorCode::Aborted });
+                Ok(())
+            }
+            Input::Msg { from, msg } => {
+                if from != Peer::ControlServer(self.cfg.facility) {
+                    return Err(ProtocolError::Misdirected(msg.name()));
+                }
+                self.on_msg(now, msg, out)
+            }
+        }
+    }
+
+    fn on_msg(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
+        if let Msg::Attach { epoch } = msg {
+            return self.on_attach(now, epoch, out);
+        }
+        let (uid, epoch) = match &msg {
+            Msg::StartLstn { uid, epoch, .. } | Msg::StartConn { uid, epoch, .. } | Msg::DsRel { uid, epoch } => {
+                (*uid, *epoch)
+            }
+            other => return Err(ProtocolError::Misdirected(other.name())),
+        };
+        if self.epoch != Some(epoch) {
+            return Err(ProtocolError::Stale(msg.name()));
+        }
+        match msg {
+            Msg::StartLstn { num_conn, .. } => self.on_start_lstn(now, uid, num_conn, out),
+            Msg::StartConn { targets, creds, .. } => self.on_start_conn(uid, targets, creds, out),
+            Msg::DsRel { .. } => self.on_rel(now, uid, out),
+            _ => unreachable!("filtered above"),
+        }
+    }
+
+    fn on_attach(&mut self, now: Instant, epoch: u64, out: &mut Outbox) -> Result<(), ProtocolError> {
+        match self.epoch {
+            Some(cur) if epoch < cur => return Err(ProtocolError::Stale("Attach")),
+            Some(cur) if epoch == cur => {}
+            _ => {
+                // A new control-server epoch: whatever the old one reserved is orphaned.
+                let uids: Vec<Uid> = self.sessions.keys().copied().collect();
+                for uid in uids {
+                    let s = self.sessions.get_mut(&uid).expect("listed");
+                    if alphabet::fire(&mut s.machine, Event::Detach).is_ok() {
+                        self.close(now, uid, out);
+                    }
+                }
+                self.sessions.clear();
+                self.epoch = Some(epoch);
+            }
+        }
+        out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Retransmit } });
+        self.boot_attempts = 0;
+        self.reply(out, Msg::AttachAck { epoch, inc: self.inc });
+        Ok(())
+    }
+
+    fn on_start_lstn(&mut self, now: Instant, uid: Uid, num_conn: u16, out: &mut Outbox) -> Result<(), ProtocolError> {
+        if let Some(s) = self.sessions.get_mut(&uid) {
+            if usize::from(num_conn) != s.ports.len() {
+                self.refuse(uid, ErrorCode::AlreadyExists, out);
+                return Err(ProtocolError::Refused { uid, code: ErrorCode::AlreadyExists });
+            }
+            if let Err(e) = alphabet::fire(&mut s.machine, Event::StartLstn) {
+                self.refuse(uid, ErrorCode::Aborted, out);
+                return Err(e);
+            }
+            let ports = s.ports.clone();
+            self.reply(out, Msg::Lstn { uid, inc: self.inc, ports });
+            return Ok(());
+        }
+        let n = usize::from(num_conn);
+        if n == 0 || self.free.len() < n {
+            self.refuse(uid, ErrorCode::ResourceExhausted, out);
+            return Err(ProtocolError::Refused { uid, code: ErrorCode::ResourceExhausted });
+        }
+        let ports: Vec<u16> = self.free.iter().copied().take(n).collect();
+        for p in &ports {
+            self.free.remove(p);
+        }
+        let mut machine = Machine::new();
+        alphabet::fire(&mut machine, Event::StartLstn)?;
+        out.push(Effect::Listen { uid, ports: ports.clone() });
+        if self.cfg.defect == Defect::BridgeBeforeCredentials {
+            out.push(Effect::StartBridges {
+                uid,
+                ports: ports.clone(),
+                targets: Vec::new(),
+                creds: Credentials::default(),
+            });
+        }
+        out.push(Effect::SetTimer {
+            key: TimerKey { uid: Some(uid), kind: TimerKind::Lease },
+            at: now + self.cfg.lease,
+        });
+        self.reply(out, Msg::Lstn { uid, inc: self.inc, ports: ports.clone() });
+        self.sessions.insert(uid, Session { machine, ports, bridge: None });
+        Ok(())
+    }
+
+    fn on_start_conn(
+        &mut self,
+        uid: Uid,
+        targets: Vec<Addr>,
+        creds: Credentials,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
+        let Some(s) = self.sessions.get_mut(&uid) else {
+            self.refuse(uid, ErrorCode::NotFound, out);
+            return Err(ProtocolError::Refused { uid, code: ErrorCode::NotFound });
+        };
+        if let Some(bridge) = &s.bridge
+            && (bridge.0 != targets || bridge.1 != creds)
+        {
+            self.refuse(uid, ErrorCode::AlreadyExists, out);
+            return Err(ProtocolError::Refused { uid, code: ErrorCode::AlreadyExists });
+        }
+        let action = match alphabet::fire(&mut s.machine, Event::StartConn) {
+            Ok(a) => a,
+            Err(e) => {
+                self.refuse(uid, ErrorCode::Aborted, out);
+                return Err(e);
+            }
+        };
+        match action {
+            Some(Action::StartBridges) => {
+                out.push(Effect::CancelTimer { key: TimerKey { uid: Some(uid), kind: TimerKind::Lease } });
+                out.push(Effect::StartBridges { uid, ports: s.ports.clone(), targets: targets.clone(), creds });
+                s.bridge = Some((targets, creds));
+            }
+            Some(Action::ReportConnected) => self.reply(out, Msg::Connected { uid, inc: self.inc }),
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn on_rel(&mut self, now: Instant, uid: Uid, out: &mut Outbox) -> Result<(), ProtocolError> {
+        if let Some(s) = self.sessions.get_mut(&uid)
+            && alphabet::fire(&mut s.machine, Event::Rel)? == Some(Action::Unlisten)
+        {
+            self.close(now, uid, out);
+        }
+        // Releasing what is not held is a success: REL is idempotent.
+        self.reply(out, Msg::DsReleased { uid, inc: self.inc });
+        Ok(())
+    }
+
+    fn on_timer(&mut self, now: Instant, key: TimerKey, out: &mut Outbox) -> Result<(), ProtocolError> {
+        match (key.uid, key.kind) {
+            (None, TimerKind::Retransmit) => {
+                if self.boot_attempts > 0 {
+                    self.boot_attempts += 1;
+                    self.send_boot(now, out);
+                }
+                Ok(())
+            }
+            (Some(uid), TimerKind::Lease) => {
+                let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                alphabet::fire(&mut s.machine, Event::LeaseExpired)?;
+                self.close(now, uid, out);
+                Ok(())
+            }
+            (Some(uid), TimerKind::Tombstone) => {
+                if self.sessions.get(&uid).is_some_and(|s| matches!(s.state(), State::Released | State::Failed)) {
+                    self.sessions.remove(&uid);
+                }
+                Ok(())
+            }
+            _ => Err(ProtocolError::Misdirected("timer")),
+        }
+    }
+
+    /// Returns a session's ports to the pool (the session has just become terminal).
+    fn close(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
+        let s = self.sessions.get(&uid).expect("closing a held session");
+        out.push(Effect::CancelTimer { key: TimerKey { uid: Some(uid), kind: TimerKind::Lease } });
+        out.push(Effect::SetTimer {
+            key: TimerKey { uid: Some(uid), kind: TimerKind::Tombstone },
+            at: now + self.cfg.tombstone,
+        });
+        if self.cfg.defect == Defect::LeakPortsOnRelease {
+            return;
+        }
+        out.push(Effect::Unlisten { uid, ports: s.ports.clone() });
+        self.free.extend(s.ports.iter().copied());
+    }
+
+    fn send_boot(&self, now: Instant, out: &mut Outbox) {
+        self.reply(out, Msg::DsBoot { inc: self.inc });
+        out.push(Effect::SetTimer {
+            key: TimerKey { uid: None, kind: TimerKind::Retransmit },
+            at: now + self.cfg.backoff.delay(self.boot_attempts),
+        });
+    }
+
+    fn refuse(&self, uid: Uid, code: ErrorCode, out: &mut Outbox) {
+        self.reply(out, Msg::Refused { uid, inc: self.inc, code });
+    }
+
+    fn reply(&self, out: &mut Outbox, msg: Msg) {
+        out.push(Effect::Send { to: Peer::ControlServer(self.cfg.facility), msg });
+    }
+}
+
+impl State {
+    /// Whether the session is over (nothing may change afterwards).
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Self::Released | Self::Failed)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,246 @@
+//! The client's inputs and how each steps a session.
+
+use crate::alphabet;
+use crate::effect::{Effect, Notice, Outbox, TimerKey, TimerKind};
+use crate::error::ProtocolError;
+use crate::msg::Msg;
+use crate::time::Instant;
+use crate::types::{AppKey, Credentials, ErrorCode, Peer, Role, SessionParams, Uid};
+
+use super::{Action, Defect, Event, S2uc, Session, State, side_index};
+
+/// An input to the user client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// The user asks for a session; the driver drew `uid`, `key` and `creds` at random.
+    Start {
+        /// Fresh session uid.
+        uid: Uid,
+        /// Connections to reserve on each side.
+        num_conn: u16,
+        /// Rate (1.2 unit).
+        rate: u32,
+        /// Fresh app key.
+        key: AppKey,
+        /// Fresh data credentials.
+        creds: Credentials,
+    },
+    /// The user asks to release a session.
+    Release(Uid),
+    /// The client restarted: release what the journal lists.
+    Recover,
+    /// An answer arrived.
+    Msg {
+        /// Sender.
+        from: Peer,
+        /// The message.
+        msg: Msg,
+    },
+    /// A timer fired.
+    Timer(TimerKey),
+}
+
+impl S2uc {
+    /// Steps the core.
+    pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        match input {
+            Input::Start { uid, num_conn, rate, key, creds } => {
+                if self.sessions.contains_key(&uid) {
+                    return Err(ProtocolError::Refused { uid, code: ErrorCode::AlreadyExists });
+                }
+                self.sessions.insert(uid, Session::new(num_conn, rate, key, creds));
+                out.push(Effect::Notify(Notice::Created { uid, key }));
+                out.push(Effect::SetTimer { key: deadline_key(uid), at: now + self.cfg.setup_deadline });
+                self.step(now, uid, Event::Start, out)
+            }
+            Input::Release(uid) => {
+                self.sessions.get(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                self.step(now, uid, Event::Release, out)
+            }
+            Input::Recover => {
+                let uids: Vec<Uid> =
+                    self.sessions.iter().filter(|(_, s)| s.state() == State::Idle).map(|(u, _)| *u).collect();
+                for uid in uids {
+                    self.sessions.get_mut(&uid).expect("listed").failure = Some(ErrorCode::Aborted);
+                    self.step(now, uid, Event::Recover, out)?;
+                }
+                Ok(())
+            }
+            Input::Timer(key) => {
+                let uid = key.uid.ok_or(ProtocolError::Misdirected("timer"))?;
+                let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                match key.kind {
+                    TimerKind::Retransmit => {
+                        self.send_phase(now, uid, out);
+                        Ok(())
+                    }
+                    TimerKind::Deadline => {
+                        if alphabet::allows(&s.machine, Event::Deadline) {
+                            s.failure = Some(ErrorCode::DeadlineExceeded);
+                        }
+                        self.step(now, uid, Event::Deadline, out)
+                    }
+                    TimerKind::Lease | TimerKind::Tombstone => Err(ProtocolError::Misdirected("timer")),
+                }
+            }
+            Input::Msg { from, msg } => self.on_msg(now, from, msg, out),
+        }
+    }
+
+    fn on_msg(&mut self, now: Instant, from: Peer, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
+        let Peer::ControlServer(role) = from else { return Err(ProtocolError::Misdirected(msg.name())) };
+        let uid = msg.uid().ok_or(ProtocolError::Misdirected(msg.name()))?;
+        let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+        let i = side_index(role);
+        let state = s.state();
+        match msg {
+            Msg::Resp { listeners, prod_listeners, .. } if state == State::Reserving => {
+                if listeners.is_empty() || usize::from(s.num_conn) != listeners.len() {
+                    return Err(ProtocolError::Stale("RESP"));
+                }
+                s.sides[i].listeners = listeners;
+                if role == Role::Prod && !prod_listeners.is_empty() {
+                    s.prod_listeners = prod_listeners;
+                }
+                if s.sides.iter().all(|side| !side.listeners.is_empty()) {
+                    self.step(now, uid, Event::Reserved, out)?;
+                    let s = &self.sessions[&uid];
+                    if !s.prod_listeners.is_empty() {
+                        self.step(now, uid, Event::ProdKnown, out)?;
+                    }
+                }
+                Ok(())
+            }
+            Msg::ProdLstn { prod_listeners, .. }
+                if role == Role::Prod && matches!(state, State::Reserving | State::Provisioning) =>
+            {
+                if prod_listeners.is_empty() {
+                    return Err(ProtocolError::Stale("ProdLstn"));
+                }
+                s.prod_listeners = prod_listeners;
+                if state == State::Provisioning {
+                    self.step(now, uid, Event::ProdKnown, out)?;
+                }
+                Ok(())
+            }
+            Msg::Updated { .. } if state == State::Updating => {
+                s.sides[i].updated = true;
+                if s.sides.iter().all(|side| side.updated) {
+                    self.step(now, uid, Event::AllUpdated, out)?;
+                }
+                Ok(())
+            }
+            Msg::Released { .. } if matches!(state, State::Releasing | State::Aborting) => {
+                self.side_released(now, uid, i, out)
+            }
+            Msg::Error { seq, code, .. } => {
+                if seq < s.seq || code.is_transient() || state.is_terminal() {
+                    return Err(ProtocolError::Stale("ERROR"));
+                }
+                if matches!(state, State::Releasing | State::Aborting) {
+                    // Whatever the code, that side holds nothing of ours any more.
+                    return self.side_released(now, uid, i, out);
+                }
+                // The side that failed released its part itself (or never had one).
+                s.sides[i].released = true;
+                s.failure = Some(code);
+                self.step(now, uid, Event::Error, out)
+            }
+            other => Err(ProtocolError::Stale(other.name())),
+        }
+    }
+
+    fn side_released(&mut self, now: Instant, uid: Uid, i: usize, out: &mut Outbox) -> Result<(), ProtocolError> {
+        let s = self.sessions.get_mut(&uid).expect("caller checked");
+        s.sides[i].released = true;
+        if s.sides.iter().all(|side| side.released) {
+            self.step(now, uid, Event::AllReleased, out)?;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, now: Instant, uid: Uid, event: Event, out: &mut Outbox) -> Result<(), ProtocolError> {
+        let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+        let action = alphabet::fire(&mut s.machine, event)?;
+        let new_phase =
+            matches!(action, Some(Action::SendReq | Action::PollListeners | Action::SendUpdate | Action::SendRel));
+        if new_phase {
+            s.seq += 1;
+            s.attempts = 0;
+            self.send_phase(now, uid, out);
+            let s = &self.sessions[&uid];
+            if action == Some(Action::SendRel) && s.sides.iter().all(|side| side.released) {
+                return self.step(now, uid, Event::AllReleased, out);
+            }
+            return Ok(());
+        }
+        let s = &self.sessions[&uid];
+        match action {
+            Some(Action::ReportEstablished) => {
+                out.push(Effect::CancelTimer { key: deadline_key(uid) });
+                out.push(Effect::CancelTimer { key: retransmit_key(uid) });
+                out.push(Effect::Notify(Notice::Established {
+                    uid,
+                    prod_listeners: s.side(Role::Prod).listeners.clone(),
+                    cons_listeners: s.side(Role::Cons).listeners.clone(),
+                }));
+            }
+            Some(Action::ReportReleased) => {
+                out.push(Effect::CancelTimer { key: retransmit_key(uid) });
+                out.push(Effect::Notify(Notice::Released { uid }));
+            }
+            Some(Action::ReportFailed) => {
+                out.push(Effect::CancelTimer { key: retransmit_key(uid) });
+                let code = s.failure.unwrap_or(ErrorCode::Aborted);
+                out.push(Effect::Notify(Notice::Failed { uid, code }));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Sends (or resends) the requests of the session's current phase to every side that has
+    /// not answered it, and arms the retransmit timer.
+    fn send_phase(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
+        let token = self.cfg.token.clone();
+        let Some(s) = self.sessions.get_mut(&uid) else { return };
+        let (seq, state) = (s.seq, s.state());
+        if matches!(state, State::Releasing | State::Aborting) {
+            out.push(Effect::CancelTimer { key: deadline_key(uid) });
+        }
+        let mut sent = false;
+        for role in Role::ALL {
+            let side = &s.sides[side_index(role)];
+            let msg = match state {
+                State::Reserving if side.listeners.is_empty() => {
+                    let params = SessionParams { role, num_conn: s.num_conn, rate: s.rate };
+                    Msg::Req { uid, seq, token: token.clone(), params, key: s.key }
+                }
+                State::Provisioning if role == Role::Prod => Msg::ReqListeners { uid, seq, token: token.clone() },
+                State::Updating if !side.updated => {
+                    let remote = match role {
+                        Role::Prod => s.prod_listeners.clone(),
+                        Role::Cons => s.side(Role::Prod).listeners.clone(),
+                    };
+                    Msg::Update { uid, seq, token: token.clone(), remote, creds: s.creds }
+                }
+                State::Releasing | State::Aborting if !side.released => Msg::Rel { uid, seq, token: token.clone() },
+                _ => continue,
+            };
+            out.push(Effect::Send { to: Peer::ControlServer(role), msg });
+            sent = true;
+        }
+        s.attempts += 1;
+        if sent && self.cfg.defect != Defect::NoRetransmit {
+            out.push(Effect::SetTimer { key: retransmit_key(uid), at: now + self.cfg.backoff.delay(s.attempts) });
+        }
+    }
+}
+
+fn retransmit_key(uid: Uid) -> TimerKey {
+    TimerKey { uid: Some(uid), kind: TimerKind::Retransmit }
+}
+
+fn deadline_key(uid: Uid) -> TimerKey {
+    TimerKey { uid: Some(uid), kind: TimerKind::Deadline }
+}

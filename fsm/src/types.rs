@@ -1,0 +1,267 @@
+//! Domain types shared by every participant.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A stream session's identifier, chosen by S2UC (a UUID, as SciStream 1.2 does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Uid(pub uuid::Uuid);
+
+impl Uid {
+    /// The uid whose 128 bits are `bits` (the simulator and tests build uids this way).
+    pub const fn from_u128(bits: u128) -> Self {
+        Self(uuid::Uuid::from_u128(bits))
+    }
+}
+
+impl fmt::Display for Uid {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// Why a uid string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UidError {
+    /// The uid is empty.
+    #[error("uid is empty")]
+    Empty,
+    /// The uid is not a UUID.
+    #[error("uid {0:?} is not a UUID")]
+    Malformed(String),
+}
+
+impl FromStr for Uid {
+    type Err = UidError;
+    fn from_str(s: &str) -> Result<Self, UidError> {
+        if s.is_empty() {
+            return Err(UidError::Empty);
+        }
+        uuid::Uuid::try_parse(s.trim()).map(Self).map_err(|_| UidError::Malformed(s.chars().take(64).collect()))
+    }
+}
+
+/// Which end of the stream a facility (and a request) serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Role {
+    /// The producer's facility: its gateway forwards WAN connections to the producer.
+    Prod,
+    /// The consumer's facility: its gateway accepts the consumer and forwards over the WAN.
+    Cons,
+}
+
+impl Role {
+    /// Both roles, producer first.
+    pub const ALL: [Self; 2] = [Self::Prod, Self::Cons];
+
+    /// The 1.2 wire spelling: `PROD` or `CONS`.
+    pub const fn as_wire(self) -> &'static str {
+        match self {
+            Self::Prod => "PROD",
+            Self::Cons => "CONS",
+        }
+    }
+
+    /// The other end.
+    pub const fn peer(self) -> Self {
+        match self {
+            Self::Prod => Self::Cons,
+            Self::Cons => Self::Prod,
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_wire())
+    }
+}
+
+/// A `host:port` address as the applications and gateways exchange it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Addr {
+    /// Host name, IPv4 literal, or IPv6 literal without brackets.
+    pub host: String,
+    /// TCP port, never 0.
+    pub port: u16,
+}
+
+/// Why an address string was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AddrError {
+    /// No `:port` suffix.
+    #[error("address {0:?} has no port (expected host:port)")]
+    NoPort(String),
+    /// The host part is empty or holds characters no host name has.
+    #[error("address {0:?} has an invalid host")]
+    BadHost(String),
+    /// The port is not a number in 1..=65535.
+    #[error("address {0:?} has an invalid port (expected 1..=65535)")]
+    BadPort(String),
+}
+
+impl Addr {
+    /// An address from its parts.
+    pub fn new(host: impl Into<String>, port: u16) -> Self {
+        Self { host: host.into(), port }
+    }
+}
+
+impl FromStr for Addr {
+    type Err = AddrError;
+    fn from_str(s: &str) -> Result<Self, AddrError> {
+        let clip = || s.chars().take(128).collect::<String>();
+        let (host, port) = s.rsplit_once(':').ok_or_else(|| AddrError::NoPort(clip()))?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let host_ok = !host.is_empty()
+            && host.len() <= 253
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
+        if !host_ok {
+            return Err(AddrError::BadHost(clip()));
+        }
+        let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| AddrError::BadPort(clip()))?;
+        Ok(Self::new(host, port))
+    }
+}
+
+impl fmt::Display for Addr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.host.contains(':') {
+            write!(f, "[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{}:{}", self.host, self.port)
+        }
+    }
+}
+
+/// An authenticated caller: the identity an access token was issued to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Principal(pub String);
+
+/// The per-session secret an application controller proves itself with (128 bits, minted by S2UC).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct AppKey(pub [u8; 16]);
+
+impl AppKey {
+    /// Compares in time independent of where the keys differ.
+    pub fn ct_eq(&self, other: &Self) -> bool {
+        self.0.iter().zip(other.0.iter()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+    }
+}
+
+impl fmt::Debug for AppKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AppKey(<redacted>)")
+    }
+}
+
+/// The per-session data-channel credentials S2UC mints when it builds the connection map:
+/// both gateways pin the WAN channel of this session to them.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Credentials(pub [u8; 32]);
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Credentials(<redacted>)")
+    }
+}
+
+/// What a REQ asks a facility for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SessionParams {
+    /// Which end this facility serves.
+    pub role: Role,
+    /// Number of parallel connections (ports) to reserve; 1..=limit.
+    pub num_conn: u16,
+    /// Requested rate in the 1.2 unit (kB/s: 20000 means 20 MB/s); 0 means unlimited.
+    pub rate: u32,
+}
+
+/// Protocol-level error codes; each maps onto one gRPC status code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ErrorCode {
+    /// A field failed validation.
+    InvalidArgument,
+    /// No session with that uid (or not visible to the caller).
+    NotFound,
+    /// A live session with that uid has different parameters or another owner.
+    AlreadyExists,
+    /// Not enough free ports or capacity.
+    ResourceExhausted,
+    /// A deadline passed: Hello never came, the lease expired, a peer never answered.
+    DeadlineExceeded,
+    /// No valid credentials.
+    Unauthenticated,
+    /// Valid credentials, but not for this session (owner or app key).
+    PermissionDenied,
+    /// The server cannot serve right now (its data server is reattaching); retry.
+    Unavailable,
+    /// The input is not allowed in the session's current state.
+    FailedPrecondition,
+    /// The session was lost: its data server restarted or its client gave up.
+    Aborted,
+}
+
+impl ErrorCode {
+    /// Every code, in declaration order.
+    pub const ALL: [Self; 10] = [
+        Self::InvalidArgument,
+        Self::NotFound,
+        Self::AlreadyExists,
+        Self::ResourceExhausted,
+        Self::DeadlineExceeded,
+        Self::Unauthenticated,
+        Self::PermissionDenied,
+        Self::Unavailable,
+        Self::FailedPrecondition,
+        Self::Aborted,
+    ];
+
+    /// Whether a sender should keep retrying after this answer.
+    pub const fn is_transient(self) -> bool {
+        matches!(self, Self::Unavailable)
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Self::InvalidArgument => "invalid argument",
+            Self::NotFound => "not found",
+            Self::AlreadyExists => "already exists",
+            Self::ResourceExhausted => "resource exhausted",
+            Self::DeadlineExceeded => "deadline exceeded",
+            Self::Unauthenticated => "unauthenticated",
+            Self::PermissionDenied => "permission denied",
+            Self::Unavailable => "unavailable",
+            Self::FailedPrecondition => "failed precondition",
+            Self::Aborted => "aborted",
+        };
+        f.write_str(s)
+    }
+}
+
+/// Where a message comes from or goes to, as the cores name their peers. A driver maps each
+/// onto a real endpoint (a gRPC channel, a pending call, a simulated node).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Peer {
+    /// A user client (S2UC), numbered by the driver.
+    Client(u32),
+    /// The control server of the facility serving that role.
+    ControlServer(Role),
+    /// The data server of the facility serving that role.
+    DataServer(Role),
+    /// An application controller, numbered by the driver.
+    App(u32),
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Client(n) => write!(f, "s2uc#{n}"),
+            Self::ControlServer(r) => write!(f, "s2cs/{r}"),
+            Self::DataServer(r) => write!(f, "s2ds/{r}"),
+            Self::App(n) => write!(f, "app#{n}"),
+        }
+    }
+}

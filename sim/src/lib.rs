@@ -1,0 +1,1 @@
+//! # scistream-sim — deterministic simulation
