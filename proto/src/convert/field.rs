@@ -1,0 +1,143 @@
+//! Single fields: uid, role, addresses, sizes, keys, credentials, error codes.
+
+use std::fmt::Write as _;
+
+use scistream_fsm::types::UidError;
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+
+use super::Limits;
+use crate::{WireError, pb};
+
+/// How much of an offending string an error keeps (errors reach logs and peers).
+const CLIP: usize = 64;
+
+fn clip(s: &str) -> String {
+    s.chars().take(CLIP).collect()
+}
+
+/// A uid from its text: any form of UUID the `uuid` crate parses (1.2 sends hyphenated).
+pub fn uid_from_wire(s: &str) -> Result<Uid, WireError> {
+    s.parse::<Uid>().map_err(|e| match e {
+        UidError::Empty => WireError::EmptyUid,
+        UidError::Malformed(text) => WireError::MalformedUid(text),
+    })
+}
+
+/// A uid's text: lowercase hyphenated, as 1.2's `str(uuid.uuid1())`.
+pub fn uid_to_wire(uid: Uid) -> String {
+    let mut buf = uuid::Uuid::encode_buffer();
+    uid.0.hyphenated().encode_lower(&mut buf).to_owned()
+}
+
+/// A role from `PROD` or `CONS`.
+///
+/// Matching ignores ASCII case, so `prod` is the producer. The 1.2 server compares with
+/// `== "PROD"` and silently treats anything else (`prod` included) as the consumer; we accept
+/// the obvious intent instead of misrouting the session, and refuse every other spelling with
+/// [`WireError::BadRole`] rather than guessing.
+pub fn role_from_wire(s: &str) -> Result<Role, WireError> {
+    if s.eq_ignore_ascii_case("PROD") {
+        Ok(Role::Prod)
+    } else if s.eq_ignore_ascii_case("CONS") {
+        Ok(Role::Cons)
+    } else {
+        Err(WireError::BadRole(clip(s)))
+    }
+}
+
+/// A role that 1.2 clients may leave empty (UpdateTargets, Hello): empty is `None`, anything
+/// else goes through [`role_from_wire`].
+pub fn opt_role_from_wire(s: &str) -> Result<Option<Role>, WireError> {
+    if s.is_empty() { Ok(None) } else { role_from_wire(s).map(Some) }
+}
+
+/// A number of connections, checked against `1..=limits.max_num_conn`.
+pub fn num_conn_from_wire(n: i64, limits: &Limits) -> Result<u16, WireError> {
+    u16::try_from(n)
+        .ok()
+        .filter(|n| (1..=limits.max_num_conn).contains(n))
+        .ok_or(WireError::NumConnOutOfRange { got: n, max: limits.max_num_conn })
+}
+
+/// A 1.2 rate (`int32`, kB/s): anything but a negative number.
+pub fn rate_from_wire(rate: i32) -> Result<u32, WireError> {
+    u32::try_from(rate).map_err(|_| WireError::NegativeRate(rate))
+}
+
+/// Addresses from their `host:port` texts, all or nothing.
+pub fn addrs_from_wire(texts: &[String]) -> Result<Vec<Addr>, WireError> {
+    texts.iter().map(|s| s.parse::<Addr>().map_err(WireError::from)).collect()
+}
+
+/// Addresses as `host:port` texts (IPv6 hosts in brackets).
+pub fn addrs_to_wire(addrs: &[Addr]) -> Vec<String> {
+    addrs.iter().map(addr_to_wire).collect()
+}
+
+fn addr_to_wire(addr: &Addr) -> String {
+    // Room for brackets, the colon and five digits: one allocation per address.
+    let mut text = String::with_capacity(addr.host.len() + 8);
+    // Writing into a String cannot fail.
+    let _ = write!(text, "{addr}");
+    text
+}
+
+/// Ports as the data server reports them: each in `1..=65535`.
+pub(crate) fn ports_from_wire(ports: &[u32]) -> Result<Vec<u16>, WireError> {
+    ports.iter().map(|&p| u16::try_from(p).ok().filter(|p| *p != 0).ok_or(WireError::BadPort(p))).collect()
+}
+
+/// An app key: exactly 16 bytes.
+pub fn key_from_wire(bytes: &[u8]) -> Result<AppKey, WireError> {
+    <[u8; 16]>::try_from(bytes).map(AppKey).map_err(|_| WireError::KeyLength(bytes.len()))
+}
+
+/// An app key that 1.2 clients leave empty: empty is `None`, anything else must be 16 bytes.
+pub fn opt_key_from_wire(bytes: &[u8]) -> Result<Option<AppKey>, WireError> {
+    if bytes.is_empty() { Ok(None) } else { key_from_wire(bytes).map(Some) }
+}
+
+/// Data credentials: exactly 32 bytes.
+pub fn creds_from_wire(bytes: &[u8]) -> Result<Credentials, WireError> {
+    <[u8; 32]>::try_from(bytes).map(Credentials).map_err(|_| WireError::CredentialsLength(bytes.len()))
+}
+
+/// Data credentials that 1.2 clients leave empty: empty is `None`, anything else must be 32
+/// bytes.
+pub fn opt_creds_from_wire(bytes: &[u8]) -> Result<Option<Credentials>, WireError> {
+    if bytes.is_empty() { Ok(None) } else { creds_from_wire(bytes).map(Some) }
+}
+
+/// The wire value of an error code.
+pub fn error_code_to_wire(code: ErrorCode) -> pb::ErrorCode {
+    match code {
+        ErrorCode::InvalidArgument => pb::ErrorCode::InvalidArgument,
+        ErrorCode::NotFound => pb::ErrorCode::NotFound,
+        ErrorCode::AlreadyExists => pb::ErrorCode::AlreadyExists,
+        ErrorCode::ResourceExhausted => pb::ErrorCode::ResourceExhausted,
+        ErrorCode::DeadlineExceeded => pb::ErrorCode::DeadlineExceeded,
+        ErrorCode::Unauthenticated => pb::ErrorCode::Unauthenticated,
+        ErrorCode::PermissionDenied => pb::ErrorCode::PermissionDenied,
+        ErrorCode::Unavailable => pb::ErrorCode::Unavailable,
+        ErrorCode::FailedPrecondition => pb::ErrorCode::FailedPrecondition,
+        ErrorCode::Aborted => pb::ErrorCode::Aborted,
+    }
+}
+
+/// An error code from its raw wire value; `UNSPECIFIED` and unknown values are refused.
+pub fn error_code_from_wire(raw: i32) -> Result<ErrorCode, WireError> {
+    let code = pb::ErrorCode::try_from(raw).map_err(|_| WireError::UnknownErrorCode(raw))?;
+    Ok(match code {
+        pb::ErrorCode::Unspecified => return Err(WireError::UnspecifiedErrorCode),
+        pb::ErrorCode::InvalidArgument => ErrorCode::InvalidArgument,
+        pb::ErrorCode::NotFound => ErrorCode::NotFound,
+        pb::ErrorCode::AlreadyExists => ErrorCode::AlreadyExists,
+        pb::ErrorCode::ResourceExhausted => ErrorCode::ResourceExhausted,
+        pb::ErrorCode::DeadlineExceeded => ErrorCode::DeadlineExceeded,
+        pb::ErrorCode::Unauthenticated => ErrorCode::Unauthenticated,
+        pb::ErrorCode::PermissionDenied => ErrorCode::PermissionDenied,
+        pb::ErrorCode::Unavailable => ErrorCode::Unavailable,
+        pb::ErrorCode::FailedPrecondition => ErrorCode::FailedPrecondition,
+        pb::ErrorCode::Aborted => ErrorCode::Aborted,
+    })
+}

@@ -1,0 +1,170 @@
+//! The arguments and answers of the `Control` rpcs, as domain values.
+//!
+//! The server side reads requests with `*_from_wire` and writes answers with `*_to_wire`; the
+//! client side (S2UC, AppCtrl) does the reverse. Fields 1.2 clients never send (app keys,
+//! credentials, often the role of UpdateTargets) are `Option`s here: empty on the wire is
+//! `None`, and deciding whether `None` is acceptable is the protocol's business, not the wire's.
+
+use scistream_fsm::{Addr, AppKey, Credentials, Role, SessionParams, Uid};
+
+use super::Limits;
+use super::field::{
+    addrs_from_wire, addrs_to_wire, num_conn_from_wire, opt_creds_from_wire, opt_key_from_wire, opt_role_from_wire,
+    rate_from_wire, role_from_wire, uid_from_wire, uid_to_wire,
+};
+use crate::{WireError, pb};
+
+/// The arguments of a `req` call (REQ).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReqArgs {
+    /// Session.
+    pub uid: Uid,
+    /// Role, connections and rate.
+    pub params: SessionParams,
+    /// The app key the producer's controller will present; `None` from a 1.2 client.
+    pub key: Option<AppKey>,
+}
+
+/// The arguments of an `update` call (UpdateTargets).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateArgs {
+    /// Session.
+    pub uid: Uid,
+    /// The role the caller addresses; 1.2 clients usually leave it out.
+    pub role: Option<Role>,
+    /// Where this facility's data server forwards to.
+    pub remote: Vec<Addr>,
+    /// The WAN channel's credentials; `None` from a 1.2 client.
+    pub creds: Option<Credentials>,
+}
+
+/// The arguments of a `hello` call (Hello).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HelloArgs {
+    /// Session.
+    pub uid: Uid,
+    /// The application's role, when the controller states it.
+    pub role: Option<Role>,
+    /// The producer's listeners (empty for a consumer).
+    pub prod_listeners: Vec<Addr>,
+    /// The session's app key; `None` from a 1.2 controller.
+    pub key: Option<AppKey>,
+}
+
+/// The addresses of a `Response`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Listeners {
+    /// The answering facility's listeners.
+    pub listeners: Vec<Addr>,
+    /// The producer's listeners, once its Hello has arrived.
+    pub prod_listeners: Vec<Addr>,
+}
+
+/// Reads a `req` call: every field is required except the app key, and `num_conn` must be in
+/// `1..=limits.max_num_conn`. The role matches case-insensitively (see [`role_from_wire`]).
+pub fn request_from_wire(req: &pb::Request, limits: &Limits) -> Result<ReqArgs, WireError> {
+    let uid = uid_from_wire(&req.uid)?;
+    let role = role_from_wire(&req.role)?;
+    let num_conn = num_conn_from_wire(i64::from(req.num_conn), limits)?;
+    let rate = rate_from_wire(req.rate)?;
+    let key = opt_key_from_wire(&req.app_key)?;
+    Ok(ReqArgs { uid, params: SessionParams { role, num_conn, rate }, key })
+}
+
+/// Writes a `req` call. The 1.2 rate field is an `int32`: a rate above `i32::MAX` kB/s (2 TB/s)
+/// is sent as `i32::MAX`.
+pub fn request_to_wire(args: &ReqArgs) -> pb::Request {
+    pb::Request {
+        uid: uid_to_wire(args.uid),
+        role: args.params.role.as_wire().to_owned(),
+        num_conn: i32::from(args.params.num_conn),
+        rate: i32::try_from(args.params.rate).unwrap_or(i32::MAX),
+        app_key: args.key.map(|k| k.0.to_vec()).unwrap_or_default(),
+    }
+}
+
+/// Reads an `update` call. An empty target list passes: whether it is acceptable is the
+/// protocol's decision.
+pub fn update_from_wire(update: &pb::UpdateTargets) -> Result<UpdateArgs, WireError> {
+    Ok(UpdateArgs {
+        uid: uid_from_wire(&update.uid)?,
+        remote: addrs_from_wire(&update.remote_listeners)?,
+        role: opt_role_from_wire(&update.role)?,
+        creds: opt_creds_from_wire(&update.credentials)?,
+    })
+}
+
+/// Writes an `update` call.
+pub fn update_to_wire(args: &UpdateArgs) -> pb::UpdateTargets {
+    pb::UpdateTargets {
+        uid: uid_to_wire(args.uid),
+        remote_listeners: addrs_to_wire(&args.remote),
+        role: args.role.map(|r| r.as_wire().to_owned()).unwrap_or_default(),
+        credentials: args.creds.map(|c| c.0.to_vec()).unwrap_or_default(),
+    }
+}
+
+/// Reads a `hello` call.
+pub fn hello_from_wire(hello: &pb::Hello) -> Result<HelloArgs, WireError> {
+    Ok(HelloArgs {
+        uid: uid_from_wire(&hello.uid)?,
+        prod_listeners: addrs_from_wire(&hello.prod_listeners)?,
+        role: opt_role_from_wire(&hello.role)?,
+        key: opt_key_from_wire(&hello.app_key)?,
+    })
+}
+
+/// Writes a `hello` call.
+pub fn hello_to_wire(args: &HelloArgs) -> pb::Hello {
+    pb::Hello {
+        uid: uid_to_wire(args.uid),
+        prod_listeners: addrs_to_wire(&args.prod_listeners),
+        role: args.role.map(|r| r.as_wire().to_owned()).unwrap_or_default(),
+        app_key: args.key.map(|k| k.0.to_vec()).unwrap_or_default(),
+    }
+}
+
+/// Reads a `release` call: its uid.
+pub fn release_from_wire(release: &pb::Release) -> Result<Uid, WireError> {
+    uid_from_wire(&release.uid)
+}
+
+/// Writes a `release` call.
+pub fn release_to_wire(uid: Uid) -> pb::Release {
+    pb::Release { uid: uid_to_wire(uid) }
+}
+
+/// Reads a `listeners` call (ReqListeners, a SciStream-rs rpc): its uid.
+pub fn req_listeners_from_wire(call: &pb::ReqListeners) -> Result<Uid, WireError> {
+    uid_from_wire(&call.uid)
+}
+
+/// Writes a `listeners` call.
+pub fn req_listeners_to_wire(uid: Uid) -> pb::ReqListeners {
+    pb::ReqListeners { uid: uid_to_wire(uid) }
+}
+
+/// Writes the answer to `req`, `update`, `release` or `listeners` (`release` answers empty
+/// lists).
+pub fn response_to_wire(listeners: &[Addr], prod_listeners: &[Addr]) -> pb::Response {
+    pb::Response { listeners: addrs_to_wire(listeners), prod_listeners: addrs_to_wire(prod_listeners) }
+}
+
+/// Reads the answer to `req`, `update`, `release` or `listeners`.
+pub fn response_from_wire(resp: &pb::Response) -> Result<Listeners, WireError> {
+    Ok(Listeners {
+        listeners: addrs_from_wire(&resp.listeners)?,
+        prod_listeners: addrs_from_wire(&resp.prod_listeners)?,
+    })
+}
+
+/// Writes the answer to `hello`: a line for the operator and this facility's listeners.
+pub fn app_response_to_wire(message: &str, listeners: &[Addr]) -> pb::AppResponse {
+    pb::AppResponse { message: message.to_owned(), listeners: addrs_to_wire(listeners) }
+}
+
+/// Reads the answer to `hello`: the facility's listeners (the free-text message is not
+/// interpreted).
+pub fn app_response_from_wire(resp: &pb::AppResponse) -> Result<Vec<Addr>, WireError> {
+    addrs_from_wire(&resp.listeners)
+}

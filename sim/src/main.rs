@@ -1,0 +1,244 @@
+//! `sim`: run, replay and list the protocol simulation's scenarios; generate the machines'
+//! diagrams.
+
+use std::ops::Range;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use scistream_sim::run::{self, Report};
+use scistream_sim::scenario::{BUILTIN, FaultRule, Scenario};
+use scistream_sim::world::{self, Defect, Options};
+
+/// Deterministic simulation of the SciStream protocol under message loss, corruption and crashes.
+#[derive(Parser)]
+#[command(name = "sim", version)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Run a range of seeds and report every property.
+    Run(RunArgs),
+    /// Replay one seed, optionally printing its event trace.
+    Replay(ReplayArgs),
+    /// List the shipped scenarios.
+    List,
+    /// Write (or check) the state diagrams generated from the machines' declarations.
+    Diagrams {
+        /// Output folder.
+        #[arg(long, default_value = "docs/fsm")]
+        out: PathBuf,
+        /// Only check that the files are current; exit 1 if not.
+        #[arg(long)]
+        check: bool,
+    },
+}
+
+#[derive(Args)]
+struct Common {
+    /// A shipped scenario's name (see `sim list`) or a scenario file.
+    #[arg(long)]
+    scenario: String,
+    /// Run a deliberately broken protocol variant: no-retransmit, bridge-before-credentials, leak-ports.
+    #[arg(long, default_value = "none", value_parser = parse_defect)]
+    defect: Defect,
+    #[command(flatten)]
+    faults: FaultOverride,
+}
+
+/// Fault overrides: a rule on every link, placed first so it wins over the scenario's own.
+#[derive(Args, Clone, Copy)]
+struct FaultOverride {
+    /// Loss probability on every link.
+    #[arg(long)]
+    loss: Option<f64>,
+    /// Corruption probability on every link.
+    #[arg(long)]
+    corrupt: Option<f64>,
+    /// Duplication probability on every link.
+    #[arg(long)]
+    dup: Option<f64>,
+    /// Reordering probability on every link.
+    #[arg(long)]
+    reorder: Option<f64>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Seeds: `A..B` (B excluded) or a single seed.
+    #[arg(long, default_value = "0..1000", value_parser = parse_seeds)]
+    seeds: Range<u64>,
+    /// Threads (each runs a share of the seeds).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+}
+
+#[derive(Args)]
+struct ReplayArgs {
+    #[command(flatten)]
+    common: Common,
+    /// The seed.
+    #[arg(long)]
+    seed: u64,
+    /// Print the event trace.
+    #[arg(long)]
+    trace: bool,
+}
+
+fn parse_seeds(s: &str) -> Result<Range<u64>, String> {
+    let bad = || format!("seeds must be A..B or N, got {s:?}");
+    match s.split_once("..") {
+        Some((a, b)) => {
+            let (a, b): (u64, u64) = (a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?);
+            if a >= b {
+                return Err(format!("empty seed range {s:?}"));
+            }
+            Ok(a..b)
+        }
+        None => s.parse::<u64>().map(|n| n..n + 1).map_err(|_| bad()),
+    }
+}
+
+fn parse_defect(s: &str) -> Result<Defect, String> {
+    Defect::NAMED.iter().find(|(n, _)| *n == s).map(|(_, d)| *d).ok_or_else(|| {
+        let names: Vec<_> = Defect::NAMED.iter().map(|(n, _)| *n).collect();
+        format!("unknown defect {s:?}; known: {}", names.join(", "))
+    })
+}
+
+fn load(common: &Common) -> Result<Scenario> {
+    let mut sc = Scenario::load(&common.scenario)?;
+    let f = common.faults;
+    if f.loss.is_some() || f.corrupt.is_some() || f.dup.is_some() || f.reorder.is_some() {
+        for p in [f.loss, f.corrupt, f.dup, f.reorder].into_iter().flatten() {
+            if !(0.0..=1.0).contains(&p) {
+                bail!("fault probabilities must be within 0..=1, got {p}");
+            }
+        }
+        let rule = FaultRule {
+            loss: f.loss.unwrap_or(0.0),
+            corrupt: f.corrupt.unwrap_or(0.0),
+            duplicate: f.dup.unwrap_or(0.0),
+            reorder: f.reorder.unwrap_or(0.0),
+            ..FaultRule::default()
+        };
+        sc.faults.insert(0, rule);
+    }
+    Ok(sc)
+}
+
+fn replay_command(common: &Common, seed: u64) -> String {
+    let mut cmd = format!("sim replay --scenario {} --seed {seed} --trace", common.scenario);
+    if common.defect != Defect::None {
+        let name = Defect::NAMED.iter().find(|(_, d)| *d == common.defect).map(|(n, _)| *n).unwrap_or("none");
+        cmd += &format!(" --defect {name}");
+    }
+    let f = common.faults;
+    for (flag, v) in [("loss", f.loss), ("corrupt", f.corrupt), ("dup", f.dup), ("reorder", f.reorder)] {
+        if let Some(v) = v {
+            cmd += &format!(" --{flag} {v}");
+        }
+    }
+    cmd
+}
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::from(1),
+        Err(e) => {
+            eprintln!("sim: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn real_main() -> Result<bool> {
+    match Cli::parse().cmd {
+        Cmd::List => {
+            for (name, text) in BUILTIN {
+                let sc = Scenario::parse(name, text)?;
+                println!("{name:<24} {}", sc.description);
+            }
+            Ok(true)
+        }
+        Cmd::Run(args) => {
+            let sc = load(&args.common)?;
+            let required = run::sometimes(&sc);
+            let fault_lines: Vec<String> = sc.faults.iter().map(|f| format!("{f:?}")).collect();
+            println!(
+                "sim run: scenario {} seeds {}..{} defect {:?}; {} sessions, {} clients, {:?} network, {} fault rules, {} partitions, {} crashes, heal at {} ms",
+                sc.name,
+                args.seeds.start,
+                args.seeds.end,
+                args.common.defect,
+                sc.sessions,
+                sc.clients,
+                sc.network,
+                fault_lines.len(),
+                sc.partitions.len(),
+                sc.crashes.len(),
+                sc.heal_at_ms
+            );
+            let report: Report = run::run_seeds(&args.common.scenario, &sc, args.seeds, args.common.defect, args.jobs);
+            print!("{}", report.render(&required));
+            if let Some(seed) = report.first_failing_seed() {
+                println!(
+                    "FAILED: first failing seed {seed}; replay exactly with:\n  {}",
+                    replay_command(&args.common, seed)
+                );
+            } else if !report.unreached.is_empty() {
+                println!("FAILED: required reachability never seen; the runs are vacuous");
+            } else {
+                println!("PASSED");
+            }
+            Ok(report.passed())
+        }
+        Cmd::Replay(args) => {
+            let sc = load(&args.common)?;
+            let out = world::run(&sc, Options { seed: args.seed, trace: args.trace, defect: args.common.defect });
+            if args.trace {
+                for line in &out.trace {
+                    println!("{line}");
+                }
+            }
+            println!(
+                "seed {}: {} events, {} established, reached [{}]",
+                args.seed,
+                out.events,
+                out.established,
+                out.reached.iter().map(|r| r.name()).collect::<Vec<_>>().join(", ")
+            );
+            for v in &out.violations {
+                println!("VIOLATION {v}");
+            }
+            Ok(out.violations.is_empty())
+        }
+        Cmd::Diagrams { out, check } => {
+            let mut stale = Vec::new();
+            for (name, text) in scistream_fsm::diagram::all() {
+                let path = out.join(format!("{name}.mmd"));
+                if check {
+                    let current = std::fs::read_to_string(&path).unwrap_or_default();
+                    if current != text {
+                        stale.push(path.display().to_string());
+                    }
+                } else {
+                    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+                    std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))?;
+                    println!("wrote {}", path.display());
+                }
+            }
+            if !stale.is_empty() {
+                println!("stale diagrams (run `sim diagrams --out {}`): {}", out.display(), stale.join(", "));
+            }
+            Ok(stale.is_empty())
+        }
+    }
+}

@@ -1,0 +1,189 @@
+//! The simulated network: frames with a checksum around the real protobuf encoding, named
+//! semantics (ordered, unordered, duplicating), and the scenario's fault rules and partitions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use scistream_fsm::{Instant, Msg, Peer, Role};
+
+use crate::scenario::{FaultRule, Partition, Scenario, Semantics};
+
+/// Why a received frame was discarded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    /// Shorter than its checksum.
+    #[error("frame too short")]
+    Short,
+    /// The checksum does not match: the frame was corrupted in flight.
+    #[error("checksum mismatch")]
+    Checksum,
+    /// The checksum matched but the real decoder refused the bytes.
+    #[error("decode: {0}")]
+    Decode(String),
+}
+
+/// Encodes `msg` with the production encoding and prefixes its CRC-32.
+pub fn frame(msg: &Msg) -> Vec<u8> {
+    let body = scistream_proto::envelope::encode(msg);
+    let mut out = Vec::with_capacity(body.len() + 4);
+    out.extend_from_slice(&crc32fast::hash(&body).to_le_bytes());
+    out.extend_from_slice(&body);
+    out
+}
+
+/// Checks and decodes a frame with the production decoder.
+pub fn unframe(bytes: &[u8]) -> Result<Msg, FrameError> {
+    let (sum, body) = bytes.split_at_checked(4).ok_or(FrameError::Short)?;
+    if crc32fast::hash(body).to_le_bytes() != sum {
+        return Err(FrameError::Checksum);
+    }
+    scistream_proto::envelope::decode(body).map_err(|e| FrameError::Decode(e.to_string()))
+}
+
+/// A node's printable name: `s2uc#0`, `s2cs/PROD`, `s2ds/CONS`, `app#3`.
+pub fn node_name(p: Peer) -> String {
+    p.to_string()
+}
+
+/// A node's kind: `s2uc`, `s2cs`, `s2ds`, `app`.
+pub fn node_kind(p: Peer) -> &'static str {
+    match p {
+        Peer::Client(_) => "s2uc",
+        Peer::ControlServer(_) => "s2cs",
+        Peer::DataServer(_) => "s2ds",
+        Peer::App(_) => "app",
+    }
+}
+
+/// Whether `name` names a node or a kind in a cluster of this size.
+pub fn group_name_valid(name: &str, clients: u32, sessions: u32) -> bool {
+    matches!(name, "s2uc" | "s2cs" | "s2ds" | "app") || crate::world::node_by_name(name, clients, sessions).is_some()
+}
+
+fn in_group(p: Peer, group: &[String]) -> bool {
+    group.iter().any(|g| g == node_kind(p) || *g == node_name(p))
+}
+
+/// What happens to one sent message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Fate {
+    /// Dropped (loss or partition).
+    Lost(&'static str),
+    /// Delivered at these instants, corrupted where the flag is set.
+    Delivered(Vec<(Instant, bool)>),
+}
+
+/// The network of one run.
+#[derive(Debug)]
+pub struct Network {
+    semantics: Semantics,
+    lan: [u64; 2],
+    wan: [u64; 2],
+    heal_at: Instant,
+    rules: Vec<FaultRule>,
+    partitions: Vec<Partition>,
+    last: BTreeMap<(Peer, Peer), Instant>,
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+fn between(rng: &mut ChaCha8Rng, [lo, hi]: [u64; 2]) -> u64 {
+    if hi <= lo { lo } else { rng.random_range(lo..=hi) }
+}
+
+impl Network {
+    /// The network a scenario describes.
+    pub fn new(sc: &Scenario) -> Self {
+        Self {
+            semantics: sc.network,
+            lan: sc.lan_ms,
+            wan: sc.wan_ms,
+            heal_at: Instant::ZERO + ms(sc.heal_at_ms),
+            rules: sc.faults.clone(),
+            partitions: sc.partitions.clone(),
+            last: BTreeMap::new(),
+        }
+    }
+
+    /// Whether faults are still active.
+    pub fn healed(&self, now: Instant) -> bool {
+        now >= self.heal_at
+    }
+
+    /// Decides the fate of a message sent now from `from` to `to`.
+    pub fn send(&mut self, rng: &mut ChaCha8Rng, now: Instant, from: Peer, to: Peer, msg: &Msg) -> Fate {
+        let t = now.as_micros() / 1000;
+        let cut = self.partitions.iter().any(|p| {
+            t >= p.from_ms
+                && t < p.until_ms
+                && ((in_group(from, &p.a) && in_group(to, &p.b)) || (in_group(from, &p.b) && in_group(to, &p.a)))
+        });
+        if cut {
+            return Fate::Lost("partition");
+        }
+        let wan = matches!((from, to), (Peer::Client(_), _) | (_, Peer::Client(_)));
+        let latency = ms(between(rng, if wan { self.wan } else { self.lan }));
+        let heal_ms = self.heal_at.as_micros() / 1000;
+        let rule = self.rules.iter().find(|r| {
+            t >= r.from_ms
+                && t < r.until_ms.unwrap_or(heal_ms)
+                && (r.from == "any" || r.from == node_kind(from))
+                && (r.to == "any" || r.to == node_kind(to))
+                && r.msg.as_deref().is_none_or(|m| m == msg.name())
+        });
+        let mut extra = Duration::ZERO;
+        let (mut corrupt, mut copies, mut reordered) = (false, 1, false);
+        if let Some(r) = rule {
+            if rng.random_bool(r.loss) {
+                return Fate::Lost("loss");
+            }
+            corrupt = rng.random_bool(r.corrupt);
+            if rng.random_bool(r.duplicate) {
+                copies = 2;
+            }
+            if rng.random_bool(r.reorder) {
+                reordered = true;
+                extra += ms(rng.random_range(0..=r.reorder_ms));
+            }
+            extra += ms(between(rng, r.delay_ms));
+        }
+        if self.semantics == Semantics::Duplicating && !self.healed(now) && rng.random_bool(0.05) {
+            copies = 2;
+        }
+        let mut at = now + latency + extra;
+        if self.semantics == Semantics::Ordered && !reordered {
+            let last = self.last.entry((from, to)).or_insert(Instant::ZERO);
+            at = at.max(*last);
+            *last = at;
+        }
+        let mut out = vec![(at, corrupt)];
+        if copies == 2 {
+            let again = at + ms(between(rng, if wan { self.wan } else { self.lan }));
+            out.push((again, corrupt && rng.random_bool(0.5)));
+        }
+        Fate::Delivered(out)
+    }
+}
+
+/// Flips one to three bytes of `frame` (never a no-op).
+pub fn corrupt(rng: &mut ChaCha8Rng, frame: &mut [u8]) {
+    if frame.is_empty() {
+        return;
+    }
+    for _ in 0..rng.random_range(1..=3) {
+        let i = rng.random_range(0..frame.len());
+        frame[i] ^= rng.random_range(1..=255u8);
+    }
+}
+
+/// The facility a data or control server serves, for indexing.
+pub fn role_index(r: Role) -> usize {
+    match r {
+        Role::Prod => 0,
+        Role::Cons => 1,
+    }
+}

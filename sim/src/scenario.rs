@@ -1,0 +1,345 @@
+//! Scenarios: the cluster, the workload, and the fault rules of one kind of run, read from
+//! TOML (`sim/scenarios/*.toml`, built into the binary, or any file).
+
+use std::path::Path;
+
+use serde::Deserialize;
+
+/// A scenario as written in its file. Every duration is in virtual milliseconds.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Its name.
+    pub name: String,
+    /// One line on what it exercises.
+    pub description: String,
+    /// Stream sessions in the workload.
+    pub sessions: u32,
+    /// User clients (S2UC instances), each with its own identity.
+    #[serde(default = "one")]
+    pub clients: u32,
+    /// Range of num_conn per session (inclusive).
+    #[serde(default = "default_num_conn")]
+    pub num_conn: [u16; 2],
+    /// Ports each data server may hand out.
+    #[serde(default = "default_ports")]
+    pub ports: u16,
+    /// Network semantics.
+    #[serde(default)]
+    pub network: Semantics,
+    /// One-way latency, LAN links (S2CS↔S2DS, app↔S2CS): [min, max].
+    #[serde(default = "default_lan")]
+    pub lan_ms: [u64; 2],
+    /// One-way latency, WAN links (S2UC↔S2CS): [min, max].
+    #[serde(default = "default_wan")]
+    pub wan_ms: [u64; 2],
+    /// When every fault stops (partitions heal, rules end, crashed nodes are back).
+    #[serde(default = "default_heal")]
+    pub heal_at_ms: u64,
+    /// The workload.
+    #[serde(default)]
+    pub workload: Workload,
+    /// Protocol timing.
+    #[serde(default)]
+    pub timing: Timing,
+    /// Message fault rules; the first rule matching a message decides its fate.
+    #[serde(default, rename = "fault")]
+    pub faults: Vec<FaultRule>,
+    /// Partitions.
+    #[serde(default, rename = "partition")]
+    pub partitions: Vec<Partition>,
+    /// Crashes (each followed by a restart).
+    #[serde(default, rename = "crash")]
+    pub crashes: Vec<Crash>,
+    /// Reachability the runs must show at least once (see `Reach`).
+    #[serde(default)]
+    pub sometimes: Vec<String>,
+}
+
+/// How the network orders and repeats messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Semantics {
+    /// Each link delivers in send order.
+    Ordered,
+    /// Each message takes its own latency: links reorder.
+    #[default]
+    Unordered,
+    /// Unordered, and every message may be delivered twice.
+    Duplicating,
+}
+
+/// What the users and applications do.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Workload {
+    /// Sessions start uniformly in [0, start_window].
+    pub start_window_ms: u64,
+    /// Delay from session creation to the producer's controller saying Hello: [min, max].
+    pub hello_delay_ms: [u64; 2],
+    /// Probability that a session's producer never says Hello.
+    pub hello_never: f64,
+    /// Probability that a session is released at a random point of its setup.
+    pub release_during_setup: f64,
+    /// How long an established session streams before release: [min, max].
+    pub hold_ms: [u64; 2],
+    /// Sessions that reuse another session's uid from another client with other parameters.
+    pub duplicate_uids: u32,
+    /// Probability that a message from a client or app is followed by a forged copy.
+    pub forge: f64,
+}
+
+/// Timing given to the cores.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Timing {
+    /// First retransmission delay.
+    pub backoff_initial_ms: u64,
+    /// Longest retransmission delay.
+    pub backoff_max_ms: u64,
+    /// Control-server lease from REQ to established.
+    pub cs_lease_ms: u64,
+    /// Data-server lease from StartLstn to StartConn.
+    pub ds_lease_ms: u64,
+    /// How long finished sessions are remembered.
+    pub tombstone_ms: u64,
+    /// The client's setup deadline.
+    pub setup_deadline_ms: u64,
+    /// The producer controller's Hello deadline.
+    pub hello_deadline_ms: u64,
+}
+
+/// A message fault rule. Matching: sender and receiver kinds (`s2uc`, `s2cs`, `s2ds`, `app`,
+/// or `any`), optionally a message name (`REQ`, `Hello`, …), and a time window.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FaultRule {
+    /// Sender kind.
+    pub from: String,
+    /// Receiver kind.
+    pub to: String,
+    /// Message name, if the rule is about one kind of message.
+    pub msg: Option<String>,
+    /// Start of the window.
+    pub from_ms: u64,
+    /// End of the window (default: the scenario's heal time).
+    pub until_ms: Option<u64>,
+    /// Probability the message is lost.
+    pub loss: f64,
+    /// Probability its encoded bytes are corrupted.
+    pub corrupt: f64,
+    /// Probability it is delivered twice.
+    pub duplicate: f64,
+    /// Probability it is held back by up to `reorder_ms`, overtaking later messages.
+    pub reorder: f64,
+    /// Longest hold-back of a reordered message.
+    pub reorder_ms: u64,
+    /// Extra delay added to every matching message: [min, max].
+    pub delay_ms: [u64; 2],
+}
+
+/// A network partition between two groups of nodes (by name: `s2uc#0`, `s2cs/PROD`,
+/// `s2ds/CONS`, `app#3`, or a kind: `s2uc`, `s2cs`, `s2ds`, `app`).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Partition {
+    /// One side.
+    pub a: Vec<String>,
+    /// The other side.
+    pub b: Vec<String>,
+    /// Start.
+    pub from_ms: u64,
+    /// Heal.
+    pub until_ms: u64,
+}
+
+/// A crash of one node and its restart with its durable state only.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Crash {
+    /// Node name (`s2uc#0`, `s2cs/PROD`, `s2cs/CONS`, `s2ds/PROD`, `s2ds/CONS`).
+    pub node: String,
+    /// When it crashes.
+    pub at_ms: u64,
+    /// How long it stays down.
+    pub down_ms: u64,
+}
+
+fn one() -> u32 {
+    1
+}
+fn default_num_conn() -> [u16; 2] {
+    [1, 4]
+}
+fn default_ports() -> u16 {
+    200
+}
+fn default_lan() -> [u64; 2] {
+    [1, 3]
+}
+fn default_wan() -> [u64; 2] {
+    [10, 40]
+}
+fn default_heal() -> u64 {
+    60_000
+}
+
+impl Default for Workload {
+    fn default() -> Self {
+        Self {
+            start_window_ms: 5_000,
+            hello_delay_ms: [10, 2_000],
+            hello_never: 0.0,
+            release_during_setup: 0.0,
+            hold_ms: [1_000, 20_000],
+            duplicate_uids: 0,
+            forge: 0.02,
+        }
+    }
+}
+
+impl Default for Timing {
+    fn default() -> Self {
+        Self {
+            backoff_initial_ms: 200,
+            backoff_max_ms: 4_000,
+            cs_lease_ms: 30_000,
+            ds_lease_ms: 45_000,
+            tombstone_ms: 120_000,
+            setup_deadline_ms: 40_000,
+            hello_deadline_ms: 60_000,
+        }
+    }
+}
+
+impl Default for FaultRule {
+    fn default() -> Self {
+        Self {
+            from: "any".into(),
+            to: "any".into(),
+            msg: None,
+            from_ms: 0,
+            until_ms: None,
+            loss: 0.0,
+            corrupt: 0.0,
+            duplicate: 0.0,
+            reorder: 0.0,
+            reorder_ms: 200,
+            delay_ms: [0, 0],
+        }
+    }
+}
+
+/// Why a scenario could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    /// No built-in scenario or file by that name.
+    #[error("no scenario named {0:?} (see `sim list`) and no such file")]
+    Unknown(String),
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The TOML is malformed or has unknown fields.
+    #[error("{name}: {source}")]
+    Parse {
+        /// Scenario name or path.
+        name: String,
+        /// Why.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range or names an unknown node.
+    #[error("{name}: {what}")]
+    Invalid {
+        /// Scenario name.
+        name: String,
+        /// What is wrong.
+        what: String,
+    },
+}
+
+/// The shipped scenarios, built into the binary.
+pub const BUILTIN: &[(&str, &str)] = &[
+    ("happy", include_str!("../scenarios/happy.toml")),
+    ("lossy", include_str!("../scenarios/lossy.toml")),
+    ("corrupting", include_str!("../scenarios/corrupting.toml")),
+    ("dup-reorder", include_str!("../scenarios/dup-reorder.toml")),
+    ("crash-s2uc", include_str!("../scenarios/crash-s2uc.toml")),
+    ("crash-s2cs-prod", include_str!("../scenarios/crash-s2cs-prod.toml")),
+    ("crash-s2cs-cons", include_str!("../scenarios/crash-s2cs-cons.toml")),
+    ("crash-s2ds-prod", include_str!("../scenarios/crash-s2ds-prod.toml")),
+    ("crash-s2ds-cons", include_str!("../scenarios/crash-s2ds-cons.toml")),
+    ("crash-app", include_str!("../scenarios/crash-app.toml")),
+    ("partition-during-setup", include_str!("../scenarios/partition-during-setup.toml")),
+    ("100-sessions", include_str!("../scenarios/100-sessions.toml")),
+    ("release-during-setup", include_str!("../scenarios/release-during-setup.toml")),
+    ("hello-never", include_str!("../scenarios/hello-never.toml")),
+    ("port-exhaustion", include_str!("../scenarios/port-exhaustion.toml")),
+    ("duplicate-uid", include_str!("../scenarios/duplicate-uid.toml")),
+    ("headline", include_str!("../scenarios/headline.toml")),
+];
+
+impl Scenario {
+    /// A built-in scenario by name, or a scenario file by path.
+    pub fn load(name_or_file: &str) -> Result<Self, ScenarioError> {
+        if let Some((name, text)) = BUILTIN.iter().find(|(n, _)| *n == name_or_file) {
+            return Self::parse(name, text);
+        }
+        let path = Path::new(name_or_file);
+        if !path.exists() {
+            return Err(ScenarioError::Unknown(name_or_file.to_string()));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ScenarioError::Read { path: name_or_file.to_string(), source })?;
+        Self::parse(name_or_file, &text)
+    }
+
+    /// Parses and validates scenario text.
+    pub fn parse(name: &str, text: &str) -> Result<Self, ScenarioError> {
+        let s: Self =
+            toml::from_str(text).map_err(|e| ScenarioError::Parse { name: name.to_string(), source: Box::new(e) })?;
+        s.validate()?;
+        Ok(s)
+    }
+
+    fn validate(&self) -> Result<(), ScenarioError> {
+        let bad = |what: String| Err(ScenarioError::Invalid { name: self.name.clone(), what });
+        if self.sessions == 0 || self.clients == 0 {
+            return bad("sessions and clients must be at least 1".into());
+        }
+        if self.num_conn[0] == 0 || self.num_conn[0] > self.num_conn[1] {
+            return bad(format!("num_conn {:?} must be a range within 1..", self.num_conn));
+        }
+        if self.ports == 0 || u32::from(self.ports) > 60_000 {
+            return bad(format!("ports {} must be in 1..=60000", self.ports));
+        }
+        if self.workload.duplicate_uids > 0 && (self.clients < 2 || self.workload.duplicate_uids >= self.sessions) {
+            return bad("duplicate_uids needs at least 2 clients and fewer duplicates than sessions".into());
+        }
+        let probs = self.faults.iter().flat_map(|f| [f.loss, f.corrupt, f.duplicate, f.reorder]);
+        let probs = probs.chain([self.workload.hello_never, self.workload.release_during_setup, self.workload.forge]);
+        if probs.clone().any(|p| !(0.0..=1.0).contains(&p)) {
+            return bad("probabilities must be within 0..=1".into());
+        }
+        for c in &self.crashes {
+            if crate::world::node_by_name(&c.node, self.clients, self.sessions).is_none() {
+                return bad(format!("crash names unknown node {:?}", c.node));
+            }
+        }
+        for n in self.partitions.iter().flat_map(|p| p.a.iter().chain(&p.b)) {
+            if !crate::net::group_name_valid(n, self.clients, self.sessions) {
+                return bad(format!("partition names unknown node or kind {n:?}"));
+            }
+        }
+        for r in &self.sometimes {
+            if crate::check::Reach::from_name(r).is_none() {
+                return bad(format!("unknown reachability {r:?}; known: {}", crate::check::Reach::names()));
+            }
+        }
+        Ok(())
+    }
+}

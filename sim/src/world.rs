@@ -1,0 +1,518 @@
+//! One simulated run: the cores of both facilities, the clients and the applications, a
+//! seeded network, virtual time, and the property checks.
+//!
+//! Every source of nondeterminism is the run's `ChaCha8Rng`, seeded from the seed alone; all
+//! collections iterate in key order. The same scenario and seed give the same trace.
+
+mod exec;
+mod observe;
+pub mod plan;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use scistream_fsm::retry::Backoff;
+use scistream_fsm::{
+    Effect, Instant, Msg, Peer, Principal, Role, TimerKey, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc,
+};
+
+use crate::check::{Prop, Reach, Violation};
+use crate::net::{self, Fate, Network};
+use crate::scenario::Scenario;
+use plan::Plan;
+
+/// A deliberately broken protocol variant to run (the simulator's self-test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Defect {
+    /// The correct protocol.
+    #[default]
+    None,
+    /// Clients never retransmit.
+    NoRetransmit,
+    /// Data servers start bridges before UpdateTargets.
+    BridgeBeforeCredentials,
+    /// Data servers keep ports bound after release.
+    LeakPortsOnRelease,
+}
+
+impl Defect {
+    /// Every variant with its CLI name.
+    pub const NAMED: [(&'static str, Self); 4] = [
+        ("none", Self::None),
+        ("no-retransmit", Self::NoRetransmit),
+        ("bridge-before-credentials", Self::BridgeBeforeCredentials),
+        ("leak-ports", Self::LeakPortsOnRelease),
+    ];
+}
+
+/// How to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Options {
+    /// The seed: the whole run follows from it.
+    pub seed: u64,
+    /// Record the event trace.
+    pub trace: bool,
+    /// Run a broken variant.
+    pub defect: Defect,
+}
+
+/// What a run found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Broken properties.
+    pub violations: Vec<Violation>,
+    /// Reachability marks hit.
+    pub reached: BTreeSet<Reach>,
+    /// Events processed.
+    pub events: u64,
+    /// Sessions established.
+    pub established: u32,
+    /// The trace, when asked for.
+    pub trace: Vec<String>,
+}
+
+/// Something scheduled on the virtual clock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Event {
+    Deliver { from: Peer, to: Peer, frame: Vec<u8> },
+    Timer { node: Peer, key: TimerKey, generation: u64 },
+    Start(usize),
+    Hello(usize),
+    Release(usize),
+    SettleCheck,
+    ReleaseAll,
+    BridgesUp(Role, Uid),
+    ConsListeners(usize, Vec<scistream_fsm::Addr>),
+    ConsResult(usize, bool),
+    Crash(Peer, u64),
+    Restart(Peer),
+}
+
+/// Where a session was last seen, to check that terminal states are final and leases bounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seen {
+    state: &'static str,
+    terminal: bool,
+    since: Instant,
+}
+
+/// The node a name designates: `s2uc#N`, `s2cs/PROD`, `s2cs/CONS`, `s2ds/PROD`, `s2ds/CONS`,
+/// `app#N`.
+pub fn node_by_name(name: &str, clients: u32, sessions: u32) -> Option<Peer> {
+    let role = |r: &str| match r {
+        "PROD" => Some(Role::Prod),
+        "CONS" => Some(Role::Cons),
+        _ => None,
+    };
+    if let Some(n) = name.strip_prefix("s2uc#") {
+        return n.parse().ok().filter(|n| *n < clients).map(Peer::Client);
+    }
+    if let Some(n) = name.strip_prefix("app#") {
+        return n.parse().ok().filter(|n| *n < sessions).map(Peer::App);
+    }
+    if let Some(r) = name.strip_prefix("s2cs/") {
+        return role(r).map(Peer::ControlServer);
+    }
+    name.strip_prefix("s2ds/").and_then(role).map(Peer::DataServer)
+}
+
+fn ms(v: u64) -> Duration {
+    Duration::from_millis(v)
+}
+
+/// A simulated cluster during one run.
+pub struct World<'a> {
+    sc: &'a Scenario,
+    opts: Options,
+    rng: ChaCha8Rng,
+    now: Instant,
+    queue: BTreeMap<(Instant, u64), Event>,
+    seq: u64,
+    net: Network,
+    clients: Vec<Option<s2uc::S2uc>>,
+    cs: [Option<s2cs::S2cs>; 2],
+    ds: [Option<s2ds::S2ds>; 2],
+    apps: Vec<Option<prod_app::ProdApp>>,
+    cons: Vec<cons_app::ConsApp>,
+    journals: Vec<BTreeSet<Uid>>,
+    epochs: [u64; 2],
+    incs: [u64; 2],
+    timers: BTreeMap<(Peer, TimerKey), u64>,
+    generation: u64,
+    os: [BTreeMap<u16, Uid>; 2],
+    plans: Vec<Plan>,
+    by_uid: BTreeMap<Uid, Vec<usize>>,
+    seen: BTreeMap<Peer, BTreeMap<Uid, Seen>>,
+    release_all_at: Instant,
+    end_at: Instant,
+    violations: Vec<Violation>,
+    reached: BTreeSet<Reach>,
+    established: u32,
+    trace: Option<Vec<String>>,
+    events: u64,
+    scratch: Vec<Effect>,
+}
+
+/// Runs one seed of a scenario.
+pub fn run(sc: &Scenario, opts: Options) -> Outcome {
+    let mut w = World::new(sc, opts);
+    w.boot();
+    let max_events = 100_000 + 60_000 * u64::from(sc.sessions);
+    while let Some(((at, _), ev)) = w.queue.pop_first() {
+        if at > w.end_at {
+            break;
+        }
+        w.now = at;
+        w.events += 1;
+        if w.events > max_events {
+            w.violate(Prop::BoundedDrive, format!("more than {max_events} events: livelock"));
+            break;
+        }
+        w.dispatch(ev);
+    }
+    w.now = w.now.max(w.end_at);
+    w.final_checks();
+    Outcome {
+        violations: w.violations,
+        reached: w.reached,
+        events: w.events,
+        established: w.established,
+        trace: w.trace.unwrap_or_default(),
+    }
+}
+
+impl<'a> World<'a> {
+    fn new(sc: &'a Scenario, opts: Options) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+        let plans = plan::draw(sc, &mut rng);
+        let mut by_uid: BTreeMap<Uid, Vec<usize>> = BTreeMap::new();
+        for (i, p) in plans.iter().enumerate() {
+            by_uid.entry(p.uid).or_default().push(i);
+        }
+        let settle = sc.timing.setup_deadline_ms.max(sc.timing.cs_lease_ms).max(sc.timing.hello_deadline_ms) + 20_000;
+        let last_fault = sc.crashes.iter().map(|c| c.at_ms + c.down_ms).max().unwrap_or(0);
+        let release_all_at =
+            Instant::ZERO + ms(sc.heal_at_ms.max(sc.workload.start_window_ms).max(last_fault) + settle);
+        let n = sc.sessions as usize;
+        let mut w = Self {
+            sc,
+            opts,
+            rng,
+            now: Instant::ZERO,
+            queue: BTreeMap::new(),
+            seq: 0,
+            net: Network::new(sc),
+            clients: (0..sc.clients).map(|c| Some(s2uc::S2uc::new(client_cfg(sc, c, opts.defect)))).collect(),
+            cs: [Some(s2cs::S2cs::new(cs_cfg(sc, Role::Prod), 1)), Some(s2cs::S2cs::new(cs_cfg(sc, Role::Cons), 1))],
+            ds: [
+                Some(s2ds::S2ds::new(ds_cfg(sc, Role::Prod, opts.defect), 1)),
+                Some(s2ds::S2ds::new(ds_cfg(sc, Role::Cons, opts.defect), 1)),
+            ],
+            apps: vec![None; n],
+            cons: plans.iter().map(|p| cons_app::ConsApp::new(p.uid)).collect(),
+            journals: vec![BTreeSet::new(); sc.clients as usize],
+            epochs: [1, 1],
+            incs: [1, 1],
+            timers: BTreeMap::new(),
+            generation: 0,
+            os: [BTreeMap::new(), BTreeMap::new()],
+            plans,
+            by_uid,
+            seen: BTreeMap::new(),
+            release_all_at,
+            end_at: release_all_at + ms(90_000),
+            violations: Vec::new(),
+            reached: BTreeSet::new(),
+            established: 0,
+            trace: opts.trace.then(Vec::new),
+            events: 0,
+            scratch: Vec::new(),
+        };
+        w.note(|| format!("seed {} scenario {} sessions {}", opts.seed, sc.name, sc.sessions));
+        w
+    }
+
+    fn boot(&mut self) {
+        for r in Role::ALL {
+            self.step_ds(r, s2ds::Input::Boot);
+            self.step_cs(r, Peer::ControlServer(r), s2cs::Input::Boot);
+        }
+        for i in 0..self.plans.len() {
+            let at = Instant::ZERO + ms(self.plans[i].start_ms);
+            self.schedule(at, Event::Start(i));
+            if let Some(t) = self.plans[i].release_early_ms {
+                self.schedule(Instant::ZERO + ms(t), Event::Release(i));
+            }
+        }
+        for c in self.sc.crashes.clone() {
+            let node = node_by_name(&c.node, self.sc.clients, self.sc.sessions).expect("validated");
+            self.schedule(Instant::ZERO + ms(c.at_ms), Event::Crash(node, c.down_ms));
+        }
+        self.schedule(self.release_all_at, Event::SettleCheck);
+        self.schedule(self.release_all_at, Event::ReleaseAll);
+    }
+
+    fn schedule(&mut self, at: Instant, ev: Event) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), ev);
+    }
+
+    fn note(&mut self, line: impl FnOnce() -> String) {
+        if let Some(t) = &mut self.trace {
+            t.push(format!("{:>14} {}", self.now.to_string(), line()));
+        }
+    }
+
+    fn violate(&mut self, prop: Prop, detail: String) {
+        self.note(|| format!("VIOLATION {prop}: {detail}"));
+        self.violations.push(Violation { prop, at: self.now, detail });
+    }
+
+    fn dispatch(&mut self, ev: Event) {
+        match ev {
+            Event::Deliver { from, to, frame } => self.deliver(from, to, &frame),
+            Event::Timer { node, key, generation } => {
+                if self.timers.get(&(node, key)) != Some(&generation) {
+                    return;
+                }
+                self.timers.remove(&(node, key));
+                self.note(|| format!("{node} timer {:?} {}", key.kind, key.uid.map(short).unwrap_or_default()));
+                match node {
+                    Peer::Client(n) => self.step_client(n, s2uc::Input::Timer(key)),
+                    Peer::ControlServer(r) => self.step_cs(r, node, s2cs::Input::Timer(key)),
+                    Peer::DataServer(r) => self.step_ds(r, s2ds::Input::Timer(key)),
+                    Peer::App(i) => self.step_app(i, prod_app::Input::Timer(key)),
+                }
+            }
+            Event::Start(i) => {
+                let p = self.plans[i].clone();
+                if self.clients[p.client as usize].is_none() {
+                    // The user's client is down: the user tries again a little later.
+                    self.schedule(self.now + ms(500), Event::Start(i));
+                    return;
+                }
+                self.note(|| format!("s2uc#{} start {} num_conn {}", p.client, short(p.uid), p.num_conn));
+                let input =
+                    s2uc::Input::Start { uid: p.uid, num_conn: p.num_conn, rate: p.rate, key: p.key, creds: p.creds };
+                self.step_client(p.client, input);
+            }
+            Event::Hello(i) => {
+                let p = &self.plans[i];
+                let input = prod_app::Input::Start { uid: p.uid, key: p.key, prod_listeners: p.prod_listeners.clone() };
+                self.apps[i] = Some(prod_app::ProdApp::new(app_cfg(self.sc)));
+                self.note(|| format!("app#{i} starts"));
+                self.step_app(i as u32, input);
+            }
+            Event::Release(i) => self.release(i),
+            Event::SettleCheck => self.settle_check(),
+            Event::ReleaseAll => {
+                for i in 0..self.plans.len() {
+                    self.release(i);
+                }
+            }
+            Event::BridgesUp(r, uid) => self.step_ds(r, s2ds::Input::BridgesUp(uid)),
+            Event::ConsListeners(i, listeners) => self.step_cons(i, cons_app::Input::Listeners(listeners)),
+            Event::ConsResult(i, ok) => {
+                let input = if ok { cons_app::Input::Connected } else { cons_app::Input::ConnectFailed };
+                self.step_cons(i, input);
+            }
+            Event::Crash(node, down_ms) => self.crash(node, down_ms),
+            Event::Restart(node) => self.restart(node),
+        }
+    }
+
+    fn release(&mut self, i: usize) {
+        let p = &self.plans[i];
+        let (client, uid) = (p.client, p.uid);
+        let Some(c) = &self.clients[client as usize] else { return };
+        if c.session(&uid).is_some_and(|s| !s.state().is_terminal()) {
+            self.note(|| format!("s2uc#{client} release {}", short(uid)));
+            self.step_client(client, s2uc::Input::Release(uid));
+        }
+    }
+
+    fn deliver(&mut self, from: Peer, to: Peer, frame: &[u8]) {
+        let msg = match net::unframe(frame) {
+            Ok(m) => m,
+            Err(e) => {
+                self.reached.insert(Reach::CorruptionDetected);
+                self.note(|| format!("{to} drops frame from {from}: {e}"));
+                return;
+            }
+        };
+        self.note(|| format!("{to} <- {from} {}", describe(&msg)));
+        match to {
+            Peer::Client(n) => self.step_client(n, s2uc::Input::Msg { from, msg }),
+            Peer::ControlServer(r) => {
+                let forge = matches!(from, Peer::Client(_) | Peer::App(_))
+                    && self.sc.workload.forge > 0.0
+                    && self.rng.random_bool(self.sc.workload.forge);
+                let forged = forge.then(|| self.forge(&msg)).flatten();
+                let caller = principal_of(&msg);
+                self.step_cs(r, to, s2cs::Input::Msg { from, caller, msg });
+                if let Some(f) = forged {
+                    self.deliver_forged(r, from, f);
+                }
+            }
+            Peer::DataServer(r) => self.step_ds(r, s2ds::Input::Msg { from, msg }),
+            Peer::App(i) => self.step_app(i, prod_app::Input::Msg { from, msg }),
+        }
+    }
+
+    /// Sends through the network, applying its semantics and faults.
+    fn send(&mut self, from: Peer, to: Peer, msg: &Msg) {
+        let alive = match to {
+            Peer::Client(n) => (n as usize) < self.clients.len(),
+            Peer::App(i) => (i as usize) < self.apps.len(),
+            _ => true,
+        };
+        if !alive {
+            return; // answers to a forger go to the forger, who is not simulated
+        }
+        match self.net.send(&mut self.rng, self.now, from, to, msg) {
+            Fate::Lost(why) => self.note(|| format!("{from} -> {to} {} LOST ({why})", msg.name())),
+            Fate::Delivered(copies) => {
+                let frame = net::frame(msg);
+                for (at, corrupt) in copies {
+                    let mut f = frame.clone();
+                    if corrupt {
+                        net::corrupt(&mut self.rng, &mut f);
+                    }
+                    self.schedule(at, Event::Deliver { from, to, frame: f });
+                }
+            }
+        }
+    }
+
+    fn crash(&mut self, node: Peer, down_ms: u64) {
+        self.note(|| format!("{node} CRASHES for {down_ms} ms"));
+        self.timers.retain(|(n, _), _| *n != node);
+        self.seen.remove(&node);
+        match node {
+            Peer::Client(n) => {
+                if let Some(c) = self.clients[n as usize].take() {
+                    self.journals[n as usize] = c.journal();
+                }
+            }
+            Peer::ControlServer(r) => self.cs[net::role_index(r)] = None,
+            Peer::DataServer(r) => {
+                let i = net::role_index(r);
+                self.ds[i] = None;
+                // The process's listeners and connections die with it.
+                let uids: BTreeSet<Uid> = std::mem::take(&mut self.os[i]).into_values().collect();
+                for uid in uids {
+                    self.close_streams(uid);
+                }
+            }
+            Peer::App(i) => self.apps[i as usize] = None,
+        }
+        self.schedule(self.now + ms(down_ms), Event::Restart(node));
+    }
+
+    fn restart(&mut self, node: Peer) {
+        self.note(|| format!("{node} RESTARTS"));
+        self.reached.insert(Reach::Recovered);
+        match node {
+            Peer::Client(n) => {
+                let cfg = client_cfg(self.sc, n, self.opts.defect);
+                self.clients[n as usize] = Some(s2uc::S2uc::recover(cfg, &self.journals[n as usize]));
+                self.step_client(n, s2uc::Input::Recover);
+            }
+            Peer::ControlServer(r) => {
+                let i = net::role_index(r);
+                self.epochs[i] += 1;
+                self.cs[i] = Some(s2cs::S2cs::new(cs_cfg(self.sc, r), self.epochs[i]));
+                self.step_cs(r, node, s2cs::Input::Boot);
+            }
+            Peer::DataServer(r) => {
+                let i = net::role_index(r);
+                self.incs[i] += 1;
+                self.ds[i] = Some(s2ds::S2ds::new(ds_cfg(self.sc, r, self.opts.defect), self.incs[i]));
+                self.step_ds(r, s2ds::Input::Boot);
+            }
+            Peer::App(i) => {
+                // The operator relaunches the controller if it had been launched.
+                let launched = self.plans[i as usize].hello_after_ms.is_some();
+                if launched {
+                    self.schedule(self.now, Event::Hello(i as usize));
+                }
+            }
+        }
+    }
+}
+
+fn client_cfg(sc: &Scenario, n: u32, defect: Defect) -> s2uc::Config {
+    s2uc::Config {
+        token: Token(format!("tok-user{n}")),
+        backoff: backoff(sc),
+        setup_deadline: ms(sc.timing.setup_deadline_ms),
+        defect: if defect == Defect::NoRetransmit { s2uc::Defect::NoRetransmit } else { s2uc::Defect::None },
+    }
+}
+
+fn cs_cfg(sc: &Scenario, r: Role) -> s2cs::Config {
+    s2cs::Config {
+        facility: r,
+        advertise_host: format!("gw-{}", r.as_wire().to_lowercase()),
+        max_num_conn: 64,
+        lease: ms(sc.timing.cs_lease_ms),
+        tombstone: ms(sc.timing.tombstone_ms),
+        backoff: backoff(sc),
+        allow_keyless_hello: false,
+    }
+}
+
+fn ds_cfg(sc: &Scenario, r: Role, defect: Defect) -> s2ds::Config {
+    s2ds::Config {
+        facility: r,
+        ports: 5100..=5100 + (sc.ports - 1),
+        lease: ms(sc.timing.ds_lease_ms),
+        tombstone: ms(sc.timing.tombstone_ms),
+        backoff: backoff(sc),
+        defect: match defect {
+            Defect::BridgeBeforeCredentials => s2ds::Defect::BridgeBeforeCredentials,
+            Defect::LeakPortsOnRelease => s2ds::Defect::LeakPortsOnRelease,
+            _ => s2ds::Defect::None,
+        },
+    }
+}
+
+fn app_cfg(sc: &Scenario) -> prod_app::Config {
+    prod_app::Config { backoff: backoff(sc), deadline: ms(sc.timing.hello_deadline_ms) }
+}
+
+fn backoff(sc: &Scenario) -> Backoff {
+    Backoff { initial: ms(sc.timing.backoff_initial_ms), max: ms(sc.timing.backoff_max_ms) }
+}
+
+/// The simulated token introspection: `tok-userN` is user N, `tok-mallory` is a valid
+/// identity that owns nothing, anything else is invalid.
+fn principal_of(msg: &Msg) -> Option<Principal> {
+    let token = match msg {
+        Msg::Req { token, .. }
+        | Msg::ReqListeners { token, .. }
+        | Msg::Update { token, .. }
+        | Msg::Rel { token, .. } => token,
+        _ => return None,
+    };
+    let name = token.0.strip_prefix("tok-")?;
+    (name == "mallory" || name.strip_prefix("user").is_some_and(|n| n.parse::<u32>().is_ok()))
+        .then(|| Principal(name.to_string()))
+}
+
+fn short(uid: Uid) -> String {
+    uid.to_string()[..8].to_string()
+}
+
+fn describe(msg: &Msg) -> String {
+    match msg {
+        Msg::Error { uid, seq, code } => format!("ERROR {} seq {seq} ({code})", short(*uid)),
+        Msg::Lstn { uid, ports, .. } => format!("Lstn {} ports {ports:?}", short(*uid)),
+        Msg::Attach { epoch } => format!("Attach epoch {epoch}"),
+        Msg::AttachAck { epoch, inc } => format!("AttachAck epoch {epoch} inc {inc}"),
+        Msg::DsBoot { inc } => format!("DsBoot inc {inc}"),
+        m => format!("{} {}", m.name(), m.uid().map(short).unwrap_or_default()),
+    }
+}

@@ -1,0 +1,262 @@
+//! Stepping the cores and carrying out their effects.
+
+use rand::Rng;
+use scistream_fsm::{Effect, Msg, Notice, Peer, Role, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc};
+
+use super::{Event, World, ms, short};
+use crate::check::{Prop, Reach};
+use crate::net;
+
+impl World<'_> {
+    pub(super) fn step_client(&mut self, n: u32, input: s2uc::Input) {
+        let Some(core) = self.clients[n as usize].as_mut() else { return };
+        let uid = match &input {
+            s2uc::Input::Start { uid, .. } | s2uc::Input::Release(uid) => Some(*uid),
+            s2uc::Input::Msg { msg, .. } => msg.uid(),
+            s2uc::Input::Timer(key) => key.uid,
+            s2uc::Input::Recover => None,
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        let res = core.handle(self.now, input, &mut out);
+        self.finish(Peer::Client(n), uid, res, out);
+    }
+
+    pub(super) fn step_cs(&mut self, r: Role, node: Peer, input: s2cs::Input) {
+        let Some(core) = self.cs[net::role_index(r)].as_mut() else { return };
+        let uid = match &input {
+            s2cs::Input::Msg { msg, .. } => msg.uid(),
+            s2cs::Input::Timer(key) => key.uid,
+            s2cs::Input::Boot => None,
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        let res = core.handle(self.now, input, &mut out);
+        self.finish(node, uid, res, out);
+    }
+
+    pub(super) fn step_ds(&mut self, r: Role, input: s2ds::Input) {
+        let Some(core) = self.ds[net::role_index(r)].as_mut() else { return };
+        let uid = match &input {
+            s2ds::Input::Msg { msg, .. } => msg.uid(),
+            s2ds::Input::Timer(key) => key.uid,
+            s2ds::Input::BridgesUp(uid) | s2ds::Input::BridgesFailed(uid) => Some(*uid),
+            s2ds::Input::Boot => None,
+        };
+        let mut out = std::mem::take(&mut self.scratch);
+        let res = core.handle(self.now, input, &mut out);
+        self.finish(Peer::DataServer(r), uid, res, out);
+    }
+
+    pub(super) fn step_app(&mut self, i: u32, input: prod_app::Input) {
+        let Some(core) = self.apps[i as usize].as_mut() else { return };
+        let mut out = std::mem::take(&mut self.scratch);
+        let res = core.handle(self.now, input, &mut out);
+        self.finish(Peer::App(i), None, res, out);
+    }
+
+    pub(super) fn step_cons(&mut self, i: usize, input: cons_app::Input) {
+        let mut out = std::mem::take(&mut self.scratch);
+        let res = self.cons[i].handle(input, &mut out);
+        if let Err(e) = &res {
+            self.note(|| format!("cons#{i} refuses: {e}"));
+        }
+        for eff in out.drain(..) {
+            match eff {
+                Effect::Connect { uid, listeners } => {
+                    let ok = self.path_open(uid, &listeners);
+                    self.note(|| format!("cons#{i} connects to {} listeners: {}", listeners.len(), ok));
+                    self.schedule(self.now + ms(1), Event::ConsResult(i, ok));
+                }
+                Effect::Notify(Notice::Streaming { .. }) => {
+                    self.reached.insert(Reach::Streamed);
+                }
+                _ => {}
+            }
+        }
+        self.scratch = out;
+    }
+
+    /// Carries out a step's effects, then checks the sessions the step may have changed: the
+    /// input's session, or all of the node's sessions after an input without one.
+    fn finish(
+        &mut self,
+        node: Peer,
+        uid: Option<Uid>,
+        res: Result<(), scistream_fsm::ProtocolError>,
+        mut out: Vec<Effect>,
+    ) {
+        if let Err(e) = &res {
+            self.note(|| format!("{node} refuses: {e}"));
+        }
+        for eff in out.drain(..) {
+            self.execute(node, eff);
+        }
+        self.scratch = out;
+        self.observe(node, uid);
+    }
+
+    fn execute(&mut self, node: Peer, eff: Effect) {
+        match eff {
+            Effect::Send { to, msg } => self.send(node, to, &msg),
+            Effect::SetTimer { key, at } => {
+                self.generation += 1;
+                let generation = self.generation;
+                self.timers.insert((node, key), generation);
+                self.schedule(at, Event::Timer { node, key, generation });
+            }
+            Effect::CancelTimer { key } => {
+                self.timers.remove(&(node, key));
+            }
+            Effect::Listen { uid, ports } => self.listen(node, uid, &ports),
+            Effect::Unlisten { uid, ports } => {
+                let Peer::DataServer(r) = node else { return };
+                let table = &mut self.os[net::role_index(r)];
+                for p in &ports {
+                    if table.get(p) == Some(&uid) {
+                        table.remove(p);
+                    }
+                }
+                self.note(|| format!("{node} unlistens {} ports {ports:?}", short(uid)));
+                self.close_streams(uid);
+            }
+            Effect::StartBridges { uid, targets, creds, .. } => {
+                let Peer::DataServer(r) = node else { return };
+                let minted = self.by_uid.get(&uid).is_some_and(|ix| ix.iter().any(|i| self.plans[*i].creds == creds));
+                if !minted || targets.is_empty() {
+                    self.violate(
+                        Prop::BridgeNeedsCredentials,
+                        format!("{node} starts bridges of {uid} without the session's credentials from UpdateTargets"),
+                    );
+                }
+                self.schedule(self.now + ms(1), Event::BridgesUp(r, uid));
+            }
+            Effect::Connect { .. } => {}
+            Effect::Notify(n) => self.notice(node, n),
+        }
+    }
+
+    fn listen(&mut self, node: Peer, uid: Uid, ports: &[u16]) {
+        let Peer::DataServer(r) = node else { return };
+        let i = net::role_index(r);
+        for p in ports {
+            if let Some(other) = self.os[i].get(p)
+                && *other != uid
+            {
+                let other = *other;
+                self.violate(Prop::PortsExclusive, format!("{node} port {p} bound for {uid} while {other} holds it"));
+            }
+            self.os[i].insert(*p, uid);
+        }
+        self.note(|| format!("{node} listens {} ports {ports:?}", short(uid)));
+    }
+
+    fn notice(&mut self, node: Peer, n: Notice) {
+        self.note(|| format!("{node} notice {n:?}"));
+        let Peer::Client(c) = node else { return };
+        let plan =
+            |w: &Self, uid: Uid| w.by_uid.get(&uid).and_then(|ix| ix.iter().copied().find(|i| w.plans[*i].client == c));
+        match n {
+            Notice::Created { uid, .. } => {
+                if let Some(i) = plan(self, uid)
+                    && let Some(after) = self.plans[i].hello_after_ms
+                {
+                    self.schedule(self.now + ms(after), Event::Hello(i));
+                }
+            }
+            Notice::Established { uid, cons_listeners, .. } => {
+                self.established += 1;
+                self.reached.insert(Reach::Established);
+                if let Some(i) = plan(self, uid) {
+                    if self.plans[i].release_early_ms.is_none() {
+                        self.schedule(self.now + ms(self.plans[i].hold_ms), Event::Release(i));
+                    }
+                    self.schedule(self.now + ms(1), Event::ConsListeners(i, cons_listeners));
+                }
+            }
+            Notice::Released { .. } => {
+                self.reached.insert(Reach::Released);
+            }
+            Notice::Failed { code, .. } => {
+                use scistream_fsm::ErrorCode as E;
+                let mark = match code {
+                    E::DeadlineExceeded => Some(Reach::FailedDeadline),
+                    E::ResourceExhausted => Some(Reach::FailedExhausted),
+                    E::AlreadyExists => Some(Reach::FailedConflict),
+                    E::Aborted => Some(Reach::FailedAborted),
+                    _ => None,
+                };
+                self.reached.extend(mark);
+            }
+            Notice::Ready { .. } | Notice::Streaming { .. } => {}
+        }
+    }
+
+    /// Whether a consumer reaches the producer through both gateways right now.
+    fn path_open(&self, uid: Uid, listeners: &[scistream_fsm::Addr]) -> bool {
+        let bridging = |i: usize| {
+            self.ds[i].as_ref().and_then(|d| d.sessions().get(&uid)).is_some_and(|s| s.state() == s2ds::State::Bridging)
+        };
+        let bound = listeners.iter().all(|a| self.os[1].get(&a.port) == Some(&uid));
+        bound && bridging(0) && bridging(1)
+    }
+
+    /// The consumers streaming through `uid`'s ports lose their channels.
+    pub(super) fn close_streams(&mut self, uid: Uid) {
+        let Some(ix) = self.by_uid.get(&uid).cloned() else { return };
+        for i in ix {
+            if matches!(self.cons[i].state(), cons_app::State::Streaming | cons_app::State::Connecting) {
+                self.step_cons(i, cons_app::Input::Closed);
+            }
+        }
+    }
+
+    /// A forged copy of a client's or app's message: another identity's token, an invalid
+    /// token, or a wrong app key. `None` when the receiver does not know the session (a forger
+    /// guessing a uid first would merely own a session of its own).
+    pub(super) fn forge(&mut self, msg: &Msg) -> Option<Msg> {
+        let uid = msg.uid()?;
+        let known = self.cs.iter().flatten().any(|c| c.session(&uid).is_some());
+        if !known {
+            return None;
+        }
+        let token = Token(if self.rng.random_bool(0.5) { "tok-mallory".into() } else { "tok-bogus".into() });
+        let mut f = msg.clone();
+        match &mut f {
+            Msg::Req { token: t, .. }
+            | Msg::ReqListeners { token: t, .. }
+            | Msg::Update { token: t, .. }
+            | Msg::Rel { token: t, .. } => *t = token,
+            Msg::Hello { key, .. } => {
+                let mut wrong = scistream_fsm::AppKey(self.rng.random());
+                if wrong.ct_eq(key) {
+                    wrong.0[0] ^= 1;
+                }
+                *key = wrong;
+            }
+            _ => return None,
+        }
+        Some(f)
+    }
+
+    pub(super) fn deliver_forged(&mut self, r: Role, from: Peer, msg: Msg) {
+        let i = net::role_index(r);
+        let Some(uid) = msg.uid() else { return };
+        let Some(core) = self.cs[i].as_ref() else { return };
+        let before = (core.session(&uid).cloned(), core.state());
+        let forger = match from {
+            Peer::App(_) => Peer::App(u32::MAX),
+            _ => Peer::Client(u32::MAX),
+        };
+        self.note(|| format!("{} <- FORGED {} {}", Peer::ControlServer(r), msg.name(), short(uid)));
+        let caller = super::principal_of(&msg);
+        self.step_cs(r, Peer::ControlServer(r), s2cs::Input::Msg { from: forger, caller, msg });
+        let Some(core) = self.cs[i].as_ref() else { return };
+        if (core.session(&uid).cloned(), core.state()) == before {
+            self.reached.insert(Reach::ForgeryRefused);
+        } else {
+            self.violate(
+                Prop::ForgeryChangesNothing,
+                format!("a forged message changed session {uid} at {}", Peer::ControlServer(r)),
+            );
+        }
+    }
+}

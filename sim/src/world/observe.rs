@@ -1,0 +1,241 @@
+//! The property checks: after every step of a node (always-properties), at the settle point
+//! and at the end of the run (eventually-properties).
+
+use std::time::Duration;
+
+use scistream_fsm::alphabet::Alphabet;
+use scistream_fsm::{Peer, Role, Uid, s2ds, s2uc, session};
+
+use super::{Seen, World, ms};
+use crate::check::Prop;
+use crate::net;
+
+/// What a node's session looks like to the checks.
+struct Look {
+    state: &'static str,
+    terminal: bool,
+    /// Holding a reservation that its lease must bound (not yet established).
+    leased: bool,
+    established: bool,
+}
+
+impl World<'_> {
+    /// Checks `node`'s session `only` (or all its sessions when `None`) against what was seen
+    /// before: terminal states stay put, reservations stay within their lease, a newly
+    /// established session's map agrees across facilities, a newly finished one's ports are free.
+    pub(super) fn observe(&mut self, node: Peer, only: Option<Uid>) {
+        let mut looks: Vec<(Uid, Option<Look>)> = Vec::new();
+        match node {
+            Peer::ControlServer(r) => {
+                let Some(c) = &self.cs[net::role_index(r)] else { return };
+                match only {
+                    Some(uid) => looks.push((uid, c.session(&uid).map(look_cs))),
+                    None => looks.extend(c.sessions().iter().map(|(u, s)| (*u, Some(look_cs(s))))),
+                }
+            }
+            Peer::DataServer(r) => {
+                let Some(d) = &self.ds[net::role_index(r)] else { return };
+                match only {
+                    Some(uid) => looks.push((uid, d.sessions().get(&uid).map(|s| look_ds(s.state())))),
+                    None => looks.extend(d.sessions().iter().map(|(u, s)| (*u, Some(look_ds(s.state()))))),
+                }
+            }
+            Peer::Client(n) => {
+                let Some(c) = &self.clients[n as usize] else { return };
+                match only {
+                    Some(uid) => looks.push((uid, c.session(&uid).map(|s| look_uc(s.state())))),
+                    None => looks.extend(c.sessions().iter().map(|(u, s)| (*u, Some(look_uc(s.state()))))),
+                }
+            }
+            Peer::App(_) => return,
+        }
+        let lease = match node {
+            Peer::ControlServer(_) => ms(self.sc.timing.cs_lease_ms),
+            _ => ms(self.sc.timing.ds_lease_ms),
+        };
+        let mut seen = self.seen.remove(&node).unwrap_or_default();
+        if only.is_none() {
+            // Sessions the node no longer holds (forgotten tombstones, or dropped on re-attach).
+            seen.retain(|uid, _| looks.binary_search_by_key(uid, |(u, _)| *u).is_ok());
+        }
+        for (uid, look) in looks {
+            let Some(look) = look else {
+                seen.remove(&uid);
+                continue;
+            };
+            let prev = seen.get(&uid).copied();
+            if let Some(p) = prev
+                && p.terminal
+                && p.state != look.state
+            {
+                self.violate(
+                    Prop::TerminalIsFinal,
+                    format!("{node} session {uid} left {} for {}", p.state, look.state),
+                );
+            }
+            let since = match prev {
+                Some(p) if p.state == look.state || (look.leased && !p.terminal) => p.since,
+                _ => self.now,
+            };
+            if look.leased && self.now.saturating_since(since) > lease + Duration::from_millis(1) {
+                self.violate(
+                    Prop::LeaseBounded,
+                    format!("{node} session {uid} reserved since {since} beyond its lease"),
+                );
+            }
+            let newly_established = look.established && prev.is_none_or(|p| p.state != look.state);
+            let newly_terminal = look.terminal && prev.is_none_or(|p| !p.terminal);
+            seen.insert(uid, Seen { state: look.state, terminal: look.terminal, since });
+            if let Peer::ControlServer(_) = node
+                && newly_established
+            {
+                self.check_maps(uid);
+            }
+            if let Peer::DataServer(r) = node
+                && newly_terminal
+            {
+                self.check_ports_freed(r, uid);
+            }
+        }
+        self.seen.insert(node, seen);
+    }
+
+    /// Both control servers agree on an established session's connection map.
+    fn check_maps(&mut self, uid: Uid) {
+        let (Some(p), Some(c)) = (&self.cs[0], &self.cs[1]) else { return };
+        let (Some(p), Some(c)) = (p.session(&uid), c.session(&uid)) else { return };
+        let est = session::State::Established;
+        if p.state() != est || c.state() != est {
+            return;
+        }
+        let (Some((p_targets, p_creds)), Some((c_targets, c_creds))) = (&p.bridge, &c.bridge) else {
+            self.violate(Prop::MapsAgree, format!("established session {uid} without a connection map"));
+            return;
+        };
+        let problem = if p.owner != c.owner {
+            Some("different owners")
+        } else if p_creds != c_creds {
+            Some("different credentials")
+        } else if *c_targets != p.listeners {
+            Some("consumer gateway does not forward to the producer gateway's listeners")
+        } else if !self.by_uid[&uid].iter().any(|i| self.plans[*i].prod_listeners == *p_targets) {
+            // Compared with where the producer really listens: after a restart of the producer's
+            // control server the map comes from the client, which learnt it from the Hello the
+            // old incarnation accepted.
+            Some("producer gateway does not forward to the producer's listeners")
+        } else {
+            None
+        };
+        if let Some(what) = problem {
+            self.violate(Prop::MapsAgree, format!("session {uid}: {what}"));
+        }
+    }
+
+    fn check_ports_freed(&mut self, r: Role, uid: Uid) {
+        let held: Vec<u16> = self.os[net::role_index(r)].iter().filter(|(_, u)| **u == uid).map(|(p, _)| *p).collect();
+        if !held.is_empty() {
+            self.violate(
+                Prop::ReleasedPortsFree,
+                format!("{} session {uid} is over but holds ports {held:?}", Peer::DataServer(r)),
+            );
+        }
+    }
+
+    /// After the faults healed and setups had time to finish: every session is established
+    /// or over, at its client.
+    pub(super) fn settle_check(&mut self) {
+        let mut stuck = Vec::new();
+        for p in &self.plans {
+            let Some(c) = &self.clients[p.client as usize] else { continue };
+            let Some(s) = c.session(&p.uid) else {
+                stuck.push(format!("{} never started at s2uc#{}", p.uid, p.client));
+                continue;
+            };
+            if !matches!(s.state(), s2uc::State::Established | s2uc::State::Released | s2uc::State::Failed) {
+                stuck.push(format!("{} is {} at s2uc#{}", p.uid, s.state().name(), p.client));
+            }
+        }
+        self.note(|| format!("settle check: {} stuck", stuck.len()));
+        for s in stuck {
+            self.violate(Prop::SessionsSettle, s);
+        }
+    }
+
+    /// At the end, after every session was released: every session is over at its client with
+    /// an outcome, and nothing holds a port anywhere.
+    pub(super) fn final_checks(&mut self) {
+        let mut bad = Vec::new();
+        for (n, c) in self.clients.iter().enumerate() {
+            let Some(c) = c else {
+                bad.push((Prop::SessionsSettle, format!("s2uc#{n} is still down at the end")));
+                continue;
+            };
+            for (uid, s) in c.sessions() {
+                if !s.state().is_terminal() {
+                    bad.push((
+                        Prop::SessionsSettle,
+                        format!("{uid} still {} at s2uc#{n} after release", s.state().name()),
+                    ));
+                } else if s.state() == s2uc::State::Failed && s.failure.is_none() {
+                    bad.push((Prop::SessionsSettle, format!("{uid} failed at s2uc#{n} without an ERROR")));
+                }
+            }
+        }
+        for r in Role::ALL {
+            let i = net::role_index(r);
+            if !self.os[i].is_empty() {
+                let held: Vec<_> = self.os[i].iter().take(8).collect();
+                bad.push((Prop::AllPortsFree, format!("{} still binds ports (first: {held:?})", Peer::DataServer(r))));
+            }
+            if let Some(d) = &self.ds[i] {
+                if d.free_ports().len() != usize::from(self.sc.ports) {
+                    bad.push((
+                        Prop::AllPortsFree,
+                        format!(
+                            "{} pool has {} of {} ports free",
+                            Peer::DataServer(r),
+                            d.free_ports().len(),
+                            self.sc.ports
+                        ),
+                    ));
+                }
+                if let Some((uid, s)) = d.sessions().iter().find(|(_, s)| !s.state().is_terminal()) {
+                    bad.push((
+                        Prop::AllPortsFree,
+                        format!("{} still holds {uid} ({})", Peer::DataServer(r), s.state().name()),
+                    ));
+                }
+            }
+            if let Some(c) = &self.cs[i]
+                && let Some((uid, s)) = c.sessions().iter().find(|(_, s)| s.state().holds_resources())
+            {
+                bad.push((
+                    Prop::AllPortsFree,
+                    format!("{} still holds {uid} ({})", Peer::ControlServer(r), s.state().name()),
+                ));
+            }
+        }
+        for (prop, what) in bad {
+            self.violate(prop, what);
+        }
+    }
+}
+
+fn look_cs(s: &session::Session) -> Look {
+    use session::State as S;
+    let st = s.state();
+    Look {
+        state: st.name(),
+        terminal: st.is_terminal(),
+        leased: matches!(st, S::Reserving | S::Listening | S::Updating),
+        established: st == S::Established,
+    }
+}
+
+fn look_ds(st: s2ds::State) -> Look {
+    Look { state: st.name(), terminal: st.is_terminal(), leased: st == s2ds::State::Reserving, established: false }
+}
+
+fn look_uc(st: s2uc::State) -> Look {
+    Look { state: st.name(), terminal: st.is_terminal(), leased: false, established: false }
+}
