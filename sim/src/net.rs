@@ -187,3 +187,39 @@ pub fn role_index(r: Role) -> usize {
         Role::Cons => 1,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rand::SeedableRng;
+    use scistream_fsm::{Msg, Uid};
+
+    use super::*;
+
+    #[test]
+    fn an_intact_frame_decodes_to_the_message_sent() {
+        let msg = Msg::Released { uid: Uid::from_u128(7), seq: 3 };
+        assert_eq!(unframe(&frame(&msg)), Ok(msg));
+    }
+
+    #[test]
+    fn every_corruption_of_a_frame_is_detected_or_decodes_to_a_valid_message() {
+        let msg = Msg::Connected { uid: Uid::from_u128(9), inc: 4 };
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let mut detected = 0;
+        for _ in 0..2_000 {
+            let mut f = frame(&msg);
+            corrupt(&mut rng, &mut f);
+            match unframe(&f) {
+                Err(FrameError::Checksum) => detected += 1,
+                Err(_) => {}
+                Ok(m) => assert_eq!(m, msg, "a corrupted frame passed as another message"),
+            }
+        }
+        assert!(detected > 1_900, "checksum caught only {detected} of 2000");
+    }
+
+    #[test]
+    fn a_short_frame_is_refused() {
+        assert_eq!(unframe(&[1, 2]), Err(FrameError::Short));
+    }
+}
