@@ -107,3 +107,35 @@ pub fn fire<M: Machine>(machine: &mut Fsm<M>, input: M::I) -> Result<Option<M::O
 pub fn allows<M: Machine>(machine: &Fsm<M>, input: M::I) -> bool {
     M::transition(&machine.state, &input).is_some()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::s2ds::{Action, Declaration, Event, State};
+
+    #[test]
+    fn fire_on_a_not_allowed_input_returns_not_allowed_with_its_names_and_keeps_the_state() {
+        let mut m = Fsm::<Declaration>::new();
+        let err = fire(&mut m, Event::StartConn).unwrap_err();
+        assert_eq!(err, ProtocolError::NotAllowed { machine: "s2ds", state: "Idle", input: "StartConn" });
+        assert_eq!(err.to_string(), "s2ds: StartConn is not allowed in state Idle");
+        assert_eq!(*m.state(), State::Idle);
+        assert!(!allows(&m, Event::StartConn));
+
+        assert_eq!(fire(&mut m, Event::StartLstn), Ok(Some(Action::Listen)));
+        assert_eq!(fire(&mut m, Event::Rel), Ok(Some(Action::Unlisten)));
+        let err = fire(&mut m, Event::BridgesUp).unwrap_err();
+        assert_eq!(err, ProtocolError::NotAllowed { machine: "s2ds", state: "Released", input: "BridgesUp" });
+        assert_eq!(*m.state(), State::Released);
+    }
+
+    #[test]
+    fn fire_on_an_allowed_input_without_output_moves_and_returns_none() {
+        let mut m = Fsm::<Declaration>::new();
+        fire(&mut m, Event::StartLstn).unwrap();
+        assert!(allows(&m, Event::StartLstn));
+        assert_eq!(fire(&mut m, Event::StartLstn), Ok(None));
+        assert_eq!(*m.state(), State::Reserving);
+        assert_eq!(format!("{m:?}"), "s2ds::Reserving");
+    }
+}

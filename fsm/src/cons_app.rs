@@ -69,7 +69,7 @@ pub enum Input {
 }
 
 /// The consumer application's core (one session).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsApp {
     uid: Uid,
     machine: Machine,
@@ -106,3 +106,6 @@ impl ConsApp {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

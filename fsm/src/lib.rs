@@ -35,6 +35,8 @@ pub mod s2cs;
 pub mod s2ds;
 pub mod s2uc;
 pub mod session;
+#[cfg(test)]
+mod testkit;
 pub mod time;
 pub mod types;
 

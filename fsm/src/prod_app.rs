@@ -107,7 +107,7 @@ pub enum Input {
 }
 
 /// The producer controller's core (one session).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProdApp {
     cfg: Config,
     machine: Machine,
@@ -218,3 +218,6 @@ impl ProdApp {
 fn key_of(uid: Uid, kind: TimerKind) -> TimerKey {
     TimerKey { uid: Some(uid), kind }
 }
+
+#[cfg(test)]
+mod tests;

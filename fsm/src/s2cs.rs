@@ -113,7 +113,7 @@ pub enum Input {
 }
 
 /// The control server's core.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S2cs {
     cfg: Config,
     epoch: u64,

@@ -155,7 +155,7 @@ pub enum Input {
 }
 
 /// The data server's core.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S2ds {
     cfg: Config,
     inc: u64,

@@ -202,7 +202,7 @@ pub(crate) fn side_index(role: Role) -> usize {
 }
 
 /// The user client's core.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct S2uc {
     cfg: Config,
     sessions: BTreeMap<Uid, Session>,

@@ -27,6 +27,18 @@ enum Cmd {
     Replay(ReplayArgs),
     /// List the shipped scenarios.
     List,
+    /// Measure seeds per second on one core and print a table against the target.
+    Bench {
+        /// Scenarios to measure.
+        #[arg(long = "scenario", default_values_t = vec!["headline".to_string()])]
+        scenarios: Vec<String>,
+        /// Seeds per scenario.
+        #[arg(long, default_value_t = 20_000)]
+        seeds: u64,
+        /// Target rate in seeds per second on one core.
+        #[arg(long, default_value_t = 1_000.0)]
+        target: f64,
+    },
     /// Write (or check) the state diagrams generated from the machines' declarations.
     Diagrams {
         /// Output folder.
@@ -167,6 +179,27 @@ fn real_main() -> Result<bool> {
                 println!("{name:<24} {}", sc.description);
             }
             Ok(true)
+        }
+        Cmd::Bench { scenarios, seeds, target } => {
+            println!(
+                "| scenario | seeds | wall s | seeds/s (1 core) | events/s | target seeds/s | ratio | properties |"
+            );
+            println!("|---|---:|---:|---:|---:|---:|---:|---|");
+            let mut ok = true;
+            for name in scenarios {
+                let sc = Scenario::load(&name)?;
+                let r = run::run_seeds(&name, &sc, 0..seeds, Defect::None, 1);
+                let secs = r.elapsed.as_secs_f64();
+                ok &= r.passed();
+                println!(
+                    "| {name} | {seeds} | {secs:.2} | {:.0} | {:.0} | {target:.0} | {:.2}x | {} |",
+                    r.rate(),
+                    r.events as f64 / secs.max(1e-9),
+                    r.rate() / target,
+                    if r.passed() { "all hold" } else { "VIOLATED" }
+                );
+            }
+            Ok(ok)
         }
         Cmd::Run(args) => {
             let sc = load(&args.common)?;

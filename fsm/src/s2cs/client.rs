@@ -99,7 +99,10 @@ impl S2cs {
             if s.owner != caller || s.params != params || !s.key.ct_eq(&key) {
                 return refuse(out, ErrorCode::AlreadyExists);
             }
-            s.client = (from, seq);
+            // A REQ the session refuses (it is being released) must not redirect its answers.
+            if crate::alphabet::allows(&s.machine, session::Event::Req) {
+                s.client = (from, seq);
+            }
             return self.step(now, uid, session::Event::Req, None, out);
         }
         if self.state() != State::Serving {
@@ -144,7 +147,8 @@ impl S2cs {
         if !s.prod_listeners.is_empty() && s.prod_listeners != prod_listeners {
             return refuse(out, ErrorCode::AlreadyExists);
         }
-        if s.state().is_terminal() {
+        // Finished, or being released or aborted: the controller should stop saying Hello.
+        if !crate::alphabet::allows(&s.machine, session::Event::Hello) {
             let code = s.failure.unwrap_or(ErrorCode::Aborted);
             return refuse(out, code);
         }

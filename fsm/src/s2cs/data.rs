@@ -18,6 +18,11 @@ impl S2cs {
                 if epoch != self.epoch || self.ds_inc.is_some_and(|cur| inc < cur) {
                     return Err(ProtocolError::Stale("AttachAck"));
                 }
+                if self.ds_inc.is_some_and(|cur| inc > cur) {
+                    // Restarted, and attached by a late duplicate of our Attach: its DsBoot
+                    // retransmissions stopped, so this is our one sign of the restart.
+                    self.on_ds_boot(now, inc, out)?;
+                }
                 if alphabet::fire(&mut self.machine, Event::AttachAck)? == Some(Action::Serve) {
                     self.ds_inc = Some(inc);
                     self.attach_attempts = 0;
@@ -34,6 +39,11 @@ impl S2cs {
             | Msg::DsReleased { uid, inc } => (*uid, *inc),
             other => return Err(ProtocolError::Misdirected(other.name())),
         };
+        if self.ds_inc.is_some_and(|cur| inc > cur) {
+            // Restarted and attached by a late Attach, its AttachAck lost: the old incarnation's
+            // sessions are gone. This answer concerns the new one's leftovers (its lease frees them).
+            return self.on_ds_boot(now, inc, out);
+        }
         if self.ds_inc != Some(inc) {
             return Err(ProtocolError::Stale(msg.name()));
         }

@@ -141,6 +141,10 @@ impl S2uc {
                     // Whatever the code, that side holds nothing of ours any more.
                     return self.side_released(now, uid, i, out);
                 }
+                if !alphabet::allows(&s.machine, Event::Error) {
+                    // A recovered session before Recover: nothing of this phase is ours.
+                    return Err(ProtocolError::Stale("ERROR"));
+                }
                 // The side that failed released its part itself (or never had one).
                 s.sides[i].released = true;
                 s.failure = Some(code);

@@ -1,1 +1,409 @@
+use std::collections::BTreeSet;
 
+use super::*;
+use crate::effect::{Effect, Notice, Outbox, TimerKey, TimerKind};
+use crate::error::ProtocolError;
+use crate::msg::Msg;
+use crate::testkit::{
+    BACKOFF, accept, addr, advertise_host, at, cancels, creds, key, notices, reject, s2uc_config, sent, timer,
+    timer_at, uid,
+};
+use crate::types::{Peer, SessionParams};
+
+const PROD: Peer = Peer::ControlServer(Role::Prod);
+const CONS: Peer = Peer::ControlServer(Role::Cons);
+
+fn start(n: u128) -> Input {
+    Input::Start { uid: uid(n), num_conn: 2, rate: 100, key: key(1), creds: creds(9) }
+}
+
+fn from(role: Role, msg: Msg) -> Input {
+    Input::Msg { from: Peer::ControlServer(role), msg }
+}
+
+/// The gateway listeners the facility serving `role` reserved.
+fn gw(role: Role) -> Vec<Addr> {
+    let base = match role {
+        Role::Prod => 5000,
+        Role::Cons => 6000,
+    };
+    vec![addr(advertise_host(role), base), addr(advertise_host(role), base + 1)]
+}
+
+/// Where the producer application listens.
+fn app() -> Vec<Addr> {
+    vec![addr("10.1.0.5", 7000), addr("10.1.0.5", 7001)]
+}
+
+fn resp(n: u128, role: Role) -> Input {
+    from(role, Msg::Resp { uid: uid(n), seq: 1, listeners: gw(role), prod_listeners: vec![] })
+}
+
+fn prod_lstn(n: u128, seq: u32) -> Input {
+    from(Role::Prod, Msg::ProdLstn { uid: uid(n), seq, prod_listeners: app() })
+}
+
+fn updated(n: u128, role: Role) -> Input {
+    from(role, Msg::Updated { uid: uid(n), seq: 3 })
+}
+
+fn released(n: u128, role: Role, seq: u32) -> Input {
+    from(role, Msg::Released { uid: uid(n), seq })
+}
+
+fn error(n: u128, role: Role, seq: u32, code: ErrorCode) -> Input {
+    from(role, Msg::Error { uid: uid(n), seq, code })
+}
+
+fn rel(n: u128, seq: u32) -> Msg {
+    Msg::Rel { uid: uid(n), seq, token: s2uc_config().token }
+}
+
+fn retransmit(n: u128) -> TimerKey {
+    timer(Some(uid(n)), TimerKind::Retransmit)
+}
+
+fn deadline(n: u128) -> TimerKey {
+    timer(Some(uid(n)), TimerKind::Deadline)
+}
+
+fn state(uc: &S2uc, n: u128) -> State {
+    uc.session(&uid(n)).expect("session held").state()
+}
+
+fn provisioning(uc: &mut S2uc, n: u128) {
+    accept(uc, at(0), start(n));
+    accept(uc, at(10), resp(n, Role::Prod));
+    accept(uc, at(11), resp(n, Role::Cons));
+    assert_eq!(state(uc, n), State::Provisioning);
+}
+
+fn updating(uc: &mut S2uc, n: u128) {
+    provisioning(uc, n);
+    accept(uc, at(20), prod_lstn(n, 2));
+    assert_eq!(state(uc, n), State::Updating);
+}
+
+fn established(uc: &mut S2uc, n: u128) -> Outbox {
+    updating(uc, n);
+    accept(uc, at(30), updated(n, Role::Prod));
+    let out = accept(uc, at(31), updated(n, Role::Cons));
+    assert_eq!(state(uc, n), State::Established);
+    out
+}
+
+fn client() -> S2uc {
+    S2uc::new(s2uc_config())
+}
+
+#[test]
+fn start_announces_the_app_key_and_sends_req_to_both_sides_with_the_same_seq() {
+    let mut uc = client();
+    let out = accept(&mut uc, at(0), start(1));
+    assert_eq!(notices(&out), vec![Notice::Created { uid: uid(1), key: key(1) }]);
+    let token = s2uc_config().token;
+    let req = |role| Msg::Req {
+        uid: uid(1),
+        seq: 1,
+        token: token.clone(),
+        params: SessionParams { role, num_conn: 2, rate: 100 },
+        key: key(1),
+    };
+    assert_eq!(sent(&out), vec![(PROD, req(Role::Prod)), (CONS, req(Role::Cons))]);
+    assert_eq!(timer_at(&out, deadline(1)), Some(at(0) + s2uc_config().setup_deadline));
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(0) + BACKOFF.delay(1)));
+    assert_eq!(state(&uc, 1), State::Reserving);
+}
+
+#[test]
+fn start_with_a_uid_in_use_is_refused_already_exists() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let (err, out) = reject(&mut uc, at(1), start(1));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::AlreadyExists });
+    assert!(out.is_empty());
+}
+
+#[test]
+fn req_is_retransmitted_with_backoff_only_to_the_side_that_has_not_answered() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    accept(&mut uc, at(10), resp(1, Role::Prod));
+    let out = accept(&mut uc, at(200), Input::Timer(retransmit(1)));
+    let msgs = sent(&out);
+    assert!(matches!(msgs.as_slice(), [(CONS, Msg::Req { seq: 1, .. })]), "{msgs:?}");
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(200) + BACKOFF.delay(2)));
+    let out = accept(&mut uc, at(600), Input::Timer(retransmit(1)));
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(600) + BACKOFF.delay(3)));
+}
+
+#[test]
+fn both_resp_move_to_provisioning_and_poll_the_producer_side_for_its_listeners() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let out = accept(&mut uc, at(10), resp(1, Role::Prod));
+    assert!(sent(&out).is_empty());
+    let out = accept(&mut uc, at(11), resp(1, Role::Cons));
+    assert_eq!(sent(&out), vec![(PROD, Msg::ReqListeners { uid: uid(1), seq: 2, token: s2uc_config().token })]);
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(11) + BACKOFF.delay(1)));
+    let s = uc.session(&uid(1)).unwrap();
+    assert_eq!((s.state(), s.side(Role::Prod).listeners.clone()), (State::Provisioning, gw(Role::Prod)));
+    assert_eq!(s.side(Role::Cons).listeners, gw(Role::Cons));
+}
+
+#[test]
+fn resp_with_the_wrong_number_of_listeners_is_ignored() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    for listeners in [vec![], vec![addr("h", 1)], vec![addr("h", 1), addr("h", 2), addr("h", 3)]] {
+        let msg = Msg::Resp { uid: uid(1), seq: 1, listeners, prod_listeners: vec![] };
+        let (err, _) = reject(&mut uc, at(10), from(Role::Prod, msg));
+        assert_eq!(err, ProtocolError::Stale("RESP"));
+    }
+}
+
+#[test]
+fn prod_lstn_sends_update_targets_to_both_sides_with_the_credentials() {
+    let mut uc = client();
+    provisioning(&mut uc, 1);
+    let out = accept(&mut uc, at(20), prod_lstn(1, 2));
+    let token = s2uc_config().token;
+    let update = |remote| Msg::Update { uid: uid(1), seq: 3, token: token.clone(), remote, creds: creds(9) };
+    // The producer's gateway forwards to the producer; the consumer's to the producer's gateway.
+    assert_eq!(sent(&out), vec![(PROD, update(app())), (CONS, update(gw(Role::Prod)))]);
+    assert_eq!(state(&uc, 1), State::Updating);
+}
+
+#[test]
+fn producer_listeners_known_before_both_resp_go_straight_to_update_targets() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    accept(&mut uc, at(5), prod_lstn(1, 1));
+    accept(&mut uc, at(10), resp(1, Role::Prod));
+    let out = accept(&mut uc, at(11), resp(1, Role::Cons));
+    assert!(sent(&out).iter().any(|(to, m)| *to == CONS && matches!(m, Msg::Update { seq: 3, .. })), "{out:?}");
+    assert_eq!(state(&uc, 1), State::Updating);
+
+    // The same when the producer's RESP carries them.
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let msg = Msg::Resp { uid: uid(1), seq: 1, listeners: gw(Role::Prod), prod_listeners: app() };
+    accept(&mut uc, at(10), from(Role::Prod, msg));
+    accept(&mut uc, at(11), resp(1, Role::Cons));
+    assert_eq!(state(&uc, 1), State::Updating);
+    assert_eq!(uc.session(&uid(1)).unwrap().prod_listeners, app());
+}
+
+#[test]
+fn both_updated_report_established_with_both_gateways_listeners() {
+    let mut uc = client();
+    updating(&mut uc, 1);
+    let out = accept(&mut uc, at(30), updated(1, Role::Prod));
+    assert!(notices(&out).is_empty());
+    let out = accept(&mut uc, at(31), updated(1, Role::Cons));
+    assert_eq!(
+        notices(&out),
+        vec![Notice::Established { uid: uid(1), prod_listeners: gw(Role::Prod), cons_listeners: gw(Role::Cons) }]
+    );
+    assert!(cancels(&out, deadline(1)));
+    assert!(cancels(&out, retransmit(1)));
+    assert_eq!(state(&uc, 1), State::Established);
+}
+
+#[test]
+fn update_targets_is_retransmitted_only_to_the_side_not_yet_updated() {
+    let mut uc = client();
+    updating(&mut uc, 1);
+    accept(&mut uc, at(30), updated(1, Role::Cons));
+    let out = accept(&mut uc, at(300), Input::Timer(retransmit(1)));
+    let msgs = sent(&out);
+    assert!(matches!(msgs.as_slice(), [(PROD, Msg::Update { seq: 3, .. })]), "{msgs:?}");
+}
+
+#[test]
+fn error_from_one_side_releases_the_other_and_fails_with_that_code() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let out = accept(&mut uc, at(10), error(1, Role::Cons, 1, ErrorCode::ResourceExhausted));
+    assert_eq!(sent(&out), vec![(PROD, rel(1, 2))]);
+    assert!(cancels(&out, deadline(1)));
+    assert_eq!(state(&uc, 1), State::Aborting);
+
+    let out = accept(&mut uc, at(20), released(1, Role::Prod, 2));
+    assert_eq!(notices(&out), vec![Notice::Failed { uid: uid(1), code: ErrorCode::ResourceExhausted }]);
+    assert!(cancels(&out, retransmit(1)));
+    assert_eq!(state(&uc, 1), State::Failed);
+    assert!(uc.journal().is_empty());
+}
+
+#[test]
+fn error_after_established_releases_the_other_side() {
+    let mut uc = client();
+    established(&mut uc, 1);
+    let out = accept(&mut uc, at(100), error(1, Role::Prod, 3, ErrorCode::Aborted));
+    assert_eq!(sent(&out), vec![(CONS, rel(1, 4))]);
+    accept(&mut uc, at(110), released(1, Role::Cons, 4));
+    assert_eq!(state(&uc, 1), State::Failed);
+    assert_eq!(uc.session(&uid(1)).unwrap().failure, Some(ErrorCode::Aborted));
+}
+
+#[test]
+fn error_echoing_an_earlier_phase_is_ignored() {
+    let mut uc = client();
+    provisioning(&mut uc, 1);
+    let (err, out) = reject(&mut uc, at(20), error(1, Role::Prod, 1, ErrorCode::AlreadyExists));
+    assert_eq!(err, ProtocolError::Stale("ERROR"));
+    assert!(out.is_empty());
+    assert_eq!(state(&uc, 1), State::Provisioning);
+}
+
+#[test]
+fn transient_unavailable_is_ignored_and_retried() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let (err, _) = reject(&mut uc, at(10), error(1, Role::Prod, 1, ErrorCode::Unavailable));
+    assert_eq!(err, ProtocolError::Stale("ERROR"));
+    let out = accept(&mut uc, at(200), Input::Timer(retransmit(1)));
+    assert_eq!(sent(&out).len(), 2, "REQ goes to both sides again: {out:?}");
+}
+
+#[test]
+fn deadline_releases_both_sides_then_fails_with_deadline_exceeded() {
+    let mut uc = client();
+    provisioning(&mut uc, 1);
+    let out = accept(&mut uc, at(90_000), Input::Timer(deadline(1)));
+    assert_eq!(sent(&out), vec![(PROD, rel(1, 3)), (CONS, rel(1, 3))]);
+    assert_eq!(state(&uc, 1), State::Aborting);
+    accept(&mut uc, at(90_010), released(1, Role::Prod, 3));
+    let out = accept(&mut uc, at(90_011), released(1, Role::Cons, 3));
+    assert_eq!(notices(&out), vec![Notice::Failed { uid: uid(1), code: ErrorCode::DeadlineExceeded }]);
+    assert_eq!(state(&uc, 1), State::Failed);
+}
+
+#[test]
+fn deadline_after_established_is_refused_and_changes_nothing() {
+    let mut uc = client();
+    established(&mut uc, 1);
+    let (err, out) = reject(&mut uc, at(90_000), Input::Timer(deadline(1)));
+    assert!(matches!(err, ProtocolError::NotAllowed { .. }), "{err}");
+    assert!(out.is_empty());
+}
+
+#[test]
+fn release_sends_rel_to_both_sides_and_reports_released_once_both_answered() {
+    let mut uc = client();
+    established(&mut uc, 1);
+    let out = accept(&mut uc, at(100), Input::Release(uid(1)));
+    assert_eq!(sent(&out), vec![(PROD, rel(1, 4)), (CONS, rel(1, 4))]);
+    assert_eq!(state(&uc, 1), State::Releasing);
+    // A side that forgot the session holds nothing of it either.
+    let out = accept(&mut uc, at(110), error(1, Role::Prod, 4, ErrorCode::NotFound));
+    assert!(notices(&out).is_empty());
+    let out = accept(&mut uc, at(111), released(1, Role::Cons, 4));
+    assert_eq!(notices(&out), vec![Notice::Released { uid: uid(1) }]);
+    assert!(cancels(&out, retransmit(1)));
+    assert_eq!(state(&uc, 1), State::Released);
+
+    // Releasing again changes nothing.
+    let out = accept(&mut uc, at(120), Input::Release(uid(1)));
+    assert!(out.is_empty());
+}
+
+#[test]
+fn release_retransmits_rel_to_the_side_that_has_not_answered() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    accept(&mut uc, at(10), Input::Release(uid(1)));
+    accept(&mut uc, at(20), released(1, Role::Cons, 2));
+    let out = accept(&mut uc, at(210), Input::Timer(retransmit(1)));
+    assert_eq!(sent(&out), vec![(PROD, rel(1, 2))]);
+}
+
+#[test]
+fn release_of_an_unknown_session_is_refused() {
+    let mut uc = client();
+    let (err, _) = reject(&mut uc, at(0), Input::Release(uid(1)));
+    assert_eq!(err, ProtocolError::UnknownSession(uid(1)));
+}
+
+#[test]
+fn journal_lists_unfinished_sessions_only() {
+    let mut uc = client();
+    established(&mut uc, 1);
+    accept(&mut uc, at(0), start(2));
+    accept(&mut uc, at(0), start(3));
+    accept(&mut uc, at(1), Input::Release(uid(3)));
+    accept(&mut uc, at(2), released(3, Role::Prod, 2));
+    accept(&mut uc, at(2), released(3, Role::Cons, 2));
+    assert_eq!(uc.journal(), BTreeSet::from([uid(1), uid(2)]));
+}
+
+#[test]
+fn recover_from_the_journal_releases_both_sides_of_every_session() {
+    let journal = BTreeSet::from([uid(1), uid(2)]);
+    let mut uc = S2uc::recover(s2uc_config(), &journal);
+    assert_eq!(uc.journal(), journal);
+    let out = accept(&mut uc, at(0), Input::Recover);
+    assert_eq!(sent(&out), vec![(PROD, rel(1, 1)), (CONS, rel(1, 1)), (PROD, rel(2, 1)), (CONS, rel(2, 1))]);
+    assert!(timer_at(&out, retransmit(1)).is_some());
+
+    accept(&mut uc, at(10), released(1, Role::Prod, 1));
+    let out = accept(&mut uc, at(11), released(1, Role::Cons, 1));
+    assert_eq!(notices(&out), vec![Notice::Failed { uid: uid(1), code: ErrorCode::Aborted }]);
+    assert_eq!(uc.journal(), BTreeSet::from([uid(2)]));
+
+    // Recovering twice does not release twice.
+    let out = accept(&mut uc, at(20), Input::Recover);
+    assert!(out.is_empty());
+}
+
+#[test]
+fn answers_for_a_recovered_session_before_recover_are_refused_and_change_nothing() {
+    let mut uc = S2uc::recover(s2uc_config(), &BTreeSet::from([uid(1)]));
+    let (err, _) = reject(&mut uc, at(0), error(1, Role::Prod, 0, ErrorCode::Aborted));
+    assert_eq!(err, ProtocolError::Stale("ERROR"));
+    reject(&mut uc, at(0), Input::Release(uid(1)));
+    accept(&mut uc, at(1), Input::Recover);
+    assert_eq!(sent(&accept(&mut uc, at(2), Input::Timer(retransmit(1)))).len(), 2);
+}
+
+#[test]
+fn defect_no_retransmit_arms_no_retransmit_timer() {
+    let mut cfg = s2uc_config();
+    cfg.defect = Defect::NoRetransmit;
+    let mut uc = S2uc::new(cfg);
+    let out = accept(&mut uc, at(0), start(1));
+    assert_eq!(sent(&out).len(), 2);
+    assert_eq!(timer_at(&out, retransmit(1)), None);
+    assert!(timer_at(&out, deadline(1)).is_some());
+    let out = accept(&mut uc, at(10), Input::Release(uid(1)));
+    assert!(!out.iter().any(|e| matches!(e, Effect::SetTimer { key, .. } if key.kind == TimerKind::Retransmit)));
+}
+
+#[test]
+fn answers_from_anyone_but_a_control_server_or_for_unknown_sessions_are_refused() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let msg = Msg::Resp { uid: uid(1), seq: 1, listeners: gw(Role::Prod), prod_listeners: vec![] };
+    let (err, _) = reject(&mut uc, at(1), Input::Msg { from: Peer::App(1), msg });
+    assert_eq!(err, ProtocolError::Misdirected("RESP"));
+    let (err, _) = reject(&mut uc, at(1), resp(2, Role::Prod));
+    assert_eq!(err, ProtocolError::UnknownSession(uid(2)));
+    let (err, _) = reject(&mut uc, at(1), from(Role::Prod, Msg::DsBoot { inc: 1 }));
+    assert_eq!(err, ProtocolError::Misdirected("DsBoot"));
+    let (err, _) = reject(&mut uc, at(1), Input::Timer(timer(None, TimerKind::Retransmit)));
+    assert_eq!(err, ProtocolError::Misdirected("timer"));
+    let (err, _) = reject(&mut uc, at(1), Input::Timer(timer(Some(uid(1)), TimerKind::Lease)));
+    assert_eq!(err, ProtocolError::Misdirected("timer"));
+}
+
+#[test]
+fn answers_out_of_phase_are_stale() {
+    let mut uc = client();
+    let out = established(&mut uc, 1);
+    assert!(!notices(&out).is_empty());
+    for input in [resp(1, Role::Prod), prod_lstn(1, 2), updated(1, Role::Prod), released(1, Role::Cons, 3)] {
+        let (err, _) = reject(&mut uc, at(40), input);
+        assert!(matches!(err, ProtocolError::Stale(_)), "{err}");
+    }
+}

@@ -1,0 +1,175 @@
+//! The control server and its data server: attaching, incarnations, refusals, retransmission.
+
+use super::*;
+
+#[test]
+fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
+    let mut cs = S2cs::new(s2cs_config(Role::Prod), EPOCH);
+    let key = timer(None, TimerKind::Retransmit);
+    let out = accept(&mut cs, at(0), Input::Boot);
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH })]);
+    assert_eq!(timer_at(&out, key), Some(at(0) + BACKOFF.delay(1)));
+
+    let out = accept(&mut cs, at(200), Input::Timer(key));
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH })]);
+    assert_eq!(timer_at(&out, key), Some(at(200) + BACKOFF.delay(2)));
+
+    let out = accept(&mut cs, at(300), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC }));
+    assert!(cancels(&out, key));
+    assert_eq!(cs.state(), State::Serving);
+
+    let out = accept(&mut cs, at(600), Input::Timer(key));
+    assert!(out.is_empty(), "no Attach once serving: {out:?}");
+}
+
+#[test]
+fn attach_ack_of_another_epoch_is_stale() {
+    let mut cs = S2cs::new(s2cs_config(Role::Prod), EPOCH);
+    accept(&mut cs, at(0), Input::Boot);
+    let (err, _) = reject(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH - 1, inc: INC }));
+    assert_eq!(err, ProtocolError::Stale("AttachAck"));
+    assert_eq!(cs.state(), State::Attaching);
+}
+
+#[test]
+fn data_server_refusal_fails_the_reservation_with_its_code() {
+    let mut cs = serving();
+    accept(&mut cs, at(10), req(1, 1));
+    accept(&mut cs, at(10), req(2, 1));
+    let refused = |n, code| from_ds(Msg::Refused { uid: uid(n), inc: INC, code });
+
+    let out = accept(&mut cs, at(20), refused(1, ErrorCode::ResourceExhausted));
+    assert_eq!(sent(&out), vec![(UC, error(1, 1, ErrorCode::ResourceExhausted))]);
+    assert_eq!(state(&cs, 1), S::Failed);
+    assert!(cancels(&out, lease_key(uid(1))));
+
+    // Other refusals are the data server's business; the client learns the session was lost.
+    let out = accept(&mut cs, at(20), refused(2, ErrorCode::AlreadyExists));
+    assert_eq!(sent(&out), vec![(UC, error(2, 1, ErrorCode::Aborted))]);
+}
+
+#[test]
+fn data_server_refusal_of_the_bridges_aborts_and_releases() {
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    accept(&mut cs, at(30), update(1, 3));
+    let out = accept(&mut cs, at(40), from_ds(Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::Aborted }));
+    assert_eq!(sent(&out), vec![(UC, error(1, 3, ErrorCode::Aborted)), (DS, Msg::DsRel { uid: uid(1), epoch: EPOCH })]);
+    assert_eq!(state(&cs, 1), S::Aborting);
+}
+
+#[test]
+fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches() {
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    established(&mut cs, 2);
+    accept(&mut cs, at(10), req(3, 1));
+    accept(&mut cs, at(50), rel_as(alice(), 2, 4));
+
+    let out = accept(&mut cs, at(100), from_ds(Msg::DsBoot { inc: INC + 1 }));
+    let msgs = sent(&out);
+    assert!(msgs.contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{msgs:?}");
+    assert!(msgs.contains(&(UC, Msg::Released { uid: uid(2), seq: 4 })), "{msgs:?}");
+    assert!(msgs.contains(&(UC, error(3, 1, ErrorCode::Aborted))), "{msgs:?}");
+    assert_eq!(msgs.last(), Some(&(DS, Msg::Attach { epoch: EPOCH })));
+    assert_eq!(cs.state(), State::Attaching);
+    assert_eq!((state(&cs, 1), state(&cs, 2), state(&cs, 3)), (S::Failed, S::Released, S::Failed));
+    assert_eq!(cs.session(&uid(1)).unwrap().failure, Some(ErrorCode::Aborted));
+
+    let (err, _) = reject(&mut cs, at(101), req(4, 1));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::Unavailable });
+    // Answers of the old incarnation are stale now.
+    let (err, _) = reject(&mut cs, at(102), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC }));
+    assert_eq!(err, ProtocolError::Stale("AttachAck"));
+    let (err, _) = reject(&mut cs, at(102), from_ds(Msg::DsBoot { inc: INC + 1 }));
+    assert_eq!(err, ProtocolError::Stale("DsBoot"));
+
+    accept(&mut cs, at(103), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1 }));
+    assert_eq!(cs.state(), State::Serving);
+    accept(&mut cs, at(104), req(4, 1));
+}
+
+#[test]
+fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnation() {
+    // The restarted data server took a late duplicate of our Attach for an answer to its
+    // DsBoot and stopped announcing itself: its newer incarnation is all we ever see of it.
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    let out = accept(&mut cs, at(100), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1 }));
+    assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
+    assert_eq!(state(&cs, 1), S::Failed);
+    assert_eq!(cs.state(), State::Serving);
+    accept(&mut cs, at(110), req(2, 1));
+    accept(&mut cs, at(120), from_ds(Msg::Lstn { uid: uid(2), inc: INC + 1, ports: vec![5000, 5001] }));
+    assert_eq!(state(&cs, 2), S::Listening);
+
+    // Its AttachAck lost too: its first answer tells.
+    let mut cs = serving();
+    accept(&mut cs, at(10), req(1, 1));
+    let out = accept(&mut cs, at(20), from_ds(Msg::Lstn { uid: uid(1), inc: INC + 1, ports: vec![5000, 5001] }));
+    assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
+    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH })), "{out:?}");
+    assert_eq!(state(&cs, 1), S::Failed);
+}
+
+#[test]
+fn answers_of_an_older_incarnation_are_stale() {
+    let mut cs = serving();
+    accept(&mut cs, at(10), req(1, 1));
+    let (err, out) = reject(&mut cs, at(20), from_ds(Msg::Lstn { uid: uid(1), inc: INC - 1, ports: vec![5000] }));
+    assert_eq!(err, ProtocolError::Stale("Lstn"));
+    assert!(out.is_empty());
+    let (err, _) = reject(&mut cs, at(20), from_ds(Msg::DsBoot { inc: INC }));
+    assert_eq!(err, ProtocolError::Stale("DsBoot"));
+}
+
+#[test]
+fn messages_from_the_other_facility_data_server_are_misdirected() {
+    let mut cs = serving();
+    accept(&mut cs, at(10), req(1, 1));
+    let input = Input::Msg {
+        from: Peer::DataServer(Role::Cons),
+        caller: None,
+        msg: Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] },
+    };
+    let (err, _) = reject(&mut cs, at(20), input);
+    assert_eq!(err, ProtocolError::Misdirected("Lstn"));
+}
+
+#[test]
+fn lstn_for_a_session_nobody_remembers_is_released_at_once() {
+    let mut cs = serving();
+    let (err, out) = reject(&mut cs, at(10), lstn(1, vec![5000]));
+    assert_eq!(err, ProtocolError::UnknownSession(uid(1)));
+    assert_eq!(sent(&out), vec![(DS, Msg::DsRel { uid: uid(1), epoch: EPOCH })]);
+}
+
+#[test]
+fn requests_to_the_data_server_are_retransmitted_with_backoff() {
+    let mut cs = serving();
+    let key = retransmit_key(uid(1));
+    let start = Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2 };
+    let out = accept(&mut cs, at(10), req(1, 1));
+    assert_eq!(timer_at(&out, key), Some(at(10) + BACKOFF.delay(1)));
+    let mut now = at(10);
+    for attempt in 2..=8 {
+        now = now + BACKOFF.delay(attempt - 1);
+        let out = accept(&mut cs, now, Input::Timer(key));
+        assert_eq!(sent_to(&out, DS), vec![start.clone()]);
+        assert_eq!(timer_at(&out, key), Some(now + BACKOFF.delay(attempt)));
+    }
+    assert_eq!(BACKOFF.delay(8), BACKOFF.max);
+
+    // Each new phase starts over from the initial delay.
+    accept(&mut cs, now, lstn(1, vec![5000, 5001]));
+    let out = accept(&mut cs, now, update(1, 3));
+    assert_eq!(timer_at(&out, key), Some(now + BACKOFF.delay(1)));
+    let out = accept(&mut cs, now, Input::Timer(key));
+    assert!(matches!(sent_to(&out, DS).as_slice(), [Msg::StartConn { .. }]));
+
+    // A session waiting on nobody retransmits nothing.
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    let out = accept(&mut cs, at(30), Input::Timer(key));
+    assert!(out.is_empty(), "{out:?}");
+}

@@ -1,0 +1,625 @@
+//! Properties of the five cores under arbitrary input sequences, through the public API only.
+//!
+//! Inputs come from small pools (two or three uids, both roles, a few principals including
+//! none, right and wrong keys, every message kind, every timer kind, a clock that only moves
+//! forward), weighted towards what each participant really receives, so that sequences reach
+//! deep states. The `sometimes_*` tests sample the very same generators and prove they reach
+//! every state a core can be in, so the `always` properties are not vacuous.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Debug;
+use std::time::Duration;
+
+use proptest::prelude::*;
+use proptest::sample::select;
+use proptest::strategy::ValueTree;
+use proptest::test_runner::TestRunner;
+
+use scistream_fsm::alphabet::{Alphabet, Machine};
+use scistream_fsm::cons_app::{self, ConsApp};
+use scistream_fsm::prod_app::{self, ProdApp};
+use scistream_fsm::retry::Backoff;
+use scistream_fsm::s2cs::{self, S2cs};
+use scistream_fsm::s2ds::{self, S2ds};
+use scistream_fsm::s2uc::{self, S2uc};
+use scistream_fsm::{
+    Addr, AppKey, Credentials, ErrorCode, Instant, Msg, Outbox, Peer, Principal, ProtocolError, Role, SessionParams,
+    TimerKey, TimerKind, Token, Uid, session,
+};
+
+/// The control server's boot epoch in every generated case.
+const EPOCH: u64 = 2;
+
+/// One generated case: a fresh core and the inputs to feed it, each after a delay (µs).
+type Case<C> = (C, Vec<(u64, <C as Core>::Input)>);
+
+/// A (machine, state) pair a core or one of its sessions was seen in.
+type Seen = (&'static str, &'static str);
+
+/// What the properties need of a core.
+trait Core: Clone + PartialEq + Debug {
+    type Input: Clone + Debug;
+    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError>;
+    /// The (machine, state) of the core and of each session it holds.
+    fn states(&self) -> Vec<Seen>;
+    /// Every session it holds, and whether it is finished.
+    fn finished(&self) -> BTreeMap<Uid, bool>;
+}
+
+fn seen<M: Machine>(state: M::S) -> Seen {
+    (M::NAME, state.name())
+}
+
+impl Core for S2ds {
+    type Input = s2ds::Input;
+    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        self.handle(now, input, out)
+    }
+    fn states(&self) -> Vec<Seen> {
+        self.sessions().values().map(|s| seen::<s2ds::Declaration>(s.state())).collect()
+    }
+    fn finished(&self) -> BTreeMap<Uid, bool> {
+        self.sessions().iter().map(|(u, s)| (*u, s.state().is_terminal())).collect()
+    }
+}
+
+impl Core for S2cs {
+    type Input = s2cs::Input;
+    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        self.handle(now, input, out)
+    }
+    fn states(&self) -> Vec<Seen> {
+        let sessions = self.sessions().values().map(|s| seen::<session::Declaration>(s.state()));
+        std::iter::once(seen::<s2cs::Declaration>(self.state())).chain(sessions).collect()
+    }
+    fn finished(&self) -> BTreeMap<Uid, bool> {
+        self.sessions().iter().map(|(u, s)| (*u, s.state().is_terminal())).collect()
+    }
+}
+
+impl Core for S2uc {
+    type Input = s2uc::Input;
+    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        self.handle(now, input, out)
+    }
+    fn states(&self) -> Vec<Seen> {
+        self.sessions().values().map(|s| seen::<s2uc::Declaration>(s.state())).collect()
+    }
+    fn finished(&self) -> BTreeMap<Uid, bool> {
+        self.sessions().iter().map(|(u, s)| (*u, s.state().is_terminal())).collect()
+    }
+}
+
+impl Core for ProdApp {
+    type Input = prod_app::Input;
+    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        self.handle(now, input, out)
+    }
+    fn states(&self) -> Vec<Seen> {
+        vec![seen::<prod_app::Declaration>(self.state())]
+    }
+    fn finished(&self) -> BTreeMap<Uid, bool> {
+        BTreeMap::from([(Uid::from_u128(0), self.state() == prod_app::State::Failed)])
+    }
+}
+
+impl Core for ConsApp {
+    type Input = cons_app::Input;
+    fn step(&mut self, _now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        self.handle(input, out)
+    }
+    fn states(&self) -> Vec<Seen> {
+        vec![seen::<cons_app::Declaration>(self.state())]
+    }
+    fn finished(&self) -> BTreeMap<Uid, bool> {
+        let done = matches!(self.state(), cons_app::State::Done | cons_app::State::Failed);
+        BTreeMap::from([(Uid::from_u128(0), done)])
+    }
+}
+
+/// Feeds `inputs` to `core`, the clock moving forward by each delay; `check` sees the core
+/// before and after every step, the input and its result.
+fn drive<C: Core>(
+    core: &mut C,
+    inputs: &[(u64, C::Input)],
+    mut check: impl FnMut(&C, &C, &C::Input, &Result<(), ProtocolError>) -> Result<(), TestCaseError>,
+) -> Result<(), TestCaseError> {
+    let mut now = Instant::ZERO;
+    for (delay, input) in inputs {
+        now = now + Duration::from_micros(*delay);
+        let before = core.clone();
+        let mut out = Outbox::new();
+        let result = core.step(now, input.clone(), &mut out);
+        check(&before, core, input, &result)?;
+    }
+    Ok(())
+}
+
+fn never_panics<C: Core>((mut core, inputs): Case<C>) -> Result<(), TestCaseError> {
+    drive(&mut core, &inputs, |_, _, _, _| Ok(()))
+}
+
+fn rejected_input_leaves_core_unchanged<C: Core>((mut core, inputs): Case<C>) -> Result<(), TestCaseError> {
+    drive(&mut core, &inputs, |before, after, input, result| {
+        if let Err(e) = result {
+            prop_assert_eq!(after, before, "refused {:?} ({}) changed the core", input, e);
+        }
+        Ok(())
+    })
+}
+
+fn finished_sessions_stay_finished<C: Core>((mut core, inputs): Case<C>) -> Result<(), TestCaseError> {
+    drive(&mut core, &inputs, |before, after, input, _| {
+        let after = after.finished();
+        for (uid, done) in before.finished() {
+            if done && let Some(still) = after.get(&uid) {
+                prop_assert!(*still, "{:?} brought finished session {} back to life", input, uid);
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Samples `runs` cases of `strategy` deterministically; returns every (machine, state) seen.
+fn reached<C: Core>(strategy: impl Strategy<Value = Case<C>>, runs: usize) -> BTreeSet<Seen> {
+    let mut runner = TestRunner::deterministic();
+    let mut all = BTreeSet::new();
+    for _ in 0..runs {
+        let (mut core, inputs) = strategy.new_tree(&mut runner).expect("the generator generates").current();
+        all.extend(core.states());
+        let _ = drive(&mut core, &inputs, |_, after, _, _| {
+            all.extend(after.states());
+            Ok(())
+        });
+    }
+    all
+}
+
+/// Every state of machine `M` but those listed in `never_held` (a core never stores a
+/// session in its machine's initial state).
+fn states_of<M: Machine>(never_held: &[M::S]) -> BTreeSet<Seen> {
+    M::S::ALL.iter().filter(|s| !never_held.contains(s)).map(|s| seen::<M>(*s)).collect()
+}
+
+#[track_caller]
+fn assert_reaches(seen: &BTreeSet<Seen>, expected: BTreeSet<Seen>) {
+    let missing: Vec<_> = expected.difference(seen).collect();
+    assert!(missing.is_empty(), "the generator never reaches {missing:?}");
+}
+
+// ----- pools -----
+
+fn uid() -> impl Strategy<Value = Uid> + Clone {
+    (1u128..=2).prop_map(Uid::from_u128)
+}
+
+fn seq() -> impl Strategy<Value = u32> + Clone {
+    0u32..=4
+}
+
+fn delay() -> impl Strategy<Value = u64> {
+    prop_oneof![4 => 0u64..1_000_000, 1 => 1_000_000u64..200_000_000]
+}
+
+fn role() -> impl Strategy<Value = Role> + Clone {
+    select(Role::ALL.to_vec())
+}
+
+fn code() -> impl Strategy<Value = ErrorCode> + Clone {
+    select(ErrorCode::ALL.to_vec())
+}
+
+fn timer_key() -> impl Strategy<Value = TimerKey> {
+    let kind = select(vec![TimerKind::Retransmit, TimerKind::Lease, TimerKind::Deadline, TimerKind::Tombstone]);
+    (prop_oneof![1 => Just(None), 4 => uid().prop_map(Some)], kind).prop_map(|(uid, kind)| TimerKey { uid, kind })
+}
+
+fn addrs() -> impl Strategy<Value = Vec<Addr>> + Clone {
+    let a = Addr::new("10.0.0.1", 7000);
+    let b = Addr::new("10.0.0.1", 7001);
+    select(vec![vec![], vec![a.clone()], vec![a, b]])
+}
+
+fn ports() -> impl Strategy<Value = Vec<u16>> + Clone {
+    select(vec![vec![], vec![5000], vec![5000, 5001], vec![5002, 5003]])
+}
+
+fn app_key() -> impl Strategy<Value = AppKey> + Clone {
+    select(vec![AppKey([1; 16]), AppKey([2; 16]), AppKey::default()])
+}
+
+fn creds() -> impl Strategy<Value = Credentials> + Clone {
+    select(vec![Credentials([1; 32]), Credentials([2; 32])])
+}
+
+fn token() -> Token {
+    Token("tok".to_owned())
+}
+
+fn principal() -> impl Strategy<Value = Option<Principal>> {
+    let named = |n: &str| Just(Some(Principal(n.to_owned())));
+    prop_oneof![1 => Just(None), 4 => named("alice"), 1 => named("bob")]
+}
+
+fn any_peer() -> impl Strategy<Value = Peer> {
+    select(vec![
+        Peer::Client(1),
+        Peer::ControlServer(Role::Prod),
+        Peer::ControlServer(Role::Cons),
+        Peer::DataServer(Role::Prod),
+        Peer::DataServer(Role::Cons),
+        Peer::App(1),
+    ])
+}
+
+fn inc() -> impl Strategy<Value = u64> + Clone {
+    prop_oneof![6 => Just(1u64), 1 => Just(2u64)]
+}
+
+fn epoch() -> impl Strategy<Value = u64> + Clone {
+    prop_oneof![6 => Just(EPOCH), 1 => Just(EPOCH - 1), 1 => Just(EPOCH + 1)]
+}
+
+fn params() -> impl Strategy<Value = SessionParams> + Clone {
+    let num_conn = prop_oneof![1 => Just(0u16), 6 => 1u16..=2, 1 => Just(3u16)];
+    (role(), num_conn, prop_oneof![3 => Just(0u32), 1 => Just(100u32)])
+        .prop_map(|(role, num_conn, rate)| SessionParams { role, num_conn, rate })
+}
+
+fn req() -> impl Strategy<Value = Msg> {
+    (uid(), seq(), params(), app_key()).prop_map(|(uid, seq, params, key)| Msg::Req {
+        uid,
+        seq,
+        token: token(),
+        params,
+        key,
+    })
+}
+
+fn req_listeners() -> impl Strategy<Value = Msg> {
+    (uid(), seq()).prop_map(|(uid, seq)| Msg::ReqListeners { uid, seq, token: token() })
+}
+
+fn update() -> impl Strategy<Value = Msg> {
+    (uid(), seq(), addrs(), creds()).prop_map(|(uid, seq, remote, creds)| Msg::Update {
+        uid,
+        seq,
+        token: token(),
+        remote,
+        creds,
+    })
+}
+
+fn rel() -> impl Strategy<Value = Msg> {
+    (uid(), seq()).prop_map(|(uid, seq)| Msg::Rel { uid, seq, token: token() })
+}
+
+fn hello() -> impl Strategy<Value = Msg> {
+    (uid(), seq(), app_key(), addrs()).prop_map(|(uid, seq, key, prod_listeners)| Msg::Hello {
+        uid,
+        seq,
+        key,
+        prod_listeners,
+    })
+}
+
+/// What a control server hears from its data server.
+fn ds_up_msg() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        1 => inc().prop_map(|inc| Msg::DsBoot { inc }),
+        2 => (epoch(), inc()).prop_map(|(epoch, inc)| Msg::AttachAck { epoch, inc }),
+        4 => (uid(), inc(), ports()).prop_map(|(uid, inc, ports)| Msg::Lstn { uid, inc, ports }),
+        1 => (uid(), inc(), code()).prop_map(|(uid, inc, code)| Msg::Refused { uid, inc, code }),
+        3 => (uid(), inc()).prop_map(|(uid, inc)| Msg::Connected { uid, inc }),
+        3 => (uid(), inc()).prop_map(|(uid, inc)| Msg::DsReleased { uid, inc }),
+    ]
+}
+
+/// What a data server hears from its control server.
+fn cs_down_msg(uid: impl Strategy<Value = Uid> + Clone + 'static) -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        1 => epoch().prop_map(|epoch| Msg::Attach { epoch }),
+        4 => (uid.clone(), epoch(), 0u16..=3).prop_map(|(uid, epoch, num_conn)| Msg::StartLstn { uid, epoch, num_conn }),
+        3 => (uid.clone(), epoch(), addrs(), creds())
+            .prop_map(|(uid, epoch, targets, creds)| Msg::StartConn { uid, epoch, targets, creds }),
+        2 => (uid, epoch()).prop_map(|(uid, epoch)| Msg::DsRel { uid, epoch }),
+    ]
+}
+
+/// What a user client hears from a control server.
+fn cs_answer() -> impl Strategy<Value = Msg> {
+    // A RESP rarely carries the producer's listeners already, so the poll phase is reached.
+    let prod_listeners = prop_oneof![3 => Just(vec![]), 1 => addrs()];
+    prop_oneof![
+        4 => (uid(), seq(), addrs(), prod_listeners)
+            .prop_map(|(uid, seq, listeners, prod_listeners)| Msg::Resp { uid, seq, listeners, prod_listeners }),
+        2 => (uid(), seq(), addrs()).prop_map(|(uid, seq, prod_listeners)| Msg::ProdLstn { uid, seq, prod_listeners }),
+        3 => (uid(), seq()).prop_map(|(uid, seq)| Msg::Updated { uid, seq }),
+        3 => (uid(), seq()).prop_map(|(uid, seq)| Msg::Released { uid, seq }),
+        1 => (uid(), seq(), code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code }),
+    ]
+}
+
+/// Any message of the protocol, of every kind.
+fn any_msg() -> impl Strategy<Value = Msg> {
+    prop_oneof![
+        req(),
+        req_listeners(),
+        update(),
+        rel(),
+        hello(),
+        cs_answer(),
+        (uid(), seq(), addrs()).prop_map(|(uid, seq, listeners)| Msg::HelloAck { uid, seq, listeners }),
+        ds_up_msg(),
+        cs_down_msg(uid()),
+    ]
+}
+
+// ----- one generator per core -----
+
+fn s2ds_case(with_defects: bool) -> impl Strategy<Value = Case<S2ds>> {
+    let defects = if with_defects {
+        vec![s2ds::Defect::None, s2ds::Defect::BridgeBeforeCredentials, s2ds::Defect::LeakPortsOnRelease]
+    } else {
+        vec![s2ds::Defect::None]
+    };
+    let cs = Peer::ControlServer(Role::Prod);
+    let uid3 = || (1u128..=3).prop_map(Uid::from_u128);
+    let input = prop_oneof![
+        1 => Just(s2ds::Input::Boot),
+        3 => timer_key().prop_map(s2ds::Input::Timer),
+        2 => uid3().prop_map(s2ds::Input::BridgesUp),
+        1 => uid3().prop_map(s2ds::Input::BridgesFailed),
+        10 => cs_down_msg(uid3()).prop_map(move |msg| s2ds::Input::Msg { from: cs, msg }),
+        1 => (any_peer(), any_msg()).prop_map(|(from, msg)| s2ds::Input::Msg { from, msg }),
+    ];
+    (select(defects), prop::collection::vec((delay(), input), 0..80)).prop_map(|(defect, inputs)| {
+        let cfg = s2ds::Config {
+            facility: Role::Prod,
+            ports: 5000..=5003,
+            lease: Duration::from_secs(30),
+            tombstone: Duration::from_secs(60),
+            backoff: Backoff::default(),
+            defect,
+        };
+        (S2ds::new(cfg, 1), inputs)
+    })
+}
+
+fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
+    (role(), any::<bool>()).prop_flat_map(|(facility, allow_keyless_hello)| {
+        let ds = Peer::DataServer(facility);
+        let client = select(vec![Peer::Client(1), Peer::Client(2)]);
+        let input = prop_oneof![
+            1 => Just(s2cs::Input::Boot),
+            4 => timer_key().prop_map(s2cs::Input::Timer),
+            3 => (client.clone(), principal(), req()).prop_map(|(from, caller, msg)| s2cs::Input::Msg { from, caller, msg }),
+            4 => (client, principal(), prop_oneof![1 => req_listeners(), 2 => update(), 1 => rel()])
+                .prop_map(|(from, caller, msg)| s2cs::Input::Msg { from, caller, msg }),
+            2 => hello().prop_map(|msg| s2cs::Input::Msg { from: Peer::App(1), caller: None, msg }),
+            8 => ds_up_msg().prop_map(move |msg| s2cs::Input::Msg { from: ds, caller: None, msg }),
+            1 => (any_peer(), principal(), any_msg()).prop_map(|(from, caller, msg)| s2cs::Input::Msg { from, caller, msg }),
+        ];
+        let cfg = s2cs::Config {
+            facility,
+            advertise_host: "gw".to_owned(),
+            max_num_conn: 2,
+            lease: Duration::from_secs(60),
+            tombstone: Duration::from_secs(120),
+            backoff: Backoff::default(),
+            allow_keyless_hello,
+        };
+        (Just(S2cs::new(cfg, EPOCH)), prop::collection::vec((delay(), input), 0..80))
+    })
+}
+
+/// Session 1's happy path at a client, up to established: random answers rarely match a
+/// session's num_conn on both sides, so cases start with a prefix of this path.
+fn s2uc_happy_path() -> Vec<s2uc::Input> {
+    let u = Uid::from_u128(1);
+    let gw = |host: &str| vec![Addr::new(host, 5000), Addr::new(host, 5001)];
+    let answer = |role, msg| s2uc::Input::Msg { from: Peer::ControlServer(role), msg };
+    vec![
+        s2uc::Input::Start { uid: u, num_conn: 2, rate: 0, key: AppKey([1; 16]), creds: Credentials([1; 32]) },
+        answer(Role::Prod, Msg::Resp { uid: u, seq: 1, listeners: gw("p"), prod_listeners: vec![] }),
+        answer(Role::Cons, Msg::Resp { uid: u, seq: 1, listeners: gw("c"), prod_listeners: vec![] }),
+        answer(Role::Prod, Msg::ProdLstn { uid: u, seq: 2, prod_listeners: gw("app") }),
+        answer(Role::Prod, Msg::Updated { uid: u, seq: 3 }),
+        answer(Role::Cons, Msg::Updated { uid: u, seq: 3 }),
+    ]
+}
+
+fn s2uc_case() -> impl Strategy<Value = Case<S2uc>> {
+    let input = prop_oneof![
+        2 => (uid(), 1u16..=2, app_key(), creds())
+            .prop_map(|(uid, num_conn, key, creds)| s2uc::Input::Start { uid, num_conn, rate: 0, key, creds }),
+        1 => uid().prop_map(s2uc::Input::Release),
+        1 => Just(s2uc::Input::Recover),
+        3 => timer_key().prop_map(s2uc::Input::Timer),
+        12 => (role(), cs_answer()).prop_map(|(role, msg)| s2uc::Input::Msg { from: Peer::ControlServer(role), msg }),
+        1 => (any_peer(), any_msg()).prop_map(|(from, msg)| s2uc::Input::Msg { from, msg }),
+    ];
+    let defect = prop_oneof![3 => Just(s2uc::Defect::None), 1 => Just(s2uc::Defect::NoRetransmit)];
+    let cut = 0..=s2uc_happy_path().len();
+    (any::<bool>(), defect, cut, prop::collection::vec((delay(), input), 0..80)).prop_map(
+        |(recovered, defect, cut, suffix)| {
+            let cfg = s2uc::Config {
+                token: token(),
+                backoff: Backoff::default(),
+                setup_deadline: Duration::from_secs(90),
+                defect,
+            };
+            let core = if recovered {
+                // Session 2 was left unfinished by the crashed client; session 1 is the new one.
+                S2uc::recover(cfg, &BTreeSet::from([Uid::from_u128(2)]))
+            } else {
+                S2uc::new(cfg)
+            };
+            let prefix = s2uc_happy_path().into_iter().take(cut).map(|input| (1_000, input));
+            (core, prefix.chain(suffix).collect())
+        },
+    )
+}
+
+fn prod_app_case() -> impl Strategy<Value = Case<ProdApp>> {
+    let answer = prop_oneof![
+        2 => (uid(), seq(), addrs()).prop_map(|(uid, seq, listeners)| Msg::HelloAck { uid, seq, listeners }),
+        3 => (uid(), seq(), code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code }),
+    ];
+    let server = prop_oneof![6 => Just(Peer::ControlServer(Role::Prod)), 1 => Just(Peer::ControlServer(Role::Cons))];
+    let input = prop_oneof![
+        2 => (uid(), app_key(), addrs())
+            .prop_map(|(uid, key, prod_listeners)| prod_app::Input::Start { uid, key, prod_listeners }),
+        3 => timer_key().prop_map(prod_app::Input::Timer),
+        6 => (server, answer).prop_map(|(from, msg)| prod_app::Input::Msg { from, msg }),
+        1 => (any_peer(), any_msg()).prop_map(|(from, msg)| prod_app::Input::Msg { from, msg }),
+    ];
+    let cfg = prod_app::Config { backoff: Backoff::default(), deadline: Duration::from_secs(30) };
+    prop::collection::vec((delay(), input), 0..40).prop_map(move |inputs| (ProdApp::new(cfg.clone()), inputs))
+}
+
+fn cons_app_case() -> impl Strategy<Value = Case<ConsApp>> {
+    let input = prop_oneof![
+        addrs().prop_map(cons_app::Input::Listeners),
+        Just(cons_app::Input::Connected),
+        Just(cons_app::Input::ConnectFailed),
+        Just(cons_app::Input::Closed),
+    ];
+    (uid(), prop::collection::vec((delay(), input), 0..20)).prop_map(|(uid, inputs)| (ConsApp::new(uid), inputs))
+}
+
+// ----- always -----
+
+proptest! {
+    #[test]
+    fn s2ds_never_panics_on_arbitrary_inputs(case in s2ds_case(true)) {
+        never_panics(case)?;
+    }
+
+    #[test]
+    fn s2ds_rejected_input_leaves_core_unchanged(case in s2ds_case(true)) {
+        rejected_input_leaves_core_unchanged(case)?;
+    }
+
+    #[test]
+    fn s2ds_finished_sessions_stay_finished(case in s2ds_case(true)) {
+        finished_sessions_stay_finished(case)?;
+    }
+
+    #[test]
+    fn s2ds_free_ports_and_live_sessions_partition_the_pool(case in s2ds_case(false)) {
+        let (mut ds, inputs) = case;
+        let pool: BTreeSet<u16> = (5000..=5003).collect();
+        drive(&mut ds, &inputs, |_, ds, input, _| {
+            let mut held = BTreeSet::new();
+            for (uid, s) in ds.sessions().iter().filter(|(_, s)| !s.state().is_terminal()) {
+                for p in &s.ports {
+                    prop_assert!(held.insert(*p), "after {:?}: port {} lent twice (to {})", input, p, uid);
+                }
+            }
+            prop_assert!(held.is_disjoint(ds.free_ports()), "after {:?}: a held port is free", input);
+            let all: BTreeSet<u16> = held.union(ds.free_ports()).copied().collect();
+            prop_assert_eq!(all, pool.clone(), "after {:?}: ports lost", input);
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn s2cs_never_panics_on_arbitrary_inputs(case in s2cs_case()) {
+        never_panics(case)?;
+    }
+
+    #[test]
+    fn s2cs_rejected_input_leaves_core_unchanged(case in s2cs_case()) {
+        rejected_input_leaves_core_unchanged(case)?;
+    }
+
+    #[test]
+    fn s2cs_finished_sessions_stay_finished(case in s2cs_case()) {
+        finished_sessions_stay_finished(case)?;
+    }
+
+    #[test]
+    fn s2cs_sessions_never_change_owner_params_or_key(case in s2cs_case()) {
+        let (mut cs, inputs) = case;
+        drive(&mut cs, &inputs, |before, after, input, _| {
+            for (uid, b) in before.sessions() {
+                if let Some(a) = after.session(uid) {
+                    prop_assert!(
+                        a.owner == b.owner && a.params == b.params && a.key == b.key,
+                        "{:?} rewrote session {}", input, uid
+                    );
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn s2uc_never_panics_on_arbitrary_inputs(case in s2uc_case()) {
+        never_panics(case)?;
+    }
+
+    #[test]
+    fn s2uc_rejected_input_leaves_core_unchanged(case in s2uc_case()) {
+        rejected_input_leaves_core_unchanged(case)?;
+    }
+
+    #[test]
+    fn s2uc_finished_sessions_stay_finished(case in s2uc_case()) {
+        finished_sessions_stay_finished(case)?;
+    }
+
+    #[test]
+    fn prod_app_never_panics_on_arbitrary_inputs(case in prod_app_case()) {
+        never_panics(case)?;
+    }
+
+    #[test]
+    fn prod_app_rejected_input_leaves_core_unchanged(case in prod_app_case()) {
+        rejected_input_leaves_core_unchanged(case)?;
+    }
+
+    #[test]
+    fn cons_app_never_panics_on_arbitrary_inputs(case in cons_app_case()) {
+        never_panics(case)?;
+    }
+
+    #[test]
+    fn cons_app_rejected_input_leaves_core_unchanged(case in cons_app_case()) {
+        rejected_input_leaves_core_unchanged(case)?;
+    }
+}
+
+// ----- sometimes: the generators reach every state -----
+//
+// S2DS, S2CS and the controllers get there from arbitrary inputs alone; S2UC from a prefix of
+// its happy path (cut anywhere) followed by arbitrary inputs.
+
+#[test]
+fn sometimes_s2ds_sessions_reach_every_state() {
+    let expected = states_of::<s2ds::Declaration>(&[s2ds::State::Idle]);
+    assert_reaches(&reached(s2ds_case(true), 256), expected);
+}
+
+#[test]
+fn sometimes_s2cs_and_its_sessions_reach_every_state() {
+    let mut expected = states_of::<s2cs::Declaration>(&[]);
+    expected.extend(states_of::<session::Declaration>(&[session::State::Idle]));
+    assert_reaches(&reached(s2cs_case(), 256), expected);
+}
+
+#[test]
+fn sometimes_s2uc_sessions_reach_every_state() {
+    assert_reaches(&reached(s2uc_case(), 256), states_of::<s2uc::Declaration>(&[]));
+}
+
+#[test]
+fn sometimes_prod_app_reaches_every_state() {
+    assert_reaches(&reached(prod_app_case(), 256), states_of::<prod_app::Declaration>(&[]));
+}
+
+#[test]
+fn sometimes_cons_app_reaches_every_state() {
+    assert_reaches(&reached(cons_app_case(), 256), states_of::<cons_app::Declaration>(&[]));
+}

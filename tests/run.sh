@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# The project's whole test suite, on a fresh machine: installs what the tests need, then runs
+# formatting, lints and every test. `.ci/run` calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Rust components used below (present on the project's machines; installed if missing).
+if ! cargo fmt --version >/dev/null 2>&1 || ! cargo clippy --version >/dev/null 2>&1; then
+  rustup component add rustfmt clippy
+fi
+
+echo "== cargo fmt --check"
+cargo fmt --all -- --check
+
+echo "== cargo clippy --all-targets"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== cargo test"
+# The simulator's sweeps run 2,000 seeds of every shipped scenario (SIM_SEEDS overrides).
+cargo test --workspace --locked
