@@ -9,7 +9,8 @@
 //! is released on both sides.
 //!
 //! Answers are matched to the phase they belong to: every phase sends with a new sequence
-//! number, and an ERROR echoing an older one is a late answer and is ignored.
+//! number, and an ERROR echoing an older one than the latest request sent to that side is a
+//! late answer and is ignored.
 
 mod handle;
 
@@ -155,6 +156,9 @@ pub struct Side {
     pub updated: bool,
     /// It holds nothing more for the session.
     pub released: bool,
+    /// Sequence number of the latest request sent to this side: an ERROR echoing an older one
+    /// answers a phase the session has moved past.
+    pub seq: u32,
 }
 
 /// A session at the client.

@@ -134,7 +134,7 @@ impl S2uc {
                 self.side_released(now, uid, i, out)
             }
             Msg::Error { seq, code, .. } => {
-                if seq < s.seq || code.is_transient() || state.is_terminal() {
+                if seq < s.sides[i].seq || code.is_transient() || state.is_terminal() {
                     return Err(ProtocolError::Stale("ERROR"));
                 }
                 if matches!(state, State::Releasing | State::Aborting) {
@@ -231,6 +231,7 @@ impl S2uc {
                 State::Releasing | State::Aborting if !side.released => Msg::Rel { uid, seq, token: token.clone() },
                 _ => continue,
             };
+            s.sides[side_index(role)].seq = seq;
             out.push(Effect::Send { to: Peer::ControlServer(role), msg });
             sent = true;
         }

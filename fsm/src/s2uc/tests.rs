@@ -407,3 +407,22 @@ fn answers_out_of_phase_are_stale() {
         assert!(matches!(err, ProtocolError::Stale(_)), "{err}");
     }
 }
+
+#[test]
+fn error_from_the_consumer_side_during_provisioning_answers_its_latest_request_and_fails_the_session() {
+    let mut uc = S2uc::new(s2uc_config());
+    provisioning(&mut uc, 1);
+    // The consumer side's latest request was the REQ (seq 1); the client's phase is now 2.
+    let out = accept(&mut uc, at(500), error(1, Role::Cons, 1, ErrorCode::DeadlineExceeded));
+    assert_eq!(state(&uc, 1), State::Aborting);
+    assert_eq!(sent(&out), vec![(PROD, rel(1, 3))]);
+}
+
+#[test]
+fn error_echoing_a_request_older_than_the_sides_latest_is_stale() {
+    let mut uc = S2uc::new(s2uc_config());
+    provisioning(&mut uc, 1);
+    // The producer side was last asked with ReqListeners (seq 2): an ERROR to its REQ is late.
+    let (err, _) = reject(&mut uc, at(500), error(1, Role::Prod, 1, ErrorCode::AlreadyExists));
+    assert_eq!(err, ProtocolError::Stale("ERROR"));
+}
