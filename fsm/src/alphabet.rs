@@ -91,6 +91,27 @@ impl<M: Machine> std::fmt::Debug for Fsm<M> {
     }
 }
 
+/// Names a `state_machine!` declaration made in the calling module's private `declaration`
+/// module over its `State`, `Event` and `Action` alphabets: defines `Declaration` (the
+/// transition and output functions), `Machine` (an instance) and implements [`Machine`].
+#[macro_export]
+macro_rules! declared_machine {
+    ($name:ident) => {
+        /// The declaration: `state_machine!`'s transition and output functions.
+        pub type Declaration = declaration::$name::Impl;
+
+        /// An instance of the declared machine.
+        pub type Machine = $crate::alphabet::Fsm<Declaration>;
+
+        impl $crate::alphabet::Machine for Declaration {
+            const NAME: &'static str = stringify!($name);
+            type S = State;
+            type I = Event;
+            type O = Action;
+        }
+    };
+}
+
 /// Feeds `input` to `machine`. On success returns the declared output of the transition;
 /// an input the declaration does not allow in the current state is a
 /// [`ProtocolError::NotAllowed`] and leaves the state unchanged.

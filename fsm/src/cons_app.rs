@@ -42,18 +42,7 @@ mod declaration {
     }
 }
 
-/// The declared machine of the consumer application.
-pub type Machine = alphabet::Fsm<Declaration>;
-
-/// The declaration: `state_machine!`'s transition and output functions.
-pub type Declaration = declaration::cons_app::Impl;
-
-impl alphabet::Machine for Declaration {
-    const NAME: &'static str = "cons_app";
-    type S = State;
-    type I = Event;
-    type O = Action;
-}
+crate::declared_machine!(cons_app);
 
 /// An input to the consumer application.
 #[derive(Debug, Clone, PartialEq, Eq)]

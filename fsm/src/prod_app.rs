@@ -61,18 +61,7 @@ mod declaration {
     }
 }
 
-/// The declared machine of the producer's controller.
-pub type Machine = alphabet::Fsm<Declaration>;
-
-/// The declaration: `state_machine!`'s transition and output functions.
-pub type Declaration = declaration::prod_app::Impl;
-
-impl alphabet::Machine for Declaration {
-    const NAME: &'static str = "prod_app";
-    type S = State;
-    type I = Event;
-    type O = Action;
-}
+crate::declared_machine!(prod_app);
 
 /// Controller configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -62,18 +62,7 @@ mod declaration {
     }
 }
 
-/// The declared control-server machine.
-pub type Machine = alphabet::Fsm<Declaration>;
-
-/// The declaration: `state_machine!`'s transition and output functions.
-pub type Declaration = declaration::s2cs::Impl;
-
-impl alphabet::Machine for Declaration {
-    const NAME: &'static str = "s2cs";
-    type S = State;
-    type I = Event;
-    type O = Action;
-}
+crate::declared_machine!(s2cs);
 
 /// Control server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -74,18 +74,7 @@ mod declaration {
     }
 }
 
-/// The declared per-session machine.
-pub type Machine = alphabet::Fsm<Declaration>;
-
-/// The declaration: `state_machine!`'s transition and output functions.
-pub type Declaration = declaration::s2ds::Impl;
-
-impl alphabet::Machine for Declaration {
-    const NAME: &'static str = "s2ds";
-    type S = State;
-    type I = Event;
-    type O = Action;
-}
+crate::declared_machine!(s2ds);
 
 /// Deliberately broken variants, for the simulator's self-test only.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -17,7 +17,6 @@ mod handle;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use crate::alphabet;
 use crate::msg::Token;
 use crate::retry::Backoff;
 use crate::types::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
@@ -104,18 +103,7 @@ mod declaration {
     }
 }
 
-/// The declared client session machine.
-pub type Machine = alphabet::Fsm<Declaration>;
-
-/// The declaration: `state_machine!`'s transition and output functions.
-pub type Declaration = declaration::s2uc::Impl;
-
-impl alphabet::Machine for Declaration {
-    const NAME: &'static str = "s2uc";
-    type S = State;
-    type I = Event;
-    type O = Action;
-}
+crate::declared_machine!(s2uc);
 
 impl State {
     /// Whether the session is over.

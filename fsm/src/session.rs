@@ -10,7 +10,6 @@
 //! (the client already has its ERROR). `Released` and `Failed` are terminal: they only answer
 //! retransmissions until the tombstone timer forgets them.
 
-use crate::alphabet;
 use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Principal, SessionParams};
 
 crate::alphabet! {
@@ -113,18 +112,7 @@ mod declaration {
     }
 }
 
-/// The declared session machine.
-pub type Machine = alphabet::Fsm<Declaration>;
-
-/// The declaration: `state_machine!`'s transition and output functions.
-pub type Declaration = declaration::session::Impl;
-
-impl alphabet::Machine for Declaration {
-    const NAME: &'static str = "session";
-    type S = State;
-    type I = Event;
-    type O = Action;
-}
+crate::declared_machine!(session);
 
 impl State {
     /// Whether the session is over (nothing may change afterwards).
