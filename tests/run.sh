@@ -17,4 +17,8 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 echo "== cargo test"
 # The simulator's sweeps run 2,000 seeds of every shipped scenario (SIM_SEEDS overrides).
-cargo test --workspace --locked
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$log"
+# cargo closes on the last crate's doc-tests (often none): print the whole suite's count last.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
