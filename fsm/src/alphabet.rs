@@ -156,7 +156,7 @@ mod tests {
         fire(&mut m, Event::StartLstn).unwrap();
         assert!(allows(&m, Event::StartLstn));
         assert_eq!(fire(&mut m, Event::StartLstn), Ok(None));
-        assert_eq!(*m.state(), State::Reserving);
-        assert_eq!(format!("{m:?}"), "s2ds::Reserving");
+        assert_eq!(*m.state(), State::Binding);
+        assert_eq!(format!("{m:?}"), "s2ds::Binding");
     }
 }

@@ -1,17 +1,20 @@
 //! S2DS, the data server: per-session machine and the data server's core.
 //!
 //! ```text
-//! Idle --StartLstn--> Reserving --StartConn--> Updating --BridgesUp--> Bridging
-//!                         \___ Rel | LeaseExpired | Detach ___\___ Rel | Detach ___\--> Released
+//! Idle --StartLstn--> Binding --Bound--> Reserving --StartConn--> Updating --BridgesUp--> Bridging
+//!                        \___ Rel | LeaseExpired | Detach ___\___ Rel | Detach ___\--> Released
 //! ```
 //!
 //! Drive it: on process start feed [`Input::Boot`] (the core announces its incarnation to its
 //! control server until that server attaches), then every message from the control server as
-//! [`Input::Msg`], every fired timer as [`Input::Timer`], and the outcome of each
+//! [`Input::Msg`], every fired timer as [`Input::Timer`], the outcome of each
+//! [`Effect::Listen`] as [`Input::Bound`] or [`Input::BindFailed`], and the outcome of each
 //! [`Effect::StartBridges`] as [`Input::BridgesUp`] or [`Input::BridgesFailed`]. The core owns
 //! the port pool: it hands out ports with [`Effect::Listen`] and takes them back with
-//! [`Effect::Unlisten`]. A session that is not connected within its lease is released on its
-//! own, so a lost control server never pins ports.
+//! [`Effect::Unlisten`]; the control server hears of the ports only once they are bound. A port
+//! another process holds is set aside for good and the session gets fresh ports. A session
+//! that is not connected within its lease is released on its own, so a lost control server
+//! never pins ports.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
@@ -27,17 +30,17 @@ use crate::types::{Addr, Credentials, ErrorCode, Peer, Role, Uid};
 
 crate::alphabet! {
     /// States of one session at a data server.
-    pub enum State { Idle, Reserving, Updating, Bridging, Released, Failed }
+    pub enum State { Idle, Binding, Reserving, Updating, Bridging, Released, Failed }
 }
 
 crate::alphabet! {
     /// Inputs of the per-session data-server machine.
-    pub enum Event { StartLstn, StartConn, BridgesUp, BridgesFailed, Rel, LeaseExpired, Detach }
+    pub enum Event { StartLstn, Bound, BindFailed, BindExhausted, StartConn, BridgesUp, BridgesFailed, Rel, LeaseExpired, Detach }
 }
 
 crate::alphabet! {
     /// Outputs of the per-session data-server machine.
-    pub enum Action { Listen, StartBridges, ReportConnected, Unlisten }
+    pub enum Action { Listen, ReportListening, Rebind, StartBridges, ReportConnected, Unlisten }
 }
 
 #[allow(missing_docs, unreachable_pub)]
@@ -47,7 +50,16 @@ mod declaration {
         #[state_machine(input(crate::s2ds::Event), state(crate::s2ds::State), output(crate::s2ds::Action))]
         pub s2ds(Idle)
 
-        Idle(StartLstn) => Reserving [Listen],
+        Idle(StartLstn) => Binding [Listen],
+        Binding => {
+            StartLstn => Binding,
+            Bound => Reserving [ReportListening],
+            BindFailed => Binding [Rebind],
+            BindExhausted => Failed [Unlisten],
+            Rel => Released [Unlisten],
+            LeaseExpired => Released [Unlisten],
+            Detach => Released [Unlisten],
+        },
         Reserving => {
             StartLstn => Reserving,
             StartConn => Updating [StartBridges],
@@ -141,6 +153,15 @@ pub enum Input {
     BridgesUp(Uid),
     /// The bridges of a session could not be started.
     BridgesFailed(Uid),
+    /// Every listener of a session is bound.
+    Bound(Uid),
+    /// A session's `port` could not be bound (another process holds it).
+    BindFailed {
+        /// Session.
+        uid: Uid,
+        /// The port that failed.
+        port: u16,
+    },
 }
 
 /// The data server's core.
@@ -151,6 +172,8 @@ pub struct S2ds {
     epoch: Option<u64>,
     boot_attempts: u32,
     free: BTreeSet<u16>,
+    /// Ports found held by another process: never handed out again.
+    busy: BTreeSet<u16>,
     sessions: BTreeMap<Uid, Session>,
 }
 
@@ -158,7 +181,7 @@ impl S2ds {
     /// A fresh data server of incarnation `inc` (must grow across restarts).
     pub fn new(cfg: Config, inc: u64) -> Self {
         let free = cfg.ports.clone().collect();
-        Self { cfg, inc, epoch: None, boot_attempts: 0, free, sessions: BTreeMap::new() }
+        Self { cfg, inc, epoch: None, boot_attempts: 0, free, busy: BTreeSet::new(), sessions: BTreeMap::new() }
     }
 
     /// Its incarnation.
@@ -181,6 +204,11 @@ impl S2ds {
         &self.free
     }
 
+    /// Ports set aside because another process held them.
+    pub fn busy_ports(&self) -> &BTreeSet<u16> {
+        &self.busy
+    }
+
     /// Steps the core.
     pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
         match input {
@@ -196,6 +224,14 @@ impl S2ds {
                 self.reply(out, Msg::Connected { uid, inc: self.inc });
                 Ok(())
             }
+            Input::Bound(uid) => {
+                let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                alphabet::fire(&mut s.machine, Event::Bound)?;
+                let ports = s.ports.clone();
+                self.reply(out, Msg::Lstn { uid, inc: self.inc, ports });
+                Ok(())
+            }
+            Input::BindFailed { uid, port } => self.on_bind_failed(now, uid, port, out),
             Input::BridgesFailed(uid) => {
                 let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
                 alphabet::fire(&mut s.machine, Event::BridgesFailed)?;
@@ -266,8 +302,10 @@ impl S2ds {
                 self.refuse(uid, ErrorCode::Aborted, out);
                 return Err(e);
             }
-            let ports = s.ports.clone();
-            self.reply(out, Msg::Lstn { uid, inc: self.inc, ports });
+            if s.state() != State::Binding {
+                let ports = s.ports.clone();
+                self.reply(out, Msg::Lstn { uid, inc: self.inc, ports });
+            }
             return Ok(());
         }
         let n = usize::from(num_conn);
@@ -294,8 +332,37 @@ impl S2ds {
             key: TimerKey { uid: Some(uid), kind: TimerKind::Lease },
             at: now + self.cfg.lease,
         });
-        self.reply(out, Msg::Lstn { uid, inc: self.inc, ports: ports.clone() });
         self.sessions.insert(uid, Session { machine, ports, bridge: None });
+        Ok(())
+    }
+
+    fn on_bind_failed(&mut self, now: Instant, uid: Uid, port: u16, out: &mut Outbox) -> Result<(), ProtocolError> {
+        let s = self.sessions.get(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+        if !s.ports.contains(&port) || s.state() != State::Binding {
+            return Err(ProtocolError::Stale("BindFailed"));
+        }
+        let n = s.ports.len();
+        let old = s.ports.clone();
+        // The port is another process's: set it aside, give the rest back, draw afresh.
+        self.busy.insert(port);
+        out.push(Effect::Unlisten { uid, ports: old.clone() });
+        self.free.extend(old.iter().copied().filter(|p| *p != port));
+        let s = self.sessions.get_mut(&uid).expect("checked");
+        if self.free.len() < n {
+            // The ports are closed and back in the pool already; the session keeps them only
+            // for the record, so that a retransmitted StartLstn still matches its size.
+            alphabet::fire(&mut s.machine, Event::BindExhausted)?;
+            self.retire(now, uid, out);
+            self.refuse(uid, ErrorCode::ResourceExhausted, out);
+            return Ok(());
+        }
+        alphabet::fire(&mut s.machine, Event::BindFailed)?;
+        let ports: Vec<u16> = self.free.iter().copied().take(n).collect();
+        for p in &ports {
+            self.free.remove(p);
+        }
+        s.ports = ports.clone();
+        out.push(Effect::Listen { uid, ports });
         Ok(())
     }
 
@@ -373,17 +440,22 @@ impl S2ds {
 
     /// Returns a session's ports to the pool (the session has just become terminal).
     fn close(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
+        self.retire(now, uid, out);
+        if self.cfg.defect == Defect::LeakPortsOnRelease {
+            return;
+        }
         let s = self.sessions.get(&uid).expect("closing a held session");
+        out.push(Effect::Unlisten { uid, ports: s.ports.clone() });
+        self.free.extend(s.ports.iter().copied());
+    }
+
+    /// Stops a session's lease and arms its tombstone (the session has just become terminal).
+    fn retire(&self, now: Instant, uid: Uid, out: &mut Outbox) {
         out.push(Effect::CancelTimer { key: TimerKey { uid: Some(uid), kind: TimerKind::Lease } });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: Some(uid), kind: TimerKind::Tombstone },
             at: now + self.cfg.tombstone,
         });
-        if self.cfg.defect == Defect::LeakPortsOnRelease {
-            return;
-        }
-        out.push(Effect::Unlisten { uid, ports: s.ports.clone() });
-        self.free.extend(s.ports.iter().copied());
     }
 
     fn send_boot(&self, now: Instant, out: &mut Outbox) {

@@ -23,8 +23,8 @@ use scistream_fsm::s2cs::{self, S2cs};
 use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
 use scistream_fsm::{
-    Addr, AppKey, Credentials, ErrorCode, Instant, Msg, Outbox, Peer, Principal, ProtocolError, Role, SessionParams,
-    TimerKey, TimerKind, Token, Uid, session,
+    Addr, AppKey, Credentials, Effect, ErrorCode, Instant, Msg, Outbox, Peer, Principal, ProtocolError, Role,
+    SessionParams, TimerKey, TimerKind, Token, Uid, session,
 };
 
 /// The control server's boot epoch in every generated case.
@@ -118,11 +118,11 @@ impl Core for ConsApp {
 }
 
 /// Feeds `inputs` to `core`, the clock moving forward by each delay; `check` sees the core
-/// before and after every step, the input and its result.
+/// before and after every step, the input, its result and the effects it asked for.
 fn drive<C: Core>(
     core: &mut C,
     inputs: &[(u64, C::Input)],
-    mut check: impl FnMut(&C, &C, &C::Input, &Result<(), ProtocolError>) -> Result<(), TestCaseError>,
+    mut check: impl FnMut(&C, &C, &C::Input, &Result<(), ProtocolError>, &Outbox) -> Result<(), TestCaseError>,
 ) -> Result<(), TestCaseError> {
     let mut now = Instant::ZERO;
     for (delay, input) in inputs {
@@ -130,17 +130,17 @@ fn drive<C: Core>(
         let before = core.clone();
         let mut out = Outbox::new();
         let result = core.step(now, input.clone(), &mut out);
-        check(&before, core, input, &result)?;
+        check(&before, core, input, &result, &out)?;
     }
     Ok(())
 }
 
 fn never_panics<C: Core>((mut core, inputs): Case<C>) -> Result<(), TestCaseError> {
-    drive(&mut core, &inputs, |_, _, _, _| Ok(()))
+    drive(&mut core, &inputs, |_, _, _, _, _| Ok(()))
 }
 
 fn rejected_input_leaves_core_unchanged<C: Core>((mut core, inputs): Case<C>) -> Result<(), TestCaseError> {
-    drive(&mut core, &inputs, |before, after, input, result| {
+    drive(&mut core, &inputs, |before, after, input, result, _| {
         if let Err(e) = result {
             prop_assert_eq!(after, before, "refused {:?} ({}) changed the core", input, e);
         }
@@ -149,7 +149,7 @@ fn rejected_input_leaves_core_unchanged<C: Core>((mut core, inputs): Case<C>) ->
 }
 
 fn finished_sessions_stay_finished<C: Core>((mut core, inputs): Case<C>) -> Result<(), TestCaseError> {
-    drive(&mut core, &inputs, |before, after, input, _| {
+    drive(&mut core, &inputs, |before, after, input, _, _| {
         let after = after.finished();
         for (uid, done) in before.finished() {
             if done && let Some(still) = after.get(&uid) {
@@ -167,7 +167,7 @@ fn reached<C: Core>(strategy: impl Strategy<Value = Case<C>>, runs: usize) -> BT
     for _ in 0..runs {
         let (mut core, inputs) = strategy.new_tree(&mut runner).expect("the generator generates").current();
         all.extend(core.states());
-        let _ = drive(&mut core, &inputs, |_, after, _, _| {
+        let _ = drive(&mut core, &inputs, |_, after, _, _, _| {
             all.extend(after.states());
             Ok(())
         });
@@ -365,9 +365,13 @@ fn s2ds_case(with_defects: bool) -> impl Strategy<Value = Case<S2ds>> {
     };
     let cs = Peer::ControlServer(Role::Prod);
     let uid3 = || (1u128..=3).prop_map(Uid::from_u128);
+    // Mostly the pool's ports (a port held elsewhere), rarely one outside it (a confused driver).
+    let port = prop_oneof![8 => 5000u16..=5003, 1 => Just(5004u16)];
     let input = prop_oneof![
         1 => Just(s2ds::Input::Boot),
         3 => timer_key().prop_map(s2ds::Input::Timer),
+        4 => uid3().prop_map(s2ds::Input::Bound),
+        2 => (uid3(), port).prop_map(|(uid, port)| s2ds::Input::BindFailed { uid, port }),
         2 => uid3().prop_map(s2ds::Input::BridgesUp),
         1 => uid3().prop_map(s2ds::Input::BridgesFailed),
         10 => cs_down_msg(uid3()).prop_map(move |msg| s2ds::Input::Msg { from: cs, msg }),
@@ -507,19 +511,56 @@ proptest! {
     }
 
     #[test]
-    fn s2ds_free_ports_and_live_sessions_partition_the_pool(case in s2ds_case(false)) {
+    fn s2ds_free_busy_and_live_sessions_ports_partition_the_pool(case in s2ds_case(false)) {
         let (mut ds, inputs) = case;
         let pool: BTreeSet<u16> = (5000..=5003).collect();
-        drive(&mut ds, &inputs, |_, ds, input, _| {
+        drive(&mut ds, &inputs, |before, ds, input, _, _| {
             let mut held = BTreeSet::new();
             for (uid, s) in ds.sessions().iter().filter(|(_, s)| !s.state().is_terminal()) {
                 for p in &s.ports {
                     prop_assert!(held.insert(*p), "after {:?}: port {} lent twice (to {})", input, p, uid);
                 }
             }
-            prop_assert!(held.is_disjoint(ds.free_ports()), "after {:?}: a held port is free", input);
-            let all: BTreeSet<u16> = held.union(ds.free_ports()).copied().collect();
+            let (free, busy) = (ds.free_ports(), ds.busy_ports());
+            prop_assert!(held.is_disjoint(free), "after {:?}: a held port is free", input);
+            prop_assert!(held.is_disjoint(busy), "after {:?}: a busy port is held", input);
+            prop_assert!(free.is_disjoint(busy), "after {:?}: a busy port is free", input);
+            prop_assert!(before.busy_ports().is_subset(busy), "after {:?}: a busy port came back", input);
+            let all: BTreeSet<u16> = held.iter().chain(free).chain(busy).copied().collect();
             prop_assert_eq!(all, pool.clone(), "after {:?}: ports lost", input);
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn s2ds_never_listens_on_a_busy_port(case in s2ds_case(true)) {
+        let (mut ds, inputs) = case;
+        drive(&mut ds, &inputs, |_, ds, input, _, out| {
+            for e in out {
+                if let Effect::Listen { ports, .. } = e {
+                    prop_assert!(ports.iter().all(|p| !ds.busy_ports().contains(p)), "{:?} listens on a busy port: {:?}", input, e);
+                }
+            }
+            Ok(())
+        })?;
+    }
+
+    #[test]
+    fn s2ds_sends_lstn_only_for_bound_ports(case in s2ds_case(true)) {
+        let (mut ds, inputs) = case;
+        drive(&mut ds, &inputs, |before, after, input, _, out| {
+            for e in out {
+                let Effect::Send { msg: Msg::Lstn { uid, ports, .. }, .. } = e else { continue };
+                let s = &after.sessions()[uid];
+                prop_assert!(
+                    matches!(s.state(), s2ds::State::Reserving | s2ds::State::Updating | s2ds::State::Bridging),
+                    "{:?} answered Lstn for a session in {:?}", input, s.state()
+                );
+                prop_assert_eq!(ports, &s.ports, "{:?} answered other ports than the session's", input);
+                // The ports of a Lstn were bound: by this very input, or before it.
+                let was_bound = before.sessions().get(uid).is_some_and(|b| b.state() != s2ds::State::Binding);
+                prop_assert!(was_bound || *input == s2ds::Input::Bound(*uid), "{:?} answered Lstn before Bound", input);
+            }
             Ok(())
         })?;
     }
@@ -542,7 +583,7 @@ proptest! {
     #[test]
     fn s2cs_sessions_never_change_owner_params_or_key(case in s2cs_case()) {
         let (mut cs, inputs) = case;
-        drive(&mut cs, &inputs, |before, after, input, _| {
+        drive(&mut cs, &inputs, |before, after, input, _, _| {
             for (uid, b) in before.sessions() {
                 if let Some(a) = after.session(uid) {
                     prop_assert!(
@@ -600,6 +641,49 @@ proptest! {
 fn sometimes_s2ds_sessions_reach_every_state() {
     let expected = states_of::<s2ds::Declaration>(&[s2ds::State::Idle]);
     assert_reaches(&reached(s2ds_case(true), 256), expected);
+}
+
+/// Every (from, to) pair of distinct states the declaration of `M` has a transition for.
+fn moves_of<M: Machine>() -> BTreeSet<Seen> {
+    let mut moves = BTreeSet::new();
+    for state in M::S::ALL {
+        for input in M::I::ALL {
+            if let Some(next) = M::transition(state, input)
+                && next != *state
+            {
+                moves.insert((state.name(), next.name()));
+            }
+        }
+    }
+    moves
+}
+
+/// What a session that stays Binding but holds other ports did: it bound afresh.
+const REBOUND: Seen = ("Binding", "Binding with fresh ports");
+
+#[test]
+fn sometimes_s2ds_sessions_take_every_declared_move_and_rebind() {
+    let strategy = s2ds_case(true);
+    let mut runner = TestRunner::deterministic();
+    let mut seen = BTreeSet::new();
+    for _ in 0..256 {
+        let (mut ds, inputs) = strategy.new_tree(&mut runner).expect("the generator generates").current();
+        let _ = drive(&mut ds, &inputs, |before, after, _, _, _| {
+            for (uid, a) in after.sessions() {
+                let b = before.sessions().get(uid);
+                let from = b.map_or(s2ds::State::Idle, |b| b.state());
+                if from != a.state() {
+                    seen.insert((from.name(), a.state().name()));
+                } else if from == s2ds::State::Binding && b.is_some_and(|b| b.ports != a.ports) {
+                    seen.insert(REBOUND);
+                }
+            }
+            Ok(())
+        });
+    }
+    let mut expected = moves_of::<s2ds::Declaration>();
+    expected.insert(REBOUND);
+    assert_reaches(&seen, expected);
 }
 
 #[test]

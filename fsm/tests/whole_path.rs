@@ -3,7 +3,7 @@
 //! returns every port on both sides. (The simulator explores faults; this checks the cores
 //! compose at all.)
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
 use scistream_fsm::cons_app::{self, ConsApp};
@@ -13,8 +13,8 @@ use scistream_fsm::s2cs::{self, S2cs};
 use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
 use scistream_fsm::{
-    Addr, AppKey, Credentials, Effect, Instant, Msg, Notice, Outbox, Peer, Principal, Role, TimerKey, Token, Uid,
-    session,
+    Addr, AppKey, Credentials, Effect, ErrorCode, Instant, Msg, Notice, Outbox, Peer, Principal, Role, TimerKey, Token,
+    Uid, session,
 };
 
 const UID: Uid = Uid::from_u128(42);
@@ -75,6 +75,8 @@ struct World {
     timers: BTreeMap<(Node, TimerKey), Instant>,
     notices: Vec<(Node, Notice)>,
     loss: Loss,
+    /// Per data server, the ports another process holds: binding them fails.
+    foreign: [BTreeSet<u16>; 2],
 }
 
 impl World {
@@ -121,6 +123,7 @@ impl World {
             timers: BTreeMap::new(),
             notices: Vec::new(),
             loss,
+            foreign: [BTreeSet::new(), BTreeSet::new()],
         };
         for role in Role::ALL {
             world.data_input(role, s2ds::Input::Boot);
@@ -159,7 +162,8 @@ impl World {
         self.apply(Node::Consumer, out);
     }
 
-    /// Carries out what `node` asked for; bridges and channels come up at once.
+    /// Carries out what `node` asked for; listeners bind (unless another process holds the
+    /// port), bridges and channels come up at once, and the outcome is reported at once.
     fn apply(&mut self, node: Node, out: Outbox) {
         for effect in out {
             match effect {
@@ -174,7 +178,15 @@ impl World {
                 Effect::CancelTimer { key } => {
                     self.timers.remove(&(node, key));
                 }
-                Effect::Listen { .. } | Effect::Unlisten { .. } => {}
+                Effect::Listen { uid, ports } => {
+                    let Node::Data(role) = node else { panic!("{node:?} binds ports") };
+                    let outcome = match ports.iter().find(|p| self.foreign[idx(role)].contains(p)) {
+                        Some(&port) => s2ds::Input::BindFailed { uid, port },
+                        None => s2ds::Input::Bound(uid),
+                    };
+                    self.data_input(role, outcome);
+                }
+                Effect::Unlisten { .. } => {}
                 Effect::StartBridges { uid, .. } => {
                     let Node::Data(role) = node else { panic!("{node:?} starts bridges") };
                     self.data_input(role, s2ds::Input::BridgesUp(uid));
@@ -253,22 +265,31 @@ impl World {
         self.noticed(|n| matches!(n, Notice::Released { .. } | Notice::Failed { .. }))
     }
 
+    /// Whether `role`'s data server has every port back in its pool but those it found held by
+    /// another process.
+    fn pool_returned(&self, role: Role) -> bool {
+        let ds = &self.data[idx(role)];
+        ds.busy_ports().is_subset(&self.foreign[idx(role)]) && ds.free_ports().len() + ds.busy_ports().len() == 4
+    }
+
     /// Whether both facilities hold nothing more of the session.
     fn all_returned(&self) -> bool {
         Role::ALL.into_iter().all(|r| {
-            self.data[idx(r)].free_ports().len() == 4
-                && self.control[idx(r)].session(&UID).is_none_or(|s| s.state().is_terminal())
+            self.pool_returned(r) && self.control[idx(r)].session(&UID).is_none_or(|s| s.state().is_terminal())
         })
     }
 
-    fn establish_stream_and_release(&mut self) {
+    /// Establishes the session, whose producer-side gateway must listen on `prod_ports`, lets it
+    /// stream and releases it.
+    fn establish_stream_and_release(&mut self, prod_ports: [u16; 2]) {
         self.start();
         self.run_until("Established", |w| w.noticed(|n| matches!(n, Notice::Established { .. })));
         self.run_until("Streaming", |w| w.consumer.state() == cons_app::State::Streaming);
         // The HelloAck may still be on its way (or lost and awaiting the next Hello).
         self.run_until("producer Ready", |w| w.producer.state() != prod_app::State::Greeting);
         assert_eq!(self.producer.state(), prod_app::State::Ready);
-        assert_eq!(self.producer.listeners(), &[Addr::new("gw.prod", 5000), Addr::new("gw.prod", 5001)]);
+        let prod_gateway: Vec<Addr> = prod_ports.iter().map(|p| Addr::new("gw.prod", *p)).collect();
+        assert_eq!(self.producer.listeners(), prod_gateway);
         let bridged = |w: &Self, r: Role| w.data[idx(r)].sessions()[&UID].state() == s2ds::State::Bridging;
         assert!(Role::ALL.into_iter().all(|r| bridged(self, r)));
         for role in Role::ALL {
@@ -276,16 +297,15 @@ impl World {
             assert_eq!(s.state(), session::State::Established, "{role}");
         }
         let (prod_targets, cons_targets) = (&self.data[0].sessions()[&UID], &self.data[1].sessions()[&UID]);
+        assert_eq!(prod_targets.ports, prod_ports);
         assert_eq!(prod_targets.bridge, Some((app_listeners(), Credentials([9; 32]))));
-        let prod_gateway = vec![Addr::new("gw.prod", 5000), Addr::new("gw.prod", 5001)];
         assert_eq!(cons_targets.bridge, Some((prod_gateway, Credentials([9; 32]))));
 
         self.client_input(s2uc::Input::Release(UID));
         self.run_until("Released", |w| w.noticed(|n| *n == Notice::Released { uid: UID }));
         for role in Role::ALL {
             assert_eq!(self.control[idx(role)].session(&UID).unwrap().state(), session::State::Released);
-            let ds = &self.data[idx(role)];
-            assert_eq!(ds.free_ports().len(), 4, "{role}: ports not returned");
+            assert!(self.pool_returned(role), "{role}: ports not returned: {:?}", self.data[idx(role)].free_ports());
         }
         assert!(!self.notices.iter().any(|(_, n)| matches!(n, Notice::Failed { .. })), "{:?}", self.notices);
     }
@@ -294,7 +314,7 @@ impl World {
 #[test]
 fn a_session_is_established_streams_and_its_release_returns_every_port() {
     let mut world = World::new(Box::new(|_, _, _| false));
-    world.establish_stream_and_release();
+    world.establish_stream_and_release([5000, 5001]);
 }
 
 #[test]
@@ -305,7 +325,32 @@ fn the_first_copy_of_every_message_lost_still_establishes_and_releases() {
         *n += 1;
         *n == 1
     }));
-    world.establish_stream_and_release();
+    world.establish_stream_and_release([5000, 5001]);
+}
+
+#[test]
+fn a_port_another_process_holds_is_set_aside_and_the_session_establishes_on_fresh_ports() {
+    let mut world = World::new(Box::new(|_, _, _| false));
+    world.foreign[idx(Role::Prod)] = BTreeSet::from([5000]);
+    world.establish_stream_and_release([5001, 5002]);
+    assert_eq!(*world.data[idx(Role::Prod)].busy_ports(), BTreeSet::from([5000]));
+    assert!(world.data[idx(Role::Cons)].busy_ports().is_empty());
+}
+
+#[test]
+fn ports_other_processes_hold_exhaust_the_pool_and_the_session_fails_returning_every_port() {
+    let mut world = World::new(Box::new(|_, _, _| false));
+    world.foreign[idx(Role::Prod)] = BTreeSet::from([5000, 5001, 5002]);
+    world.start();
+    world.run_until("the end", World::over);
+    assert!(
+        world.noticed(|n| *n == Notice::Failed { uid: UID, code: ErrorCode::ResourceExhausted }),
+        "{:?}",
+        world.notices
+    );
+    world.run_until("every port returned", World::all_returned);
+    assert_eq!(*world.data[idx(Role::Prod)].busy_ports(), BTreeSet::from([5000, 5001, 5002]));
+    assert_eq!(*world.data[idx(Role::Prod)].free_ports(), BTreeSet::from([5003]));
 }
 
 /// Loses each message with probability `percent`/100, drawn from a xorshift generator seeded
@@ -325,7 +370,8 @@ fn random_loss(seed: u64, percent: u64) -> Loss {
 fn a_third_of_all_messages_lost_at_random_still_establishes_and_releases() {
     for seed in 1..=32 {
         let mut world = World::new(random_loss(seed, 33));
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.establish_stream_and_release()));
+        let result =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| world.establish_stream_and_release([5000, 5001])));
         assert!(result.is_ok(), "seed {seed} failed");
     }
 }

@@ -24,6 +24,10 @@ pub struct Scenario {
     /// Ports each data server may hand out.
     #[serde(default = "default_ports")]
     pub ports: u16,
+    /// Ports of each data server's range that another process holds (drawn per seed): binding
+    /// them fails.
+    #[serde(default)]
+    pub busy_ports: u16,
     /// Network semantics.
     #[serde(default)]
     pub network: Semantics,
@@ -316,6 +320,9 @@ impl Scenario {
         }
         if self.ports == 0 || u32::from(self.ports) > 60_000 {
             return bad(format!("ports {} must be in 1..=60000", self.ports));
+        }
+        if self.busy_ports >= self.ports {
+            return bad(format!("busy_ports {} must be fewer than ports {}", self.busy_ports, self.ports));
         }
         if self.workload.duplicate_uids > 0 && (self.clients < 2 || self.workload.duplicate_uids >= self.sessions) {
             return bad("duplicate_uids needs at least 2 clients and fewer duplicates than sessions".into());

@@ -84,6 +84,7 @@ enum Event {
     SettleCheck,
     ReleaseAll,
     BridgesUp(Role, Uid),
+    Bind(Role, Uid, Option<u16>),
     ConsListeners(usize, Vec<scistream_fsm::Addr>),
     ConsResult(usize, bool),
     Crash(Peer, u64),
@@ -142,6 +143,8 @@ pub struct World<'a> {
     timers: BTreeMap<(Peer, TimerKey), u64>,
     generation: u64,
     os: [BTreeMap<u16, Uid>; 2],
+    /// Ports another process holds, per facility.
+    foreign: [BTreeSet<u16>; 2],
     plans: Vec<Plan>,
     by_uid: BTreeMap<Uid, Vec<usize>>,
     seen: BTreeMap<Peer, BTreeMap<Uid, Seen>>,
@@ -196,6 +199,12 @@ impl<'a> World<'a> {
         let release_all_at =
             Instant::ZERO + ms(sc.heal_at_ms.max(sc.workload.start_window_ms).max(last_fault) + settle);
         let n = sc.sessions as usize;
+        let mut foreign = [BTreeSet::new(), BTreeSet::new()];
+        for set in &mut foreign {
+            while set.len() < usize::from(sc.busy_ports) {
+                set.insert(5100 + rng.random_range(0..sc.ports));
+            }
+        }
         let mut w = Self {
             sc,
             opts,
@@ -218,6 +227,7 @@ impl<'a> World<'a> {
             timers: BTreeMap::new(),
             generation: 0,
             os: [BTreeMap::new(), BTreeMap::new()],
+            foreign,
             plans,
             by_uid,
             seen: BTreeMap::new(),
@@ -313,6 +323,8 @@ impl<'a> World<'a> {
                 }
             }
             Event::BridgesUp(r, uid) => self.step_ds(r, s2ds::Input::BridgesUp(uid)),
+            Event::Bind(r, uid, None) => self.step_ds(r, s2ds::Input::Bound(uid)),
+            Event::Bind(r, uid, Some(port)) => self.step_ds(r, s2ds::Input::BindFailed { uid, port }),
             Event::ConsListeners(i, listeners) => self.step_cons(i, cons_app::Input::Listeners(listeners)),
             Event::ConsResult(i, ok) => {
                 let input = if ok { cons_app::Input::Connected } else { cons_app::Input::ConnectFailed };

@@ -47,6 +47,34 @@ fn to_cs(out: &Outbox) -> Vec<Msg> {
     sent_to(out, CS)
 }
 
+/// StartLstn for session `n`, then its listeners bound, as a driver reports them: the session
+/// is Reserving and its Lstn sent.
+fn reserve(ds: &mut S2ds, ms: u64, n: u128, num_conn: u16) {
+    accept(ds, at(ms), start_lstn(n, num_conn));
+    let out = accept(ds, at(ms), Input::Bound(uid(n)));
+    assert!(matches!(to_cs(&out)[..], [Msg::Lstn { .. }]), "{out:?}");
+}
+
+/// The ports `out` asks to bind, per Listen, in order.
+fn listens(out: &Outbox) -> Vec<Vec<u16>> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Listen { ports, .. } => Some(ports.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The ports `out` gives back, per Unlisten, in order.
+fn unlistens(out: &Outbox) -> Vec<Vec<u16>> {
+    out.iter()
+        .filter_map(|e| match e {
+            Effect::Unlisten { ports, .. } => Some(ports.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
 #[test]
 fn boot_announces_ds_boot_and_retransmits_with_backoff_until_attached() {
     let mut ds = S2ds::new(s2ds_config(Role::Prod, 5000..=5003), INC);
@@ -76,17 +104,20 @@ fn boot_announces_ds_boot_and_retransmits_with_backoff_until_attached() {
 #[test]
 fn repeated_attach_of_the_current_epoch_is_acknowledged_and_keeps_sessions() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
+    accept(&mut ds, at(11), start_lstn(2, 1));
     let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH }));
     assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, inc: INC }]);
+    assert!(unlistens(&out).is_empty(), "{out:?}");
     assert_eq!(state(&ds, 1), State::Reserving);
+    assert_eq!(state(&ds, 2), State::Binding);
 }
 
 #[test]
 fn attach_with_a_newer_epoch_releases_every_session_and_returns_its_ports() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
-    accept(&mut ds, at(11), start_lstn(2, 1));
+    reserve(&mut ds, 10, 1, 2);
+    reserve(&mut ds, 11, 2, 1);
     accept(&mut ds, at(12), start_conn(2, 9));
     accept(&mut ds, at(13), Input::BridgesUp(uid(2)));
     assert_eq!(ds.free_ports().len(), 1);
@@ -141,13 +172,15 @@ fn messages_from_anyone_but_its_control_server_are_misdirected() {
 }
 
 #[test]
-fn start_lstn_reserves_the_lowest_free_ports_and_arms_the_lease() {
+fn start_lstn_binds_the_lowest_free_ports_and_arms_the_lease() {
     let mut ds = attached();
     let out = accept(&mut ds, at(10), start_lstn(1, 2));
     assert!(out.contains(&Effect::Listen { uid: uid(1), ports: vec![5000, 5001] }));
-    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] }]);
     assert_eq!(timer_at(&out, timer(Some(uid(1)), TimerKind::Lease)), Some(at(10) + ds.cfg.lease));
     assert!(!out.iter().any(|e| matches!(e, Effect::StartBridges { .. })), "no bridges before credentials");
+    assert_eq!(state(&ds, 1), State::Binding);
+    let out = accept(&mut ds, at(10), Input::Bound(uid(1)));
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] }]);
     assert_eq!(state(&ds, 1), State::Reserving);
 
     let out = accept(&mut ds, at(11), start_lstn(2, 1));
@@ -163,7 +196,7 @@ fn start_lstn_reserves_the_lowest_free_ports_and_arms_the_lease() {
 #[test]
 fn repeated_start_lstn_answers_the_same_ports_without_reserving_more() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     let free = ds.free_ports().clone();
     let out = accept(&mut ds, at(20), start_lstn(1, 2));
     assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] }]);
@@ -176,9 +209,15 @@ fn repeated_start_lstn_answers_the_same_ports_without_reserving_more() {
 fn start_lstn_with_another_size_for_a_held_uid_is_refused_already_exists() {
     let mut ds = attached();
     accept(&mut ds, at(10), start_lstn(1, 2));
-    let (err, out) = reject(&mut ds, at(20), start_lstn(1, 3));
-    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::AlreadyExists });
-    assert_eq!(to_cs(&out), vec![Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::AlreadyExists }]);
+    // While its ports are being bound, and once they are.
+    for bound in [false, true] {
+        if bound {
+            accept(&mut ds, at(15), Input::Bound(uid(1)));
+        }
+        let (err, out) = reject(&mut ds, at(20), start_lstn(1, 3));
+        assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::AlreadyExists });
+        assert_eq!(to_cs(&out), vec![Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::AlreadyExists }]);
+    }
 }
 
 #[test]
@@ -192,7 +231,7 @@ fn start_lstn_beyond_the_free_ports_is_refused_resource_exhausted_and_reserves_n
     assert_eq!(ds.free_ports().len(), 1);
 
     // The last port is still there for a request that fits.
-    accept(&mut ds, at(30), start_lstn(2, 1));
+    reserve(&mut ds, 30, 2, 1);
     assert!(ds.free_ports().is_empty());
 }
 
@@ -216,7 +255,7 @@ fn start_conn_before_start_lstn_is_refused_not_found() {
 #[test]
 fn start_conn_starts_the_bridges_with_the_given_targets_and_credentials() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     let out = accept(&mut ds, at(20), start_conn(1, 9));
     assert!(out.contains(&Effect::StartBridges {
         uid: uid(1),
@@ -245,7 +284,7 @@ fn start_conn_starts_the_bridges_with_the_given_targets_and_credentials() {
 #[test]
 fn start_conn_with_other_credentials_is_refused_already_exists() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(20), start_conn(1, 9));
     let (err, out) = reject(&mut ds, at(30), start_conn(1, 8));
     assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::AlreadyExists });
@@ -255,7 +294,7 @@ fn start_conn_with_other_credentials_is_refused_already_exists() {
 #[test]
 fn bridges_that_fail_return_the_ports_and_refuse_with_aborted() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(20), start_conn(1, 9));
     let out = accept(&mut ds, at(30), Input::BridgesFailed(uid(1)));
     assert!(out.contains(&Effect::Unlisten { uid: uid(1), ports: vec![5000, 5001] }));
@@ -270,14 +309,20 @@ fn bridge_outcomes_for_unknown_or_idle_sessions_are_refused() {
     let (err, _) = reject(&mut ds, at(5), Input::BridgesUp(uid(1)));
     assert_eq!(err, ProtocolError::UnknownSession(uid(1)));
     accept(&mut ds, at(10), start_lstn(1, 1));
-    let (err, _) = reject(&mut ds, at(11), Input::BridgesUp(uid(1)));
+    for input in [Input::BridgesUp(uid(1)), Input::BridgesFailed(uid(1))] {
+        let (err, out) = reject(&mut ds, at(11), input);
+        assert!(matches!(err, ProtocolError::NotAllowed { state: "Binding", .. }), "{err}");
+        assert!(out.is_empty(), "{out:?}");
+    }
+    accept(&mut ds, at(12), Input::Bound(uid(1)));
+    let (err, _) = reject(&mut ds, at(13), Input::BridgesUp(uid(1)));
     assert!(matches!(err, ProtocolError::NotAllowed { state: "Reserving", input: "BridgesUp", .. }), "{err}");
 }
 
 #[test]
 fn lease_expiry_before_start_conn_returns_the_ports() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     let out = accept(&mut ds, at(30_010), Input::Timer(timer(Some(uid(1)), TimerKind::Lease)));
     assert!(out.contains(&Effect::Unlisten { uid: uid(1), ports: vec![5000, 5001] }));
     assert!(timer_at(&out, timer(Some(uid(1)), TimerKind::Tombstone)).is_some());
@@ -293,7 +338,7 @@ fn lease_expiry_before_start_conn_returns_the_ports() {
 #[test]
 fn lease_timer_after_start_conn_is_refused_and_keeps_the_bridges() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(20), start_conn(1, 9));
     let (err, out) = reject(&mut ds, at(30_010), Input::Timer(timer(Some(uid(1)), TimerKind::Lease)));
     assert!(matches!(err, ProtocolError::NotAllowed { .. }), "{err}");
@@ -303,7 +348,7 @@ fn lease_timer_after_start_conn_is_refused_and_keeps_the_bridges() {
 #[test]
 fn ds_rel_releases_the_ports_and_is_idempotent() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     let out = accept(&mut ds, at(20), ds_rel(1));
     assert!(out.contains(&Effect::Unlisten { uid: uid(1), ports: vec![5000, 5001] }));
     assert_eq!(to_cs(&out), vec![Msg::DsReleased { uid: uid(1), inc: INC }]);
@@ -324,7 +369,7 @@ fn ds_rel_releases_the_ports_and_is_idempotent() {
 #[test]
 fn ds_rel_of_bridging_session_closes_bridges_and_ports() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(20), start_conn(1, 9));
     accept(&mut ds, at(30), Input::BridgesUp(uid(1)));
     let out = accept(&mut ds, at(40), ds_rel(1));
@@ -335,7 +380,7 @@ fn ds_rel_of_bridging_session_closes_bridges_and_ports() {
 #[test]
 fn start_lstn_for_a_released_uid_is_refused_until_the_tombstone_forgets_it() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(20), ds_rel(1));
     let (_, out) = reject(&mut ds, at(30), start_lstn(1, 2));
     assert_eq!(to_cs(&out), vec![Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::Aborted }]);
@@ -345,8 +390,8 @@ fn start_lstn_for_a_released_uid_is_refused_until_the_tombstone_forgets_it() {
 #[test]
 fn tombstone_forgets_a_finished_session_but_not_a_live_one() {
     let mut ds = attached();
-    accept(&mut ds, at(10), start_lstn(1, 1));
-    accept(&mut ds, at(11), start_lstn(2, 1));
+    reserve(&mut ds, 10, 1, 1);
+    reserve(&mut ds, 11, 2, 1);
     accept(&mut ds, at(20), ds_rel(1));
 
     let out = accept(&mut ds, at(60_020), Input::Timer(timer(Some(uid(1)), TimerKind::Tombstone)));
@@ -387,8 +432,10 @@ fn defect_leak_ports_on_release_keeps_the_ports_out_of_the_pool() {
     cfg.defect = Defect::LeakPortsOnRelease;
     let mut ds = S2ds::new(cfg, INC);
     accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH }));
-    accept(&mut ds, at(10), start_lstn(1, 2));
+    reserve(&mut ds, 10, 1, 2);
     let out = accept(&mut ds, at(20), ds_rel(1));
     assert!(!out.iter().any(|e| matches!(e, Effect::Unlisten { .. })));
     assert_eq!(ds.free_ports().len(), 2);
 }
+
+mod binding;

@@ -38,7 +38,8 @@ impl World<'_> {
         let uid = match &input {
             s2ds::Input::Msg { msg, .. } => msg.uid(),
             s2ds::Input::Timer(key) => key.uid,
-            s2ds::Input::BridgesUp(uid) | s2ds::Input::BridgesFailed(uid) => Some(*uid),
+            s2ds::Input::BridgesUp(uid) | s2ds::Input::BridgesFailed(uid) | s2ds::Input::Bound(uid) => Some(*uid),
+            s2ds::Input::BindFailed { uid, .. } => Some(*uid),
             s2ds::Input::Boot => None,
         };
         let mut out = std::mem::take(&mut self.scratch);
@@ -137,6 +138,11 @@ impl World<'_> {
     fn listen(&mut self, node: Peer, uid: Uid, ports: &[u16]) {
         let Peer::DataServer(r) = node else { return };
         let i = net::role_index(r);
+        if let Some(p) = ports.iter().find(|p| self.foreign[i].contains(p)) {
+            self.note(|| format!("{node} cannot bind {} port {p}: another process holds it", short(uid)));
+            self.schedule(self.now, Event::Bind(r, uid, Some(*p)));
+            return;
+        }
         for p in ports {
             if let Some(other) = self.os[i].get(p)
                 && *other != uid
@@ -147,6 +153,7 @@ impl World<'_> {
             self.os[i].insert(*p, uid);
         }
         self.note(|| format!("{node} listens {} ports {ports:?}", short(uid)));
+        self.schedule(self.now, Event::Bind(r, uid, None));
     }
 
     fn notice(&mut self, node: Peer, n: Notice) {

@@ -188,15 +188,19 @@ impl World<'_> {
                 bad.push((Prop::AllPortsFree, format!("{} still binds ports (first: {held:?})", Peer::DataServer(r))));
             }
             if let Some(d) = &self.ds[i] {
-                if d.free_ports().len() != usize::from(self.sc.ports) {
+                let usable = usize::from(self.sc.ports) - d.busy_ports().len();
+                if d.free_ports().len() != usable {
+                    let what = format!(
+                        "{} pool has {} of {usable} usable ports free",
+                        Peer::DataServer(r),
+                        d.free_ports().len()
+                    );
+                    bad.push((Prop::AllPortsFree, what));
+                }
+                if let Some(p) = d.busy_ports().iter().find(|p| !self.foreign[i].contains(p)) {
                     bad.push((
                         Prop::AllPortsFree,
-                        format!(
-                            "{} pool has {} of {} ports free",
-                            Peer::DataServer(r),
-                            d.free_ports().len(),
-                            self.sc.ports
-                        ),
+                        format!("{} set aside port {p}, which nobody else holds", Peer::DataServer(r)),
                     ));
                 }
                 if let Some((uid, s)) = d.sessions().iter().find(|(_, s)| !s.state().is_terminal()) {
@@ -233,7 +237,12 @@ fn look_cs(s: &session::Session) -> Look {
 }
 
 fn look_ds(st: s2ds::State) -> Look {
-    Look { state: st.name(), terminal: st.is_terminal(), leased: st == s2ds::State::Reserving, established: false }
+    Look {
+        state: st.name(),
+        terminal: st.is_terminal(),
+        leased: matches!(st, s2ds::State::Binding | s2ds::State::Reserving),
+        established: false,
+    }
 }
 
 fn look_uc(st: s2uc::State) -> Look {
