@@ -1,9 +1,22 @@
 //! # scistream-actors — the actors that host the protocol cores
 //!
-//! This crate will own the supervision tree: one ractor actor per participant (S2UC, S2CS,
-//! S2DS, application controllers) and one per stream session, a supervised child of its S2CS
-//! actor. Actors are drivers only: a message becomes a core input (`scistream-fsm`), the core
-//! steps, the actor executes the effects through `scistream-transport` and arms timers with
-//! ractor's `send_after`. A failing session actor is reported and released; the server goes on.
+//! Drivers only: an actor's message becomes a core input (`scistream-fsm`), the core steps,
+//! the actor executes the effects — messages to other actors, answers to pending gRPC calls,
+//! timers through ractor's `send_after`, listeners bound and closed by per-session actors.
 //!
-//! It arrives with the control-plane work (issue 3); until then the crate is empty by design.
+//! The tree of a control server: [`S2csActor`] (the control server's core, one session
+//! machine per uid) supervises [`S2dsActor`] (the embedded data server's core), which
+//! supervises one [`SessionActor`] per stream session holding that session's listeners (and,
+//! with the data plane, its bridges). A session actor that fails is reported to the data
+//! server, which fails only that session; a data server that fails is restarted under a new
+//! incarnation and the control server fails the sessions it held; the server keeps serving.
+
+mod timers;
+
+pub mod s2cs;
+pub mod s2ds;
+pub mod session;
+
+pub use s2cs::{ActorBackend, S2csActor, S2csArgs, S2csMsg};
+pub use s2ds::{S2dsActor, S2dsArgs, S2dsMsg};
+pub use session::{SessionActor, SessionArgs, SessionMsg};

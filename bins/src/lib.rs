@@ -1,6 +1,114 @@
-//! # scistream-bins — the gateway daemons and the user's commands
+//! # scistream-bins — the gateway daemon and the user's commands
 //!
-//! This package will hold the thin binaries `s2cs`, `s2ds`, `s2uc` and `appctrl`: flags and
-//! configuration files, logging, and the root supervisor from `scistream-actors`. No protocol
-//! logic lives here. The binaries arrive with the control-plane work (issue 3); the protocol
-//! simulator's binary, `sim`, lives in `scistream-sim`.
+//! Thin binaries over the other crates: `s2cs` (the control server daemon, with its embedded
+//! data server), `s2uc` (the user's client: one command orchestrates both facilities) and
+//! `appctrl` (the application controller's Hello). This library holds what they share:
+//! logging, address lists, shutdown signals, exit codes.
+
+pub mod client;
+
+use std::time::Duration;
+
+use scistream_fsm::Addr;
+
+/// Exit status of a command that failed because of what it was told (bad flags, bad input).
+pub const EXIT_USAGE: u8 = 2;
+/// Exit status of a command that failed at a remote end (refused, unreachable, deadline).
+pub const EXIT_FAILED: u8 = 1;
+
+/// Starts logging to stderr: `info` by default, `debug` with `-v`, `trace` with `-vv`;
+/// `RUST_LOG` overrides.
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(ansi)
+        .with_target(false)
+        .try_init();
+}
+
+/// Parses a listener list: `host:port,host:port`, whitespace-separated, or SciStream 1.2's
+/// printed Python list (`['host:port', 'host:port']`).
+pub fn parse_addrs(text: &str) -> Result<Vec<Addr>, String> {
+    let cleaned: String = text.chars().map(|c| if matches!(c, '[' | ']' | '\'' | '"') { ' ' } else { c }).collect();
+    let addrs: Result<Vec<Addr>, String> = cleaned
+        .split(|c: char| c == ',' || c.is_whitespace())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<Addr>().map_err(|e| e.to_string()))
+        .collect();
+    let addrs = addrs?;
+    if addrs.is_empty() {
+        return Err(format!("no host:port address in {text:?}"));
+    }
+    Ok(addrs)
+}
+
+/// Formats a listener list the way `parse_addrs` reads it back.
+pub fn format_addrs(addrs: &[Addr]) -> String {
+    addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
+}
+
+/// Parses a duration in seconds (fractions allowed).
+pub fn parse_secs(text: &str) -> Result<Duration, String> {
+    let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(format!("{text:?} must be a positive number of seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// Resolves when the process gets SIGINT or SIGTERM; returns the signal's name.
+pub async fn shutdown_signal() -> &'static str {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        // Without signal handlers the process can only be killed; wait forever.
+        std::future::pending::<()>().await;
+        unreachable!()
+    };
+    tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listener_lists_parse_in_every_spelling() {
+        let want = vec![Addr::new("10.0.0.1", 5100), Addr::new("gw", 5101)];
+        for text in [
+            "10.0.0.1:5100,gw:5101",
+            "10.0.0.1:5100 gw:5101",
+            "['10.0.0.1:5100', 'gw:5101']",
+            "[\"10.0.0.1:5100\",\"gw:5101\"]",
+        ] {
+            assert_eq!(parse_addrs(text), Ok(want.clone()), "{text}");
+        }
+        assert_eq!(format_addrs(&want), "10.0.0.1:5100,gw:5101");
+    }
+
+    #[test]
+    fn bad_listener_lists_say_what_is_wrong() {
+        assert!(parse_addrs("").unwrap_err().contains("no host:port"));
+        assert!(parse_addrs("gw").unwrap_err().contains("no port"));
+        assert!(parse_addrs("gw:0").unwrap_err().contains("invalid port"));
+    }
+
+    #[test]
+    fn durations_are_positive_seconds() {
+        assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
+        assert!(parse_secs("0").is_err());
+        assert!(parse_secs("soon").is_err());
+    }
+}

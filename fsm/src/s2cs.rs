@@ -79,8 +79,9 @@ pub struct Config {
     pub tombstone: Duration,
     /// Retransmission towards the data server.
     pub backoff: Backoff,
-    /// Accept a Hello without an app key (SciStream 1.2 controllers send none).
-    pub allow_keyless_hello: bool,
+    /// Refuse a REQ without an app key. SciStream 1.2 clients send none; their sessions then
+    /// accept only a Hello without a key, as 1.2 controllers send it.
+    pub require_app_keys: bool,
 }
 
 /// An input to the control server.

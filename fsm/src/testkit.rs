@@ -66,7 +66,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
         lease: Duration::from_secs(60),
         tombstone: Duration::from_secs(120),
         backoff: BACKOFF,
-        allow_keyless_hello: false,
+        require_app_keys: false,
     }
 }
 

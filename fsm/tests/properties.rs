@@ -391,7 +391,7 @@ fn s2ds_case(with_defects: bool) -> impl Strategy<Value = Case<S2ds>> {
 }
 
 fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
-    (role(), any::<bool>()).prop_flat_map(|(facility, allow_keyless_hello)| {
+    (role(), any::<bool>()).prop_flat_map(|(facility, require_app_keys)| {
         let ds = Peer::DataServer(facility);
         let client = select(vec![Peer::Client(1), Peer::Client(2)]);
         let input = prop_oneof![
@@ -411,7 +411,7 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
             lease: Duration::from_secs(60),
             tombstone: Duration::from_secs(120),
             backoff: Backoff::default(),
-            allow_keyless_hello,
+            require_app_keys,
         };
         (Just(S2cs::new(cfg, EPOCH)), prop::collection::vec((delay(), input), 0..80))
     })

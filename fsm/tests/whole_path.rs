@@ -90,7 +90,7 @@ impl World {
                 lease: Duration::from_secs(60),
                 tombstone: Duration::from_secs(120),
                 backoff,
-                allow_keyless_hello: false,
+                require_app_keys: false,
             };
             S2cs::new(cfg, 1)
         };

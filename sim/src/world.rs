@@ -472,7 +472,7 @@ fn cs_cfg(sc: &Scenario, r: Role) -> s2cs::Config {
         lease: ms(sc.timing.cs_lease_ms),
         tombstone: ms(sc.timing.tombstone_ms),
         backoff: backoff(sc),
-        allow_keyless_hello: false,
+        require_app_keys: false,
     }
 }
 

@@ -1,6 +1,266 @@
 //! # scistream-tests — end-to-end tests and benchmarks
 //!
-//! This package will hold the tests that start the real binaries on loopback (the control
-//! plane over TLS, the data plane, SciStream 1.2 clients driving our server) and the benchmark
-//! commands that print comparison tables. The protocol's own tests live beside the code they
-//! test (`fsm`, `proto`, `sim`).
+//! The harness here starts the real binaries (`s2cs`, `s2uc`, `appctrl`) on loopback with
+//! certificates generated on the fly, reads their output, and stops every process it started
+//! (also when a test panics). The tests live in `tests/tests/`; the protocol's own tests live
+//! beside the code they test (`fsm`, `proto`, `sim`).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// Builds the binaries once per test process and returns the path of `name`.
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT.get_or_init(|| {
+        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe.parent().and_then(Path::parent).ok_or("no target dir")?.to_path_buf();
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "scistream-bins", "--bins"]);
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd.status().map_err(|e| format!("running cargo build: {e}"))?;
+        if !status.success() {
+            return Err("cargo build of the binaries failed".into());
+        }
+        Ok(profile_dir)
+    });
+    match dir {
+        Ok(d) => d.join(name),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+/// A scratch folder removed on drop.
+#[derive(Debug)]
+pub struct Scratch(pub PathBuf);
+
+impl Scratch {
+    /// A fresh folder under the system's temp dir.
+    pub fn new(tag: &str) -> Self {
+        static N: Mutex<u32> = Mutex::new(0);
+        let n = {
+            let mut g = N.lock().unwrap_or_else(|e| e.into_inner());
+            *g += 1;
+            *g
+        };
+        let dir = std::env::temp_dir().join(format!("scistream-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch dir");
+        Self(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A running `s2cs`, killed on drop.
+#[derive(Debug)]
+pub struct Server {
+    child: Child,
+    /// Its control address, `127.0.0.1:PORT`.
+    pub addr: String,
+    /// The certificate clients trust (None when insecure).
+    pub cert: Option<PathBuf>,
+    stderr: PathBuf,
+}
+
+/// How to start a server.
+#[derive(Debug, Clone)]
+pub struct ServerOpts {
+    /// Data ports FIRST-LAST.
+    pub port_range: String,
+    /// `--hello-timeout` seconds.
+    pub hello_timeout: f64,
+    /// Plain gRPC.
+    pub insecure: bool,
+    /// Extra flags.
+    pub extra: Vec<String>,
+}
+
+impl Default for ServerOpts {
+    fn default() -> Self {
+        Self { port_range: free_range(20), hello_timeout: 30.0, insecure: false, extra: Vec::new() }
+    }
+}
+
+/// A range of `n` ports unlikely to be in use: drawn per process from 20000–59999.
+pub fn free_range(n: u16) -> String {
+    static NEXT: Mutex<u16> = Mutex::new(0);
+    let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
+    if *next == 0 {
+        *next = 20_000 + (std::process::id() % 300) as u16 * 100;
+    }
+    let first = *next;
+    *next += n + 1;
+    if *next > 59_000 {
+        *next = 20_000;
+    }
+    format!("{first}-{}", first + n - 1)
+}
+
+impl Server {
+    /// Starts `s2cs` on 127.0.0.1 with a fresh certificate in `dir`, waits until it is ready.
+    pub fn start(dir: &Path, opts: &ServerOpts) -> Result<Self> {
+        let cert = if opts.insecure {
+            None
+        } else {
+            let out = Command::new(bin("s2cs"))
+                .args(["gen-cert", "--listener-ip", "127.0.0.1", "--force", "--out-dir"])
+                .arg(dir)
+                .output()?;
+            if !out.status.success() {
+                bail!("gen-cert failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Some(dir.join("cert.pem"))
+        };
+        static N: Mutex<u32> = Mutex::new(0);
+        let n = {
+            let mut g = N.lock().unwrap_or_else(|e| e.into_inner());
+            *g += 1;
+            *g
+        };
+        let stderr = dir.join(format!("s2cs-{n}.log"));
+        let mut cmd = Command::new(bin("s2cs"));
+        cmd.args(["--listener-ip", "127.0.0.1", "--port", "0", "--port-range", &opts.port_range]);
+        cmd.args(["--hello-timeout", &opts.hello_timeout.to_string()]);
+        match &cert {
+            Some(c) => {
+                cmd.arg("--server-crt").arg(c).arg("--server-key").arg(dir.join("key.pem"));
+            }
+            None => {
+                cmd.arg("--insecure");
+            }
+        }
+        cmd.args(&opts.extra);
+        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr)?);
+        let mut child = cmd.spawn().context("starting s2cs")?;
+        let stdout = child.stdout.take().expect("piped");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            let _ = BufReader::new(stdout).read_line(&mut line);
+            let _ = tx.send(line);
+        });
+        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let Some(addr) = line.trim().strip_prefix("s2cs ready on ") else {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("s2cs did not start: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
+        };
+        Ok(Self { addr: addr.to_string(), child, cert, stderr })
+    }
+
+    /// The flags a client needs to reach this server.
+    pub fn client_flags(&self) -> Vec<String> {
+        match &self.cert {
+            Some(c) => vec!["--server-cert".into(), c.display().to_string()],
+            None => vec!["--insecure".into()],
+        }
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Sends SIGTERM and waits (bounded) for a clean exit; returns its exit code.
+    pub fn terminate(mut self) -> Result<Option<i32>> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+        Err(anyhow!("s2cs did not exit within 5 s of SIGTERM"))
+    }
+
+    /// The OS process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs a binary to completion with a bounded time; returns its output.
+pub fn run(name: &str, args: &[String], limit: Duration) -> Result<Output> {
+    let mut child = Command::new(bin(name)).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(child.wait_with_output()?);
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output()?;
+            bail!("{name} {args:?} ran longer than {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// A background command, killed on drop.
+#[derive(Debug)]
+pub struct Background(pub Option<Child>);
+
+impl Background {
+    /// Starts `name` with `args`, output captured.
+    pub fn start(name: &str, args: &[String]) -> Result<Self> {
+        let child = Command::new(bin(name)).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        Ok(Self(Some(child)))
+    }
+
+    /// Waits (bounded) for it to finish.
+    pub fn wait(mut self, limit: Duration) -> Result<Output> {
+        let mut child = self.0.take().expect("running");
+        let start = std::time::Instant::now();
+        loop {
+            if child.try_wait()?.is_some() {
+                return Ok(child.wait_with_output()?);
+            }
+            if start.elapsed() > limit {
+                let _ = child.kill();
+                let out = child.wait_with_output()?;
+                bail!("ran longer than {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Strings from `&str`s.
+pub fn args(a: &[&str]) -> Vec<String> {
+    a.iter().map(|s| (*s).to_string()).collect()
+}
+
+/// Whether something listens on 127.0.0.1:`port`.
+pub fn listening(port: u16) -> bool {
+    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+}

@@ -1,6 +1,6 @@
 //! # scistream-transport — production I/O
 //!
-//! This crate will own everything that touches a socket in production, and nothing of the
+//! This crate owns everything that touches a socket in production, and nothing of the
 //! protocol's logic (that is `scistream-fsm`'s):
 //!
 //! - the control plane: tonic gRPC server and client over rustls (TLS 1.3), serving the
@@ -11,5 +11,23 @@
 //!
 //! Its contract: it executes the effects the fsm cores emit (`Effect::Send`, `Effect::Listen`,
 //! `Effect::StartBridges`, `Effect::Unlisten`) and turns what happens on the wire back into
-//! core inputs. It arrives with the control-plane and data-plane work (issues 3 and 4); until
-//! then the crate is empty by design, not a stub.
+//! core inputs.
+//!
+//! The control plane's building blocks:
+//!
+//! - [`tls`]: the server's TLS 1.3 configuration from PEM files, the stream of TLS connections
+//!   tonic's server consumes (handshakes run concurrently; failures never reach tonic), and
+//!   client channels that trust a pinned certificate or the system's roots;
+//! - [`certgen`]: self-signed server certificates for facilities without a CA;
+//! - [`auth`]: the caller's token in `authorization` metadata, raw as 1.2 sends it or `Bearer`;
+//! - [`client`]: [`ControlClient`](client::ControlClient), one typed method per rpc, each with
+//!   a deadline and the token, every answer validated, every failure a [`client::CallError`];
+//! - [`server`]: the `scistream.Control` gRPC service of a control server.
+
+pub mod auth;
+pub mod certgen;
+pub mod client;
+pub mod server;
+#[cfg(test)]
+mod testkit;
+pub mod tls;

@@ -94,6 +94,9 @@ impl S2cs {
         if params.num_conn == 0 || params.num_conn > self.cfg.max_num_conn {
             return refuse(out, ErrorCode::InvalidArgument);
         }
+        if self.cfg.require_app_keys && key == AppKey::default() {
+            return refuse(out, ErrorCode::PermissionDenied);
+        }
         if let Some(s) = self.sessions.get_mut(&uid) {
             // Only an identical retransmission is answered; anything else conflicts.
             if s.owner != caller || s.params != params || !s.key.ct_eq(&key) {
@@ -134,8 +137,8 @@ impl S2cs {
             Err(ProtocolError::Refused { uid, code })
         };
         let Some(s) = self.sessions.get_mut(&uid) else { return refuse(out, ErrorCode::NotFound) };
-        let keyless = self.cfg.allow_keyless_hello && key == AppKey::default();
-        if !keyless && !s.key.ct_eq(&key) {
+        // A session made without a key (a 1.2 client) matches only a Hello without one.
+        if !s.key.ct_eq(&key) {
             return refuse(out, ErrorCode::PermissionDenied);
         }
         if s.params.role != Role::Prod {

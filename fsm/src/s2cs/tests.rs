@@ -264,16 +264,26 @@ fn hello_with_a_wrong_key_is_refused_permission_denied_and_changes_nothing() {
 }
 
 #[test]
-fn keyless_hello_is_accepted_only_when_configured() {
-    let mut cfg = s2cs_config(Role::Prod);
-    cfg.allow_keyless_hello = true;
-    let mut cs = serving_with(cfg);
-    listening(&mut cs, 1);
-    let out = accept(&mut cs, at(30), hello(1, 1, AppKey::default()));
-    assert!(sent(&out).contains(&(APP, Msg::HelloAck { uid: uid(1), seq: 1, listeners: gw(&[5000, 5001]) })));
-    // Allowing keyless Hello does not make a wrong key acceptable.
-    let (err, _) = reject(&mut cs, at(31), hello(1, 2, key(2)));
+fn a_session_made_without_an_app_key_accepts_only_a_hello_without_one() {
+    // SciStream 1.2: neither the REQ nor the controller's Hello carries a key.
+    let mut cs = serving();
+    accept(&mut cs, at(10), req_as(alice(), 1, 1, params(Role::Prod, 2), AppKey::default()));
+    accept(&mut cs, at(11), lstn(1, vec![5000, 5001]));
+    let (err, _) = reject(&mut cs, at(30), hello(1, 1, key(2)));
     assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::PermissionDenied });
+    let out = accept(&mut cs, at(31), hello(1, 2, AppKey::default()));
+    assert!(sent(&out).contains(&(APP, Msg::HelloAck { uid: uid(1), seq: 2, listeners: gw(&[5000, 5001]) })));
+}
+
+#[test]
+fn a_req_without_an_app_key_is_refused_when_keys_are_required() {
+    let mut cfg = s2cs_config(Role::Prod);
+    cfg.require_app_keys = true;
+    let mut cs = serving_with(cfg);
+    let (err, _) = reject(&mut cs, at(10), req_as(alice(), 1, 1, params(Role::Prod, 2), AppKey::default()));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::PermissionDenied });
+    assert!(cs.session(&uid(1)).is_none());
+    accept(&mut cs, at(11), req_as(alice(), 1, 1, params(Role::Prod, 2), key(1)));
 }
 
 #[test]

@@ -168,3 +168,58 @@ pub fn app_response_to_wire(message: &str, listeners: &[Addr]) -> pb::AppRespons
 pub fn app_response_from_wire(resp: &pb::AppResponse) -> Result<Vec<Addr>, WireError> {
     addrs_from_wire(&resp.listeners)
 }
+
+/// A session as a control server holds it (the `status` and `list` rpcs).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionStatus {
+    /// Session.
+    pub uid: Uid,
+    /// The session machine's state name (`Listening`, `Established`, …).
+    pub state: String,
+    /// Role, connections, rate.
+    pub params: SessionParams,
+    /// The facility's listeners.
+    pub listeners: Vec<Addr>,
+    /// The producer's listeners.
+    pub prod_listeners: Vec<Addr>,
+    /// Where the facility forwards.
+    pub targets: Vec<Addr>,
+    /// Why the session failed, if it did.
+    pub failure: Option<scistream_fsm::ErrorCode>,
+}
+
+/// A session status on the wire.
+pub fn session_status_to_wire(s: &SessionStatus) -> pb::SessionStatus {
+    pb::SessionStatus {
+        uid: uid_to_wire(s.uid),
+        state: s.state.clone(),
+        role: s.params.role.as_wire().to_string(),
+        num_conn: i32::from(s.params.num_conn),
+        rate: i32::try_from(s.params.rate).unwrap_or(i32::MAX),
+        listeners: addrs_to_wire(&s.listeners),
+        prod_listeners: addrs_to_wire(&s.prod_listeners),
+        targets: addrs_to_wire(&s.targets),
+        failure: s.failure.map_or(pb::ErrorCode::Unspecified, super::field::error_code_to_wire) as i32,
+    }
+}
+
+/// A session status from the wire, validated.
+pub fn session_status_from_wire(s: &pb::SessionStatus) -> Result<SessionStatus, WireError> {
+    let failure = match s.failure {
+        0 => None,
+        raw => Some(super::field::error_code_from_wire(raw)?),
+    };
+    Ok(SessionStatus {
+        uid: uid_from_wire(&s.uid)?,
+        state: s.state.clone(),
+        params: SessionParams {
+            role: role_from_wire(&s.role)?,
+            num_conn: num_conn_from_wire(i64::from(s.num_conn), &Limits { max_num_conn: u16::MAX })?,
+            rate: rate_from_wire(s.rate)?,
+        },
+        listeners: addrs_from_wire(&s.listeners)?,
+        prod_listeners: addrs_from_wire(&s.prod_listeners)?,
+        targets: addrs_from_wire(&s.targets)?,
+        failure,
+    })
+}

@@ -1,0 +1,106 @@
+//! One stream session's resources at a data server: its bound listeners (and, with the data
+//! plane, its bridges). A child of the S2DS actor: stopping it closes every listener at once.
+
+use std::net::{IpAddr, SocketAddr};
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use scistream_fsm::{Addr, Credentials, Uid};
+use tokio::net::{TcpListener, TcpSocket};
+
+/// A port that could not be bound (another process holds it, or the address is not local).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind port {port}: {source}")]
+pub struct BindError {
+    /// The port.
+    pub port: u16,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// What a session actor is started with.
+#[derive(Debug, Clone)]
+pub struct SessionArgs {
+    /// Session.
+    pub uid: Uid,
+    /// Address to bind on.
+    pub ip: IpAddr,
+    /// Ports to bind.
+    pub ports: Vec<u16>,
+}
+
+/// Messages to a session actor.
+#[derive(Debug)]
+pub enum SessionMsg {
+    /// UpdateTargets arrived: where to forward, with which credentials.
+    Bridges {
+        /// Targets.
+        targets: Vec<Addr>,
+        /// WAN credentials.
+        creds: Credentials,
+    },
+}
+
+/// The session's state: what it holds.
+#[derive(Debug)]
+pub struct SessionState {
+    uid: Uid,
+    listeners: Vec<TcpListener>,
+    bridge: Option<(Vec<Addr>, Credentials)>,
+}
+
+impl SessionState {
+    /// The local addresses of its listeners.
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
+    }
+}
+
+/// The per-session actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SessionActor;
+
+fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, BindError> {
+    let wrap = |source| BindError { port, source };
+    let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(wrap)?;
+    socket.set_reuseaddr(true).map_err(wrap)?;
+    socket.bind(SocketAddr::new(ip, port)).map_err(wrap)?;
+    socket.listen(1024).map_err(wrap)
+}
+
+impl Actor for SessionActor {
+    type Msg = SessionMsg;
+    type State = SessionState;
+    type Arguments = SessionArgs;
+
+    async fn pre_start(&self, _: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
+        let mut listeners = Vec::with_capacity(args.ports.len());
+        for port in &args.ports {
+            // On failure the listeners bound so far are dropped, i.e. closed.
+            listeners.push(bind(args.ip, *port)?);
+        }
+        tracing::debug!(uid = %args.uid, ports = ?args.ports, "session listening");
+        Ok(SessionState { uid: args.uid, listeners, bridge: None })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<SessionMsg>,
+        msg: SessionMsg,
+        state: &mut SessionState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            SessionMsg::Bridges { targets, creds } => {
+                tracing::info!(uid = %state.uid, targets = ?targets, "connection map received");
+                state.bridge = Some((targets, creds));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
+        tracing::debug!(uid = %state.uid, ports = ?state.local_addrs(), "session closed");
+        state.listeners.clear();
+        Ok(())
+    }
+}

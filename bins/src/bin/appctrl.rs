@@ -1,0 +1,128 @@
+//! `appctrl`: the application controller. Says Hello for a session to its facility's control
+//! server (retrying with backoff until the session exists), then optionally launches the
+//! application with the facility's listeners in its environment.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow};
+use clap::Parser;
+use scistream_bins::client::ConnectOpts;
+use scistream_bins::{EXIT_FAILED, EXIT_USAGE, format_addrs, init_logging, parse_addrs};
+use scistream_fsm::{AppKey, ErrorCode, Role, Uid};
+use scistream_transport::client::CallError;
+
+/// SciStream application controller.
+#[derive(Parser)]
+#[command(name = "appctrl", version, about)]
+struct Cli {
+    /// The session.
+    uid: Uid,
+    /// The facility's control server.
+    #[arg(long, default_value = "localhost:5000")]
+    s2cs: String,
+    /// The application's role: PROD (the producer says where it listens) or CONS.
+    #[arg(long, default_value = "PROD", value_parser = parse_role)]
+    role: Role,
+    /// The session's app key (hex, from `s2uc request`); omit for a SciStream 1.2 session.
+    #[arg(long, value_parser = parse_key)]
+    key: Option<AppKey>,
+    /// Where the producer listens: host:port,host:port.
+    #[arg(long, alias = "prod_listeners")]
+    listeners: Option<String>,
+    /// How long to keep saying Hello, seconds.
+    #[arg(long = "hello-timeout", default_value = "60", value_parser = scistream_bins::parse_secs)]
+    hello_timeout: Duration,
+    #[command(flatten)]
+    conn: ConnectOpts,
+    /// More logging.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    verbose: u8,
+    /// The application to launch once the Hello is accepted (after `--`); it finds the
+    /// session in SCISTREAM_UID and the facility's listeners in SCISTREAM_LISTENERS.
+    #[arg(last = true)]
+    command: Vec<String>,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s.to_ascii_uppercase().as_str() {
+        "PROD" => Ok(Role::Prod),
+        "CONS" => Ok(Role::Cons),
+        _ => Err(format!("role {s:?}: expected PROD or CONS")),
+    }
+}
+
+fn parse_key(s: &str) -> Result<AppKey, String> {
+    let bad = || format!("app key {s:?}: expected 32 hex digits");
+    if s.len() != 32 {
+        return Err(bad());
+    }
+    let mut key = [0u8; 16];
+    for (i, b) in key.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(AppKey(key))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let listeners = match (&cli.listeners, cli.role) {
+        (Some(text), _) => match parse_addrs(text) {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("appctrl: --listeners: {e}");
+                return ExitCode::from(EXIT_USAGE);
+            }
+        },
+        (None, Role::Prod) => {
+            eprintln!("appctrl: a producer's controller needs --listeners (where the producer listens)");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        (None, Role::Cons) => Vec::new(),
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(run(&cli, &listeners)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("appctrl: error: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn run(cli: &Cli, prod: &[scistream_fsm::Addr]) -> Result<ExitCode> {
+    let client = cli.conn.client(&cli.s2cs).await?;
+    let deadline = Instant::now() + cli.hello_timeout;
+    let mut pause = Duration::from_millis(5);
+    let gateway = loop {
+        match client.hello(cli.uid, cli.role, prod, cli.key).await {
+            Ok(l) => break l,
+            // The REQ may still be on its way: NOT_FOUND and transient failures are retried.
+            Err(e)
+                if (e.is_transient() || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. }))
+                    && Instant::now() + pause < deadline =>
+            {
+                tracing::debug!("Hello not accepted yet ({e}); again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(2));
+            }
+            Err(e) => return Err(anyhow!(e).context(format!("Hello for {} at {}", cli.uid, cli.s2cs))),
+        }
+    };
+    println!("hello accepted; facility listeners {}", format_addrs(&gateway));
+    let Some((program, args)) = cli.command.split_first() else { return Ok(ExitCode::SUCCESS) };
+    let status = tokio::process::Command::new(program)
+        .args(args)
+        .env("SCISTREAM_UID", cli.uid.to_string())
+        .env("SCISTREAM_LISTENERS", format_addrs(&gateway))
+        .kill_on_drop(true)
+        .status()
+        .await
+        .map_err(|e| anyhow!("launching {program}: {e}"))?;
+    Ok(match status.code() {
+        Some(0) => ExitCode::SUCCESS,
+        Some(c) => ExitCode::from(u8::try_from(c).unwrap_or(EXIT_FAILED)),
+        None => ExitCode::from(EXIT_FAILED),
+    })
+}

@@ -1,0 +1,296 @@
+//! `s2cs`: the SciStream control server of one facility's gateway, with its embedded data
+//! server. Serves the SciStream 1.2 `scistream.Control` gRPC service over TLS 1.3.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use ractor::Actor;
+use scistream_actors::{ActorBackend, S2csActor, S2csArgs};
+use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
+use scistream_fsm::retry::Backoff;
+use scistream_fsm::{Role, s2cs, s2ds};
+use scistream_proto::Limits;
+use scistream_transport::server::{ControlService, OpenAuth};
+use scistream_transport::{certgen, tls};
+use serde::Deserialize;
+
+/// SciStream control server (S2CS) with its embedded data server (S2DS).
+#[derive(Parser)]
+#[command(name = "s2cs", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a self-signed server certificate and key whose names include the listener IP
+    /// and this host's name.
+    #[command(alias = "gen_cert")]
+    GenCert {
+        /// The IP clients use to reach this server.
+        #[arg(long, alias = "listener_ip")]
+        listener_ip: IpAddr,
+        /// More host names to include (repeatable).
+        #[arg(long)]
+        hostname: Vec<String>,
+        /// Folder for server.crt and server.key.
+        #[arg(long, alias = "out_dir", default_value = ".")]
+        out_dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Flags of the daemon; every one can also come from `--config FILE` (flags win).
+#[derive(Args, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RunArgs {
+    /// Address to serve on and to bind the data server's listeners on [default: 127.0.0.1].
+    #[arg(long, alias = "listener_ip")]
+    listener_ip: Option<IpAddr>,
+    /// Control port [default: 5000]; 0 picks a free one (printed at start).
+    #[arg(long)]
+    port: Option<u16>,
+    /// Ports the data server hands out, FIRST-LAST [default: 5100-5200].
+    #[arg(long, alias = "port_range")]
+    port_range: Option<String>,
+    /// Data server backend [default: native]; SciStream 1.2's haproxy/nginx/stunnel are not used.
+    #[arg(long = "type")]
+    #[serde(rename = "type")]
+    backend: Option<String>,
+    /// Server certificate (PEM).
+    #[arg(long, alias = "server_crt")]
+    server_crt: Option<PathBuf>,
+    /// Server private key (PEM).
+    #[arg(long, alias = "server_key")]
+    server_key: Option<PathBuf>,
+    /// Plain gRPC without TLS: for tests only.
+    #[arg(long)]
+    #[serde(default)]
+    insecure: bool,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[serde(default)]
+    verbose: u8,
+    /// OAuth2 client id of this facility (token introspection).
+    #[arg(long, alias = "client_id")]
+    client_id: Option<String>,
+    /// OAuth2 client secret of this facility (token introspection).
+    #[arg(long, alias = "client_secret")]
+    #[serde(skip)]
+    client_secret: Option<String>,
+    /// How long a session may wait for the producer's Hello and its UpdateTargets, seconds
+    /// [default: 180, as SciStream 1.2].
+    #[arg(long, alias = "hello_timeout", value_parser = scistream_bins::parse_secs)]
+    #[serde(default, with = "secs")]
+    hello_timeout: Option<Duration>,
+    /// Largest num_conn a request may ask for [default: 64].
+    #[arg(long, alias = "max_num_conn")]
+    max_num_conn: Option<u16>,
+    /// TOML file with any of these settings (kebab-case keys).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+}
+
+mod secs {
+    use std::time::Duration;
+
+    use serde::{Deserialize, Deserializer};
+
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        let v = Option::<f64>::deserialize(d)?;
+        v.map(|s| {
+            if s > 0.0 && s.is_finite() {
+                Ok(Duration::from_secs_f64(s))
+            } else {
+                Err(serde::de::Error::custom("must be a positive number of seconds"))
+            }
+        })
+        .transpose()
+    }
+}
+
+/// Settings after merging flags over the file over the defaults.
+struct Settings {
+    ip: IpAddr,
+    port: u16,
+    ports: std::ops::RangeInclusive<u16>,
+    tls: Option<(PathBuf, PathBuf)>,
+    verbose: u8,
+    hello_timeout: Duration,
+    max_num_conn: u16,
+}
+
+fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>> {
+    let (a, b) = text.split_once('-').ok_or_else(|| anyhow!("--port-range {text:?}: expected FIRST-LAST"))?;
+    let (a, b): (u16, u16) =
+        (a.trim().parse().context("--port-range: first port")?, b.trim().parse().context("--port-range: last port")?);
+    if a == 0 || a > b {
+        bail!("--port-range {text:?}: expected 1 <= FIRST <= LAST");
+    }
+    Ok(a..=b)
+}
+
+fn settings(cli: RunArgs) -> Result<Settings> {
+    let file: RunArgs = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => RunArgs::default(),
+    };
+    if cli.client_secret.is_some() || cli.client_id.is_some() || file.client_id.is_some() {
+        bail!(
+            "--client-id/--client-secret: token introspection is not in this build yet; run without them (authentication off)"
+        );
+    }
+    let backend = cli.backend.or(file.backend).unwrap_or_else(|| "native".into());
+    if backend != "native" {
+        bail!("--type {backend:?}: only the native data server is supported (SciStream 1.2's proxies are not used)");
+    }
+    let insecure = cli.insecure || file.insecure;
+    let crt = cli.server_crt.or(file.server_crt);
+    let key = cli.server_key.or(file.server_key);
+    let tls = match (insecure, crt, key) {
+        (true, _, _) => None,
+        (false, Some(c), Some(k)) => Some((c, k)),
+        _ => bail!(
+            "TLS needs --server-crt and --server-key (make them with `s2cs gen-cert --listener-ip IP`), or --insecure for tests"
+        ),
+    };
+    Ok(Settings {
+        ip: cli.listener_ip.or(file.listener_ip).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        port: cli.port.or(file.port).unwrap_or(5000),
+        ports: parse_range(&cli.port_range.or(file.port_range).unwrap_or_else(|| "5100-5200".into()))?,
+        tls,
+        verbose: cli.verbose.max(file.verbose),
+        hello_timeout: cli.hello_timeout.or(file.hello_timeout).unwrap_or(Duration::from_secs(180)),
+        max_num_conn: cli.max_num_conn.or(file.max_num_conn).unwrap_or(64),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Cmd::GenCert { listener_ip, mut hostname, out_dir, days, force }) = cli.cmd {
+        hostname.extend(certgen::local_hostname());
+        let made =
+            certgen::generate(listener_ip, &hostname, days).and_then(|c| certgen::write_in_dir(&c, &out_dir, force));
+        return match made {
+            Ok((crt, key)) => {
+                println!(
+                    "wrote {} and {} (names: {listener_ip}, {})",
+                    crt.display(),
+                    key.display(),
+                    hostname.join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("s2cs gen-cert: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
+    let s = match settings(cli.run) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("s2cs: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(s.verbose);
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(serve(s)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("s2cs: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn serve(s: Settings) -> Result<()> {
+    let tls_cfg = match &s.tls {
+        Some((crt, key)) => Some(tls::server_config(crt, key)?),
+        None => {
+            tracing::warn!("--insecure: the control channel is plain gRPC without TLS; use only for tests");
+            None
+        }
+    };
+    tracing::warn!(
+        "no --client-secret: authentication is OFF and every caller is trusted (as SciStream 1.2 without credentials)"
+    );
+    let listener = tokio::net::TcpListener::bind(SocketAddr::new(s.ip, s.port))
+        .await
+        .with_context(|| format!("cannot listen on {}", SocketAddr::new(s.ip, s.port)))?;
+    let local = listener.local_addr()?;
+    let backoff = Backoff { initial: Duration::from_millis(50), max: Duration::from_secs(2) };
+    let epoch = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
+    let args = S2csArgs {
+        cs: s2cs::Config {
+            facility: Role::Prod,
+            advertise_host: s.ip.to_string(),
+            max_num_conn: s.max_num_conn,
+            lease: s.hello_timeout,
+            tombstone: Duration::from_secs(300),
+            backoff,
+            require_app_keys: false,
+        },
+        epoch,
+        ds: s2ds::Config {
+            facility: Role::Prod,
+            ports: s.ports.clone(),
+            lease: s.hello_timeout + Duration::from_secs(30),
+            tombstone: Duration::from_secs(300),
+            backoff,
+            defect: s2ds::Defect::None,
+        },
+        bind_ip: s.ip,
+    };
+    let (actor, handle) =
+        Actor::spawn(None, S2csActor, args).await.map_err(|e| anyhow!("starting the control server: {e}"))?;
+    let service = ControlService::new(
+        Arc::new(ActorBackend(actor.clone())),
+        Arc::new(OpenAuth),
+        Limits { max_num_conn: s.max_num_conn },
+    )
+    .into_server();
+    let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
+    tokio::spawn(async move {
+        let _ = tx.send(shutdown_signal().await);
+    });
+    let mode = if tls_cfg.is_some() { "TLS 1.3" } else { "INSECURE plain gRPC" };
+    tracing::info!(%local, ports = ?s.ports, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
+    println!("s2cs ready on {local}");
+    let signal = async move {
+        let which = rx.await.unwrap_or("shutdown");
+        tracing::info!("{which}: shutting down");
+    };
+    let router = tonic::transport::Server::builder().add_service(service);
+    match tls_cfg {
+        Some(cfg) => router.serve_with_incoming_shutdown(tls::serve_tls_incoming(listener, cfg).await, signal).await?,
+        None => {
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
+            router.serve_with_incoming_shutdown(incoming, signal).await?
+        }
+    }
+    // Every session's listeners close with the actor tree.
+    actor.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
+    let _ = handle.await;
+    tracing::info!("stopped; every listener closed");
+    Ok(())
+}

@@ -1,0 +1,387 @@
+//! `s2uc`: the SciStream user client. `s2uc request` sets up a whole stream across two
+//! facilities; the SciStream 1.2 subcommands drive one facility at a time.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use scistream_bins::client::ConnectOpts;
+use scistream_bins::{EXIT_FAILED, EXIT_USAGE, format_addrs, init_logging, parse_addrs};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_transport::client::{CallError, ControlClient};
+use serde_json::json;
+
+/// SciStream user client.
+#[derive(Parser)]
+#[command(name = "s2uc", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+    #[command(flatten)]
+    conn: ConnectOpts,
+    /// Print results as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    /// More logging.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+}
+
+#[derive(Args, Clone)]
+struct Size {
+    /// Parallel connections.
+    #[arg(long, alias = "num_conn", default_value_t = 5)]
+    num_conn: u16,
+    /// Rate (SciStream 1.2 unit: 20000 means 20 MB/s; 0 unlimited).
+    #[arg(long, default_value_t = 10000)]
+    rate: u32,
+    /// How long to wait for the producer's Hello, seconds.
+    #[arg(long, alias = "hello_timeout", default_value = "180", value_parser = scistream_bins::parse_secs)]
+    hello_timeout: Duration,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Set up a stream across both facilities: REQ to both, wait for the producer's Hello,
+    /// mint the session's credentials, UpdateTargets to both.
+    #[command(alias = "stream")]
+    Request {
+        /// The producer facility's control server.
+        #[arg(long, alias = "producer-s2cs", alias = "producer_s2cs", default_value = "localhost:5000")]
+        prod_s2cs: String,
+        /// The consumer facility's control server.
+        #[arg(long, alias = "consumer-s2cs", alias = "consumer_s2cs", default_value = "localhost:6000")]
+        cons_s2cs: String,
+        #[command(flatten)]
+        size: Size,
+    },
+    /// SciStream 1.2: producer side of a stream; waits for the producer's Hello (appctrl).
+    #[command(alias = "prod_req")]
+    ProdReq {
+        /// The producer facility's control server.
+        #[arg(long, default_value = "localhost:5000")]
+        s2cs: String,
+        #[command(flatten)]
+        size: Size,
+    },
+    /// SciStream 1.2: consumer side of a stream set up by prod-req.
+    #[command(alias = "cons_req")]
+    ConsReq {
+        /// The consumer facility's control server.
+        #[arg(long, default_value = "localhost:6000")]
+        s2cs: String,
+        #[command(flatten)]
+        size: Size,
+        /// The session (from prod-req).
+        uid: Uid,
+        /// The producer facility's listeners (from prod-req), comma-separated.
+        prod_lstn: String,
+    },
+    /// SciStream 1.2: expose a service listening at REMOTE_IP:RECEIVER_PORTS through this
+    /// facility's gateway (the receiving end).
+    #[command(alias = "inbound_request")]
+    InboundRequest {
+        /// This facility's control server.
+        #[arg(long, default_value = "localhost:5000")]
+        s2cs: String,
+        /// Where the service listens.
+        #[arg(long, alias = "remote_ip")]
+        remote_ip: String,
+        /// The service's ports, comma-separated.
+        #[arg(long, alias = "receiver_ports", value_delimiter = ',', required = true)]
+        receiver_ports: Vec<u16>,
+        #[command(flatten)]
+        size: Size,
+    },
+    /// SciStream 1.2: connect this facility's gateway to another facility's inbound listeners
+    /// (the sending end); local applications connect to the listeners printed.
+    #[command(alias = "outbound_request")]
+    OutboundRequest {
+        /// This facility's control server.
+        #[arg(long, default_value = "localhost:6000")]
+        s2cs: String,
+        #[command(flatten)]
+        size: Size,
+        /// The session (from inbound-request).
+        uid: Uid,
+        /// The other facility's listeners (from inbound-request), comma-separated.
+        remote_listeners: String,
+    },
+    /// Release a session at one or more control servers.
+    Release {
+        /// The session.
+        uid: Uid,
+        /// Control servers (repeatable).
+        #[arg(long, alias = "producer-s2cs", alias = "consumer-s2cs", required = true)]
+        s2cs: Vec<String>,
+    },
+    /// A session as one control server holds it.
+    Status {
+        /// The session.
+        uid: Uid,
+        /// The control server.
+        #[arg(long, default_value = "localhost:5000")]
+        s2cs: String,
+    },
+    /// Your sessions at one control server.
+    List {
+        /// The control server.
+        #[arg(long, default_value = "localhost:5000")]
+        s2cs: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("s2uc: error: {e:#}");
+            let usage = e
+                .downcast_ref::<CallError>()
+                .is_some_and(|c| matches!(c, CallError::Status { code: ErrorCode::InvalidArgument, .. }));
+            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn fresh_session() -> (Uid, AppKey, Credentials) {
+    (Uid(uuid::Uuid::new_v4()), AppKey(rand::random()), Credentials(rand::random()))
+}
+
+fn role_client(c: &ControlClient, size: &Size, role: Role) -> ControlClient {
+    // A producer's REQ answers once the Hello is in: give it the Hello's deadline.
+    if role == Role::Prod { c.clone().with_timeout(size.hello_timeout) } else { c.clone() }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let conn = &cli.conn;
+    match cli.cmd {
+        Cmd::Request { prod_s2cs, cons_s2cs, size } => request(conn, cli.json, &prod_s2cs, &cons_s2cs, &size).await,
+        Cmd::ProdReq { s2cs, size } => {
+            let (uid, key, creds) = fresh_session();
+            announce(cli.json, uid, key, &s2cs);
+            let c = conn.client(&s2cs).await?;
+            let l =
+                role_client(&c, &size, Role::Prod).req(uid, Role::Prod, size.num_conn, size.rate, Some(key)).await?;
+            c.update(uid, Role::Prod, &l.prod_listeners, Some(creds)).await?;
+            report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &l.prod_listeners)]);
+            Ok(())
+        }
+        Cmd::ConsReq { s2cs, size, uid, prod_lstn } => {
+            let remote = parse_addrs(&prod_lstn).map_err(|e| anyhow!("PROD_LSTN: {e}"))?;
+            let c = conn.client(&s2cs).await?;
+            let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
+            if let Err(e) = c.update(uid, Role::Cons, &remote, None).await {
+                let _ = c.release(uid).await;
+                return Err(e.into());
+            }
+            report(cli.json, uid, &[("listeners", &l.listeners)]);
+            Ok(())
+        }
+        Cmd::InboundRequest { s2cs, remote_ip, receiver_ports, size } => {
+            let prod: Vec<Addr> = receiver_ports
+                .iter()
+                .map(|p| format!("{remote_ip}:{p}").parse::<Addr>())
+                .collect::<Result<_, _>>()
+                .map_err(|e| anyhow!("--remote_ip/--receiver_ports: {e}"))?;
+            let (uid, key, creds) = fresh_session();
+            let c = conn.client(&s2cs).await?;
+            // REQ and Hello together: the Hello retries until the REQ has made the session.
+            let pc = role_client(&c, &size, Role::Prod);
+            let req = pc.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
+            let hello = say_hello(&c, uid, key, &prod, size.hello_timeout);
+            let (l, hello) = tokio::join!(req, hello);
+            let l = l?;
+            hello?;
+            c.update(uid, Role::Prod, &prod, Some(creds)).await?;
+            report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &prod)]);
+            Ok(())
+        }
+        Cmd::OutboundRequest { s2cs, size, uid, remote_listeners } => {
+            let remote = parse_addrs(&remote_listeners).map_err(|e| anyhow!("REMOTE_LISTENERS: {e}"))?;
+            let c = conn.client(&s2cs).await?;
+            let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
+            if let Err(e) = c.update(uid, Role::Cons, &remote, None).await {
+                let _ = c.release(uid).await;
+                return Err(e.into());
+            }
+            report(cli.json, uid, &[("listeners", &l.listeners)]);
+            Ok(())
+        }
+        Cmd::Release { uid, s2cs } => {
+            let mut found = false;
+            for addr in &s2cs {
+                let c = conn.client(addr).await?;
+                match c.release(uid).await {
+                    Ok(()) => {
+                        found = true;
+                        eprintln!("released {uid} at {addr}");
+                    }
+                    Err(CallError::Status { code: ErrorCode::NotFound, .. }) => {
+                        eprintln!("{addr} holds no session {uid}");
+                    }
+                    Err(e) => return Err(anyhow!(e).context(format!("releasing {uid} at {addr}"))),
+                }
+            }
+            if !found {
+                bail!("no control server held session {uid}");
+            }
+            Ok(())
+        }
+        Cmd::Status { uid, s2cs } => {
+            let c = conn.client(&s2cs).await?;
+            let v = c.status(uid).await?;
+            print_status(cli.json, &[v]);
+            Ok(())
+        }
+        Cmd::List { s2cs } => {
+            let c = conn.client(&s2cs).await?;
+            let all = c.list().await?;
+            print_status(cli.json, &all);
+            Ok(())
+        }
+    }
+}
+
+/// The producer controller's Hello, retried while the session is not there yet.
+async fn say_hello(c: &ControlClient, uid: Uid, key: AppKey, prod: &[Addr], within: Duration) -> Result<Vec<Addr>> {
+    let deadline = Instant::now() + within;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match c.hello(uid, Role::Prod, prod, Some(key)).await {
+            Ok(l) => return Ok(l),
+            Err(e) if retryable(&e) && Instant::now() + pause < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(e) => return Err(anyhow!(e).context("Hello")),
+        }
+    }
+}
+
+fn retryable(e: &CallError) -> bool {
+    e.is_transient() || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
+}
+
+async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &str, size: &Size) -> Result<()> {
+    let started = Instant::now();
+    let (uid, key, creds) = fresh_session();
+    announce(json, uid, key, prod_s2cs);
+    let (p, c) = tokio::try_join!(conn.client(prod_s2cs), conn.client(cons_s2cs))?;
+    let pw = role_client(&p, size, Role::Prod);
+    let preq = pw.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
+    let creq = c.req(uid, Role::Cons, size.num_conn, size.rate, Some(key));
+    let (pl, cl) = tokio::join!(preq, creq);
+    let (pl, cl) = match (pl, cl) {
+        (Ok(pl), Ok(cl)) => (pl, cl),
+        (pl, cl) => {
+            release_both(&p, &c, uid).await;
+            let e = pl.err().or(cl.err()).expect("one failed");
+            return Err(anyhow!(e).context("REQ"));
+        }
+    };
+    let pu = p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds));
+    let cu = c.update(uid, Role::Cons, &pl.listeners, Some(creds));
+    if let (Err(e), _) | (_, Err(e)) = tokio::join!(pu, cu) {
+        release_both(&p, &c, uid).await;
+        return Err(anyhow!(e).context("UpdateTargets"));
+    }
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if json {
+        let out = json!({
+            "event": "established",
+            "uid": uid.to_string(),
+            "app_key": hex(&key.0),
+            "producer_listeners": format_addrs(&pl.listeners),
+            "consumer_listeners": format_addrs(&cl.listeners),
+            "prod_app_listeners": format_addrs(&pl.prod_listeners),
+            "setup_ms": ms,
+        });
+        println!("{out}");
+    } else {
+        println!("established {uid} in {ms:.1} ms");
+        println!("producer-side listeners: {}", format_addrs(&pl.listeners));
+        println!("consumer-side listeners: {}", format_addrs(&cl.listeners));
+        println!("producer application:    {}", format_addrs(&pl.prod_listeners));
+    }
+    Ok(())
+}
+
+async fn release_both(p: &ControlClient, c: &ControlClient, uid: Uid) {
+    let (a, b) = tokio::join!(p.release(uid), c.release(uid));
+    for r in [a, b] {
+        if let Err(e) = r
+            && !matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
+        {
+            tracing::warn!(%uid, "release after failure: {e}");
+        }
+    }
+}
+
+/// Prints the session's uid and app key at once, so they reach the producer's controller
+/// while this command waits for its Hello.
+fn announce(json: bool, uid: Uid, key: AppKey, prod_s2cs: &str) {
+    if json {
+        println!("{}", json!({"event": "created", "uid": uid.to_string(), "app_key": hex(&key.0)}));
+    } else {
+        println!("uid {uid}");
+        println!("app key {}", hex(&key.0));
+        println!(
+            "waiting for the producer's Hello: appctrl {uid} --s2cs {prod_s2cs} --key {} --listeners HOST:PORT,...",
+            hex(&key.0)
+        );
+    }
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+}
+
+fn report(json: bool, uid: Uid, fields: &[(&str, &[Addr])]) {
+    if json {
+        let mut m = serde_json::Map::new();
+        m.insert("uid".into(), uid.to_string().into());
+        for (k, v) in fields {
+            m.insert((*k).into(), format_addrs(v).into());
+        }
+        println!("{}", serde_json::Value::Object(m));
+    } else {
+        println!("uid {uid}");
+        for (k, v) in fields {
+            println!("{k} {}", format_addrs(v));
+        }
+    }
+}
+
+fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) {
+    for v in all {
+        if json {
+            println!(
+                "{}",
+                json!({
+                    "uid": v.uid.to_string(), "state": v.state, "role": v.params.role.as_wire(), "num_conn": v.params.num_conn,
+                    "rate": v.params.rate, "listeners": format_addrs(&v.listeners),
+                    "prod_listeners": format_addrs(&v.prod_listeners), "targets": format_addrs(&v.targets),
+                    "failure": v.failure.map(|c| c.to_string()),
+                })
+            );
+        } else {
+            println!(
+                "{} {} {} num_conn={} listeners={} targets={}{}",
+                v.uid,
+                v.params.role,
+                v.state,
+                v.params.num_conn,
+                format_addrs(&v.listeners),
+                format_addrs(&v.targets),
+                v.failure.map(|c| format!(" failure={c}")).unwrap_or_default()
+            );
+        }
+    }
+}

@@ -1,0 +1,38 @@
+//! What the user-side commands share: how to reach a control server.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use scistream_transport::client::ControlClient;
+use scistream_transport::tls::{self, Trust};
+
+/// How to reach control servers.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectOpts {
+    /// The control servers' certificate or CA (PEM); without it the system's roots are trusted.
+    #[arg(long, alias = "server_cert", global = true)]
+    pub server_cert: Option<PathBuf>,
+    /// Plain gRPC without TLS: for tests only.
+    #[arg(long, global = true)]
+    pub insecure: bool,
+    /// Access token sent with every call (or set SCISTREAM_TOKEN).
+    #[arg(long, env = "SCISTREAM_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Deadline of each call, seconds.
+    #[arg(long, default_value = "30", value_parser = crate::parse_secs, global = true)]
+    pub timeout: Duration,
+}
+
+impl ConnectOpts {
+    /// A client of the control server at `addr`.
+    pub async fn client(&self, addr: &str) -> anyhow::Result<ControlClient> {
+        let channel = if self.insecure {
+            tls::connect_insecure(addr, self.timeout).await?
+        } else {
+            let trust = self.server_cert.clone().map_or(Trust::System, Trust::File);
+            tls::connect(addr, &trust, self.timeout).await?
+        };
+        Ok(ControlClient::new(channel, self.token.as_deref(), self.timeout)?)
+    }
+}

@@ -1,0 +1,229 @@
+//! The `scistream.Control` gRPC service of a control server.
+//!
+//! Each rpc authenticates the caller (before any uid is looked up), validates the request
+//! into a protocol message, hands it to the [`Backend`] (the S2CS actor) as a [`Call`] with a
+//! channel for the core's answers, and turns the answers into the gRPC reply. `req` for a
+//! producer's session answers only once the producer's Hello is in, as SciStream 1.2's server
+//! does; the session's lease bounds that wait (DEADLINE_EXCEEDED). Errors carry the protocol's
+//! code as their gRPC status code.
+
+mod auth_check;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Role, Token, Uid};
+use scistream_proto::convert::{self, Limits};
+use scistream_proto::pb;
+use tokio::sync::{mpsc, oneshot};
+use tonic::{Request, Response, Status};
+
+pub use auth_check::{AuthError, AuthFuture, Authenticator, CallerFuture, OpenAuth};
+
+/// A message for the control server's core, from one gRPC call.
+#[derive(Debug)]
+pub struct Call {
+    /// The caller as the core names it (`Client(n)` or `App(n)`, unique per call).
+    pub from: Peer,
+    /// The authenticated identity, `None` for none.
+    pub caller: Option<Principal>,
+    /// The message.
+    pub msg: Msg,
+    /// Where the core's answers to `from` go.
+    pub answers: mpsc::UnboundedSender<Msg>,
+}
+
+pub use scistream_proto::convert::SessionStatus as SessionView;
+
+/// A question about sessions, answered from the core's state without changing it.
+#[derive(Debug)]
+pub enum Query {
+    /// One session of the caller's.
+    Status {
+        /// Authenticated caller.
+        caller: Principal,
+        /// Session.
+        uid: Uid,
+        /// The answer.
+        reply: oneshot::Sender<Result<SessionView, ErrorCode>>,
+    },
+    /// Every session of the caller's.
+    List {
+        /// Authenticated caller.
+        caller: Principal,
+        /// The answer.
+        reply: oneshot::Sender<Vec<SessionView>>,
+    },
+}
+
+/// What serves the calls: the S2CS actor.
+pub trait Backend: Send + Sync + 'static {
+    /// Hands a call to the core; `false` when the server is shutting down.
+    fn submit(&self, call: Call) -> bool;
+    /// Hands a query to the core; `false` when the server is shutting down.
+    fn query(&self, query: Query) -> bool;
+}
+
+/// The `Control` service.
+pub struct ControlService {
+    backend: Arc<dyn Backend>,
+    auth: Arc<dyn Authenticator>,
+    limits: Limits,
+    next: AtomicU32,
+}
+
+impl ControlService {
+    /// A service over `backend`, authenticating with `auth`.
+    pub fn new(backend: Arc<dyn Backend>, auth: Arc<dyn Authenticator>, limits: Limits) -> Self {
+        Self { backend, auth, limits, next: AtomicU32::new(0) }
+    }
+
+    /// The tonic server for this service.
+    pub fn into_server(self) -> pb::control_server::ControlServer<Self> {
+        pb::control_server::ControlServer::new(self)
+    }
+
+    fn id(&self) -> u32 {
+        self.next.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Submits `msg` from `from` and returns the receiver of the core's answers.
+    fn submit(&self, from: Peer, caller: Option<Principal>, msg: Msg) -> Result<mpsc::UnboundedReceiver<Msg>, Status> {
+        let (answers, rx) = mpsc::unbounded_channel();
+        if !self.backend.submit(Call { from, caller, msg, answers }) {
+            return Err(Status::unavailable("control server is shutting down"));
+        }
+        Ok(rx)
+    }
+}
+
+/// The gRPC status for a protocol error.
+pub fn status_of(code: ErrorCode, what: &str) -> Status {
+    Status::new(convert::status_code(code), format!("{what}: {code}"))
+}
+
+fn wire(e: scistream_proto::WireError) -> Status {
+    Status::invalid_argument(e.to_string())
+}
+
+async fn next(rx: &mut mpsc::UnboundedReceiver<Msg>) -> Result<Msg, Status> {
+    rx.recv().await.ok_or_else(|| Status::unavailable("control server stopped while serving the call"))
+}
+
+#[tonic::async_trait]
+impl pb::control_server::Control for ControlService {
+    async fn req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
+        let (caller, token) = self.auth.caller(request.metadata()).await?;
+        let args = convert::request_from_wire(request.get_ref(), &self.limits).map_err(wire)?;
+        let msg = Msg::Req {
+            uid: args.uid,
+            seq: 0,
+            token: Token(token),
+            params: args.params,
+            key: args.key.unwrap_or_default(),
+        };
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        let mut listeners = Vec::new();
+        loop {
+            match next(&mut rx).await? {
+                Msg::Resp { listeners: l, prod_listeners, .. } => {
+                    if args.params.role == Role::Cons || !prod_listeners.is_empty() {
+                        return Ok(Response::new(convert::response_to_wire(&l, &prod_listeners)));
+                    }
+                    // A producer's REQ answers once the Hello is in (as 1.2 does).
+                    listeners = l;
+                }
+                Msg::ProdLstn { prod_listeners, .. } if !listeners.is_empty() => {
+                    return Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)));
+                }
+                Msg::Error { code, .. } => return Err(status_of(code, "req")),
+                _ => {}
+            }
+        }
+    }
+
+    async fn update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
+        let (caller, token) = self.auth.caller(request.metadata()).await?;
+        let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
+        let creds = args.creds.unwrap_or_else(Credentials::default);
+        let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote: args.remote, creds };
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        loop {
+            match next(&mut rx).await? {
+                Msg::Updated { .. } => return Ok(Response::new(pb::Response::default())),
+                Msg::Error { code, .. } => return Err(status_of(code, "update")),
+                _ => {}
+            }
+        }
+    }
+
+    async fn release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
+        let (caller, token) = self.auth.caller(request.metadata()).await?;
+        let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
+        let mut rx =
+            self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) })?;
+        loop {
+            match next(&mut rx).await? {
+                Msg::Released { .. } => return Ok(Response::new(pb::Response::default())),
+                Msg::Error { code, .. } => return Err(status_of(code, "release")),
+                _ => {}
+            }
+        }
+    }
+
+    async fn hello(&self, request: Request<pb::Hello>) -> Result<Response<pb::AppResponse>, Status> {
+        let args = convert::hello_from_wire(request.get_ref()).map_err(wire)?;
+        let key = args.key.unwrap_or_else(AppKey::default);
+        let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners: args.prod_listeners };
+        // The app key, not a token, proves the controller.
+        let mut rx = self.submit(Peer::App(self.id()), None, msg)?;
+        loop {
+            match next(&mut rx).await? {
+                Msg::HelloAck { listeners, .. } => {
+                    return Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)));
+                }
+                Msg::Error { code, .. } => return Err(status_of(code, "hello")),
+                _ => {}
+            }
+        }
+    }
+
+    async fn listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
+        let (caller, _) = self.auth.caller(request.metadata()).await?;
+        let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
+        let view = self.status_of(caller, uid).await?;
+        Ok(Response::new(convert::response_to_wire(&view.listeners, &view.prod_listeners)))
+    }
+
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::SessionStatus>, Status> {
+        let (caller, _) = self.auth.caller(request.metadata()).await?;
+        let uid = convert::uid_from_wire(&request.get_ref().uid).map_err(wire)?;
+        let view = self.status_of(caller, uid).await?;
+        Ok(Response::new(view_to_wire(&view)))
+    }
+
+    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::SessionList>, Status> {
+        let (caller, _) = self.auth.caller(request.metadata()).await?;
+        let (reply, rx) = oneshot::channel();
+        if !self.backend.query(Query::List { caller, reply }) {
+            return Err(Status::unavailable("control server is shutting down"));
+        }
+        let views = rx.await.map_err(|_| Status::unavailable("control server stopped"))?;
+        Ok(Response::new(pb::SessionList { sessions: views.iter().map(view_to_wire).collect() }))
+    }
+}
+
+impl ControlService {
+    async fn status_of(&self, caller: Principal, uid: Uid) -> Result<SessionView, Status> {
+        let (reply, rx) = oneshot::channel();
+        if !self.backend.query(Query::Status { caller, uid, reply }) {
+            return Err(Status::unavailable("control server is shutting down"));
+        }
+        rx.await.map_err(|_| Status::unavailable("control server stopped"))?.map_err(|code| status_of(code, "status"))
+    }
+}
+
+/// A session view on the wire.
+pub fn view_to_wire(v: &SessionView) -> pb::SessionStatus {
+    convert::session_status_to_wire(v)
+}

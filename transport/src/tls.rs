@@ -1,0 +1,291 @@
+//! TLS on the control channel: the server's rustls configuration from PEM files, a stream of
+//! TLS connections for tonic's server, and client channels.
+//!
+//! The server side speaks TLS 1.3 only and offers ALPN `h2`. Handshakes run concurrently, one
+//! task per connection, bounded by [`HANDSHAKE_TIMEOUT`]: a slow or hostile client never delays
+//! another, and a failed handshake is logged and dropped instead of reaching tonic.
+
+use std::error::Error as StdError;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use scistream_fsm::Addr;
+use scistream_fsm::types::AddrError;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
+use tokio_stream::Stream;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
+
+/// How long a client may take to complete its TLS handshake before the server drops it.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Completed handshakes waiting for tonic to pick them up.
+const QUEUE: usize = 64;
+
+/// How long the accept loop pauses after a failure of the listening socket itself (for
+/// instance out of file descriptors), so it does not spin.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// Why a TLS configuration or a client channel could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A PEM file could not be read (missing, unreadable).
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// A PEM file holds a section that does not decode.
+    #[error("malformed pem in {path}: {source}")]
+    Pem {
+        /// The file.
+        path: PathBuf,
+        /// The decoding error.
+        source: io::Error,
+    },
+    /// A certificate file holds no certificate.
+    #[error("no certificate in {0}")]
+    NoCertificate(PathBuf),
+    /// A key file holds no private key (PKCS#8, PKCS#1 or SEC1).
+    #[error("no private key in {0}")]
+    NoPrivateKey(PathBuf),
+    /// The private key is not the key of the certificate.
+    #[error("private key in {key} does not match the certificate in {cert}")]
+    KeyMismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// rustls refused the certificate or the key (an unsupported key type, for instance).
+    #[error("certificate {cert} with key {key} refused: {source}")]
+    Refused {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+        /// rustls's reason.
+        source: rustls::Error,
+    },
+    /// The address to connect to is not `host:port`.
+    #[error("cannot connect to {addr:?}: {source}")]
+    BadAddress {
+        /// The address as given.
+        addr: String,
+        /// What is wrong with it.
+        source: AddrError,
+    },
+    /// The channel could not be opened: refused, unreachable, timed out, or the TLS handshake
+    /// failed (an untrusted certificate, a name mismatch).
+    #[error("cannot connect to {addr}: {reason}")]
+    Connect {
+        /// The address as given.
+        addr: String,
+        /// Why, with every cause tonic and rustls report.
+        reason: String,
+    },
+}
+
+/// Builds the server's TLS configuration from a PEM certificate chain (leaf first) and a PEM
+/// private key (PKCS#8, PKCS#1 or SEC1): TLS 1.3 only, ALPN `h2`, no client certificates, the
+/// `ring` provider.
+pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs = certs_from_pem(cert_pem, &read(cert_pem)?)?;
+    let key = key_from_pem(key_pem, &read(key_pem)?)?;
+    let refused = |source: rustls::Error| match source {
+        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
+            TlsError::KeyMismatch { cert: cert_pem.to_owned(), key: key_pem.to_owned() }
+        }
+        source => TlsError::Refused { cert: cert_pem.to_owned(), key: key_pem.to_owned(), source },
+    };
+    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(refused)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(refused)?;
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// The TLS connections of a listener, for `tonic::transport::Server::serve_with_incoming*`.
+///
+/// It yields only completed handshakes and never an error: a failed or timed-out handshake is
+/// logged at debug level with the peer's address and dropped. Dropping the stream (tonic does
+/// when it shuts down) closes the listening socket.
+#[derive(Debug)]
+pub struct TlsIncoming {
+    rx: mpsc::Receiver<TlsStream<TcpStream>>,
+    accept: JoinHandle<()>,
+}
+
+impl Stream for TlsIncoming {
+    type Item = Result<TlsStream<TcpStream>, io::Error>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.rx.poll_recv(cx).map(|conn| conn.map(Ok))
+    }
+}
+
+impl Drop for TlsIncoming {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+/// Accepts TCP connections on `listener` and performs their TLS handshakes with `cfg`, each in
+/// its own task. The result is the `incoming` argument of tonic's
+/// `Server::builder().add_service(..).serve_with_incoming_shutdown(incoming, signal)` (or,
+/// without tonic's `router` feature, `Server::builder().serve_with_incoming_shutdown(svc,
+/// incoming, signal)`): the
+/// stream's items are `tokio_rustls::server::TlsStream<TcpStream>`, for which tonic provides
+/// `Connected` (its connect info is a `TlsConnectInfo<TcpConnectInfo>`, peer address included).
+///
+/// Accepted sockets get `TCP_NODELAY`. Must run inside a tokio runtime.
+pub async fn serve_tls_incoming(listener: TcpListener, cfg: Arc<rustls::ServerConfig>) -> TlsIncoming {
+    let (tx, rx) = mpsc::channel(QUEUE);
+    let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(cfg), tx));
+    TlsIncoming { rx, accept }
+}
+
+async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<TlsStream<TcpStream>>) {
+    loop {
+        let (tcp, peer) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(err) if is_per_connection(&err) => {
+                tracing::debug!(error = %err, "control connection lost before accept");
+                continue;
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "accepting control connections failed");
+                tokio::time::sleep(ACCEPT_BACKOFF).await;
+                continue;
+            }
+        };
+        if tx.is_closed() {
+            return;
+        }
+        if let Err(err) = tcp.set_nodelay(true) {
+            tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
+        }
+        let (acceptor, tx) = (acceptor.clone(), tx.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                // A closed receiver means the server stopped: the connection is dropped.
+                Ok(Ok(tls)) => drop(tx.send(tls).await),
+                Ok(Err(err)) => tracing::debug!(%peer, error = %err, "tls handshake failed"),
+                Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
+            }
+        });
+    }
+}
+
+/// Errors of `accept` that concern one connection, not the listening socket.
+fn is_per_connection(err: &io::Error) -> bool {
+    matches!(
+        err.kind(),
+        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
+    )
+}
+
+/// Which certificates a client trusts to authenticate a control server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Trust {
+    /// The certificates in a PEM file: a CA, or the server's own self-signed certificate.
+    File(PathBuf),
+    /// The operating system's root certificates.
+    System,
+}
+
+/// Opens a TLS channel to the control server at `addr` (`host:port`, IPv6 hosts in brackets).
+///
+/// The server must present a certificate for `host` that `trust` vouches for. `timeout` bounds
+/// the TCP connect, the TLS handshake and the whole opening; the channel has `TCP_NODELAY` and
+/// reconnects by itself later if the connection drops.
+pub async fn connect(addr: &str, trust: &Trust, timeout: Duration) -> Result<Channel, TlsError> {
+    let target = parse_addr(addr)?;
+    let tls = ClientTlsConfig::new().domain_name(target.host.clone()).timeout(timeout);
+    let tls = match trust {
+        Trust::File(path) => {
+            let pem = read(path)?;
+            certs_from_pem(path, &pem)?;
+            tls.ca_certificate(Certificate::from_pem(pem))
+        }
+        Trust::System => tls.with_native_roots(),
+    };
+    let endpoint = Endpoint::from_shared(format!("https://{target}"))
+        .and_then(|e| e.tls_config(tls))
+        .map_err(|e| TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&e) })?;
+    open(addr, endpoint, timeout).await
+}
+
+/// Opens a plain-text channel to `addr` (`host:port`): for tests only, it logs a warning.
+pub async fn connect_insecure(addr: &str, timeout: Duration) -> Result<Channel, TlsError> {
+    let target = parse_addr(addr)?;
+    tracing::warn!(%addr, "control channel without TLS: for tests only");
+    let endpoint = Endpoint::from_shared(format!("http://{target}"))
+        .map_err(|e| TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&e) })?;
+    open(addr, endpoint, timeout).await
+}
+
+async fn open(addr: &str, endpoint: Endpoint, timeout: Duration) -> Result<Channel, TlsError> {
+    let endpoint = endpoint.connect_timeout(timeout).tcp_nodelay(true);
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(err)) => Err(TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&err) }),
+        Err(_) => Err(TlsError::Connect { addr: addr.to_owned(), reason: format!("timed out after {timeout:?}") }),
+    }
+}
+
+fn parse_addr(addr: &str) -> Result<Addr, TlsError> {
+    addr.parse::<Addr>().map_err(|source| TlsError::BadAddress { addr: addr.to_owned(), source })
+}
+
+/// An error and its causes on one line, each cause once: tonic's transport errors say only
+/// "transport error" at the top and repeat their inner messages down the chain.
+pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut cause = err.source();
+    while let Some(err) = cause {
+        let text = err.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = err.source();
+    }
+    out
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read { path: path.to_owned(), source })
+}
+
+fn certs_from_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = rustls_pemfile::certs(&mut &pem[..])
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|source| TlsError::Pem { path: path.to_owned(), source })?;
+    if certs.is_empty() {
+        return Err(TlsError::NoCertificate(path.to_owned()));
+    }
+    Ok(certs)
+}
+
+fn key_from_pem(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    rustls_pemfile::private_key(&mut &pem[..])
+        .map_err(|source| TlsError::Pem { path: path.to_owned(), source })?
+        .ok_or_else(|| TlsError::NoPrivateKey(path.to_owned()))
+}
+
+#[cfg(test)]
+mod tests;
