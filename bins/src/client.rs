@@ -10,9 +10,10 @@ use scistream_transport::tls::{self, Trust};
 /// How to reach control servers.
 #[derive(Args, Debug, Clone)]
 pub struct ConnectOpts {
-    /// The control servers' certificate or CA (PEM); without it the system's roots are trusted.
+    /// A control server's certificate or CA (PEM), repeatable (one per facility); without it
+    /// the system's roots are trusted.
     #[arg(long, alias = "server_cert", global = true)]
-    pub server_cert: Option<PathBuf>,
+    pub server_cert: Vec<PathBuf>,
     /// Plain gRPC without TLS: for tests only.
     #[arg(long, global = true)]
     pub insecure: bool,
@@ -30,7 +31,11 @@ impl ConnectOpts {
         let channel = if self.insecure {
             tls::connect_insecure(addr, self.timeout).await?
         } else {
-            let trust = self.server_cert.clone().map_or(Trust::System, Trust::File);
+            let trust = match self.server_cert.as_slice() {
+                [] => Trust::System,
+                [one] => Trust::File(one.clone()),
+                many => Trust::Files(many.to_vec()),
+            };
             tls::connect(addr, &trust, self.timeout).await?
         };
         Ok(ControlClient::new(channel, self.token.as_deref(), self.timeout)?)

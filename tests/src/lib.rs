@@ -18,10 +18,17 @@ pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let dir = BUILT.get_or_init(|| {
         let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe.parent().and_then(Path::parent).ok_or("no target dir")?.to_path_buf();
+        // target/<profile>/deps/<test> (a test) or target/<profile>/<bin> (a benchmark).
+        let mut profile_dir = exe.parent().ok_or("no target dir")?.to_path_buf();
+        if profile_dir.file_name().is_some_and(|n| n == "deps") {
+            profile_dir.pop();
+        }
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(env!("CARGO"));
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| env!("CARGO").into()));
+        // Run from outside cargo (a benchmark), rustup would pick a toolchain per crate folder.
+        if let Some(tc) = option_env!("RUSTUP_TOOLCHAIN") {
+            cmd.env("RUSTUP_TOOLCHAIN", tc);
+        }
         cmd.args(["build", "--quiet", "-p", "scistream-bins", "--bins"]);
         if release {
             cmd.arg("--release");
@@ -112,23 +119,26 @@ pub fn free_range(n: u16) -> String {
 impl Server {
     /// Starts `s2cs` on 127.0.0.1 with a fresh certificate in `dir`, waits until it is ready.
     pub fn start(dir: &Path, opts: &ServerOpts) -> Result<Self> {
-        let cert = if opts.insecure {
-            None
-        } else {
-            let out = Command::new(bin("s2cs"))
-                .args(["gen-cert", "--listener-ip", "127.0.0.1", "--force", "--out-dir"])
-                .arg(dir)
-                .output()?;
-            if !out.status.success() {
-                bail!("gen-cert failed: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            Some(dir.join("cert.pem"))
-        };
         static N: Mutex<u32> = Mutex::new(0);
         let n = {
             let mut g = N.lock().unwrap_or_else(|e| e.into_inner());
             *g += 1;
             *g
+        };
+        // Each server its own certificate: two facilities never share a key.
+        let own = dir.join(format!("s2cs-{n}"));
+        std::fs::create_dir_all(&own)?;
+        let cert = if opts.insecure {
+            None
+        } else {
+            let out = Command::new(bin("s2cs"))
+                .args(["gen-cert", "--listener-ip", "127.0.0.1", "--force", "--out-dir"])
+                .arg(&own)
+                .output()?;
+            if !out.status.success() {
+                bail!("gen-cert failed: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            Some(own.join("cert.pem"))
         };
         let stderr = dir.join(format!("s2cs-{n}.log"));
         let mut cmd = Command::new(bin("s2cs"));
@@ -136,7 +146,7 @@ impl Server {
         cmd.args(["--hello-timeout", &opts.hello_timeout.to_string()]);
         match &cert {
             Some(c) => {
-                cmd.arg("--server-crt").arg(c).arg("--server-key").arg(dir.join("key.pem"));
+                cmd.arg("--server-crt").arg(c).arg("--server-key").arg(own.join("key.pem"));
             }
             None => {
                 cmd.arg("--insecure");

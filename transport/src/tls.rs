@@ -203,6 +203,8 @@ fn is_per_connection(err: &io::Error) -> bool {
 pub enum Trust {
     /// The certificates in a PEM file: a CA, or the server's own self-signed certificate.
     File(PathBuf),
+    /// The certificates of several PEM files (e.g. one self-signed certificate per facility).
+    Files(Vec<PathBuf>),
     /// The operating system's root certificates.
     System,
 }
@@ -220,6 +222,16 @@ pub async fn connect(addr: &str, trust: &Trust, timeout: Duration) -> Result<Cha
             let pem = read(path)?;
             certs_from_pem(path, &pem)?;
             tls.ca_certificate(Certificate::from_pem(pem))
+        }
+        Trust::Files(paths) => {
+            let mut bundle = Vec::new();
+            for path in paths {
+                let pem = read(path)?;
+                certs_from_pem(path, &pem)?;
+                bundle.extend_from_slice(&pem);
+                bundle.push(b'\n');
+            }
+            tls.ca_certificate(Certificate::from_pem(bundle))
         }
         Trust::System => tls.with_native_roots(),
     };

@@ -98,9 +98,12 @@ async fn run(cli: &Cli, prod: &[scistream_fsm::Addr]) -> Result<ExitCode> {
     let gateway = loop {
         match client.hello(cli.uid, cli.role, prod, cli.key).await {
             Ok(l) => break l,
-            // The REQ may still be on its way: NOT_FOUND and transient failures are retried.
+            // The REQ may still be on its way: NOT_FOUND and transient failures are retried, and so
+            // is UNKNOWN, the only answer a SciStream 1.2 server gives for a uid it does not hold.
             Err(e)
-                if (e.is_transient() || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. }))
+                if (e.is_transient()
+                    || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
+                    || matches!(e, CallError::Server { code: tonic::Code::Unknown, .. }))
                     && Instant::now() + pause < deadline =>
             {
                 tracing::debug!("Hello not accepted yet ({e}); again in {pause:?}");

@@ -212,6 +212,11 @@ fn main() -> ExitCode {
         }
     };
     init_logging(s.verbose);
+    // Every session listener is a file descriptor: take all the kernel allows this process.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("file descriptor limit {n}"),
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     match rt.block_on(serve(s)) {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,0 +1,280 @@
+//! `bench-control`: the control plane's speed and footprint, against the real `s2cs` over
+//! TLS on loopback, printed as a table beside SciStream 1.2's figures on this machine.
+//!
+//! `cargo run --release -p scistream-tests --bin bench-control [-- --setups N --waiting N]`
+
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range};
+use scistream_transport::client::{CallError, ControlClient};
+use scistream_transport::tls::{self, Trust};
+
+struct Opts {
+    setups: usize,
+    concurrency: usize,
+    waiting: usize,
+    cli_runs: usize,
+}
+
+fn opts() -> Result<Opts> {
+    let mut o = Opts { setups: 2_000, concurrency: 32, waiting: 10_000, cli_runs: 20 };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v: usize = it.next().context("flag without value")?.parse().context("not a number")?;
+        match flag.as_str() {
+            "--setups" => o.setups = v,
+            "--concurrency" => o.concurrency = v,
+            "--waiting" => o.waiting = v,
+            "--cli-runs" => o.cli_runs = v,
+            other => bail!("unknown flag {other}; known: --setups --concurrency --waiting --cli-runs"),
+        }
+    }
+    Ok(o)
+}
+
+async fn client(server: &Server) -> Result<ControlClient> {
+    let cert = server.cert.clone().context("TLS server")?;
+    let ch = tls::connect(&server.addr, &Trust::File(cert), Duration::from_secs(10)).await?;
+    Ok(ControlClient::new(ch, None, Duration::from_secs(30))?)
+}
+
+/// One whole two-facility setup (REQ×2, Hello, UpdateTargets×2), as `s2uc request` and
+/// `appctrl` do it, then its release (not timed).
+async fn setup(p: &ControlClient, c: &ControlClient, n: u16) -> Result<Duration> {
+    let uid = Uid(uuid::Uuid::new_v4());
+    let (key, creds) = (AppKey(rand_bytes()), Credentials([7; 32]));
+    let prod = vec![Addr::new("127.0.0.1", 7000 + n % 1000)];
+    let t = Instant::now();
+    let hello = async {
+        loop {
+            match p.hello(uid, Role::Prod, &prod, Some(key)).await {
+                Err(CallError::Status { code: ErrorCode::NotFound, .. }) => tokio::task::yield_now().await,
+                other => return other,
+            }
+        }
+    };
+    let (pl, cl, h) =
+        tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
+    let (pl, _cl, _h) = (pl?, cl?, h?);
+    let (a, b) = tokio::join!(
+        p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds)),
+        c.update(uid, Role::Cons, &pl.listeners, Some(creds))
+    );
+    a?;
+    b?;
+    let took = t.elapsed();
+    let (a, b) = tokio::join!(p.release(uid), c.release(uid));
+    a?;
+    b?;
+    Ok(took)
+}
+
+fn rand_bytes() -> [u8; 16] {
+    *uuid::Uuid::new_v4().as_bytes()
+}
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(f64::NAN);
+    kb / 1024.0
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let o = opts()?;
+    let dir = Scratch::new("bench");
+    let range = |n| ServerOpts { port_range: free_range(n), hello_timeout: 600.0, ..ServerOpts::default() };
+    let ps = Server::start(&dir.0, &range(200))?;
+    let cs = Server::start(&dir.0, &range(200))?;
+    let (p, c) = (client(&ps).await?, client(&cs).await?);
+    for i in 0..50 {
+        setup(&p, &c, i).await?; // warm-up: connections, allocator
+    }
+
+    // Latency, one setup at a time.
+    let mut lat = Vec::with_capacity(o.setups);
+    for i in 0..o.setups {
+        lat.push(setup(&p, &c, i as u16).await?);
+    }
+    lat.sort();
+
+    // Sustained rate with `concurrency` setups in flight.
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..o.concurrency {
+        let (p, c) = (p.clone(), c.clone());
+        let share = o.setups / o.concurrency;
+        tasks.push(tokio::spawn(async move {
+            for i in 0..share {
+                setup(&p, &c, (w * share + i) as u16).await?;
+            }
+            anyhow::Ok(share)
+        }));
+    }
+    let mut done = 0;
+    for t in tasks {
+        done += t.await??;
+    }
+    let rate = done as f64 / t.elapsed().as_secs_f64();
+
+    // The whole setup as the user runs it: the s2uc process plus an appctrl process.
+    let mut walls = Vec::new();
+    let cert = ps.cert.clone().context("cert")?.display().to_string();
+    let cons_cert = cs.cert.clone().context("cert")?.display().to_string();
+    for _ in 0..o.cli_runs {
+        let t = Instant::now();
+        let mut s2uc = Background::start(
+            "s2uc",
+            &args(&[
+                "--server-cert",
+                &cert,
+                "--server-cert",
+                &cons_cert,
+                "--json",
+                "request",
+                "--prod-s2cs",
+                &ps.addr,
+                "--cons-s2cs",
+                &cs.addr,
+                "--num-conn",
+                "1",
+            ]),
+        )?;
+        let line = first_line(&mut s2uc)?;
+        let v: serde_json::Value = serde_json::from_str(&line)?;
+        let (uid, key) = (v["uid"].as_str().context("uid")?, v["app_key"].as_str().context("key")?);
+        let hello = scistream_tests::run(
+            "appctrl",
+            &args(&[
+                uid,
+                "--s2cs",
+                &ps.addr,
+                "--server-cert",
+                &cert,
+                "--key",
+                key,
+                "--listeners",
+                "127.0.0.1:7000",
+                "--hello-timeout",
+                "10",
+            ]),
+            Duration::from_secs(30),
+        )?;
+        if !hello.status.success() {
+            let s2uc = s2uc.wait(Duration::from_secs(5))?;
+            bail!(
+                "appctrl failed: {}; s2uc: {}",
+                String::from_utf8_lossy(&hello.stderr),
+                String::from_utf8_lossy(&s2uc.stderr)
+            );
+        }
+        let out = s2uc.wait(Duration::from_secs(30))?;
+        if !out.status.success() {
+            bail!("s2uc failed: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        walls.push(t.elapsed());
+        let u: Uid = uid.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let (a, b) = tokio::join!(p.release(u), c.release(u));
+        a?;
+        b?;
+    }
+    walls.sort();
+
+    // Sessions waiting for Hello on one s2cs, and its memory.
+    let ws = Server::start(&dir.0, &range(o.waiting as u16 + 10))?;
+    let w = client(&ws).await?;
+    let rss_idle = rss_mb(ws.pid());
+    let mut waiting = Vec::with_capacity(o.waiting);
+    for _ in 0..o.waiting {
+        let w = w.clone().with_timeout(Duration::from_secs(600));
+        waiting.push(tokio::spawn(async move { w.req(Uid(uuid::Uuid::new_v4()), Role::Prod, 1, 0, None).await }));
+    }
+    let t = Instant::now();
+    let held = loop {
+        let n = w.list().await?.iter().filter(|s| s.state == "Listening").count();
+        if n >= o.waiting || t.elapsed() > Duration::from_secs(120) {
+            break n;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let rss_held = rss_mb(ws.pid());
+    // A setup on the same server while they wait.
+    let probe = Instant::now();
+    let uid = Uid(uuid::Uuid::new_v4());
+    w.req(uid, Role::Cons, 1, 0, None).await?;
+    w.update(uid, Role::Cons, &[Addr::new("127.0.0.1", 7000)], None).await?;
+    w.release(uid).await?;
+    let probe = probe.elapsed();
+    for t in waiting {
+        t.abort();
+    }
+
+    println!("| measure | SciStream-rs | SciStream 1.2 (this machine) | target | ratio to 1.2 |");
+    println!("|---|---:|---:|---:|---:|");
+    let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
+    println!(
+        "| two-facility setup, in-process client, p50 | {:.2} ms | 1.8 ms (req+Hello only) | ≤ 5 ms | {:.1}x faster |",
+        ms(p50),
+        1.8 / ms(p50)
+    );
+    println!("| two-facility setup, in-process client, p99 | {:.2} ms | – | ≤ 25 ms | – |", ms(p99));
+    println!("| sustained setups/s ({} in flight) | {rate:.0} | – | ≥ 1000 | – |", o.concurrency);
+    let (w50, wmax) = (pct(&walls, 0.5), pct(&walls, 1.0));
+    println!(
+        "| `s2uc request` + `appctrl` processes, wall p50 (max) | {:.1} ms ({:.1}) | 1720 ms (inbound 870 + outbound 850) | ≤ 50 ms | {:.0}x faster |",
+        ms(w50),
+        ms(wmax),
+        1720.0 / ms(w50)
+    );
+    println!(
+        "| sessions waiting for Hello on one s2cs | {held} | 10 (11th freezes the server) | 10000 | {:.0}x |",
+        held as f64 / 10.0
+    );
+    println!("| s2cs RSS idle → with them waiting | {rss_idle:.1} → {rss_held:.1} MB | – | ≤ 256 MB | – |");
+    println!("| CONS req+update+release while they wait | {:.2} ms | server frozen | – | – |", ms(probe));
+    let ok = ms(p50) <= 5.0
+        && ms(p99) <= 25.0
+        && rate >= 1000.0
+        && ms(w50) <= 50.0
+        && held >= 10_000.min(o.waiting)
+        && rss_held <= 256.0;
+    println!("\n{}", if ok { "all targets met" } else { "SOME TARGETS MISSED" });
+    drop(ps);
+    drop(cs);
+    drop(ws);
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
+}
+
+fn first_line(bg: &mut Background) -> Result<String> {
+    use std::io::{BufRead, BufReader};
+    let child = bg.0.as_mut().context("running")?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stdout);
+        let mut line = String::new();
+        let _ = r.read_line(&mut line);
+        let _ = tx.send(line);
+        // Keep draining so the process never blocks on a full pipe.
+        let _ = std::io::copy(&mut r, &mut std::io::sink());
+    });
+    rx.recv_timeout(Duration::from_secs(10)).context("no line from s2uc")
+}
