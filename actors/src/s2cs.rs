@@ -24,6 +24,8 @@ pub enum S2csMsg {
     FromDs(Msg),
     /// A core timer fired.
     Timer(TimerKey, u64),
+    /// Answer once the control server is attached to its data server and serves requests.
+    WhenReady(tokio::sync::oneshot::Sender<()>),
 }
 
 /// What the S2CS actor starts with.
@@ -48,6 +50,7 @@ pub struct S2csState {
     since_prune: u32,
     ds: ActorRef<S2dsMsg>,
     ds_args: S2dsArgs,
+    ready: Vec<tokio::sync::oneshot::Sender<()>>,
 }
 
 /// The control server actor.
@@ -57,6 +60,14 @@ pub struct S2csActor;
 /// The gRPC layer's view of the actor.
 #[derive(Debug, Clone)]
 pub struct ActorBackend(pub ActorRef<S2csMsg>);
+
+impl ActorBackend {
+    /// Resolves once the control server serves requests (attached to its data server).
+    pub async fn ready(&self) -> bool {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.0.send_message(S2csMsg::WhenReady(tx)).is_ok() && rx.await.is_ok()
+    }
+}
 
 impl Backend for ActorBackend {
     fn submit(&self, call: Call) -> bool {
@@ -146,6 +157,7 @@ impl Actor for S2csActor {
             since_prune: 0,
             ds,
             ds_args,
+            ready: Vec::new(),
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot);
         Ok(st)
@@ -177,6 +189,12 @@ impl Actor for S2csActor {
                 if st.timers.fire(key, generation) {
                     Self::step(&myself, st, s2cs::Input::Timer(key));
                 }
+            }
+            S2csMsg::WhenReady(tx) => st.ready.push(tx),
+        }
+        if st.core.state() == s2cs::State::Serving {
+            for tx in st.ready.drain(..) {
+                let _ = tx.send(());
             }
         }
         Ok(())
@@ -211,3 +229,6 @@ impl Actor for S2csActor {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -167,15 +167,20 @@ impl Actor for S2dsActor {
         evt: SupervisionEvent,
         st: &mut S2dsState,
     ) -> Result<(), ActorProcessingErr> {
-        // A session actor that dies takes its listeners with it: its session's bridges failed.
-        // The data server itself keeps serving the other sessions.
-        if let SupervisionEvent::ActorFailed(cell, err) = evt {
-            let dead = st.sessions.iter().find(|(_, s)| s.get_id() == cell.get_id()).map(|(u, _)| *u);
-            if let Some(uid) = dead {
-                tracing::error!(%uid, "session actor failed: {err}");
-                st.sessions.remove(&uid);
-                Self::step(&myself, st, s2ds::Input::BridgesFailed(uid)).await;
-            }
+        // A session actor that dies takes its listeners with it: only its session fails.
+        // The data server itself keeps serving the others. (Sessions this actor stops on
+        // purpose leave the map first.)
+        let dead = match &evt {
+            SupervisionEvent::ActorFailed(cell, err) => Some((cell.get_id(), err.to_string())),
+            SupervisionEvent::ActorTerminated(cell, _, why) => Some((cell.get_id(), format!("{why:?}"))),
+            _ => None,
+        };
+        if let Some((id, why)) = dead
+            && let Some(uid) = st.sessions.iter().find(|(_, s)| s.get_id() == id).map(|(u, _)| *u)
+        {
+            tracing::error!(%uid, "session actor died ({why}); failing its session");
+            st.sessions.remove(&uid);
+            Self::step(&myself, st, s2ds::Input::SessionLost(uid)).await;
         }
         Ok(())
     }

@@ -1,4 +1,4 @@
-//! Core timers on ractor's `send_after`: a timer is a generation number per key, so a
+//! Core timers on ractor's `send_after`, on tokio's clock (so tests can pause it): a timer is a generation number per key, so a
 //! cancelled or replaced timer that still fires is recognised and ignored.
 
 use std::collections::BTreeMap;
@@ -10,14 +10,14 @@ use scistream_fsm::{Instant, TimerKey};
 /// The core clock (microseconds since the actor started) and its armed timers.
 #[derive(Debug)]
 pub(crate) struct Timers {
-    origin: std::time::Instant,
+    origin: tokio::time::Instant,
     armed: BTreeMap<TimerKey, u64>,
     generation: u64,
 }
 
 impl Timers {
     pub(crate) fn new() -> Self {
-        Self { origin: std::time::Instant::now(), armed: BTreeMap::new(), generation: 0 }
+        Self { origin: tokio::time::Instant::now(), armed: BTreeMap::new(), generation: 0 }
     }
 
     /// The core's `now`.

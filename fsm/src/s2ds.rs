@@ -9,7 +9,8 @@
 //! control server until that server attaches), then every message from the control server as
 //! [`Input::Msg`], every fired timer as [`Input::Timer`], the outcome of each
 //! [`Effect::Listen`] as [`Input::Bound`] or [`Input::BindFailed`], and the outcome of each
-//! [`Effect::StartBridges`] as [`Input::BridgesUp`] or [`Input::BridgesFailed`]. The core owns
+//! [`Effect::StartBridges`] as [`Input::BridgesUp`] or [`Input::BridgesFailed`], and
+//! [`Input::SessionLost`] when a session's resources die under it. The core owns
 //! the port pool: it hands out ports with [`Effect::Listen`] and takes them back with
 //! [`Effect::Unlisten`]; the control server hears of the ports only once they are bound. A port
 //! another process holds is set aside for good and the session gets fresh ports. A session
@@ -35,7 +36,7 @@ crate::alphabet! {
 
 crate::alphabet! {
     /// Inputs of the per-session data-server machine.
-    pub enum Event { StartLstn, Bound, BindFailed, BindExhausted, StartConn, BridgesUp, BridgesFailed, Rel, LeaseExpired, Detach }
+    pub enum Event { StartLstn, Bound, BindFailed, BindExhausted, StartConn, BridgesUp, BridgesFailed, Lost, Rel, LeaseExpired, Detach }
 }
 
 crate::alphabet! {
@@ -63,6 +64,7 @@ mod declaration {
         Reserving => {
             StartLstn => Reserving,
             StartConn => Updating [StartBridges],
+            Lost => Failed [Unlisten],
             Rel => Released [Unlisten],
             LeaseExpired => Released [Unlisten],
             Detach => Released [Unlisten],
@@ -72,12 +74,14 @@ mod declaration {
             StartConn => Updating,
             BridgesUp => Bridging [ReportConnected],
             BridgesFailed => Failed [Unlisten],
+            Lost => Failed [Unlisten],
             Rel => Released [Unlisten],
             Detach => Released [Unlisten],
         },
         Bridging => {
             StartLstn => Bridging,
             StartConn => Bridging [ReportConnected],
+            Lost => Failed [Unlisten],
             Rel => Released [Unlisten],
             Detach => Released [Unlisten],
         },
@@ -153,6 +157,8 @@ pub enum Input {
     BridgesUp(Uid),
     /// The bridges of a session could not be started.
     BridgesFailed(Uid),
+    /// The driver lost a session's listeners or bridges (its session actor died).
+    SessionLost(Uid),
     /// Every listener of a session is bound.
     Bound(Uid),
     /// A session's `port` could not be bound (another process holds it).
@@ -232,9 +238,10 @@ impl S2ds {
                 Ok(())
             }
             Input::BindFailed { uid, port } => self.on_bind_failed(now, uid, port, out),
-            Input::BridgesFailed(uid) => {
+            Input::BridgesFailed(uid) | Input::SessionLost(uid) => {
+                let event = if matches!(input, Input::SessionLost(_)) { Event::Lost } else { Event::BridgesFailed };
                 let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
-                alphabet::fire(&mut s.machine, Event::BridgesFailed)?;
+                alphabet::fire(&mut s.machine, event)?;
                 self.close(now, uid, out);
                 self.reply(out, Msg::Refused { uid, inc: self.inc, code: ErrorCode::Aborted });
                 Ok(())

@@ -374,6 +374,7 @@ fn s2ds_case(with_defects: bool) -> impl Strategy<Value = Case<S2ds>> {
         2 => (uid3(), port).prop_map(|(uid, port)| s2ds::Input::BindFailed { uid, port }),
         2 => uid3().prop_map(s2ds::Input::BridgesUp),
         1 => uid3().prop_map(s2ds::Input::BridgesFailed),
+        1 => uid3().prop_map(s2ds::Input::SessionLost),
         10 => cs_down_msg(uid3()).prop_map(move |msg| s2ds::Input::Msg { from: cs, msg }),
         1 => (any_peer(), any_msg()).prop_map(|(from, msg)| s2ds::Input::Msg { from, msg }),
     ];
@@ -666,7 +667,7 @@ fn sometimes_s2ds_sessions_take_every_declared_move_and_rebind() {
     let strategy = s2ds_case(true);
     let mut runner = TestRunner::deterministic();
     let mut seen = BTreeSet::new();
-    for _ in 0..256 {
+    for _ in 0..1024 {
         let (mut ds, inputs) = strategy.new_tree(&mut runner).expect("the generator generates").current();
         let _ = drive(&mut ds, &inputs, |before, after, _, _, _| {
             for (uid, a) in after.sessions() {

@@ -268,12 +268,12 @@ async fn serve(s: Settings) -> Result<()> {
     };
     let (actor, handle) =
         Actor::spawn(None, S2csActor, args).await.map_err(|e| anyhow!("starting the control server: {e}"))?;
-    let service = ControlService::new(
-        Arc::new(ActorBackend(actor.clone())),
-        Arc::new(OpenAuth),
-        Limits { max_num_conn: s.max_num_conn },
-    )
-    .into_server();
+    let backend = ActorBackend(actor.clone());
+    if tokio::time::timeout(Duration::from_secs(10), backend.ready()).await != Ok(true) {
+        bail!("the embedded data server did not attach within 10 s");
+    }
+    let service = ControlService::new(Arc::new(backend), Arc::new(OpenAuth), Limits { max_num_conn: s.max_num_conn })
+        .into_server();
     let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
     tokio::spawn(async move {
         let _ = tx.send(shutdown_signal().await);
@@ -281,9 +281,14 @@ async fn serve(s: Settings) -> Result<()> {
     let mode = if tls_cfg.is_some() { "TLS 1.3" } else { "INSECURE plain gRPC" };
     tracing::info!(%local, ports = ?s.ports, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
     println!("s2cs ready on {local}");
+    let sessions = actor.clone();
     let signal = async move {
         let which = rx.await.unwrap_or("shutdown");
         tracing::info!("{which}: shutting down");
+        // Stop the sessions before tonic drains its calls: a producer's REQ waits for its
+        // Hello, and would hold the graceful shutdown up until its lease ends. Stopping the
+        // actor answers every waiting call UNAVAILABLE.
+        sessions.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     };
     let router = tonic::transport::Server::builder().add_service(service);
     match tls_cfg {

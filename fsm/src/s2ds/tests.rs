@@ -439,3 +439,17 @@ fn defect_leak_ports_on_release_keeps_the_ports_out_of_the_pool() {
 }
 
 mod binding;
+
+#[test]
+fn a_lost_session_fails_returns_its_ports_and_tells_the_control_server() {
+    let mut ds = attached();
+    reserve(&mut ds, 10, 1, 2);
+    let free_before = ds.free_ports().len();
+    let out = accept(&mut ds, at(50), Input::SessionLost(uid(1)));
+    assert_eq!(ds.sessions()[&uid(1)].state(), State::Failed);
+    assert_eq!(ds.free_ports().len(), free_before + 2);
+    assert!(out.iter().any(|e| matches!(e, Effect::Unlisten { uid: u, .. } if *u == uid(1))));
+    assert!(to_cs(&out).iter().any(|m| matches!(m, Msg::Refused { code: ErrorCode::Aborted, .. })));
+    // Losing it again changes nothing.
+    reject(&mut ds, at(51), Input::SessionLost(uid(1)));
+}

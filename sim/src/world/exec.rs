@@ -38,7 +38,10 @@ impl World<'_> {
         let uid = match &input {
             s2ds::Input::Msg { msg, .. } => msg.uid(),
             s2ds::Input::Timer(key) => key.uid,
-            s2ds::Input::BridgesUp(uid) | s2ds::Input::BridgesFailed(uid) | s2ds::Input::Bound(uid) => Some(*uid),
+            s2ds::Input::BridgesUp(uid)
+            | s2ds::Input::BridgesFailed(uid)
+            | s2ds::Input::SessionLost(uid)
+            | s2ds::Input::Bound(uid) => Some(*uid),
             s2ds::Input::BindFailed { uid, .. } => Some(*uid),
             s2ds::Input::Boot => None,
         };

@@ -1,0 +1,199 @@
+//! The actor tree driven as the gRPC layer drives it, with real listeners on loopback and
+//! tokio's clock paused (timers advance only when the test says so, or when all is idle).
+
+use std::net::{IpAddr, Ipv4Addr, TcpStream};
+use std::time::Duration;
+
+use ractor::{Actor, ActorCell, ActorRef};
+use scistream_fsm::retry::Backoff;
+use scistream_fsm::{
+    Addr, AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Role, SessionParams, Token, Uid, s2cs, s2ds,
+};
+use scistream_transport::server::{Backend, Call};
+use tokio::sync::mpsc;
+
+use super::{ActorBackend, S2csActor, S2csArgs, S2csMsg};
+
+const LEASE: Duration = Duration::from_secs(20);
+
+/// A port range of `n` for this test process and test (`salt`), away from the others'.
+fn ports(salt: u16, n: u16) -> std::ops::RangeInclusive<u16> {
+    let base = 30_000 + (std::process::id() % 200) as u16 * 100 + salt * 10;
+    base..=base + n - 1
+}
+
+async fn start(salt: u16) -> ActorRef<S2csMsg> {
+    let backoff = Backoff { initial: Duration::from_millis(50), max: Duration::from_secs(1) };
+    let args = S2csArgs {
+        cs: s2cs::Config {
+            facility: Role::Prod,
+            advertise_host: "127.0.0.1".into(),
+            max_num_conn: 8,
+            lease: LEASE,
+            tombstone: Duration::from_secs(60),
+            backoff,
+            require_app_keys: false,
+        },
+        epoch: 1,
+        ds: s2ds::Config {
+            facility: Role::Prod,
+            ports: ports(salt, 6),
+            lease: LEASE + Duration::from_secs(10),
+            tombstone: Duration::from_secs(60),
+            backoff,
+            defect: s2ds::Defect::None,
+        },
+        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+    };
+    let (actor, _) = Actor::spawn(None, S2csActor, args).await.expect("actor starts");
+    assert!(ActorBackend(actor.clone()).ready().await, "attached to its data server");
+    actor
+}
+
+fn alice() -> Option<Principal> {
+    Some(Principal("alice".into()))
+}
+
+/// Submits `msg` as call `n` and returns the receiver of its answers.
+fn call(actor: &ActorRef<S2csMsg>, n: u32, msg: Msg) -> mpsc::UnboundedReceiver<Msg> {
+    let (answers, rx) = mpsc::unbounded_channel();
+    let from = if matches!(msg, Msg::Hello { .. }) { Peer::App(n) } else { Peer::Client(n) };
+    let caller = if matches!(msg, Msg::Hello { .. }) { None } else { alice() };
+    assert!(ActorBackend(actor.clone()).submit(Call { from, caller, msg, answers }));
+    rx
+}
+
+async fn answer(rx: &mut mpsc::UnboundedReceiver<Msg>) -> Msg {
+    tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("an answer in time").expect("open")
+}
+
+fn req(uid: Uid, role: Role) -> Msg {
+    let params = SessionParams { role, num_conn: 2, rate: 0 };
+    Msg::Req { uid, seq: 1, token: Token::default(), params, key: AppKey([1; 16]) }
+}
+
+fn is_listening(addr: &Addr) -> bool {
+    TcpStream::connect((addr.host.as_str(), addr.port)).is_ok()
+}
+
+async fn listeners_of(actor: &ActorRef<S2csMsg>, n: u32, uid: Uid, role: Role) -> Vec<Addr> {
+    let mut rx = call(actor, n, req(uid, role));
+    match answer(&mut rx).await {
+        Msg::Resp { listeners, .. } => listeners,
+        other => panic!("expected RESP, got {other:?}"),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_session_binds_real_listeners_and_release_closes_them() {
+    let actor = start(0).await;
+    let uid = Uid::from_u128(1);
+    let listeners = listeners_of(&actor, 1, uid, Role::Cons).await;
+    assert_eq!(listeners.len(), 2);
+    assert!(listeners.iter().all(is_listening), "{listeners:?} not bound");
+    let mut rx = call(&actor, 2, Msg::Rel { uid, seq: 2, token: Token::default() });
+    assert!(matches!(answer(&mut rx).await, Msg::Released { .. }));
+    assert!(!listeners.iter().any(is_listening), "{listeners:?} still bound after REL");
+    actor.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hello_that_never_comes_expires_with_deadline_exceeded_and_frees_the_ports() {
+    let actor = start(1).await;
+    let uid = Uid::from_u128(2);
+    let mut rx = call(&actor, 1, req(uid, Role::Prod));
+    // The RESP comes (listeners reserved); the producer's Hello never does.
+    let Msg::Resp { listeners, prod_listeners, .. } = answer(&mut rx).await else { panic!("no RESP") };
+    assert!(prod_listeners.is_empty());
+    assert!(listeners.iter().all(is_listening));
+    tokio::time::advance(LEASE).await;
+    match answer(&mut rx).await {
+        Msg::Error { code, .. } => assert_eq!(code, ErrorCode::DeadlineExceeded),
+        other => panic!("expected ERROR, got {other:?}"),
+    }
+    // The release reaches the data server and its listeners close.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!listeners.iter().any(is_listening), "ports still bound after the lease");
+    actor.stop_and_wait(None, None).await.unwrap();
+}
+
+/// The actor's children, then theirs.
+fn grandchildren(actor: &ActorRef<S2csMsg>) -> Vec<ActorCell> {
+    actor.get_children().iter().flat_map(|ds| ds.get_children()).collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dying_session_actor_fails_only_its_session_and_the_server_keeps_serving() {
+    let actor = start(2).await;
+    let (a, b) = (Uid::from_u128(10), Uid::from_u128(11));
+    let la = listeners_of(&actor, 1, a, Role::Cons).await;
+    let lb = listeners_of(&actor, 2, b, Role::Cons).await;
+    let sessions = grandchildren(&actor);
+    assert_eq!(sessions.len(), 2);
+    // Kill the session actor holding a's listeners (spawned first).
+    let victim = sessions.iter().min_by_key(|c| c.get_id().pid()).expect("two").clone();
+    let mut watch_a = call(
+        &actor,
+        3,
+        Msg::Update { uid: a, seq: 3, token: Token::default(), remote: la.clone(), creds: Credentials([2; 32]) },
+    );
+    victim.kill();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!la.iter().any(is_listening), "the dead session's listeners are closed");
+    // Its session failed: its pending update gets an ERROR, not silence.
+    let mut saw_error = false;
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_secs(5), watch_a.recv()).await {
+        saw_error |= matches!(m, Msg::Error { .. });
+        if saw_error {
+            break;
+        }
+    }
+    let mut again = call(
+        &actor,
+        4,
+        Msg::Update { uid: a, seq: 4, token: Token::default(), remote: la.clone(), creds: Credentials([2; 32]) },
+    );
+    assert!(saw_error || matches!(answer(&mut again).await, Msg::Error { .. }), "session a did not fail");
+    // b is untouched and still goes through its whole life; the server takes new sessions.
+    assert!(lb.iter().all(is_listening));
+    let mut up = call(
+        &actor,
+        5,
+        Msg::Update { uid: b, seq: 5, token: Token::default(), remote: lb.clone(), creds: Credentials([3; 32]) },
+    );
+    assert!(matches!(answer(&mut up).await, Msg::Updated { .. }));
+    let lc = listeners_of(&actor, 6, Uid::from_u128(12), Role::Cons).await;
+    assert!(lc.iter().all(is_listening));
+    actor.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dying_data_server_is_restarted_its_sessions_fail_and_new_ones_work() {
+    let actor = start(3).await;
+    let uid = Uid::from_u128(20);
+    let listeners = listeners_of(&actor, 1, uid, Role::Cons).await;
+    let ds = actor.get_children().first().expect("embedded data server").clone();
+    ds.kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!listeners.iter().any(is_listening), "listeners died with the data server");
+    // The old session is failed: an update is refused.
+    let mut up = call(
+        &actor,
+        2,
+        Msg::Update { uid, seq: 2, token: Token::default(), remote: listeners.clone(), creds: Credentials([4; 32]) },
+    );
+    assert!(matches!(answer(&mut up).await, Msg::Error { .. }));
+    // A new data server took over: a new session binds real listeners.
+    let fresh = listeners_of(&actor, 3, Uid::from_u128(21), Role::Cons).await;
+    assert!(fresh.iter().all(is_listening));
+    actor.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn stopping_the_control_server_closes_every_listener() {
+    let actor = start(4).await;
+    let l1 = listeners_of(&actor, 1, Uid::from_u128(30), Role::Cons).await;
+    let l2 = listeners_of(&actor, 2, Uid::from_u128(31), Role::Cons).await;
+    actor.stop_and_wait(None, None).await.unwrap();
+    assert!(!l1.iter().chain(&l2).any(is_listening));
+}
