@@ -15,6 +15,12 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
+# Python 3 with grpcio: the SciStream 1.2 compatibility tests (tests/tests/python_compat.rs) run
+# 1.2's client call sequences and a 1.2 server with the same gRPC stack 1.2 uses.
+if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
+  python3 -m pip install --quiet grpcio==1.85.1 grpcio-tools==1.85.1
+fi
+
 echo "== cargo test"
 # The simulator's sweeps run 2,000 seeds of every shipped scenario (SIM_SEEDS overrides).
 log=$(mktemp)

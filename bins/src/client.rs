@@ -41,3 +41,36 @@ impl ConnectOpts {
         Ok(ControlClient::new(channel, self.token.as_deref(), self.timeout)?)
     }
 }
+
+/// Says Hello for session `uid` until the server accepts it or `within` passes. The REQ may
+/// still be on its way, so NOT_FOUND and transient failures are retried with backoff, and so is
+/// UNKNOWN, the only answer a SciStream 1.2 server gives for a uid it does not hold yet.
+pub async fn say_hello(
+    client: &scistream_transport::client::ControlClient,
+    uid: scistream_fsm::Uid,
+    role: scistream_fsm::Role,
+    listeners: &[scistream_fsm::Addr],
+    key: Option<scistream_fsm::AppKey>,
+    within: Duration,
+) -> Result<Vec<scistream_fsm::Addr>, scistream_transport::client::CallError> {
+    use scistream_fsm::ErrorCode;
+    use scistream_transport::client::CallError;
+    let deadline = tokio::time::Instant::now() + within;
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match client.hello(uid, role, listeners, key).await {
+            Ok(l) => return Ok(l),
+            Err(e)
+                if (e.is_transient()
+                    || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
+                    || matches!(e, CallError::Server { code: tonic::Code::Unknown, .. }))
+                    && tokio::time::Instant::now() + pause < deadline =>
+            {
+                tracing::debug!("Hello not accepted yet ({e}); again in {pause:?}");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}

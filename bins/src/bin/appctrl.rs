@@ -3,14 +3,13 @@
 //! application with the facility's listeners in its environment.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use clap::Parser;
-use scistream_bins::client::ConnectOpts;
+use scistream_bins::client::{ConnectOpts, say_hello};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, format_addrs, init_logging, parse_addrs};
-use scistream_fsm::{AppKey, ErrorCode, Role, Uid};
-use scistream_transport::client::CallError;
+use scistream_fsm::{AppKey, Role, Uid};
 
 /// SciStream application controller.
 #[derive(Parser)]
@@ -93,26 +92,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: &Cli, prod: &[scistream_fsm::Addr]) -> Result<ExitCode> {
     let client = cli.conn.client(&cli.s2cs).await?;
-    let deadline = Instant::now() + cli.hello_timeout;
-    let mut pause = Duration::from_millis(5);
-    let gateway = loop {
-        match client.hello(cli.uid, cli.role, prod, cli.key).await {
-            Ok(l) => break l,
-            // The REQ may still be on its way: NOT_FOUND and transient failures are retried, and so
-            // is UNKNOWN, the only answer a SciStream 1.2 server gives for a uid it does not hold.
-            Err(e)
-                if (e.is_transient()
-                    || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
-                    || matches!(e, CallError::Server { code: tonic::Code::Unknown, .. }))
-                    && Instant::now() + pause < deadline =>
-            {
-                tracing::debug!("Hello not accepted yet ({e}); again in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(2));
-            }
-            Err(e) => return Err(anyhow!(e).context(format!("Hello for {} at {}", cli.uid, cli.s2cs))),
-        }
-    };
+    let gateway = say_hello(&client, cli.uid, cli.role, prod, cli.key, cli.hello_timeout)
+        .await
+        .map_err(|e| anyhow!(e).context(format!("Hello for {} at {}", cli.uid, cli.s2cs)))?;
     println!("hello accepted; facility listeners {}", format_addrs(&gateway));
     let Some((program, args)) = cli.command.split_first() else { return Ok(ExitCode::SUCCESS) };
     let status = tokio::process::Command::new(program)

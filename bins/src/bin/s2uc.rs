@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use scistream_bins::client::ConnectOpts;
+use scistream_bins::client::{ConnectOpts, say_hello};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, format_addrs, init_logging, parse_addrs};
 use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
 use scistream_transport::client::{CallError, ControlClient};
@@ -197,10 +197,10 @@ async fn run(cli: Cli) -> Result<()> {
             // REQ and Hello together: the Hello retries until the REQ has made the session.
             let pc = role_client(&c, &size, Role::Prod);
             let req = pc.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
-            let hello = say_hello(&c, uid, key, &prod, size.hello_timeout);
+            let hello = say_hello(&c, uid, Role::Prod, &prod, Some(key), size.hello_timeout);
             let (l, hello) = tokio::join!(req, hello);
             let l = l?;
-            hello?;
+            hello.map_err(|e| anyhow!(e).context("Hello"))?;
             c.update(uid, Role::Prod, &prod, Some(creds)).await?;
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &prod)]);
             Ok(())
@@ -251,26 +251,6 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// The producer controller's Hello, retried while the session is not there yet.
-async fn say_hello(c: &ControlClient, uid: Uid, key: AppKey, prod: &[Addr], within: Duration) -> Result<Vec<Addr>> {
-    let deadline = Instant::now() + within;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match c.hello(uid, Role::Prod, prod, Some(key)).await {
-            Ok(l) => return Ok(l),
-            Err(e) if retryable(&e) && Instant::now() + pause < deadline => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_millis(500));
-            }
-            Err(e) => return Err(anyhow!(e).context("Hello")),
-        }
-    }
-}
-
-fn retryable(e: &CallError) -> bool {
-    e.is_transient() || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
-}
-
 async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &str, size: &Size) -> Result<()> {
     let started = Instant::now();
     let (uid, key, creds) = fresh_session();
@@ -279,7 +259,17 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
     let pw = role_client(&p, size, Role::Prod);
     let preq = pw.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
     let creq = c.req(uid, Role::Cons, size.num_conn, size.rate, Some(key));
-    let (pl, cl) = tokio::join!(preq, creq);
+    // The consumer's controller says Hello too, as SciStream 1.2's does: a 1.2 server answers a
+    // consumer's REQ only after it. Once the REQ is answered the Hello no longer matters.
+    let cons = async {
+        let chello = say_hello(&c, uid, Role::Cons, &[], Some(key), size.hello_timeout);
+        tokio::pin!(creq, chello);
+        tokio::select! {
+            r = &mut creq => r,
+            _ = &mut chello => creq.await,
+        }
+    };
+    let (pl, cl) = tokio::join!(preq, cons);
     let (pl, cl) = match (pl, cl) {
         (Ok(pl), Ok(cl)) => (pl, cl),
         (pl, cl) => {

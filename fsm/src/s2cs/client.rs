@@ -141,13 +141,13 @@ impl S2cs {
         if !s.key.ct_eq(&key) {
             return refuse(out, ErrorCode::PermissionDenied);
         }
-        if s.params.role != Role::Prod {
-            return refuse(out, ErrorCode::FailedPrecondition);
-        }
-        if prod_listeners.is_empty() {
+        // A consumer's controller says Hello too (SciStream 1.2 does): it learns the listeners
+        // to connect to; whatever listeners it names are not the session's business.
+        let producer = s.params.role == Role::Prod;
+        if producer && prod_listeners.is_empty() {
             return refuse(out, ErrorCode::InvalidArgument);
         }
-        if !s.prod_listeners.is_empty() && s.prod_listeners != prod_listeners {
+        if producer && !s.prod_listeners.is_empty() && s.prod_listeners != prod_listeners {
             return refuse(out, ErrorCode::AlreadyExists);
         }
         // Finished, or being released or aborted: the controller should stop saying Hello.
@@ -155,8 +155,10 @@ impl S2cs {
             let code = s.failure.unwrap_or(ErrorCode::Aborted);
             return refuse(out, code);
         }
-        let first = s.prod_listeners.is_empty();
-        s.prod_listeners = prod_listeners;
+        let first = producer && s.prod_listeners.is_empty();
+        if producer {
+            s.prod_listeners = prod_listeners;
+        }
         s.app = Some((from, seq));
         self.step(now, uid, session::Event::Hello, None, out)?;
         self.answer_hello(uid, first, out);
@@ -168,11 +170,12 @@ impl S2cs {
     pub(super) fn answer_hello(&self, uid: Uid, first: bool, out: &mut Outbox) {
         let Some(s) = self.sessions.get(&uid) else { return };
         let Some((app, app_seq)) = s.app else { return };
-        if s.listeners.is_empty() || s.prod_listeners.is_empty() {
+        let producer = s.params.role == Role::Prod;
+        if s.listeners.is_empty() || (producer && s.prod_listeners.is_empty()) {
             return;
         }
         out.push(Effect::Send { to: app, msg: Msg::HelloAck { uid, seq: app_seq, listeners: s.listeners.clone() } });
-        if first {
+        if first && producer {
             let (client, seq) = s.client;
             let prod_listeners = s.prod_listeners.clone();
             out.push(Effect::Send { to: client, msg: Msg::ProdLstn { uid, seq, prod_listeners } });

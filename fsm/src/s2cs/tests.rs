@@ -295,12 +295,17 @@ fn hello_for_an_unknown_session_is_refused_not_found() {
 }
 
 #[test]
-fn hello_on_a_consumer_session_is_refused_failed_precondition() {
+fn a_consumers_hello_is_answered_with_the_listeners_and_pushes_nothing_to_the_client() {
+    // SciStream 1.2's consumer controller says Hello to learn where to connect.
     let mut cs = serving();
     accept(&mut cs, at(10), req_as(alice(), 1, 1, params(Role::Cons, 2), key(1)));
-    let (err, out) = reject(&mut cs, at(11), hello(1, 1, key(1)));
-    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::FailedPrecondition });
-    assert_eq!(sent(&out), vec![(APP, error(1, 1, ErrorCode::FailedPrecondition))]);
+    accept(&mut cs, at(11), lstn(1, vec![5000, 5001]));
+    let out = accept(&mut cs, at(12), hello(1, 1, key(1)));
+    assert_eq!(sent(&out), vec![(APP, Msg::HelloAck { uid: uid(1), seq: 1, listeners: gw(&[5000, 5001]) })]);
+    assert!(cs.session(&uid(1)).expect("held").prod_listeners.is_empty());
+    // The key still has to match.
+    let (err, _) = reject(&mut cs, at(13), hello(1, 2, key(2)));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::PermissionDenied });
 }
 
 #[test]
