@@ -46,7 +46,8 @@ pub struct S2csArgs {
 pub struct S2csState {
     core: s2cs::S2cs,
     timers: Timers,
-    calls: BTreeMap<Peer, mpsc::UnboundedSender<Msg>>,
+    /// Calls waiting for answers: who, for which session.
+    calls: BTreeMap<Peer, (Option<scistream_fsm::Uid>, mpsc::UnboundedSender<Msg>)>,
     since_prune: u32,
     ds: ActorRef<S2dsMsg>,
     ds_args: S2dsArgs,
@@ -92,13 +93,7 @@ impl S2csActor {
                         tracing::warn!("data server gone; its restart will re-attach");
                     }
                 }
-                scistream_fsm::Effect::Send { to, msg } => {
-                    if let Some(tx) = st.calls.get(&to)
-                        && tx.send(msg).is_err()
-                    {
-                        st.calls.remove(&to);
-                    }
-                }
+                scistream_fsm::Effect::Send { to, msg } => deliver(&mut st.calls, to, msg),
                 scistream_fsm::Effect::SetTimer { key, at } => st.timers.set(myself, key, at, S2csMsg::Timer),
                 scistream_fsm::Effect::CancelTimer { key } => st.timers.cancel(key),
                 other => tracing::debug!("control server effect not for it: {other:?}"),
@@ -126,6 +121,29 @@ impl S2csActor {
     async fn spawn_ds(myself: &ActorRef<S2csMsg>, args: S2dsArgs) -> Result<ActorRef<S2dsMsg>, ActorProcessingErr> {
         let (ds, _) = Actor::spawn_linked(None, S2dsActor, args, myself.get_cell()).await?;
         Ok(ds)
+    }
+}
+
+/// Hands an answer of the core to the call it is for. The core answers a session's latest
+/// caller; earlier calls of the same kind for the same session that still wait (an identical
+/// retransmission overtook them, or two releases crossed) get the same successful answer, so
+/// none is left to its deadline. An ERROR goes only to the call it answers.
+fn deliver(calls: &mut BTreeMap<Peer, (Option<scistream_fsm::Uid>, mpsc::UnboundedSender<Msg>)>, to: Peer, msg: Msg) {
+    let uid = msg.uid();
+    if uid.is_some() && !matches!(msg, Msg::Error { .. }) {
+        let same_kind = |p: &Peer| matches!((p, to), (Peer::Client(_), Peer::Client(_)) | (Peer::App(_), Peer::App(_)));
+        let others: Vec<Peer> =
+            calls.iter().filter(|(p, (u, _))| **p != to && *u == uid && same_kind(p)).map(|(p, _)| *p).collect();
+        for p in others {
+            if calls[&p].1.send(msg.clone()).is_err() {
+                calls.remove(&p);
+            }
+        }
+    }
+    if let Some((_, tx)) = calls.get(&to)
+        && tx.send(msg).is_err()
+    {
+        calls.remove(&to);
     }
 }
 
@@ -174,10 +192,10 @@ impl Actor for S2csActor {
                 st.since_prune += 1;
                 if st.since_prune >= 256 {
                     // Calls whose clients gave up (deadline, disconnect) close their channel.
-                    st.calls.retain(|_, tx| !tx.is_closed());
+                    st.calls.retain(|_, (_, tx)| !tx.is_closed());
                     st.since_prune = 0;
                 }
-                st.calls.insert(from, answers);
+                st.calls.insert(from, (msg.uid(), answers));
                 Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg });
             }
             S2csMsg::Query(q) => Self::answer(st, q),

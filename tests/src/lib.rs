@@ -101,16 +101,17 @@ impl Default for ServerOpts {
     }
 }
 
-/// A range of `n` ports unlikely to be in use: drawn per process from 20000–59999.
+/// A range of `n` ports unlikely to be in use: drawn per process from 20000–32767, below the
+/// kernel's ephemeral ports (32768 and up), so no client connection sits in it.
 pub fn free_range(n: u16) -> String {
     static NEXT: Mutex<u16> = Mutex::new(0);
     let mut next = NEXT.lock().unwrap_or_else(|e| e.into_inner());
     if *next == 0 {
-        *next = 20_000 + (std::process::id() % 300) as u16 * 100;
+        *next = 20_000 + (std::process::id() % 60) as u16 * 100;
     }
     let first = *next;
     *next += n + 1;
-    if *next > 59_000 {
+    if *next > 32_000 {
         *next = 20_000;
     }
     format!("{first}-{}", first + n - 1)

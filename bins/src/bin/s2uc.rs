@@ -140,13 +140,25 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("s2uc: error: {e:#}");
-            let usage = e
-                .downcast_ref::<CallError>()
-                .is_some_and(|c| matches!(c, CallError::Status { code: ErrorCode::InvalidArgument, .. }));
+            let usage = e.downcast_ref::<Usage>().is_some()
+                || e.downcast_ref::<CallError>()
+                    .is_some_and(|c| matches!(c, CallError::Status { code: ErrorCode::InvalidArgument, .. }));
             ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
         }
     }
 }
+
+/// A command line that cannot work (exit status 2).
+#[derive(Debug)]
+struct Usage(String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -252,6 +264,11 @@ async fn run(cli: Cli) -> Result<()> {
 }
 
 async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &str, size: &Size) -> Result<()> {
+    if prod_s2cs == cons_s2cs {
+        return Err(anyhow!(Usage(format!(
+            "--prod-s2cs and --cons-s2cs are both {prod_s2cs}: the two facilities need their own control servers"
+        ))));
+    }
     let started = Instant::now();
     let (uid, key, creds) = fresh_session();
     announce(json, uid, key, prod_s2cs);

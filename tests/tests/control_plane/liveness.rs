@@ -1,0 +1,70 @@
+//! 1.2 defect: ten requests waiting for their Hello froze the server. Ours keeps serving other
+//! sessions promptly with a thousand waiting. A liveness check with a generous bound, not a
+//! benchmark.
+
+use std::time::{Duration, Instant};
+
+use scistream_fsm::{Addr, Role};
+use scistream_tests::{Scratch, Server, ServerOpts, free_range, listening};
+
+use crate::testkit::{client, creds, exclusive, fresh_uid, key, ports, runtime, within};
+
+const WAITING: usize = 1_000;
+/// A full round on another session must finish within this while the others wait.
+const ROUND: Duration = Duration::from_secs(2);
+
+#[test]
+fn a_thousand_sessions_waiting_for_their_hello_do_not_slow_another_sessions_calls() {
+    let _alone = exclusive();
+    let dir = Scratch::new("cp-liveness");
+    let opts = ServerOpts { port_range: free_range(1_100), ..ServerOpts::default() };
+    let server = Server::start(&dir.0, &opts).unwrap();
+    runtime().block_on(async {
+        let mut conns = Vec::new();
+        for _ in 0..8 {
+            conns.push(client(&server).await.with_timeout(Duration::from_secs(120)));
+        }
+        let mut waiting = tokio::task::JoinSet::new();
+        for n in 0..WAITING {
+            let c = conns[n % conns.len()].clone();
+            waiting.spawn(async move { c.req(fresh_uid(), Role::Prod, 1, 0, Some(key(n as u64))).await });
+        }
+        // Every one of them holds its port and waits for a Hello that never comes.
+        let c = client(&server).await;
+        let start = Instant::now();
+        loop {
+            let sessions = c.list().await.expect("list");
+            let listening_now = sessions.iter().filter(|s| s.state == "Listening").count();
+            if listening_now == WAITING {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(90),
+                "{listening_now} of {WAITING} sessions listening after 90 s"
+            );
+            assert!(waiting.try_join_next().is_none(), "a waiting REQ finished without a Hello");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+
+        eprintln!("{WAITING} sessions waiting for their Hello after {:?}", start.elapsed());
+        let target = vec![Addr::new("127.0.0.1", 7300)];
+        for round in 0..3 {
+            let uid = fresh_uid();
+            let started = Instant::now();
+            let done = within(ROUND * 5, "a consumer round", async {
+                let l = c.req(uid, Role::Cons, 1, 0, None).await.expect("REQ");
+                c.update(uid, Role::Cons, &target, Some(creds(round))).await.expect("update");
+                c.release(uid).await.expect("release");
+                l
+            })
+            .await;
+            let took = started.elapsed();
+            eprintln!("round {round}: REQ+update+release in {took:?}");
+            assert!(took < ROUND, "round {round}: REQ+update+release took {took:?} with {WAITING} sessions waiting");
+            assert!(!listening(ports(&done.listeners)[0]), "round {round}: the released port still listens");
+        }
+        assert_eq!(waiting.len(), WAITING, "the waiting REQs are still waiting");
+        waiting.abort_all();
+    });
+    drop(server);
+}

@@ -1,0 +1,19 @@
+//! End-to-end regression tests of the control plane: the real `s2cs` on loopback over TLS,
+//! driven by our `s2uc` and `appctrl` where the point is the command line, and by an in-test
+//! `ControlClient` where the point is the exact gRPC code.
+//!
+//! Most modules guard one defect of the SciStream 1.2 server (DESIGN.md §3) that ours must not
+//! have. Each test starts its own servers on its own port range and stops them, also when it
+//! fails; every wait is bounded. The liveness test times a call, so it runs alone (see
+//! [`testkit::exclusive`]).
+
+mod bad_input;
+mod held_ports;
+mod isolation;
+mod liveness;
+mod pool;
+mod refusals;
+mod shutdown;
+mod two_facilities;
+
+mod testkit;

@@ -1,0 +1,91 @@
+//! 1.2 defect: cleanup only on Ctrl-C, not on SIGTERM (what service managers send). Ours
+//! shuts down on either: exit code 0, every session's listeners and the control port closed,
+//! and a call still waiting is answered instead of holding the shutdown up.
+
+use std::path::Path;
+use std::time::Duration;
+
+use scistream_fsm::{Addr, ErrorCode, Role};
+use scistream_tests::{Scratch, Server, ServerOpts, free_range, listening};
+use scistream_transport::client::{CallError, Listeners};
+use tokio::task::JoinHandle;
+
+use crate::testkit::{
+    CALL, RawServer, await_state, connect, creds, fresh_uid, key, port_of, ports, runtime, shared, within,
+};
+
+/// What a server holds when it is told to stop.
+struct Busy {
+    /// Ports of every session.
+    ports: Vec<u16>,
+    /// A producer's REQ waiting for its Hello.
+    waiting: JoinHandle<Result<Listeners, CallError>>,
+}
+
+/// An established consumer session and a producer session waiting for its Hello.
+async fn occupy(addr: &str, cert: &Path) -> Busy {
+    let c = connect(addr, cert).await;
+    let established = fresh_uid();
+    let l = c.req(established, Role::Cons, 2, 0, None).await.expect("REQ");
+    c.update(established, Role::Cons, &[Addr::new("127.0.0.1", 7400)], Some(creds(1))).await.expect("update");
+    let uid = fresh_uid();
+    let waiting = tokio::spawn({
+        let c = c.clone().with_timeout(Duration::from_secs(60));
+        async move { c.req(uid, Role::Prod, 2, 0, Some(key(1))).await }
+    });
+    let w = await_state(&c, uid, "Listening").await;
+    let ports: Vec<u16> = ports(&l.listeners).into_iter().chain(ports(&w.listeners)).collect();
+    for port in &ports {
+        assert!(listening(*port), "port {port} does not listen before the shutdown");
+    }
+    Busy { ports, waiting }
+}
+
+/// The logs of the servers started in `dir`.
+fn logs(dir: &Path) -> String {
+    let files = std::fs::read_dir(dir).expect("scratch dir").filter_map(Result::ok);
+    let logs = files.filter(|f| f.file_name().to_string_lossy().ends_with(".log"));
+    logs.map(|f| std::fs::read_to_string(f.path()).unwrap_or_default()).collect()
+}
+
+/// After the exit on `signal`: the server went through its shutdown, nothing listens any
+/// more, and the waiting call got an answer.
+fn assert_stopped(rt: &tokio::runtime::Runtime, dir: &Path, signal: &str, control: u16, busy: Busy) {
+    let log = logs(dir);
+    assert!(log.contains(&format!("{signal}: shutting down")), "no shutdown on {signal} in the log:\n{log}");
+    assert!(log.contains("stopped; every listener closed"), "the shutdown did not finish:\n{log}");
+    for port in busy.ports {
+        assert!(!listening(port), "session port {port} still listens after the shutdown");
+    }
+    assert!(!listening(control), "the control port {control} still listens after the shutdown");
+    let answer = rt.block_on(within(CALL, "the waiting REQ", busy.waiting)).expect("REQ task");
+    assert!(
+        matches!(answer, Err(CallError::Status { code: ErrorCode::Unavailable, .. } | CallError::Unavailable(_))),
+        "the waiting REQ is told the server is gone: {answer:?}"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_with_code_0_closing_every_listener_and_the_control_port() {
+    let _serial = shared();
+    let dir = Scratch::new("cp-sigterm");
+    let server = Server::start(&dir.0, &ServerOpts { port_range: free_range(6), ..ServerOpts::default() }).unwrap();
+    let rt = runtime();
+    let busy = rt.block_on(occupy(&server.addr, server.cert.as_deref().expect("TLS")));
+    let control = port_of(&server.addr);
+    assert_eq!(server.terminate().expect("SIGTERM"), Some(0), "exit code after SIGTERM");
+    assert_stopped(&rt, &dir.0, "SIGTERM", control, busy);
+}
+
+#[test]
+fn sigint_stops_the_server_with_code_0_closing_every_listener_and_the_control_port() {
+    let _serial = shared();
+    let dir = Scratch::new("cp-sigint");
+    RawServer::gen_cert(&dir.0);
+    let range = free_range(6);
+    let mut server = RawServer::start(&dir.0, &["--port-range", &range]);
+    let rt = runtime();
+    let busy = rt.block_on(occupy(&server.addr, &dir.0.join("cert.pem")));
+    assert_eq!(server.signal("INT"), Some(0), "exit code after SIGINT");
+    assert_stopped(&rt, &dir.0, "SIGINT", port_of(&server.addr), busy);
+}
