@@ -199,20 +199,27 @@ async fn main() -> Result<()> {
     let ws = Server::start(&dir.0, &range(o.waiting as u16 + 10))?;
     let w = client(&ws).await?;
     let rss_idle = rss_mb(ws.pid());
+    // Many users: a connection per 100 waiting sessions.
+    let mut conns = Vec::new();
+    for _ in 0..o.waiting.div_ceil(100) {
+        conns.push(client(&ws).await?.with_timeout(Duration::from_secs(600)));
+    }
     let mut waiting = Vec::with_capacity(o.waiting);
-    for _ in 0..o.waiting {
-        let w = w.clone().with_timeout(Duration::from_secs(600));
+    for i in 0..o.waiting {
+        let w = conns[i / 100].clone();
         waiting.push(tokio::spawn(async move { w.req(Uid(uuid::Uuid::new_v4()), Role::Prod, 1, 0, None).await }));
     }
     let t = Instant::now();
+    eprintln!("bench-control: {} REQs sent, waiting until the server holds them", o.waiting);
     let held = loop {
-        let n = w.list().await?.iter().filter(|s| s.state == "Listening").count();
+        let n = w.list().await.map_err(|e| anyhow::anyhow!("listing the waiting sessions: {e:?}"))?.iter().filter(|s| s.state == "Listening").count();
         if n >= o.waiting || t.elapsed() > Duration::from_secs(120) {
             break n;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let rss_held = rss_mb(ws.pid());
+    eprintln!("bench-control: {held} sessions held");
     // A setup on the same server while they wait.
     let probe = Instant::now();
     let uid = Uid(uuid::Uuid::new_v4());
