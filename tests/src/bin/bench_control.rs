@@ -212,7 +212,13 @@ async fn main() -> Result<()> {
     let t = Instant::now();
     eprintln!("bench-control: {} REQs sent, waiting until the server holds them", o.waiting);
     let held = loop {
-        let n = w.list().await.map_err(|e| anyhow::anyhow!("listing the waiting sessions: {e:?}"))?.iter().filter(|s| s.state == "Listening").count();
+        let n = w
+            .list()
+            .await
+            .map_err(|e| anyhow::anyhow!("listing the waiting sessions: {e}"))?
+            .iter()
+            .filter(|s| s.state == "Listening")
+            .count();
         if n >= o.waiting || t.elapsed() > Duration::from_secs(120) {
             break n;
         }
