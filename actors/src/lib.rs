@@ -10,13 +10,21 @@
 //! with the data plane, its bridges). A session actor that fails is reported to the data
 //! server, which fails only that session; a data server that fails is restarted under a new
 //! incarnation and the control server fails the sessions it held; the server keeps serving.
+//!
+//! On the user's side, [`S2ucActor`] hosts the user client's core and [`AppCtrlActor`] the
+//! application controller's; both carry their cores' messages as gRPC calls ([`remote`]).
 
 mod timers;
 
+pub mod appctrl;
+pub mod remote;
 pub mod s2cs;
 pub mod s2ds;
+pub mod s2uc;
 pub mod session;
 
+pub use appctrl::{AppCtrlActor, AppCtrlArgs, AppCtrlMsg};
 pub use s2cs::{ActorBackend, S2csActor, S2csArgs, S2csMsg};
 pub use s2ds::{S2dsActor, S2dsArgs, S2dsMsg};
+pub use s2uc::{S2ucActor, S2ucArgs, S2ucMsg};
 pub use session::{SessionActor, SessionArgs, SessionMsg};

@@ -103,6 +103,8 @@ pub enum Notice {
         prod_listeners: Vec<Addr>,
         /// The consumer gateway's LAN listeners.
         cons_listeners: Vec<Addr>,
+        /// Where the producer application listens (from its Hello).
+        prod_app_listeners: Vec<Addr>,
     },
     /// S2UC or an app controller: the session failed with this ERROR.
     Failed {

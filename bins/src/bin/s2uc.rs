@@ -6,9 +6,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
+use ractor::Actor;
+use scistream_actors::{S2ucActor, S2ucArgs, S2ucMsg};
 use scistream_bins::client::{ConnectOpts, say_hello};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, format_addrs, init_logging, parse_addrs};
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_fsm::retry::Backoff;
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Notice, Role, Token, Uid, s2uc};
 use scistream_transport::client::{CallError, ControlClient};
 use serde_json::json;
 
@@ -271,66 +274,72 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
     }
     let started = Instant::now();
     let (uid, key, creds) = fresh_session();
-    announce(json, uid, key, prod_s2cs);
     let (p, c) = tokio::try_join!(conn.client(prod_s2cs), conn.client(cons_s2cs))?;
-    let pw = role_client(&p, size, Role::Prod);
-    let preq = pw.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
-    let creq = c.req(uid, Role::Cons, size.num_conn, size.rate, Some(key));
-    // The consumer's controller says Hello too, as SciStream 1.2's does: a 1.2 server answers a
-    // consumer's REQ only after it. Once the REQ is answered the Hello no longer matters.
-    let cons = async {
-        let chello = say_hello(&c, uid, Role::Cons, &[], Some(key), size.hello_timeout);
-        tokio::pin!(creq, chello);
-        tokio::select! {
-            r = &mut creq => r,
-            _ = &mut chello => creq.await,
+    // The user client's core drives the session; its calls go out over gRPC. A producer's REQ
+    // answers once the Hello is in, so its calls get the Hello's deadline. The calls run on TCP:
+    // the core retransmits only what a call could not deliver, so its backoff starts late.
+    let cfg = s2uc::Config {
+        token: Token(conn.token.clone().unwrap_or_default()),
+        backoff: Backoff { initial: Duration::from_secs(2), max: Duration::from_secs(10) },
+        setup_deadline: size.hello_timeout + conn.timeout,
+        defect: s2uc::Defect::None,
+    };
+    let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let args = S2ucArgs { cfg, prod: p.with_timeout(size.hello_timeout), cons: c, notices };
+    let (actor, handle) = Actor::spawn(None, S2ucActor, args).await.map_err(|e| anyhow!("starting the client: {e}"))?;
+    actor
+        .send_message(S2ucMsg::Start { uid, num_conn: size.num_conn, rate: size.rate, key, creds })
+        .map_err(|_| anyhow!("the client stopped"))?;
+    let mut interrupted = false;
+    let outcome = loop {
+        let notice = tokio::select! {
+            n = rx.recv() => n,
+            _ = tokio::signal::ctrl_c(), if !interrupted => {
+                // Release what the session holds on both sides before giving up.
+                interrupted = true;
+                let _ = actor.send_message(S2ucMsg::Release(uid));
+                continue;
+            }
+        };
+        match notice.map(|(n, why)| (n, why.unwrap_or_default())) {
+            Some((Notice::Created { .. }, _)) => announce(json, uid, key, prod_s2cs),
+            Some((Notice::Established { prod_listeners, cons_listeners, prod_app_listeners, .. }, _)) => {
+                break Ok((prod_listeners, cons_listeners, prod_app_listeners));
+            }
+            Some((Notice::Failed { code, .. }, why)) => {
+                let message = if why.is_empty() { format!("session {uid} failed") } else { why };
+                break Err(anyhow!(CallError::Status { code, message })
+                    .context(format!("session {uid} failed; everything it held is released")));
+            }
+            Some((Notice::Released { .. }, _)) => {
+                break Err(anyhow!("interrupted: session {uid} released on both sides"));
+            }
+            Some(_) => {}
+            None => break Err(anyhow!("the client stopped")),
         }
     };
-    let (pl, cl) = tokio::join!(preq, cons);
-    let (pl, cl) = match (pl, cl) {
-        (Ok(pl), Ok(cl)) => (pl, cl),
-        (pl, cl) => {
-            release_both(&p, &c, uid).await;
-            let e = pl.err().or(cl.err()).expect("one failed");
-            return Err(anyhow!(e).context("REQ"));
-        }
-    };
-    let pu = p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds));
-    let cu = c.update(uid, Role::Cons, &pl.listeners, Some(creds));
-    if let (Err(e), _) | (_, Err(e)) = tokio::join!(pu, cu) {
-        release_both(&p, &c, uid).await;
-        return Err(anyhow!(e).context("UpdateTargets"));
-    }
+    actor.stop(None);
+    let _ = handle.await;
+    let (pl, cl, app) = outcome?;
     let ms = started.elapsed().as_secs_f64() * 1e3;
     if json {
         let out = json!({
             "event": "established",
             "uid": uid.to_string(),
             "app_key": hex(&key.0),
-            "producer_listeners": format_addrs(&pl.listeners),
-            "consumer_listeners": format_addrs(&cl.listeners),
-            "prod_app_listeners": format_addrs(&pl.prod_listeners),
+            "producer_listeners": format_addrs(&pl),
+            "consumer_listeners": format_addrs(&cl),
+            "prod_app_listeners": format_addrs(&app),
             "setup_ms": ms,
         });
         println!("{out}");
     } else {
         println!("established {uid} in {ms:.1} ms");
-        println!("producer-side listeners: {}", format_addrs(&pl.listeners));
-        println!("consumer-side listeners: {}", format_addrs(&cl.listeners));
-        println!("producer application:    {}", format_addrs(&pl.prod_listeners));
+        println!("producer-side listeners: {}", format_addrs(&pl));
+        println!("consumer-side listeners: {}", format_addrs(&cl));
+        println!("producer application:    {}", format_addrs(&app));
     }
     Ok(())
-}
-
-async fn release_both(p: &ControlClient, c: &ControlClient, uid: Uid) {
-    let (a, b) = tokio::join!(p.release(uid), c.release(uid));
-    for r in [a, b] {
-        if let Err(e) = r
-            && !matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
-        {
-            tracing::warn!(%uid, "release after failure: {e}");
-        }
-    }
 }
 
 /// Prints the session's uid and app key at once, so they reach the producer's controller

@@ -187,6 +187,7 @@ impl S2uc {
                     uid,
                     prod_listeners: s.side(Role::Prod).listeners.clone(),
                     cons_listeners: s.side(Role::Cons).listeners.clone(),
+                    prod_app_listeners: s.prod_listeners.clone(),
                 }));
             }
             Some(Action::ReportReleased) => {

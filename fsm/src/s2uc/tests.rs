@@ -203,7 +203,12 @@ fn both_updated_report_established_with_both_gateways_listeners() {
     let out = accept(&mut uc, at(31), updated(1, Role::Cons));
     assert_eq!(
         notices(&out),
-        vec![Notice::Established { uid: uid(1), prod_listeners: gw(Role::Prod), cons_listeners: gw(Role::Cons) }]
+        vec![Notice::Established {
+            uid: uid(1),
+            prod_listeners: gw(Role::Prod),
+            cons_listeners: gw(Role::Cons),
+            prod_app_listeners: app()
+        }]
     );
     assert!(cancels(&out, deadline(1)));
     assert!(cancels(&out, retransmit(1)));

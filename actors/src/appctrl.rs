@@ -1,0 +1,122 @@
+//! The application controller actor: hosts the controller's core (its Hello, retried until
+//! the session exists, within a deadline) and carries the Hello over gRPC.
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use scistream_fsm::{Addr, AppKey, Effect, Msg, Notice, Outbox, Peer, Role, TimerKey, Uid, prod_app};
+use scistream_transport::client::ControlClient;
+use tokio::sync::mpsc;
+
+use crate::remote;
+use crate::timers::Timers;
+
+/// Messages to the controller actor.
+#[derive(Debug)]
+pub enum AppCtrlMsg {
+    /// The control server's answer.
+    Answer(Msg),
+    /// A core timer fired.
+    Timer(TimerKey, u64),
+}
+
+/// What the controller actor starts with: it says Hello at once.
+#[derive(Debug)]
+pub struct AppCtrlArgs {
+    /// The core's configuration.
+    pub cfg: prod_app::Config,
+    /// The facility's control server.
+    pub client: ControlClient,
+    /// The application's role.
+    pub role: Role,
+    /// Session.
+    pub uid: Uid,
+    /// Its app key (zero for a SciStream 1.2 session).
+    pub key: AppKey,
+    /// Where a producer listens (empty for a consumer).
+    pub listeners: Vec<Addr>,
+    /// Where the core's notices go (Ready or Failed).
+    pub notices: mpsc::UnboundedSender<Notice>,
+}
+
+/// The controller actor's state.
+#[derive(Debug)]
+pub struct AppCtrlState {
+    core: prod_app::ProdApp,
+    timers: Timers,
+    client: ControlClient,
+    role: Role,
+    notices: mpsc::UnboundedSender<Notice>,
+}
+
+/// The application controller actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AppCtrlActor;
+
+impl AppCtrlActor {
+    fn step(myself: &ActorRef<AppCtrlMsg>, st: &mut AppCtrlState, input: prod_app::Input) {
+        let mut out = Outbox::new();
+        if let Err(e) = st.core.handle(st.timers.now(), input, &mut out) {
+            tracing::debug!("controller refused an input: {e}");
+        }
+        for eff in out {
+            match eff {
+                Effect::Send { msg, .. } => {
+                    let (client, role, me) = (st.client.clone(), st.role, myself.clone());
+                    tokio::spawn(async move {
+                        if let Some((a, _)) = remote::call(&client, role, msg).await {
+                            let _ = me.send_message(AppCtrlMsg::Answer(a));
+                        }
+                    });
+                }
+                Effect::SetTimer { key, at } => st.timers.set(myself, key, at, AppCtrlMsg::Timer),
+                Effect::CancelTimer { key } => st.timers.cancel(key),
+                Effect::Notify(n) => {
+                    let _ = st.notices.send(n);
+                }
+                other => tracing::debug!("controller effect not for it: {other:?}"),
+            }
+        }
+    }
+}
+
+impl Actor for AppCtrlActor {
+    type Msg = AppCtrlMsg;
+    type State = AppCtrlState;
+    type Arguments = AppCtrlArgs;
+
+    async fn pre_start(
+        &self,
+        myself: ActorRef<AppCtrlMsg>,
+        args: AppCtrlArgs,
+    ) -> Result<AppCtrlState, ActorProcessingErr> {
+        let mut st = AppCtrlState {
+            core: prod_app::ProdApp::new(args.cfg),
+            timers: Timers::new(),
+            client: args.client,
+            role: args.role,
+            notices: args.notices,
+        };
+        let start = prod_app::Input::Start { uid: args.uid, key: args.key, prod_listeners: args.listeners };
+        Self::step(&myself, &mut st, start);
+        Ok(st)
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<AppCtrlMsg>,
+        msg: AppCtrlMsg,
+        st: &mut AppCtrlState,
+    ) -> Result<(), ActorProcessingErr> {
+        let input = match msg {
+            // The core names its server by the producer's facility; there is only one.
+            AppCtrlMsg::Answer(msg) => prod_app::Input::Msg { from: Peer::ControlServer(Role::Prod), msg },
+            AppCtrlMsg::Timer(key, generation) => {
+                if !st.timers.fire(key, generation) {
+                    return Ok(());
+                }
+                prod_app::Input::Timer(key)
+            }
+        };
+        Self::step(&myself, st, input);
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+//! Carrying a client core's messages over gRPC: each protocol message a user client or an
+//! application controller sends becomes one unary call, and the call's outcome becomes the
+//! protocol message the core expects back. The core keeps every decision — retransmission,
+//! deadlines, what an ERROR means; a transient failure is answered as UNAVAILABLE, which the
+//! cores retry.
+
+use scistream_fsm::{ErrorCode, Msg, Role};
+use scistream_transport::client::{CallError, ControlClient};
+
+/// The protocol answer to `msg`, sent by a client of facility `role`, obtained through
+/// `client`, with the server's explanation when it is an ERROR. `None` when the call has no
+/// answer the core needs (a ReqListeners before the producer's Hello, or on a SciStream 1.2
+/// server that lacks the rpc).
+pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, Option<String>)> {
+    let (uid, seq) = (msg.uid()?, seq_of(&msg));
+    let answer = match msg {
+        Msg::Req { params, key, .. } => client
+            .req(uid, role, params.num_conn, params.rate, Some(key))
+            .await
+            .map(|l| Msg::Resp { uid, seq, listeners: l.listeners, prod_listeners: l.prod_listeners }),
+        Msg::ReqListeners { .. } => match client.listeners(uid).await {
+            Ok(l) if !l.prod_listeners.is_empty() => Ok(Msg::ProdLstn { uid, seq, prod_listeners: l.prod_listeners }),
+            Ok(_) | Err(CallError::Unimplemented(_)) => return None,
+            Err(e) => Err(e),
+        },
+        Msg::Update { remote, creds, .. } => {
+            client.update(uid, role, &remote, Some(creds)).await.map(|_| Msg::Updated { uid, seq })
+        }
+        Msg::Rel { .. } => client.release(uid).await.map(|()| Msg::Released { uid, seq }),
+        Msg::Hello { key, prod_listeners, .. } => {
+            let key = (key != scistream_fsm::AppKey::default()).then_some(key);
+            client.hello(uid, role, &prod_listeners, key).await.map(|listeners| Msg::HelloAck { uid, seq, listeners })
+        }
+        _ => return None,
+    };
+    Some(match answer {
+        Ok(m) => (m, None),
+        Err(e) => (Msg::Error { uid, seq, code: code_of(&e) }, Some(e.to_string())),
+    })
+}
+
+fn seq_of(msg: &Msg) -> u32 {
+    match msg {
+        Msg::Req { seq, .. }
+        | Msg::ReqListeners { seq, .. }
+        | Msg::Update { seq, .. }
+        | Msg::Rel { seq, .. }
+        | Msg::Hello { seq, .. } => *seq,
+        _ => 0,
+    }
+}
+
+/// The protocol code of a failed call. What is not the server's protocol answer (deadline,
+/// connection lost, a server failure) is UNAVAILABLE: the core tries again. SciStream 1.2
+/// servers answer UNKNOWN for a uid they do not hold yet: NOT_FOUND.
+pub fn code_of(e: &CallError) -> ErrorCode {
+    match e {
+        CallError::Status { code, .. } => *code,
+        CallError::Server { code: tonic::Code::Unknown, .. } => ErrorCode::NotFound,
+        CallError::BadAnswer(_) => ErrorCode::InvalidArgument,
+        CallError::Deadline | CallError::Unavailable(_) | CallError::Server { .. } | CallError::Unimplemented(_) => {
+            ErrorCode::Unavailable
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! The S2UC actor: hosts the user client's core and carries its messages to the two
+//! facilities' control servers over gRPC (one call per message, see [`crate::remote`]). The
+//! core decides everything — phases, retransmission, deadlines, releasing the other side when
+//! one fails; the actor reports the core's notices to its owner (the `s2uc` command).
+
+use std::time::Duration;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef};
+use scistream_fsm::{AppKey, Credentials, Effect, ErrorCode, Msg, Notice, Outbox, Peer, Role, TimerKey, Uid, s2uc};
+use scistream_transport::client::{CallError, ControlClient};
+use tokio::sync::mpsc;
+
+use crate::remote;
+use crate::timers::Timers;
+
+/// Messages to the S2UC actor.
+#[derive(Debug)]
+pub enum S2ucMsg {
+    /// Set up a session.
+    Start {
+        /// Fresh uid.
+        uid: Uid,
+        /// Connections per side.
+        num_conn: u16,
+        /// Rate (1.2 unit).
+        rate: u32,
+        /// Fresh app key.
+        key: AppKey,
+        /// Fresh data credentials.
+        creds: Credentials,
+    },
+    /// Release a session.
+    Release(Uid),
+    /// A control server's answer, with its explanation when it is an ERROR.
+    Answer(Role, Msg, Option<String>),
+    /// A core timer fired.
+    Timer(TimerKey, u64),
+}
+
+/// What the S2UC actor starts with.
+#[derive(Debug)]
+pub struct S2ucArgs {
+    /// The core's configuration.
+    pub cfg: s2uc::Config,
+    /// The producer facility's control server.
+    pub prod: ControlClient,
+    /// The consumer facility's control server.
+    pub cons: ControlClient,
+    /// Where the core's notices go, each with the server's explanation of the last ERROR of
+    /// its session.
+    pub notices: mpsc::UnboundedSender<(Notice, Option<String>)>,
+}
+
+/// The S2UC actor's state.
+#[derive(Debug)]
+pub struct S2ucState {
+    core: s2uc::S2uc,
+    timers: Timers,
+    clients: [ControlClient; 2],
+    notices: mpsc::UnboundedSender<(Notice, Option<String>)>,
+    /// The server's explanation of each session's last ERROR.
+    why: std::collections::BTreeMap<Uid, String>,
+}
+
+/// The user client actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct S2ucActor;
+
+impl S2ucActor {
+    fn step(myself: &ActorRef<S2ucMsg>, st: &mut S2ucState, input: s2uc::Input) {
+        let mut out = Outbox::new();
+        if let Err(e) = st.core.handle(st.timers.now(), input, &mut out) {
+            tracing::debug!("user client refused an input: {e}");
+        }
+        for eff in out {
+            match eff {
+                Effect::Send { to: Peer::ControlServer(role), msg } => {
+                    let client = st.clients[usize::from(role == Role::Cons)].clone();
+                    let me = myself.clone();
+                    tokio::spawn(async move {
+                        let answer = match (&msg, role) {
+                            // A SciStream 1.2 server answers a consumer's REQ only after the
+                            // consumer's controller said Hello, so say it alongside.
+                            (Msg::Req { uid, key, .. }, Role::Cons) => {
+                                let (uid, key) = (*uid, *key);
+                                let req = remote::call(&client, role, msg);
+                                let hello = consumer_hello(&client, uid, key);
+                                tokio::pin!(req, hello);
+                                tokio::select! {
+                                    a = &mut req => a,
+                                    () = &mut hello => req.await,
+                                }
+                            }
+                            _ => remote::call(&client, role, msg).await,
+                        };
+                        if let Some((a, why)) = answer {
+                            let _ = me.send_message(S2ucMsg::Answer(role, a, why));
+                        }
+                    });
+                }
+                Effect::SetTimer { key, at } => st.timers.set(myself, key, at, S2ucMsg::Timer),
+                Effect::CancelTimer { key } => st.timers.cancel(key),
+                Effect::Notify(n) => {
+                    let why = match &n {
+                        Notice::Failed { uid, .. } => st.why.remove(uid),
+                        _ => None,
+                    };
+                    let _ = st.notices.send((n, why));
+                }
+                other => tracing::debug!("user client effect not for it: {other:?}"),
+            }
+        }
+    }
+}
+
+/// The consumer's Hello, repeated while the session is not there yet; ends when accepted or
+/// refused for good.
+async fn consumer_hello(client: &ControlClient, uid: Uid, key: AppKey) {
+    let mut pause = Duration::from_millis(2);
+    loop {
+        match client.hello(uid, Role::Cons, &[], Some(key)).await {
+            Ok(_) => return,
+            Err(e) if matches!(remote::code_of(&e), ErrorCode::NotFound | ErrorCode::Unavailable) => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_secs(1));
+            }
+            Err(CallError::Status { .. } | _) => return,
+        }
+    }
+}
+
+impl Actor for S2ucActor {
+    type Msg = S2ucMsg;
+    type State = S2ucState;
+    type Arguments = S2ucArgs;
+
+    async fn pre_start(&self, _: ActorRef<S2ucMsg>, args: S2ucArgs) -> Result<S2ucState, ActorProcessingErr> {
+        Ok(S2ucState {
+            core: s2uc::S2uc::new(args.cfg),
+            timers: Timers::new(),
+            clients: [args.prod, args.cons],
+            notices: args.notices,
+            why: std::collections::BTreeMap::new(),
+        })
+    }
+
+    async fn handle(
+        &self,
+        myself: ActorRef<S2ucMsg>,
+        msg: S2ucMsg,
+        st: &mut S2ucState,
+    ) -> Result<(), ActorProcessingErr> {
+        let input = match msg {
+            S2ucMsg::Start { uid, num_conn, rate, key, creds } => {
+                s2uc::Input::Start { uid, num_conn, rate, key, creds }
+            }
+            S2ucMsg::Release(uid) => s2uc::Input::Release(uid),
+            S2ucMsg::Answer(role, msg, why) => {
+                if let (Some(uid), Some(why)) = (msg.uid(), why)
+                    && !matches!(msg, Msg::Error { code: ErrorCode::Unavailable, .. })
+                {
+                    // The first refusal is the reason; later ones (the release of the other side) are not.
+                    st.why.entry(uid).or_insert(why);
+                }
+                s2uc::Input::Msg { from: Peer::ControlServer(role), msg }
+            }
+            S2ucMsg::Timer(key, generation) => {
+                if !st.timers.fire(key, generation) {
+                    return Ok(());
+                }
+                s2uc::Input::Timer(key)
+            }
+        };
+        Self::step(&myself, st, input);
+        Ok(())
+    }
+}
