@@ -42,35 +42,37 @@ impl ConnectOpts {
     }
 }
 
-/// Says Hello for session `uid` until the server accepts it or `within` passes. The REQ may
-/// still be on its way, so NOT_FOUND and transient failures are retried with backoff, and so is
-/// UNKNOWN, the only answer a SciStream 1.2 server gives for a uid it does not hold yet.
+/// Says Hello for session `uid` through the application controller's core (hosted in an
+/// actor): again while the session is not there yet, until the server accepts it or `within`
+/// passes. Answers the facility's listeners.
 pub async fn say_hello(
-    client: &scistream_transport::client::ControlClient,
+    client: scistream_transport::client::ControlClient,
     uid: scistream_fsm::Uid,
     role: scistream_fsm::Role,
     listeners: &[scistream_fsm::Addr],
     key: Option<scistream_fsm::AppKey>,
     within: Duration,
-) -> Result<Vec<scistream_fsm::Addr>, scistream_transport::client::CallError> {
-    use scistream_fsm::ErrorCode;
-    use scistream_transport::client::CallError;
-    let deadline = tokio::time::Instant::now() + within;
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match client.hello(uid, role, listeners, key).await {
-            Ok(l) => return Ok(l),
-            Err(e)
-                if (e.is_transient()
-                    || matches!(e, CallError::Status { code: ErrorCode::NotFound, .. })
-                    || matches!(e, CallError::Server { code: tonic::Code::Unknown, .. }))
-                    && tokio::time::Instant::now() + pause < deadline =>
-            {
-                tracing::debug!("Hello not accepted yet ({e}); again in {pause:?}");
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            Err(e) => return Err(e),
-        }
+) -> anyhow::Result<Vec<scistream_fsm::Addr>> {
+    use ractor::Actor;
+    use scistream_actors::{AppCtrlActor, AppCtrlArgs};
+    use scistream_fsm::retry::Backoff;
+    use scistream_fsm::{Notice, prod_app};
+
+    let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let cfg = prod_app::Config {
+        backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_secs(1) },
+        deadline: within,
+    };
+    let key = key.unwrap_or_default();
+    let args = AppCtrlArgs { cfg, client, role, uid, key, listeners: listeners.to_vec(), notices };
+    let (actor, handle) =
+        Actor::spawn(None, AppCtrlActor, args).await.map_err(|e| anyhow::anyhow!("starting the controller: {e}"))?;
+    let outcome = rx.recv().await;
+    actor.stop(None);
+    let _ = handle.await;
+    match outcome {
+        Some(Notice::Ready { listeners, .. }) => Ok(listeners),
+        Some(Notice::Failed { code, .. }) => Err(anyhow::anyhow!("Hello for {uid}: {code}")),
+        other => Err(anyhow::anyhow!("Hello for {uid}: no outcome ({other:?})")),
     }
 }

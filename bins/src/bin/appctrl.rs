@@ -7,13 +7,9 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use clap::Parser;
-use ractor::Actor;
-use scistream_actors::{AppCtrlActor, AppCtrlArgs};
-use scistream_bins::client::ConnectOpts;
+use scistream_bins::client::{ConnectOpts, say_hello};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, format_addrs, init_logging, parse_addrs};
-use scistream_fsm::retry::Backoff;
 use scistream_fsm::{AppKey, Role, Uid};
-use scistream_fsm::{Notice, prod_app};
 
 /// SciStream application controller.
 #[derive(Parser)]
@@ -96,33 +92,9 @@ fn main() -> ExitCode {
 
 async fn run(cli: &Cli, prod: &[scistream_fsm::Addr]) -> Result<ExitCode> {
     let client = cli.conn.client(&cli.s2cs).await?;
-    // The controller's core says Hello (again while the session is not there yet) within its
-    // deadline; its calls go out over gRPC.
-    let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let cfg = prod_app::Config {
-        backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_secs(1) },
-        deadline: cli.hello_timeout,
-    };
-    let args = AppCtrlArgs {
-        cfg,
-        client,
-        role: cli.role,
-        uid: cli.uid,
-        key: cli.key.unwrap_or_default(),
-        listeners: prod.to_vec(),
-        notices,
-    };
-    let (actor, handle) = Actor::spawn(None, AppCtrlActor, args).await.map_err(|e| anyhow!("starting: {e}"))?;
-    let outcome = rx.recv().await;
-    actor.stop(None);
-    let _ = handle.await;
-    let gateway = match outcome {
-        Some(Notice::Ready { listeners, .. }) => listeners,
-        Some(Notice::Failed { code, .. }) => {
-            return Err(anyhow!("Hello for {} at {}: {code}", cli.uid, cli.s2cs));
-        }
-        other => return Err(anyhow!("Hello for {} at {}: no outcome ({other:?})", cli.uid, cli.s2cs)),
-    };
+    let gateway = say_hello(client, cli.uid, cli.role, prod, cli.key, cli.hello_timeout)
+        .await
+        .map_err(|e| e.context(format!("at {}", cli.s2cs)))?;
     println!("hello accepted; facility listeners {}", format_addrs(&gateway));
     let Some((program, args)) = cli.command.split_first() else { return Ok(ExitCode::SUCCESS) };
     let status = tokio::process::Command::new(program)

@@ -212,10 +212,10 @@ async fn run(cli: Cli) -> Result<()> {
             // REQ and Hello together: the Hello retries until the REQ has made the session.
             let pc = role_client(&c, &size, Role::Prod);
             let req = pc.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
-            let hello = say_hello(&c, uid, Role::Prod, &prod, Some(key), size.hello_timeout);
+            let hello = say_hello(c.clone(), uid, Role::Prod, &prod, Some(key), size.hello_timeout);
             let (l, hello) = tokio::join!(req, hello);
             let l = l?;
-            hello.map_err(|e| anyhow!(e).context("Hello"))?;
+            hello?;
             c.update(uid, Role::Prod, &prod, Some(creds)).await?;
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &prod)]);
             Ok(())
