@@ -213,19 +213,7 @@ impl Drop for Server {
 
 /// Runs a binary to completion with a bounded time; returns its output.
 pub fn run(name: &str, args: &[String], limit: Duration) -> Result<Output> {
-    let mut child = Command::new(bin(name)).args(args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
-    let start = std::time::Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(child.wait_with_output()?);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let out = child.wait_with_output()?;
-            bail!("{name} {args:?} ran longer than {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    Background::start(name, args)?.wait(limit).with_context(|| format!("{name} {args:?}"))
 }
 
 /// A background command, killed on drop.

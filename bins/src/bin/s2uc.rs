@@ -192,13 +192,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::ConsReq { s2cs, size, uid, prod_lstn } => {
             let remote = parse_addrs(&prod_lstn).map_err(|e| anyhow!("PROD_LSTN: {e}"))?;
-            let c = conn.client(&s2cs).await?;
-            let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
-            if let Err(e) = c.update(uid, Role::Cons, &remote, None).await {
-                let _ = c.release(uid).await;
-                return Err(e.into());
-            }
-            report(cli.json, uid, &[("listeners", &l.listeners)]);
+            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote).await?;
+            report(cli.json, uid, &[("listeners", &listeners)]);
             Ok(())
         }
         Cmd::InboundRequest { s2cs, remote_ip, receiver_ports, size } => {
@@ -222,13 +217,8 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::OutboundRequest { s2cs, size, uid, remote_listeners } => {
             let remote = parse_addrs(&remote_listeners).map_err(|e| anyhow!("REMOTE_LISTENERS: {e}"))?;
-            let c = conn.client(&s2cs).await?;
-            let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
-            if let Err(e) = c.update(uid, Role::Cons, &remote, None).await {
-                let _ = c.release(uid).await;
-                return Err(e.into());
-            }
-            report(cli.json, uid, &[("listeners", &l.listeners)]);
+            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote).await?;
+            report(cli.json, uid, &[("listeners", &listeners)]);
             Ok(())
         }
         Cmd::Release { uid, s2cs } => {
@@ -340,6 +330,18 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
         println!("producer application:    {}", format_addrs(&app));
     }
     Ok(())
+}
+
+/// The consumer facility's side of a session the producer's side set up (1.2's `cons-req` and
+/// `outbound-request`): REQ, then UpdateTargets towards `remote`; released again if that fails.
+async fn consumer_side(conn: &ConnectOpts, s2cs: &str, size: &Size, uid: Uid, remote: &[Addr]) -> Result<Vec<Addr>> {
+    let c = conn.client(s2cs).await?;
+    let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
+    if let Err(e) = c.update(uid, Role::Cons, remote, None).await {
+        let _ = c.release(uid).await;
+        return Err(e.into());
+    }
+    Ok(l.listeners)
 }
 
 /// Prints the session's uid and app key at once, so they reach the producer's controller
