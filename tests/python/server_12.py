@@ -36,8 +36,14 @@ pb2, pb2_grpc = proto_stubs.load()
 import grpc  # noqa: E402  (after the dependency check in proto_stubs)
 
 
+_SAY = threading.Lock()
+
+
 def say(line):
-    print(line, flush=True)
+    # Calls are served on several threads: one line at a time, whole, so the test can read them.
+    with _SAY:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
 
 
 class Control12(pb2_grpc.ControlServicer):
