@@ -27,6 +27,7 @@
 pub mod auth;
 pub mod certgen;
 pub mod client;
+pub mod relay;
 pub mod server;
 #[cfg(test)]
 mod testkit;

@@ -1,0 +1,204 @@
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+use super::*;
+
+const BOUND: Duration = Duration::from_secs(20);
+
+async fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    (l, port)
+}
+
+fn at(port: u16) -> Addr {
+    Addr::new("127.0.0.1", port)
+}
+
+/// An echo target: reads each connection to its end, then sends it all back and half-closes.
+async fn echo_target() -> u16 {
+    let (l, port) = listener().await;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                if s.read_to_end(&mut all).await.is_ok() {
+                    let _ = s.write_all(&all).await;
+                    let _ = s.shutdown().await;
+                }
+            });
+        }
+    });
+    port
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+/// Sends `data` through `port`, half-closes, and reads everything that comes back.
+async fn round_trip(port: u16, data: Vec<u8>) -> io::Result<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).await?;
+    let (mut r, mut w) = s.split();
+    let send = async {
+        w.write_all(&data).await?;
+        w.shutdown().await
+    };
+    let mut back = Vec::new();
+    let recv = r.read_to_end(&mut back);
+    let (a, b) = tokio::join!(send, recv);
+    a?;
+    b?;
+    Ok(back)
+}
+
+#[tokio::test]
+async fn every_byte_arrives_over_many_concurrent_connections_with_sizes_across_buffer_boundaries() {
+    let target = echo_target().await;
+    let ((l1, p1), (l2, p2)) = (listener().await, listener().await);
+    let relay = Relay::start(vec![l1, l2], vec![at(target)]);
+    let sizes = [0, 1, BUF - 1, BUF, BUF + 1, 3 * BUF + 7, 1 << 20];
+    let mut tasks = Vec::new();
+    for (i, size) in sizes.iter().cycle().take(28).enumerate() {
+        let port = if i % 2 == 0 { p1 } else { p2 };
+        let data = pattern(*size, i as u8);
+        tasks.push(tokio::spawn(async move { (data.clone(), round_trip(port, data).await) }));
+    }
+    let mut total = 0;
+    for t in tasks {
+        let (sent, back) = tokio::time::timeout(BOUND, t).await.expect("in time").expect("task");
+        let back = back.expect("round trip");
+        assert_eq!(back.len(), sent.len());
+        assert!(back == sent, "bytes changed on the way");
+        total += sent.len() as u64;
+    }
+    let t = relay.traffic();
+    assert_eq!((t.bytes_in, t.bytes_out, t.total, t.failed), (total, total, 28, 0));
+}
+
+/// A target that answers every connection with its own name.
+async fn named_target(name: &'static [u8]) -> u16 {
+    let (l, port) = listener().await;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let mut all = Vec::new();
+                let _ = s.read_to_end(&mut all).await;
+                let _ = s.write_all(name).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn connections_are_spread_round_robin_over_fewer_targets() {
+    let (ta, tb) = (named_target(b"a").await, named_target(b"b").await);
+    let mut ls = Vec::new();
+    let mut ports = Vec::new();
+    for _ in 0..3 {
+        let (l, p) = listener().await;
+        ls.push(l);
+        ports.push(p);
+    }
+    let relay = Relay::start(ls, vec![at(ta), at(tb)]);
+    let mut reached = Vec::new();
+    for p in &ports {
+        reached.push(round_trip(*p, b"ping".to_vec()).await.expect("relayed"));
+    }
+    assert_eq!(reached, vec![b"a".to_vec(), b"b".to_vec(), b"a".to_vec()]);
+    assert_eq!(relay.traffic().total, 3);
+}
+
+#[tokio::test]
+async fn a_half_close_is_passed_on_and_the_other_direction_keeps_flowing() {
+    // The target answers only after it saw the client's end of stream.
+    let (l, target) = listener().await;
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut all = Vec::new();
+        s.read_to_end(&mut all).await.expect("read to end");
+        s.write_all(format!("got {}", all.len()).as_bytes()).await.expect("answer");
+        s.shutdown().await.expect("close");
+    });
+    let (lr, port) = listener().await;
+    let _relay = Relay::start(vec![lr], vec![at(target)]);
+    let back = tokio::time::timeout(BOUND, round_trip(port, vec![7; 1000])).await.expect("in time").expect("ok");
+    assert_eq!(back, b"got 1000");
+}
+
+#[tokio::test]
+async fn a_target_that_breaks_mid_stream_shows_as_an_error_at_the_client() {
+    let (l, target) = listener().await;
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let _ = s.write_all(&[1; 100]).await;
+        let mut buf = [0u8; 10];
+        let _ = s.read(&mut buf).await;
+        s.set_zero_linger().expect("linger");
+        drop(s); // a reset, not an end of stream
+    });
+    let (lr, port) = listener().await;
+    let relay = Relay::start(vec![lr], vec![at(target)]);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    c.write_all(b"hello").await.expect("send");
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(BOUND, c.read_to_end(&mut got)).await.expect("in time");
+    assert!(end.is_err(), "a broken target must not look like a clean end of stream (read {} bytes)", got.len());
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(relay.traffic().failed, 1);
+}
+
+#[tokio::test]
+async fn a_client_that_breaks_mid_stream_shows_as_an_error_at_the_target() {
+    let (l, target) = listener().await;
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut got = Vec::new();
+        let _ = tx.send(s.read_to_end(&mut got).await.map(|_| got.len()));
+    });
+    let (lr, port) = listener().await;
+    let _relay = Relay::start(vec![lr], vec![at(target)]);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    c.write_all(&[9; 5000]).await.expect("send");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    c.set_zero_linger().expect("linger");
+    drop(c);
+    let at_target = tokio::time::timeout(BOUND, rx).await.expect("in time").expect("answer");
+    assert!(at_target.is_err(), "the target saw a clean end after {at_target:?} bytes");
+}
+
+#[tokio::test]
+async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
+    let (gone, target) = listener().await;
+    drop(gone);
+    let (lr, port) = listener().await;
+    let _relay = Relay::start(vec![lr], vec![at(target)]);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    let mut got = Vec::new();
+    let end = tokio::time::timeout(BOUND, c.read_to_end(&mut got)).await.expect("in time");
+    assert!(end.is_err(), "clean end of stream from a relay with no target");
+}
+
+#[tokio::test]
+async fn dropping_the_relay_closes_its_listeners_and_connections() {
+    let target = echo_target().await;
+    let (lr, port) = listener().await;
+    let relay = Relay::start(vec![lr], vec![at(target)]);
+    let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+    c.write_all(b"x").await.expect("send");
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert_eq!(relay.traffic().open, 1);
+    drop(relay);
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "listener still open");
+    let mut buf = [0u8; 8];
+    let r = tokio::time::timeout(BOUND, c.read(&mut buf)).await.expect("in time");
+    assert!(matches!(r, Ok(0) | Err(_)), "connection still open after release: {r:?}");
+}
