@@ -32,3 +32,4 @@ pub mod server;
 #[cfg(test)]
 mod testkit;
 pub mod tls;
+pub mod wan;
