@@ -2,7 +2,7 @@
 
 use crate::msg::Msg;
 use crate::time::Instant;
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Role, Uid};
 
 /// A timer's identity within one participant. Setting a timer with the same key replaces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -66,6 +66,8 @@ pub enum Effect {
         targets: Vec<Addr>,
         /// WAN credentials.
         creds: Credentials,
+        /// The end this facility serves (which leg is the WAN one).
+        role: Role,
     },
     /// Data server: close `uid`'s bridges and listeners and return `ports` to the pool.
     Unlisten {

@@ -6,7 +6,7 @@
 //! server's boot epoch (downwards) or the data server's incarnation (upwards), so a message
 //! from before a restart is recognised and dropped.
 
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, SessionParams, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Role, SessionParams, Uid};
 
 /// An access token exactly as the caller presented it. Never logged.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
@@ -182,6 +182,10 @@ pub enum Msg {
         targets: Vec<Addr>,
         /// The WAN channel's credentials.
         creds: Credentials,
+        /// The end this facility serves for the session: a producer's gateway accepts the WAN
+        /// leg (TLS server) and forwards to the producer; a consumer's accepts the consumer and
+        /// dials the producer's gateway (TLS client).
+        role: Role,
     },
     /// S2DS → S2CS: the bridges are up.
     Connected {

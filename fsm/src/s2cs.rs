@@ -252,7 +252,7 @@ impl S2cs {
             session::State::Reserving => Msg::StartLstn { uid, epoch, num_conn: s.params.num_conn },
             session::State::Updating => {
                 let (targets, creds) = s.bridge.clone().expect("updating sessions have a map");
-                Msg::StartConn { uid, epoch, targets, creds }
+                Msg::StartConn { uid, epoch, targets, creds, role: s.params.role }
             }
             session::State::Releasing | session::State::Aborting => Msg::DsRel { uid, epoch },
             _ => return,

@@ -270,7 +270,7 @@ impl S2ds {
         }
         match msg {
             Msg::StartLstn { num_conn, .. } => self.on_start_lstn(now, uid, num_conn, out),
-            Msg::StartConn { targets, creds, .. } => self.on_start_conn(uid, targets, creds, out),
+            Msg::StartConn { targets, creds, role, .. } => self.on_start_conn(uid, targets, creds, role, out),
             Msg::DsRel { .. } => self.on_rel(now, uid, out),
             _ => unreachable!("filtered above"),
         }
@@ -333,6 +333,7 @@ impl S2ds {
                 ports: ports.clone(),
                 targets: Vec::new(),
                 creds: Credentials::default(),
+                role: self.cfg.facility,
             });
         }
         out.push(Effect::SetTimer {
@@ -378,6 +379,7 @@ impl S2ds {
         uid: Uid,
         targets: Vec<Addr>,
         creds: Credentials,
+        role: Role,
         out: &mut Outbox,
     ) -> Result<(), ProtocolError> {
         let Some(s) = self.sessions.get_mut(&uid) else {
@@ -400,7 +402,7 @@ impl S2ds {
         match action {
             Some(Action::StartBridges) => {
                 out.push(Effect::CancelTimer { key: TimerKey { uid: Some(uid), kind: TimerKind::Lease } });
-                out.push(Effect::StartBridges { uid, ports: s.ports.clone(), targets: targets.clone(), creds });
+                out.push(Effect::StartBridges { uid, ports: s.ports.clone(), targets: targets.clone(), creds, role });
                 s.bridge = Some((targets, creds));
             }
             Some(Action::ReportConnected) => self.reply(out, Msg::Connected { uid, inc: self.inc }),

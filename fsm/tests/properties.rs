@@ -320,8 +320,8 @@ fn cs_down_msg(uid: impl Strategy<Value = Uid> + Clone + 'static) -> impl Strate
     prop_oneof![
         1 => epoch().prop_map(|epoch| Msg::Attach { epoch }),
         4 => (uid.clone(), epoch(), 0u16..=3).prop_map(|(uid, epoch, num_conn)| Msg::StartLstn { uid, epoch, num_conn }),
-        3 => (uid.clone(), epoch(), addrs(), creds())
-            .prop_map(|(uid, epoch, targets, creds)| Msg::StartConn { uid, epoch, targets, creds }),
+        3 => (uid.clone(), epoch(), addrs(), creds(), role())
+            .prop_map(|(uid, epoch, targets, creds, role)| Msg::StartConn { uid, epoch, targets, creds, role }),
         2 => (uid, epoch()).prop_map(|(uid, epoch)| Msg::DsRel { uid, epoch }),
     ]
 }

@@ -350,7 +350,8 @@ fn update_targets_starts_the_bridges_and_answers_updated_once_connected() {
     let mut cs = serving();
     listening(&mut cs, 1);
     let out = accept(&mut cs, at(30), update(1, 3));
-    let start = Msg::StartConn { uid: uid(1), epoch: EPOCH, targets: prod_listeners(), creds: creds(9) };
+    let start =
+        Msg::StartConn { uid: uid(1), epoch: EPOCH, targets: prod_listeners(), creds: creds(9), role: Role::Prod };
     assert_eq!(sent(&out), vec![(DS, start)]);
     assert!(timer_at(&out, retransmit_key(uid(1))).is_some());
     assert_eq!(state(&cs, 1), S::Updating);

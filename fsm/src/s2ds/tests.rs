@@ -16,7 +16,7 @@ fn start_lstn(n: u128, num_conn: u16) -> Input {
 }
 
 fn start_conn(n: u128, cred: u8) -> Input {
-    from_cs(Msg::StartConn { uid: uid(n), epoch: EPOCH, targets: targets(), creds: creds(cred) })
+    from_cs(Msg::StartConn { uid: uid(n), epoch: EPOCH, targets: targets(), creds: creds(cred), role: Role::Cons })
 }
 
 fn ds_rel(n: u128) -> Input {
@@ -140,7 +140,7 @@ fn messages_of_an_older_epoch_are_dropped_without_a_reply() {
     for msg in [
         Msg::Attach { epoch: old },
         Msg::StartLstn { uid: uid(2), epoch: old, num_conn: 1 },
-        Msg::StartConn { uid: uid(1), epoch: old, targets: targets(), creds: creds(1) },
+        Msg::StartConn { uid: uid(1), epoch: old, targets: targets(), creds: creds(1), role: Role::Cons },
         Msg::DsRel { uid: uid(1), epoch: old },
     ] {
         let (err, out) = reject(&mut ds, at(20), from_cs(msg));
@@ -262,6 +262,7 @@ fn start_conn_starts_the_bridges_with_the_given_targets_and_credentials() {
         ports: vec![5000, 5001],
         targets: targets(),
         creds: creds(9),
+        role: Role::Cons,
     }));
     assert!(cancels(&out, timer(Some(uid(1)), TimerKind::Lease)));
     assert!(to_cs(&out).is_empty(), "Connected waits for the bridges: {out:?}");
