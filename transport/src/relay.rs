@@ -1,5 +1,6 @@
-//! The S2DS relay engine (plain TCP legs): per session, accept on its listeners and forward
-//! each connection to a target, both ways, through fixed buffers.
+//! The S2DS relay engine: per session, accept on its listeners and forward each connection to
+//! a target, both ways, through fixed buffers; the WAN leg is TLS 1.3 pinned to the session
+//! ([`Legs`], [`crate::wan`]), the LAN legs plain TCP.
 //!
 //! Contract:
 //! - The connection accepted on listener `i` goes to `targets[i % targets.len()]` (SciStream
@@ -11,6 +12,8 @@
 //!   other direction keeps flowing until it ends too.
 //! - A broken leg (a reset, an error) is passed on as a reset: the other end sees an error,
 //!   never a clean end of stream, so no truncation goes unnoticed.
+//! - A WAN connection that does not authenticate as the session is closed before anything is
+//!   forwarded (the target is not even dialled) and counted as refused.
 //! - Dropping the [`Relay`] (REL) closes the listeners and every connection at once.
 
 use std::io;
@@ -18,8 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use scistream_fsm::Addr;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
 
@@ -39,6 +41,8 @@ pub struct Counters {
     pub total: AtomicU64,
     /// Connections that ended with an error on either leg.
     pub failed: AtomicU64,
+    /// WAN connections refused because they did not authenticate as the session.
+    pub refused: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -54,6 +58,8 @@ pub struct Traffic {
     pub total: u64,
     /// Connections that ended with an error.
     pub failed: u64,
+    /// WAN connections that did not authenticate.
+    pub refused: u64,
 }
 
 impl Counters {
@@ -65,7 +71,30 @@ impl Counters {
             open: self.open.load(Ordering::Relaxed),
             total: self.total.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
         }
+    }
+}
+
+/// How a relay's two legs are secured. The WAN leg of a session is TLS 1.3 pinned to the
+/// session ([`crate::wan`]); the LAN legs are plain TCP.
+#[derive(Clone)]
+pub enum Legs {
+    /// Both legs plain (the WAN leg too only by explicit configuration).
+    Plain,
+    /// The accepting side is the WAN leg: a producer's gateway, TLS server.
+    AcceptTls(tokio_rustls::TlsAcceptor),
+    /// The dialling side is the WAN leg: a consumer's gateway, TLS client.
+    DialTls(tokio_rustls::TlsConnector),
+}
+
+impl std::fmt::Debug for Legs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Plain => "Plain",
+            Self::AcceptTls(_) => "AcceptTls",
+            Self::DialTls(_) => "DialTls",
+        })
     }
 }
 
@@ -77,14 +106,15 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// Starts relaying from `listeners` to `targets` (must not be empty).
-    pub fn start(listeners: Vec<TcpListener>, targets: Vec<Addr>) -> Self {
+    /// Starts relaying from `listeners` to `targets` (must not be empty), legs secured per
+    /// `legs`.
+    pub fn start(listeners: Vec<TcpListener>, targets: Vec<Addr>, legs: Legs) -> Self {
         assert!(!targets.is_empty(), "a relay needs a target");
         let counters = Arc::new(Counters::default());
         let mut tasks = JoinSet::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let target = targets[i % targets.len()].clone();
-            tasks.spawn(accept_loop(listener, target, counters.clone()));
+            tasks.spawn(accept_loop(listener, target, legs.clone(), counters.clone()));
         }
         Self { tasks, counters }
     }
@@ -101,7 +131,7 @@ impl Drop for Relay {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: Addr, counters: Arc<Counters>) {
+async fn accept_loop(listener: TcpListener, target: Addr, legs: Legs, counters: Arc<Counters>) {
     // Connections live in this task's set: aborting the accept loop drops them all.
     let mut conns = JoinSet::new();
     loop {
@@ -110,9 +140,9 @@ async fn accept_loop(listener: TcpListener, target: Addr, counters: Arc<Counters
                 Ok((inbound, peer)) => {
                     counters.total.fetch_add(1, Ordering::Relaxed);
                     counters.open.fetch_add(1, Ordering::Relaxed);
-                    let (target, counters) = (target.clone(), counters.clone());
+                    let (target, legs, counters) = (target.clone(), legs.clone(), counters.clone());
                     conns.spawn(async move {
-                        if let Err(e) = relay_one(inbound, &target, &counters).await {
+                        if let Err(e) = relay_one(inbound, &target, &legs, &counters).await {
                             counters.failed.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, %target, "relayed connection failed: {e}");
                         }
@@ -129,22 +159,93 @@ async fn accept_loop(listener: TcpListener, target: Addr, counters: Arc<Counters
     }
 }
 
-/// Forwards one accepted connection to `target` until both directions end.
-async fn relay_one(mut inbound: TcpStream, target: &Addr, counters: &Counters) -> io::Result<()> {
-    let mut outbound = match TcpStream::connect((target.host.as_str(), target.port)).await {
+/// A relayed connection's end: plain TCP or TLS over TCP.
+trait Leg: AsyncRead + AsyncWrite + Unpin + Send {
+    /// The TCP socket under it.
+    fn tcp(&self) -> &TcpStream;
+}
+
+impl Leg for TcpStream {
+    fn tcp(&self) -> &TcpStream {
+        self
+    }
+}
+
+impl Leg for tokio_rustls::server::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+impl Leg for tokio_rustls::client::TlsStream<TcpStream> {
+    fn tcp(&self) -> &TcpStream {
+        self.get_ref().0
+    }
+}
+
+/// How long a WAN handshake may take.
+const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Opens both legs of one accepted connection, per `legs`.
+async fn open(
+    inbound: TcpStream,
+    target: &Addr,
+    legs: &Legs,
+    counters: &Counters,
+) -> io::Result<(Box<dyn Leg>, Box<dyn Leg>)> {
+    inbound.set_nodelay(true)?;
+    let inbound: Box<dyn Leg> = match legs {
+        Legs::AcceptTls(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(inbound)).await {
+            Ok(Ok(tls)) => Box::new(tls),
+            Ok(Err(e)) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%target, "WAN connection refused: it did not authenticate as the session ({e})");
+                return Err(e);
+            }
+            Err(_) => {
+                counters.refused.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%target, "WAN connection refused: no TLS handshake within {HANDSHAKE:?}");
+                return Err(io::ErrorKind::TimedOut.into());
+            }
+        },
+        Legs::Plain | Legs::DialTls(_) => Box::new(inbound),
+    };
+    let outbound = match TcpStream::connect((target.host.as_str(), target.port)).await {
         Ok(s) => s,
         Err(e) => {
             // The target is not there: the client must not see a clean, empty stream.
-            let _ = inbound.set_zero_linger();
+            let _ = inbound.tcp().set_zero_linger();
             return Err(e);
         }
     };
-    inbound.set_nodelay(true)?;
     outbound.set_nodelay(true)?;
-    // Borrowed halves: dropping them sends nothing, so only an explicit shutdown sends a FIN.
+    let outbound: Box<dyn Leg> = match legs {
+        Legs::DialTls(connector) => {
+            let name = crate::wan::SessionIdentity::server_name();
+            match tokio::time::timeout(HANDSHAKE, connector.connect(name, outbound)).await {
+                Ok(Ok(tls)) => Box::new(tls),
+                Ok(Err(e)) => {
+                    let _ = inbound.tcp().set_zero_linger();
+                    tracing::warn!(%target, "the producer's gateway did not authenticate as the session: {e}");
+                    return Err(e);
+                }
+                Err(_) => {
+                    let _ = inbound.tcp().set_zero_linger();
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
+            }
+        }
+        Legs::Plain | Legs::AcceptTls(_) => Box::new(outbound),
+    };
+    Ok((inbound, outbound))
+}
+
+/// Forwards one accepted connection to `target` until both directions end.
+async fn relay_one(inbound: TcpStream, target: &Addr, legs: &Legs, counters: &Counters) -> io::Result<()> {
+    let (inbound, outbound) = open(inbound, target, legs, counters).await?;
+    let (mut in_r, mut in_w) = tokio::io::split(inbound);
+    let (mut out_r, mut out_w) = tokio::io::split(outbound);
     let result = {
-        let (mut in_r, mut in_w) = inbound.split();
-        let (mut out_r, mut out_w) = outbound.split();
         let up = pump(&mut in_r, &mut out_w, &counters.bytes_in);
         let down = pump(&mut out_r, &mut in_w, &counters.bytes_out);
         tokio::pin!(up, down);
@@ -156,14 +257,19 @@ async fn relay_one(mut inbound: TcpStream, target: &Addr, counters: &Counters) -
     };
     if result.is_err() {
         // Reset both legs: each end sees an error, never a clean end of a truncated stream.
-        let _ = inbound.set_zero_linger();
-        let _ = outbound.set_zero_linger();
+        // (The halves of a split send nothing when dropped.)
+        let _ = in_r.unsplit(in_w).tcp().set_zero_linger();
+        let _ = out_r.unsplit(out_w).tcp().set_zero_linger();
     }
     result
 }
 
 /// Copies `from` into `to` until end of stream, then half-closes `to`.
-async fn pump(from: &mut ReadHalf<'_>, to: &mut WriteHalf<'_>, count: &AtomicU64) -> io::Result<()> {
+async fn pump<R, W>(from: &mut R, to: &mut W, count: &AtomicU64) -> io::Result<()>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     let mut buf = vec![0u8; BUF];
     loop {
         let n = from.read(&mut buf).await?;

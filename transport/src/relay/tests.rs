@@ -59,7 +59,7 @@ async fn round_trip(port: u16, data: Vec<u8>) -> io::Result<Vec<u8>> {
 async fn every_byte_arrives_over_many_concurrent_connections_with_sizes_across_buffer_boundaries() {
     let target = echo_target().await;
     let ((l1, p1), (l2, p2)) = (listener().await, listener().await);
-    let relay = Relay::start(vec![l1, l2], vec![at(target)]);
+    let relay = Relay::start(vec![l1, l2], vec![at(target)], Legs::Plain);
     let sizes = [0, 1, BUF - 1, BUF, BUF + 1, 3 * BUF + 7, 1 << 20];
     let mut tasks = Vec::new();
     for (i, size) in sizes.iter().cycle().take(28).enumerate() {
@@ -106,7 +106,7 @@ async fn connections_are_spread_round_robin_over_fewer_targets() {
         ls.push(l);
         ports.push(p);
     }
-    let relay = Relay::start(ls, vec![at(ta), at(tb)]);
+    let relay = Relay::start(ls, vec![at(ta), at(tb)], Legs::Plain);
     let mut reached = Vec::new();
     for p in &ports {
         reached.push(round_trip(*p, b"ping".to_vec()).await.expect("relayed"));
@@ -127,7 +127,7 @@ async fn a_half_close_is_passed_on_and_the_other_direction_keeps_flowing() {
         s.shutdown().await.expect("close");
     });
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)]);
+    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain);
     let back = tokio::time::timeout(BOUND, round_trip(port, vec![7; 1000])).await.expect("in time").expect("ok");
     assert_eq!(back, b"got 1000");
 }
@@ -144,7 +144,7 @@ async fn a_target_that_breaks_mid_stream_shows_as_an_error_at_the_client() {
         drop(s); // a reset, not an end of stream
     });
     let (lr, port) = listener().await;
-    let relay = Relay::start(vec![lr], vec![at(target)]);
+    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(b"hello").await.expect("send");
     let mut got = Vec::new();
@@ -164,7 +164,7 @@ async fn a_client_that_breaks_mid_stream_shows_as_an_error_at_the_target() {
         let _ = tx.send(s.read_to_end(&mut got).await.map(|_| got.len()));
     });
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)]);
+    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(&[9; 5000]).await.expect("send");
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,7 +179,7 @@ async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
     let (gone, target) = listener().await;
     drop(gone);
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)]);
+    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     let mut got = Vec::new();
     let end = tokio::time::timeout(BOUND, c.read_to_end(&mut got)).await.expect("in time");
@@ -190,7 +190,7 @@ async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
 async fn dropping_the_relay_closes_its_listeners_and_connections() {
     let target = echo_target().await;
     let (lr, port) = listener().await;
-    let relay = Relay::start(vec![lr], vec![at(target)]);
+    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(b"x").await.expect("send");
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -201,4 +201,81 @@ async fn dropping_the_relay_closes_its_listeners_and_connections() {
     let mut buf = [0u8; 8];
     let r = tokio::time::timeout(BOUND, c.read(&mut buf)).await.expect("in time");
     assert!(matches!(r, Ok(0) | Err(_)), "connection still open after release: {r:?}");
+}
+
+mod wan_chain {
+    use super::*;
+    use crate::wan::SessionIdentity;
+
+    /// consumer → [consumer gateway: plain in, TLS out] → [producer gateway: TLS in, plain out]
+    /// → echo producer. Returns the consumer-side port and both relays.
+    async fn chain(creds: u8, target: u16) -> (u16, u16, Relay, Relay) {
+        let id = SessionIdentity::derive(&scistream_fsm::Credentials([creds; 32])).expect("identity");
+        let (wan, wan_port) = listener().await;
+        let prod_gw = Relay::start(
+            vec![wan],
+            vec![at(target)],
+            Legs::AcceptTls(tokio_rustls::TlsAcceptor::from(id.server_config().expect("server config"))),
+        );
+        let (lan, lan_port) = listener().await;
+        let cons_gw = Relay::start(
+            vec![lan],
+            vec![at(wan_port)],
+            Legs::DialTls(tokio_rustls::TlsConnector::from(id.client_config().expect("client config"))),
+        );
+        (lan_port, wan_port, cons_gw, prod_gw)
+    }
+
+    #[tokio::test]
+    async fn every_byte_crosses_both_gateways_over_the_sessions_tls_leg() {
+        let target = echo_target().await;
+        let (port, _, cons_gw, prod_gw) = chain(5, target).await;
+        let mut tasks = Vec::new();
+        for (i, size) in [0, 1, BUF + 3, 1 << 20, 3 * BUF].into_iter().enumerate() {
+            let data = pattern(size, i as u8);
+            tasks.push(tokio::spawn(async move { (data.clone(), round_trip(port, data).await) }));
+        }
+        for t in tasks {
+            let (sent, back) = tokio::time::timeout(BOUND, t).await.expect("in time").expect("task");
+            assert!(back.expect("round trip") == sent, "bytes changed crossing the gateways");
+        }
+        assert_eq!(prod_gw.traffic().refused, 0);
+        assert_eq!(cons_gw.traffic().bytes_in, prod_gw.traffic().bytes_in);
+    }
+
+    /// A producer that counts the connections reaching it.
+    async fn counting_target() -> (u16, Arc<AtomicU64>) {
+        let (l, port) = listener().await;
+        let seen = Arc::new(AtomicU64::new(0));
+        let s2 = seen.clone();
+        tokio::spawn(async move {
+            while let Ok((_s, _)) = l.accept().await {
+                s2.fetch_add(1, Ordering::Relaxed);
+            }
+        });
+        (port, seen)
+    }
+
+    #[tokio::test]
+    async fn a_wan_connection_that_does_not_authenticate_never_reaches_the_producer() {
+        let (target, reached) = counting_target().await;
+        let (_, wan_port, _cons_gw, prod_gw) = chain(5, target).await;
+        // Plain TCP straight at the WAN port, bytes and all.
+        let mut raw = TcpStream::connect(("127.0.0.1", wan_port)).await.expect("connect");
+        let _ = raw.write_all(b"GET / HTTP/1.0\r\n\r\n").await;
+        let mut sink = Vec::new();
+        let _ = tokio::time::timeout(BOUND, raw.read_to_end(&mut sink)).await;
+        // Another session's gateway.
+        let stranger = SessionIdentity::derive(&scistream_fsm::Credentials([6; 32])).expect("identity");
+        let tcp = TcpStream::connect(("127.0.0.1", wan_port)).await.expect("connect");
+        let connector = tokio_rustls::TlsConnector::from(stranger.client_config().expect("config"));
+        if let Ok(mut tls) = connector.connect(SessionIdentity::server_name(), tcp).await {
+            let _ = tls.write_all(b"injected").await;
+            let _ = tls.read_to_end(&mut sink).await;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(reached.load(Ordering::Relaxed), 0, "an unauthenticated connection reached the producer");
+        assert_eq!(prod_gw.traffic().refused, 2);
+        assert_eq!(prod_gw.traffic().bytes_in, 0);
+    }
 }
