@@ -112,8 +112,8 @@ impl S2dsActor {
                 }
                 None
             }
-            Effect::StartBridges { uid, targets, creds, .. } => {
-                let sent = st.sessions.get(&uid).map(|s| s.send_message(SessionMsg::Bridges { targets, creds }));
+            Effect::StartBridges { uid, targets, creds, role, .. } => {
+                let sent = st.sessions.get(&uid).map(|s| s.send_message(SessionMsg::Bridges { targets, creds, role }));
                 Some(match sent {
                     Some(Ok(())) => s2ds::Input::BridgesUp(uid),
                     _ => s2ds::Input::BridgesFailed(uid),

@@ -1,10 +1,12 @@
-//! One stream session's resources at a data server: its bound listeners (and, with the data
-//! plane, its bridges). A child of the S2DS actor: stopping it closes every listener at once.
+//! One stream session's resources at a data server: its bound listeners, then the relay
+//! forwarding them (WAN leg TLS pinned to the session). A child of the S2DS actor: stopping
+//! it closes every listener and connection at once.
 
 use std::net::{IpAddr, SocketAddr};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scistream_fsm::{Addr, Credentials, Uid};
+use scistream_fsm::{Addr, Credentials, Role, Uid};
+use scistream_transport::relay::{Legs, Relay};
 use tokio::net::{TcpListener, TcpSocket};
 
 /// A port that could not be bound (another process holds it, or the address is not local).
@@ -32,12 +34,15 @@ pub struct SessionArgs {
 /// Messages to a session actor.
 #[derive(Debug)]
 pub enum SessionMsg {
-    /// UpdateTargets arrived: where to forward, with which credentials.
+    /// UpdateTargets arrived: start forwarding to the targets, the WAN leg secured with the
+    /// credentials.
     Bridges {
         /// Targets.
         targets: Vec<Addr>,
         /// WAN credentials.
         creds: Credentials,
+        /// The end this facility serves.
+        role: Role,
     },
 }
 
@@ -46,7 +51,7 @@ pub enum SessionMsg {
 pub struct SessionState {
     uid: Uid,
     listeners: Vec<TcpListener>,
-    bridge: Option<(Vec<Addr>, Credentials)>,
+    relay: Option<Relay>,
 }
 
 impl SessionState {
@@ -80,7 +85,7 @@ impl Actor for SessionActor {
             listeners.push(bind(args.ip, *port)?);
         }
         tracing::debug!(uid = %args.uid, ports = ?args.ports, "session listening");
-        Ok(SessionState { uid: args.uid, listeners, bridge: None })
+        Ok(SessionState { uid: args.uid, listeners, relay: None })
     }
 
     async fn handle(
@@ -90,17 +95,23 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Bridges { targets, creds } => {
-                tracing::info!(uid = %state.uid, targets = ?targets, "connection map received");
-                state.bridge = Some((targets, creds));
+            SessionMsg::Bridges { targets, creds, role } => {
+                if state.relay.is_some() {
+                    return Ok(());
+                }
+                // An error here fails this actor: its supervisor fails the session.
+                let legs = Legs::for_session(role, &creds)?;
+                tracing::info!(uid = %state.uid, ?targets, ?legs, "forwarding");
+                state.relay = Some(Relay::start(std::mem::take(&mut state.listeners), targets, legs));
             }
         }
         Ok(())
     }
 
     async fn post_stop(&self, _: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
-        tracing::debug!(uid = %state.uid, ports = ?state.local_addrs(), "session closed");
+        tracing::debug!(uid = %state.uid, traffic = ?state.relay.as_ref().map(Relay::traffic), "session closed");
         state.listeners.clear();
+        state.relay = None;
         Ok(())
     }
 }

@@ -82,6 +82,9 @@ pub struct Config {
     /// Refuse a REQ without an app key. SciStream 1.2 clients send none; their sessions then
     /// accept only a Hello without a key, as 1.2 controllers send it.
     pub require_app_keys: bool,
+    /// Serve sessions whose UpdateTargets brings no credentials (SciStream 1.2 clients) with a
+    /// plain-text WAN leg; otherwise such an UpdateTargets is refused (FAILED_PRECONDITION).
+    pub allow_plain_wan: bool,
 }
 
 /// An input to the control server.

@@ -67,6 +67,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
         tombstone: Duration::from_secs(120),
         backoff: BACKOFF,
         require_app_keys: false,
+        allow_plain_wan: false,
     }
 }
 

@@ -413,6 +413,7 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
             tombstone: Duration::from_secs(120),
             backoff: Backoff::default(),
             require_app_keys,
+            allow_plain_wan: require_app_keys,
         };
         (Just(S2cs::new(cfg, EPOCH)), prop::collection::vec((delay(), input), 0..80))
     })

@@ -91,6 +91,7 @@ impl World {
                 tombstone: Duration::from_secs(120),
                 backoff,
                 require_app_keys: false,
+                allow_plain_wan: false,
             };
             S2cs::new(cfg, 1)
         };

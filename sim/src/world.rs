@@ -473,6 +473,7 @@ fn cs_cfg(sc: &Scenario, r: Role) -> s2cs::Config {
         tombstone: ms(sc.timing.tombstone_ms),
         backoff: backoff(sc),
         require_app_keys: false,
+        allow_plain_wan: false,
     }
 }
 

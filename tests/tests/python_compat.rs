@@ -184,7 +184,12 @@ fn replay_12_against_s2cs(insecure: bool) -> Result<()> {
     require_python();
     let dirs = [Scratch::new("py12-prod"), Scratch::new("py12-cons")];
     let opts: Vec<ServerOpts> = (0..2)
-        .map(|_| ServerOpts { port_range: free_range(40), hello_timeout: 30.0, insecure, extra: Vec::new() })
+        .map(|_| ServerOpts {
+            port_range: free_range(40),
+            hello_timeout: 30.0,
+            insecure,
+            extra: vec!["--allow-plain-wan".into()],
+        })
         .collect();
     let prod = Server::start(&dirs[0].0, &opts[0])?;
     let cons = Server::start(&dirs[1].0, &opts[1])?;

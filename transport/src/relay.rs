@@ -88,6 +88,25 @@ pub enum Legs {
     DialTls(tokio_rustls::TlsConnector),
 }
 
+impl Legs {
+    /// The legs of a session served by a facility in `role`, secured with `creds`: the WAN leg
+    /// is the accepting side at a producer's gateway and the dialling side at a consumer's.
+    /// Without credentials (a SciStream 1.2 client, allowed by configuration) both are plain.
+    pub fn for_session(
+        role: scistream_fsm::Role,
+        creds: &scistream_fsm::Credentials,
+    ) -> Result<Self, crate::wan::WanError> {
+        if *creds == scistream_fsm::Credentials::default() {
+            return Ok(Self::Plain);
+        }
+        let id = crate::wan::SessionIdentity::derive(creds)?;
+        Ok(match role {
+            scistream_fsm::Role::Prod => Self::AcceptTls(tokio_rustls::TlsAcceptor::from(id.server_config()?)),
+            scistream_fsm::Role::Cons => Self::DialTls(tokio_rustls::TlsConnector::from(id.client_config()?)),
+        })
+    }
+}
+
 impl std::fmt::Debug for Legs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {

@@ -33,6 +33,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             tombstone: Duration::from_secs(60),
             backoff,
             require_app_keys: false,
+            allow_plain_wan: false,
         },
         epoch: 1,
         ds: s2ds::Config {

@@ -96,6 +96,11 @@ struct RunArgs {
     #[arg(long, alias = "hello_timeout", value_parser = scistream_bins::parse_secs)]
     #[serde(default, with = "secs")]
     hello_timeout: Option<Duration>,
+    /// Serve sessions whose UpdateTargets brings no WAN credentials (SciStream 1.2 clients)
+    /// with a plain-text WAN leg; without this flag they are refused (FAILED_PRECONDITION).
+    #[arg(long, alias = "allow_plain_wan")]
+    #[serde(default)]
+    allow_plain_wan: bool,
     /// Largest num_conn a request may ask for [default: 64].
     #[arg(long, alias = "max_num_conn")]
     max_num_conn: Option<u16>,
@@ -132,6 +137,7 @@ struct Settings {
     verbose: u8,
     hello_timeout: Duration,
     max_num_conn: u16,
+    allow_plain_wan: bool,
 }
 
 fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>> {
@@ -179,6 +185,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         verbose: cli.verbose.max(file.verbose),
         hello_timeout: cli.hello_timeout.or(file.hello_timeout).unwrap_or(Duration::from_secs(180)),
         max_num_conn: cli.max_num_conn.or(file.max_num_conn).unwrap_or(64),
+        allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
     })
 }
 
@@ -254,6 +261,7 @@ async fn serve(s: Settings) -> Result<()> {
             tombstone: Duration::from_secs(300),
             backoff,
             require_app_keys: false,
+            allow_plain_wan: s.allow_plain_wan,
         },
         epoch,
         ds: s2ds::Config {

@@ -80,6 +80,10 @@ enum Cmd {
         uid: Uid,
         /// The producer facility's listeners (from prod-req), comma-separated.
         prod_lstn: String,
+        /// The session's WAN credentials (hex, printed by prod-req). Without them the WAN leg
+        /// can only be plain text, which the consumer's server must allow (--allow-plain-wan).
+        #[arg(long, value_parser = parse_creds)]
+        credentials: Option<Credentials>,
     },
     /// SciStream 1.2: expose a service listening at REMOTE_IP:RECEIVER_PORTS through this
     /// facility's gateway (the receiving end).
@@ -110,6 +114,10 @@ enum Cmd {
         uid: Uid,
         /// The other facility's listeners (from inbound-request), comma-separated.
         remote_listeners: String,
+        /// The session's WAN credentials (hex, printed by inbound-request). Without them the
+        /// WAN leg can only be plain text, which the server must allow (--allow-plain-wan).
+        #[arg(long, value_parser = parse_creds)]
+        credentials: Option<Credentials>,
     },
     /// Release a session at one or more control servers.
     Release {
@@ -188,11 +196,12 @@ async fn run(cli: Cli) -> Result<()> {
                 role_client(&c, &size, Role::Prod).req(uid, Role::Prod, size.num_conn, size.rate, Some(key)).await?;
             c.update(uid, Role::Prod, &l.prod_listeners, Some(creds)).await?;
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &l.prod_listeners)]);
+            secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
         }
-        Cmd::ConsReq { s2cs, size, uid, prod_lstn } => {
+        Cmd::ConsReq { s2cs, size, uid, prod_lstn, credentials } => {
             let remote = parse_addrs(&prod_lstn).map_err(|e| anyhow!("PROD_LSTN: {e}"))?;
-            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote).await?;
+            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
             report(cli.json, uid, &[("listeners", &listeners)]);
             Ok(())
         }
@@ -213,11 +222,12 @@ async fn run(cli: Cli) -> Result<()> {
             hello?;
             c.update(uid, Role::Prod, &prod, Some(creds)).await?;
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &prod)]);
+            secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
         }
-        Cmd::OutboundRequest { s2cs, size, uid, remote_listeners } => {
+        Cmd::OutboundRequest { s2cs, size, uid, remote_listeners, credentials } => {
             let remote = parse_addrs(&remote_listeners).map_err(|e| anyhow!("REMOTE_LISTENERS: {e}"))?;
-            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote).await?;
+            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
             report(cli.json, uid, &[("listeners", &listeners)]);
             Ok(())
         }
@@ -334,10 +344,17 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
 
 /// The consumer facility's side of a session the producer's side set up (1.2's `cons-req` and
 /// `outbound-request`): REQ, then UpdateTargets towards `remote`; released again if that fails.
-async fn consumer_side(conn: &ConnectOpts, s2cs: &str, size: &Size, uid: Uid, remote: &[Addr]) -> Result<Vec<Addr>> {
+async fn consumer_side(
+    conn: &ConnectOpts,
+    s2cs: &str,
+    size: &Size,
+    uid: Uid,
+    remote: &[Addr],
+    creds: Option<Credentials>,
+) -> Result<Vec<Addr>> {
     let c = conn.client(s2cs).await?;
     let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
-    if let Err(e) = c.update(uid, Role::Cons, remote, None).await {
+    if let Err(e) = c.update(uid, Role::Cons, remote, creds).await {
         let _ = c.release(uid).await;
         return Err(e.into());
     }
@@ -359,6 +376,27 @@ fn announce(json: bool, uid: Uid, key: AppKey, prod_s2cs: &str) {
     }
     use std::io::Write;
     let _ = std::io::stdout().flush();
+}
+
+/// Prints a secret the user must hand to the other facility's operator (and nobody else).
+fn secret(json: bool, name: &str, value: &str) {
+    if json {
+        println!("{}", json!({ name: value }));
+    } else {
+        println!("{name} {value} (secret: pass it to the other side's cons-req/outbound-request --credentials)");
+    }
+}
+
+fn parse_creds(s: &str) -> Result<Credentials, String> {
+    let bad = || format!("credentials {}…: expected 64 hex digits", s.chars().take(8).collect::<String>());
+    if s.len() != 64 {
+        return Err(bad());
+    }
+    let mut c = [0u8; 32];
+    for (i, b) in c.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(Credentials(c))
 }
 
 fn report(json: bool, uid: Uid, fields: &[(&str, &[Addr])]) {

@@ -55,6 +55,10 @@ impl S2cs {
                 if remote.is_empty() {
                     return refuse(out, ErrorCode::InvalidArgument);
                 }
+                // No credentials (a SciStream 1.2 client): the WAN leg could only be plain text.
+                if creds == crate::types::Credentials::default() && !self.cfg.allow_plain_wan {
+                    return refuse(out, ErrorCode::FailedPrecondition);
+                }
                 if s.bridge.as_ref().is_some_and(|b| b.0 != remote || b.1 != creds) {
                     return refuse(out, ErrorCode::AlreadyExists);
                 }

@@ -525,3 +525,21 @@ fn answers_sent_to_a_control_server_are_misdirected() {
     let (err, _) = reject(&mut cs, at(10), Input::Msg { from: APP, caller: None, msg: Msg::DsBoot { inc: 9 } });
     assert_eq!(err, ProtocolError::Misdirected("DsBoot"));
 }
+
+#[test]
+fn an_update_without_credentials_is_refused_unless_plain_wan_legs_are_allowed() {
+    // creds(0) is the all-zero value a 1.2 client's empty field decodes to.
+    let no_creds = |seq| update_as(alice(), 1, seq, prod_listeners(), 0);
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    let (err, _) = reject(&mut cs, at(30), no_creds(3));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::FailedPrecondition });
+    assert_eq!(state(&cs, 1), S::Listening);
+
+    let mut cfg = s2cs_config(Role::Prod);
+    cfg.allow_plain_wan = true;
+    let mut cs = serving_with(cfg);
+    listening(&mut cs, 1);
+    accept(&mut cs, at(30), no_creds(3));
+    assert_eq!(state(&cs, 1), S::Updating);
+}

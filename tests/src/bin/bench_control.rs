@@ -230,7 +230,7 @@ async fn main() -> Result<()> {
     let probe = Instant::now();
     let uid = Uid(uuid::Uuid::new_v4());
     w.req(uid, Role::Cons, 1, 0, None).await?;
-    w.update(uid, Role::Cons, &[Addr::new("127.0.0.1", 7000)], None).await?;
+    w.update(uid, Role::Cons, &[Addr::new("127.0.0.1", 7000)], Some(Credentials([7; 32]))).await?;
     w.release(uid).await?;
     let probe = probe.elapsed();
     for t in waiting {

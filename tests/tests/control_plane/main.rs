@@ -8,6 +8,7 @@
 //! [`testkit::exclusive`]).
 
 mod bad_input;
+mod data_path;
 mod held_ports;
 mod isolation;
 mod liveness;

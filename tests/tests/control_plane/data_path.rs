@@ -1,0 +1,105 @@
+//! Bytes through the path `s2uc request` sets up: consumer → consumer gateway (LAN, plain) →
+//! producer gateway (WAN, TLS 1.3 pinned to the session) → producer, and back.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range};
+use serde_json::Value;
+
+use crate::testkit::{shared, stdout_lines};
+
+/// A producer application: echoes each connection back whole, counting connections.
+fn producer() -> (u16, Arc<AtomicUsize>) {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    let seen = Arc::new(AtomicUsize::new(0));
+    let count = seen.clone();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { return };
+            count.fetch_add(1, Ordering::SeqCst);
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                if s.read_to_end(&mut all).is_ok() {
+                    let _ = s.write_all(&all);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }
+            });
+        }
+    });
+    (port, seen)
+}
+
+fn json(line: &str) -> Value {
+    serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
+}
+
+#[test]
+fn bytes_cross_both_gateways_and_a_stranger_at_the_wan_port_never_reaches_the_producer() {
+    let _serial = shared();
+    let (da, db) = (Scratch::new("dp-prod"), Scratch::new("dp-cons"));
+    let prod = Server::start(&da.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&db.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let (pc, cc) =
+        (prod.cert.as_ref().unwrap().display().to_string(), cons.cert.as_ref().unwrap().display().to_string());
+    let (app_port, reached) = producer();
+
+    let mut request = Background::start(
+        "s2uc",
+        &args(&[
+            "--server-cert",
+            &pc,
+            "--server-cert",
+            &cc,
+            "--json",
+            "request",
+            "--prod-s2cs",
+            &prod.addr,
+            "--cons-s2cs",
+            &cons.addr,
+            "--num-conn",
+            "1",
+        ]),
+    )
+    .unwrap();
+    let lines = stdout_lines(&mut request);
+    let created = json(&lines.recv_timeout(Duration::from_secs(20)).expect("created line"));
+    let (uid, key) = (created["uid"].as_str().unwrap().to_string(), created["app_key"].as_str().unwrap().to_string());
+    let app = format!("127.0.0.1:{app_port}");
+    let hello = scistream_tests::run(
+        "appctrl",
+        &args(&[&uid, "--s2cs", &prod.addr, "--server-cert", &pc, "--key", &key, "--listeners", &app]),
+        Duration::from_secs(30),
+    )
+    .unwrap();
+    assert!(hello.status.success(), "{}", String::from_utf8_lossy(&hello.stderr));
+    let established = json(&lines.recv_timeout(Duration::from_secs(20)).expect("established line"));
+    assert!(request.wait(Duration::from_secs(20)).unwrap().status.success());
+
+    // The consumer's side: plain TCP to the consumer gateway's listener.
+    let cons_listener = established["consumer_listeners"].as_str().unwrap().to_string();
+    let data: Vec<u8> = (0..3 * 65_536 + 17).map(|i| (i % 251) as u8).collect();
+    let mut c = TcpStream::connect(&cons_listener).expect("consumer connects");
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(&data).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).expect("the echo comes back through both gateways");
+    assert!(back == data, "{} bytes back of {}", back.len(), data.len());
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+
+    // A stranger at the producer gateway's WAN port, in plain text: refused before the producer.
+    let wan = established["producer_listeners"].as_str().unwrap().to_string();
+    let mut s = TcpStream::connect(&wan).expect("the WAN port is open");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let mut sink = Vec::new();
+    let _ = s.read_to_end(&mut sink);
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(reached.load(Ordering::SeqCst), 1, "an unauthenticated connection reached the producer");
+    assert!(prod.log().contains("WAN connection refused"), "the refusal is logged:\n{}", prod.log());
+}
