@@ -1,0 +1,344 @@
+//! `scistream-demo`: the main job on one machine. Two facilities' `s2cs` daemons on loopback
+//! (certificates made on the fly), a producer application serving `--size` bytes of verifiable
+//! data, orchestration by `s2uc request` and `appctrl` over TLS, a consumer reading through the
+//! consumer's gateway and checking every byte. Exits non-zero on any mismatch or leftover.
+
+use std::io::Write;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressStyle};
+use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range, listening, run};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+
+/// A complete two-facility stream on this machine.
+#[derive(Parser)]
+#[command(name = "scistream-demo", version, about)]
+struct Cli {
+    /// Bytes to stream: a number with an optional unit (KiB, MiB, GiB, KB, MB, GB).
+    #[arg(long, default_value = "2GiB", value_parser = parse_size)]
+    size: u64,
+    /// Parallel connections (num_conn).
+    #[arg(long, default_value_t = 4)]
+    streams: u16,
+}
+
+fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num.parse().map_err(|_| format!("{s:?}: expected a number with an optional unit"))?;
+    let mult: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" => 1 << 10,
+        "mib" => 1 << 20,
+        "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => return Err(format!("unknown unit {other:?} (KiB, MiB, GiB, KB, MB, GB)")),
+    };
+    n.checked_mul(mult).filter(|n| *n > 0).ok_or_else(|| format!("{s:?}: must be positive and fit 64 bits"))
+}
+
+/// The verifiable content of stream `k`: 8 bytes of splitmix64 per position.
+fn fill(k: u64, offset: u64, buf: &mut [u8]) {
+    debug_assert!(offset % 8 == 0);
+    for (i, chunk) in buf.chunks_mut(8).enumerate() {
+        let mut z = (k << 48) ^ (offset / 8 + i as u64);
+        z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        chunk.copy_from_slice(&z.to_le_bytes()[..chunk.len()]);
+    }
+}
+
+fn share(size: u64, streams: u16, k: u16) -> u64 {
+    let base = size / u64::from(streams);
+    if k + 1 == streams { size - base * u64::from(streams - 1) } else { base }
+}
+
+const CHUNK: usize = 256 * 1024;
+
+/// The producer application: stream `k` on listener `k`, once, then end of stream.
+async fn produce(listener: TcpListener, k: u16, len: u64) -> Result<()> {
+    let (mut s, _) = listener.accept().await?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut sent = 0u64;
+    while sent < len {
+        let n = (len - sent).min(CHUNK as u64) as usize;
+        fill(u64::from(k), sent, &mut buf[..n]);
+        s.write_all(&buf[..n]).await?;
+        sent += n as u64;
+    }
+    s.shutdown().await?;
+    Ok(())
+}
+
+/// The consumer application: reads stream `k` from `addr` and checks every byte.
+async fn consume(addr: String, k: u16, len: u64, done: Arc<AtomicU64>) -> Result<u64> {
+    let mut s = TcpStream::connect(&addr).await.with_context(|| format!("connecting to {addr}"))?;
+    let (mut buf, mut want) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
+    let mut got = 0u64;
+    // Reads land on 8-byte positions only at chunk starts, so keep a carry of partial data.
+    let mut pending = Vec::with_capacity(2 * CHUNK);
+    loop {
+        let n = s.read(&mut buf).await.with_context(|| format!("stream {k} broke after {got} bytes"))?;
+        if n == 0 {
+            break;
+        }
+        pending.extend_from_slice(&buf[..n]);
+        let whole = pending.len() - pending.len() % 8;
+        if whole > 0 {
+            let check = &pending[..whole];
+            // whole ≤ 2·CHUNK: check in chunk-sized steps.
+            let mut off = 0;
+            while off < whole {
+                let step = (whole - off).min(CHUNK);
+                fill(u64::from(k), got + off as u64, &mut want[..step]);
+                if check[off..off + step] != want[..step] {
+                    bail!("stream {k}: corrupted data at byte {}", got + off as u64);
+                }
+                off += step;
+            }
+            got += whole as u64;
+            done.fetch_add(whole as u64, Ordering::Relaxed);
+            pending.drain(..whole);
+        }
+    }
+    if !pending.is_empty() {
+        fill(u64::from(k), got, &mut want[..8]);
+        if pending[..] != want[..pending.len()] {
+            bail!("stream {k}: corrupted data at byte {got}");
+        }
+        got += pending.len() as u64;
+        done.fetch_add(pending.len() as u64, Ordering::Relaxed);
+    }
+    if got != len {
+        bail!("stream {k}: {got} bytes arrived of {len}: truncated");
+    }
+    Ok(got)
+}
+
+fn step(n: u8, what: &str) {
+    print!("[{n}/5] {what} ... ");
+    let _ = std::io::stdout().flush();
+}
+
+fn gbit(bytes: u64, d: Duration) -> f64 {
+    bytes as f64 * 8.0 / d.as_secs_f64() / 1e9
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match demo(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            println!();
+            eprintln!("scistream-demo: FAILED: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+async fn demo(cli: Cli) -> Result<()> {
+    if cli.streams == 0 {
+        bail!("--streams must be at least 1");
+    }
+    println!(
+        "SciStream-rs demo: {:.2} GiB over {} connections, producer facility -> consumer facility on 127.0.0.1",
+        cli.size as f64 / f64::from(1u32 << 30),
+        cli.streams
+    );
+    step(1, "certificates and two s2cs daemons");
+    let (da, db) = (Scratch::new("demo-prod"), Scratch::new("demo-cons"));
+    let opts = |n| ServerOpts { port_range: free_range(n), hello_timeout: 60.0, ..ServerOpts::default() };
+    let prod = Server::start(&da.0, &opts(cli.streams + 4))?;
+    let cons = Server::start(&db.0, &opts(cli.streams + 4))?;
+    println!("ok (producer facility {}, consumer facility {})", prod.addr, cons.addr);
+
+    // The producer application: one listener per connection.
+    let mut producer = Vec::new();
+    let mut app_addrs = Vec::new();
+    for k in 0..cli.streams {
+        let l = TcpListener::bind("127.0.0.1:0").await?;
+        app_addrs.push(format!("127.0.0.1:{}", l.local_addr()?.port()));
+        producer.push(tokio::spawn(produce(l, k, share(cli.size, cli.streams, k))));
+    }
+
+    step(2, "orchestration: s2uc request + appctrl over TLS");
+    let (pc, cc) = (
+        prod.cert.as_ref().context("cert")?.display().to_string(),
+        cons.cert.as_ref().context("cert")?.display().to_string(),
+    );
+    let streams = cli.streams.to_string();
+    let started = Instant::now();
+    let mut request = Background::start(
+        "s2uc",
+        &args(&[
+            "--server-cert",
+            &pc,
+            "--server-cert",
+            &cc,
+            "--json",
+            "request",
+            "--prod-s2cs",
+            &prod.addr,
+            "--cons-s2cs",
+            &cons.addr,
+            "--num-conn",
+            &streams,
+            "--rate",
+            "0",
+        ]),
+    )?;
+    let lines = lines_of(&mut request)?;
+    let created: serde_json::Value = serde_json::from_str(&lines.recv_timeout(Duration::from_secs(30))?)?;
+    let uid = created["uid"].as_str().context("uid")?.to_string();
+    let key = created["app_key"].as_str().context("app key")?.to_string();
+    let hello = run(
+        "appctrl",
+        &args(&[&uid, "--s2cs", &prod.addr, "--server-cert", &pc, "--key", &key, "--listeners", &app_addrs.join(",")]),
+        Duration::from_secs(60),
+    )?;
+    if !hello.status.success() {
+        bail!("appctrl: {}", String::from_utf8_lossy(&hello.stderr));
+    }
+    let line = lines.recv_timeout(Duration::from_secs(60)).context("s2uc printed no result")?;
+    let established: serde_json::Value = serde_json::from_str(&line)?;
+    let out = request.wait(Duration::from_secs(30))?;
+    if !out.status.success() || established["event"] != "established" {
+        bail!("s2uc request: {line} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let setup = started.elapsed();
+    println!("established in {:.1} ms (s2uc and appctrl processes included)", setup.as_secs_f64() * 1e3);
+    let consumer_side: Vec<String> = established["consumer_listeners"]
+        .as_str()
+        .context("consumer listeners")?
+        .split(',')
+        .map(String::from)
+        .collect();
+
+    step(3, "streaming through both gateways (WAN leg TLS 1.3, pinned to the session)");
+    println!();
+    let done = Arc::new(AtomicU64::new(0));
+    let bar = ProgressBar::new(cli.size);
+    bar.set_style(
+        ProgressStyle::with_template("      {bar:40} {bytes}/{total_bytes} {binary_bytes_per_sec} eta {eta}")
+            .map_err(|e| anyhow!("{e}"))?,
+    );
+    let t = Instant::now();
+    let mut consumers = Vec::new();
+    for (k, addr) in consumer_side.iter().enumerate() {
+        let k = u16::try_from(k)?;
+        consumers.push(tokio::spawn(consume(addr.clone(), k, share(cli.size, cli.streams, k), done.clone())));
+    }
+    let ticker = {
+        let (bar, done) = (bar.clone(), done.clone());
+        tokio::spawn(async move {
+            loop {
+                bar.set_position(done.load(Ordering::Relaxed));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let mut verified = 0;
+    let mut failure = None;
+    for c in consumers {
+        match c.await? {
+            Ok(n) => verified += n,
+            Err(e) => failure = Some(e),
+        }
+    }
+    let took = t.elapsed();
+    ticker.abort();
+    bar.set_position(done.load(Ordering::Relaxed));
+    bar.finish();
+    for p in producer {
+        if let Err(e) = p.await? {
+            failure.get_or_insert(e.context("producer"));
+        }
+    }
+    step(4, "verification");
+    if let Some(e) = failure {
+        return Err(e);
+    }
+    if verified != cli.size {
+        bail!("{verified} bytes verified of {}", cli.size);
+    }
+    println!("{verified} bytes verified in {:.2} s = {:.2} Gbit/s", took.as_secs_f64(), gbit(verified, took));
+
+    step(5, "release and shutdown");
+    let rel = run(
+        "s2uc",
+        &args(&[
+            "--server-cert",
+            &pc,
+            "--server-cert",
+            &cc,
+            "release",
+            &uid,
+            "--s2cs",
+            &prod.addr,
+            "--s2cs",
+            &cons.addr,
+        ]),
+        Duration::from_secs(30),
+    )?;
+    if !rel.status.success() {
+        bail!("release: {}", String::from_utf8_lossy(&rel.stderr));
+    }
+    let ports: Vec<u16> = consumer_side
+        .iter()
+        .chain(
+            established["producer_listeners"]
+                .as_str()
+                .unwrap_or_default()
+                .split(',')
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+                .iter(),
+        )
+        .filter_map(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .collect();
+    let left: Vec<u16> = ports.iter().copied().filter(|p| listening(*p)).collect();
+    if !left.is_empty() {
+        bail!("ports still listening after release: {left:?}");
+    }
+    for (name, server) in [("producer", prod), ("consumer", cons)] {
+        match server.terminate()? {
+            Some(0) => {}
+            code => bail!("the {name} facility's s2cs exited with {code:?}"),
+        }
+    }
+    println!("ok: every session port closed, both daemons exited 0");
+    println!(
+        "summary: setup {:.1} ms, {:.2} Gbit/s, {} bytes verified, 0 mismatches",
+        setup.as_secs_f64() * 1e3,
+        gbit(verified, took),
+        verified
+    );
+    Ok(())
+}
+
+/// The lines a background command prints, as they come.
+fn lines_of(bg: &mut Background) -> Result<std::sync::mpsc::Receiver<String>> {
+    use std::io::BufRead;
+    let stdout = bg.0.as_mut().and_then(|c| c.stdout.take()).context("stdout")?;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    Ok(rx)
+}
