@@ -48,7 +48,7 @@ fn parse_size(s: &str) -> Result<u64, String> {
 
 /// The verifiable content of stream `k`: 8 bytes of splitmix64 per position.
 fn fill(k: u64, offset: u64, buf: &mut [u8]) {
-    debug_assert!(offset % 8 == 0);
+    debug_assert!(offset.is_multiple_of(8));
     for (i, chunk) in buf.chunks_mut(8).enumerate() {
         let mut z = (k << 48) ^ (offset / 8 + i as u64);
         z = z.wrapping_add(0x9E37_79B9_7F4A_7C15);
