@@ -10,7 +10,7 @@ use scistream_fsm::{ErrorCode, Msg, Outbox, Peer, TimerKey, s2cs, s2ds, session}
 use scistream_transport::server::{Backend, Call, Query, SessionView};
 use tokio::sync::mpsc;
 
-use crate::s2ds::{S2dsActor, S2dsArgs, S2dsMsg};
+use crate::s2ds::{S2dsActor, S2dsArgs, S2dsMsg, TrafficBook};
 use crate::timers::Timers;
 
 /// Messages to the S2CS actor.
@@ -102,18 +102,22 @@ impl S2csActor {
     }
 
     fn answer(st: &S2csState, query: Query) {
+        let mut book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        // Forget the traffic of sessions the core no longer remembers.
+        book.retain(|uid, _| st.core.session(uid).is_some());
+        let traffic = |uid: &scistream_fsm::Uid| book.get(uid).map(|c| traffic_of(&c.snapshot())).unwrap_or_default();
         match query {
             Query::Status { caller, uid, reply } => {
                 let answer = match st.core.session(&uid) {
                     None => Err(ErrorCode::NotFound),
                     Some(s) if s.owner != caller => Err(ErrorCode::PermissionDenied),
-                    Some(s) => Ok(view(uid, s)),
+                    Some(s) => Ok(view(uid, s, traffic(&uid))),
                 };
                 let _ = reply.send(answer);
             }
             Query::List { caller, reply } => {
                 let mine = st.core.sessions().iter().filter(|(_, s)| s.owner == caller);
-                let _ = reply.send(mine.map(|(u, s)| view(*u, s)).collect());
+                let _ = reply.send(mine.map(|(u, s)| view(*u, s, traffic(u))).collect());
             }
         }
     }
@@ -147,7 +151,23 @@ fn deliver(calls: &mut BTreeMap<Peer, (Option<scistream_fsm::Uid>, mpsc::Unbound
     }
 }
 
-fn view(uid: scistream_fsm::Uid, s: &session::Session) -> SessionView {
+fn traffic_of(t: &scistream_transport::relay::Traffic) -> scistream_proto::convert::SessionTraffic {
+    scistream_proto::convert::SessionTraffic {
+        bytes_in: t.bytes_in,
+        bytes_out: t.bytes_out,
+        open: t.open,
+        total: t.total,
+        refused: t.refused,
+        rate_in: t.rate_in,
+        rate_out: t.rate_out,
+    }
+}
+
+fn view(
+    uid: scistream_fsm::Uid,
+    s: &session::Session,
+    traffic: scistream_proto::convert::SessionTraffic,
+) -> SessionView {
     use scistream_fsm::alphabet::Alphabet;
     SessionView {
         uid,
@@ -157,6 +177,7 @@ fn view(uid: scistream_fsm::Uid, s: &session::Session) -> SessionView {
         prod_listeners: s.prod_listeners.clone(),
         targets: s.bridge.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
         failure: s.failure,
+        traffic,
     }
 }
 
@@ -166,7 +187,9 @@ impl Actor for S2csActor {
     type Arguments = S2csArgs;
 
     async fn pre_start(&self, myself: ActorRef<S2csMsg>, args: S2csArgs) -> Result<S2csState, ActorProcessingErr> {
-        let ds_args = S2dsArgs { cfg: args.ds, inc: args.epoch, bind_ip: args.bind_ip, parent: myself.clone() };
+        let traffic = TrafficBook::default();
+        let ds_args =
+            S2dsArgs { cfg: args.ds, inc: args.epoch, bind_ip: args.bind_ip, parent: myself.clone(), traffic };
         let ds = Self::spawn_ds(&myself, ds_args.clone()).await?;
         let mut st = S2csState {
             core: s2cs::S2cs::new(args.cs, args.epoch),

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
 use scistream_fsm::{Effect, Msg, Outbox, TimerKey, Uid, s2ds};
@@ -11,6 +12,11 @@ use scistream_fsm::{Effect, Msg, Outbox, TimerKey, Uid, s2ds};
 use crate::s2cs::S2csMsg;
 use crate::session::{BindError, SessionActor, SessionArgs, SessionMsg};
 use crate::timers::Timers;
+use scistream_transport::relay::Counters;
+
+/// Each session's traffic counters: the data server's session actors count into them, the
+/// control server reads them for `status` and `list`.
+pub type TrafficBook = Arc<Mutex<BTreeMap<Uid, Arc<Counters>>>>;
 
 /// Messages to the S2DS actor.
 #[derive(Debug)]
@@ -32,6 +38,8 @@ pub struct S2dsArgs {
     pub bind_ip: IpAddr,
     /// The control server.
     pub parent: ActorRef<S2csMsg>,
+    /// Each session's traffic, for the control server to report.
+    pub traffic: TrafficBook,
 }
 
 /// The S2DS actor's state.
@@ -41,6 +49,7 @@ pub struct S2dsState {
     facility: scistream_fsm::Role,
     bind_ip: IpAddr,
     parent: ActorRef<S2csMsg>,
+    traffic: TrafficBook,
     timers: Timers,
     sessions: BTreeMap<Uid, ActorRef<SessionMsg>>,
 }
@@ -83,7 +92,9 @@ impl S2dsActor {
                 None
             }
             Effect::Listen { uid, ports } => {
-                let args = SessionArgs { uid, ip: st.bind_ip, ports };
+                let counters = Arc::new(Counters::default());
+                st.traffic.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, counters.clone());
+                let args = SessionArgs { uid, ip: st.bind_ip, ports, counters };
                 match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
                     Ok((session, _)) => {
                         st.sessions.insert(uid, session);
@@ -135,6 +146,7 @@ impl Actor for S2dsActor {
             core: s2ds::S2ds::new(args.cfg, args.inc),
             bind_ip: args.bind_ip,
             parent: args.parent,
+            traffic: args.traffic,
             timers: Timers::new(),
             sessions: BTreeMap::new(),
         };

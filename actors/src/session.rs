@@ -3,10 +3,11 @@
 //! it closes every listener and connection at once.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scistream_fsm::{Addr, Credentials, Role, Uid};
-use scistream_transport::relay::{Legs, Relay};
+use scistream_transport::relay::{Counters, Legs, Relay};
 use tokio::net::{TcpListener, TcpSocket};
 
 /// A port that could not be bound (another process holds it, or the address is not local).
@@ -29,6 +30,8 @@ pub struct SessionArgs {
     pub ip: IpAddr,
     /// Ports to bind.
     pub ports: Vec<u16>,
+    /// Where its relay counts its traffic.
+    pub counters: Arc<Counters>,
 }
 
 /// Messages to a session actor.
@@ -52,6 +55,7 @@ pub struct SessionState {
     uid: Uid,
     listeners: Vec<TcpListener>,
     relay: Option<Relay>,
+    counters: Arc<Counters>,
 }
 
 impl SessionState {
@@ -85,7 +89,7 @@ impl Actor for SessionActor {
             listeners.push(bind(args.ip, *port)?);
         }
         tracing::debug!(uid = %args.uid, ports = ?args.ports, "session listening");
-        Ok(SessionState { uid: args.uid, listeners, relay: None })
+        Ok(SessionState { uid: args.uid, listeners, relay: None, counters: args.counters })
     }
 
     async fn handle(
@@ -102,7 +106,8 @@ impl Actor for SessionActor {
                 // An error here fails this actor: its supervisor fails the session.
                 let legs = Legs::for_session(role, &creds)?;
                 tracing::info!(uid = %state.uid, ?targets, ?legs, "forwarding");
-                state.relay = Some(Relay::start(std::mem::take(&mut state.listeners), targets, legs));
+                let listeners = std::mem::take(&mut state.listeners);
+                state.relay = Some(Relay::start(listeners, targets, legs, state.counters.clone()));
             }
         }
         Ok(())

@@ -43,6 +43,10 @@ pub struct Counters {
     pub failed: AtomicU64,
     /// WAN connections refused because they did not authenticate as the session.
     pub refused: AtomicU64,
+    /// Bytes per second towards the target over the last second.
+    pub rate_in: AtomicU64,
+    /// Bytes per second back from the target over the last second.
+    pub rate_out: AtomicU64,
 }
 
 /// A snapshot of [`Counters`].
@@ -60,6 +64,10 @@ pub struct Traffic {
     pub failed: u64,
     /// WAN connections that did not authenticate.
     pub refused: u64,
+    /// Bytes per second towards the target, last second.
+    pub rate_in: u64,
+    /// Bytes per second back from the target, last second.
+    pub rate_out: u64,
 }
 
 impl Counters {
@@ -72,6 +80,8 @@ impl Counters {
             total: self.total.load(Ordering::Relaxed),
             failed: self.failed.load(Ordering::Relaxed),
             refused: self.refused.load(Ordering::Relaxed),
+            rate_in: self.rate_in.load(Ordering::Relaxed),
+            rate_out: self.rate_out.load(Ordering::Relaxed),
         }
     }
 }
@@ -126,15 +136,15 @@ pub struct Relay {
 
 impl Relay {
     /// Starts relaying from `listeners` to `targets` (must not be empty), legs secured per
-    /// `legs`.
-    pub fn start(listeners: Vec<TcpListener>, targets: Vec<Addr>, legs: Legs) -> Self {
+    /// `legs`, counting into `counters` (shared with whoever reports the session's traffic).
+    pub fn start(listeners: Vec<TcpListener>, targets: Vec<Addr>, legs: Legs, counters: Arc<Counters>) -> Self {
         assert!(!targets.is_empty(), "a relay needs a target");
-        let counters = Arc::new(Counters::default());
         let mut tasks = JoinSet::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let target = targets[i % targets.len()].clone();
             tasks.spawn(accept_loop(listener, target, legs.clone(), counters.clone()));
         }
+        tasks.spawn(sample_rates(counters.clone()));
         Self { tasks, counters }
     }
 
@@ -147,6 +157,20 @@ impl Relay {
 impl Drop for Relay {
     fn drop(&mut self) {
         self.tasks.abort_all();
+    }
+}
+
+/// Updates the per-second rates once a second.
+async fn sample_rates(c: Arc<Counters>) {
+    let mut last = (c.bytes_in.load(Ordering::Relaxed), c.bytes_out.load(Ordering::Relaxed));
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        let now = (c.bytes_in.load(Ordering::Relaxed), c.bytes_out.load(Ordering::Relaxed));
+        c.rate_in.store(now.0 - last.0, Ordering::Relaxed);
+        c.rate_out.store(now.1 - last.1, Ordering::Relaxed);
+        last = now;
     }
 }
 

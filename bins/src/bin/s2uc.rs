@@ -425,9 +425,14 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                     "rate": v.params.rate, "listeners": format_addrs(&v.listeners),
                     "prod_listeners": format_addrs(&v.prod_listeners), "targets": format_addrs(&v.targets),
                     "failure": v.failure.map(|c| c.to_string()),
+                    "bytes_in": v.traffic.bytes_in, "bytes_out": v.traffic.bytes_out,
+                    "open_connections": v.traffic.open, "total_connections": v.traffic.total,
+                    "refused_connections": v.traffic.refused,
+                    "rate_in": v.traffic.rate_in, "rate_out": v.traffic.rate_out,
                 })
             );
         } else {
+            let t = &v.traffic;
             println!(
                 "{} {} {} num_conn={} listeners={} targets={}{}",
                 v.uid,
@@ -437,6 +442,10 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                 format_addrs(&v.listeners),
                 format_addrs(&v.targets),
                 v.failure.map(|c| format!(" failure={c}")).unwrap_or_default()
+            );
+            println!(
+                "    traffic: in {} B ({} B/s), out {} B ({} B/s), connections {} open / {} total, {} refused",
+                t.bytes_in, t.rate_in, t.bytes_out, t.rate_out, t.open, t.total, t.refused
             );
         }
     }

@@ -186,6 +186,27 @@ pub struct SessionStatus {
     pub targets: Vec<Addr>,
     /// Why the session failed, if it did.
     pub failure: Option<scistream_fsm::ErrorCode>,
+    /// Its traffic at this facility.
+    pub traffic: SessionTraffic,
+}
+
+/// A session's traffic through one facility's data server ("in": towards the target).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionTraffic {
+    /// Bytes towards the target.
+    pub bytes_in: u64,
+    /// Bytes back from the target.
+    pub bytes_out: u64,
+    /// Connections open now.
+    pub open: u64,
+    /// Connections accepted in all.
+    pub total: u64,
+    /// WAN connections refused (not the session's).
+    pub refused: u64,
+    /// Bytes per second towards the target, last second.
+    pub rate_in: u64,
+    /// Bytes per second back, last second.
+    pub rate_out: u64,
 }
 
 /// A session status on the wire.
@@ -200,6 +221,13 @@ pub fn session_status_to_wire(s: &SessionStatus) -> pb::SessionStatus {
         prod_listeners: addrs_to_wire(&s.prod_listeners),
         targets: addrs_to_wire(&s.targets),
         failure: s.failure.map_or(pb::ErrorCode::Unspecified, super::field::error_code_to_wire) as i32,
+        bytes_in: s.traffic.bytes_in,
+        bytes_out: s.traffic.bytes_out,
+        open_connections: s.traffic.open,
+        total_connections: s.traffic.total,
+        refused_connections: s.traffic.refused,
+        rate_in: s.traffic.rate_in,
+        rate_out: s.traffic.rate_out,
     }
 }
 
@@ -221,5 +249,14 @@ pub fn session_status_from_wire(s: &pb::SessionStatus) -> Result<SessionStatus, 
         prod_listeners: addrs_from_wire(&s.prod_listeners)?,
         targets: addrs_from_wire(&s.targets)?,
         failure,
+        traffic: SessionTraffic {
+            bytes_in: s.bytes_in,
+            bytes_out: s.bytes_out,
+            open: s.open_connections,
+            total: s.total_connections,
+            refused: s.refused_connections,
+            rate_in: s.rate_in,
+            rate_out: s.rate_out,
+        },
     })
 }

@@ -102,4 +102,21 @@ fn bytes_cross_both_gateways_and_a_stranger_at_the_wan_port_never_reaches_the_pr
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(reached.load(Ordering::SeqCst), 1, "an unauthenticated connection reached the producer");
     assert!(prod.log().contains("WAN connection refused"), "the refusal is logged:\n{}", prod.log());
+
+    // The counters, as `s2uc status` shows them at each facility.
+    for (server, cert, refused) in [(&prod, &pc, 1), (&cons, &cc, 0)] {
+        let out = scistream_tests::run(
+            "s2uc",
+            &args(&["--server-cert", cert, "--json", "status", &uid, "--s2cs", &server.addr]),
+            Duration::from_secs(20),
+        )
+        .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let st = json(String::from_utf8_lossy(&out.stdout).lines().next().expect("a line"));
+        let n = data.len() as u64;
+        assert_eq!(st["bytes_in"], n, "{st}");
+        assert_eq!(st["bytes_out"], n, "{st}");
+        assert_eq!(st["total_connections"], 1 + refused, "{st}");
+        assert_eq!(st["refused_connections"], refused, "{st}");
+    }
 }
