@@ -123,8 +123,9 @@ impl S2dsActor {
                 }
                 None
             }
-            Effect::StartBridges { uid, targets, creds, role, .. } => {
-                let sent = st.sessions.get(&uid).map(|s| s.send_message(SessionMsg::Bridges { targets, creds, role }));
+            Effect::StartBridges { uid, targets, creds, role, rate, .. } => {
+                let bridges = SessionMsg::Bridges { targets, creds, role, rate };
+                let sent = st.sessions.get(&uid).map(|s| s.send_message(bridges));
                 Some(match sent {
                     Some(Ok(())) => s2ds::Input::BridgesUp(uid),
                     _ => s2ds::Input::BridgesFailed(uid),

@@ -46,6 +46,8 @@ pub enum SessionMsg {
         creds: Credentials,
         /// The end this facility serves.
         role: Role,
+        /// The session's rate (1.2 unit: kB/s, 0 unlimited).
+        rate: u32,
     },
 }
 
@@ -99,7 +101,7 @@ impl Actor for SessionActor {
         state: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Bridges { targets, creds, role } => {
+            SessionMsg::Bridges { targets, creds, role, rate } => {
                 if state.relay.is_some() {
                     return Ok(());
                 }
@@ -107,7 +109,9 @@ impl Actor for SessionActor {
                 let legs = Legs::for_session(role, &creds)?;
                 tracing::info!(uid = %state.uid, ?targets, ?legs, "forwarding");
                 let listeners = std::mem::take(&mut state.listeners);
-                state.relay = Some(Relay::start(listeners, targets, legs, state.counters.clone()));
+                // SciStream 1.2's unit: --rate=20000 is 20 MB/s.
+                let limit = (rate > 0).then(|| u64::from(rate) * 1000);
+                state.relay = Some(Relay::start(listeners, targets, legs, state.counters.clone(), limit));
             }
         }
         Ok(())

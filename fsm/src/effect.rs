@@ -68,6 +68,8 @@ pub enum Effect {
         creds: Credentials,
         /// The end this facility serves (which leg is the WAN one).
         role: Role,
+        /// The session's rate (1.2 unit: kB/s; 0 unlimited).
+        rate: u32,
     },
     /// Data server: close `uid`'s bridges and listeners and return `ports` to the pool.
     Unlisten {

@@ -186,6 +186,8 @@ pub enum Msg {
         /// leg (TLS server) and forwards to the producer; a consumer's accepts the consumer and
         /// dials the producer's gateway (TLS client).
         role: Role,
+        /// The session's rate (1.2 unit: kB/s; 0 unlimited), enforced on the producer's data.
+        rate: u32,
     },
     /// S2DS → S2CS: the bridges are up.
     Connected {

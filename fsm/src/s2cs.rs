@@ -85,6 +85,9 @@ pub struct Config {
     /// Serve sessions whose UpdateTargets brings no credentials (SciStream 1.2 clients) with a
     /// plain-text WAN leg; otherwise such an UpdateTargets is refused (FAILED_PRECONDITION).
     pub allow_plain_wan: bool,
+    /// The facility's capacity in the rate unit (kB/s): the rates of the sessions holding
+    /// resources may not add up to more; an unlimited rate (0) takes all of it. `None`: no limit.
+    pub capacity: Option<u64>,
 }
 
 /// An input to the control server.
@@ -255,7 +258,7 @@ impl S2cs {
             session::State::Reserving => Msg::StartLstn { uid, epoch, num_conn: s.params.num_conn },
             session::State::Updating => {
                 let (targets, creds) = s.bridge.clone().expect("updating sessions have a map");
-                Msg::StartConn { uid, epoch, targets, creds, role: s.params.role }
+                Msg::StartConn { uid, epoch, targets, creds, role: s.params.role, rate: s.params.rate }
             }
             session::State::Releasing | session::State::Aborting => Msg::DsRel { uid, epoch },
             _ => return,

@@ -270,7 +270,9 @@ impl S2ds {
         }
         match msg {
             Msg::StartLstn { num_conn, .. } => self.on_start_lstn(now, uid, num_conn, out),
-            Msg::StartConn { targets, creds, role, .. } => self.on_start_conn(uid, targets, creds, role, out),
+            Msg::StartConn { targets, creds, role, rate, .. } => {
+                self.on_start_conn(uid, targets, creds, (role, rate), out)
+            }
             Msg::DsRel { .. } => self.on_rel(now, uid, out),
             _ => unreachable!("filtered above"),
         }
@@ -334,6 +336,7 @@ impl S2ds {
                 targets: Vec::new(),
                 creds: Credentials::default(),
                 role: self.cfg.facility,
+                rate: 0,
             });
         }
         out.push(Effect::SetTimer {
@@ -379,7 +382,7 @@ impl S2ds {
         uid: Uid,
         targets: Vec<Addr>,
         creds: Credentials,
-        role: Role,
+        (role, rate): (Role, u32),
         out: &mut Outbox,
     ) -> Result<(), ProtocolError> {
         let Some(s) = self.sessions.get_mut(&uid) else {
@@ -402,7 +405,14 @@ impl S2ds {
         match action {
             Some(Action::StartBridges) => {
                 out.push(Effect::CancelTimer { key: TimerKey { uid: Some(uid), kind: TimerKind::Lease } });
-                out.push(Effect::StartBridges { uid, ports: s.ports.clone(), targets: targets.clone(), creds, role });
+                out.push(Effect::StartBridges {
+                    uid,
+                    ports: s.ports.clone(),
+                    targets: targets.clone(),
+                    creds,
+                    role,
+                    rate,
+                });
                 s.bridge = Some((targets, creds));
             }
             Some(Action::ReportConnected) => self.reply(out, Msg::Connected { uid, inc: self.inc }),

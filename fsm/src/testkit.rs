@@ -68,6 +68,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
         backoff: BACKOFF,
         require_app_keys: false,
         allow_plain_wan: false,
+        capacity: None,
     }
 }
 

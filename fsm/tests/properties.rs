@@ -320,8 +320,8 @@ fn cs_down_msg(uid: impl Strategy<Value = Uid> + Clone + 'static) -> impl Strate
     prop_oneof![
         1 => epoch().prop_map(|epoch| Msg::Attach { epoch }),
         4 => (uid.clone(), epoch(), 0u16..=3).prop_map(|(uid, epoch, num_conn)| Msg::StartLstn { uid, epoch, num_conn }),
-        3 => (uid.clone(), epoch(), addrs(), creds(), role())
-            .prop_map(|(uid, epoch, targets, creds, role)| Msg::StartConn { uid, epoch, targets, creds, role }),
+        3 => (uid.clone(), epoch(), addrs(), creds(), role(), 0u32..=30_000)
+            .prop_map(|(uid, epoch, targets, creds, role, rate)| Msg::StartConn { uid, epoch, targets, creds, role, rate }),
         2 => (uid, epoch()).prop_map(|(uid, epoch)| Msg::DsRel { uid, epoch }),
     ]
 }
@@ -414,6 +414,7 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
             backoff: Backoff::default(),
             require_app_keys,
             allow_plain_wan: require_app_keys,
+            capacity: None,
         };
         (Just(S2cs::new(cfg, EPOCH)), prop::collection::vec((delay(), input), 0..80))
     })

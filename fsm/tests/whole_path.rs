@@ -92,6 +92,7 @@ impl World {
                 backoff,
                 require_app_keys: false,
                 allow_plain_wan: false,
+                capacity: None,
             };
             S2cs::new(cfg, 1)
         };

@@ -98,8 +98,9 @@ pub(crate) fn msg() -> impl Strategy<Value = Msg> {
         (uid(), n(), num_conn()).prop_map(|(uid, epoch, num_conn)| Msg::StartLstn { uid, epoch, num_conn }),
         (uid(), n(), ports()).prop_map(|(uid, inc, ports)| Msg::Lstn { uid, inc, ports }),
         (uid(), n(), error_code()).prop_map(|(uid, inc, code)| Msg::Refused { uid, inc, code }),
-        (uid(), n(), addrs(), creds(), role())
-            .prop_map(|(uid, epoch, targets, creds, role)| { Msg::StartConn { uid, epoch, targets, creds, role } }),
+        (uid(), n(), addrs(), creds(), role(), any::<u32>()).prop_map(|(uid, epoch, targets, creds, role, rate)| {
+            Msg::StartConn { uid, epoch, targets, creds, role, rate }
+        }),
         (uid(), n()).prop_map(|(uid, inc)| Msg::Connected { uid, inc }),
         (uid(), n()).prop_map(|(uid, epoch)| Msg::DsRel { uid, epoch }),
         (uid(), n()).prop_map(|(uid, inc)| Msg::DsReleased { uid, inc }),

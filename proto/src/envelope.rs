@@ -111,12 +111,13 @@ fn body_of(msg: &Msg) -> Body {
         Msg::Refused { uid, inc, code } => {
             Body::Refused(pb::EnvRefused { uid: uid_to_wire(*uid), inc: *inc, code: error_code_to_wire(*code).into() })
         }
-        Msg::StartConn { uid, epoch, targets, creds, role } => Body::StartConn(pb::EnvStartConn {
+        Msg::StartConn { uid, epoch, targets, creds, role, rate } => Body::StartConn(pb::EnvStartConn {
             uid: uid_to_wire(*uid),
             epoch: *epoch,
             targets: addrs_to_wire(targets),
             credentials: creds_to_wire(creds),
             role: role.as_wire().to_string(),
+            rate: *rate,
         }),
         Msg::Connected { uid, inc } => Body::Connected(ds_ack(*uid, *inc)),
         Msg::DsRel { uid, epoch } => Body::DsRel(pb::EnvDsRel { uid: uid_to_wire(*uid), epoch: *epoch }),
@@ -187,6 +188,7 @@ fn msg_of(body: Body, limits: &Limits) -> Result<Msg, WireError> {
             targets: addrs_from_wire(&m.targets)?,
             creds: creds_from_wire(&m.credentials)?,
             role: role_from_wire(&m.role)?,
+            rate: m.rate,
         },
         Body::Connected(m) => Msg::Connected { uid: uid_from_wire(&m.uid)?, inc: m.inc },
         Body::DsRel(m) => Msg::DsRel { uid: uid_from_wire(&m.uid)?, epoch: m.epoch },

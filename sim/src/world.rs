@@ -474,6 +474,7 @@ fn cs_cfg(sc: &Scenario, r: Role) -> s2cs::Config {
         backoff: backoff(sc),
         require_app_keys: false,
         allow_plain_wan: false,
+        capacity: None,
     }
 }
 

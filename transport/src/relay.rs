@@ -137,12 +137,21 @@ pub struct Relay {
 impl Relay {
     /// Starts relaying from `listeners` to `targets` (must not be empty), legs secured per
     /// `legs`, counting into `counters` (shared with whoever reports the session's traffic).
-    pub fn start(listeners: Vec<TcpListener>, targets: Vec<Addr>, legs: Legs, counters: Arc<Counters>) -> Self {
+    /// With `rate` (bytes per second), the data coming back from the targets — the producer's
+    /// — is held to it, across all the session's connections.
+    pub fn start(
+        listeners: Vec<TcpListener>,
+        targets: Vec<Addr>,
+        legs: Legs,
+        counters: Arc<Counters>,
+        rate: Option<u64>,
+    ) -> Self {
         assert!(!targets.is_empty(), "a relay needs a target");
+        let bucket = rate.map(|r| Arc::new(Bucket::new(r)));
         let mut tasks = JoinSet::new();
         for (i, listener) in listeners.into_iter().enumerate() {
             let target = targets[i % targets.len()].clone();
-            tasks.spawn(accept_loop(listener, target, legs.clone(), counters.clone()));
+            tasks.spawn(accept_loop(listener, target, legs.clone(), counters.clone(), bucket.clone()));
         }
         tasks.spawn(sample_rates(counters.clone()));
         Self { tasks, counters }
@@ -174,7 +183,13 @@ async fn sample_rates(c: Arc<Counters>) {
     }
 }
 
-async fn accept_loop(listener: TcpListener, target: Addr, legs: Legs, counters: Arc<Counters>) {
+async fn accept_loop(
+    listener: TcpListener,
+    target: Addr,
+    legs: Legs,
+    counters: Arc<Counters>,
+    bucket: Option<Arc<Bucket>>,
+) {
     // Connections live in this task's set: aborting the accept loop drops them all.
     let mut conns = JoinSet::new();
     loop {
@@ -183,9 +198,9 @@ async fn accept_loop(listener: TcpListener, target: Addr, legs: Legs, counters: 
                 Ok((inbound, peer)) => {
                     counters.total.fetch_add(1, Ordering::Relaxed);
                     counters.open.fetch_add(1, Ordering::Relaxed);
-                    let (target, legs, counters) = (target.clone(), legs.clone(), counters.clone());
+                    let (target, legs, counters, bucket) = (target.clone(), legs.clone(), counters.clone(), bucket.clone());
                     conns.spawn(async move {
-                        if let Err(e) = relay_one(inbound, &target, &legs, &counters).await {
+                        if let Err(e) = relay_one(inbound, &target, &legs, &counters, bucket.as_deref()).await {
                             counters.failed.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, %target, "relayed connection failed: {e}");
                         }
@@ -284,13 +299,19 @@ async fn open(
 }
 
 /// Forwards one accepted connection to `target` until both directions end.
-async fn relay_one(inbound: TcpStream, target: &Addr, legs: &Legs, counters: &Counters) -> io::Result<()> {
+async fn relay_one(
+    inbound: TcpStream,
+    target: &Addr,
+    legs: &Legs,
+    counters: &Counters,
+    bucket: Option<&Bucket>,
+) -> io::Result<()> {
     let (inbound, outbound) = open(inbound, target, legs, counters).await?;
     let (mut in_r, mut in_w) = tokio::io::split(inbound);
     let (mut out_r, mut out_w) = tokio::io::split(outbound);
     let result = {
-        let up = pump(&mut in_r, &mut out_w, &counters.bytes_in);
-        let down = pump(&mut out_r, &mut in_w, &counters.bytes_out);
+        let up = pump(&mut in_r, &mut out_w, &counters.bytes_in, None);
+        let down = pump(&mut out_r, &mut in_w, &counters.bytes_out, bucket);
         tokio::pin!(up, down);
         // A clean end of one direction waits for the other; an error ends both at once.
         tokio::select! {
@@ -307,8 +328,8 @@ async fn relay_one(inbound: TcpStream, target: &Addr, legs: &Legs, counters: &Co
     result
 }
 
-/// Copies `from` into `to` until end of stream, then half-closes `to`.
-async fn pump<R, W>(from: &mut R, to: &mut W, count: &AtomicU64) -> io::Result<()>
+/// Copies `from` into `to` until end of stream, then half-closes `to`; paced by `bucket`.
+async fn pump<R, W>(from: &mut R, to: &mut W, count: &AtomicU64, bucket: Option<&Bucket>) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -319,8 +340,48 @@ where
         if n == 0 {
             return to.shutdown().await;
         }
+        if let Some(b) = bucket {
+            b.take(n).await;
+        }
         to.write_all(&buf[..n]).await?;
         count.fetch_add(n as u64, Ordering::Relaxed);
+    }
+}
+
+/// A token bucket shared by a session's connections: `rate` bytes per second on average,
+/// bursts of at most a tenth of a second's worth (and never less than one buffer).
+#[derive(Debug)]
+pub struct Bucket {
+    rate: f64,
+    burst: f64,
+    state: std::sync::Mutex<(f64, tokio::time::Instant)>,
+}
+
+impl Bucket {
+    /// A full bucket for `bytes_per_sec`.
+    pub fn new(bytes_per_sec: u64) -> Self {
+        let rate = bytes_per_sec.max(1) as f64;
+        let burst = (rate / 10.0).max(BUF as f64);
+        Self { rate, burst, state: std::sync::Mutex::new((burst, tokio::time::Instant::now())) }
+    }
+
+    /// Takes `n` bytes' worth, waiting as long as the rate requires (the debt is paid by waiting,
+    /// so several connections share the rate fairly in arrival order).
+    pub async fn take(&self, n: usize) {
+        let wait = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            let tokens = (st.0 + self.rate * (now - st.1).as_secs_f64()).min(self.burst) - n as f64;
+            *st = (tokens, now);
+            if tokens < 0.0 {
+                std::time::Duration::from_secs_f64(-tokens / self.rate)
+            } else {
+                std::time::Duration::ZERO
+            }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
     }
 }
 

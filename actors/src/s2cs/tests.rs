@@ -34,6 +34,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             backoff,
             require_app_keys: false,
             allow_plain_wan: false,
+            capacity: None,
         },
         epoch: 1,
         ds: s2ds::Config {

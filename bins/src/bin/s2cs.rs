@@ -101,6 +101,10 @@ struct RunArgs {
     #[arg(long, alias = "allow_plain_wan")]
     #[serde(default)]
     allow_plain_wan: bool,
+    /// The facility's capacity in the rate unit (kB/s, as --rate): requests whose rates would
+    /// exceed what is left are refused (RESOURCE_EXHAUSTED) [default: no limit].
+    #[arg(long)]
+    capacity: Option<u64>,
     /// Largest num_conn a request may ask for [default: 64].
     #[arg(long, alias = "max_num_conn")]
     max_num_conn: Option<u16>,
@@ -138,6 +142,7 @@ struct Settings {
     hello_timeout: Duration,
     max_num_conn: u16,
     allow_plain_wan: bool,
+    capacity: Option<u64>,
 }
 
 fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>> {
@@ -186,6 +191,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         hello_timeout: cli.hello_timeout.or(file.hello_timeout).unwrap_or(Duration::from_secs(180)),
         max_num_conn: cli.max_num_conn.or(file.max_num_conn).unwrap_or(64),
         allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
+        capacity: cli.capacity.or(file.capacity),
     })
 }
 
@@ -262,6 +268,7 @@ async fn serve(s: Settings) -> Result<()> {
             backoff,
             require_app_keys: false,
             allow_plain_wan: s.allow_plain_wan,
+            capacity: s.capacity,
         },
         epoch,
         ds: s2ds::Config {

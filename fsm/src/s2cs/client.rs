@@ -115,6 +115,14 @@ impl S2cs {
         if self.state() != State::Serving {
             return refuse(out, ErrorCode::Unavailable);
         }
+        if let Some(capacity) = self.cfg.capacity {
+            let demand = |rate: u32| if rate == 0 { capacity } else { u64::from(rate) };
+            let held: u64 =
+                self.sessions.values().filter(|s| s.state().holds_resources()).map(|s| demand(s.params.rate)).sum();
+            if held.saturating_add(demand(params.rate)) > capacity {
+                return refuse(out, ErrorCode::ResourceExhausted);
+            }
+        }
         let session = Session {
             machine: Machine::new(),
             owner: caller,

@@ -350,8 +350,14 @@ fn update_targets_starts_the_bridges_and_answers_updated_once_connected() {
     let mut cs = serving();
     listening(&mut cs, 1);
     let out = accept(&mut cs, at(30), update(1, 3));
-    let start =
-        Msg::StartConn { uid: uid(1), epoch: EPOCH, targets: prod_listeners(), creds: creds(9), role: Role::Prod };
+    let start = Msg::StartConn {
+        uid: uid(1),
+        epoch: EPOCH,
+        targets: prod_listeners(),
+        creds: creds(9),
+        role: Role::Prod,
+        rate: 0,
+    };
     assert_eq!(sent(&out), vec![(DS, start)]);
     assert!(timer_at(&out, retransmit_key(uid(1))).is_some());
     assert_eq!(state(&cs, 1), S::Updating);
@@ -542,4 +548,24 @@ fn an_update_without_credentials_is_refused_unless_plain_wan_legs_are_allowed() 
     listening(&mut cs, 1);
     accept(&mut cs, at(30), no_creds(3));
     assert_eq!(state(&cs, 1), S::Updating);
+}
+
+#[test]
+fn a_req_beyond_the_facilitys_remaining_capacity_is_resource_exhausted() {
+    let mut cfg = s2cs_config(Role::Prod);
+    cfg.capacity = Some(1_000);
+    let mut cs = serving_with(cfg);
+    let with_rate =
+        |n: u128, rate| req_as(alice(), n, 1, SessionParams { role: Role::Prod, num_conn: 1, rate }, key(1));
+    accept(&mut cs, at(10), with_rate(1, 600));
+    let (err, _) = reject(&mut cs, at(11), with_rate(2, 500));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(2), code: ErrorCode::ResourceExhausted });
+    accept(&mut cs, at(12), with_rate(3, 400));
+    // An unlimited rate takes the whole capacity.
+    let (err, _) = reject(&mut cs, at(13), with_rate(4, 0));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::ResourceExhausted });
+    // Released capacity is available again.
+    accept(&mut cs, at(14), rel_as(alice(), 1, 2));
+    accept(&mut cs, at(15), from_ds(Msg::DsReleased { uid: uid(1), inc: INC }));
+    accept(&mut cs, at(16), with_rate(5, 600));
 }

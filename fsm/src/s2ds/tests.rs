@@ -16,7 +16,14 @@ fn start_lstn(n: u128, num_conn: u16) -> Input {
 }
 
 fn start_conn(n: u128, cred: u8) -> Input {
-    from_cs(Msg::StartConn { uid: uid(n), epoch: EPOCH, targets: targets(), creds: creds(cred), role: Role::Cons })
+    from_cs(Msg::StartConn {
+        uid: uid(n),
+        epoch: EPOCH,
+        targets: targets(),
+        creds: creds(cred),
+        role: Role::Cons,
+        rate: 0,
+    })
 }
 
 fn ds_rel(n: u128) -> Input {
@@ -140,7 +147,7 @@ fn messages_of_an_older_epoch_are_dropped_without_a_reply() {
     for msg in [
         Msg::Attach { epoch: old },
         Msg::StartLstn { uid: uid(2), epoch: old, num_conn: 1 },
-        Msg::StartConn { uid: uid(1), epoch: old, targets: targets(), creds: creds(1), role: Role::Cons },
+        Msg::StartConn { uid: uid(1), epoch: old, targets: targets(), creds: creds(1), role: Role::Cons, rate: 0 },
         Msg::DsRel { uid: uid(1), epoch: old },
     ] {
         let (err, out) = reject(&mut ds, at(20), from_cs(msg));
@@ -263,6 +270,7 @@ fn start_conn_starts_the_bridges_with_the_given_targets_and_credentials() {
         targets: targets(),
         creds: creds(9),
         role: Role::Cons,
+        rate: 0,
     }));
     assert!(cancels(&out, timer(Some(uid(1)), TimerKind::Lease)));
     assert!(to_cs(&out).is_empty(), "Connected waits for the bridges: {out:?}");

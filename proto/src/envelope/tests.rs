@@ -37,7 +37,7 @@ fn one_of_each() -> Vec<Msg> {
         Msg::StartLstn { uid: UID, epoch: 16, num_conn: 256 },
         Msg::Lstn { uid: UID, inc: 17, ports: vec![1, 65535] },
         Msg::Refused { uid: UID, inc: 18, code: ErrorCode::ResourceExhausted },
-        Msg::StartConn { uid: UID, epoch: 19, targets: addrs, creds, role: Role::Cons },
+        Msg::StartConn { uid: UID, epoch: 19, targets: addrs, creds, role: Role::Cons, rate: 20_000 },
         Msg::Connected { uid: UID, inc: 20 },
         Msg::DsRel { uid: UID, epoch: 21 },
         Msg::DsReleased { uid: UID, inc: 22 },
@@ -150,6 +150,7 @@ fn envelope_start_conn_with_wrong_credentials_length_is_refused() {
         targets: vec![],
         credentials: vec![0; 33],
         role: "PROD".into(),
+        rate: 0,
     });
     assert_eq!(decode_body(body), Err(WireError::CredentialsLength(33)));
 }

@@ -59,7 +59,7 @@ async fn round_trip(port: u16, data: Vec<u8>) -> io::Result<Vec<u8>> {
 async fn every_byte_arrives_over_many_concurrent_connections_with_sizes_across_buffer_boundaries() {
     let target = echo_target().await;
     let ((l1, p1), (l2, p2)) = (listener().await, listener().await);
-    let relay = Relay::start(vec![l1, l2], vec![at(target)], Legs::Plain, Arc::default());
+    let relay = Relay::start(vec![l1, l2], vec![at(target)], Legs::Plain, Arc::default(), None);
     let sizes = [0, 1, BUF - 1, BUF, BUF + 1, 3 * BUF + 7, 1 << 20];
     let mut tasks = Vec::new();
     for (i, size) in sizes.iter().cycle().take(28).enumerate() {
@@ -106,7 +106,7 @@ async fn connections_are_spread_round_robin_over_fewer_targets() {
         ls.push(l);
         ports.push(p);
     }
-    let relay = Relay::start(ls, vec![at(ta), at(tb)], Legs::Plain, Arc::default());
+    let relay = Relay::start(ls, vec![at(ta), at(tb)], Legs::Plain, Arc::default(), None);
     let mut reached = Vec::new();
     for p in &ports {
         reached.push(round_trip(*p, b"ping".to_vec()).await.expect("relayed"));
@@ -127,7 +127,7 @@ async fn a_half_close_is_passed_on_and_the_other_direction_keeps_flowing() {
         s.shutdown().await.expect("close");
     });
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default());
+    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let back = tokio::time::timeout(BOUND, round_trip(port, vec![7; 1000])).await.expect("in time").expect("ok");
     assert_eq!(back, b"got 1000");
 }
@@ -144,7 +144,7 @@ async fn a_target_that_breaks_mid_stream_shows_as_an_error_at_the_client() {
         drop(s); // a reset, not an end of stream
     });
     let (lr, port) = listener().await;
-    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default());
+    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(b"hello").await.expect("send");
     let mut got = Vec::new();
@@ -164,7 +164,7 @@ async fn a_client_that_breaks_mid_stream_shows_as_an_error_at_the_target() {
         let _ = tx.send(s.read_to_end(&mut got).await.map(|_| got.len()));
     });
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default());
+    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(&[9; 5000]).await.expect("send");
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,7 +179,7 @@ async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
     let (gone, target) = listener().await;
     drop(gone);
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default());
+    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     let mut got = Vec::new();
     let end = tokio::time::timeout(BOUND, c.read_to_end(&mut got)).await.expect("in time");
@@ -190,7 +190,7 @@ async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
 async fn dropping_the_relay_closes_its_listeners_and_connections() {
     let target = echo_target().await;
     let (lr, port) = listener().await;
-    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default());
+    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(b"x").await.expect("send");
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -217,6 +217,7 @@ mod wan_chain {
             vec![at(target)],
             Legs::AcceptTls(tokio_rustls::TlsAcceptor::from(id.server_config().expect("server config"))),
             Arc::default(),
+            None,
         );
         let (lan, lan_port) = listener().await;
         let cons_gw = Relay::start(
@@ -224,6 +225,7 @@ mod wan_chain {
             vec![at(wan_port)],
             Legs::DialTls(tokio_rustls::TlsConnector::from(id.client_config().expect("client config"))),
             Arc::default(),
+            None,
         );
         (lan_port, wan_port, cons_gw, prod_gw)
     }
@@ -280,4 +282,36 @@ mod wan_chain {
         assert_eq!(prod_gw.traffic().refused, 2);
         assert_eq!(prod_gw.traffic().bytes_in, 0);
     }
+}
+
+#[tokio::test]
+async fn the_producers_data_is_held_to_the_sessions_rate_across_its_connections() {
+    // A producer that sends 320 KiB on each of two connections; the session may carry 256 KiB/s.
+    let (l, target) = listener().await;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut s, _)) = l.accept().await else { return };
+            tokio::spawn(async move {
+                let _ = s.write_all(&vec![5u8; 320 * 1024]).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let (lr, port) = listener().await;
+    let rate = 256 * 1024;
+    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), Some(rate));
+    let t = std::time::Instant::now();
+    let read_all = |port| async move {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        s.shutdown().await.expect("half-close");
+        let mut got = Vec::new();
+        s.read_to_end(&mut got).await.expect("read");
+        got.len()
+    };
+    let (a, b) = tokio::join!(read_all(port), read_all(port));
+    let took = t.elapsed().as_secs_f64();
+    assert_eq!(a + b, 640 * 1024);
+    // 640 KiB at 256 KiB/s, less one burst of 64 KiB: 2.25 s; allow scheduling slack both ways.
+    let ideal = (640.0 - 64.0) / 256.0;
+    assert!(took > ideal * 0.85 && took < ideal * 1.6, "took {took:.2} s for an ideal {ideal:.2} s");
 }
