@@ -307,6 +307,9 @@ async fn relay_one(
     bucket: Option<&Bucket>,
 ) -> io::Result<()> {
     let (inbound, outbound) = open(inbound, target, legs, counters).await?;
+    // Until both directions ended cleanly, any way out of here — an error, or the relay being
+    // dropped at REL — resets both legs.
+    let mut guard = ResetGuard::new(&[inbound.tcp(), outbound.tcp()]);
     let (mut in_r, mut in_w) = tokio::io::split(inbound);
     let (mut out_r, mut out_w) = tokio::io::split(outbound);
     let result = {
@@ -319,13 +322,39 @@ async fn relay_one(
             r = &mut down => match r { Ok(()) => up.await, e => e },
         }
     };
-    if result.is_err() {
-        // Reset both legs: each end sees an error, never a clean end of a truncated stream.
-        // (The halves of a split send nothing when dropped.)
-        let _ = in_r.unsplit(in_w).tcp().set_zero_linger();
-        let _ = out_r.unsplit(out_w).tcp().set_zero_linger();
+    if result.is_ok() {
+        guard.disarm();
     }
+    drop((in_r, in_w, out_r, out_w));
     result
+}
+
+/// Resets its sockets when dropped armed: each end then sees an error, never a clean end of a
+/// truncated stream. It holds duplicates of the sockets' descriptors, so the reset happens at
+/// the last close, whichever side drops first.
+struct ResetGuard {
+    sockets: Vec<std::net::TcpStream>,
+}
+
+impl ResetGuard {
+    fn new(legs: &[&TcpStream]) -> Self {
+        use std::os::fd::AsFd;
+        let sockets =
+            legs.iter().filter_map(|s| s.as_fd().try_clone_to_owned().ok()).map(std::net::TcpStream::from).collect();
+        Self { sockets }
+    }
+
+    fn disarm(&mut self) {
+        self.sockets.clear();
+    }
+}
+
+impl Drop for ResetGuard {
+    fn drop(&mut self) {
+        for s in &self.sockets {
+            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
+        }
+    }
 }
 
 /// Copies `from` into `to` until end of stream, then half-closes `to`; paced by `bucket`.
