@@ -15,6 +15,19 @@ use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Notice, Role, Token, U
 use scistream_transport::client::{CallError, ControlClient};
 use serde_json::json;
 
+/// `println!` that ends the process quietly when stdout is a closed pipe (`s2uc list | head`)
+/// instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(e) = writeln!(std::io::stdout().lock(), $($arg)*) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                std::process::exit(0);
+            }
+        }
+    }};
+}
+
 /// SciStream user client.
 #[derive(Parser)]
 #[command(name = "s2uc", version, about)]
@@ -332,12 +345,12 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
             "prod_app_listeners": format_addrs(&app),
             "setup_ms": ms,
         });
-        println!("{out}");
+        say!("{out}");
     } else {
-        println!("established {uid} in {ms:.1} ms");
-        println!("producer-side listeners: {}", format_addrs(&pl));
-        println!("consumer-side listeners: {}", format_addrs(&cl));
-        println!("producer application:    {}", format_addrs(&app));
+        say!("established {uid} in {ms:.1} ms");
+        say!("producer-side listeners: {}", format_addrs(&pl));
+        say!("consumer-side listeners: {}", format_addrs(&cl));
+        say!("producer application:    {}", format_addrs(&app));
     }
     Ok(())
 }
@@ -365,11 +378,11 @@ async fn consumer_side(
 /// while this command waits for its Hello.
 fn announce(json: bool, uid: Uid, key: AppKey, prod_s2cs: &str) {
     if json {
-        println!("{}", json!({"event": "created", "uid": uid.to_string(), "app_key": hex(&key.0)}));
+        say!("{}", json!({"event": "created", "uid": uid.to_string(), "app_key": hex(&key.0)}));
     } else {
-        println!("uid {uid}");
-        println!("app key {}", hex(&key.0));
-        println!(
+        say!("uid {uid}");
+        say!("app key {}", hex(&key.0));
+        say!(
             "waiting for the producer's Hello: appctrl {uid} --s2cs {prod_s2cs} --key {} --listeners HOST:PORT,...",
             hex(&key.0)
         );
@@ -381,9 +394,9 @@ fn announce(json: bool, uid: Uid, key: AppKey, prod_s2cs: &str) {
 /// Prints a secret the user must hand to the other facility's operator (and nobody else).
 fn secret(json: bool, name: &str, value: &str) {
     if json {
-        println!("{}", json!({ name: value }));
+        say!("{}", json!({ name: value }));
     } else {
-        println!("{name} {value} (secret: pass it to the other side's cons-req/outbound-request --credentials)");
+        say!("{name} {value} (secret: pass it to the other side's cons-req/outbound-request --credentials)");
     }
 }
 
@@ -406,11 +419,11 @@ fn report(json: bool, uid: Uid, fields: &[(&str, &[Addr])]) {
         for (k, v) in fields {
             m.insert((*k).into(), format_addrs(v).into());
         }
-        println!("{}", serde_json::Value::Object(m));
+        say!("{}", serde_json::Value::Object(m));
     } else {
-        println!("uid {uid}");
+        say!("uid {uid}");
         for (k, v) in fields {
-            println!("{k} {}", format_addrs(v));
+            say!("{k} {}", format_addrs(v));
         }
     }
 }
@@ -418,7 +431,7 @@ fn report(json: bool, uid: Uid, fields: &[(&str, &[Addr])]) {
 fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) {
     for v in all {
         if json {
-            println!(
+            say!(
                 "{}",
                 json!({
                     "uid": v.uid.to_string(), "state": v.state, "role": v.params.role.as_wire(), "num_conn": v.params.num_conn,
@@ -433,7 +446,7 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
             );
         } else {
             let t = &v.traffic;
-            println!(
+            say!(
                 "{} {} {} num_conn={} listeners={} targets={}{}",
                 v.uid,
                 v.params.role,
@@ -443,9 +456,15 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                 format_addrs(&v.targets),
                 v.failure.map(|c| format!(" failure={c}")).unwrap_or_default()
             );
-            println!(
+            say!(
                 "    traffic: in {} B ({} B/s), out {} B ({} B/s), connections {} open / {} total, {} refused",
-                t.bytes_in, t.rate_in, t.bytes_out, t.rate_out, t.open, t.total, t.refused
+                t.bytes_in,
+                t.rate_in,
+                t.bytes_out,
+                t.rate_out,
+                t.open,
+                t.total,
+                t.refused
             );
         }
     }
