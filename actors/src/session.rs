@@ -120,7 +120,10 @@ impl Actor for SessionActor {
     async fn post_stop(&self, _: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
         tracing::debug!(uid = %state.uid, traffic = ?state.relay.as_ref().map(Relay::traffic), "session closed");
         state.listeners.clear();
-        state.relay = None;
+        // Wait for the listeners to close: the pool may hand their ports out again at once.
+        if let Some(relay) = state.relay.take() {
+            relay.shutdown().await;
+        }
         Ok(())
     }
 }

@@ -7,8 +7,8 @@ use clap::Args;
 use scistream_transport::client::ControlClient;
 use scistream_transport::tls::{self, Trust};
 
-/// How to reach control servers.
-#[derive(Args, Debug, Clone)]
+/// How to reach control servers. (No `Debug`: it holds the token.)
+#[derive(Args, Clone)]
 pub struct ConnectOpts {
     /// A control server's certificate or CA (PEM), repeatable (one per facility); without it
     /// the system's roots are trusted.

@@ -165,9 +165,34 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Stops the relay and waits until its listeners are closed, so their ports can be bound
+    /// again at once (dropping it stops it too, but frees the ports a little later).
+    pub async fn shutdown(mut self) {
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         self.tasks.abort_all();
+    }
+}
+
+/// One open connection in the counters, for as long as it lives.
+struct OpenConnection<'a>(&'a Counters);
+
+impl<'a> OpenConnection<'a> {
+    fn new(c: &'a Counters) -> Self {
+        c.open.fetch_add(1, Ordering::Relaxed);
+        Self(c)
+    }
+}
+
+impl Drop for OpenConnection<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -175,6 +200,7 @@ impl Drop for Relay {
 async fn sample_rates(c: Arc<Counters>) {
     let mut last = (c.bytes_in.load(Ordering::Relaxed), c.bytes_out.load(Ordering::Relaxed));
     let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
     loop {
         tick.tick().await;
@@ -199,14 +225,14 @@ async fn accept_loop(
             accepted = listener.accept() => match accepted {
                 Ok((inbound, peer)) => {
                     counters.total.fetch_add(1, Ordering::Relaxed);
-                    counters.open.fetch_add(1, Ordering::Relaxed);
                     let (target, legs, counters, bucket) = (target.clone(), legs.clone(), counters.clone(), bucket.clone());
                     conns.spawn(async move {
+                        // Counted open until this task ends, also when REL aborts it.
+                        let _open = OpenConnection::new(&counters);
                         if let Err(e) = relay_one(inbound, &target, &legs, &counters, bucket.as_deref()).await {
                             counters.failed.fetch_add(1, Ordering::Relaxed);
                             tracing::debug!(%peer, %target, "relayed connection failed: {e}");
                         }
-                        counters.open.fetch_sub(1, Ordering::Relaxed);
                     });
                 }
                 Err(e) => {
@@ -253,6 +279,7 @@ async fn open(
     legs: &Legs,
     counters: &Counters,
 ) -> io::Result<(Box<dyn Leg>, Box<dyn Leg>)> {
+    arm(&inbound);
     inbound.set_nodelay(true)?;
     let inbound: Box<dyn Leg> = match legs {
         Legs::AcceptTls(acceptor) => match tokio::time::timeout(HANDSHAKE, acceptor.accept(inbound)).await {
@@ -270,14 +297,9 @@ async fn open(
         },
         Legs::Plain | Legs::DialTls(_) => Box::new(inbound),
     };
-    let outbound = match TcpStream::connect((target.host.as_str(), target.port)).await {
-        Ok(s) => s,
-        Err(e) => {
-            // The target is not there: the client must not see a clean, empty stream.
-            let _ = inbound.tcp().set_zero_linger();
-            return Err(e);
-        }
-    };
+    // The target may not be there: the client is already armed to see a reset.
+    let outbound = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    arm(&outbound);
     outbound.set_nodelay(true)?;
     let outbound: Box<dyn Leg> = match legs {
         Legs::DialTls(connector) => {
@@ -285,14 +307,10 @@ async fn open(
             match tokio::time::timeout(HANDSHAKE, connector.connect(name, outbound)).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
-                    let _ = inbound.tcp().set_zero_linger();
                     tracing::warn!(%target, "the producer's gateway did not authenticate as the session: {e}");
                     return Err(e);
                 }
-                Err(_) => {
-                    let _ = inbound.tcp().set_zero_linger();
-                    return Err(io::ErrorKind::TimedOut.into());
-                }
+                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
             }
         }
         Legs::Plain | Legs::AcceptTls(_) => Box::new(outbound),
@@ -313,9 +331,6 @@ async fn relay_one(
         return relay_plain(inbound, target, counters, bucket).await;
     }
     let (inbound, outbound) = open(inbound, target, legs, counters).await?;
-    // Until both directions ended cleanly, any way out of here — an error, or the relay being
-    // dropped at REL — resets both legs.
-    let mut guard = ResetGuard::new(&[inbound.tcp(), outbound.tcp()]);
     let (mut in_r, mut in_w) = tokio::io::split(inbound);
     let (mut out_r, mut out_w) = tokio::io::split(outbound);
     let result = {
@@ -329,9 +344,9 @@ async fn relay_one(
         }
     };
     if result.is_ok() {
-        guard.disarm();
+        disarm(in_r.unsplit(in_w).tcp());
+        disarm(out_r.unsplit(out_w).tcp());
     }
-    drop((in_r, in_w, out_r, out_w));
     result
 }
 
@@ -343,16 +358,11 @@ async fn relay_plain(
     counters: &Counters,
     bucket: Option<&Bucket>,
 ) -> io::Result<()> {
+    arm(&inbound);
     inbound.set_nodelay(true)?;
-    let outbound = match TcpStream::connect((target.host.as_str(), target.port)).await {
-        Ok(s) => s,
-        Err(e) => {
-            let _ = inbound.set_zero_linger();
-            return Err(e);
-        }
-    };
+    let outbound = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    arm(&outbound);
     outbound.set_nodelay(true)?;
-    let mut guard = ResetGuard::new(&[&inbound, &outbound]);
     let up = splice::pump(&inbound, &outbound, &counters.bytes_in, None);
     let down = splice::pump(&outbound, &inbound, &counters.bytes_out, bucket);
     tokio::pin!(up, down);
@@ -361,37 +371,22 @@ async fn relay_plain(
         r = &mut down => match r { Ok(()) => up.await, e => e },
     };
     if result.is_ok() {
-        guard.disarm();
+        disarm(&inbound);
+        disarm(&outbound);
     }
     result
 }
 
-/// Resets its sockets when dropped armed: each end then sees an error, never a clean end of a
-/// truncated stream. It holds duplicates of the sockets' descriptors, so the reset happens at
-/// the last close, whichever side drops first.
-struct ResetGuard {
-    sockets: Vec<std::net::TcpStream>,
+/// Until both directions of a connection ended cleanly, closing its sockets resets them
+/// (SO_LINGER 0): an error, or the relay dropped at REL, reaches each end as an error, never
+/// as a clean end of a truncated stream.
+fn arm(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
 }
 
-impl ResetGuard {
-    fn new(legs: &[&TcpStream]) -> Self {
-        use std::os::fd::AsFd;
-        let sockets =
-            legs.iter().filter_map(|s| s.as_fd().try_clone_to_owned().ok()).map(std::net::TcpStream::from).collect();
-        Self { sockets }
-    }
-
-    fn disarm(&mut self) {
-        self.sockets.clear();
-    }
-}
-
-impl Drop for ResetGuard {
-    fn drop(&mut self) {
-        for s in &self.sockets {
-            let _ = socket2::SockRef::from(s).set_linger(Some(std::time::Duration::ZERO));
-        }
-    }
+/// Both directions ended cleanly: close gracefully.
+fn disarm(s: &TcpStream) {
+    let _ = socket2::SockRef::from(s).set_linger(None);
 }
 
 /// Copies `from` into `to` until end of stream, then half-closes `to`; paced by `bucket`.

@@ -137,6 +137,8 @@ impl pb::control_server::Control for ControlService {
                     return Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)));
                 }
                 Msg::Error { code, .. } => return Err(status_of(code, "req")),
+                // Released under a REQ still waiting for its Hello.
+                Msg::Released { .. } => return Err(Status::aborted("req: the session was released")),
                 _ => {}
             }
         }
@@ -152,6 +154,7 @@ impl pb::control_server::Control for ControlService {
             match next(&mut rx).await? {
                 Msg::Updated { .. } => return Ok(Response::new(pb::Response::default())),
                 Msg::Error { code, .. } => return Err(status_of(code, "update")),
+                Msg::Released { .. } => return Err(Status::aborted("update: the session was released")),
                 _ => {}
             }
         }

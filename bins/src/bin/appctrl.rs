@@ -52,8 +52,9 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn parse_key(s: &str) -> Result<AppKey, String> {
-    let bad = || format!("app key {s:?}: expected 32 hex digits");
-    if s.len() != 32 {
+    // A secret: never echoed back.
+    let bad = || "app key: expected 32 hex digits".to_string();
+    if s.len() != 32 || !s.is_ascii() {
         return Err(bad());
     }
     let mut key = [0u8; 16];

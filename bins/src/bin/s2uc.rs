@@ -207,7 +207,10 @@ async fn run(cli: Cli) -> Result<()> {
             let c = conn.client(&s2cs).await?;
             let l =
                 role_client(&c, &size, Role::Prod).req(uid, Role::Prod, size.num_conn, size.rate, Some(key)).await?;
-            c.update(uid, Role::Prod, &l.prod_listeners, Some(creds)).await?;
+            if let Err(e) = c.update(uid, Role::Prod, &l.prod_listeners, Some(creds)).await {
+                let _ = c.release(uid).await;
+                return Err(e.into());
+            }
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &l.prod_listeners)]);
             secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
@@ -230,10 +233,23 @@ async fn run(cli: Cli) -> Result<()> {
             let pc = role_client(&c, &size, Role::Prod);
             let req = pc.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
             let hello = say_hello(c.clone(), uid, Role::Prod, &prod, Some(key), size.hello_timeout);
-            let (l, hello) = tokio::join!(req, hello);
-            let l = l?;
-            hello?;
-            c.update(uid, Role::Prod, &prod, Some(creds)).await?;
+            // Once the REQ has failed, its Hello can only fail too: stop waiting for it.
+            tokio::pin!(req, hello);
+            let (l, hello) = tokio::select! {
+                l = &mut req => match l {
+                    Ok(l) => (l, hello.await),
+                    Err(e) => return Err(e.into()),
+                },
+                h = &mut hello => (req.await?, h),
+            };
+            if let Err(e) = hello {
+                let _ = c.release(uid).await;
+                return Err(e);
+            }
+            if let Err(e) = c.update(uid, Role::Prod, &prod, Some(creds)).await {
+                let _ = c.release(uid).await;
+                return Err(e.into());
+            }
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &prod)]);
             secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
@@ -401,8 +417,9 @@ fn secret(json: bool, name: &str, value: &str) {
 }
 
 fn parse_creds(s: &str) -> Result<Credentials, String> {
-    let bad = || format!("credentials {}…: expected 64 hex digits", s.chars().take(8).collect::<String>());
-    if s.len() != 64 {
+    // A secret: never echoed back, not even in part.
+    let bad = || "credentials: expected 64 hex digits".to_string();
+    if s.len() != 64 || !s.is_ascii() {
         return Err(bad());
     }
     let mut c = [0u8; 32];
