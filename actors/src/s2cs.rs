@@ -188,8 +188,14 @@ impl Actor for S2csActor {
 
     async fn pre_start(&self, myself: ActorRef<S2csMsg>, args: S2csArgs) -> Result<S2csState, ActorProcessingErr> {
         let traffic = TrafficBook::default();
-        let ds_args =
-            S2dsArgs { cfg: args.ds, inc: args.epoch, bind_ip: args.bind_ip, parent: myself.clone(), traffic };
+        let ds_args = S2dsArgs {
+            cfg: args.ds,
+            inc: args.epoch,
+            bind_ip: args.bind_ip,
+            parent: myself.clone(),
+            traffic,
+            allow_plain_wan: args.cs.allow_plain_wan,
+        };
         let ds = Self::spawn_ds(&myself, ds_args.clone()).await?;
         let mut st = S2csState {
             core: s2cs::S2cs::new(args.cs, args.epoch),

@@ -40,6 +40,8 @@ pub struct S2dsArgs {
     pub parent: ActorRef<S2csMsg>,
     /// Each session's traffic, for the control server to report.
     pub traffic: TrafficBook,
+    /// Whether sessions without credentials may have a plain WAN leg.
+    pub allow_plain_wan: bool,
 }
 
 /// The S2DS actor's state.
@@ -50,6 +52,7 @@ pub struct S2dsState {
     bind_ip: IpAddr,
     parent: ActorRef<S2csMsg>,
     traffic: TrafficBook,
+    allow_plain_wan: bool,
     timers: Timers,
     sessions: BTreeMap<Uid, ActorRef<SessionMsg>>,
 }
@@ -94,7 +97,7 @@ impl S2dsActor {
             Effect::Listen { uid, ports } => {
                 let counters = Arc::new(Counters::default());
                 st.traffic.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, counters.clone());
-                let args = SessionArgs { uid, ip: st.bind_ip, ports, counters };
+                let args = SessionArgs { uid, ip: st.bind_ip, ports, counters, allow_plain_wan: st.allow_plain_wan };
                 match Actor::spawn_linked(None, SessionActor, args, myself.get_cell()).await {
                     Ok((session, _)) => {
                         st.sessions.insert(uid, session);
@@ -148,6 +151,7 @@ impl Actor for S2dsActor {
             bind_ip: args.bind_ip,
             parent: args.parent,
             traffic: args.traffic,
+            allow_plain_wan: args.allow_plain_wan,
             timers: Timers::new(),
             sessions: BTreeMap::new(),
         };

@@ -32,6 +32,8 @@ pub struct SessionArgs {
     pub ports: Vec<u16>,
     /// Where its relay counts its traffic.
     pub counters: Arc<Counters>,
+    /// Whether a session without credentials may have a plain WAN leg.
+    pub allow_plain_wan: bool,
 }
 
 /// Messages to a session actor.
@@ -58,6 +60,7 @@ pub struct SessionState {
     listeners: Vec<TcpListener>,
     relay: Option<Relay>,
     counters: Arc<Counters>,
+    allow_plain_wan: bool,
 }
 
 impl SessionState {
@@ -91,7 +94,13 @@ impl Actor for SessionActor {
             listeners.push(bind(args.ip, *port)?);
         }
         tracing::debug!(uid = %args.uid, ports = ?args.ports, "session listening");
-        Ok(SessionState { uid: args.uid, listeners, relay: None, counters: args.counters })
+        Ok(SessionState {
+            uid: args.uid,
+            listeners,
+            relay: None,
+            counters: args.counters,
+            allow_plain_wan: args.allow_plain_wan,
+        })
     }
 
     async fn handle(
@@ -106,7 +115,7 @@ impl Actor for SessionActor {
                     return Ok(());
                 }
                 // An error here fails this actor: its supervisor fails the session.
-                let legs = Legs::for_session(role, &creds)?;
+                let legs = Legs::for_session(role, &creds, state.allow_plain_wan)?;
                 tracing::info!(uid = %state.uid, ?targets, ?legs, "forwarding");
                 let listeners = std::mem::take(&mut state.listeners);
                 // SciStream 1.2's unit: --rate=20000 is 20 MB/s.

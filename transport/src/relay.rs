@@ -103,13 +103,17 @@ pub enum Legs {
 impl Legs {
     /// The legs of a session served by a facility in `role`, secured with `creds`: the WAN leg
     /// is the accepting side at a producer's gateway and the dialling side at a consumer's.
-    /// Without credentials (a SciStream 1.2 client, allowed by configuration) both are plain.
+    /// Without credentials (a SciStream 1.2 client) both are plain if `allow_plain`, else it is
+    /// an error.
     pub fn for_session(
         role: scistream_fsm::Role,
         creds: &scistream_fsm::Credentials,
+        allow_plain: bool,
     ) -> Result<Self, crate::wan::WanError> {
         if *creds == scistream_fsm::Credentials::default() {
-            return Ok(Self::Plain);
+            // The control server refuses such sessions unless allowed; the data plane checks
+            // again rather than trust it.
+            return if allow_plain { Ok(Self::Plain) } else { Err(crate::wan::WanError::PlainNotAllowed) };
         }
         let id = crate::wan::SessionIdentity::derive(creds)?;
         Ok(match role {

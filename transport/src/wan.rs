@@ -28,6 +28,9 @@ pub enum WanError {
     /// rustls refused the configuration.
     #[error("TLS configuration refused: {0}")]
     Config(#[from] rustls::Error),
+    /// The session has no credentials and plain WAN legs are not allowed.
+    #[error("session without WAN credentials, and plain WAN legs are not allowed")]
+    PlainNotAllowed,
 }
 
 /// One session's TLS identity, the same at both gateways.

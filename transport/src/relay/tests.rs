@@ -316,3 +316,13 @@ async fn the_producers_data_is_held_to_the_sessions_rate_across_its_connections(
     let ideal = (640.0 - 64.0) / 256.0;
     assert!(took > ideal * 0.85 && took < ideal * 1.6, "took {took:.2} s for an ideal {ideal:.2} s");
 }
+
+#[test]
+fn a_session_without_credentials_gets_plain_legs_only_when_allowed() {
+    use scistream_fsm::{Credentials, Role};
+    let none = Credentials::default();
+    assert!(matches!(Legs::for_session(Role::Prod, &none, false), Err(crate::wan::WanError::PlainNotAllowed)));
+    assert!(matches!(Legs::for_session(Role::Cons, &none, true), Ok(Legs::Plain)));
+    assert!(matches!(Legs::for_session(Role::Prod, &Credentials([3; 32]), false), Ok(Legs::AcceptTls(_))));
+    assert!(matches!(Legs::for_session(Role::Cons, &Credentials([3; 32]), false), Ok(Legs::DialTls(_))));
+}
