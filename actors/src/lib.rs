@@ -6,8 +6,8 @@
 //!
 //! The tree of a control server: [`S2csActor`] (the control server's core, one session
 //! machine per uid) supervises [`S2dsActor`] (the embedded data server's core), which
-//! supervises one [`SessionActor`] per stream session holding that session's listeners (and,
-//! with the data plane, its bridges). A session actor that fails is reported to the data
+//! supervises one [`SessionActor`] per stream session holding that session's listeners and,
+//! once UpdateTargets came, its relay. A session actor that fails is reported to the data
 //! server, which fails only that session; a data server that fails is restarted under a new
 //! incarnation and the control server fails the sessions it held; the server keeps serving.
 //!

@@ -7,7 +7,7 @@
 //!   SciStream 1.2 `scistream.Control` service from `scistream-proto`;
 //! - the S2DS relay engine: listeners, zero-copy forwarding, per-session mutual TLS on the WAN
 //!   leg, rate enforcement and counters;
-//! - authentication: OAuth2 token introspection for callers, app keys for controllers.
+//! - authentication: the caller's token (OAuth2 introspection arrives with issue 5).
 //!
 //! Its contract: it executes the effects the fsm cores emit (`Effect::Send`, `Effect::Listen`,
 //! `Effect::StartBridges`, `Effect::Unlisten`) and turns what happens on the wire back into
@@ -23,6 +23,14 @@
 //! - [`client`]: [`ControlClient`](client::ControlClient), one typed method per rpc, each with
 //!   a deadline and the token, every answer validated, every failure a [`client::CallError`];
 //! - [`server`]: the `scistream.Control` gRPC service of a control server.
+//!
+//! The data plane's:
+//!
+//! - [`relay`]: per session, listeners forwarded to targets — splice on plain legs, a fixed
+//!   buffer on TLS legs, half-close passed on, breaks passed on as resets, a token-bucket rate,
+//!   counters;
+//! - [`wan`]: the WAN leg's mutual TLS 1.3, both gateways pinned to an identity derived from
+//!   the session's credentials.
 
 pub mod auth;
 pub mod certgen;
