@@ -5,9 +5,10 @@
 //! (also when a test panics). The tests live in `tests/tests/`; the protocol's own tests live
 //! beside the code they test (`fsm`, `proto`, `sim`).
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -254,12 +255,89 @@ impl Drop for Background {
     }
 }
 
+/// A pipe's lines, sent to a channel as they come (read on a thread).
+pub fn lines(pipe: impl Read + Send + 'static) -> Receiver<String> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+impl Background {
+    /// Its stdout's lines as they come; once only (the pipe is taken).
+    pub fn stdout_lines(&mut self) -> Result<Receiver<String>> {
+        let stdout = self.0.as_mut().and_then(|c| c.stdout.take()).context("no running command with piped stdout")?;
+        Ok(lines(stdout))
+    }
+}
+
+/// `--server-cert` flags trusting each of these servers' certificates.
+pub fn trust(servers: &[&Server]) -> Vec<String> {
+    servers
+        .iter()
+        .filter_map(|s| s.cert.as_ref())
+        .flat_map(|c| ["--server-cert".to_string(), c.display().to_string()])
+        .collect()
+}
+
+/// `s2uc --json request` between two facilities, running in the background, past the
+/// `created` line it prints at once.
+#[derive(Debug)]
+pub struct Request {
+    /// The `s2uc` process.
+    pub process: Background,
+    /// Its further stdout lines.
+    pub lines: Receiver<String>,
+    /// The `created` line, parsed.
+    pub created: serde_json::Value,
+    /// The session's uid, from it.
+    pub uid: String,
+    /// The session's app key (hex), from it.
+    pub app_key: String,
+}
+
+impl Request {
+    /// Starts `s2uc CLIENT_FLAGS --json request --prod-s2cs PROD --cons-s2cs CONS EXTRA` and
+    /// reads its first line (within 20 s).
+    pub fn start(client_flags: &[String], prod: &str, cons: &str, extra: &[&str]) -> Result<Self> {
+        let mut all = client_flags.to_vec();
+        all.extend(args(&["--json", "request", "--prod-s2cs", prod, "--cons-s2cs", cons]));
+        all.extend(args(extra));
+        let mut process = Background::start("s2uc", &all)?;
+        let lines = process.stdout_lines()?;
+        let first = lines.recv_timeout(Duration::from_secs(20)).context("s2uc announced no session")?;
+        let created: serde_json::Value =
+            serde_json::from_str(&first).with_context(|| format!("s2uc's first line {first:?}"))?;
+        let field =
+            |name: &str| created[name].as_str().map(str::to_owned).with_context(|| format!("no {name} in {first}"));
+        let (uid, app_key) = (field("uid")?, field("app_key")?);
+        Ok(Self { process, lines, created, uid, app_key })
+    }
+
+    /// Its next line, parsed as JSON, within `limit`.
+    pub fn next_json(&self, limit: Duration) -> Result<serde_json::Value> {
+        let line = self.lines.recv_timeout(limit).context("s2uc printed no further line")?;
+        serde_json::from_str(&line).with_context(|| format!("s2uc printed {line:?}"))
+    }
+}
+
 /// Strings from `&str`s.
 pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_string()).collect()
 }
 
-/// Whether something listens on 127.0.0.1:`port`.
+/// Whether something listens on 127.0.0.1:`port`. Only a refusal (or no answer at all) means
+/// no: a session's listener may accept the probe and reset it at once (its producer is not
+/// there), and on a loaded machine that reset can land before the probe looks — it still
+/// proves a listener.
 pub fn listening(port: u16) -> bool {
-    std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_ok()
+    match std::net::TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_secs(3)) {
+        Ok(_) => true,
+        Err(e) => !matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut),
+    }
 }

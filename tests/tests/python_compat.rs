@@ -7,15 +7,15 @@
 //! Without them the tests fail and say so: they never skip.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range, listening, run};
+use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, free_range, lines, listening, run};
 use serde_json::Value;
 
 /// How long a Python script may run.
@@ -56,19 +56,6 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> JoinHandle<Vec<u8>> {
         }
         buf
     })
-}
-
-/// Sends a pipe's lines to a channel, from a thread.
-fn line_channel(pipe: impl Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// Runs a Python script to completion within `limit`.
@@ -122,7 +109,7 @@ impl Server12 {
             .stderr(File::create(&stderr)?)
             .spawn()
             .context("starting python3 server_12.py")?;
-        let lines = line_channel(child.stdout.take().context("server_12.py stdout")?);
+        let lines = lines(child.stdout.take().context("server_12.py stdout")?);
         let mut server = Self { child, addr: String::new(), lines, seen: Vec::new(), stderr };
         let ready = server.wait_for(|l| l.starts_with("ready "), Duration::from_secs(20))?;
         server.addr = format!("127.0.0.1:{}", &ready["ready ".len()..]);
@@ -266,27 +253,9 @@ fn s2uc_drives_1_2(cons_flags: &[&str]) -> Result<()> {
     let dir = Scratch::new("py12-s2uc");
     let mut prod = Server12::start(&dir.0, "prod12", 7100)?;
     let mut cons = Server12::start_with(&dir.0, "cons12", 7200, cons_flags)?;
-    let mut s2uc = Background::start(
-        "s2uc",
-        &args(&[
-            "--insecure",
-            "--json",
-            "request",
-            "--prod-s2cs",
-            &prod.addr,
-            "--cons-s2cs",
-            &cons.addr,
-            "--num-conn",
-            "2",
-        ]),
-    )?;
-    let stdout = s2uc.0.as_mut().and_then(|c| c.stdout.take()).context("s2uc stdout")?;
-    let lines = line_channel(stdout);
-    let first = lines.recv_timeout(Duration::from_secs(20)).context("s2uc printed nothing")?;
-    let created: Value = serde_json::from_str(&first).with_context(|| format!("first line {first:?}"))?;
-    assert_eq!(created["event"], "created", "{first}");
-    let uid = created["uid"].as_str().context("uid")?.to_owned();
-    let key = created["app_key"].as_str().context("app_key")?;
+    let request = Request::start(&args(&["--insecure"]), &prod.addr, &cons.addr, &["--num-conn", "2"])?;
+    assert_eq!(request.created["event"], "created", "{}", request.created);
+    let (uid, key) = (request.uid.clone(), request.app_key.as_str());
     assert!(key.len() == 32 && key.bytes().all(|b| b.is_ascii_hexdigit()), "app key {key:?}");
 
     // At once, as a user's script would: this Hello may reach the 1.2 server before s2uc's REQ
@@ -297,8 +266,9 @@ fn s2uc_drives_1_2(cons_flags: &[&str]) -> Result<()> {
         CMD_BOUND,
     )?;
     assert!(hello.status.success(), "appctrl: {}", String::from_utf8_lossy(&hello.stderr));
-    let out = s2uc.wait(CMD_BOUND)?;
-    let mut printed = vec![first];
+    let Request { process, lines, created, .. } = request;
+    let out = process.wait(CMD_BOUND)?;
+    let mut printed = vec![created.to_string()];
     loop {
         match lines.recv_timeout(Duration::from_secs(5)) {
             Ok(l) => printed.push(l),

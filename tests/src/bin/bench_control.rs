@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
-use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range};
+use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, trust};
 use scistream_transport::client::{CallError, ControlClient};
 use scistream_transport::tls::{self, Trust};
 
@@ -134,58 +134,22 @@ async fn main() -> Result<()> {
 
     // The whole setup as the user runs it: the s2uc process plus an appctrl process.
     let mut walls = Vec::new();
-    let cert = ps.cert.clone().context("cert")?.display().to_string();
-    let cons_cert = cs.cert.clone().context("cert")?.display().to_string();
+    let (both, prod_only) = (trust(&[&ps, &cs]), trust(&[&ps]));
     for _ in 0..o.cli_runs {
         let t = Instant::now();
-        let mut s2uc = Background::start(
-            "s2uc",
-            &args(&[
-                "--server-cert",
-                &cert,
-                "--server-cert",
-                &cons_cert,
-                "--json",
-                "request",
-                "--prod-s2cs",
-                &ps.addr,
-                "--cons-s2cs",
-                &cs.addr,
-                "--num-conn",
-                "1",
-            ]),
-        )?;
-        let line = first_line(&mut s2uc)?;
-        let v: serde_json::Value = serde_json::from_str(&line)?;
-        let (uid, key) = (v["uid"].as_str().context("uid")?, v["app_key"].as_str().context("key")?);
-        let hello = scistream_tests::run(
-            "appctrl",
-            &args(&[
-                uid,
-                "--s2cs",
-                &ps.addr,
-                "--server-cert",
-                &cert,
-                "--key",
-                key,
-                "--listeners",
-                "127.0.0.1:7000",
-                "--hello-timeout",
-                "10",
-            ]),
-            Duration::from_secs(30),
-        )?;
-        if !hello.status.success() {
-            let s2uc = s2uc.wait(Duration::from_secs(5))?;
+        let request = Request::start(&both, &ps.addr, &cs.addr, &["--num-conn", "1"])?;
+        let mut hello_args = args(&[&request.uid, "--s2cs", &ps.addr, "--key", &request.app_key]);
+        hello_args.extend(prod_only.iter().cloned());
+        hello_args.extend(args(&["--listeners", "127.0.0.1:7000", "--hello-timeout", "10"]));
+        let hello = scistream_tests::run("appctrl", &hello_args, Duration::from_secs(30))?;
+        let uid = request.uid.clone();
+        let out = request.process.wait(Duration::from_secs(30))?;
+        if !hello.status.success() || !out.status.success() {
             bail!(
-                "appctrl failed: {}; s2uc: {}",
+                "appctrl: {}; s2uc: {}",
                 String::from_utf8_lossy(&hello.stderr),
-                String::from_utf8_lossy(&s2uc.stderr)
+                String::from_utf8_lossy(&out.stderr)
             );
-        }
-        let out = s2uc.wait(Duration::from_secs(30))?;
-        if !out.status.success() {
-            bail!("s2uc failed: {}", String::from_utf8_lossy(&out.stderr));
         }
         walls.push(t.elapsed());
         let u: Uid = uid.parse().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -274,20 +238,4 @@ async fn main() -> Result<()> {
         std::process::exit(1);
     }
     Ok(())
-}
-
-fn first_line(bg: &mut Background) -> Result<String> {
-    use std::io::{BufRead, BufReader};
-    let child = bg.0.as_mut().context("running")?;
-    let stdout = child.stdout.take().context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(stdout);
-        let mut line = String::new();
-        let _ = r.read_line(&mut line);
-        let _ = tx.send(line);
-        // Keep draining so the process never blocks on a full pipe.
-        let _ = std::io::copy(&mut r, &mut std::io::sink());
-    });
-    rx.recv_timeout(Duration::from_secs(10)).context("no line from s2uc")
 }

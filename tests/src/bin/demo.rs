@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range, listening, run};
+use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, listening, run, trust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -174,48 +174,22 @@ async fn demo(cli: Cli) -> Result<()> {
     }
 
     step(2, "orchestration: s2uc request + appctrl over TLS");
-    let (pc, cc) = (
-        prod.cert.as_ref().context("cert")?.display().to_string(),
-        cons.cert.as_ref().context("cert")?.display().to_string(),
-    );
+    let both = trust(&[&prod, &cons]);
     let streams = cli.streams.to_string();
     let started = Instant::now();
-    let mut request = Background::start(
-        "s2uc",
-        &args(&[
-            "--server-cert",
-            &pc,
-            "--server-cert",
-            &cc,
-            "--json",
-            "request",
-            "--prod-s2cs",
-            &prod.addr,
-            "--cons-s2cs",
-            &cons.addr,
-            "--num-conn",
-            &streams,
-            "--rate",
-            "0",
-        ]),
-    )?;
-    let lines = lines_of(&mut request)?;
-    let created: serde_json::Value = serde_json::from_str(&lines.recv_timeout(Duration::from_secs(30))?)?;
-    let uid = created["uid"].as_str().context("uid")?.to_string();
-    let key = created["app_key"].as_str().context("app key")?.to_string();
-    let hello = run(
-        "appctrl",
-        &args(&[&uid, "--s2cs", &prod.addr, "--server-cert", &pc, "--key", &key, "--listeners", &app_addrs.join(",")]),
-        Duration::from_secs(60),
-    )?;
+    let request = Request::start(&both, &prod.addr, &cons.addr, &["--num-conn", &streams, "--rate", "0"])?;
+    let mut hello_args = args(&[&request.uid, "--s2cs", &prod.addr, "--key", &request.app_key]);
+    hello_args.extend(trust(&[&prod]));
+    hello_args.extend(args(&["--listeners", &app_addrs.join(",")]));
+    let hello = run("appctrl", &hello_args, Duration::from_secs(60))?;
     if !hello.status.success() {
         bail!("appctrl: {}", String::from_utf8_lossy(&hello.stderr));
     }
-    let line = lines.recv_timeout(Duration::from_secs(60)).context("s2uc printed no result")?;
-    let established: serde_json::Value = serde_json::from_str(&line)?;
-    let out = request.wait(Duration::from_secs(30))?;
+    let established = request.next_json(Duration::from_secs(60))?;
+    let uid = request.uid.clone();
+    let out = request.process.wait(Duration::from_secs(30))?;
     if !out.status.success() || established["event"] != "established" {
-        bail!("s2uc request: {line} {}", String::from_utf8_lossy(&out.stderr));
+        bail!("s2uc request: {established} {}", String::from_utf8_lossy(&out.stderr));
     }
     let setup = started.elapsed();
     println!("established in {:.1} ms (s2uc and appctrl processes included)", setup.as_secs_f64() * 1e3);
@@ -276,22 +250,9 @@ async fn demo(cli: Cli) -> Result<()> {
     println!("{verified} bytes verified in {:.2} s = {:.2} Gbit/s", took.as_secs_f64(), gbit(verified, took));
 
     step(5, "release and shutdown");
-    let rel = run(
-        "s2uc",
-        &args(&[
-            "--server-cert",
-            &pc,
-            "--server-cert",
-            &cc,
-            "release",
-            &uid,
-            "--s2cs",
-            &prod.addr,
-            "--s2cs",
-            &cons.addr,
-        ]),
-        Duration::from_secs(30),
-    )?;
+    let mut release = both.clone();
+    release.extend(args(&["release", &uid, "--s2cs", &prod.addr, "--s2cs", &cons.addr]));
+    let rel = run("s2uc", &release, Duration::from_secs(30))?;
     if !rel.status.success() {
         bail!("release: {}", String::from_utf8_lossy(&rel.stderr));
     }
@@ -326,19 +287,4 @@ async fn demo(cli: Cli) -> Result<()> {
         verified
     );
     Ok(())
-}
-
-/// The lines a background command prints, as they come.
-fn lines_of(bg: &mut Background) -> Result<std::sync::mpsc::Receiver<String>> {
-    use std::io::BufRead;
-    let stdout = bg.0.as_mut().and_then(|c| c.stdout.take()).context("stdout")?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    Ok(rx)
 }

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range};
+use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, trust};
 use serde_json::Value;
 
-use crate::testkit::{shared, stdout_lines};
+use crate::testkit::shared;
 
 /// A producer application: echoes each connection back whole, counting connections.
 fn producer() -> (u16, Arc<AtomicUsize>) {
@@ -44,41 +44,18 @@ fn bytes_cross_both_gateways_and_a_stranger_at_the_wan_port_never_reaches_the_pr
     let (da, db) = (Scratch::new("dp-prod"), Scratch::new("dp-cons"));
     let prod = Server::start(&da.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
     let cons = Server::start(&db.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
-    let (pc, cc) =
-        (prod.cert.as_ref().unwrap().display().to_string(), cons.cert.as_ref().unwrap().display().to_string());
+    let (pc, cc) = (trust(&[&prod]), trust(&[&cons]));
     let (app_port, reached) = producer();
 
-    let mut request = Background::start(
-        "s2uc",
-        &args(&[
-            "--server-cert",
-            &pc,
-            "--server-cert",
-            &cc,
-            "--json",
-            "request",
-            "--prod-s2cs",
-            &prod.addr,
-            "--cons-s2cs",
-            &cons.addr,
-            "--num-conn",
-            "1",
-        ]),
-    )
-    .unwrap();
-    let lines = stdout_lines(&mut request);
-    let created = json(&lines.recv_timeout(Duration::from_secs(20)).expect("created line"));
-    let (uid, key) = (created["uid"].as_str().unwrap().to_string(), created["app_key"].as_str().unwrap().to_string());
+    let request = Request::start(&trust(&[&prod, &cons]), &prod.addr, &cons.addr, &["--num-conn", "1"]).unwrap();
+    let uid = request.uid.clone();
     let app = format!("127.0.0.1:{app_port}");
-    let hello = scistream_tests::run(
-        "appctrl",
-        &args(&[&uid, "--s2cs", &prod.addr, "--server-cert", &pc, "--key", &key, "--listeners", &app]),
-        Duration::from_secs(30),
-    )
-    .unwrap();
+    let mut hello = args(&[&uid, "--s2cs", &prod.addr, "--key", &request.app_key, "--listeners", &app]);
+    hello.extend(pc.iter().cloned());
+    let hello = scistream_tests::run("appctrl", &hello, Duration::from_secs(30)).unwrap();
     assert!(hello.status.success(), "{}", String::from_utf8_lossy(&hello.stderr));
-    let established = json(&lines.recv_timeout(Duration::from_secs(20)).expect("established line"));
-    assert!(request.wait(Duration::from_secs(20)).unwrap().status.success());
+    let established = request.next_json(Duration::from_secs(20)).expect("established line");
+    assert!(request.process.wait(Duration::from_secs(20)).unwrap().status.success());
 
     // The consumer's side: plain TCP to the consumer gateway's listener.
     let cons_listener = established["consumer_listeners"].as_str().unwrap().to_string();
@@ -105,12 +82,9 @@ fn bytes_cross_both_gateways_and_a_stranger_at_the_wan_port_never_reaches_the_pr
 
     // The counters, as `s2uc status` shows them at each facility.
     for (server, cert, refused) in [(&prod, &pc, 1), (&cons, &cc, 0)] {
-        let out = scistream_tests::run(
-            "s2uc",
-            &args(&["--server-cert", cert, "--json", "status", &uid, "--s2cs", &server.addr]),
-            Duration::from_secs(20),
-        )
-        .unwrap();
+        let mut status = cert.clone();
+        status.extend(args(&["--json", "status", &uid, "--s2cs", &server.addr]));
+        let out = scistream_tests::run("s2uc", &status, Duration::from_secs(20)).unwrap();
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
         let st = json(String::from_utf8_lossy(&out.stdout).lines().next().expect("a line"));
         let n = data.len() as u64;

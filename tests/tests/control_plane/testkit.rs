@@ -14,7 +14,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Uid};
-use scistream_tests::{Background, Server, bin};
+use scistream_tests::{Server, bin};
 use scistream_transport::client::{CallError, ControlClient, SessionStatus};
 use scistream_transport::tls::{self, Trust};
 
@@ -123,21 +123,6 @@ pub(crate) async fn await_state(c: &ControlClient, uid: Uid, state: &str) -> Ses
             _ => tokio::time::sleep(Duration::from_millis(10)).await,
         }
     }
-}
-
-/// The lines a background command prints, as they come (read on a thread).
-pub(crate) fn stdout_lines(cmd: &mut Background) -> mpsc::Receiver<String> {
-    let stdout = cmd.0.as_mut().and_then(|c| c.stdout.take()).expect("a running command with piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
 }
 
 /// An `s2cs` started with exactly the flags given (the harness's `Server` always sets the

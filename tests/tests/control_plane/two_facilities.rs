@@ -4,10 +4,10 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use scistream_tests::{Background, Scratch, Server, ServerOpts, args, free_range, listening, run};
+use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, listening, run};
 use serde_json::Value;
 
-use crate::testkit::{shared, stdout_lines};
+use crate::testkit::shared;
 
 /// The ports of a comma-separated listener list, checking every host is loopback.
 fn listener_ports(list: &str) -> Vec<u16> {
@@ -57,28 +57,11 @@ fn s2uc_request_with_appctrl_establishes_a_stream_across_two_facilities_and_rele
     let cert = both_certs(&dir_a.0, &prod, &cons);
     let cert = cert.to_str().expect("utf-8 path");
 
-    let mut request = Background::start(
-        "s2uc",
-        &args(&[
-            "--server-cert",
-            cert,
-            "--json",
-            "request",
-            "--prod-s2cs",
-            &prod.addr,
-            "--cons-s2cs",
-            &cons.addr,
-            "--num-conn",
-            "3",
-            "--hello-timeout",
-            "30",
-        ]),
-    )
-    .unwrap();
-    let lines = stdout_lines(&mut request);
-    let created = json_line(&lines.recv_timeout(Duration::from_secs(20)).expect("s2uc announces the session"));
-    assert_eq!(field(&created, "event"), "created");
-    let (uid, app_key) = (field(&created, "uid").to_owned(), field(&created, "app_key").to_owned());
+    let client = args(&["--server-cert", cert]);
+    let request =
+        Request::start(&client, &prod.addr, &cons.addr, &["--num-conn", "3", "--hello-timeout", "30"]).unwrap();
+    assert_eq!(field(&request.created, "event"), "created");
+    let (uid, app_key) = (request.uid.clone(), request.app_key.clone());
     assert_eq!(app_key.len(), 32, "the app key is 16 bytes in hex");
 
     let app_listeners = "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002";
@@ -91,8 +74,8 @@ fn s2uc_request_with_appctrl_establishes_a_stream_across_two_facilities_and_rele
     let hello_out = String::from_utf8_lossy(&hello.stdout);
     assert!(hello.status.success(), "appctrl failed: {}", String::from_utf8_lossy(&hello.stderr));
 
-    let established = json_line(&lines.recv_timeout(Duration::from_secs(30)).expect("s2uc reports the stream"));
-    let out = request.wait(Duration::from_secs(10)).unwrap();
+    let established = request.next_json(Duration::from_secs(30)).expect("s2uc reports the stream");
+    let out = request.process.wait(Duration::from_secs(10)).unwrap();
     assert!(out.status.success(), "s2uc request failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(field(&established, "event"), "established");
     assert_eq!(field(&established, "uid"), uid);
