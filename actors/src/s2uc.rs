@@ -6,7 +6,7 @@
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scistream_fsm::{AppKey, Credentials, Effect, ErrorCode, Msg, Notice, Outbox, Peer, Role, TimerKey, Uid, s2uc};
+use scistream_fsm::{AppKey, Effect, ErrorCode, Msg, Notice, Outbox, Peer, Role, TimerKey, Uid, s2uc};
 use scistream_transport::client::{CallError, ControlClient};
 use tokio::sync::mpsc;
 
@@ -16,21 +16,8 @@ use crate::timers::Timers;
 /// Messages to the S2UC actor.
 #[derive(Debug)]
 pub enum S2ucMsg {
-    /// Set up a session.
-    Start {
-        /// Fresh uid.
-        uid: Uid,
-        /// Connections per side.
-        num_conn: u16,
-        /// Rate (1.2 unit).
-        rate: u32,
-        /// Fresh app key.
-        key: AppKey,
-        /// Fresh data credentials.
-        creds: Credentials,
-    },
-    /// Release a session.
-    Release(Uid),
+    /// A user command for the core: `s2uc::Input::Start` or `s2uc::Input::Release`.
+    Command(s2uc::Input),
     /// A control server's answer, with its explanation when it is an ERROR.
     Answer(Role, Msg, Option<String>),
     /// A core timer fired.
@@ -151,10 +138,7 @@ impl Actor for S2ucActor {
         st: &mut S2ucState,
     ) -> Result<(), ActorProcessingErr> {
         let input = match msg {
-            S2ucMsg::Start { uid, num_conn, rate, key, creds } => {
-                s2uc::Input::Start { uid, num_conn, rate, key, creds }
-            }
-            S2ucMsg::Release(uid) => s2uc::Input::Release(uid),
+            S2ucMsg::Command(input) => input,
             S2ucMsg::Answer(role, msg, why) => {
                 if let (Some(uid), Some(why)) = (msg.uid(), why)
                     && !matches!(msg, Msg::Error { code: ErrorCode::Unavailable, .. })

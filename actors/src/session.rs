@@ -63,13 +63,6 @@ pub struct SessionState {
     allow_plain_wan: bool,
 }
 
-impl SessionState {
-    /// The local addresses of its listeners.
-    pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(|l| l.local_addr().ok()).collect()
-    }
-}
-
 /// The per-session actor.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionActor;

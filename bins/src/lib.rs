@@ -57,6 +57,20 @@ pub fn format_addrs(addrs: &[Addr]) -> String {
     addrs.iter().map(ToString::to_string).collect::<Vec<_>>().join(",")
 }
 
+/// Parses a secret of `N` bytes written as `2·N` hex digits. The error names `what` but never
+/// echoes the text, not even in part.
+pub fn parse_hex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], String> {
+    let bad = || format!("{what}: expected {} hex digits", 2 * N);
+    if text.len() != 2 * N || !text.is_ascii() {
+        return Err(bad());
+    }
+    let mut out = [0u8; N];
+    for (i, b) in out.iter_mut().enumerate() {
+        *b = u8::from_str_radix(&text[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
+    }
+    Ok(out)
+}
+
 /// Parses a duration in seconds (fractions allowed).
 pub fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
@@ -103,6 +117,15 @@ mod tests {
         assert!(parse_addrs("").unwrap_err().contains("no host:port"));
         assert!(parse_addrs("gw").unwrap_err().contains("no port"));
         assert!(parse_addrs("gw:0").unwrap_err().contains("invalid port"));
+    }
+
+    #[test]
+    fn hex_secrets_parse_and_errors_never_echo_them() {
+        assert_eq!(parse_hex::<2>("0aFf", "key"), Ok([0x0a, 0xff]));
+        for bad in ["0aF", "0aFfz0", "zzzz", "éé"] {
+            let e = parse_hex::<2>(bad, "key").unwrap_err();
+            assert_eq!(e, "key: expected 4 hex digits");
+        }
     }
 
     #[test]

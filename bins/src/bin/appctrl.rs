@@ -52,16 +52,7 @@ fn parse_role(s: &str) -> Result<Role, String> {
 }
 
 fn parse_key(s: &str) -> Result<AppKey, String> {
-    // A secret: never echoed back.
-    let bad = || "app key: expected 32 hex digits".to_string();
-    if s.len() != 32 || !s.is_ascii() {
-        return Err(bad());
-    }
-    let mut key = [0u8; 16];
-    for (i, b) in key.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(AppKey(key))
+    scistream_bins::parse_hex(s, "app key").map(AppKey)
 }
 
 fn main() -> ExitCode {

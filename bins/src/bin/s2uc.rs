@@ -207,10 +207,7 @@ async fn run(cli: Cli) -> Result<()> {
             let c = conn.client(&s2cs).await?;
             let l =
                 role_client(&c, &size, Role::Prod).req(uid, Role::Prod, size.num_conn, size.rate, Some(key)).await?;
-            if let Err(e) = c.update(uid, Role::Prod, &l.prod_listeners, Some(creds)).await {
-                let _ = c.release(uid).await;
-                return Err(e.into());
-            }
+            update_or_release(&c, uid, Role::Prod, &l.prod_listeners, Some(creds)).await?;
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &l.prod_listeners)]);
             secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
@@ -246,10 +243,7 @@ async fn run(cli: Cli) -> Result<()> {
                 let _ = c.release(uid).await;
                 return Err(e);
             }
-            if let Err(e) = c.update(uid, Role::Prod, &prod, Some(creds)).await {
-                let _ = c.release(uid).await;
-                return Err(e.into());
-            }
+            update_or_release(&c, uid, Role::Prod, &prod, Some(creds)).await?;
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &prod)]);
             secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
@@ -317,7 +311,13 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
     let args = S2ucArgs { cfg, prod: p.with_timeout(size.hello_timeout), cons: c, notices };
     let (actor, handle) = Actor::spawn(None, S2ucActor, args).await.map_err(|e| anyhow!("starting the client: {e}"))?;
     actor
-        .send_message(S2ucMsg::Start { uid, num_conn: size.num_conn, rate: size.rate, key, creds })
+        .send_message(S2ucMsg::Command(s2uc::Input::Start {
+            uid,
+            num_conn: size.num_conn,
+            rate: size.rate,
+            key,
+            creds,
+        }))
         .map_err(|_| anyhow!("the client stopped"))?;
     let mut interrupted = false;
     let outcome = loop {
@@ -326,7 +326,7 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
             _ = tokio::signal::ctrl_c(), if !interrupted => {
                 // Release what the session holds on both sides before giving up.
                 interrupted = true;
-                let _ = actor.send_message(S2ucMsg::Release(uid));
+                let _ = actor.send_message(S2ucMsg::Command(s2uc::Input::Release(uid)));
                 continue;
             }
         };
@@ -383,11 +383,23 @@ async fn consumer_side(
 ) -> Result<Vec<Addr>> {
     let c = conn.client(s2cs).await?;
     let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
-    if let Err(e) = c.update(uid, Role::Cons, remote, creds).await {
+    update_or_release(&c, uid, Role::Cons, remote, creds).await?;
+    Ok(l.listeners)
+}
+
+/// UpdateTargets; if it fails, releases what the REQ reserved before reporting the failure.
+async fn update_or_release(
+    c: &ControlClient,
+    uid: Uid,
+    role: Role,
+    remote: &[Addr],
+    creds: Option<Credentials>,
+) -> Result<()> {
+    if let Err(e) = c.update(uid, role, remote, creds).await {
         let _ = c.release(uid).await;
         return Err(e.into());
     }
-    Ok(l.listeners)
+    Ok(())
 }
 
 /// Prints the session's uid and app key at once, so they reach the producer's controller
@@ -417,16 +429,7 @@ fn secret(json: bool, name: &str, value: &str) {
 }
 
 fn parse_creds(s: &str) -> Result<Credentials, String> {
-    // A secret: never echoed back, not even in part.
-    let bad = || "credentials: expected 64 hex digits".to_string();
-    if s.len() != 64 || !s.is_ascii() {
-        return Err(bad());
-    }
-    let mut c = [0u8; 32];
-    for (i, b) in c.iter_mut().enumerate() {
-        *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|_| bad())?;
-    }
-    Ok(Credentials(c))
+    scistream_bins::parse_hex(s, "credentials").map(Credentials)
 }
 
 fn report(json: bool, uid: Uid, fields: &[(&str, &[Addr])]) {
