@@ -110,13 +110,13 @@ impl S2csActor {
             Query::Status { caller, uid, reply } => {
                 let answer = match st.core.session(&uid) {
                     None => Err(ErrorCode::NotFound),
-                    Some(s) if s.owner != caller => Err(ErrorCode::PermissionDenied),
+                    Some(s) if !st.core.config().may_manage(&s.owner, &caller) => Err(ErrorCode::PermissionDenied),
                     Some(s) => Ok(view(uid, s, traffic(&uid))),
                 };
                 let _ = reply.send(answer);
             }
             Query::List { caller, reply } => {
-                let mine = st.core.sessions().iter().filter(|(_, s)| s.owner == caller);
+                let mine = st.core.sessions().iter().filter(|(_, s)| st.core.config().may_manage(&s.owner, &caller));
                 let _ = reply.send(mine.map(|(u, s)| view(*u, s, traffic(u))).collect());
             }
         }
@@ -178,6 +178,7 @@ fn view(
         targets: s.bridge.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
         failure: s.failure,
         traffic,
+        owner: s.owner.0.clone(),
     }
 }
 

@@ -28,6 +28,11 @@ pub struct ConnectOpts {
 impl ConnectOpts {
     /// A client of the control server at `addr`.
     pub async fn client(&self, addr: &str) -> anyhow::Result<ControlClient> {
+        self.client_with_token(addr, self.token.as_deref()).await
+    }
+
+    /// A client of the control server at `addr` that sends `token`.
+    pub async fn client_with_token(&self, addr: &str, token: Option<&str>) -> anyhow::Result<ControlClient> {
         let channel = if self.insecure {
             tls::connect_insecure(addr, self.timeout).await?
         } else {
@@ -38,7 +43,7 @@ impl ConnectOpts {
             };
             tls::connect(addr, &trust, self.timeout).await?
         };
-        Ok(ControlClient::new(channel, self.token.as_deref(), self.timeout)?)
+        Ok(ControlClient::new(channel, token, self.timeout)?)
     }
 }
 

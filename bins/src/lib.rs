@@ -5,11 +5,24 @@
 //! `appctrl` (the application controller's Hello). This library holds what they share:
 //! logging, address lists, shutdown signals, exit codes.
 
+pub mod auth;
 pub mod client;
 
 use std::time::Duration;
 
 use scistream_fsm::Addr;
+
+/// A command line that cannot work (exit status [`EXIT_USAGE`]).
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// Exit status of a command that failed because of what it was told (bad flags, bad input).
 pub const EXIT_USAGE: u8 = 2;

@@ -88,6 +88,16 @@ pub struct Config {
     /// The facility's capacity in the rate unit (kB/s): the rates of the sessions holding
     /// resources may not add up to more; an unlimited rate (0) takes all of it. `None`: no limit.
     pub capacity: Option<u64>,
+    /// Identities that may query, update and release any session (operators); everybody
+    /// else only their own.
+    pub operators: Vec<Principal>,
+}
+
+impl Config {
+    /// Whether `caller` may act on a session `owner` owns.
+    pub fn may_manage(&self, owner: &Principal, caller: &Principal) -> bool {
+        owner == caller || self.operators.contains(caller)
+    }
 }
 
 /// An input to the control server.

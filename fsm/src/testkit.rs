@@ -69,6 +69,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
         require_app_keys: false,
         allow_plain_wan: false,
         capacity: None,
+        operators: Vec::new(),
     }
 }
 

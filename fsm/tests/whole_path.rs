@@ -93,6 +93,7 @@ impl World {
                 require_app_keys: false,
                 allow_plain_wan: false,
                 capacity: None,
+                operators: Vec::new(),
             };
             S2cs::new(cfg, 1)
         };

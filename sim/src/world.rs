@@ -475,6 +475,7 @@ fn cs_cfg(sc: &Scenario, r: Role) -> s2cs::Config {
         require_app_keys: false,
         allow_plain_wan: false,
         capacity: None,
+        operators: Vec::new(),
     }
 }
 

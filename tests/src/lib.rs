@@ -5,6 +5,8 @@
 //! (also when a test panics). The tests live in `tests/tests/`; the protocol's own tests live
 //! beside the code they test (`fsm`, `proto`, `sim`).
 
+pub mod authsrv;
+
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

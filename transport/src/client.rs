@@ -220,8 +220,14 @@ impl ControlClient {
 
     /// List (a SciStream-rs rpc): the caller's sessions at this facility.
     pub async fn list(&self) -> Result<Vec<SessionStatus>, CallError> {
+        Ok(self.list_as().await?.1)
+    }
+
+    /// List, with the identity this facility authenticated the caller as.
+    pub async fn list_as(&self) -> Result<(String, Vec<SessionStatus>), CallError> {
         let resp = self.call("list", pb::ListRequest {}, |mut c, r| async move { c.list(r).await }).await?;
-        Ok(resp.sessions.iter().map(convert::session_status_from_wire).collect::<Result<_, _>>()?)
+        let sessions = resp.sessions.iter().map(convert::session_status_from_wire).collect::<Result<_, _>>()?;
+        Ok((resp.caller, sessions))
     }
 
     /// Sends one call with the token and the deadline; the local timer backs up tonic's, which

@@ -7,7 +7,7 @@
 //!   SciStream 1.2 `scistream.Control` service from `scistream-proto`;
 //! - the S2DS relay engine: listeners, zero-copy forwarding, per-session mutual TLS on the WAN
 //!   leg, rate enforcement and counters;
-//! - authentication: the caller's token (OAuth2 introspection arrives with issue 5).
+//! - authentication: the caller's token, checked by OAuth2 introspection ([`oauth`]).
 //!
 //! Its contract: it executes the effects the fsm cores emit (`Effect::Send`, `Effect::Listen`,
 //! `Effect::StartBridges`, `Effect::Unlisten`) and turns what happens on the wire back into
@@ -35,6 +35,7 @@
 pub mod auth;
 pub mod certgen;
 pub mod client;
+pub mod oauth;
 pub mod relay;
 pub mod server;
 #[cfg(test)]

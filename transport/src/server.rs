@@ -208,11 +208,12 @@ impl pb::control_server::Control for ControlService {
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::SessionList>, Status> {
         let (caller, _) = self.auth.caller(request.metadata()).await?;
         let (reply, rx) = oneshot::channel();
+        let name = caller.0.clone();
         if !self.backend.query(Query::List { caller, reply }) {
             return Err(Status::unavailable("control server is shutting down"));
         }
         let views = rx.await.map_err(|_| Status::unavailable("control server stopped"))?;
-        Ok(Response::new(pb::SessionList { sessions: views.iter().map(view_to_wire).collect() }))
+        Ok(Response::new(pb::SessionList { sessions: views.iter().map(view_to_wire).collect(), caller: name }))
     }
 }
 

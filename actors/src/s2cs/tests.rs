@@ -35,6 +35,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             require_app_keys: false,
             allow_plain_wan: false,
             capacity: None,
+            operators: Vec::new(),
         },
         epoch: 1,
         ds: s2ds::Config {

@@ -13,9 +13,10 @@ use ractor::Actor;
 use scistream_actors::{ActorBackend, S2csActor, S2csArgs};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
 use scistream_fsm::retry::Backoff;
-use scistream_fsm::{Role, s2cs, s2ds};
+use scistream_fsm::{Principal, Role, s2cs, s2ds};
 use scistream_proto::Limits;
-use scistream_transport::server::{ControlService, OpenAuth};
+use scistream_transport::oauth::{self, introspect::IntrospectAuth, introspect::IntrospectConfig};
+use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
 use scistream_transport::{certgen, tls};
 use serde::Deserialize;
 
@@ -84,13 +85,50 @@ struct RunArgs {
     #[arg(short, long, action = clap::ArgAction::Count)]
     #[serde(default)]
     verbose: u8,
-    /// OAuth2 client id of this facility (token introspection).
+    /// OAuth2 client id of this facility: with its secret, every call needs a token, checked
+    /// by introspection.
     #[arg(long, alias = "client_id")]
     client_id: Option<String>,
-    /// OAuth2 client secret of this facility (token introspection).
-    #[arg(long, alias = "client_secret")]
+    /// OAuth2 client secret of this facility (or SCISTREAM_CLIENT_SECRET; in a config file
+    /// use client-secret-file). Without one authentication is OFF, as in SciStream 1.2.
+    #[arg(long, alias = "client_secret", env = "SCISTREAM_CLIENT_SECRET", hide_env_values = true)]
     #[serde(skip)]
     client_secret: Option<String>,
+    /// File whose first line is the client secret.
+    #[arg(long)]
+    client_secret_file: Option<PathBuf>,
+    /// Authorization server; its endpoints are under /v2/oauth2/ as Globus Auth lays them out
+    /// [default: https://auth.globus.org].
+    #[arg(long)]
+    auth_url: Option<String>,
+    /// The introspection endpoint, when it is not where --auth-url puts it.
+    #[arg(long)]
+    introspect_url: Option<String>,
+    /// The scope a caller's token must grant; a bare client id (UUID) means
+    /// https://auth.globus.org/scopes/ID/scistream [default: that of --client-id].
+    #[arg(long)]
+    scope: Option<String>,
+    /// Refuse to start without authentication (no client secret).
+    #[arg(long)]
+    #[serde(default)]
+    require_auth: bool,
+    /// An identity (a token's subject) that may query, update and release every session,
+    /// repeatable; everybody else manages only their own.
+    #[arg(long = "operator")]
+    #[serde(default)]
+    operators: Vec<String>,
+    /// Longest time a token's positive introspection is trusted, seconds; a revoked token
+    /// keeps working this long at most (0: ask every time) [default: 60].
+    #[arg(long)]
+    auth_cache_ttl: Option<u64>,
+    /// Most introspection answers cached [default: 10000].
+    #[arg(long)]
+    auth_cache_size: Option<usize>,
+    /// Refuse requests without an app key. SciStream 1.2 clients send none; by default their
+    /// sessions are served and accept only a Hello without a key.
+    #[arg(long)]
+    #[serde(default)]
+    require_app_keys: bool,
     /// How long a session may wait for the producer's Hello and its UpdateTargets, seconds
     /// [default: 180, as SciStream 1.2].
     #[arg(long, alias = "hello_timeout", value_parser = scistream_bins::parse_secs)]
@@ -143,6 +181,9 @@ struct Settings {
     max_num_conn: u16,
     allow_plain_wan: bool,
     capacity: Option<u64>,
+    auth: Option<IntrospectConfig>,
+    operators: Vec<Principal>,
+    require_app_keys: bool,
 }
 
 fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>> {
@@ -163,11 +204,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         }
         None => RunArgs::default(),
     };
-    if cli.client_secret.is_some() || cli.client_id.is_some() || file.client_id.is_some() {
-        bail!(
-            "--client-id/--client-secret: token introspection is not in this build yet; run without them (authentication off)"
-        );
-    }
+    let auth = auth_settings(&cli, &file)?;
     let backend = cli.backend.or(file.backend).unwrap_or_else(|| "native".into());
     if backend != "native" {
         bail!("--type {backend:?}: only the native data server is supported (SciStream 1.2's proxies are not used)");
@@ -192,7 +229,49 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         max_num_conn: cli.max_num_conn.or(file.max_num_conn).unwrap_or(64),
         allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
         capacity: cli.capacity.or(file.capacity),
+        auth,
+        operators: cli.operators.into_iter().chain(file.operators).map(Principal).collect(),
+        require_app_keys: cli.require_app_keys || file.require_app_keys,
     })
+}
+
+/// How callers' tokens are checked: `None` when authentication is off (no client secret).
+fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfig>> {
+    let secret = match (&cli.client_secret, cli.client_secret_file.as_ref().or(file.client_secret_file.as_ref())) {
+        (Some(s), _) => Some(s.trim().to_owned()),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            Some(text.lines().next().unwrap_or_default().trim().to_owned())
+        }
+        (None, None) => None,
+    };
+    if secret.as_ref().is_some_and(String::is_empty) {
+        bail!("the client secret is empty");
+    }
+    let client_id = cli.client_id.clone().or_else(|| file.client_id.clone());
+    let (client_id, client_secret) = match (client_id, secret) {
+        (Some(id), Some(secret)) => (id, secret),
+        (None, Some(_)) => bail!("--client-secret needs --client-id (the facility's OAuth2 client)"),
+        (_, None) if cli.require_auth || file.require_auth => bail!(
+            "--require-auth: no client secret to check tokens with (--client-secret, --client-secret-file or SCISTREAM_CLIENT_SECRET)"
+        ),
+        (_, None) => return Ok(None),
+    };
+    let base = cli.auth_url.clone().or_else(|| file.auth_url.clone()).unwrap_or_else(|| oauth::GLOBUS_AUTH.into());
+    let url = match cli.introspect_url.as_ref().or(file.introspect_url.as_ref()) {
+        Some(u) => oauth::checked_url(u).context("--introspect-url")?,
+        None => oauth::Endpoints::under(&base).context("--auth-url")?.introspect,
+    };
+    let scope = cli.scope.clone().or_else(|| file.scope.clone()).unwrap_or_else(|| client_id.clone());
+    Ok(Some(IntrospectConfig {
+        url,
+        client_id,
+        client_secret,
+        scope: oauth::full_scope(&scope),
+        cache_ttl: Duration::from_secs(cli.auth_cache_ttl.or(file.auth_cache_ttl).unwrap_or(60)),
+        cache_size: cli.auth_cache_size.or(file.auth_cache_size).unwrap_or(10_000),
+        timeout: Duration::from_secs(10),
+    }))
 }
 
 fn main() -> ExitCode {
@@ -249,9 +328,18 @@ async fn serve(s: Settings) -> Result<()> {
             None
         }
     };
-    tracing::warn!(
-        "no --client-secret: authentication is OFF and every caller is trusted (as SciStream 1.2 without credentials)"
-    );
+    let auth: Arc<dyn Authenticator> = match s.auth.clone() {
+        Some(cfg) => {
+            tracing::info!(introspection = %cfg.url, scope = %cfg.scope, cache_ttl = ?cfg.cache_ttl, "authentication on");
+            Arc::new(IntrospectAuth::new(cfg)?)
+        }
+        None => {
+            tracing::warn!(
+                "no --client-secret: authentication is OFF and every caller is trusted (as SciStream 1.2 without credentials)"
+            );
+            Arc::new(OpenAuth)
+        }
+    };
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(s.ip, s.port))
         .await
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(s.ip, s.port)))?;
@@ -266,9 +354,10 @@ async fn serve(s: Settings) -> Result<()> {
             lease: s.hello_timeout,
             tombstone: Duration::from_secs(300),
             backoff,
-            require_app_keys: false,
+            require_app_keys: s.require_app_keys,
             allow_plain_wan: s.allow_plain_wan,
             capacity: s.capacity,
+            operators: s.operators.clone(),
         },
         epoch,
         ds: s2ds::Config {
@@ -287,8 +376,7 @@ async fn serve(s: Settings) -> Result<()> {
     if tokio::time::timeout(Duration::from_secs(10), backend.ready()).await != Ok(true) {
         bail!("the embedded data server did not attach within 10 s");
     }
-    let service = ControlService::new(Arc::new(backend), Arc::new(OpenAuth), Limits { max_num_conn: s.max_num_conn })
-        .into_server();
+    let service = ControlService::new(Arc::new(backend), auth, Limits { max_num_conn: s.max_num_conn }).into_server();
     let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
     tokio::spawn(async move {
         let _ = tx.send(shutdown_signal().await);

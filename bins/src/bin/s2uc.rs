@@ -8,8 +8,9 @@ use anyhow::{Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use ractor::Actor;
 use scistream_actors::{S2ucActor, S2ucArgs, S2ucMsg};
+use scistream_bins::auth::{AuthOpts, LoginHow, UserAuth};
 use scistream_bins::client::{ConnectOpts, say_hello};
-use scistream_bins::{EXIT_FAILED, EXIT_USAGE, format_addrs, init_logging, parse_addrs};
+use scistream_bins::{EXIT_FAILED, EXIT_USAGE, Usage, format_addrs, init_logging, parse_addrs};
 use scistream_fsm::retry::Backoff;
 use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Notice, Role, Token, Uid, s2uc};
 use scistream_transport::client::{CallError, ControlClient};
@@ -36,6 +37,8 @@ struct Cli {
     cmd: Cmd,
     #[command(flatten)]
     conn: ConnectOpts,
+    #[command(flatten)]
+    auth: AuthOpts,
     /// Print results as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -154,6 +157,39 @@ enum Cmd {
         #[arg(long, default_value = "localhost:5000")]
         s2cs: String,
     },
+    /// Log in for a scope (OAuth2 authorization code with PKCE): prints the URL to open, then
+    /// takes the code at a prompt (or stdin), from a loopback redirect, or from a later --code.
+    Login {
+        /// Finish a login begun with --url-only with the code the server showed.
+        #[arg(long, conflicts_with_all = ["url_only", "loopback"])]
+        code: Option<String>,
+        /// Print the URL and stop; finish with `s2uc login --code CODE` within 15 minutes.
+        #[arg(long, conflicts_with = "loopback")]
+        url_only: bool,
+        /// Catch the code on a http://127.0.0.1:PORT/callback redirect instead of a prompt.
+        #[arg(long)]
+        loopback: bool,
+        /// How long to wait for the loopback redirect, seconds.
+        #[arg(long, default_value = "300", value_parser = scistream_bins::parse_secs)]
+        within: Duration,
+    },
+    /// Revoke (RFC 7009) and forget the tokens of --scope, or of every scope.
+    Logout {
+        /// Forget a token even when the server cannot revoke it.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show who you are logged in as for --scope (or for --s2cs's scope), until when; with
+    /// --s2cs, also whether that control server accepts the token.
+    #[command(alias = "check_auth")]
+    CheckAuth {
+        /// Ask this control server whether it accepts the token.
+        #[arg(long)]
+        s2cs: Option<String>,
+        /// Print the access token itself.
+        #[arg(long)]
+        show_token: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -163,7 +199,18 @@ fn main() -> ExitCode {
     match rt.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
+            if e.downcast_ref::<scistream_bins::auth::Pending>().is_some() {
+                return ExitCode::SUCCESS;
+            }
             eprintln!("s2uc: error: {e:#}");
+            if e.chain().any(|c| {
+                c.downcast_ref::<CallError>()
+                    .is_some_and(|c| matches!(c, CallError::Status { code: ErrorCode::Unauthenticated, .. }))
+            }) {
+                eprintln!(
+                    "s2uc: hint: log in for the control server's scope (`s2uc login --scope SCOPE`), or set its scope in s2uc.toml"
+                );
+            }
             let usage = e.downcast_ref::<Usage>().is_some()
                 || e.downcast_ref::<CallError>()
                     .is_some_and(|c| matches!(c, CallError::Status { code: ErrorCode::InvalidArgument, .. }));
@@ -171,18 +218,6 @@ fn main() -> ExitCode {
         }
     }
 }
-
-/// A command line that cannot work (exit status 2).
-#[derive(Debug)]
-struct Usage(String);
-
-impl std::fmt::Display for Usage {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Usage {}
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -197,10 +232,95 @@ fn role_client(c: &ControlClient, size: &Size, role: Role) -> ControlClient {
     if role == Role::Prod { c.clone().with_timeout(size.hello_timeout) } else { c.clone() }
 }
 
+/// How to reach a control server as the user: the connection flags and the user's tokens.
+#[derive(Clone, Copy)]
+struct Reach<'a> {
+    conn: &'a ConnectOpts,
+    auth: &'a UserAuth,
+}
+
+impl Reach<'_> {
+    async fn client(&self, addr: &str) -> Result<ControlClient> {
+        self.auth.client(self.conn, addr).await
+    }
+}
+
 async fn run(cli: Cli) -> Result<()> {
-    let conn = &cli.conn;
+    let auth = UserAuth::load(&cli.auth)?;
+    let conn = &Reach { conn: &cli.conn, auth: &auth };
     match cli.cmd {
         Cmd::Request { prod_s2cs, cons_s2cs, size } => request(conn, cli.json, &prod_s2cs, &cons_s2cs, &size).await,
+        Cmd::Login { code, url_only, loopback, within } => {
+            let how = LoginHow { code, url_only, loopback, within };
+            let t = auth.login(&how, &mut |url| say!("{url}")).await?;
+            let who = t.identity.as_deref().unwrap_or("(the server did not say who)");
+            if cli.json {
+                say!(
+                    "{}",
+                    json!({"event": "logged-in", "scope": t.scope, "identity": t.identity, "expires_at": t.expires_at})
+                );
+            } else {
+                say!("logged in for {} as {who}; tokens in {}", t.scope, auth.store().path().display());
+            }
+            Ok(())
+        }
+        Cmd::Logout { force } => {
+            let done = auth.logout(force).await?;
+            if done.is_empty() {
+                eprintln!(
+                    "no tokens stored{}",
+                    cli.auth.scope.as_ref().map(|s| format!(" for {s}")).unwrap_or_default()
+                );
+            }
+            let mut failed = 0;
+            for (scope, outcome) in &done {
+                match outcome {
+                    Ok(()) => say!("logged out of {scope} (revoked and forgotten)"),
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("s2uc: {scope}: {e}");
+                    }
+                }
+            }
+            if failed > 0 && !force {
+                bail!("{failed} token(s) could not be revoked");
+            }
+            Ok(())
+        }
+        Cmd::CheckAuth { s2cs, show_token } => {
+            let r = auth.check(&cli.conn, s2cs.as_deref()).await?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
+            let left = r.token.remaining(now);
+            if cli.json {
+                let mut v = json!({
+                    "scope": r.token.scope, "identity": r.token.identity, "expires_at": r.token.expires_at,
+                    "expires_in": left, "refreshable": r.token.refresh_token.is_some(),
+                });
+                if let Some((addr, caller, n)) = &r.accepted {
+                    v["s2cs"] = json!({"address": addr, "identity": caller, "sessions": n});
+                }
+                if show_token {
+                    v["access_token"] = json!(r.token.access_token);
+                }
+                say!("{v}");
+            } else {
+                say!("scope      {}", r.token.scope);
+                say!("identity   {}", r.token.identity.as_deref().unwrap_or("(the server did not say)"));
+                match left {
+                    Some(s) => {
+                        say!("expires in {s} s{}", if r.token.refresh_token.is_some() { " (refreshable)" } else { "" })
+                    }
+                    None => say!("expires    (the server did not say)"),
+                }
+                if let Some((addr, caller, n)) = &r.accepted {
+                    say!("accepted by {addr} as {caller} ({n} session(s) of yours there)");
+                }
+                if show_token {
+                    say!("token      {}", r.token.access_token);
+                }
+            }
+            Ok(())
+        }
         Cmd::ProdReq { s2cs, size } => {
             let (uid, key, creds) = fresh_session();
             announce(cli.json, uid, key, &s2cs);
@@ -289,7 +409,7 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &str, size: &Size) -> Result<()> {
+async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str, size: &Size) -> Result<()> {
     if prod_s2cs == cons_s2cs {
         return Err(anyhow!(Usage(format!(
             "--prod-s2cs and --cons-s2cs are both {prod_s2cs}: the two facilities need their own control servers"
@@ -302,9 +422,9 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
     // answers once the Hello is in, so its calls get the Hello's deadline. The calls run on TCP:
     // the core retransmits only what a call could not deliver, so its backoff starts late.
     let cfg = s2uc::Config {
-        token: Token(conn.token.clone().unwrap_or_default()),
+        token: Token(conn.conn.token.clone().unwrap_or_default()),
         backoff: Backoff { initial: Duration::from_secs(2), max: Duration::from_secs(10) },
-        setup_deadline: size.hello_timeout + conn.timeout,
+        setup_deadline: size.hello_timeout + conn.conn.timeout,
         defect: s2uc::Defect::None,
     };
     let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
@@ -374,7 +494,7 @@ async fn request(conn: &ConnectOpts, json: bool, prod_s2cs: &str, cons_s2cs: &st
 /// The consumer facility's side of a session the producer's side set up (1.2's `cons-req` and
 /// `outbound-request`): REQ, then UpdateTargets towards `remote`; released again if that fails.
 async fn consumer_side(
-    conn: &ConnectOpts,
+    conn: &Reach<'_>,
     s2cs: &str,
     size: &Size,
     uid: Uid,

@@ -36,7 +36,7 @@ impl S2cs {
             return self.on_req(now, from, caller, uid, seq, params, key, out);
         }
         let Some(s) = self.sessions.get_mut(&uid) else { return refuse(out, ErrorCode::NotFound) };
-        if s.owner != caller {
+        if !self.cfg.may_manage(&s.owner, &caller) {
             return refuse(out, ErrorCode::PermissionDenied);
         }
         match msg {

@@ -188,6 +188,8 @@ pub struct SessionStatus {
     pub failure: Option<scistream_fsm::ErrorCode>,
     /// Its traffic at this facility.
     pub traffic: SessionTraffic,
+    /// The identity that owns it.
+    pub owner: String,
 }
 
 /// A session's traffic through one facility's data server ("in": towards the target).
@@ -228,6 +230,7 @@ pub fn session_status_to_wire(s: &SessionStatus) -> pb::SessionStatus {
         refused_connections: s.traffic.refused,
         rate_in: s.traffic.rate_in,
         rate_out: s.traffic.rate_out,
+        owner: s.owner.clone(),
     }
 }
 
@@ -258,5 +261,6 @@ pub fn session_status_from_wire(s: &pb::SessionStatus) -> Result<SessionStatus, 
             rate_in: s.rate_in,
             rate_out: s.rate_out,
         },
+        owner: s.owner.clone(),
     })
 }

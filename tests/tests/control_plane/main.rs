@@ -10,6 +10,7 @@
 mod bad_input;
 mod data_path;
 mod held_ports;
+mod identity;
 mod isolation;
 mod liveness;
 mod pool;

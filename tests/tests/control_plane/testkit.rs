@@ -62,10 +62,15 @@ pub(crate) async fn client(server: &Server) -> ControlClient {
 
 /// A TLS client of the server at `addr` that trusts the certificate in `cert`.
 pub(crate) async fn connect(addr: &str, cert: &Path) -> ControlClient {
+    connect_as(addr, cert, None).await
+}
+
+/// A TLS client of the server at `addr` (trusting `cert`) that sends `token`.
+pub(crate) async fn connect_as(addr: &str, cert: &Path, token: Option<&str>) -> ControlClient {
     let channel = within(CALL, "TLS connect", tls::connect(addr, &Trust::File(cert.to_owned()), CALL))
         .await
         .unwrap_or_else(|e| panic!("connecting to {addr}: {e}"));
-    ControlClient::new(channel, None, CALL).expect("a client without token")
+    ControlClient::new(channel, token, CALL).expect("a client with a sendable token")
 }
 
 /// A uid no other session of this test process has.

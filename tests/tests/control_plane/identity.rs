@@ -1,0 +1,439 @@
+//! Federated identity end to end, against the local OAuth2 server the tests start on loopback
+//! (`scistream_tests::authsrv`): `s2cs` checking every caller's token by introspection (scope,
+//! expiry, revocation, cache, the server down), sessions owned by their creator, and `s2uc`
+//! logging in with PKCE, refreshing, checking and logging out. SciStream 1.2 looked a uid up
+//! before checking the caller and failed open without a secret; these tests hold the line.
+
+use std::io::Write as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use scistream_fsm::{ErrorCode, Role};
+use scistream_tests::authsrv::{AuthServer, Facility};
+use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, bin, free_range, run};
+use scistream_transport::client::ControlClient;
+use scistream_transport::oauth::Url;
+
+use crate::testkit::{CALL, connect_as, creds, fresh_uid, key, refusal, runtime, shared};
+
+const SCOPE_A: &str = "scistream:facility-a";
+const SCOPE_B: &str = "scistream:facility-b";
+
+fn facilities() -> Vec<Facility> {
+    vec![
+        Facility { client_id: "facility-a".into(), secret: "secret-a".into() },
+        Facility { client_id: "facility-b".into(), secret: "secret-b".into() },
+    ]
+}
+
+/// Flags that make an `s2cs` check tokens at `auth` as facility `which` ("a" or "b").
+fn auth_flags(auth: &AuthServer, which: &str, extra: &[&str]) -> Vec<String> {
+    let mut f = args(&[
+        "--client-id",
+        &format!("facility-{which}"),
+        "--client-secret",
+        &format!("secret-{which}"),
+        "--auth-url",
+        &auth.base,
+        "--scope",
+        &format!("scistream:facility-{which}"),
+    ]);
+    f.extend(args(extra));
+    f
+}
+
+fn start(dir: &Path, auth: &AuthServer, which: &str, extra: &[&str]) -> Server {
+    let opts = ServerOpts { port_range: free_range(8), extra: auth_flags(auth, which, extra), ..ServerOpts::default() };
+    Server::start(dir, &opts).unwrap()
+}
+
+async fn as_user(server: &Server, token: Option<&str>) -> ControlClient {
+    connect_as(&server.addr, server.cert.as_deref().expect("TLS"), token).await
+}
+
+#[test]
+fn every_call_needs_an_active_unexpired_token_of_the_facilitys_scope_checked_before_any_uid_lookup() {
+    let _serial = shared();
+    let dir = Scratch::new("id-tokens");
+    let auth = AuthServer::start(&facilities()).unwrap();
+    let a = start(&dir.0, &auth, "a", &["--auth-cache-ttl", "0"]);
+    let good = auth.mint("alice", SCOPE_A, 600);
+    let expired = auth.mint("alice", SCOPE_A, -5);
+    let revoked = auth.mint("alice", SCOPE_A, 600);
+    auth.revoke_access(&revoked);
+    let other_scope = auth.mint("alice", SCOPE_B, 600);
+    runtime().block_on(async {
+        // A session that exists, made by alice.
+        let alice = as_user(&a, Some(&good)).await;
+        let existing = fresh_uid();
+        alice.req(existing, Role::Cons, 1, 0, Some(key(1))).await.expect("alice's REQ");
+        let missing = fresh_uid();
+
+        for (what, token, code) in [
+            ("no token", None, ErrorCode::Unauthenticated),
+            ("a bogus token", Some("not-a-token"), ErrorCode::Unauthenticated),
+            ("an expired token", Some(expired.as_str()), ErrorCode::Unauthenticated),
+            ("a revoked token", Some(revoked.as_str()), ErrorCode::Unauthenticated),
+            ("a token of another facility's scope", Some(other_scope.as_str()), ErrorCode::PermissionDenied),
+        ] {
+            let c = as_user(&a, token).await;
+            // The same answer whether the uid exists or not: nothing to enumerate.
+            for uid in [existing, missing] {
+                assert_eq!(refusal(&format!("status with {what}"), c.status(uid).await), code, "{what}");
+                assert_eq!(refusal(&format!("release with {what}"), c.release(uid).await), code, "{what}");
+            }
+            assert_eq!(refusal(&format!("list with {what}"), c.list().await), code, "{what}");
+            let req = c.req(fresh_uid(), Role::Cons, 1, 0, Some(key(2))).await;
+            assert_eq!(refusal(&format!("REQ with {what}"), req), code, "{what}");
+        }
+        // Only an authenticated caller learns that a uid does not exist.
+        assert_eq!(refusal("alice's status of a missing uid", alice.status(missing).await), ErrorCode::NotFound);
+        let (who, mine) = alice.list_as().await.expect("alice's list");
+        assert_eq!(who, "id-alice", "the caller is the token's subject");
+        assert_eq!(mine.len(), 1, "nothing the refused calls tried was created");
+    });
+    // No cache: every call above that carried a token asked the server.
+    assert!(auth.introspections() >= 4 * 5, "introspections: {}", auth.introspections());
+    let log = a.log();
+    assert!(!log.contains(&good) && !log.contains(&revoked), "a token reached the log");
+}
+
+#[test]
+fn a_session_belongs_to_its_creator_and_to_configured_operators_only() {
+    let _serial = shared();
+    let dir = Scratch::new("id-owner");
+    let auth = AuthServer::start(&facilities()).unwrap();
+    let a = start(&dir.0, &auth, "a", &["--operator", "id-carol"]);
+    let (alice_t, bob_t, carol_t) =
+        (auth.mint("alice", SCOPE_A, 600), auth.mint("bob", SCOPE_A, 600), auth.mint("carol", SCOPE_A, 600));
+    runtime().block_on(async {
+        let (alice, bob, carol) =
+            (as_user(&a, Some(&alice_t)).await, as_user(&a, Some(&bob_t)).await, as_user(&a, Some(&carol_t)).await);
+        let uid = fresh_uid();
+        alice.req(uid, Role::Cons, 2, 0, Some(key(3))).await.expect("alice's REQ");
+
+        assert_eq!(refusal("bob's status", bob.status(uid).await), ErrorCode::PermissionDenied);
+        let remote = vec!["127.0.0.1:9".parse().unwrap()];
+        assert_eq!(
+            refusal("bob's UpdateTargets", bob.update(uid, Role::Cons, &remote, Some(creds(1))).await),
+            ErrorCode::PermissionDenied
+        );
+        assert_eq!(refusal("bob's release", bob.release(uid).await), ErrorCode::PermissionDenied);
+        // Bob's REQ with alice's uid is a conflict, not a takeover.
+        assert_eq!(
+            refusal("bob's REQ of alice's uid", bob.req(uid, Role::Cons, 2, 0, Some(key(3))).await),
+            ErrorCode::AlreadyExists
+        );
+        let (who, bobs) = bob.list_as().await.expect("bob's list");
+        assert_eq!((who.as_str(), bobs.len()), ("id-bob", 0), "bob sees none of alice's sessions");
+
+        // Nothing bob did changed it.
+        let s = alice.status(uid).await.expect("alice's status");
+        assert_eq!((s.state.as_str(), s.owner.as_str(), s.targets.len()), ("Listening", "id-alice", 0));
+
+        // The operator sees and releases it.
+        let (_, all) = carol.list_as().await.expect("carol's list");
+        assert!(all.iter().any(|s| s.uid == uid && s.owner == "id-alice"), "the operator sees alice's session");
+        carol.status(uid).await.expect("the operator's status");
+        carol.release(uid).await.expect("the operator's release");
+        let s = alice.status(uid).await.expect("alice's status after the release");
+        assert_eq!(s.state, "Released");
+    });
+}
+
+#[test]
+fn positive_answers_are_cached_for_the_ttl_and_a_revoked_token_stops_working_after_it() {
+    let _serial = shared();
+    let dir = Scratch::new("id-cache");
+    let auth = AuthServer::start(&facilities()).unwrap();
+    let a = start(&dir.0, &auth, "a", &["--auth-cache-ttl", "2"]);
+    let token = auth.mint("alice", SCOPE_A, 600);
+    runtime().block_on(async {
+        let c = as_user(&a, Some(&token)).await;
+        c.list().await.expect("first call");
+        let asked = auth.introspections();
+        assert_eq!(asked, 1);
+        for _ in 0..5 {
+            c.list().await.expect("cached call");
+        }
+        assert_eq!(auth.introspections(), asked, "calls within the TTL are answered from the cache");
+
+        auth.revoke_access(&token);
+        let revoked_at = Instant::now();
+        let mut refused = None;
+        while revoked_at.elapsed() < Duration::from_secs(15) {
+            match c.list().await {
+                Ok(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                Err(e) => {
+                    refused = Some(e);
+                    break;
+                }
+            }
+        }
+        assert_eq!(refusal("list with the revoked token", refused.map_or(Ok(()), Err)), ErrorCode::Unauthenticated);
+        assert!(revoked_at.elapsed() >= Duration::from_millis(500), "the cache held the answer for a while");
+    });
+}
+
+#[test]
+fn with_the_authorization_server_down_calls_fail_unavailable_never_open() {
+    let _serial = shared();
+    let dir = Scratch::new("id-down");
+    let mut auth = AuthServer::start(&facilities()).unwrap();
+    let a = start(&dir.0, &auth, "a", &["--auth-cache-ttl", "0"]);
+    let token = auth.mint("alice", SCOPE_A, 600);
+    runtime().block_on(async {
+        let c = as_user(&a, Some(&token)).await;
+        c.list().await.expect("while the server is up");
+        auth.stop();
+        assert_eq!(refusal("list", c.list().await), ErrorCode::Unavailable);
+        let req = c.req(fresh_uid(), Role::Cons, 1, 0, Some(key(4))).await;
+        assert_eq!(refusal("REQ", req), ErrorCode::Unavailable);
+        // No token at all is still UNAUTHENTICATED: nothing to ask about.
+        let anon = as_user(&a, None).await;
+        assert_eq!(refusal("anonymous list", anon.list().await), ErrorCode::Unauthenticated);
+    });
+    assert!(a.log().contains("introspection failed"), "the failure is logged: {}", a.log());
+}
+
+#[test]
+fn s2cs_refuses_to_start_with_authentication_half_configured() {
+    let _serial = shared();
+    let dir = Scratch::new("id-flags");
+    let secret_file = dir.0.join("secret");
+    std::fs::write(&secret_file, "\n").unwrap();
+    let base = ["--insecure", "--port", "0", "--listener-ip", "127.0.0.1"];
+    for (flags, says) in [
+        (vec!["--require-auth"], "--require-auth"),
+        (vec!["--client-secret", "s"], "--client-id"),
+        (vec!["--client-id", "x", "--client-secret", "s", "--auth-url", "http://auth.example.org"], "loopback"),
+        (vec!["--client-id", "x", "--client-secret-file", secret_file.to_str().unwrap()], "empty"),
+    ] {
+        let mut all: Vec<&str> = base.to_vec();
+        all.extend(&flags);
+        let out = run("s2cs", &args(&all), Duration::from_secs(20)).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flags:?}: {err}");
+        assert!(err.contains(says), "{flags:?} should say {says:?}: {err}");
+        assert!(!err.contains("secret-value"), "no secret echoed");
+    }
+}
+
+/// The user at the browser: opens `url` at the local authorization server (logged in already)
+/// and returns where it sends them back.
+fn open_in_browser(url: &str) -> Url {
+    let u = Url::parse(url).expect("an authorization URL");
+    let addr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
+    let mut s = std::net::TcpStream::connect(&addr).expect("the authorization server");
+    s.set_read_timeout(Some(CALL)).unwrap();
+    let target = path_and_query(&u);
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 302"), "the authorization server refused: {answer}");
+    let location = answer
+        .lines()
+        .find_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: ")))
+        .expect("a redirect");
+    Url::parse(location.trim()).expect("a redirect URL")
+}
+
+fn path_and_query(u: &Url) -> String {
+    match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    }
+}
+
+fn code_of(back: &Url) -> String {
+    back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).expect("a code in the redirect")
+}
+
+/// `s2uc --config-dir CFG ARGS`, bounded; (exit code, stdout, stderr).
+fn s2uc(cfg: &Path, a: &[&str]) -> (Option<i32>, String, String) {
+    let mut all = args(&["--config-dir", cfg.to_str().unwrap()]);
+    all.extend(args(a));
+    let out = run("s2uc", &all, Duration::from_secs(30)).unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// `s2uc login` with the code pasted at its prompt, as a user would.
+fn login_at_prompt(cfg: &Path, scope: &str) -> String {
+    let mut child = Command::new(bin("s2uc"))
+        .args(["--config-dir", cfg.to_str().unwrap(), "login", "--scope", scope])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut process = Background(Some(child));
+    let lines = process.stdout_lines().unwrap();
+    let url = lines.recv_timeout(Duration::from_secs(20)).expect("s2uc printed the URL");
+    let code = code_of(&open_in_browser(&url));
+    writeln!(stdin, "{code}").unwrap();
+    drop(stdin);
+    let out = process.wait(Duration::from_secs(30)).unwrap();
+    let rest: Vec<String> = lines.try_iter().collect();
+    assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
+    rest.join("\n")
+}
+
+fn write_settings(cfg: &Path, auth: &AuthServer, a: &Server, b: &Server) {
+    std::fs::create_dir_all(cfg).unwrap();
+    let text = format!(
+        "auth-url = \"{}\"\nclient-id = \"s2uc-native\"\n[scopes]\n\"{}\" = \"{SCOPE_A}\"\n\"{}\" = \"{SCOPE_B}\"\n",
+        auth.base, a.addr, b.addr
+    );
+    std::fs::write(cfg.join("s2uc.toml"), text).unwrap();
+}
+
+#[test]
+fn s2uc_logs_in_with_pkce_streams_across_two_facilities_refreshes_and_logs_out() {
+    let _serial = shared();
+    let dir = Scratch::new("id-s2uc");
+    let auth = AuthServer::start(&facilities()).unwrap();
+    let a = start(&dir.0, &auth, "a", &["--require-app-keys"]);
+    let b = start(&dir.0, &auth, "b", &["--require-app-keys"]);
+    let cfg = dir.0.join("cfg");
+    write_settings(&cfg, &auth, &a, &b);
+    let trust = scistream_tests::trust(&[&a, &b]);
+    let trust: Vec<&str> = trust.iter().map(String::as_str).collect();
+
+    // Not logged in: the facility refuses, and s2uc says what to do.
+    let mut list_a = trust.clone();
+    list_a.extend(["list", "--s2cs", &a.addr]);
+    let (code, _, err) = s2uc(&cfg, &list_a);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.to_lowercase().contains("unauthenticated"), "{err}");
+    assert!(err.contains("s2uc login"), "a hint: {err}");
+
+    // Facility A: the code pasted at the prompt.
+    let said = login_at_prompt(&cfg, SCOPE_A);
+    assert!(said.contains("as alice"), "{said}");
+    // Facility B: --url-only now, --code later.
+    let (code, out, err) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
+    assert_eq!(code, Some(0), "{err}");
+    let back = open_in_browser(out.lines().next().expect("the URL"));
+    let (code, out, err) = s2uc(&cfg, &["login", "--code", &code_of(&back)]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains(SCOPE_B), "{out}");
+
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(cfg.join("tokens.json")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "the token file is the user's alone");
+    }
+
+    // check-auth: identity, scope, and acceptance by the facility.
+    let mut check = trust.clone();
+    check.extend(["--json", "check-auth", "--s2cs", &a.addr]);
+    let (code, out, err) = s2uc(&cfg, &check);
+    assert_eq!(code, Some(0), "{err}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["scope"], SCOPE_A);
+    assert_eq!(v["identity"], "alice");
+    assert_eq!(v["s2cs"]["identity"], "id-alice");
+    assert!(v.get("access_token").is_none(), "the token only with --show-token");
+
+    // A whole stream, each facility getting its own scope's token.
+    let mut client = args(&["--config-dir", cfg.to_str().unwrap()]);
+    client.extend(args(&trust));
+    let request = Request::start(&client, &a.addr, &b.addr, &["--num-conn", "2", "--hello-timeout", "30"]).unwrap();
+    let mut hello =
+        args(&[&request.uid, "--s2cs", &a.addr, "--key", &request.app_key, "--listeners", "127.0.0.1:7100"]);
+    hello.extend(args(&trust));
+    let out = run("appctrl", &hello, Duration::from_secs(30)).unwrap();
+    assert!(out.status.success(), "appctrl: {}", String::from_utf8_lossy(&out.stderr));
+    let established = request.next_json(Duration::from_secs(30)).unwrap();
+    assert_eq!(established["event"], "established");
+    let _ = request.process.wait(Duration::from_secs(10)).unwrap();
+    // A wrong app key is refused even with the right uid (keys are checked, not just uids).
+    let mut bad = args(&[&request.uid, "--s2cs", &a.addr, "--key", &"0".repeat(32), "--listeners", "127.0.0.1:7100"]);
+    bad.extend(args(&trust));
+    bad.extend(args(&["--hello-timeout", "2"]));
+    let out = run("appctrl", &bad, Duration::from_secs(30)).unwrap();
+    assert!(!out.status.success(), "a wrong app key was accepted");
+
+    // Refresh: tokens that expire within the margin are renewed before use.
+    auth.set_lifetime(30);
+    login_at_prompt(&cfg, SCOPE_A);
+    let before = auth.refreshes();
+    let (code, out, err) = s2uc(&cfg, &["--json", "check-auth", "--scope", SCOPE_A, "--show-token"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(auth.refreshes(), before + 1, "the token was refreshed before use");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let refreshed = v["access_token"].as_str().unwrap().to_owned();
+    assert!(auth.is_active(&refreshed));
+    auth.set_lifetime(3600);
+
+    // Logout revokes at the server, then forgets.
+    let (code, out, err) = s2uc(&cfg, &["logout"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert_eq!(out.matches("logged out of").count(), 2, "{out}");
+    assert!(!auth.is_active(&refreshed), "the token was revoked, not just deleted");
+    let file = std::fs::read_to_string(cfg.join("tokens.json")).unwrap();
+    assert!(!file.contains(&refreshed) && !file.contains(SCOPE_B), "{file}");
+    let (code, _, err) = s2uc(&cfg, &list_a);
+    assert_eq!(code, Some(1), "after logout: {err}");
+}
+
+#[test]
+fn s2uc_login_through_a_loopback_redirect_and_its_failures() {
+    let _serial = shared();
+    let dir = Scratch::new("id-loopback");
+    let mut auth = AuthServer::start(&facilities()).unwrap();
+    let cfg = dir.0.join("cfg");
+    std::fs::create_dir_all(&cfg).unwrap();
+    std::fs::write(cfg.join("s2uc.toml"), format!("auth-url = \"{}\"\nclient-id = \"s2uc-native\"\n", auth.base))
+        .unwrap();
+
+    auth.set_user("dana");
+    let mut process = Background::start(
+        "s2uc",
+        &args(&["--config-dir", cfg.to_str().unwrap(), "login", "--scope", SCOPE_A, "--loopback", "--within", "30"]),
+    )
+    .unwrap();
+    let lines = process.stdout_lines().unwrap();
+    let url = lines.recv_timeout(Duration::from_secs(20)).expect("the URL");
+    let back = open_in_browser(&url);
+    assert_eq!(back.host_str(), Some("127.0.0.1"), "the redirect is the loopback one: {back}");
+    // The browser follows the redirect to s2uc's loopback port.
+    let addr = format!("127.0.0.1:{}", back.port().unwrap());
+    let mut s = std::net::TcpStream::connect(&addr).unwrap();
+    s.set_read_timeout(Some(CALL)).unwrap();
+    write!(s, "GET {} HTTP/1.1\r\nHost: {addr}\r\n\r\n", path_and_query(&back)).unwrap();
+    let mut page = String::new();
+    std::io::Read::read_to_string(&mut s, &mut page).unwrap();
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    let out = process.wait(Duration::from_secs(20)).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(lines.try_iter().any(|l| l.contains("as dana")));
+
+    // A code replayed with another login's PKCE verifier is refused by the server.
+    let (_, first, _) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
+    let (_, _second, _) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
+    let stolen = code_of(&open_in_browser(first.lines().next().unwrap()));
+    let (code, _, err) = s2uc(&cfg, &["login", "--code", &stolen]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("PKCE"), "{err}");
+    // --code with no login waiting.
+    let (code, _, err) = s2uc(&cfg, &["login", "--code", "whatever"]);
+    assert_ne!(code, Some(0), "{err}");
+    assert!(err.contains("no login is waiting"), "{err}");
+
+    // Logout while the server is down keeps the token (to retry), unless --force.
+    auth.stop();
+    let (code, _, err) = s2uc(&cfg, &["logout"]);
+    assert_eq!(code, Some(1), "{err}");
+    assert!(std::fs::read_to_string(cfg.join("tokens.json")).unwrap().contains(SCOPE_A), "kept to retry");
+    let (code, _, err) = s2uc(&cfg, &["logout", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(!std::fs::read_to_string(cfg.join("tokens.json")).unwrap().contains(SCOPE_A));
+}

@@ -1,0 +1,244 @@
+//! Where `s2uc` keeps its tokens: `tokens.json` in the user's configuration folder
+//! (`$SCISTREAM_CONFIG_DIR`, else `$XDG_CONFIG_HOME/scistream`, else `~/.config/scistream`),
+//! one entry per scope. The folder is made with mode 0700 and the file written with mode 0600,
+//! whole or not at all (a temporary file renamed over it). Tokens never appear in `Debug`
+//! output or logs.
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::OAuthError;
+
+/// One scope's tokens.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredToken {
+    /// The scope (full form).
+    pub scope: String,
+    /// The access token.
+    pub access_token: String,
+    /// The refresh token, when the server gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    /// When the access token expires, seconds since the Unix epoch (None: the server did not say).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+    /// Who logged in, when the server said (an OpenID Connect id_token's name).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<String>,
+    /// When it was obtained or last refreshed, seconds since the Unix epoch.
+    pub obtained_at: i64,
+}
+
+impl std::fmt::Debug for StoredToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoredToken")
+            .field("scope", &self.scope)
+            .field("access_token", &"<redacted>")
+            .field("refresh_token", &self.refresh_token.as_ref().map(|_| "<redacted>"))
+            .field("expires_at", &self.expires_at)
+            .field("identity", &self.identity)
+            .finish()
+    }
+}
+
+impl StoredToken {
+    /// Seconds until the access token expires at `now` (negative once it has), if known.
+    pub fn remaining(&self, now: i64) -> Option<i64> {
+        self.expires_at.map(|e| e - now)
+    }
+}
+
+/// The token file of one user.
+#[derive(Debug, Clone)]
+pub struct TokenStore {
+    dir: PathBuf,
+}
+
+#[derive(Default, Serialize, Deserialize)]
+struct File {
+    #[serde(default)]
+    tokens: BTreeMap<String, StoredToken>,
+}
+
+impl TokenStore {
+    /// The store in `dir`.
+    pub fn at(dir: impl Into<PathBuf>) -> Self {
+        Self { dir: dir.into() }
+    }
+
+    /// The store in the user's configuration folder (see the module's documentation).
+    pub fn default_location() -> Result<Self, OAuthError> {
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        if let Some(d) = var("SCISTREAM_CONFIG_DIR") {
+            return Ok(Self::at(d));
+        }
+        if let Some(d) = var("XDG_CONFIG_HOME") {
+            return Ok(Self::at(d.join("scistream")));
+        }
+        match var("HOME") {
+            Some(h) => Ok(Self::at(h.join(".config").join("scistream"))),
+            None => Err(OAuthError::Store("no HOME, XDG_CONFIG_HOME or SCISTREAM_CONFIG_DIR to keep tokens in".into())),
+        }
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The token file's path.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join("tokens.json")
+    }
+
+    fn load(&self) -> Result<File, OAuthError> {
+        let path = self.path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+                OAuthError::Store(format!("{} is damaged ({e}); delete it and log in again", path.display()))
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
+            Err(e) => Err(OAuthError::Store(format!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    fn save(&self, file: &File) -> Result<(), OAuthError> {
+        let err = |what: &str, e: std::io::Error| OAuthError::Store(format!("{what} {}: {e}", self.dir.display()));
+        create_private_dir(&self.dir).map_err(|e| err("creating", e))?;
+        let text = serde_json::to_vec_pretty(file).map_err(|e| OAuthError::Store(e.to_string()))?;
+        let tmp = self.dir.join(format!(".tokens.json.{}", std::process::id()));
+        let write = || -> std::io::Result<()> {
+            let mut f = private_file(&tmp)?;
+            f.write_all(&text)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, self.path())
+        };
+        write().map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            err("writing tokens in", e)
+        })
+    }
+
+    /// The tokens of `scope`.
+    pub fn get(&self, scope: &str) -> Result<Option<StoredToken>, OAuthError> {
+        Ok(self.load()?.tokens.remove(scope))
+    }
+
+    /// Every stored entry.
+    pub fn all(&self) -> Result<Vec<StoredToken>, OAuthError> {
+        Ok(self.load()?.tokens.into_values().collect())
+    }
+
+    /// Stores `token` under its scope (replacing what was there).
+    pub fn put(&self, token: StoredToken) -> Result<(), OAuthError> {
+        let mut file = self.load()?;
+        file.tokens.insert(token.scope.clone(), token);
+        self.save(&file)
+    }
+
+    /// Forgets `scope`'s tokens; whether there were any.
+    pub fn remove(&self, scope: &str) -> Result<bool, OAuthError> {
+        let mut file = self.load()?;
+        let had = file.tokens.remove(scope).is_some();
+        if had {
+            self.save(&file)?;
+        }
+        Ok(had)
+    }
+}
+
+/// A file that only its owner can read or write, created anew (any old one replaced).
+pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+        o.mode(0o600);
+        let f = o.open(path)?;
+        // An older file keeps its mode through `open`: set it.
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+        Ok(f)
+    }
+    #[cfg(not(unix))]
+    o.open(path)
+}
+
+/// A folder only its owner can enter (kept as it is when it exists).
+pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tok(scope: &str, access: &str) -> StoredToken {
+        StoredToken {
+            scope: scope.into(),
+            access_token: access.into(),
+            refresh_token: Some("refresh-secret".into()),
+            expires_at: Some(1_000),
+            identity: Some("alice".into()),
+            obtained_at: 10,
+        }
+    }
+
+    #[test]
+    fn entries_per_scope_round_trip_and_forget() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::at(dir.path().join("cfg"));
+        assert_eq!(store.get("a").unwrap(), None);
+        store.put(tok("a", "at-a")).unwrap();
+        store.put(tok("b", "at-b")).unwrap();
+        store.put(tok("a", "at-a2")).unwrap();
+        assert_eq!(store.get("a").unwrap().unwrap().access_token, "at-a2");
+        assert_eq!(store.all().unwrap().len(), 2);
+        assert!(store.remove("a").unwrap());
+        assert!(!store.remove("a").unwrap());
+        assert_eq!(store.get("a").unwrap(), None);
+        assert_eq!(store.get("b").unwrap().unwrap().access_token, "at-b");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn file_is_0600_and_folder_0700() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::at(dir.path().join("cfg"));
+        store.put(tok("a", "at")).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&store.path()), 0o600);
+        assert_eq!(mode(store.dir()), 0o700);
+        // Loosened by hand: the next write tightens it again.
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o644)).unwrap();
+        store.put(tok("b", "at")).unwrap();
+        assert_eq!(mode(&store.path()), 0o600);
+        let leftovers: Vec<_> = std::fs::read_dir(store.dir()).unwrap().collect();
+        assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+
+    #[test]
+    fn damaged_file_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::at(dir.path());
+        std::fs::write(store.path(), "{not json").unwrap();
+        let e = store.get("a").unwrap_err().to_string();
+        assert!(e.contains("damaged") && e.contains("tokens.json"), "{e}");
+    }
+
+    #[test]
+    fn debug_never_shows_tokens() {
+        let text = format!("{:?}", tok("a", "access-secret"));
+        assert!(!text.contains("access-secret") && !text.contains("refresh-secret"), "{text}");
+    }
+}
