@@ -79,7 +79,8 @@ struct FileSettings {
 pub struct UserAuth {
     opts: AuthOpts,
     file: FileSettings,
-    store: TokenStore,
+    /// Where tokens are kept; unknown without HOME (then commands that need no token still work).
+    store: Result<TokenStore, String>,
     login: LoginConfig,
 }
 
@@ -87,17 +88,21 @@ impl UserAuth {
     /// Reads the settings (`opts` over `s2uc.toml` over the defaults).
     pub fn load(opts: &AuthOpts) -> Result<Self> {
         let store = match &opts.config_dir {
-            Some(d) => TokenStore::at(d),
-            None => TokenStore::default_location()?,
+            Some(d) => Ok(TokenStore::at(d)),
+            None => TokenStore::default_location().map_err(|e| e.to_string()),
         };
-        let (path, explicit) = match &opts.config {
-            Some(p) => (p.clone(), true),
-            None => (store.dir().join("s2uc.toml"), false),
+        let path = match (&opts.config, &store) {
+            (Some(p), _) => Some((p.clone(), true)),
+            (None, Ok(s)) => Some((s.dir().join("s2uc.toml"), false)),
+            (None, Err(_)) => None,
         };
-        let file: FileSettings = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => FileSettings::default(),
-            Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+        let file: FileSettings = match path {
+            None => FileSettings::default(),
+            Some((path, explicit)) => match std::fs::read_to_string(&path) {
+                Ok(text) => toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => FileSettings::default(),
+                Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
+            },
         };
         let base = opts.auth_url.clone().or_else(|| file.auth_url.clone()).unwrap_or_else(|| oauth::GLOBUS_AUTH.into());
         let endpoints = Endpoints::under(&base).context("--auth-url")?;
@@ -111,9 +116,10 @@ impl UserAuth {
         Ok(Self { opts: opts.clone(), file, store, login })
     }
 
-    /// The token store.
-    pub fn store(&self) -> &TokenStore {
-        &self.store
+    /// The token store; an error when there is nowhere to keep tokens (no HOME, no
+    /// `--config-dir`).
+    pub fn store(&self) -> Result<&TokenStore> {
+        self.store.as_ref().map_err(|e| anyhow!("{e}; pass --config-dir"))
     }
 
     /// The scope given on the command line or as the default, in full form.
@@ -127,11 +133,12 @@ impl UserAuth {
         if let Some(s) = &self.opts.scope {
             return Some(oauth::full_scope(s));
         }
-        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h).trim_matches(['[', ']']);
+        let host = addr.rsplit_once(':').map_or(addr, |(h, _)| h);
         self.file
             .scopes
             .get(addr)
             .or_else(|| self.file.scopes.get(host))
+            .or_else(|| self.file.scopes.get(host.trim_matches(['[', ']'])))
             .or(self.file.default_scope.as_ref())
             .map(|s| oauth::full_scope(s))
     }
@@ -140,8 +147,8 @@ impl UserAuth {
     /// no scope is configured for it or the user never logged in for that scope (a server with
     /// authentication off needs none; one with it on answers UNAUTHENTICATED).
     pub async fn token_for(&self, addr: &str) -> Result<Option<StoredToken>> {
-        let Some(scope) = self.scope_for(addr) else { return Ok(None) };
-        Ok(self.login.fresh(&self.store, &scope, REFRESH_MARGIN).await?)
+        let (Some(scope), Ok(store)) = (self.scope_for(addr), &self.store) else { return Ok(None) };
+        Ok(self.login.fresh(store, &scope, REFRESH_MARGIN).await?)
     }
 
     /// A client of the control server at `addr` carrying the user's token for it (or the
@@ -165,7 +172,7 @@ impl UserAuth {
     /// `s2uc login`.
     pub async fn login(&self, how: &LoginHow, out: &mut dyn FnMut(&str)) -> Result<StoredToken> {
         let token = if let Some(code) = &how.code {
-            let pending = PendingLogin::take(&self.store, PENDING_LOGIN_LIFE)?;
+            let pending = PendingLogin::take(self.store()?, PENDING_LOGIN_LIFE)?;
             self.login.finish(pending, code, None).await?
         } else if how.loopback {
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.context("loopback redirect")?;
@@ -179,7 +186,7 @@ impl UserAuth {
             let pending = self.login.begin(&self.need_scope()?)?;
             out(&pending.url);
             if how.url_only {
-                pending.save(&self.store)?;
+                pending.save(self.store()?)?;
                 eprintln!("open the URL above, log in, then run: s2uc login --code CODE");
                 return Err(anyhow!(Pending));
             }
@@ -195,26 +202,27 @@ impl UserAuth {
             }
             self.login.finish(pending, line.trim(), None).await?
         };
-        self.store.put(token.clone())?;
+        self.store()?.put(token.clone())?;
         Ok(token)
     }
 
     /// `s2uc logout`: revokes then forgets the tokens of `--scope`, or of every scope. A token
     /// whose revocation fails is kept (so the logout can be tried again) unless `force`.
     pub async fn logout(&self, force: bool) -> Result<Vec<(String, Result<(), String>)>> {
+        let store = self.store()?;
         let tokens = match self.opts.scope.as_ref().map(|s| oauth::full_scope(s)) {
-            Some(scope) => self.store.get(&scope)?.into_iter().collect(),
-            None => self.store.all()?,
+            Some(scope) => store.get(&scope)?.into_iter().collect(),
+            None => store.all()?,
         };
         let mut done = Vec::new();
         for t in tokens {
             let outcome = match self.login.revoke(&t).await {
                 Ok(()) => {
-                    self.store.remove(&t.scope)?;
+                    store.remove(&t.scope)?;
                     Ok(())
                 }
                 Err(e) if force => {
-                    self.store.remove(&t.scope)?;
+                    store.remove(&t.scope)?;
                     Err(format!("{e} (forgotten anyway: --force)"))
                 }
                 Err(e) => Err(format!("{e}; the token is kept: try again, or --force to forget it unrevoked")),
@@ -233,7 +241,7 @@ impl UserAuth {
             })?,
             None => self.need_scope()?,
         };
-        let token = self.login.fresh(&self.store, &scope, REFRESH_MARGIN).await?;
+        let token = self.login.fresh(self.store()?, &scope, REFRESH_MARGIN).await?;
         let Some(token) = token else {
             bail!(NotLoggedIn(scope));
         };
@@ -295,3 +303,64 @@ impl std::fmt::Display for NotLoggedIn {
 }
 
 impl std::error::Error for NotLoggedIn {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with(opts: AuthOpts, toml_text: &str) -> UserAuth {
+        let dir = std::env::temp_dir().join(format!("s2uc-auth-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join(format!("{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, toml_text).unwrap();
+        let auth = UserAuth::load(&AuthOpts { config: Some(path.clone()), config_dir: Some(dir), ..opts }).unwrap();
+        std::fs::remove_file(path).unwrap();
+        auth
+    }
+
+    #[test]
+    fn each_control_server_gets_the_scope_configured_for_it() {
+        let a = with(
+            AuthOpts::default(),
+            "default-scope = \"dflt\"\n[scopes]\n\"10.0.0.1:5000\" = \"c42c0dac-0a52-408e-a04f-5d31bfe0aef8\"\n\"gw.b.org\" = \"scope:b\"\n\"[::1]\" = \"scope:v6\"\n",
+        );
+        assert_eq!(
+            a.scope_for("10.0.0.1:5000").as_deref(),
+            Some("https://auth.globus.org/scopes/c42c0dac-0a52-408e-a04f-5d31bfe0aef8/scistream")
+        );
+        assert_eq!(a.scope_for("gw.b.org:6000").as_deref(), Some("scope:b"), "host entries match any port");
+        assert_eq!(a.scope_for("[::1]:5000").as_deref(), Some("scope:v6"));
+        assert_eq!(a.scope_for("10.0.0.1:5001").as_deref(), Some("dflt"), "another port: the default");
+        let forced =
+            with(AuthOpts { scope: Some("forced".into()), ..AuthOpts::default() }, "default-scope = \"dflt\"\n");
+        assert_eq!(forced.scope_for("10.0.0.1:5000").as_deref(), Some("forced"));
+        let none = with(AuthOpts::default(), "");
+        assert_eq!(none.scope_for("10.0.0.1:5000"), None);
+    }
+
+    #[test]
+    fn settings_file_errors_are_clear() {
+        let dir = std::env::temp_dir();
+        let path = dir.join(format!("s2uc-bad-{}.toml", uuid::Uuid::new_v4()));
+        std::fs::write(&path, "auth-url = \"http://auth.example.org\"\n").unwrap();
+        let e = UserAuth::load(&AuthOpts {
+            config: Some(path.clone()),
+            config_dir: Some(dir.clone()),
+            ..AuthOpts::default()
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("loopback"), "{e:#}");
+        std::fs::write(&path, "colour = \"blue\"\n").unwrap();
+        let e = UserAuth::load(&AuthOpts {
+            config: Some(path.clone()),
+            config_dir: Some(dir.clone()),
+            ..AuthOpts::default()
+        })
+        .unwrap_err();
+        assert!(format!("{e:#}").contains("colour"), "{e:#}");
+        std::fs::remove_file(&path).unwrap();
+        let e = UserAuth::load(&AuthOpts { config: Some(path.clone()), config_dir: Some(dir), ..AuthOpts::default() })
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("reading"), "an explicit --config must exist: {e:#}");
+    }
+}

@@ -61,6 +61,7 @@ struct Inner {
     user: String,
     lifetime: i64,
     rotate_refresh: bool,
+    expired_active: bool,
     facilities: Vec<Facility>,
     codes: HashMap<String, Code>,
     access: HashMap<String, Access>,
@@ -101,6 +102,7 @@ impl AuthServer {
             user: "alice".into(),
             lifetime: 3600,
             rotate_refresh: false,
+            expired_active: false,
             facilities: facilities.to_vec(),
             codes: HashMap::new(),
             access: HashMap::new(),
@@ -155,6 +157,12 @@ impl AuthServer {
     /// Whether a refresh hands out a new refresh token (revoking the old one).
     pub fn set_rotate_refresh(&self, rotate: bool) {
         lock(&self.state).rotate_refresh = rotate;
+    }
+
+    /// Whether introspection calls an expired token active (with its past `exp`), as a sloppy
+    /// server might: the facility must still refuse it.
+    pub fn set_expired_active(&self, sloppy: bool) {
+        lock(&self.state).expired_active = sloppy;
     }
 
     /// Mints an access token directly (no login), as if `user` had logged in for `scope`.
@@ -350,7 +358,7 @@ async fn introspect(State(s): State<Shared>, headers: HeaderMap, Form(f): Form<T
     }
     g.introspections += 1;
     match g.access.get(&f.token) {
-        Some(a) if !a.revoked && a.exp > now() => Json(json!({
+        Some(a) if !a.revoked && (a.exp > now() || g.expired_active) => Json(json!({
             "active": true,
             "scope": a.scope,
             "sub": format!("id-{}", a.user),

@@ -328,3 +328,29 @@ fn our_appctrl_retries_a_hello_that_a_1_2_server_answers_unknown_until_the_req_a
     facility.saw(&format!("hello {uid} CONS key=absent prod_listeners="))?;
     Ok(())
 }
+
+/// A 1.2 Python client against an `s2cs` that checks tokens: the raw token (as 1.2 sends it)
+/// and `Bearer` both accepted, `INVALID_TOKEN` and no metadata UNAUTHENTICATED before any uid
+/// is looked up, another scope's token PERMISSION_DENIED.
+#[test]
+fn python_12_clients_authenticate_with_their_raw_token() -> Result<()> {
+    use scistream_tests::authsrv::{AuthServer, Facility};
+    require_python();
+    let auth = AuthServer::start(&[Facility { client_id: "fac".into(), secret: "sec".into() }])?;
+    let dir = Scratch::new("py12-auth");
+    let flags = args(&["--client-id", "fac", "--client-secret", "sec", "--auth-url", &auth.base, "--scope", "ss:fac"]);
+    let server =
+        Server::start(&dir.0, &ServerOpts { port_range: free_range(10), extra: flags, ..ServerOpts::default() })?;
+    let (good, wrong) = (auth.mint("alice", "ss:fac", 600), auth.mint("alice", "ss:other", 600));
+    let cert = server.cert.clone().context("TLS")?.display().to_string();
+    let py_args = args(&["--s2cs", &server.addr, "--cert", &cert, "--token", &good, "--wrong-scope", &wrong]);
+    let out = run_python("auth_12.py", &py_args, PY_BOUND)?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("7 passed, 0 failed"),
+        "auth_12.py:\n{stdout}\nstderr:\n{}\ns2cs log:\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        server.log()
+    );
+    Ok(())
+}

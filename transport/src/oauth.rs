@@ -124,18 +124,8 @@ where
 }
 
 /// An error and its sources on one line.
-pub(crate) fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(": ");
-            text.push_str(&s_text);
-        }
-        cur = s.source();
-    }
-    text
+pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    crate::tls::error_chain(e)
 }
 
 /// Seconds since the Unix epoch.

@@ -260,7 +260,7 @@ async fn run(cli: Cli) -> Result<()> {
                     json!({"event": "logged-in", "scope": t.scope, "identity": t.identity, "expires_at": t.expires_at})
                 );
             } else {
-                say!("logged in for {} as {who}; tokens in {}", t.scope, auth.store().path().display());
+                say!("logged in for {} as {who}; tokens in {}", t.scope, auth.store()?.path().display());
             }
             Ok(())
         }

@@ -35,9 +35,53 @@ fn opts() -> Result<Opts> {
 }
 
 async fn client(server: &Server) -> Result<ControlClient> {
+    client_as(server, None).await
+}
+
+async fn client_as(server: &Server, token: Option<&str>) -> Result<ControlClient> {
     let cert = server.cert.clone().context("TLS server")?;
     let ch = tls::connect(&server.addr, &Trust::File(cert), Duration::from_secs(10)).await?;
-    Ok(ControlClient::new(ch, None, Duration::from_secs(30))?)
+    Ok(ControlClient::new(ch, token, Duration::from_secs(30))?)
+}
+
+/// Setup latency (p50, p99) with authentication on at both facilities, tokens checked by the
+/// local authorization server on loopback with a cache TTL of `ttl` seconds; and the number of
+/// introspections the `n` setups (and their releases) cost.
+async fn auth_latency(dir: &std::path::Path, ttl: &str, n: usize) -> Result<(Duration, Duration, u64)> {
+    use scistream_tests::authsrv::{AuthServer, Facility};
+    let fac = |w: &str| Facility { client_id: format!("fac-{w}"), secret: format!("sec-{w}") };
+    let auth = AuthServer::start(&[fac("p"), fac("c")])?;
+    let start = |w: &str| {
+        let extra = args(&[
+            "--client-id",
+            &format!("fac-{w}"),
+            "--client-secret",
+            &format!("sec-{w}"),
+            "--auth-url",
+            &auth.base,
+            "--scope",
+            &format!("scope-{w}"),
+            "--auth-cache-ttl",
+            ttl,
+        ]);
+        Server::start(
+            dir,
+            &ServerOpts { port_range: free_range(50), hello_timeout: 600.0, extra, ..ServerOpts::default() },
+        )
+    };
+    let (ps, cs) = (start("p")?, start("c")?);
+    let (tp, tc) = (auth.mint("alice", "scope-p", 3600), auth.mint("alice", "scope-c", 3600));
+    let (p, c) = (client_as(&ps, Some(&tp)).await?, client_as(&cs, Some(&tc)).await?);
+    for i in 0..20 {
+        setup(&p, &c, i).await?;
+    }
+    let before = auth.introspections();
+    let mut lat = Vec::with_capacity(n);
+    for i in 0..n {
+        lat.push(setup(&p, &c, i as u16).await?);
+    }
+    lat.sort();
+    Ok((pct(&lat, 0.5), pct(&lat, 0.99), auth.introspections() - before))
 }
 
 /// One whole two-facility setup (REQ×2, Hello, UpdateTargets×2), as `s2uc request` and
@@ -112,6 +156,11 @@ async fn main() -> Result<()> {
         lat.push(setup(&p, &c, i as u16).await?);
     }
     lat.sort();
+
+    // The same with authentication on: introspection answered from the cache, then every time.
+    let auth_n = (o.setups / 4).max(10);
+    let cached = auth_latency(&dir.0, "60", auth_n).await?;
+    let uncached = auth_latency(&dir.0, "0", auth_n).await?;
 
     // Sustained rate with `concurrency` setups in flight.
     let t = Instant::now();
@@ -210,6 +259,14 @@ async fn main() -> Result<()> {
         1.8 / ms(p50)
     );
     println!("| two-facility setup, in-process client, p99 | {:.2} ms | – | ≤ 25 ms | – |", ms(p99));
+    for (what, (a50, a99, asked)) in [("cached 60 s", cached), ("every call introspected", uncached)] {
+        println!(
+            "| same, authentication on ({what}), p50 / p99 | {:.2} / {:.2} ms | – (1.2 asks Globus on every call) | – | {:.2} introspections per setup |",
+            ms(a50),
+            ms(a99),
+            asked as f64 / auth_n as f64
+        );
+    }
     println!("| sustained setups/s ({} in flight) | {rate:.0} | – | ≥ 1000 | – |", o.concurrency);
     let (w50, wmax) = (pct(&walls, 0.5), pct(&walls, 1.0));
     println!(

@@ -87,6 +87,11 @@ fn every_call_needs_an_active_unexpired_token_of_the_facilitys_scope_checked_bef
             let req = c.req(fresh_uid(), Role::Cons, 1, 0, Some(key(2))).await;
             assert_eq!(refusal(&format!("REQ with {what}"), req), code, "{what}");
         }
+        // An expired token stays refused even when the server calls it active.
+        auth.set_expired_active(true);
+        let c = as_user(&a, Some(&expired)).await;
+        assert_eq!(refusal("list with an expired token called active", c.list().await), ErrorCode::Unauthenticated);
+        auth.set_expired_active(false);
         // Only an authenticated caller learns that a uid does not exist.
         assert_eq!(refusal("alice's status of a missing uid", alice.status(missing).await), ErrorCode::NotFound);
         let (who, mine) = alice.list_as().await.expect("alice's list");
@@ -436,4 +441,31 @@ fn s2uc_login_through_a_loopback_redirect_and_its_failures() {
     let (code, _, err) = s2uc(&cfg, &["logout", "--force"]);
     assert_eq!(code, Some(0), "{err}");
     assert!(!std::fs::read_to_string(cfg.join("tokens.json")).unwrap().contains(SCOPE_A));
+}
+
+#[test]
+fn without_home_s2uc_still_reaches_an_open_server_and_login_says_where_tokens_could_go() {
+    let _serial = shared();
+    let dir = Scratch::new("id-nohome");
+    let server = Server::start(&dir.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let cert = server.cert.clone().unwrap();
+    let s2uc_without_home = |a: &[&str]| {
+        let child = Command::new(bin("s2uc"))
+            .args(a)
+            .env_remove("HOME")
+            .env_remove("XDG_CONFIG_HOME")
+            .env_remove("SCISTREAM_CONFIG_DIR")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        Background(Some(child)).wait(Duration::from_secs(30)).unwrap()
+    };
+    let out = s2uc_without_home(&["--server-cert", cert.to_str().unwrap(), "list", "--s2cs", &server.addr]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = s2uc_without_home(&["login", "--scope", SCOPE_A, "--url-only"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("--config-dir"), "{err}");
 }
