@@ -103,8 +103,16 @@ impl SessionIdentity {
     }
 }
 
+/// ring's provider with AES-128-GCM first: both ends are ours, so our order decides, and with
+/// 10 AES rounds instead of 14 it encrypts the data about a quarter faster than AES-256-GCM at
+/// the same TLS 1.3 security level for a per-session key. The other suites stay as fallbacks.
 fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
+    use rustls::crypto::ring::cipher_suite::{
+        TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256,
+    };
+    let mut p = rustls::crypto::ring::default_provider();
+    p.cipher_suites = vec![TLS13_AES_128_GCM_SHA256, TLS13_AES_256_GCM_SHA384, TLS13_CHACHA20_POLY1305_SHA256];
+    Arc::new(p)
 }
 
 /// Accepts exactly one certificate (the session's) and checks the handshake signature with it.

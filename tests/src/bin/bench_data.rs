@@ -35,6 +35,10 @@ struct Cli {
     /// Parallel streams to measure (comma-separated).
     #[arg(long, value_delimiter = ',', default_values_t = vec![1, 4, 16])]
     streams: Vec<usize>,
+    /// Measure only these chains (comma-separated names as in the table, e.g.
+    /// `--only "ours TLS,stunnel"`); the files are written only for a full run.
+    #[arg(long, value_delimiter = ',')]
+    only: Vec<String>,
 }
 
 /// A sink that reads and discards, counting bytes.
@@ -267,7 +271,11 @@ async fn main() -> Result<()> {
     let names = ["direct", "ours plain", "ours TLS", "haproxy-splice", "haproxy", "nginx", "socat", "stunnel"];
     let mut results: Vec<(&str, usize, f64)> = Vec::new();
     let rss;
-    for name in names {
+    let partial = !cli.only.is_empty();
+    if let Some(bad) = cli.only.iter().find(|o| !names.contains(&o.as_str())) {
+        anyhow::bail!("--only {bad:?}: the chains are {}", names.join(", "));
+    }
+    for name in names.into_iter().filter(|n| !partial || cli.only.iter().any(|o| o == n)) {
         for &p in &cli.streams {
             let (sink_port, received) = sink().await?;
             let gbps = match name {
@@ -287,6 +295,9 @@ async fn main() -> Result<()> {
             eprintln!("bench-data: {name:<15} P={p:<3} {gbps:6.2} Gbit/s");
             results.push((name, p, gbps));
         }
+    }
+    if partial {
+        return Ok(());
     }
     // Memory of a gateway relaying 100 connections at once.
     {

@@ -100,3 +100,21 @@ async fn a_client_without_a_certificate_is_refused() {
     let got = tokio::time::timeout(BOUND, got).await.expect("in time").expect("outcome");
     assert!(got.is_err(), "an anonymous client got through: {got:?}");
 }
+
+/// Both gateways of a session agree on AES-128-GCM and on each other's pinned identity.
+#[tokio::test]
+async fn session_peers_handshake_with_aes_128_gcm() {
+    let id = SessionIdentity::derive(&Credentials([9; 32])).unwrap();
+    let (server, client) = (id.server_config().unwrap(), id.client_config().unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accept = tokio::spawn(async move {
+        let (sock, _) = listener.accept().await.unwrap();
+        tokio_rustls::TlsAcceptor::from(server).accept(sock).await.unwrap()
+    });
+    let sock = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let tls = tokio_rustls::TlsConnector::from(client).connect(SessionIdentity::server_name(), sock).await.unwrap();
+    let _server_side = accept.await.unwrap();
+    let suite = tls.get_ref().1.negotiated_cipher_suite().unwrap().suite();
+    assert_eq!(suite, rustls::CipherSuite::TLS13_AES_128_GCM_SHA256);
+}
