@@ -37,6 +37,9 @@ pub const SCISTREAM_NATIVE_CLIENT: &str = "4787c84e-9c55-4881-b941-cb6720cea11c"
 /// A token expiring within this long is refreshed before use.
 pub const REFRESH_MARGIN: Duration = Duration::from_secs(60);
 
+/// Longest wait for another `s2uc` holding the token store.
+const LOCK_WAIT: Duration = Duration::from_secs(30);
+
 /// How long a login started with `--url-only` waits for its `--code`.
 pub const PENDING_LOGIN_LIFE: Duration = Duration::from_secs(900);
 
@@ -82,6 +85,7 @@ pub struct UserAuth {
     /// Where tokens are kept; unknown without HOME (then commands that need no token still work).
     store: Result<TokenStore, String>,
     login: LoginConfig,
+    margin: Duration,
 }
 
 impl UserAuth {
@@ -113,7 +117,14 @@ impl UserAuth {
         let client_id =
             opts.client_id.clone().or_else(|| file.client_id.clone()).unwrap_or_else(|| SCISTREAM_NATIVE_CLIENT.into());
         let login = LoginConfig { endpoints, client_id, redirect, timeout: Duration::from_secs(15) };
-        Ok(Self { opts: opts.clone(), file, store, login })
+        Ok(Self { opts: opts.clone(), file, store, login, margin: REFRESH_MARGIN })
+    }
+
+    /// Refresh tokens that expire within `REFRESH_MARGIN` plus `lasting`: a command that will
+    /// keep using a token for a while (a setup waiting for its Hello) needs it valid throughout.
+    pub fn lasting(mut self, lasting: Duration) -> Self {
+        self.margin = REFRESH_MARGIN + lasting;
+        self
     }
 
     /// The token store; an error when there is nowhere to keep tokens (no HOME, no
@@ -148,7 +159,7 @@ impl UserAuth {
     /// authentication off needs none; one with it on answers UNAUTHENTICATED).
     pub async fn token_for(&self, addr: &str) -> Result<Option<StoredToken>> {
         let (Some(scope), Ok(store)) = (self.scope_for(addr), &self.store) else { return Ok(None) };
-        Ok(self.login.fresh(store, &scope, REFRESH_MARGIN).await?)
+        Ok(self.login.fresh(store, &scope, self.margin).await?)
     }
 
     /// A client of the control server at `addr` carrying the user's token for it (or the
@@ -180,8 +191,8 @@ impl UserAuth {
             let pending = self.login.begin_with_redirect(&self.need_scope()?, &redirect)?;
             out(&pending.url);
             eprintln!("open the URL above and log in; waiting for the redirect to {redirect} …");
-            let (code, state) = loopback_code(listener, how.within).await?;
-            self.login.finish(pending, &code, state.as_deref().or(Some(""))).await?
+            let code = loopback_code(listener, pending.state(), how.within).await?;
+            self.login.finish(pending, &code, None).await?
         } else {
             let pending = self.login.begin(&self.need_scope()?)?;
             out(&pending.url);
@@ -202,7 +213,9 @@ impl UserAuth {
             }
             self.login.finish(pending, line.trim(), None).await?
         };
-        self.store()?.put(token.clone())?;
+        let store = self.store()?;
+        let _lock = store.lock(LOCK_WAIT).await?;
+        store.put(token.clone())?;
         Ok(token)
     }
 
@@ -216,7 +229,9 @@ impl UserAuth {
         };
         let mut done = Vec::new();
         for t in tokens {
-            let outcome = match self.login.revoke(&t).await {
+            let outcome = self.login.revoke(&t).await;
+            let _lock = store.lock(LOCK_WAIT).await?;
+            let outcome = match outcome {
                 Ok(()) => {
                     store.remove(&t.scope)?;
                     Ok(())

@@ -175,7 +175,7 @@ fn replay_12_against_s2cs(insecure: bool) -> Result<()> {
             port_range: free_range(40),
             hello_timeout: 30.0,
             insecure,
-            extra: vec!["--allow-plain-wan".into()],
+            extra: vec!["--allow-plain-wan".into(), "--allow-keyless-sessions".into()],
         })
         .collect();
     let prod = Server::start(&dirs[0].0, &opts[0])?;
@@ -338,7 +338,17 @@ fn python_12_clients_authenticate_with_their_raw_token() -> Result<()> {
     require_python();
     let auth = AuthServer::start(&[Facility { client_id: "fac".into(), secret: "sec".into() }])?;
     let dir = Scratch::new("py12-auth");
-    let flags = args(&["--client-id", "fac", "--client-secret", "sec", "--auth-url", &auth.base, "--scope", "ss:fac"]);
+    let flags = args(&[
+        "--client-id",
+        "fac",
+        "--client-secret",
+        "sec",
+        "--auth-url",
+        &auth.base,
+        "--scope",
+        "ss:fac",
+        "--allow-keyless-sessions",
+    ]);
     let server =
         Server::start(&dir.0, &ServerOpts { port_range: free_range(10), extra: flags, ..ServerOpts::default() })?;
     let (good, wrong) = (auth.mint("alice", "ss:fac", 600), auth.mint("alice", "ss:other", 600));

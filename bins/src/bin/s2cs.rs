@@ -124,11 +124,12 @@ struct RunArgs {
     /// Most introspection answers cached [default: 10000].
     #[arg(long)]
     auth_cache_size: Option<usize>,
-    /// Refuse requests without an app key. SciStream 1.2 clients send none; by default their
-    /// sessions are served and accept only a Hello without a key.
-    #[arg(long)]
+    /// Serve requests without an app key (SciStream 1.2 clients send none): such a session
+    /// accepts only a Hello without a key, so its uid is its only secret, as in 1.2. Without
+    /// this flag they are refused (PERMISSION_DENIED).
+    #[arg(long, alias = "allow_keyless_sessions")]
     #[serde(default)]
-    require_app_keys: bool,
+    allow_keyless_sessions: bool,
     /// How long a session may wait for the producer's Hello and its UpdateTargets, seconds
     /// [default: 180, as SciStream 1.2].
     #[arg(long, alias = "hello_timeout", value_parser = scistream_bins::parse_secs)]
@@ -183,7 +184,7 @@ struct Settings {
     capacity: Option<u64>,
     auth: Option<IntrospectConfig>,
     operators: Vec<Principal>,
-    require_app_keys: bool,
+    allow_keyless_sessions: bool,
 }
 
 fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>> {
@@ -231,7 +232,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         capacity: cli.capacity.or(file.capacity),
         auth,
         operators: cli.operators.into_iter().chain(file.operators).map(Principal).collect(),
-        require_app_keys: cli.require_app_keys || file.require_app_keys,
+        allow_keyless_sessions: cli.allow_keyless_sessions || file.allow_keyless_sessions,
     })
 }
 
@@ -354,7 +355,7 @@ async fn serve(s: Settings) -> Result<()> {
             lease: s.hello_timeout,
             tombstone: Duration::from_secs(300),
             backoff,
-            require_app_keys: s.require_app_keys,
+            require_app_keys: !s.allow_keyless_sessions,
             allow_plain_wan: s.allow_plain_wan,
             capacity: s.capacity,
             operators: s.operators.clone(),
@@ -382,6 +383,11 @@ async fn serve(s: Settings) -> Result<()> {
         let _ = tx.send(shutdown_signal().await);
     });
     let mode = if tls_cfg.is_some() { "TLS 1.3" } else { "INSECURE plain gRPC" };
+    if s.allow_keyless_sessions {
+        tracing::warn!(
+            "--allow-keyless-sessions: requests without an app key are served; anyone who learns such a session's uid can say its Hello"
+        );
+    }
     tracing::info!(%local, ports = ?s.ports, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
     println!("s2cs ready on {local}");
     let sessions = actor.clone();

@@ -246,7 +246,16 @@ impl Reach<'_> {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let auth = UserAuth::load(&cli.auth)?;
+    // A setup uses its tokens until the Hello is in and both UpdateTargets are answered.
+    let lasting = match &cli.cmd {
+        Cmd::Request { size, .. }
+        | Cmd::ProdReq { size, .. }
+        | Cmd::ConsReq { size, .. }
+        | Cmd::InboundRequest { size, .. }
+        | Cmd::OutboundRequest { size, .. } => size.hello_timeout + cli.conn.timeout * 2,
+        _ => Duration::ZERO,
+    };
+    let auth = UserAuth::load(&cli.auth)?.lasting(lasting);
     let conn = &Reach { conn: &cli.conn, auth: &auth };
     match cli.cmd {
         Cmd::Request { prod_s2cs, cons_s2cs, size } => request(conn, cli.json, &prod_s2cs, &cons_s2cs, &size).await,
@@ -305,7 +314,12 @@ async fn run(cli: Cli) -> Result<()> {
                 say!("{v}");
             } else {
                 say!("scope      {}", r.token.scope);
-                say!("identity   {}", r.token.identity.as_deref().unwrap_or("(the server did not say)"));
+                say!(
+                    "identity   {}",
+                    r.token.identity.as_deref().unwrap_or(
+                        "(not in the token response; `check-auth --s2cs ADDR` shows the identity a facility sees)"
+                    )
+                );
                 match left {
                     Some(s) => {
                         say!("expires in {s} s{}", if r.token.refresh_token.is_some() { " (refreshable)" } else { "" })
@@ -334,8 +348,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::ConsReq { s2cs, size, uid, prod_lstn, credentials } => {
             let remote = parse_addrs(&prod_lstn).map_err(|e| anyhow!("PROD_LSTN: {e}"))?;
-            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
+            let (listeners, key) = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
             report(cli.json, uid, &[("listeners", &listeners)]);
+            consumer_key(cli.json, key);
             Ok(())
         }
         Cmd::InboundRequest { s2cs, remote_ip, receiver_ports, size } => {
@@ -370,8 +385,9 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::OutboundRequest { s2cs, size, uid, remote_listeners, credentials } => {
             let remote = parse_addrs(&remote_listeners).map_err(|e| anyhow!("REMOTE_LISTENERS: {e}"))?;
-            let listeners = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
+            let (listeners, key) = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
             report(cli.json, uid, &[("listeners", &listeners)]);
+            consumer_key(cli.json, key);
             Ok(())
         }
         Cmd::Release { uid, s2cs } => {
@@ -500,11 +516,23 @@ async fn consumer_side(
     uid: Uid,
     remote: &[Addr],
     creds: Option<Credentials>,
-) -> Result<Vec<Addr>> {
+) -> Result<(Vec<Addr>, AppKey)> {
+    // Every session gets its own app key, the consumer's side too: a keyless session would
+    // accept anybody's Hello for its uid.
+    let key = AppKey(rand::random());
     let c = conn.client(s2cs).await?;
-    let l = c.req(uid, Role::Cons, size.num_conn, size.rate, None).await?;
+    let l = c.req(uid, Role::Cons, size.num_conn, size.rate, Some(key)).await?;
     update_or_release(&c, uid, Role::Cons, remote, creds).await?;
-    Ok(l.listeners)
+    Ok((l.listeners, key))
+}
+
+/// Prints the consumer side's app key, for a consumer controller's `appctrl --role CONS --key`.
+fn consumer_key(json: bool, key: AppKey) {
+    if json {
+        say!("{}", json!({"app_key": hex(&key.0)}));
+    } else {
+        say!("app key {} (secret: for the consumer's appctrl --role CONS --key)", hex(&key.0));
+    }
 }
 
 /// UpdateTargets; if it fails, releases what the REQ reserved before reporting the failure.

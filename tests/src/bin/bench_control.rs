@@ -220,7 +220,9 @@ async fn main() -> Result<()> {
     let mut waiting = Vec::with_capacity(o.waiting);
     for i in 0..o.waiting {
         let w = conns[i / 100].clone();
-        waiting.push(tokio::spawn(async move { w.req(Uid(uuid::Uuid::new_v4()), Role::Prod, 1, 0, None).await }));
+        waiting.push(tokio::spawn(async move {
+            w.req(Uid(uuid::Uuid::new_v4()), Role::Prod, 1, 0, Some(AppKey(rand_bytes()))).await
+        }));
     }
     let t = Instant::now();
     eprintln!("bench-control: {} REQs sent, waiting until the server holds them", o.waiting);
@@ -242,7 +244,7 @@ async fn main() -> Result<()> {
     // A setup on the same server while they wait.
     let probe = Instant::now();
     let uid = Uid(uuid::Uuid::new_v4());
-    w.req(uid, Role::Cons, 1, 0, None).await?;
+    w.req(uid, Role::Cons, 1, 0, Some(AppKey(rand_bytes()))).await?;
     w.update(uid, Role::Cons, &[Addr::new("127.0.0.1", 7000)], Some(Credentials([7; 32]))).await?;
     w.release(uid).await?;
     let probe = probe.elapsed();

@@ -9,7 +9,7 @@ use scistream_fsm::{ErrorCode, Role};
 use scistream_tests::{Scratch, Server, ServerOpts, args, free_range, run};
 use scistream_transport::tls::{self, Trust};
 
-use crate::testkit::{RawServer, client, connect, fresh_uid, ports, range_ports, refusal, runtime, shared};
+use crate::testkit::{RawServer, client, connect, fresh_uid, key, ports, range_ports, refusal, runtime, shared};
 
 const QUICK: Duration = Duration::from_secs(20);
 
@@ -113,15 +113,15 @@ fn a_config_file_is_honoured_and_flags_override_it() {
 
     runtime().block_on(async {
         let c = connect(&from_file.addr, &dir.0.join("cert.pem")).await;
-        let l = c.req(fresh_uid(), Role::Cons, 2, 0, None).await.expect("REQ");
+        let l = c.req(fresh_uid(), Role::Cons, 2, 0, Some(key(0))).await.expect("REQ");
         assert_eq!(ports(&l.listeners), range_ports(&in_file).take(2).collect::<Vec<_>>(), "ports of the file's range");
-        let three = c.req(fresh_uid(), Role::Cons, 3, 0, None).await;
+        let three = c.req(fresh_uid(), Role::Cons, 3, 0, Some(key(0))).await;
         assert_eq!(refusal("num_conn above the file's max-num-conn", three), ErrorCode::InvalidArgument);
 
         let c = client(&overridden).await;
-        let l = c.req(fresh_uid(), Role::Cons, 2, 0, None).await.expect("REQ");
+        let l = c.req(fresh_uid(), Role::Cons, 2, 0, Some(key(0))).await.expect("REQ");
         assert_eq!(ports(&l.listeners), range_ports(&on_flag).take(2).collect::<Vec<_>>(), "ports of the flag's range");
-        let three = c.req(fresh_uid(), Role::Cons, 3, 0, None).await;
+        let three = c.req(fresh_uid(), Role::Cons, 3, 0, Some(key(0))).await;
         assert_eq!(refusal("num_conn above the file's max-num-conn", three), ErrorCode::InvalidArgument);
     });
 }

@@ -43,9 +43,9 @@ fn a_port_held_by_another_process_is_never_handed_out_and_the_session_gets_other
         c.release(uid).await.expect("release");
 
         // Set aside for good: only three ports are left to hand out.
-        let four = c.req(fresh_uid(), Role::Cons, 4, 0, None).await;
+        let four = c.req(fresh_uid(), Role::Cons, 4, 0, Some(key(0))).await;
         assert_eq!(refusal("REQ for the whole range with a port held", four), ErrorCode::ResourceExhausted);
-        let three = c.req(fresh_uid(), Role::Cons, 3, 0, None).await.expect("REQ for the three usable ports");
+        let three = c.req(fresh_uid(), Role::Cons, 3, 0, Some(key(0))).await.expect("REQ for the three usable ports");
         assert_eq!(ports(&three.listeners).into_iter().collect::<BTreeSet<_>>(), free);
     });
     // The other process's socket was never touched.

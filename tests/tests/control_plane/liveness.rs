@@ -52,7 +52,7 @@ fn a_thousand_sessions_waiting_for_their_hello_do_not_slow_another_sessions_call
             let uid = fresh_uid();
             let started = Instant::now();
             let done = within(ROUND * 5, "a consumer round", async {
-                let l = c.req(uid, Role::Cons, 1, 0, None).await.expect("REQ");
+                let l = c.req(uid, Role::Cons, 1, 0, Some(key(0))).await.expect("REQ");
                 c.update(uid, Role::Cons, &target, Some(creds(round))).await.expect("update");
                 c.release(uid).await.expect("release");
                 l

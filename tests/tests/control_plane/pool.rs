@@ -22,12 +22,12 @@ fn released_ports_return_to_the_pool_and_are_handed_out_again() {
     runtime().block_on(async {
         let c = client(&server).await;
         let (a, b) = (fresh_uid(), fresh_uid());
-        let la = c.req(a, Role::Cons, 2, 0, None).await.expect("REQ a");
-        let lb = c.req(b, Role::Cons, 2, 0, None).await.expect("REQ b");
+        let la = c.req(a, Role::Cons, 2, 0, Some(key(0))).await.expect("REQ a");
+        let lb = c.req(b, Role::Cons, 2, 0, Some(key(0))).await.expect("REQ b");
         let held: BTreeSet<u16> = ports(&la.listeners).into_iter().chain(ports(&lb.listeners)).collect();
         assert_eq!(held, range_ports(&range).collect(), "two sessions of 2 hold the whole range of 4");
         assert_eq!(
-            refusal("REQ on a full range", c.req(fresh_uid(), Role::Cons, 1, 0, None).await),
+            refusal("REQ on a full range", c.req(fresh_uid(), Role::Cons, 1, 0, Some(key(0))).await),
             ErrorCode::ResourceExhausted
         );
 
@@ -37,7 +37,8 @@ fn released_ports_return_to_the_pool_and_are_handed_out_again() {
         for port in &held {
             assert!(!listening(*port), "port {port} still listens after release");
         }
-        let again = c.req(fresh_uid(), Role::Cons, 4, 0, None).await.expect("REQ for the whole range after release");
+        let again =
+            c.req(fresh_uid(), Role::Cons, 4, 0, Some(key(0))).await.expect("REQ for the whole range after release");
         assert_eq!(ports(&again.listeners).into_iter().collect::<BTreeSet<_>>(), held, "the released ports again");
         for port in &held {
             assert!(listening(*port), "port {port} handed out again but not listening");
@@ -78,8 +79,10 @@ fn a_producer_whose_hello_never_comes_times_out_with_deadline_exceeded_and_frees
         for port in range_ports(&range) {
             eventually(Duration::from_secs(2), &format!("port {port} closed after the timeout"), || !listening(port));
         }
-        let again =
-            c.req(fresh_uid(), Role::Cons, 3, 0, None).await.expect("REQ for the whole range after the timeout");
+        let again = c
+            .req(fresh_uid(), Role::Cons, 3, 0, Some(key(0)))
+            .await
+            .expect("REQ for the whole range after the timeout");
         assert_eq!(ports(&again.listeners), range_ports(&range).collect::<Vec<_>>(), "the timed-out ports again");
     });
 }
@@ -92,10 +95,10 @@ fn a_request_larger_than_the_free_ports_is_refused_with_resource_exhausted() {
     let server = Server::start(&dir.0, &ServerOpts { port_range: range.clone(), ..ServerOpts::default() }).unwrap();
     runtime().block_on(async {
         let c = client(&server).await;
-        let too_big = c.req(fresh_uid(), Role::Cons, 4, 0, None).await;
+        let too_big = c.req(fresh_uid(), Role::Cons, 4, 0, Some(key(0))).await;
         assert_eq!(refusal("REQ for 4 of 3 ports", too_big), ErrorCode::ResourceExhausted);
         // The refused request took nothing: the whole range is still free, then it is not.
-        let all = c.req(fresh_uid(), Role::Cons, 3, 0, None).await.expect("REQ for the whole range");
+        let all = c.req(fresh_uid(), Role::Cons, 3, 0, Some(key(0))).await.expect("REQ for the whole range");
         assert_eq!(ports(&all.listeners), range_ports(&range).collect::<Vec<_>>());
         let one_more = c.req(fresh_uid(), Role::Prod, 1, 0, Some(key(2))).await;
         assert_eq!(refusal("REQ on a full range", one_more), ErrorCode::ResourceExhausted);

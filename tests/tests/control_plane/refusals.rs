@@ -31,7 +31,7 @@ fn num_conn_zero_or_above_the_limit_is_invalid_argument_and_takes_no_port() {
             }
         }
         assert!(c.list().await.expect("list").is_empty(), "a refused REQ left a session behind");
-        let all = c.req(fresh_uid(), Role::Cons, 4, 0, None).await.expect("REQ for the whole range");
+        let all = c.req(fresh_uid(), Role::Cons, 4, 0, Some(key(0))).await.expect("REQ for the whole range");
         assert_eq!(ports(&all.listeners), range_ports(&range).collect::<Vec<_>>());
     });
 }
@@ -76,7 +76,7 @@ fn update_release_status_and_hello_of_an_unknown_uid_are_not_found() {
     runtime().block_on(async {
         let c = client(&server).await;
         // A live session makes sure the lookups are by uid, not "is there any session".
-        c.req(fresh_uid(), Role::Cons, 1, 0, None).await.expect("REQ");
+        c.req(fresh_uid(), Role::Cons, 1, 0, Some(key(0))).await.expect("REQ");
         let uid = fresh_uid();
         let update = c.update(uid, Role::Cons, &producer(), Some(creds(1))).await;
         assert_eq!(refusal("update", update), ErrorCode::NotFound);
@@ -106,12 +106,14 @@ fn a_conflicting_req_for_a_live_uid_is_already_exists() {
             (Role::Prod, 2, 500, Some(key(1)), "another rate"),
             (Role::Cons, 2, 0, Some(key(1)), "another role"),
             (Role::Prod, 2, 0, Some(key(2)), "another app key"),
-            (Role::Prod, 2, 0, None, "no app key"),
         ];
         for (role, n, rate, k, what) in conflicts {
             let answer = c.req(uid, role, n, rate, k).await;
             assert_eq!(refusal(&format!("REQ with {what}"), answer), ErrorCode::AlreadyExists);
         }
+        // A keyless REQ is refused before the uid is even looked at (keys are required).
+        let keyless = c.req(uid, Role::Prod, 2, 0, None).await;
+        assert_eq!(refusal("REQ with no app key", keyless), ErrorCode::PermissionDenied);
         // The conflicts changed nothing: the first REQ is answered once the Hello comes.
         let acked = c.hello(uid, Role::Prod, &producer(), Some(key(1))).await.expect("Hello");
         let answer = within(CALL, "the first REQ", first).await.expect("REQ task").expect("first REQ");

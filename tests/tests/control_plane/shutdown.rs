@@ -26,7 +26,7 @@ struct Busy {
 async fn occupy(addr: &str, cert: &Path) -> Busy {
     let c = connect(addr, cert).await;
     let established = fresh_uid();
-    let l = c.req(established, Role::Cons, 2, 0, None).await.expect("REQ");
+    let l = c.req(established, Role::Cons, 2, 0, Some(key(0))).await.expect("REQ");
     c.update(established, Role::Cons, &[Addr::new("127.0.0.1", 7400)], Some(creds(1))).await.expect("update");
     let uid = fresh_uid();
     let waiting = tokio::spawn({

@@ -5,11 +5,13 @@
 //! it is active, not expired, not yet-to-start, and grants the facility's scope. The caller's
 //! identity is the token's subject (`sub`, else `username`).
 //!
-//! Positive answers are cached, keyed by the token's SHA-256 (the cache never holds a token),
-//! until the earlier of the token's expiry and a TTL; the cache is bounded and evicts what
-//! expires first. A revoked token is therefore accepted for at most the TTL. Negative answers
-//! are not cached. When the authorization server cannot be asked the call fails UNAVAILABLE:
-//! nothing is ever let through because the check could not be made.
+//! Answers are cached, keyed by the token's SHA-256 (the cache never holds a token): positive
+//! ones until the earlier of the token's expiry and a TTL, refusals (inactive, expired, wrong
+//! scope) for [`REFUSAL_TTL`] at most, so a caller repeating a bad token does not turn each
+//! call into a request to the authorization server. The cache is bounded and evicts what
+//! expires first. A revoked token is therefore accepted for at most the TTL. When the
+//! authorization server cannot be asked the call fails UNAVAILABLE with a generic message (the
+//! detail goes to the log): nothing is ever let through because the check could not be made.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -23,6 +25,9 @@ use oauth2::{
 use scistream_fsm::Principal;
 
 use super::{OAuthError, Url, unix_now};
+
+/// Longest time a refusal is remembered (never longer than the configured TTL).
+pub const REFUSAL_TTL: Duration = Duration::from_secs(10);
 use crate::server::{AuthError, AuthFuture, Authenticator};
 
 /// How a facility checks tokens.
@@ -107,9 +112,24 @@ impl IntrospectAuth {
 
     async fn check(&self, token: &str) -> Result<Principal, AuthError> {
         let key = digest(token);
-        if let Some(who) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key, Instant::now()) {
-            return Ok(who);
+        if let Some(answer) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key, Instant::now()) {
+            return answer;
         }
+        let answer = self.ask(token).await;
+        let life = match &answer {
+            Ok((_, life)) => *life,
+            Err(AuthError::Unavailable(_)) => Duration::ZERO,
+            Err(_) => self.ttl.min(REFUSAL_TTL),
+        };
+        let answer = answer.map(|(who, _)| who);
+        if !life.is_zero() {
+            self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(key, answer.clone(), Instant::now() + life);
+        }
+        answer
+    }
+
+    /// Asks the authorization server; the identity and how long to trust the answer.
+    async fn ask(&self, token: &str) -> Result<(Principal, Duration), AuthError> {
         self.asked.fetch_add(1, Ordering::Relaxed);
         let answer = self
             .client
@@ -120,7 +140,7 @@ impl IntrospectAuth {
             .map_err(|e| {
                 let e = super::request_error(e);
                 tracing::warn!("token introspection failed: {e}");
-                AuthError::Unavailable(e.to_string())
+                AuthError::Unavailable("the facility cannot check tokens right now; try again later".into())
             })?;
         let now = unix_now();
         if !answer.active() {
@@ -143,10 +163,7 @@ impl IntrospectAuth {
         if let Some(exp) = exp {
             life = life.min(Duration::from_secs(u64::try_from(exp - now).unwrap_or(0)));
         }
-        if !life.is_zero() {
-            self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(key, who.clone(), Instant::now() + life);
-        }
-        Ok(who)
+        Ok((who, life))
     }
 }
 
@@ -170,10 +187,12 @@ fn digest(token: &str) -> Key {
     key
 }
 
-/// Positive answers until they expire; at most `cap` of them.
+type Answer = Result<Principal, AuthError>;
+
+/// Answers until they expire; at most `cap` of them.
 struct Cache {
     cap: usize,
-    map: HashMap<Key, (Principal, Instant)>,
+    map: HashMap<Key, (Answer, Instant)>,
 }
 
 impl Cache {
@@ -181,7 +200,7 @@ impl Cache {
         Self { cap, map: HashMap::new() }
     }
 
-    fn get(&mut self, key: &Key, now: Instant) -> Option<Principal> {
+    fn get(&mut self, key: &Key, now: Instant) -> Option<Answer> {
         match self.map.get(key) {
             Some((who, until)) if *until > now => Some(who.clone()),
             Some(_) => {
@@ -192,7 +211,7 @@ impl Cache {
         }
     }
 
-    fn put(&mut self, key: Key, who: Principal, until: Instant) {
+    fn put(&mut self, key: Key, who: Answer, until: Instant) {
         if self.cap == 0 {
             return;
         }
@@ -221,8 +240,8 @@ mod tests {
     fn cache_answers_until_expiry() {
         let mut c = Cache::new(4);
         let t0 = Instant::now();
-        c.put(digest("a"), p("alice"), t0 + Duration::from_secs(5));
-        assert_eq!(c.get(&digest("a"), t0), Some(p("alice")));
+        c.put(digest("a"), Ok(p("alice")), t0 + Duration::from_secs(5));
+        assert_eq!(c.get(&digest("a"), t0), Some(Ok(p("alice"))));
         assert_eq!(c.get(&digest("b"), t0), None);
         assert_eq!(c.get(&digest("a"), t0 + Duration::from_secs(5)), None);
         assert!(c.map.is_empty(), "an expired answer is dropped when seen");
@@ -232,19 +251,19 @@ mod tests {
     fn full_cache_evicts_what_expires_first() {
         let mut c = Cache::new(2);
         let t0 = Instant::now() + Duration::from_secs(100);
-        c.put(digest("late"), p("l"), t0 + Duration::from_secs(50));
-        c.put(digest("soon"), p("s"), t0 + Duration::from_secs(10));
-        c.put(digest("new"), p("n"), t0 + Duration::from_secs(30));
+        c.put(digest("late"), Ok(p("l")), t0 + Duration::from_secs(50));
+        c.put(digest("soon"), Ok(p("s")), t0 + Duration::from_secs(10));
+        c.put(digest("new"), Ok(p("n")), t0 + Duration::from_secs(30));
         assert_eq!(c.map.len(), 2);
         assert_eq!(c.get(&digest("soon"), t0), None);
-        assert_eq!(c.get(&digest("late"), t0), Some(p("l")));
-        assert_eq!(c.get(&digest("new"), t0), Some(p("n")));
+        assert_eq!(c.get(&digest("late"), t0), Some(Ok(p("l"))));
+        assert_eq!(c.get(&digest("new"), t0), Some(Ok(p("n"))));
     }
 
     #[test]
     fn zero_sized_cache_holds_nothing() {
         let mut c = Cache::new(0);
-        c.put(digest("a"), p("alice"), Instant::now() + Duration::from_secs(5));
+        c.put(digest("a"), Ok(p("alice")), Instant::now() + Duration::from_secs(5));
         assert_eq!(c.get(&digest("a"), Instant::now()), None);
     }
 

@@ -23,7 +23,7 @@ use oauth2::{
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::store::{StoredToken, TokenStore, private_file};
+use super::store::{StoredToken, TokenStore};
 use super::{Endpoints, OAuthError, Url, unix_now};
 
 /// Token-response fields beyond RFC 6749 that we read: the OpenID Connect `id_token`, when the
@@ -98,11 +98,8 @@ impl PendingLogin {
 
     /// Keeps it beside the tokens (mode 0600) for a later `--code`.
     pub fn save(&self, store: &TokenStore) -> Result<(), OAuthError> {
-        use std::io::Write as _;
-        let err = |e: std::io::Error| OAuthError::Store(format!("saving the pending login: {e}"));
-        super::store::create_private_dir(store.dir()).map_err(err)?;
         let text = serde_json::to_vec(self).map_err(|e| OAuthError::Store(e.to_string()))?;
-        private_file(&Self::path(store)).and_then(|mut f| f.write_all(&text)).map_err(err)
+        super::store::write_private(store.dir(), "pending-login.json", &text)
     }
 
     /// The login saved by [`save`](Self::save), taken out of the store; refused once older than
@@ -214,6 +211,9 @@ impl LoginConfig {
         scope: &str,
         margin: Duration,
     ) -> Result<Option<StoredToken>, OAuthError> {
+        // Read, refresh and write under the store's lock: a refresh token used twice may end
+        // the whole grant at a server that rotates them.
+        let _lock = store.lock(self.timeout * 2).await?;
         let Some(t) = store.get(scope)? else { return Ok(None) };
         let now = unix_now();
         let margin = i64::try_from(margin.as_secs()).unwrap_or(i64::MAX);
@@ -317,12 +317,15 @@ pub fn id_token_name(jwt: &str) -> Option<String> {
 }
 
 /// Waits on `listener` (a loopback port, the login's redirect) for the browser to bring the
-/// code back: `GET /callback?code=…&state=…`. Answers `(code, state)`; other requests (a
-/// favicon) get 404 and the wait goes on, at most `within`.
+/// code back: `GET /callback?code=…&state=STATE`. Answers the code. Requests without the
+/// login's `state` (a favicon, another local process, a web page probing localhost) get an
+/// error page and the wait goes on, at most `within`; only the server's redirect, which
+/// carries the state, can end it.
 pub async fn loopback_code(
     listener: tokio::net::TcpListener,
+    state: &str,
     within: Duration,
-) -> Result<(String, Option<String>), OAuthError> {
+) -> Result<String, OAuthError> {
     let wait = async {
         loop {
             let (mut sock, _) =
@@ -341,14 +344,16 @@ pub async fn loopback_code(
             let param = |k: &str| {
                 url.as_ref().and_then(|u| u.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned()))
             };
-            let (status, body, outcome) = match (url.as_ref().map(Url::path), param("code"), param("error")) {
-                (Some("/callback"), _, Some(err)) => {
+            let ours = param("state").is_some_and(|s| s == state);
+            let (status, body, outcome) = match (url.as_ref().map(Url::path), ours, param("code"), param("error")) {
+                (Some("/callback"), true, _, Some(err)) => {
                     let why = param("error_description").unwrap_or_default();
                     ("400 Bad Request", "Login refused.", Some(Err(OAuthError::Refused(format!("{err} {why}")))))
                 }
-                (Some("/callback"), Some(code), None) => {
-                    ("200 OK", "Logged in: you may close this window.", Some(Ok((code, param("state")))))
+                (Some("/callback"), true, Some(code), None) => {
+                    ("200 OK", "Logged in: you may close this window.", Some(Ok(code)))
                 }
+                (Some("/callback"), false, _, _) => ("400 Bad Request", "Not this login's redirect.", None),
                 _ => ("404 Not Found", "Not here.", None),
             };
             let reply = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}\n");
@@ -434,7 +439,7 @@ mod tests {
     async fn loopback_redirect_brings_the_code_back() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let wait = tokio::spawn(loopback_code(listener, Duration::from_secs(10)));
+        let wait = tokio::spawn(async move { loopback_code(listener, "st", Duration::from_secs(10)).await });
         let get = |path: &'static str| async move {
             let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
             s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes()).await.unwrap();
@@ -443,18 +448,20 @@ mod tests {
             out
         };
         assert!(get("/favicon.ico").await.starts_with("HTTP/1.1 404"));
+        // Without the login's state, neither a code nor an error ends the wait.
+        assert!(get("/callback?code=forged&state=other").await.starts_with("HTTP/1.1 400"));
+        assert!(get("/callback?error=access_denied").await.starts_with("HTTP/1.1 400"));
         assert!(get("/callback?code=abc%2B1&state=st").await.starts_with("HTTP/1.1 200"));
-        let (code, state) = wait.await.unwrap().unwrap();
-        assert_eq!((code.as_str(), state.as_deref()), ("abc+1", Some("st")));
+        assert_eq!(wait.await.unwrap().unwrap(), "abc+1");
     }
 
     #[tokio::test]
     async fn loopback_redirect_with_an_error_is_refused() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let wait = tokio::spawn(loopback_code(listener, Duration::from_secs(10)));
+        let wait = tokio::spawn(async move { loopback_code(listener, "st", Duration::from_secs(10)).await });
         let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-        s.write_all(b"GET /callback?error=access_denied HTTP/1.1\r\n\r\n").await.unwrap();
+        s.write_all(b"GET /callback?error=access_denied&state=st HTTP/1.1\r\n\r\n").await.unwrap();
         assert!(matches!(wait.await.unwrap(), Err(OAuthError::Refused(_))));
     }
 }

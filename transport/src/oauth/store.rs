@@ -1,8 +1,10 @@
 //! Where `s2uc` keeps its tokens: `tokens.json` in the user's configuration folder
 //! (`$SCISTREAM_CONFIG_DIR`, else `$XDG_CONFIG_HOME/scistream`, else `~/.config/scistream`),
-//! one entry per scope. The folder is made with mode 0700 and the file written with mode 0600,
-//! whole or not at all (a temporary file renamed over it). Tokens never appear in `Debug`
-//! output or logs.
+//! one entry per scope. The folder is kept at mode 0700 and the file written with mode 0600,
+//! whole or not at all (a fresh temporary file, never a link, renamed over it). A
+//! read–refresh–write holds an advisory lock (`tokens.lock`), so two `s2uc` processes (or two
+//! tasks of one) never refresh the same token at once or undo each other's writes. Tokens never
+//! appear in `Debug` output or logs.
 
 use std::collections::BTreeMap;
 use std::io::Write as _;
@@ -106,20 +108,40 @@ impl TokenStore {
     }
 
     fn save(&self, file: &File) -> Result<(), OAuthError> {
-        let err = |what: &str, e: std::io::Error| OAuthError::Store(format!("{what} {}: {e}", self.dir.display()));
-        create_private_dir(&self.dir).map_err(|e| err("creating", e))?;
         let text = serde_json::to_vec_pretty(file).map_err(|e| OAuthError::Store(e.to_string()))?;
-        let tmp = self.dir.join(format!(".tokens.json.{}", std::process::id()));
-        let write = || -> std::io::Result<()> {
-            let mut f = private_file(&tmp)?;
-            f.write_all(&text)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, self.path())
-        };
-        write().map_err(|e| {
-            let _ = std::fs::remove_file(&tmp);
-            err("writing tokens in", e)
-        })
+        write_private(&self.dir, "tokens.json", &text)
+    }
+
+    /// Holds the store's advisory lock until the guard is dropped; waits (asynchronously) up
+    /// to `within` for another holder.
+    pub async fn lock(&self, within: std::time::Duration) -> Result<StoreLock, OAuthError> {
+        let err = |e: std::io::Error| OAuthError::Store(format!("locking {}: {e}", self.dir.display()));
+        create_private_dir(&self.dir).map_err(err)?;
+        let path = self.dir.join("tokens.lock");
+        let started = std::time::Instant::now();
+        loop {
+            let mut o = std::fs::OpenOptions::new();
+            o.read(true).write(true).create(true).truncate(false);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt as _;
+                o.mode(0o600);
+                #[cfg(target_os = "linux")]
+                o.custom_flags(nix::libc::O_NOFOLLOW);
+            }
+            let file = o.open(&path).map_err(err)?;
+            match try_lock(file) {
+                Ok(lock) => return Ok(StoreLock(lock)),
+                Err(_) if started.elapsed() < within => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+                Err(e) => {
+                    return Err(OAuthError::Store(format!(
+                        "{} is held by another s2uc for over {} s ({e})",
+                        path.display(),
+                        within.as_secs()
+                    )));
+                }
+            }
+        }
     }
 
     /// The tokens of `scope`.
@@ -150,29 +172,72 @@ impl TokenStore {
     }
 }
 
-/// A file that only its owner can read or write, created anew (any old one replaced).
-pub(crate) fn private_file(path: &Path) -> std::io::Result<std::fs::File> {
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        o.mode(0o600);
-        let f = o.open(path)?;
-        // An older file keeps its mode through `open`: set it.
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-        Ok(f)
-    }
-    #[cfg(not(unix))]
-    o.open(path)
+/// The store's advisory lock, released on drop.
+#[derive(Debug)]
+pub struct StoreLock(#[allow(dead_code)] LockHandle);
+
+#[cfg(target_os = "linux")]
+type LockHandle = nix::fcntl::Flock<std::fs::File>;
+#[cfg(not(target_os = "linux"))]
+type LockHandle = std::fs::File;
+
+#[cfg(target_os = "linux")]
+fn try_lock(file: std::fs::File) -> Result<LockHandle, nix::errno::Errno> {
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)
 }
 
-/// A folder only its owner can enter (kept as it is when it exists).
+#[cfg(not(target_os = "linux"))]
+fn try_lock(file: std::fs::File) -> Result<LockHandle, std::io::Error> {
+    Ok(file)
+}
+
+/// Writes `name` in `dir` whole or not at all, readable by its owner only: a fresh temporary
+/// file (created exclusively, so never an existing file or a link planted there) renamed over it.
+pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), OAuthError> {
+    let err = |what: &str, e: std::io::Error| OAuthError::Store(format!("{what} {}: {e}", dir.display()));
+    create_private_dir(dir).map_err(|e| err("creating", e))?;
+    let tmp = dir.join(format!(".{name}.{}.{:016x}", std::process::id(), rand_suffix()));
+    let write = || -> std::io::Result<()> {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            o.mode(0o600);
+            #[cfg(target_os = "linux")]
+            o.custom_flags(nix::libc::O_NOFOLLOW);
+        }
+        let mut f = o.open(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(&format!("writing {name} in"), e)
+    })
+}
+
+fn rand_suffix() -> u64 {
+    let mut b = [0u8; 8];
+    // ring's system RNG; a clock-based fallback is good enough for a name made exclusively.
+    if ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut b).is_err() {
+        return std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
+    }
+    u64::from_le_bytes(b)
+}
+
+/// A folder only its owner can enter: made with mode 0700, or tightened to it when it exists.
 pub(crate) fn create_private_dir(dir: &Path) -> std::io::Result<()> {
     #[cfg(unix)]
     {
-        use std::os::unix::fs::DirBuilderExt as _;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+        use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode != 0o700 {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+        }
+        Ok(())
     }
     #[cfg(not(unix))]
     std::fs::create_dir_all(dir)
@@ -225,6 +290,29 @@ mod tests {
         assert_eq!(mode(&store.path()), 0o600);
         let leftovers: Vec<_> = std::fs::read_dir(store.dir()).unwrap().collect();
         assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn an_existing_open_folder_is_tightened() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = dir.path().join("cfg");
+        std::fs::create_dir(&cfg).unwrap();
+        std::fs::set_permissions(&cfg, std::fs::Permissions::from_mode(0o755)).unwrap();
+        TokenStore::at(&cfg).put(tok("a", "at")).unwrap();
+        assert_eq!(std::fs::metadata(&cfg).unwrap().permissions().mode() & 0o777, 0o700);
+    }
+
+    #[tokio::test]
+    async fn the_lock_is_exclusive_and_released_on_drop() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = TokenStore::at(dir.path());
+        let held = store.lock(std::time::Duration::from_secs(1)).await.unwrap();
+        let e = store.lock(std::time::Duration::from_millis(100)).await.unwrap_err();
+        assert!(e.to_string().contains("held by another"), "{e}");
+        drop(held);
+        store.lock(std::time::Duration::from_secs(1)).await.unwrap();
     }
 
     #[test]
