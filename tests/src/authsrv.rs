@@ -387,3 +387,26 @@ async fn revoke(State(s): State<Shared>, Form(f): Form<TokenParam>) -> Response 
     }
     StatusCode::OK.into_response()
 }
+
+/// The user at the browser, already logged in at this server: opens the authorization `url`
+/// and returns the code the server sends them back with (from its redirect).
+pub fn browse_for_code(url: &str) -> Result<String> {
+    use std::io::{Read as _, Write as _};
+    let u = scistream_transport::oauth::Url::parse(url).context("an authorization URL")?;
+    let addr = format!("{}:{}", u.host_str().context("a host")?, u.port_or_known_default().context("a port")?);
+    let mut s = std::net::TcpStream::connect(&addr).with_context(|| format!("the authorization server at {addr}"))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    let target = match u.query() {
+        Some(q) => format!("{}?{q}", u.path()),
+        None => u.path().to_owned(),
+    };
+    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")?;
+    let mut answer = String::new();
+    s.read_to_string(&mut answer)?;
+    let location = answer
+        .lines()
+        .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim()))
+        .with_context(|| format!("no redirect from the authorization server: {answer}"))?;
+    let back = scistream_transport::oauth::Url::parse(location).context("the redirect")?;
+    back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).context("no code in the redirect")
+}

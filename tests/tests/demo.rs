@@ -12,6 +12,7 @@ fn the_demo_streams_verifies_every_byte_and_leaves_nothing_behind() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&format!("{} bytes verified", 24 << 20)), "{stdout}");
     assert!(stdout.contains("0 mismatches"), "{stdout}");
+    assert!(stdout.contains("logged in for both scopes"), "the user logged in at both facilities: {stdout}");
     assert!(stdout.contains("both daemons exited 0"), "{stdout}");
 }
 

@@ -1,7 +1,9 @@
 //! `scistream-demo`: the main job on one machine. Two facilities' `s2cs` daemons on loopback
-//! (certificates made on the fly), a producer application serving `--size` bytes of verifiable
-//! data, orchestration by `s2uc request` and `appctrl` over TLS, a consumer reading through the
-//! consumer's gateway and checking every byte. Exits non-zero on any mismatch or leftover.
+//! (certificates made on the fly) checking every caller's token at a local OAuth2 server, the
+//! user's `s2uc login` (authorization code with PKCE) for each facility's scope, a producer
+//! application serving `--size` bytes of verifiable data, orchestration by `s2uc request` and
+//! `appctrl` over TLS, a consumer reading through the consumer's gateway and checking every
+//! byte. Exits non-zero on any mismatch or leftover.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -12,6 +14,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
+use scistream_tests::authsrv::{AuthServer, Facility, browse_for_code};
 use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, listening, run, trust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -127,7 +130,7 @@ async fn consume(addr: String, k: u16, len: u64, done: Arc<AtomicU64>) -> Result
 }
 
 fn step(n: u8, what: &str) {
-    print!("[{n}/5] {what} ... ");
+    print!("[{n}/6] {what} ... ");
     let _ = std::io::stdout().flush();
 }
 
@@ -157,12 +160,57 @@ async fn demo(cli: Cli) -> Result<()> {
         cli.size as f64 / f64::from(1u32 << 30),
         cli.streams
     );
-    step(1, "certificates and two s2cs daemons");
-    let (da, db) = (Scratch::new("demo-prod"), Scratch::new("demo-cons"));
-    let opts = |n| ServerOpts { port_range: free_range(n), hello_timeout: 60.0, ..ServerOpts::default() };
-    let prod = Server::start(&da.0, &opts(cli.streams + 4))?;
-    let cons = Server::start(&db.0, &opts(cli.streams + 4))?;
-    println!("ok (producer facility {}, consumer facility {})", prod.addr, cons.addr);
+    step(1, "certificates, a local OAuth2 server, two s2cs daemons checking tokens");
+    let (da, db, user) = (Scratch::new("demo-prod"), Scratch::new("demo-cons"), Scratch::new("demo-user"));
+    let facility = |f: &str| Facility { client_id: format!("facility-{f}"), secret: format!("secret-{f}") };
+    let auth = AuthServer::start(&[facility("prod"), facility("cons")])?;
+    let opts = |n, f: &str| {
+        let extra = args(&[
+            "--client-id",
+            &format!("facility-{f}"),
+            "--client-secret",
+            &format!("secret-{f}"),
+            "--auth-url",
+            &auth.base,
+            "--scope",
+            &format!("scistream:{f}"),
+            "--require-auth",
+        ]);
+        ServerOpts { port_range: free_range(n), hello_timeout: 60.0, extra, ..ServerOpts::default() }
+    };
+    let prod = Server::start(&da.0, &opts(cli.streams + 4, "prod"))?;
+    let cons = Server::start(&db.0, &opts(cli.streams + 4, "cons"))?;
+    println!("ok (producer facility {}, consumer facility {}, authorization {})", prod.addr, cons.addr, auth.base);
+
+    step(2, "identity: s2uc login (OAuth2, PKCE) for each facility's scope");
+    let cfg = user.0.join("config");
+    std::fs::create_dir_all(&cfg)?;
+    std::fs::write(
+        cfg.join("s2uc.toml"),
+        format!(
+            "auth-url = \"{}\"\nclient-id = \"s2uc\"\n[scopes]\n\"{}\" = \"scistream:prod\"\n\"{}\" = \"scistream:cons\"\n",
+            auth.base, prod.addr, cons.addr
+        ),
+    )?;
+    let cfg_flag = args(&["--config-dir", cfg.to_str().context("a UTF-8 path")?]);
+    for scope in ["scistream:prod", "scistream:cons"] {
+        let mut begin = cfg_flag.clone();
+        begin.extend(args(&["login", "--scope", scope, "--url-only"]));
+        let out = run("s2uc", &begin, Duration::from_secs(30))?;
+        let url = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned();
+        if !out.status.success() || url.is_empty() {
+            bail!("s2uc login --url-only: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        // The user opens the URL and logs in; the server sends the browser back with a code.
+        let code = browse_for_code(&url)?;
+        let mut finish = cfg_flag.clone();
+        finish.extend(args(&["login", "--code", &code]));
+        let out = run("s2uc", &finish, Duration::from_secs(30))?;
+        if !out.status.success() {
+            bail!("s2uc login --code: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    println!("ok (logged in for both scopes; tokens in {} (0600))", cfg.join("tokens.json").display());
 
     // The producer application: one listener per connection.
     let mut producer = Vec::new();
@@ -173,8 +221,9 @@ async fn demo(cli: Cli) -> Result<()> {
         producer.push(tokio::spawn(produce(l, k, share(cli.size, cli.streams, k))));
     }
 
-    step(2, "orchestration: s2uc request + appctrl over TLS");
-    let both = trust(&[&prod, &cons]);
+    step(3, "orchestration: s2uc request + appctrl over TLS");
+    let mut both = cfg_flag.clone();
+    both.extend(trust(&[&prod, &cons]));
     let streams = cli.streams.to_string();
     let started = Instant::now();
     let request = Request::start(&both, &prod.addr, &cons.addr, &["--num-conn", &streams, "--rate", "0"])?;
@@ -200,7 +249,7 @@ async fn demo(cli: Cli) -> Result<()> {
         .map(String::from)
         .collect();
 
-    step(3, "streaming through both gateways (WAN leg TLS 1.3, pinned to the session)");
+    step(4, "streaming through both gateways (WAN leg TLS 1.3, pinned to the session)");
     println!();
     let done = Arc::new(AtomicU64::new(0));
     let bar = ProgressBar::new(cli.size);
@@ -240,7 +289,7 @@ async fn demo(cli: Cli) -> Result<()> {
             failure.get_or_insert(e.context("producer"));
         }
     }
-    step(4, "verification");
+    step(5, "verification");
     if let Some(e) = failure {
         return Err(e);
     }
@@ -249,7 +298,7 @@ async fn demo(cli: Cli) -> Result<()> {
     }
     println!("{verified} bytes verified in {:.2} s = {:.2} Gbit/s", took.as_secs_f64(), gbit(verified, took));
 
-    step(5, "release and shutdown");
+    step(6, "release and shutdown");
     let mut release = both.clone();
     release.extend(args(&["release", &uid, "--s2cs", &prod.addr, "--s2cs", &cons.addr]));
     let rel = run("s2uc", &release, Duration::from_secs(30))?;
