@@ -47,10 +47,10 @@ pub const PENDING_LOGIN_LIFE: Duration = Duration::from_secs(900);
 #[derive(Args, Clone, Debug, Default)]
 pub struct AuthOpts {
     /// The scope to log in for, or to use with every control server of this command (a bare
-    /// client id means https://auth.globus.org/scopes/ID/scistream) [default: from s2uc.toml].
+    /// client id means <https://auth.globus.org/scopes/ID/scistream>) [default: from s2uc.toml].
     #[arg(long, global = true)]
     pub scope: Option<String>,
-    /// The authorization server (endpoints under /v2/oauth2/) [default: https://auth.globus.org].
+    /// The authorization server (endpoints under /v2/oauth2/) [default: <https://auth.globus.org>].
     #[arg(long, global = true)]
     pub auth_url: Option<String>,
     /// The native OAuth2 client id to log in as [default: SciStream's Globus client].

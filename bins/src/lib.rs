@@ -3,7 +3,9 @@
 //! Thin binaries over the other crates: `s2cs` (the control server daemon, with its embedded
 //! data server), `s2uc` (the user's client: one command orchestrates both facilities) and
 //! `appctrl` (the application controller's Hello). This library holds what they share:
-//! logging, address lists, shutdown signals, exit codes.
+//! logging, address lists, shutdown signals, exit codes, how to reach a control server
+//! ([`client`]) and the user's identity: login, tokens and which scope each control server
+//! needs ([`auth`]).
 
 pub mod auth;
 pub mod client;

@@ -22,7 +22,9 @@
 //! - [`auth`]: the caller's token in `authorization` metadata, raw as 1.2 sends it or `Bearer`;
 //! - [`client`]: [`ControlClient`](client::ControlClient), one typed method per rpc, each with
 //!   a deadline and the token, every answer validated, every failure a [`client::CallError`];
-//! - [`server`]: the `scistream.Control` gRPC service of a control server.
+//! - [`server`]: the `scistream.Control` gRPC service of a control server;
+//! - [`oauth`]: OAuth2 — the user's login (authorization code with PKCE), refresh and
+//!   revocation, the token store, and the facility's token introspection with its cache.
 //!
 //! The data plane's:
 //!

@@ -98,14 +98,14 @@ struct RunArgs {
     #[arg(long)]
     client_secret_file: Option<PathBuf>,
     /// Authorization server; its endpoints are under /v2/oauth2/ as Globus Auth lays them out
-    /// [default: https://auth.globus.org].
+    /// [default: <https://auth.globus.org>].
     #[arg(long)]
     auth_url: Option<String>,
     /// The introspection endpoint, when it is not where --auth-url puts it.
     #[arg(long)]
     introspect_url: Option<String>,
     /// The scope a caller's token must grant; a bare client id (UUID) means
-    /// https://auth.globus.org/scopes/ID/scistream [default: that of --client-id].
+    /// <https://auth.globus.org/scopes/ID/scistream> [default: that of --client-id].
     #[arg(long)]
     scope: Option<String>,
     /// Refuse to start without authentication (no client secret).
