@@ -123,7 +123,7 @@ impl UserAuth {
     /// Refresh tokens that expire within `REFRESH_MARGIN` plus `lasting`: a command that will
     /// keep using a token for a while (a setup waiting for its Hello) needs it valid throughout.
     pub fn lasting(mut self, lasting: Duration) -> Self {
-        self.margin = REFRESH_MARGIN + lasting;
+        self.margin = REFRESH_MARGIN.saturating_add(lasting);
         self
     }
 
@@ -229,9 +229,11 @@ impl UserAuth {
         };
         let mut done = Vec::new();
         for t in tokens {
-            let outcome = self.login.revoke(&t).await;
+            // Under the lock, what is stored now (another s2uc may have refreshed it) is what
+            // gets revoked and forgotten.
             let _lock = store.lock(LOCK_WAIT).await?;
-            let outcome = match outcome {
+            let Some(t) = store.get(&t.scope)? else { continue };
+            let outcome = match self.login.revoke(&t).await {
                 Ok(()) => {
                     store.remove(&t.scope)?;
                     Ok(())

@@ -86,11 +86,18 @@ pub fn parse_hex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], Stri
     Ok(out)
 }
 
-/// Parses a duration in seconds (fractions allowed).
+/// Longest duration a flag takes: about 31 years (anything longer is a typo, and sums of such
+/// durations must not overflow).
+pub const MAX_SECS: f64 = 1e9;
+
+/// Parses a duration in seconds (fractions allowed), at most [`MAX_SECS`].
 pub fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;
     if !(secs > 0.0 && secs.is_finite()) {
         return Err(format!("{text:?} must be a positive number of seconds"));
+    }
+    if secs > MAX_SECS {
+        return Err(format!("{text:?} seconds is more than {MAX_SECS:e}"));
     }
     Ok(Duration::from_secs_f64(secs))
 }
@@ -148,5 +155,8 @@ mod tests {
         assert_eq!(parse_secs("1.5"), Ok(Duration::from_millis(1500)));
         assert!(parse_secs("0").is_err());
         assert!(parse_secs("soon").is_err());
+        assert!(parse_secs("1e20").is_err(), "beyond what a Duration holds: an error, not a panic");
+        assert!(parse_secs("inf").is_err());
+        assert_eq!(parse_secs("1e9"), Ok(Duration::from_secs(1_000_000_000)));
     }
 }

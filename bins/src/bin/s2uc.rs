@@ -252,7 +252,7 @@ async fn run(cli: Cli) -> Result<()> {
         | Cmd::ProdReq { size, .. }
         | Cmd::ConsReq { size, .. }
         | Cmd::InboundRequest { size, .. }
-        | Cmd::OutboundRequest { size, .. } => size.hello_timeout + cli.conn.timeout * 2,
+        | Cmd::OutboundRequest { size, .. } => size.hello_timeout.saturating_add(cli.conn.timeout.saturating_mul(2)),
         _ => Duration::ZERO,
     };
     let auth = UserAuth::load(&cli.auth)?.lasting(lasting);

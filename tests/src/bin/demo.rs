@@ -69,6 +69,9 @@ fn share(size: u64, streams: u16, k: u16) -> u64 {
 
 const CHUNK: usize = 256 * 1024;
 
+/// Longest time the stream may stand still before the demo gives up.
+const STALL: Duration = Duration::from_secs(30);
+
 /// The producer application: stream `k` on listener `k`, once, then end of stream.
 async fn produce(listener: TcpListener, k: u16, len: u64) -> Result<()> {
     let (mut s, _) = listener.accept().await?;
@@ -274,19 +277,64 @@ async fn demo(cli: Cli) -> Result<()> {
     };
     let mut verified = 0;
     let mut failure = None;
-    for c in consumers {
-        match c.await? {
-            Ok(n) => verified += n,
-            Err(e) => failure = Some(e),
+    let aborts: Vec<_> = consumers
+        .iter()
+        .map(tokio::task::JoinHandle::abort_handle)
+        .chain(producer.iter().map(tokio::task::JoinHandle::abort_handle))
+        .collect();
+    // Every wait is bounded: a stream that moves no byte for STALL ends the demo with an error.
+    let watchdog = {
+        let done = done.clone();
+        async move {
+            let (mut last, mut since) = (u64::MAX, Instant::now());
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let now = done.load(Ordering::Relaxed);
+                if now != last {
+                    (last, since) = (now, Instant::now());
+                } else if since.elapsed() > STALL {
+                    return now;
+                }
+            }
+        }
+    };
+    let joined = async {
+        let mut out = Vec::new();
+        for c in consumers {
+            out.push(c.await);
+        }
+        out
+    };
+    tokio::select! {
+        results = joined => {
+            for r in results {
+                match r? {
+                    Ok(n) => verified += n,
+                    Err(e) => failure = Some(e),
+                }
+            }
+        }
+        at = watchdog => {
+            failure = Some(anyhow!("no byte moved for {} s (stalled at {at} bytes)", STALL.as_secs()));
         }
     }
     let took = t.elapsed();
     ticker.abort();
     bar.set_position(done.load(Ordering::Relaxed));
     bar.finish();
+    if failure.is_some() {
+        // A producer whose connection never came would wait for it forever.
+        aborts.iter().for_each(tokio::task::AbortHandle::abort);
+    }
     for p in producer {
-        if let Err(e) = p.await? {
-            failure.get_or_insert(e.context("producer"));
+        match tokio::time::timeout(STALL, p).await {
+            Ok(Ok(Err(e))) => {
+                failure.get_or_insert(e.context("producer"));
+            }
+            Ok(Ok(Ok(()))) | Ok(Err(_)) => {}
+            Err(_) => {
+                failure.get_or_insert(anyhow!("a producer did not finish within {} s", STALL.as_secs()));
+            }
         }
     }
     step(5, "verification");

@@ -211,12 +211,20 @@ impl LoginConfig {
         scope: &str,
         margin: Duration,
     ) -> Result<Option<StoredToken>, OAuthError> {
-        // Read, refresh and write under the store's lock: a refresh token used twice may end
-        // the whole grant at a server that rotates them.
-        let _lock = store.lock(self.timeout * 2).await?;
+        let margin = i64::try_from(margin.as_secs()).unwrap_or(i64::MAX);
+        let due = |t: &StoredToken| t.remaining(unix_now()).is_some_and(|left| left <= margin);
+        // Most uses need no refresh: read without the lock (the folder may be read-only).
+        match store.get(scope)? {
+            Some(t) if !due(&t) => return Ok(Some(t)),
+            None => return Ok(None),
+            Some(_) => {}
+        }
+        // Read again, refresh and write under the store's lock: a refresh token used twice may
+        // end the whole grant at a server that rotates them, and another process may have
+        // refreshed meanwhile.
+        let _lock = store.lock(self.timeout.saturating_mul(2)).await?;
         let Some(t) = store.get(scope)? else { return Ok(None) };
         let now = unix_now();
-        let margin = i64::try_from(margin.as_secs()).unwrap_or(i64::MAX);
         match t.remaining(now) {
             Some(left) if left <= margin => {
                 if t.refresh_token.is_none() {

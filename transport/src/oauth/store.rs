@@ -2,8 +2,9 @@
 //! (`$SCISTREAM_CONFIG_DIR`, else `$XDG_CONFIG_HOME/scistream`, else `~/.config/scistream`),
 //! one entry per scope. The folder is kept at mode 0700 and the file written with mode 0600,
 //! whole or not at all (a fresh temporary file, never a link, renamed over it). A
-//! read–refresh–write holds an advisory lock (`tokens.lock`), so two `s2uc` processes (or two
-//! tasks of one) never refresh the same token at once or undo each other's writes. Tokens never
+//! refresh (read again, refresh, write) holds an advisory lock (`tokens.lock`, on Linux), so two
+//! `s2uc` processes (or two tasks of one) never refresh the same token at once or undo each
+//! other's writes. Tokens never
 //! appear in `Debug` output or logs.
 
 use std::collections::BTreeMap;
@@ -113,32 +114,47 @@ impl TokenStore {
     }
 
     /// Holds the store's advisory lock until the guard is dropped; waits (asynchronously) up
-    /// to `within` for another holder.
+    /// to `within` while another holder has it. Where locks cannot be had at all (a read-only
+    /// folder, a file system without locks such as NFS mounted `nolock`), goes on without one
+    /// and says so in the log.
     pub async fn lock(&self, within: std::time::Duration) -> Result<StoreLock, OAuthError> {
-        let err = |e: std::io::Error| OAuthError::Store(format!("locking {}: {e}", self.dir.display()));
-        create_private_dir(&self.dir).map_err(err)?;
         let path = self.dir.join("tokens.lock");
         let started = std::time::Instant::now();
         loop {
-            let mut o = std::fs::OpenOptions::new();
-            o.read(true).write(true).create(true).truncate(false);
-            #[cfg(unix)]
-            {
-                use std::os::unix::fs::OpenOptionsExt as _;
-                o.mode(0o600);
-                #[cfg(target_os = "linux")]
-                o.custom_flags(nix::libc::O_NOFOLLOW);
-            }
-            let file = o.open(&path).map_err(err)?;
-            match try_lock(file) {
-                Ok(lock) => return Ok(StoreLock(lock)),
-                Err(_) if started.elapsed() < within => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+            let file = create_private_dir(&self.dir).and_then(|()| {
+                let mut o = std::fs::OpenOptions::new();
+                o.read(true).write(true).create(true).truncate(false);
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::OpenOptionsExt as _;
+                    o.mode(0o600);
+                    #[cfg(target_os = "linux")]
+                    o.custom_flags(nix::libc::O_NOFOLLOW);
+                }
+                o.open(&path)
+            });
+            let file = match file {
+                Ok(f) => f,
                 Err(e) => {
+                    tracing::warn!("cannot lock {}: {e}; going on without the lock", path.display());
+                    return Ok(StoreLock(None));
+                }
+            };
+            match try_lock(file) {
+                Ok(lock) => return Ok(StoreLock(Some(lock))),
+                Err(Busy::Held) if started.elapsed() < within => {
+                    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                }
+                Err(Busy::Held) => {
                     return Err(OAuthError::Store(format!(
-                        "{} is held by another s2uc for over {} s ({e})",
+                        "{} is held by another s2uc for over {} s",
                         path.display(),
                         within.as_secs()
                     )));
+                }
+                Err(Busy::Unsupported(e)) => {
+                    tracing::warn!("cannot lock {}: {e}; going on without the lock", path.display());
+                    return Ok(StoreLock(None));
                 }
             }
         }
@@ -172,22 +188,34 @@ impl TokenStore {
     }
 }
 
-/// The store's advisory lock, released on drop.
+/// The store's advisory lock (`None`: none could be had), released on drop.
 #[derive(Debug)]
-pub struct StoreLock(#[allow(dead_code)] LockHandle);
+pub struct StoreLock(#[allow(dead_code)] Option<LockHandle>);
 
 #[cfg(target_os = "linux")]
 type LockHandle = nix::fcntl::Flock<std::fs::File>;
 #[cfg(not(target_os = "linux"))]
 type LockHandle = std::fs::File;
 
-#[cfg(target_os = "linux")]
-fn try_lock(file: std::fs::File) -> Result<LockHandle, nix::errno::Errno> {
-    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| e)
+/// Why a lock was not had.
+enum Busy {
+    /// Another holder has it.
+    Held,
+    /// The file system cannot lock.
+    Unsupported(String),
 }
 
+#[cfg(target_os = "linux")]
+fn try_lock(file: std::fs::File) -> Result<LockHandle, Busy> {
+    nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock).map_err(|(_, e)| match e {
+        nix::errno::Errno::EWOULDBLOCK => Busy::Held,
+        other => Busy::Unsupported(other.to_string()),
+    })
+}
+
+/// Elsewhere than Linux the store is not locked (the `nix` dependency is Linux-only here).
 #[cfg(not(target_os = "linux"))]
-fn try_lock(file: std::fs::File) -> Result<LockHandle, std::io::Error> {
+fn try_lock(file: std::fs::File) -> Result<LockHandle, Busy> {
     Ok(file)
 }
 
