@@ -391,6 +391,13 @@ async fn revoke(State(s): State<Shared>, Form(f): Form<TokenParam>) -> Response 
 /// The user at the browser, already logged in at this server: opens the authorization `url`
 /// and returns the code the server sends them back with (from its redirect).
 pub fn browse_for_code(url: &str) -> Result<String> {
+    let back = browse(url)?;
+    back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).context("no code in the redirect")
+}
+
+/// The user at the browser, already logged in at this server: opens the authorization `url`
+/// and returns where the server's redirect sends them back.
+pub fn browse(url: &str) -> Result<scistream_transport::oauth::Url> {
     use std::io::{Read as _, Write as _};
     let u = scistream_transport::oauth::Url::parse(url).context("an authorization URL")?;
     let addr = format!("{}:{}", u.host_str().context("a host")?, u.port_or_known_default().context("a port")?);
@@ -407,6 +414,5 @@ pub fn browse_for_code(url: &str) -> Result<String> {
         .lines()
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim()))
         .with_context(|| format!("no redirect from the authorization server: {answer}"))?;
-    let back = scistream_transport::oauth::Url::parse(location).context("the redirect")?;
-    back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).context("no code in the redirect")
+    scistream_transport::oauth::Url::parse(location).context("the redirect")
 }

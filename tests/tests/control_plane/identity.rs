@@ -229,20 +229,7 @@ fn s2cs_refuses_to_start_with_authentication_half_configured() {
 /// The user at the browser: opens `url` at the local authorization server (logged in already)
 /// and returns where it sends them back.
 fn open_in_browser(url: &str) -> Url {
-    let u = Url::parse(url).expect("an authorization URL");
-    let addr = format!("{}:{}", u.host_str().unwrap(), u.port().unwrap());
-    let mut s = std::net::TcpStream::connect(&addr).expect("the authorization server");
-    s.set_read_timeout(Some(CALL)).unwrap();
-    let target = path_and_query(&u);
-    write!(s, "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").unwrap();
-    let mut answer = String::new();
-    std::io::Read::read_to_string(&mut s, &mut answer).unwrap();
-    assert!(answer.starts_with("HTTP/1.1 302"), "the authorization server refused: {answer}");
-    let location = answer
-        .lines()
-        .find_map(|l| l.strip_prefix("location: ").or_else(|| l.strip_prefix("Location: ")))
-        .expect("a redirect");
-    Url::parse(location.trim()).expect("a redirect URL")
+    scistream_tests::authsrv::browse(url).expect("the authorization server's redirect")
 }
 
 fn path_and_query(u: &Url) -> String {
