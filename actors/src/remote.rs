@@ -12,24 +12,35 @@ use scistream_transport::client::{CallError, ControlClient};
 /// answer the core needs (a ReqListeners before the producer's Hello, or on a SciStream 1.2
 /// server that lacks the rpc).
 pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, Option<String>)> {
-    let (uid, seq) = (msg.uid()?, seq_of(&msg));
-    let answer = match msg {
-        Msg::Req { params, key, .. } => client
-            .req(uid, role, params.num_conn, params.rate, Some(key))
-            .await
-            .map(|l| Msg::Resp { uid, seq, listeners: l.listeners, prod_listeners: l.prod_listeners }),
-        Msg::ReqListeners { .. } => match client.listeners(uid).await {
-            Ok(l) if !l.prod_listeners.is_empty() => Ok(Msg::ProdLstn { uid, seq, prod_listeners: l.prod_listeners }),
-            Ok(_) | Err(CallError::Unimplemented(_)) => return None,
-            Err(e) => Err(e),
-        },
-        Msg::Update { remote, creds, .. } => {
-            client.update(uid, role, &remote, Some(creds)).await.map(|_| Msg::Updated { uid, seq })
+    let uid = msg.uid()?;
+    let (seq, answer) = match msg {
+        Msg::Req { seq, params, key, .. } => (
+            seq,
+            client.req(uid, role, params.num_conn, params.rate, Some(key)).await.map(|l| Msg::Resp {
+                uid,
+                seq,
+                listeners: l.listeners,
+                prod_listeners: l.prod_listeners,
+            }),
+        ),
+        Msg::ReqListeners { seq, .. } => (
+            seq,
+            match client.listeners(uid).await {
+                Ok(l) if !l.prod_listeners.is_empty() => {
+                    Ok(Msg::ProdLstn { uid, seq, prod_listeners: l.prod_listeners })
+                }
+                Ok(_) | Err(CallError::Unimplemented(_)) => return None,
+                Err(e) => Err(e),
+            },
+        ),
+        Msg::Update { seq, remote, creds, .. } => {
+            (seq, client.update(uid, role, &remote, Some(creds)).await.map(|_| Msg::Updated { uid, seq }))
         }
-        Msg::Rel { .. } => client.release(uid).await.map(|()| Msg::Released { uid, seq }),
-        Msg::Hello { key, prod_listeners, .. } => {
+        Msg::Rel { seq, .. } => (seq, client.release(uid).await.map(|()| Msg::Released { uid, seq })),
+        Msg::Hello { seq, key, prod_listeners, .. } => {
             let key = (key != scistream_fsm::AppKey::default()).then_some(key);
-            client.hello(uid, role, &prod_listeners, key).await.map(|listeners| Msg::HelloAck { uid, seq, listeners })
+            let acked = client.hello(uid, role, &prod_listeners, key).await;
+            (seq, acked.map(|listeners| Msg::HelloAck { uid, seq, listeners }))
         }
         _ => return None,
     };
@@ -37,17 +48,6 @@ pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, 
         Ok(m) => (m, None),
         Err(e) => (Msg::Error { uid, seq, code: code_of(&e) }, Some(e.to_string())),
     })
-}
-
-fn seq_of(msg: &Msg) -> u32 {
-    match msg {
-        Msg::Req { seq, .. }
-        | Msg::ReqListeners { seq, .. }
-        | Msg::Update { seq, .. }
-        | Msg::Rel { seq, .. }
-        | Msg::Hello { seq, .. } => *seq,
-        _ => 0,
-    }
 }
 
 /// The protocol code of a failed call. What is not the server's protocol answer (deadline,

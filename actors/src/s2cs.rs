@@ -83,8 +83,14 @@ impl Backend for ActorBackend {
 impl S2csActor {
     fn step(myself: &ActorRef<S2csMsg>, st: &mut S2csState, input: s2cs::Input) {
         let mut out = Outbox::new();
+        let held = st.core.sessions().len();
         if let Err(e) = st.core.handle(st.timers.now(), input, &mut out) {
             tracing::debug!("control server refused an input: {e}");
+        }
+        if st.core.sessions().len() < held {
+            // The core forgot sessions (tombstones, a re-attach): forget their traffic too.
+            let mut book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
+            book.retain(|uid, _| st.core.session(uid).is_some());
         }
         for eff in out {
             match eff {
@@ -102,9 +108,7 @@ impl S2csActor {
     }
 
     fn answer(st: &S2csState, query: Query) {
-        let mut book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
-        // Forget the traffic of sessions the core no longer remembers.
-        book.retain(|uid, _| st.core.session(uid).is_some());
+        let book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
         let traffic = |uid: &scistream_fsm::Uid| book.get(uid).map(|c| traffic_of(&c.snapshot())).unwrap_or_default();
         match query {
             Query::Status { caller, uid, reply } => {

@@ -38,7 +38,6 @@ impl ConnectOpts {
         } else {
             let trust = match self.server_cert.as_slice() {
                 [] => Trust::System,
-                [one] => Trust::File(one.clone()),
                 many => Trust::Files(many.to_vec()),
             };
             tls::connect(addr, &trust, self.timeout).await?

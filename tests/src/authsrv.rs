@@ -136,6 +136,24 @@ impl AuthServer {
         Ok(Self { base: format!("http://{addr}"), state, stop: Some((tx, thread)) })
     }
 
+    /// The `s2cs` flags that make a control server check tokens here as `facility`, requiring
+    /// `scope`.
+    pub fn s2cs_flags(&self, facility: &Facility, scope: &str) -> Vec<String> {
+        [
+            "--client-id",
+            &facility.client_id,
+            "--client-secret",
+            &facility.secret,
+            "--auth-url",
+            &self.base,
+            "--scope",
+            scope,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect()
+    }
+
     /// Closes the port and its connections: calls to it are refused from now on.
     pub fn stop(&mut self) {
         if let Some((tx, thread)) = self.stop.take() {

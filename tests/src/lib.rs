@@ -343,3 +343,29 @@ pub fn listening(port: u16) -> bool {
         Err(e) => !matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut),
     }
 }
+
+/// Resident memory of process `pid` in MB (NaN when it cannot be read).
+pub fn rss_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+/// A TLS client of `server` (trusting its own certificate) that sends `token`, each call with
+/// deadline `timeout`.
+pub async fn connect_as(
+    server: &Server,
+    token: Option<&str>,
+    timeout: Duration,
+) -> Result<scistream_transport::client::ControlClient> {
+    use scistream_transport::tls::{self, Trust};
+    let cert = server.cert.clone().context("a TLS server")?;
+    let channel = tls::connect(&server.addr, &Trust::File(cert), timeout).await?;
+    Ok(scistream_transport::client::ControlClient::new(channel, token, timeout)?)
+}

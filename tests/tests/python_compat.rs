@@ -338,17 +338,8 @@ fn python_12_clients_authenticate_with_their_raw_token() -> Result<()> {
     require_python();
     let auth = AuthServer::start(&[Facility { client_id: "fac".into(), secret: "sec".into() }])?;
     let dir = Scratch::new("py12-auth");
-    let flags = args(&[
-        "--client-id",
-        "fac",
-        "--client-secret",
-        "sec",
-        "--auth-url",
-        &auth.base,
-        "--scope",
-        "ss:fac",
-        "--allow-keyless-sessions",
-    ]);
+    let mut flags = auth.s2cs_flags(&Facility { client_id: "fac".into(), secret: "sec".into() }, "ss:fac");
+    flags.push("--allow-keyless-sessions".into());
     let server =
         Server::start(&dir.0, &ServerOpts { port_range: free_range(10), extra: flags, ..ServerOpts::default() })?;
     let (good, wrong) = (auth.mint("alice", "ss:fac", 600), auth.mint("alice", "ss:other", 600));

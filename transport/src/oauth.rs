@@ -117,19 +117,14 @@ where
 {
     match e {
         oauth2::RequestTokenError::ServerResponse(r) => OAuthError::Refused(r.to_string()),
-        oauth2::RequestTokenError::Request(r) => OAuthError::Unavailable(chain(&r)),
+        oauth2::RequestTokenError::Request(r) => OAuthError::Unavailable(crate::tls::error_chain(&r)),
         oauth2::RequestTokenError::Parse(p, _) => OAuthError::Unavailable(format!("unreadable answer: {p}")),
         oauth2::RequestTokenError::Other(o) => OAuthError::Unavailable(o),
     }
 }
 
-/// An error and its sources on one line.
-pub(crate) fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    crate::tls::error_chain(e)
-}
-
 /// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> i64 {
+pub fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -218,22 +218,9 @@ pub async fn connect(addr: &str, trust: &Trust, timeout: Duration) -> Result<Cha
     let target = parse_addr(addr)?;
     let tls = ClientTlsConfig::new().domain_name(target.host.clone()).timeout(timeout);
     let tls = match trust {
-        Trust::File(path) => {
-            let pem = read(path)?;
-            certs_from_pem(path, &pem)?;
-            tls.ca_certificate(Certificate::from_pem(pem))
-        }
-        Trust::Files(paths) => {
-            let mut bundle = Vec::new();
-            for path in paths {
-                let pem = read(path)?;
-                certs_from_pem(path, &pem)?;
-                bundle.extend_from_slice(&pem);
-                bundle.push(b'\n');
-            }
-            tls.ca_certificate(Certificate::from_pem(bundle))
-        }
         Trust::System => tls.with_native_roots(),
+        Trust::File(path) => tls.ca_certificate(bundle(std::slice::from_ref(path))?),
+        Trust::Files(paths) => tls.ca_certificate(bundle(paths)?),
     };
     let endpoint = Endpoint::from_shared(format!("https://{target}"))
         .and_then(|e| e.tls_config(tls))
@@ -277,6 +264,18 @@ pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
         cause = err.source();
     }
     out
+}
+
+/// The certificates of every file, checked and joined into one PEM bundle.
+fn bundle(paths: &[PathBuf]) -> Result<Certificate, TlsError> {
+    let mut pem = Vec::new();
+    for path in paths {
+        let one = read(path)?;
+        certs_from_pem(path, &one)?;
+        pem.extend_from_slice(&one);
+        pem.push(b'\n');
+    }
+    Ok(Certificate::from_pem(pem))
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

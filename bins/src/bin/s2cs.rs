@@ -159,15 +159,9 @@ mod secs {
     use serde::{Deserialize, Deserializer};
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        // The flags' parser, so the file gets the same checks (positive, at most MAX_SECS).
         let v = Option::<f64>::deserialize(d)?;
-        v.map(|s| {
-            if s > 0.0 && s.is_finite() {
-                Ok(Duration::from_secs_f64(s))
-            } else {
-                Err(serde::de::Error::custom("must be a positive number of seconds"))
-            }
-        })
-        .transpose()
+        v.map(|s| scistream_bins::parse_secs(&s.to_string()).map_err(serde::de::Error::custom)).transpose()
     }
 }
 

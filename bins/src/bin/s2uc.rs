@@ -227,9 +227,9 @@ fn fresh_session() -> (Uid, AppKey, Credentials) {
     (Uid(uuid::Uuid::new_v4()), AppKey(rand::random()), Credentials(rand::random()))
 }
 
-fn role_client(c: &ControlClient, size: &Size, role: Role) -> ControlClient {
-    // A producer's REQ answers once the Hello is in: give it the Hello's deadline.
-    if role == Role::Prod { c.clone().with_timeout(size.hello_timeout) } else { c.clone() }
+/// A producer's REQ answers once the Hello is in: its client gets the Hello's deadline.
+fn prod_client(c: &ControlClient, size: &Size) -> ControlClient {
+    c.clone().with_timeout(size.hello_timeout)
 }
 
 /// How to reach a control server as the user: the connection flags and the user's tokens.
@@ -298,8 +298,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::CheckAuth { s2cs, show_token } => {
             let r = auth.check(&cli.conn, s2cs.as_deref()).await?;
-            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs() as i64;
-            let left = r.token.remaining(now);
+            let left = r.token.remaining(scistream_transport::oauth::unix_now());
             if cli.json {
                 let mut v = json!({
                     "scope": r.token.scope, "identity": r.token.identity, "expires_at": r.token.expires_at,
@@ -339,8 +338,7 @@ async fn run(cli: Cli) -> Result<()> {
             let (uid, key, creds) = fresh_session();
             announce(cli.json, uid, key, &s2cs);
             let c = conn.client(&s2cs).await?;
-            let l =
-                role_client(&c, &size, Role::Prod).req(uid, Role::Prod, size.num_conn, size.rate, Some(key)).await?;
+            let l = prod_client(&c, &size).req(uid, Role::Prod, size.num_conn, size.rate, Some(key)).await?;
             update_or_release(&c, uid, Role::Prod, &l.prod_listeners, Some(creds)).await?;
             report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &l.prod_listeners)]);
             secret(cli.json, "credentials", &hex(&creds.0));
@@ -362,7 +360,7 @@ async fn run(cli: Cli) -> Result<()> {
             let (uid, key, creds) = fresh_session();
             let c = conn.client(&s2cs).await?;
             // REQ and Hello together: the Hello retries until the REQ has made the session.
-            let pc = role_client(&c, &size, Role::Prod);
+            let pc = prod_client(&c, &size);
             let req = pc.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
             let hello = say_hello(c.clone(), uid, Role::Prod, &prod, Some(key), size.hello_timeout);
             // Once the REQ has failed, its Hello can only fail too: stop waiting for it.
@@ -444,7 +442,7 @@ async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str,
         defect: s2uc::Defect::None,
     };
     let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let args = S2ucArgs { cfg, prod: p.with_timeout(size.hello_timeout), cons: c, notices };
+    let args = S2ucArgs { cfg, prod: prod_client(&p, size), cons: c, notices };
     let (actor, handle) = Actor::spawn(None, S2ucActor, args).await.map_err(|e| anyhow!("starting the client: {e}"))?;
     actor
         .send_message(S2ucMsg::Command(s2uc::Input::Start {

@@ -1,5 +1,6 @@
 //! `bench-control`: the control plane's speed and footprint, against the real `s2cs` over
-//! TLS on loopback, printed as a table beside SciStream 1.2's figures on this machine.
+//! TLS on loopback, printed as a table beside SciStream 1.2's figures as issue 3 quotes them
+//! (measured on this machine when the issue was written; this command does not run 1.2).
 //!
 //! `cargo run --release -p scistream-tests --bin bench-control [-- --setups N --waiting N]`
 
@@ -7,9 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
-use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, trust};
+use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, rss_mb, trust};
 use scistream_transport::client::{CallError, ControlClient};
-use scistream_transport::tls::{self, Trust};
 
 struct Opts {
     setups: usize,
@@ -39,9 +39,7 @@ async fn client(server: &Server) -> Result<ControlClient> {
 }
 
 async fn client_as(server: &Server, token: Option<&str>) -> Result<ControlClient> {
-    let cert = server.cert.clone().context("TLS server")?;
-    let ch = tls::connect(&server.addr, &Trust::File(cert), Duration::from_secs(10)).await?;
-    Ok(ControlClient::new(ch, token, Duration::from_secs(30))?)
+    scistream_tests::connect_as(server, token, Duration::from_secs(30)).await
 }
 
 /// Setup latency (p50, p99) with authentication on at both facilities, tokens checked by the
@@ -52,18 +50,8 @@ async fn auth_latency(dir: &std::path::Path, ttl: &str, n: usize) -> Result<(Dur
     let fac = |w: &str| Facility { client_id: format!("fac-{w}"), secret: format!("sec-{w}") };
     let auth = AuthServer::start(&[fac("p"), fac("c")])?;
     let start = |w: &str| {
-        let extra = args(&[
-            "--client-id",
-            &format!("fac-{w}"),
-            "--client-secret",
-            &format!("sec-{w}"),
-            "--auth-url",
-            &auth.base,
-            "--scope",
-            &format!("scope-{w}"),
-            "--auth-cache-ttl",
-            ttl,
-        ]);
+        let mut extra = auth.s2cs_flags(&fac(w), &format!("scope-{w}"));
+        extra.extend(args(&["--auth-cache-ttl", ttl]));
         Server::start(
             dir,
             &ServerOpts { port_range: free_range(50), hello_timeout: 600.0, extra, ..ServerOpts::default() },
@@ -121,17 +109,6 @@ fn rand_bytes() -> [u8; 16] {
 
 fn pct(sorted: &[Duration], p: f64) -> Duration {
     sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    let kb: f64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(f64::NAN);
-    kb / 1024.0
 }
 
 fn ms(d: Duration) -> f64 {
@@ -252,7 +229,7 @@ async fn main() -> Result<()> {
         t.abort();
     }
 
-    println!("| measure | SciStream-rs | SciStream 1.2 (this machine) | target | ratio to 1.2 |");
+    println!("| measure | SciStream-rs | SciStream 1.2 (issue 3's figures) | target | ratio to 1.2 |");
     println!("|---|---:|---:|---:|---:|");
     let (p50, p99) = (pct(&lat, 0.5), pct(&lat, 0.99));
     println!(

@@ -16,10 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use scistream_fsm::{Addr, AppKey, Credentials, Role, Uid};
-use scistream_tests::{Scratch, Server, ServerOpts, free_range};
-use scistream_transport::client::ControlClient;
-use scistream_transport::tls::{self, Trust};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_tests::{Scratch, Server, ServerOpts, connect_as, free_range, rss_mb};
+use scistream_transport::client::CallError;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -222,23 +221,25 @@ async fn our_chain(dir: &Path, tls: bool, sink: u16) -> Result<(u16, Server, Ser
         ServerOpts { port_range: free_range(4), extra: vec!["--allow-plain-wan".into()], ..ServerOpts::default() };
     let ps = Server::start(dir, &opts)?;
     let cs = Server::start(dir, &ServerOpts { port_range: free_range(4), ..opts.clone() })?;
-    let client = |s: &Server| {
-        let (addr, cert) = (s.addr.clone(), s.cert.clone());
-        async move {
-            let ch = tls::connect(&addr, &Trust::File(cert.context("cert")?), Duration::from_secs(10)).await?;
-            anyhow::Ok(ControlClient::new(ch, None, Duration::from_secs(30))?)
-        }
-    };
-    let (p, c) = (client(&ps).await?, client(&cs).await?);
+    let call = Duration::from_secs(30);
+    let (p, c) = (connect_as(&ps, None, call).await?, connect_as(&cs, None, call).await?);
     let uid = Uid(uuid::Uuid::new_v4());
     let key = AppKey(*uuid::Uuid::new_v4().as_bytes());
     let creds = tls.then(|| Credentials(*uuid::Uuid::new_v4().as_bytes().repeat(2).first_chunk::<32>().expect("32")));
     let producer = [Addr::new("127.0.0.1", sink)];
+    // The Hello waits for the REQ to make the session (NOT_FOUND until then); anything else,
+    // or ten seconds of it, is a failure.
     let hello = async {
+        let started = std::time::Instant::now();
         loop {
             match p.hello(uid, Role::Prod, &producer, Some(key)).await {
                 Ok(_) => return anyhow::Ok(()),
-                Err(_) => tokio::time::sleep(Duration::from_millis(5)).await,
+                Err(CallError::Status { code: ErrorCode::NotFound, .. })
+                    if started.elapsed() < Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+                Err(e) => return Err(e.into()),
             }
         }
     };
@@ -249,18 +250,6 @@ async fn our_chain(dir: &Path, tls: bool, sink: u16) -> Result<(u16, Server, Ser
     p.update(uid, Role::Prod, &producer, creds).await?;
     c.update(uid, Role::Cons, &pl.listeners, creds).await?;
     Ok((cl.listeners[0].port, ps, cs))
-}
-
-fn rss_mb(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .and_then(|v| v.split_whitespace().next())
-                .and_then(|v| v.parse::<f64>().ok())
-        })
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 #[tokio::main]

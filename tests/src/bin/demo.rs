@@ -168,17 +168,8 @@ async fn demo(cli: Cli) -> Result<()> {
     let facility = |f: &str| Facility { client_id: format!("facility-{f}"), secret: format!("secret-{f}") };
     let auth = AuthServer::start(&[facility("prod"), facility("cons")])?;
     let opts = |n, f: &str| {
-        let extra = args(&[
-            "--client-id",
-            &format!("facility-{f}"),
-            "--client-secret",
-            &format!("secret-{f}"),
-            "--auth-url",
-            &auth.base,
-            "--scope",
-            &format!("scistream:{f}"),
-            "--require-auth",
-        ]);
+        let mut extra = auth.s2cs_flags(&facility(f), &format!("scistream:{f}"));
+        extra.push("--require-auth".into());
         ServerOpts { port_range: free_range(n), hello_timeout: 60.0, extra, ..ServerOpts::default() }
     };
     let prod = Server::start(&da.0, &opts(cli.streams + 4, "prod"))?;

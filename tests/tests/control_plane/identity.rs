@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scistream_fsm::{ErrorCode, Role};
-use scistream_tests::authsrv::{AuthServer, Facility};
+use scistream_tests::authsrv::{AuthServer, Facility, browse_for_code};
 use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, bin, free_range, run};
 use scistream_transport::client::ControlClient;
 use scistream_transport::oauth::Url;
@@ -29,16 +29,8 @@ fn facilities() -> Vec<Facility> {
 
 /// Flags that make an `s2cs` check tokens at `auth` as facility `which` ("a" or "b").
 fn auth_flags(auth: &AuthServer, which: &str, extra: &[&str]) -> Vec<String> {
-    let mut f = args(&[
-        "--client-id",
-        &format!("facility-{which}"),
-        "--client-secret",
-        &format!("secret-{which}"),
-        "--auth-url",
-        &auth.base,
-        "--scope",
-        &format!("scistream:facility-{which}"),
-    ]);
+    let facility = Facility { client_id: format!("facility-{which}"), secret: format!("secret-{which}") };
+    let mut f = auth.s2cs_flags(&facility, &format!("scistream:facility-{which}"));
     f.extend(args(extra));
     f
 }
@@ -239,10 +231,6 @@ fn path_and_query(u: &Url) -> String {
     }
 }
 
-fn code_of(back: &Url) -> String {
-    back.query_pairs().find(|(k, _)| k == "code").map(|(_, v)| v.into_owned()).expect("a code in the redirect")
-}
-
 /// `s2uc --config-dir CFG ARGS`, bounded; (exit code, stdout, stderr).
 fn s2uc(cfg: &Path, a: &[&str]) -> (Option<i32>, String, String) {
     let mut all = args(&["--config-dir", cfg.to_str().unwrap()]);
@@ -268,7 +256,7 @@ fn login_at_prompt(cfg: &Path, scope: &str) -> String {
     let mut process = Background(Some(child));
     let lines = process.stdout_lines().unwrap();
     let url = lines.recv_timeout(Duration::from_secs(20)).expect("s2uc printed the URL");
-    let code = code_of(&open_in_browser(&url));
+    let code = browse_for_code(&url).unwrap();
     writeln!(stdin, "{code}").unwrap();
     drop(stdin);
     let out = process.wait(Duration::from_secs(30)).unwrap();
@@ -312,8 +300,8 @@ fn s2uc_logs_in_with_pkce_streams_across_two_facilities_refreshes_and_logs_out()
     // Facility B: --url-only now, --code later.
     let (code, out, err) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
     assert_eq!(code, Some(0), "{err}");
-    let back = open_in_browser(out.lines().next().expect("the URL"));
-    let (code, out, err) = s2uc(&cfg, &["login", "--code", &code_of(&back)]);
+    let code = browse_for_code(out.lines().next().expect("the URL")).unwrap();
+    let (code, out, err) = s2uc(&cfg, &["login", "--code", &code]);
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains(SCOPE_B), "{out}");
 
@@ -361,18 +349,31 @@ fn s2uc_logs_in_with_pkce_streams_across_two_facilities_refreshes_and_logs_out()
     auth.set_lifetime(30);
     login_at_prompt(&cfg, SCOPE_A);
     let before = auth.refreshes();
-    let (code, out, err) = s2uc(&cfg, &["--json", "check-auth", "--scope", SCOPE_A, "--show-token"]);
-    assert_eq!(code, Some(0), "{err}");
+    let check_token = || {
+        let (code, out, err) = s2uc(&cfg, &["--json", "check-auth", "--scope", SCOPE_A, "--show-token"]);
+        assert_eq!(code, Some(0), "{err}");
+        let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+        v["access_token"].as_str().unwrap().to_owned()
+    };
+    let refreshed = check_token();
     assert_eq!(auth.refreshes(), before + 1, "the token was refreshed before use");
-    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
-    let refreshed = v["access_token"].as_str().unwrap().to_owned();
     assert!(auth.is_active(&refreshed));
+    // A server that rotates refresh tokens: each refresh must keep the new one, or the next
+    // refresh (the token is still due) would be refused.
+    auth.set_rotate_refresh(true);
+    check_token();
+    let refreshed = check_token();
+    assert_eq!(auth.refreshes(), before + 3, "rotated refresh tokens were kept and used");
+    assert!(auth.is_active(&refreshed));
+    auth.set_rotate_refresh(false);
     auth.set_lifetime(3600);
 
-    // Logout revokes at the server, then forgets.
+    // Logout revokes at the server (refresh and access token of both scopes), then forgets.
+    let revoked_before = auth.revocations();
     let (code, out, err) = s2uc(&cfg, &["logout"]);
     assert_eq!(code, Some(0), "{err}");
     assert_eq!(out.matches("logged out of").count(), 2, "{out}");
+    assert_eq!(auth.revocations(), revoked_before + 4, "two tokens revoked per scope");
     assert!(!auth.is_active(&refreshed), "the token was revoked, not just deleted");
     let file = std::fs::read_to_string(cfg.join("tokens.json")).unwrap();
     assert!(!file.contains(&refreshed) && !file.contains(SCOPE_B), "{file}");
@@ -415,7 +416,7 @@ fn s2uc_login_through_a_loopback_redirect_and_its_failures() {
     // A code replayed with another login's PKCE verifier is refused by the server.
     let (_, first, _) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
     let (_, _second, _) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
-    let stolen = code_of(&open_in_browser(first.lines().next().unwrap()));
+    let stolen = browse_for_code(first.lines().next().unwrap()).unwrap();
     let (code, _, err) = s2uc(&cfg, &["login", "--code", &stolen]);
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("PKCE"), "{err}");

@@ -63,7 +63,8 @@ fn a_thousand_sessions_waiting_for_their_hello_do_not_slow_another_sessions_call
             assert!(took < ROUND, "round {round}: REQ+update+release took {took:?} with {WAITING} sessions waiting");
             assert!(!listening(ports(&done.listeners)[0]), "round {round}: the released port still listens");
         }
-        assert_eq!(waiting.len(), WAITING, "the waiting REQs are still waiting");
+        // `len` counts finished tasks too: ask whether any finished.
+        assert!(waiting.try_join_next().is_none(), "the waiting REQs are still waiting");
         waiting.abort_all();
     });
     drop(server);

@@ -223,35 +223,30 @@ impl LoginConfig {
         // end the whole grant at a server that rotates them, and another process may have
         // refreshed meanwhile.
         let _lock = store.lock(self.timeout.saturating_mul(2)).await?;
-        let Some(t) = store.get(scope)? else { return Ok(None) };
-        let now = unix_now();
-        match t.remaining(now) {
-            Some(left) if left <= margin => {
-                if t.refresh_token.is_none() {
-                    if left > 0 {
-                        return Ok(Some(t));
-                    }
-                    return Err(OAuthError::Refused(format!(
-                        "the token for {scope} expired and there is no refresh token: run `s2uc login --scope {scope}`"
-                    )));
-                }
-                match self.refresh(&t).await {
-                    Ok(new) => {
-                        store.put(new.clone())?;
-                        tracing::debug!(scope, "token refreshed");
-                        Ok(Some(new))
-                    }
-                    // Still valid for a while: use it, and try again next time.
-                    Err(e) if left > 0 => {
-                        tracing::warn!(scope, "could not refresh the token ({e}); using it until it expires");
-                        Ok(Some(t))
-                    }
-                    Err(e) => Err(OAuthError::Refused(format!(
-                        "the token for {scope} expired and could not be refreshed ({e}): run `s2uc login --scope {scope}`"
-                    ))),
-                }
+        let t = match store.get(scope)? {
+            Some(t) if due(&t) => t,
+            other => return Ok(other),
+        };
+        // Due, so its expiry is known.
+        let left = t.remaining(unix_now()).unwrap_or(0);
+        let expired = |why: String| {
+            OAuthError::Refused(format!("the token for {scope} expired and {why}: run `s2uc login --scope {scope}`"))
+        };
+        if t.refresh_token.is_none() {
+            return if left > 0 { Ok(Some(t)) } else { Err(expired("there is no refresh token".into())) };
+        }
+        match self.refresh(&t).await {
+            Ok(new) => {
+                store.put(new.clone())?;
+                tracing::debug!(scope, "token refreshed");
+                Ok(Some(new))
             }
-            _ => Ok(Some(t)),
+            // Still valid for a while: use it, and try again next time.
+            Err(e) if left > 0 => {
+                tracing::warn!(scope, "could not refresh the token ({e}); using it until it expires");
+                Ok(Some(t))
+            }
+            Err(e) => Err(expired(format!("could not be refreshed ({e})"))),
         }
     }
 
@@ -273,7 +268,7 @@ impl LoginConfig {
                 .form(&form)
                 .send()
                 .await
-                .map_err(|e| OAuthError::Unavailable(super::chain(&e)))?;
+                .map_err(|e| OAuthError::Unavailable(crate::tls::error_chain(&e)))?;
             let status = resp.status();
             if !status.is_success() {
                 let body = resp.text().await.unwrap_or_default();

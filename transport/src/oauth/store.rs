@@ -121,18 +121,8 @@ impl TokenStore {
         let path = self.dir.join("tokens.lock");
         let started = std::time::Instant::now();
         loop {
-            let file = create_private_dir(&self.dir).and_then(|()| {
-                let mut o = std::fs::OpenOptions::new();
-                o.read(true).write(true).create(true).truncate(false);
-                #[cfg(unix)]
-                {
-                    use std::os::unix::fs::OpenOptionsExt as _;
-                    o.mode(0o600);
-                    #[cfg(target_os = "linux")]
-                    o.custom_flags(nix::libc::O_NOFOLLOW);
-                }
-                o.open(&path)
-            });
+            let file = create_private_dir(&self.dir)
+                .and_then(|()| private_options().read(true).write(true).create(true).truncate(false).open(&path));
             let file = match file {
                 Ok(f) => f,
                 Err(e) => {
@@ -226,16 +216,7 @@ pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), 
     create_private_dir(dir).map_err(|e| err("creating", e))?;
     let tmp = dir.join(format!(".{name}.{}.{:016x}", std::process::id(), rand_suffix()));
     let write = || -> std::io::Result<()> {
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt as _;
-            o.mode(0o600);
-            #[cfg(target_os = "linux")]
-            o.custom_flags(nix::libc::O_NOFOLLOW);
-        }
-        let mut f = o.open(&tmp)?;
+        let mut f = private_options().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, dir.join(name))
@@ -244,6 +225,20 @@ pub(crate) fn write_private(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), 
         let _ = std::fs::remove_file(&tmp);
         err(&format!("writing {name} in"), e)
     })
+}
+
+/// Options that create files only their owner can read, and never follow a link planted at
+/// the path.
+fn private_options() -> std::fs::OpenOptions {
+    let mut o = std::fs::OpenOptions::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+        #[cfg(target_os = "linux")]
+        o.custom_flags(nix::libc::O_NOFOLLOW);
+    }
+    o
 }
 
 fn rand_suffix() -> u64 {
