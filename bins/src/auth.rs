@@ -23,10 +23,10 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result, anyhow, bail};
 use clap::Args;
+use scistream_identity::login::{LoginConfig, PendingLogin, loopback_code};
+use scistream_identity::store::{StoredToken, TokenStore};
+use scistream_identity::{self as oauth, Endpoints};
 use scistream_transport::client::ControlClient;
-use scistream_transport::oauth::login::{LoginConfig, PendingLogin, loopback_code};
-use scistream_transport::oauth::store::{StoredToken, TokenStore};
-use scistream_transport::oauth::{self, Endpoints};
 use serde::Deserialize;
 
 use crate::client::ConnectOpts;

@@ -415,9 +415,9 @@ pub fn browse_for_code(url: &str) -> Result<String> {
 
 /// The user at the browser, already logged in at this server: opens the authorization `url`
 /// and returns where the server's redirect sends them back.
-pub fn browse(url: &str) -> Result<scistream_transport::oauth::Url> {
+pub fn browse(url: &str) -> Result<scistream_identity::Url> {
     use std::io::{Read as _, Write as _};
-    let u = scistream_transport::oauth::Url::parse(url).context("an authorization URL")?;
+    let u = scistream_identity::Url::parse(url).context("an authorization URL")?;
     let addr = format!("{}:{}", u.host_str().context("a host")?, u.port_or_known_default().context("a port")?);
     let mut s = std::net::TcpStream::connect(&addr).with_context(|| format!("the authorization server at {addr}"))?;
     s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
@@ -432,5 +432,5 @@ pub fn browse(url: &str) -> Result<scistream_transport::oauth::Url> {
         .lines()
         .find_map(|l| l.split_once(':').filter(|(k, _)| k.eq_ignore_ascii_case("location")).map(|(_, v)| v.trim()))
         .with_context(|| format!("no redirect from the authorization server: {answer}"))?;
-    scistream_transport::oauth::Url::parse(location).context("the redirect")
+    scistream_identity::Url::parse(location).context("the redirect")
 }

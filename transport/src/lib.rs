@@ -7,7 +7,9 @@
 //!   SciStream 1.2 `scistream.Control` service from `scistream-proto`;
 //! - the S2DS relay engine: listeners, zero-copy forwarding, per-session mutual TLS on the WAN
 //!   leg, rate enforcement and counters;
-//! - authentication: the caller's token, checked by OAuth2 introspection ([`oauth`]).
+//! - authentication: the caller's token read from the call, checked by an
+//!   [`Authenticator`](server::Authenticator) (OAuth2 introspection lives in the
+//!   `scistream-identity` crate, `transport/identity/`).
 //!
 //! Its contract: it executes the effects the fsm cores emit (`Effect::Send`, `Effect::Listen`,
 //! `Effect::StartBridges`, `Effect::Unlisten`) and turns what happens on the wire back into
@@ -22,9 +24,8 @@
 //! - [`auth`]: the caller's token in `authorization` metadata, raw as 1.2 sends it or `Bearer`;
 //! - [`client`]: [`ControlClient`](client::ControlClient), one typed method per rpc, each with
 //!   a deadline and the token, every answer validated, every failure a [`client::CallError`];
-//! - [`server`]: the `scistream.Control` gRPC service of a control server;
-//! - [`oauth`]: OAuth2 — the user's login (authorization code with PKCE), refresh and
-//!   revocation, the token store, and the facility's token introspection with its cache.
+//! - [`server`]: the `scistream.Control` gRPC service of a control server, each call's token
+//!   checked by the [`Authenticator`](server::Authenticator) it is given.
 //!
 //! The data plane's:
 //!
@@ -37,7 +38,6 @@
 pub mod auth;
 pub mod certgen;
 pub mod client;
-pub mod oauth;
 pub mod relay;
 pub mod server;
 #[cfg(test)]

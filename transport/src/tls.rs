@@ -251,8 +251,9 @@ fn parse_addr(addr: &str) -> Result<Addr, TlsError> {
 }
 
 /// An error and its causes on one line, each cause once: tonic's transport errors say only
-/// "transport error" at the top and repeat their inner messages down the chain.
-pub(crate) fn error_chain(err: &(dyn StdError + 'static)) -> String {
+/// "transport error" at the top and repeat their inner messages down the chain. Public for
+/// `scistream-identity`, whose HTTP errors read the same way.
+pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
     let mut out = err.to_string();
     let mut cause = err.source();
     while let Some(err) = cause {

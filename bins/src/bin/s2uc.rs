@@ -298,7 +298,7 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::CheckAuth { s2cs, show_token } => {
             let r = auth.check(&cli.conn, s2cs.as_deref()).await?;
-            let left = r.token.remaining(scistream_transport::oauth::unix_now());
+            let left = r.token.remaining(scistream_identity::unix_now());
             if cli.json {
                 let mut v = json!({
                     "scope": r.token.scope, "identity": r.token.identity, "expires_at": r.token.expires_at,

@@ -10,10 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use scistream_fsm::{ErrorCode, Role};
+use scistream_identity::Url;
 use scistream_tests::authsrv::{AuthServer, Facility, browse_for_code};
 use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, bin, free_range, run};
 use scistream_transport::client::ControlClient;
-use scistream_transport::oauth::Url;
 
 use crate::testkit::{CALL, connect_as, creds, fresh_uid, key, refusal, runtime, shared};
 

@@ -23,12 +23,12 @@ use oauth2::{
     AccessToken, ClientId, ClientSecret, EndpointNotSet, EndpointSet, IntrospectionUrl, TokenIntrospectionResponse,
 };
 use scistream_fsm::Principal;
+use scistream_transport::server::{AuthError, AuthFuture, Authenticator};
 
 use super::{OAuthError, Url, unix_now};
 
 /// Longest time a refusal is remembered (never longer than the configured TTL).
 pub const REFUSAL_TTL: Duration = Duration::from_secs(10);
-use crate::server::{AuthError, AuthFuture, Authenticator};
 
 /// How a facility checks tokens.
 #[derive(Clone)]

@@ -1,4 +1,9 @@
-//! OAuth2 for the control plane, through the `oauth2` crate over `reqwest` (rustls).
+//! # scistream-identity — who the user is
+//!
+//! This crate owns the user-identity stack: OAuth2 for the control plane, through the `oauth2`
+//! crate over `reqwest` (rustls). Kept apart from `scistream-transport`, it keeps `oauth2` and
+//! `reqwest` out of every crate that does not depend on it (the actors in particular); only
+//! the binaries and the tests do.
 //!
 //! - [`login`]: the user's side (`s2uc login`): authorization code with PKCE (S256) for a
 //!   native client, refresh before expiry, revocation (RFC 7009) at logout;
@@ -6,6 +11,14 @@
 //! - [`introspect`]: the facility's side (`s2cs --client-id/--client-secret`): every caller's
 //!   token checked by RFC 7662 introspection with the facility's client credentials, positive
 //!   answers cached for a bounded time in a bounded cache, never failing open.
+//!
+//! Its contract with the control plane: [`IntrospectAuth`](introspect::IntrospectAuth)
+//! implements `scistream-transport`'s
+//! [`Authenticator`](scistream_transport::server::Authenticator): given the token
+//! `scistream-transport` read from a call's metadata, it answers the caller's identity (the
+//! token's subject, a [`Principal`](scistream_fsm::Principal)) or why not (no valid token, a
+//! token without the facility's scope, or the authorization server unavailable). The control
+//! server sees nothing else of OAuth2, and this crate nothing of sessions.
 //!
 //! Defaults follow Globus Auth, the authorization server SciStream 1.2 uses: endpoints under
 //! `https://auth.globus.org/v2/oauth2/`, scopes `https://auth.globus.org/scopes/<id>/scistream`.
@@ -117,7 +130,7 @@ where
 {
     match e {
         oauth2::RequestTokenError::ServerResponse(r) => OAuthError::Refused(r.to_string()),
-        oauth2::RequestTokenError::Request(r) => OAuthError::Unavailable(crate::tls::error_chain(&r)),
+        oauth2::RequestTokenError::Request(r) => OAuthError::Unavailable(scistream_transport::tls::error_chain(&r)),
         oauth2::RequestTokenError::Parse(p, _) => OAuthError::Unavailable(format!("unreadable answer: {p}")),
         oauth2::RequestTokenError::Other(o) => OAuthError::Unavailable(o),
     }

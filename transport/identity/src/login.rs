@@ -268,7 +268,7 @@ impl LoginConfig {
                 .form(&form)
                 .send()
                 .await
-                .map_err(|e| OAuthError::Unavailable(crate::tls::error_chain(&e)))?;
+                .map_err(|e| OAuthError::Unavailable(scistream_transport::tls::error_chain(&e)))?;
             let status = resp.status();
             if !status.is_success() {
                 let body = resp.text().await.unwrap_or_default();
