@@ -59,14 +59,12 @@ pub async fn say_hello(
 ) -> anyhow::Result<Vec<scistream_fsm::Addr>> {
     use ractor::Actor;
     use scistream_actors::{AppCtrlActor, AppCtrlArgs};
-    use scistream_fsm::retry::Backoff;
+    use scistream_fsm::timing::Profile;
     use scistream_fsm::{Notice, prod_app};
 
     let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let cfg = prod_app::Config {
-        backoff: Backoff { initial: Duration::from_millis(20), max: Duration::from_secs(1) },
-        deadline: within,
-    };
+    let cfg =
+        prod_app::Config { timing: Profile { hello_timeout: within, ..Profile::production() }.seeded(rand::random()) };
     let key = key.unwrap_or_default();
     let args = AppCtrlArgs { cfg, client, role, uid, key, listeners: listeners.to_vec(), notices };
     let (actor, handle) =

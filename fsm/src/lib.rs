@@ -30,7 +30,6 @@ pub mod effect;
 pub mod error;
 pub mod msg;
 pub mod prod_app;
-pub mod retry;
 pub mod s2cs;
 pub mod s2ds;
 pub mod s2uc;
@@ -38,6 +37,7 @@ pub mod session;
 #[cfg(test)]
 mod testkit;
 pub mod time;
+pub mod timing;
 pub mod types;
 
 pub use effect::{Effect, Notice, Outbox, TimerKey, TimerKind};

@@ -7,14 +7,12 @@
 //! are retried (the REQ may still be on its way to the server); any other ERROR, or the
 //! deadline, fails the controller.
 
-use std::time::Duration;
-
 use crate::alphabet;
 use crate::effect::{Effect, Notice, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
-use crate::retry::Backoff;
 use crate::time::Instant;
+use crate::timing::{self, Profile};
 use crate::types::{Addr, AppKey, ErrorCode, Peer, Role, Uid};
 
 crate::alphabet! {
@@ -66,10 +64,9 @@ crate::declared_machine!(prod_app);
 /// Controller configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// Hello retransmission.
-    pub backoff: Backoff,
-    /// How long to keep saying Hello.
-    pub deadline: Duration,
+    /// The timing: Hello retransmission (`app_backoff`) and how long to keep saying Hello
+    /// (`hello_deadline`).
+    pub timing: Profile,
 }
 
 /// An input to the producer's controller.
@@ -134,7 +131,10 @@ impl ProdApp {
             Input::Start { uid, key, prod_listeners } => {
                 alphabet::fire(&mut self.machine, Event::Start)?;
                 self.session = Some((uid, key, prod_listeners));
-                out.push(Effect::SetTimer { key: key_of(uid, TimerKind::Deadline), at: now + self.cfg.deadline });
+                out.push(Effect::SetTimer {
+                    key: key_of(uid, TimerKind::Deadline),
+                    at: now + self.cfg.timing.hello_deadline(),
+                });
                 self.send_hello(now, out);
                 Ok(())
             }
@@ -190,7 +190,8 @@ impl ProdApp {
         out.push(Effect::Send { to: Peer::ControlServer(Role::Prod), msg });
         out.push(Effect::SetTimer {
             key: key_of(*uid, TimerKind::Retransmit),
-            at: now + self.cfg.backoff.delay(self.seq),
+            at: now
+                + self.cfg.timing.app_backoff.delay(self.seq, timing::salt(self.cfg.timing.jitter_seed, Some(*uid))),
         });
     }
 

@@ -12,17 +12,15 @@
 mod client;
 mod data;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use crate::alphabet;
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
-use crate::retry::Backoff;
 use crate::session::{self, Session};
 use crate::time::Instant;
+use crate::timing::{self, Profile};
 use crate::types::{ErrorCode, Peer, Principal, Role, Uid};
+use std::collections::BTreeMap;
 
 crate::alphabet! {
     /// States of a control server.
@@ -73,12 +71,9 @@ pub struct Config {
     pub advertise_host: String,
     /// Largest num_conn a REQ may ask for.
     pub max_num_conn: u16,
-    /// How long a session may take from REQ to established (Hello and UpdateTargets included).
-    pub lease: Duration,
-    /// How long a finished session is remembered, to answer retransmissions.
-    pub tombstone: Duration,
-    /// Retransmission towards the data server.
-    pub backoff: Backoff,
+    /// The timing: its lease (`cs_lease`, REQ to established), tombstones, and the backoff
+    /// towards the data server (`server_backoff`).
+    pub timing: Profile,
     /// Refuse a REQ without an app key. SciStream 1.2 clients send none; their sessions then
     /// accept only a Hello without a key, as 1.2 controllers send it.
     pub require_app_keys: bool,
@@ -219,7 +214,7 @@ impl S2cs {
             None => {}
             Some(session::Action::StartLstn) => {
                 s.attempts = 0;
-                out.push(Effect::SetTimer { key: lease_key(uid), at: now + self.cfg.lease });
+                out.push(Effect::SetTimer { key: lease_key(uid), at: now + self.cfg.timing.cs_lease() });
                 self.retransmit_ds(now, uid, out);
             }
             Some(session::Action::Resp) => {
@@ -254,7 +249,7 @@ impl S2cs {
         if state.is_terminal() && !prev.is_terminal() {
             out.push(Effect::CancelTimer { key: lease_key(uid) });
             out.push(Effect::CancelTimer { key: retransmit_key(uid) });
-            out.push(Effect::SetTimer { key: tombstone_key(uid), at: now + self.cfg.tombstone });
+            out.push(Effect::SetTimer { key: tombstone_key(uid), at: now + self.cfg.timing.tombstone });
         }
         Ok(())
     }
@@ -274,8 +269,14 @@ impl S2cs {
             _ => return,
         };
         s.attempts += 1;
+        let attempts = s.attempts;
         out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
-        out.push(Effect::SetTimer { key: retransmit_key(uid), at: now + self.cfg.backoff.delay(s.attempts) });
+        out.push(Effect::SetTimer { key: retransmit_key(uid), at: now + self.backoff(attempts, Some(uid)) });
+    }
+
+    fn backoff(&self, attempt: u32, uid: Option<Uid>) -> std::time::Duration {
+        let t = &self.cfg.timing;
+        t.server_backoff.delay(attempt, timing::salt(t.jitter_seed, uid))
     }
 
     fn send_attach(&mut self, now: Instant, out: &mut Outbox) {
@@ -283,7 +284,7 @@ impl S2cs {
         out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg: Msg::Attach { epoch: self.epoch } });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: None, kind: TimerKind::Retransmit },
-            at: now + self.cfg.backoff.delay(self.attach_attempts),
+            at: now + self.backoff(self.attach_attempts, None),
         });
     }
 }

@@ -19,14 +19,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::RangeInclusive;
-use std::time::Duration;
 
 use crate::alphabet;
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
-use crate::retry::Backoff;
 use crate::time::Instant;
+use crate::timing::{self, Profile};
 use crate::types::{Addr, Credentials, ErrorCode, Peer, Role, Uid};
 
 crate::alphabet! {
@@ -92,18 +91,6 @@ mod declaration {
 
 crate::declared_machine!(s2ds);
 
-/// Deliberately broken variants, for the simulator's self-test only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Defect {
-    /// The correct protocol.
-    #[default]
-    None,
-    /// Start bridges at StartLstn, before UpdateTargets brought the credentials.
-    BridgeBeforeCredentials,
-    /// Keep a session's ports bound after it is released.
-    LeakPortsOnRelease,
-}
-
 /// Data server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -111,14 +98,9 @@ pub struct Config {
     pub facility: Role,
     /// The ports it may hand out.
     pub ports: RangeInclusive<u16>,
-    /// How long a reservation may wait for StartConn before it is released.
-    pub lease: Duration,
-    /// How long a finished session is remembered, to answer retransmissions.
-    pub tombstone: Duration,
-    /// Retransmission of DsBoot.
-    pub backoff: Backoff,
-    /// A deliberately broken variant (self-test only).
-    pub defect: Defect,
+    /// The timing: its lease on a reservation not yet bridged (`ds_lease`, longer than the
+    /// control server's), tombstones, and the backoff of its boot announcement.
+    pub timing: Profile,
 }
 
 /// One session held by the data server.
@@ -329,19 +311,9 @@ impl S2ds {
         let mut machine = Machine::new();
         alphabet::fire(&mut machine, Event::StartLstn)?;
         out.push(Effect::Listen { uid, ports: ports.clone() });
-        if self.cfg.defect == Defect::BridgeBeforeCredentials {
-            out.push(Effect::StartBridges {
-                uid,
-                ports: ports.clone(),
-                targets: Vec::new(),
-                creds: Credentials::default(),
-                role: self.cfg.facility,
-                rate: 0,
-            });
-        }
         out.push(Effect::SetTimer {
             key: TimerKey { uid: Some(uid), kind: TimerKind::Lease },
-            at: now + self.cfg.lease,
+            at: now + self.cfg.timing.ds_lease(),
         });
         self.sessions.insert(uid, Session { machine, ports, bridge: None });
         Ok(())
@@ -460,9 +432,6 @@ impl S2ds {
     /// Returns a session's ports to the pool (the session has just become terminal).
     fn close(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
         self.retire(now, uid, out);
-        if self.cfg.defect == Defect::LeakPortsOnRelease {
-            return;
-        }
         let s = self.sessions.get(&uid).expect("closing a held session");
         out.push(Effect::Unlisten { uid, ports: s.ports.clone() });
         self.free.extend(s.ports.iter().copied());
@@ -473,7 +442,7 @@ impl S2ds {
         out.push(Effect::CancelTimer { key: TimerKey { uid: Some(uid), kind: TimerKind::Lease } });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: Some(uid), kind: TimerKind::Tombstone },
-            at: now + self.cfg.tombstone,
+            at: now + self.cfg.timing.tombstone,
         });
     }
 
@@ -481,7 +450,12 @@ impl S2ds {
         self.reply(out, Msg::DsBoot { inc: self.inc });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: None, kind: TimerKind::Retransmit },
-            at: now + self.cfg.backoff.delay(self.boot_attempts),
+            at: now
+                + self
+                    .cfg
+                    .timing
+                    .server_backoff
+                    .delay(self.boot_attempts, timing::salt(self.cfg.timing.jitter_seed, None)),
         });
     }
 

@@ -14,12 +14,10 @@
 
 mod handle;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::time::Duration;
-
 use crate::msg::Token;
-use crate::retry::Backoff;
+use crate::timing::Profile;
 use crate::types::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use std::collections::{BTreeMap, BTreeSet};
 
 pub use handle::Input;
 
@@ -112,27 +110,14 @@ impl State {
     }
 }
 
-/// Deliberately broken variants, for the simulator's self-test only.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Defect {
-    /// The correct protocol.
-    #[default]
-    None,
-    /// Send every request once and never retransmit.
-    NoRetransmit,
-}
-
 /// Client configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
     /// The caller's access token, sent with every request.
     pub token: Token,
-    /// Retransmission of unanswered requests.
-    pub backoff: Backoff,
-    /// How long a session may take to be established before the client gives up.
-    pub setup_deadline: Duration,
-    /// A deliberately broken variant (self-test only).
-    pub defect: Defect,
+    /// The timing: the retransmission of unanswered requests (`client_backoff`) and how long
+    /// a session may take to be established before the client gives up (`setup_deadline`).
+    pub timing: Profile,
 }
 
 /// What the client knows of one facility's side of a session.

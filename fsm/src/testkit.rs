@@ -7,13 +7,26 @@ use std::time::Duration;
 use crate::effect::{Effect, Notice, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::{Msg, Token};
-use crate::retry::Backoff;
 use crate::time::Instant;
+use crate::timing::{Backoff, Profile};
 use crate::types::{Addr, AppKey, Credentials, Peer, Principal, Role, Uid};
 use crate::{cons_app, prod_app, s2cs, s2ds, s2uc};
 
 /// The backoff every test config uses: 200 ms doubling up to 5 s.
-pub(crate) const BACKOFF: Backoff = Backoff { initial: Duration::from_millis(200), max: Duration::from_secs(5) };
+pub(crate) const BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(200), Duration::from_secs(5));
+
+/// The timing every test config uses: 60 s for the Hello (the control server's lease), data
+/// servers 30 s longer, 2 min tombstones, 30 s calls, [`BACKOFF`] everywhere, no jitter.
+pub(crate) const TIMING: Profile = Profile {
+    call_deadline: Duration::from_secs(30),
+    hello_timeout: Duration::from_secs(60),
+    ds_lease_margin: Duration::from_secs(30),
+    tombstone: Duration::from_secs(120),
+    server_backoff: BACKOFF,
+    client_backoff: BACKOFF,
+    app_backoff: BACKOFF,
+    jitter_seed: 0,
+};
 
 /// `ms` milliseconds after the origin.
 pub(crate) fn at(ms: u64) -> Instant {
@@ -47,14 +60,7 @@ pub(crate) fn who(name: &str) -> Option<Principal> {
 
 /// A data server of facility `facility` handing out ports `ports`.
 pub(crate) fn s2ds_config(facility: Role, ports: std::ops::RangeInclusive<u16>) -> s2ds::Config {
-    s2ds::Config {
-        facility,
-        ports,
-        lease: Duration::from_secs(30),
-        tombstone: Duration::from_secs(60),
-        backoff: BACKOFF,
-        defect: s2ds::Defect::None,
-    }
+    s2ds::Config { facility, ports, timing: TIMING }
 }
 
 /// A control server of facility `facility` advertising `gw.<facility>`.
@@ -63,9 +69,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
         facility,
         advertise_host: advertise_host(facility).to_owned(),
         max_num_conn: 4,
-        lease: Duration::from_secs(60),
-        tombstone: Duration::from_secs(120),
-        backoff: BACKOFF,
+        timing: TIMING,
         require_app_keys: false,
         allow_plain_wan: false,
         capacity: None,
@@ -83,17 +87,12 @@ pub(crate) fn advertise_host(facility: Role) -> &'static str {
 
 /// A user client presenting `token`.
 pub(crate) fn s2uc_config() -> s2uc::Config {
-    s2uc::Config {
-        token: Token("tok".to_owned()),
-        backoff: BACKOFF,
-        setup_deadline: Duration::from_secs(90),
-        defect: s2uc::Defect::None,
-    }
+    s2uc::Config { token: Token("tok".to_owned()), timing: TIMING }
 }
 
-/// A producer controller that says Hello for 30 s.
+/// A producer controller that says Hello for 60 s.
 pub(crate) fn prod_app_config() -> prod_app::Config {
-    prod_app::Config { backoff: BACKOFF, deadline: Duration::from_secs(30) }
+    prod_app::Config { timing: TIMING }
 }
 
 /// A timer key.

@@ -18,10 +18,10 @@ use proptest::test_runner::TestRunner;
 use scistream_fsm::alphabet::{Alphabet, Machine};
 use scistream_fsm::cons_app::{self, ConsApp};
 use scistream_fsm::prod_app::{self, ProdApp};
-use scistream_fsm::retry::Backoff;
 use scistream_fsm::s2cs::{self, S2cs};
 use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
+use scistream_fsm::timing::Profile;
 use scistream_fsm::{
     Addr, AppKey, Credentials, Effect, ErrorCode, Instant, Msg, Outbox, Peer, Principal, ProtocolError, Role,
     SessionParams, TimerKey, TimerKind, Token, Uid, session,
@@ -357,12 +357,13 @@ fn any_msg() -> impl Strategy<Value = Msg> {
 
 // ----- one generator per core -----
 
-fn s2ds_case(with_defects: bool) -> impl Strategy<Value = Case<S2ds>> {
-    let defects = if with_defects {
-        vec![s2ds::Defect::None, s2ds::Defect::BridgeBeforeCredentials, s2ds::Defect::LeakPortsOnRelease]
-    } else {
-        vec![s2ds::Defect::None]
-    };
+/// The production timing with a 60 s Hello and a drawn jitter seed.
+fn timing() -> impl Strategy<Value = Profile> {
+    any::<u64>()
+        .prop_map(|seed| Profile { hello_timeout: Duration::from_secs(60), ..Profile::production() }.seeded(seed))
+}
+
+fn s2ds_case() -> impl Strategy<Value = Case<S2ds>> {
     let cs = Peer::ControlServer(Role::Prod);
     let uid3 = || (1u128..=3).prop_map(Uid::from_u128);
     // Mostly the pool's ports (a port held elsewhere), rarely one outside it (a confused driver).
@@ -378,21 +379,14 @@ fn s2ds_case(with_defects: bool) -> impl Strategy<Value = Case<S2ds>> {
         10 => cs_down_msg(uid3()).prop_map(move |msg| s2ds::Input::Msg { from: cs, msg }),
         1 => (any_peer(), any_msg()).prop_map(|(from, msg)| s2ds::Input::Msg { from, msg }),
     ];
-    (select(defects), prop::collection::vec((delay(), input), 0..80)).prop_map(|(defect, inputs)| {
-        let cfg = s2ds::Config {
-            facility: Role::Prod,
-            ports: 5000..=5003,
-            lease: Duration::from_secs(30),
-            tombstone: Duration::from_secs(60),
-            backoff: Backoff::default(),
-            defect,
-        };
+    (timing(), prop::collection::vec((delay(), input), 0..80)).prop_map(|(timing, inputs)| {
+        let cfg = s2ds::Config { facility: Role::Prod, ports: 5000..=5003, timing };
         (S2ds::new(cfg, 1), inputs)
     })
 }
 
 fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
-    (role(), any::<bool>()).prop_flat_map(|(facility, require_app_keys)| {
+    (role(), any::<bool>(), timing()).prop_flat_map(|(facility, require_app_keys, timing)| {
         let ds = Peer::DataServer(facility);
         let client = select(vec![Peer::Client(1), Peer::Client(2)]);
         let input = prop_oneof![
@@ -409,9 +403,7 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
             facility,
             advertise_host: "gw".to_owned(),
             max_num_conn: 2,
-            lease: Duration::from_secs(60),
-            tombstone: Duration::from_secs(120),
-            backoff: Backoff::default(),
+            timing,
             require_app_keys,
             allow_plain_wan: require_app_keys,
             capacity: None,
@@ -447,16 +439,10 @@ fn s2uc_case() -> impl Strategy<Value = Case<S2uc>> {
         12 => (role(), cs_answer()).prop_map(|(role, msg)| s2uc::Input::Msg { from: Peer::ControlServer(role), msg }),
         1 => (any_peer(), any_msg()).prop_map(|(from, msg)| s2uc::Input::Msg { from, msg }),
     ];
-    let defect = prop_oneof![3 => Just(s2uc::Defect::None), 1 => Just(s2uc::Defect::NoRetransmit)];
     let cut = 0..=s2uc_happy_path().len();
-    (any::<bool>(), defect, cut, prop::collection::vec((delay(), input), 0..80)).prop_map(
-        |(recovered, defect, cut, suffix)| {
-            let cfg = s2uc::Config {
-                token: token(),
-                backoff: Backoff::default(),
-                setup_deadline: Duration::from_secs(90),
-                defect,
-            };
+    (any::<bool>(), timing(), cut, prop::collection::vec((delay(), input), 0..80)).prop_map(
+        |(recovered, timing, cut, suffix)| {
+            let cfg = s2uc::Config { token: token(), timing };
             let core = if recovered {
                 // Session 2 was left unfinished by the crashed client; session 1 is the new one.
                 S2uc::recover(cfg, &BTreeSet::from([Uid::from_u128(2)]))
@@ -482,8 +468,8 @@ fn prod_app_case() -> impl Strategy<Value = Case<ProdApp>> {
         6 => (server, answer).prop_map(|(from, msg)| prod_app::Input::Msg { from, msg }),
         1 => (any_peer(), any_msg()).prop_map(|(from, msg)| prod_app::Input::Msg { from, msg }),
     ];
-    let cfg = prod_app::Config { backoff: Backoff::default(), deadline: Duration::from_secs(30) };
-    prop::collection::vec((delay(), input), 0..40).prop_map(move |inputs| (ProdApp::new(cfg.clone()), inputs))
+    (timing(), prop::collection::vec((delay(), input), 0..40))
+        .prop_map(|(timing, inputs)| (ProdApp::new(prod_app::Config { timing }), inputs))
 }
 
 fn cons_app_case() -> impl Strategy<Value = Case<ConsApp>> {
@@ -500,22 +486,22 @@ fn cons_app_case() -> impl Strategy<Value = Case<ConsApp>> {
 
 proptest! {
     #[test]
-    fn s2ds_never_panics_on_arbitrary_inputs(case in s2ds_case(true)) {
+    fn s2ds_never_panics_on_arbitrary_inputs(case in s2ds_case()) {
         never_panics(case)?;
     }
 
     #[test]
-    fn s2ds_rejected_input_leaves_core_unchanged(case in s2ds_case(true)) {
+    fn s2ds_rejected_input_leaves_core_unchanged(case in s2ds_case()) {
         rejected_input_leaves_core_unchanged(case)?;
     }
 
     #[test]
-    fn s2ds_finished_sessions_stay_finished(case in s2ds_case(true)) {
+    fn s2ds_finished_sessions_stay_finished(case in s2ds_case()) {
         finished_sessions_stay_finished(case)?;
     }
 
     #[test]
-    fn s2ds_free_busy_and_live_sessions_ports_partition_the_pool(case in s2ds_case(false)) {
+    fn s2ds_free_busy_and_live_sessions_ports_partition_the_pool(case in s2ds_case()) {
         let (mut ds, inputs) = case;
         let pool: BTreeSet<u16> = (5000..=5003).collect();
         drive(&mut ds, &inputs, |before, ds, input, _, _| {
@@ -537,7 +523,7 @@ proptest! {
     }
 
     #[test]
-    fn s2ds_never_listens_on_a_busy_port(case in s2ds_case(true)) {
+    fn s2ds_never_listens_on_a_busy_port(case in s2ds_case()) {
         let (mut ds, inputs) = case;
         drive(&mut ds, &inputs, |_, ds, input, _, out| {
             for e in out {
@@ -550,7 +536,7 @@ proptest! {
     }
 
     #[test]
-    fn s2ds_sends_lstn_only_for_bound_ports(case in s2ds_case(true)) {
+    fn s2ds_sends_lstn_only_for_bound_ports(case in s2ds_case()) {
         let (mut ds, inputs) = case;
         drive(&mut ds, &inputs, |before, after, input, _, out| {
             for e in out {
@@ -644,7 +630,7 @@ proptest! {
 #[test]
 fn sometimes_s2ds_sessions_reach_every_state() {
     let expected = states_of::<s2ds::Declaration>(&[s2ds::State::Idle]);
-    assert_reaches(&reached(s2ds_case(true), 256), expected);
+    assert_reaches(&reached(s2ds_case(), 256), expected);
 }
 
 /// Every (from, to) pair of distinct states the declaration of `M` has a transition for.
@@ -667,7 +653,7 @@ const REBOUND: Seen = ("Binding", "Binding with fresh ports");
 
 #[test]
 fn sometimes_s2ds_sessions_take_every_declared_move_and_rebind() {
-    let strategy = s2ds_case(true);
+    let strategy = s2ds_case();
     let mut runner = TestRunner::deterministic();
     let mut seen = BTreeSet::new();
     for _ in 0..1024 {
@@ -694,7 +680,7 @@ fn sometimes_s2ds_sessions_take_every_declared_move_and_rebind() {
 fn sometimes_s2cs_and_its_sessions_reach_every_state() {
     let mut expected = states_of::<s2cs::Declaration>(&[]);
     expected.extend(states_of::<session::Declaration>(&[session::State::Idle]));
-    assert_reaches(&reached(s2cs_case(), 256), expected);
+    assert_reaches(&reached(s2cs_case(), 1024), expected);
 }
 
 #[test]

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use scistream_fsm::cons_app::{self, ConsApp};
 use scistream_fsm::prod_app::{self, ProdApp};
-use scistream_fsm::retry::Backoff;
 use scistream_fsm::s2cs::{self, S2cs};
 use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
+use scistream_fsm::timing::Profile;
 use scistream_fsm::{
     Addr, AppKey, Credentials, Effect, ErrorCode, Instant, Msg, Notice, Outbox, Peer, Principal, Role, TimerKey, Token,
     Uid, session,
@@ -81,15 +81,23 @@ struct World {
 
 impl World {
     fn new(loss: Loss) -> Self {
-        let backoff = Backoff::default();
+        // One profile for every participant, as the binaries use: a 60 s Hello (the control
+        // servers' lease), data-server leases 30 s longer, 200 ms backoffs without jitter.
+        let backoff = scistream_fsm::timing::Backoff::default();
+        let timing = Profile {
+            hello_timeout: Duration::from_secs(60),
+            tombstone: Duration::from_secs(120),
+            server_backoff: backoff,
+            client_backoff: backoff,
+            app_backoff: backoff,
+            ..Profile::production()
+        };
         let control = |facility, host: &str| {
             let cfg = s2cs::Config {
                 facility,
                 advertise_host: host.to_owned(),
                 max_num_conn: 4,
-                lease: Duration::from_secs(60),
-                tombstone: Duration::from_secs(120),
-                backoff,
+                timing,
                 require_app_keys: false,
                 allow_plain_wan: false,
                 capacity: None,
@@ -98,29 +106,16 @@ impl World {
             S2cs::new(cfg, 1)
         };
         let data = |facility, base: u16| {
-            let cfg = s2ds::Config {
-                facility,
-                ports: base..=base + 3,
-                // Longer than the control server's: its lease, not ours, should end a slow setup.
-                lease: Duration::from_secs(90),
-                tombstone: Duration::from_secs(60),
-                backoff,
-                defect: s2ds::Defect::None,
-            };
+            let cfg = s2ds::Config { facility, ports: base..=base + 3, timing };
             S2ds::new(cfg, 1)
         };
-        let client = s2uc::Config {
-            token: Token("tok".to_owned()),
-            backoff,
-            setup_deadline: Duration::from_secs(90),
-            defect: s2uc::Defect::None,
-        };
+        let client = s2uc::Config { token: Token("tok".to_owned()), timing };
         let mut world = Self {
             now: Instant::ZERO,
             client: S2uc::new(client),
             control: [control(Role::Prod, "gw.prod"), control(Role::Cons, "gw.cons")],
             data: [data(Role::Prod, 5000), data(Role::Cons, 6000)],
-            producer: ProdApp::new(prod_app::Config { backoff, deadline: Duration::from_secs(60) }),
+            producer: ProdApp::new(prod_app::Config { timing }),
             consumer: ConsApp::new(UID),
             network: VecDeque::new(),
             timers: BTreeMap::new(),

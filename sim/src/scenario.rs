@@ -3,6 +3,7 @@
 
 use std::path::Path;
 
+use scistream_fsm::timing::{Backoff, Profile};
 use serde::Deserialize;
 
 /// A scenario as written in its file. Every duration is in virtual milliseconds.
@@ -93,24 +94,53 @@ pub struct Workload {
     pub forge: f64,
 }
 
-/// Timing given to the cores.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+/// Changes to the production timing profile (`scistream_fsm::timing::Profile::production`),
+/// which every simulated core runs by default, as the daemons do. Every field is optional.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
-    /// First retransmission delay.
-    pub backoff_initial_ms: u64,
-    /// Longest retransmission delay.
-    pub backoff_max_ms: u64,
-    /// Control-server lease from REQ to established.
-    pub cs_lease_ms: u64,
-    /// Data-server lease from StartLstn to StartConn.
-    pub ds_lease_ms: u64,
+    /// Deadline of one client call.
+    pub call_deadline_ms: Option<u64>,
+    /// A control server's lease from REQ to established (the Hello timeout).
+    pub hello_timeout_ms: Option<u64>,
+    /// How much longer a data server's lease runs than its control server's.
+    pub ds_lease_margin_ms: Option<u64>,
     /// How long finished sessions are remembered.
-    pub tombstone_ms: u64,
-    /// The client's setup deadline.
-    pub setup_deadline_ms: u64,
-    /// The producer controller's Hello deadline.
-    pub hello_deadline_ms: u64,
+    pub tombstone_ms: Option<u64>,
+    /// Control server ↔ data server backoff: [initial, max].
+    pub server_backoff_ms: Option<[u64; 2]>,
+    /// User client backoff: [initial, max].
+    pub client_backoff_ms: Option<[u64; 2]>,
+    /// Application controller backoff: [initial, max].
+    pub app_backoff_ms: Option<[u64; 2]>,
+    /// Jitter of every backoff, percent.
+    pub jitter_pct: Option<u8>,
+}
+
+impl Timing {
+    /// The production profile with this scenario's changes.
+    pub fn profile(&self) -> Profile {
+        let ms = std::time::Duration::from_millis;
+        let mut p = Profile::production();
+        let backoff = |b: &mut Backoff, v: Option<[u64; 2]>| {
+            if let Some([lo, hi]) = v {
+                (b.initial, b.max) = (ms(lo), ms(hi));
+            }
+        };
+        p.call_deadline = self.call_deadline_ms.map_or(p.call_deadline, ms);
+        p.hello_timeout = self.hello_timeout_ms.map_or(p.hello_timeout, ms);
+        p.ds_lease_margin = self.ds_lease_margin_ms.map_or(p.ds_lease_margin, ms);
+        p.tombstone = self.tombstone_ms.map_or(p.tombstone, ms);
+        backoff(&mut p.server_backoff, self.server_backoff_ms);
+        backoff(&mut p.client_backoff, self.client_backoff_ms);
+        backoff(&mut p.app_backoff, self.app_backoff_ms);
+        if let Some(j) = self.jitter_pct {
+            for b in [&mut p.server_backoff, &mut p.client_backoff, &mut p.app_backoff] {
+                b.jitter_pct = j;
+            }
+        }
+        p
+    }
 }
 
 /// A message fault rule. Matching: sender and receiver kinds (`s2uc`, `s2cs`, `s2ds`, `app`,
@@ -198,20 +228,6 @@ impl Default for Workload {
             hold_ms: [1_000, 20_000],
             duplicate_uids: 0,
             forge: 0.02,
-        }
-    }
-}
-
-impl Default for Timing {
-    fn default() -> Self {
-        Self {
-            backoff_initial_ms: 200,
-            backoff_max_ms: 4_000,
-            cs_lease_ms: 30_000,
-            ds_lease_ms: 45_000,
-            tombstone_ms: 120_000,
-            setup_deadline_ms: 40_000,
-            hello_deadline_ms: 60_000,
         }
     }
 }
@@ -331,6 +347,13 @@ impl Scenario {
         let probs = probs.chain([self.workload.hello_never, self.workload.release_during_setup, self.workload.forge]);
         if probs.clone().any(|p| !(0.0..=1.0).contains(&p)) {
             return bad("probabilities must be within 0..=1".into());
+        }
+        let t = &self.timing;
+        let backoffs = [t.server_backoff_ms, t.client_backoff_ms, t.app_backoff_ms];
+        if backoffs.iter().flatten().any(|[lo, hi]| *lo == 0 || lo > hi) || t.jitter_pct.is_some_and(|j| j > 100) {
+            return bad(
+                "timing: backoffs must be [initial, max] with 0 < initial <= max; jitter_pct at most 100".into()
+            );
         }
         for c in &self.crashes {
             if crate::world::node_by_name(&c.node, self.clients, self.sessions).is_none() {

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-use scistream_fsm::retry::Backoff;
+use scistream_fsm::timing::{self, Profile};
 use scistream_fsm::{
-    Effect, Instant, Msg, Peer, Principal, Role, TimerKey, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc,
+    Effect, Instant, Msg, Peer, Principal, Role, TimerKey, TimerKind, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc,
 };
 
 use crate::check::{Prop, Reach, Violation};
@@ -38,6 +38,35 @@ pub enum Defect {
 }
 
 impl Defect {
+    /// Rewrites the effects a correct core of `node` asked for into the broken variant's: the
+    /// production cores have no test switches, the broken protocols live here.
+    pub fn rewrite(self, node: Peer, out: &mut Vec<Effect>) {
+        match (self, node) {
+            (Self::NoRetransmit, Peer::Client(_)) => {
+                out.retain(|e| !matches!(e, Effect::SetTimer { key, .. } if key.kind == TimerKind::Retransmit));
+            }
+            (Self::BridgeBeforeCredentials, Peer::DataServer(role)) => {
+                let early: Vec<Effect> = out
+                    .iter()
+                    .filter_map(|e| match e {
+                        Effect::Listen { uid, ports } => Some(Effect::StartBridges {
+                            uid: *uid,
+                            ports: ports.clone(),
+                            targets: Vec::new(),
+                            creds: scistream_fsm::Credentials::default(),
+                            role,
+                            rate: 0,
+                        }),
+                        _ => None,
+                    })
+                    .collect();
+                out.extend(early);
+            }
+            (Self::LeakPortsOnRelease, Peer::DataServer(_)) => out.retain(|e| !matches!(e, Effect::Unlisten { .. })),
+            _ => {}
+        }
+    }
+
     /// Every variant with its CLI name.
     pub const NAMED: [(&'static str, Self); 4] = [
         ("none", Self::None),
@@ -140,6 +169,9 @@ pub struct World<'a> {
     journals: Vec<BTreeSet<Uid>>,
     epochs: [u64; 2],
     incs: [u64; 2],
+    client_incs: Vec<u64>,
+    /// The scenario's timing (every node's, but for its jitter seed).
+    profile: Profile,
     timers: BTreeMap<(Peer, TimerKey), u64>,
     generation: u64,
     os: [BTreeMap<u16, Uid>; 2],
@@ -194,7 +226,9 @@ impl<'a> World<'a> {
         for (i, p) in plans.iter().enumerate() {
             by_uid.entry(p.uid).or_default().push(i);
         }
-        let settle = sc.timing.setup_deadline_ms.max(sc.timing.cs_lease_ms).max(sc.timing.hello_deadline_ms) + 20_000;
+        let profile = sc.timing.profile();
+        let longest = profile.setup_deadline().max(profile.ds_lease()).max(profile.hello_deadline());
+        let settle = u64::try_from(longest.as_millis()).unwrap_or(u64::MAX / 4) + 20_000;
         let last_fault = sc.crashes.iter().map(|c| c.at_ms + c.down_ms).max().unwrap_or(0);
         let release_all_at =
             Instant::ZERO + ms(sc.heal_at_ms.max(sc.workload.start_window_ms).max(last_fault) + settle);
@@ -213,17 +247,22 @@ impl<'a> World<'a> {
             queue: BTreeMap::new(),
             seq: 0,
             net: Network::new(sc),
-            clients: (0..sc.clients).map(|c| Some(s2uc::S2uc::new(client_cfg(sc, c, opts.defect)))).collect(),
-            cs: [Some(s2cs::S2cs::new(cs_cfg(sc, Role::Prod), 1)), Some(s2cs::S2cs::new(cs_cfg(sc, Role::Cons), 1))],
+            clients: (0..sc.clients).map(|c| Some(s2uc::S2uc::new(client_cfg(sc, opts.seed, c, 0)))).collect(),
+            cs: [
+                Some(s2cs::S2cs::new(cs_cfg(sc, opts.seed, Role::Prod, 1), 1)),
+                Some(s2cs::S2cs::new(cs_cfg(sc, opts.seed, Role::Cons, 1), 1)),
+            ],
             ds: [
-                Some(s2ds::S2ds::new(ds_cfg(sc, Role::Prod, opts.defect), 1)),
-                Some(s2ds::S2ds::new(ds_cfg(sc, Role::Cons, opts.defect), 1)),
+                Some(s2ds::S2ds::new(ds_cfg(sc, opts.seed, Role::Prod, 1), 1)),
+                Some(s2ds::S2ds::new(ds_cfg(sc, opts.seed, Role::Cons, 1), 1)),
             ],
             apps: vec![None; n],
             cons: plans.iter().map(|p| cons_app::ConsApp::new(p.uid)).collect(),
             journals: vec![BTreeSet::new(); sc.clients as usize],
             epochs: [1, 1],
             incs: [1, 1],
+            client_incs: vec![0; sc.clients as usize],
+            profile,
             timers: BTreeMap::new(),
             generation: 0,
             os: [BTreeMap::new(), BTreeMap::new()],
@@ -311,7 +350,7 @@ impl<'a> World<'a> {
             Event::Hello(i) => {
                 let p = &self.plans[i];
                 let input = prod_app::Input::Start { uid: p.uid, key: p.key, prod_listeners: p.prod_listeners.clone() };
-                self.apps[i] = Some(prod_app::ProdApp::new(app_cfg(self.sc)));
+                self.apps[i] = Some(prod_app::ProdApp::new(app_cfg(self.sc, self.opts.seed, i as u32)));
                 self.note(|| format!("app#{i} starts"));
                 self.step_app(i as u32, input);
             }
@@ -428,20 +467,21 @@ impl<'a> World<'a> {
         self.reached.insert(Reach::Recovered);
         match node {
             Peer::Client(n) => {
-                let cfg = client_cfg(self.sc, n, self.opts.defect);
+                self.client_incs[n as usize] += 1;
+                let cfg = client_cfg(self.sc, self.opts.seed, n, self.client_incs[n as usize]);
                 self.clients[n as usize] = Some(s2uc::S2uc::recover(cfg, &self.journals[n as usize]));
                 self.step_client(n, s2uc::Input::Recover);
             }
             Peer::ControlServer(r) => {
                 let i = net::role_index(r);
                 self.epochs[i] += 1;
-                self.cs[i] = Some(s2cs::S2cs::new(cs_cfg(self.sc, r), self.epochs[i]));
+                self.cs[i] = Some(s2cs::S2cs::new(cs_cfg(self.sc, self.opts.seed, r, self.epochs[i]), self.epochs[i]));
                 self.step_cs(r, node, s2cs::Input::Boot);
             }
             Peer::DataServer(r) => {
                 let i = net::role_index(r);
                 self.incs[i] += 1;
-                self.ds[i] = Some(s2ds::S2ds::new(ds_cfg(self.sc, r, self.opts.defect), self.incs[i]));
+                self.ds[i] = Some(s2ds::S2ds::new(ds_cfg(self.sc, self.opts.seed, r, self.incs[i]), self.incs[i]));
                 self.step_ds(r, s2ds::Input::Boot);
             }
             Peer::App(i) => {
@@ -455,23 +495,28 @@ impl<'a> World<'a> {
     }
 }
 
-fn client_cfg(sc: &Scenario, n: u32, defect: Defect) -> s2uc::Config {
-    s2uc::Config {
-        token: Token(format!("tok-user{n}")),
-        backoff: backoff(sc),
-        setup_deadline: ms(sc.timing.setup_deadline_ms),
-        defect: if defect == Defect::NoRetransmit { s2uc::Defect::NoRetransmit } else { s2uc::Defect::None },
-    }
+/// A node's timing: the scenario's profile with a jitter seed of the node's own, drawn from
+/// the run's seed, the node and its incarnation (so a restarted node jitters differently).
+fn timing_of(sc: &Scenario, seed: u64, node: Peer, incarnation: u64) -> Profile {
+    let tag = match node {
+        Peer::Client(n) => u64::from(n),
+        Peer::ControlServer(r) => 1 << 32 | net::role_index(r) as u64,
+        Peer::DataServer(r) => 2 << 32 | net::role_index(r) as u64,
+        Peer::App(n) => 3 << 32 | u64::from(n),
+    };
+    sc.timing.profile().seeded(timing::mix(seed ^ timing::mix(tag ^ incarnation << 40)))
 }
 
-fn cs_cfg(sc: &Scenario, r: Role) -> s2cs::Config {
+fn client_cfg(sc: &Scenario, seed: u64, n: u32, incarnation: u64) -> s2uc::Config {
+    s2uc::Config { token: Token(format!("tok-user{n}")), timing: timing_of(sc, seed, Peer::Client(n), incarnation) }
+}
+
+fn cs_cfg(sc: &Scenario, seed: u64, r: Role, epoch: u64) -> s2cs::Config {
     s2cs::Config {
         facility: r,
         advertise_host: format!("gw-{}", r.as_wire().to_lowercase()),
         max_num_conn: 64,
-        lease: ms(sc.timing.cs_lease_ms),
-        tombstone: ms(sc.timing.tombstone_ms),
-        backoff: backoff(sc),
+        timing: timing_of(sc, seed, Peer::ControlServer(r), epoch),
         require_app_keys: false,
         allow_plain_wan: false,
         capacity: None,
@@ -479,27 +524,16 @@ fn cs_cfg(sc: &Scenario, r: Role) -> s2cs::Config {
     }
 }
 
-fn ds_cfg(sc: &Scenario, r: Role, defect: Defect) -> s2ds::Config {
+fn ds_cfg(sc: &Scenario, seed: u64, r: Role, inc: u64) -> s2ds::Config {
     s2ds::Config {
         facility: r,
         ports: 5100..=5100 + (sc.ports - 1),
-        lease: ms(sc.timing.ds_lease_ms),
-        tombstone: ms(sc.timing.tombstone_ms),
-        backoff: backoff(sc),
-        defect: match defect {
-            Defect::BridgeBeforeCredentials => s2ds::Defect::BridgeBeforeCredentials,
-            Defect::LeakPortsOnRelease => s2ds::Defect::LeakPortsOnRelease,
-            _ => s2ds::Defect::None,
-        },
+        timing: timing_of(sc, seed, Peer::DataServer(r), inc),
     }
 }
 
-fn app_cfg(sc: &Scenario) -> prod_app::Config {
-    prod_app::Config { backoff: backoff(sc), deadline: ms(sc.timing.hello_deadline_ms) }
-}
-
-fn backoff(sc: &Scenario) -> Backoff {
-    Backoff { initial: ms(sc.timing.backoff_initial_ms), max: ms(sc.timing.backoff_max_ms) }
+fn app_cfg(sc: &Scenario, seed: u64, i: u32) -> prod_app::Config {
+    prod_app::Config { timing: timing_of(sc, seed, Peer::App(i), 0) }
 }
 
 /// The simulated token introspection: `tok-userN` is user N, `tok-mallory` is a valid

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, TcpStream};
 use std::time::Duration;
 
 use ractor::{Actor, ActorCell, ActorRef};
-use scistream_fsm::retry::Backoff;
+use scistream_fsm::timing::Profile;
 use scistream_fsm::{
     Addr, AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Role, SessionParams, Token, Uid, s2cs, s2ds,
 };
@@ -23,29 +23,25 @@ fn ports(salt: u16, n: u16) -> std::ops::RangeInclusive<u16> {
 }
 
 async fn start(salt: u16) -> ActorRef<S2csMsg> {
-    let backoff = Backoff { initial: Duration::from_millis(50), max: Duration::from_secs(1) };
+    let timing = Profile {
+        hello_timeout: LEASE,
+        ds_lease_margin: Duration::from_secs(10),
+        tombstone: Duration::from_secs(60),
+        ..Profile::production()
+    };
     let args = S2csArgs {
         cs: s2cs::Config {
             facility: Role::Prod,
             advertise_host: "127.0.0.1".into(),
             max_num_conn: 8,
-            lease: LEASE,
-            tombstone: Duration::from_secs(60),
-            backoff,
+            timing,
             require_app_keys: false,
             allow_plain_wan: false,
             capacity: None,
             operators: Vec::new(),
         },
         epoch: 1,
-        ds: s2ds::Config {
-            facility: Role::Prod,
-            ports: ports(salt, 6),
-            lease: LEASE + Duration::from_secs(10),
-            tombstone: Duration::from_secs(60),
-            backoff,
-            defect: s2ds::Defect::None,
-        },
+        ds: s2ds::Config { facility: Role::Prod, ports: ports(salt, 6), timing },
         bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
     };
     let (actor, _) = Actor::spawn(None, S2csActor, args).await.expect("actor starts");

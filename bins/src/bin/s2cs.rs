@@ -12,7 +12,7 @@ use clap::{Args, Parser, Subcommand};
 use ractor::Actor;
 use scistream_actors::{ActorBackend, S2csActor, S2csArgs};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
-use scistream_fsm::retry::Backoff;
+use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
 use scistream_identity::{self as oauth, introspect::IntrospectAuth, introspect::IntrospectConfig};
 use scistream_proto::Limits;
@@ -220,7 +220,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         ports: parse_range(&cli.port_range.or(file.port_range).unwrap_or_else(|| "5100-5200".into()))?,
         tls,
         verbose: cli.verbose.max(file.verbose),
-        hello_timeout: cli.hello_timeout.or(file.hello_timeout).unwrap_or(Duration::from_secs(180)),
+        hello_timeout: cli.hello_timeout.or(file.hello_timeout).unwrap_or(Profile::production().hello_timeout),
         max_num_conn: cli.max_num_conn.or(file.max_num_conn).unwrap_or(64),
         allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
         capacity: cli.capacity.or(file.capacity),
@@ -339,30 +339,22 @@ async fn serve(s: Settings) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(s.ip, s.port)))?;
     let local = listener.local_addr()?;
-    let backoff = Backoff { initial: Duration::from_millis(50), max: Duration::from_secs(2) };
+    // Every timer of both cores comes from the one profile: only the Hello timeout is a flag.
+    let timing = Profile { hello_timeout: s.hello_timeout, ..Profile::production() }.seeded(rand::random());
     let epoch = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
     let args = S2csArgs {
         cs: s2cs::Config {
             facility: Role::Prod,
             advertise_host: s.ip.to_string(),
             max_num_conn: s.max_num_conn,
-            lease: s.hello_timeout,
-            tombstone: Duration::from_secs(300),
-            backoff,
+            timing,
             require_app_keys: !s.allow_keyless_sessions,
             allow_plain_wan: s.allow_plain_wan,
             capacity: s.capacity,
             operators: s.operators.clone(),
         },
         epoch,
-        ds: s2ds::Config {
-            facility: Role::Prod,
-            ports: s.ports.clone(),
-            lease: s.hello_timeout + Duration::from_secs(30),
-            tombstone: Duration::from_secs(300),
-            backoff,
-            defect: s2ds::Defect::None,
-        },
+        ds: s2ds::Config { facility: Role::Prod, ports: s.ports.clone(), timing },
         bind_ip: s.ip,
     };
     let (actor, handle) =

@@ -11,7 +11,7 @@ use scistream_actors::{S2ucActor, S2ucArgs, S2ucMsg};
 use scistream_bins::auth::{AuthOpts, LoginHow, UserAuth};
 use scistream_bins::client::{ConnectOpts, say_hello};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, Usage, format_addrs, init_logging, parse_addrs};
-use scistream_fsm::retry::Backoff;
+use scistream_fsm::timing::Profile;
 use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Notice, Role, Token, Uid, s2uc};
 use scistream_transport::client::{CallError, ControlClient};
 use serde_json::json;
@@ -435,12 +435,10 @@ async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str,
     // The user client's core drives the session; its calls go out over gRPC. A producer's REQ
     // answers once the Hello is in, so its calls get the Hello's deadline. The calls run on TCP:
     // the core retransmits only what a call could not deliver, so its backoff starts late.
-    let cfg = s2uc::Config {
-        token: Token(conn.conn.token.clone().unwrap_or_default()),
-        backoff: Backoff { initial: Duration::from_secs(2), max: Duration::from_secs(10) },
-        setup_deadline: size.hello_timeout + conn.conn.timeout,
-        defect: s2uc::Defect::None,
-    };
+    let timing =
+        Profile { hello_timeout: size.hello_timeout, call_deadline: conn.conn.timeout, ..Profile::production() }
+            .seeded(rand::random());
+    let cfg = s2uc::Config { token: Token(conn.conn.token.clone().unwrap_or_default()), timing };
     let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let args = S2ucArgs { cfg, prod: prod_client(&p, size), cons: c, notices };
     let (actor, handle) = Actor::spawn(None, S2ucActor, args).await.map_err(|e| anyhow!("starting the client: {e}"))?;

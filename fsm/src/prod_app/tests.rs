@@ -43,7 +43,7 @@ fn deadline() -> TimerKey {
 fn start_says_hello_with_the_key_and_the_producer_listeners() {
     let (pa, out) = greeting();
     assert_eq!(sent(&out), vec![(CS, hello(1))]);
-    assert_eq!(timer_at(&out, deadline()), Some(at(0) + prod_app_config().deadline));
+    assert_eq!(timer_at(&out, deadline()), Some(at(0) + prod_app_config().timing.hello_deadline()));
     assert_eq!(pa.state(), State::Greeting);
 }
 
@@ -52,13 +52,13 @@ fn hello_is_retransmitted_with_backoff_under_a_new_seq() {
     let (mut pa, out) = greeting();
     let mut now = at(0);
     let mut due = timer_at(&out, retransmit()).expect("retransmit armed");
-    assert_eq!(due, now + BACKOFF.delay(1));
+    assert_eq!(due, now + BACKOFF.delay(1, 0));
     for seq in 2..=8 {
         now = due;
         let out = accept(&mut pa, now, Input::Timer(retransmit()));
         assert_eq!(sent(&out), vec![(CS, hello(seq))]);
         due = timer_at(&out, retransmit()).expect("retransmit armed");
-        assert_eq!(due, now + BACKOFF.delay(seq));
+        assert_eq!(due, now + BACKOFF.delay(seq, 0));
     }
     assert_eq!(due - now, BACKOFF.max);
 }

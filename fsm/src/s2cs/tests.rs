@@ -151,7 +151,7 @@ fn req_reserves_ports_and_answers_resp_with_listeners_on_the_advertised_host() {
     let mut cs = serving();
     let out = accept(&mut cs, at(10), req(1, 1));
     assert_eq!(sent(&out), vec![(DS, Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2 })]);
-    assert_eq!(timer_at(&out, lease_key(uid(1))), Some(at(10) + cs.config().lease));
+    assert_eq!(timer_at(&out, lease_key(uid(1))), Some(at(10) + cs.config().timing.cs_lease()));
     assert!(timer_at(&out, retransmit_key(uid(1))).is_some());
     assert_eq!(state(&cs, 1), S::Reserving);
 

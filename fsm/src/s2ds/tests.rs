@@ -89,14 +89,14 @@ fn boot_announces_ds_boot_and_retransmits_with_backoff_until_attached() {
 
     let out = accept(&mut ds, at(0), Input::Boot);
     assert_eq!(to_cs(&out), vec![Msg::DsBoot { inc: INC }]);
-    assert_eq!(timer_at(&out, boot_timer), Some(at(0) + BACKOFF.delay(1)));
+    assert_eq!(timer_at(&out, boot_timer), Some(at(0) + BACKOFF.delay(1, 0)));
 
     let out = accept(&mut ds, at(200), Input::Timer(boot_timer));
     assert_eq!(to_cs(&out), vec![Msg::DsBoot { inc: INC }]);
-    assert_eq!(timer_at(&out, boot_timer), Some(at(200) + BACKOFF.delay(2)));
+    assert_eq!(timer_at(&out, boot_timer), Some(at(200) + BACKOFF.delay(2, 0)));
 
     let out = accept(&mut ds, at(600), Input::Timer(boot_timer));
-    assert_eq!(timer_at(&out, boot_timer), Some(at(600) + BACKOFF.delay(3)));
+    assert_eq!(timer_at(&out, boot_timer), Some(at(600) + BACKOFF.delay(3, 0)));
 
     let out = accept(&mut ds, at(700), from_cs(Msg::Attach { epoch: EPOCH }));
     assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, inc: INC }]);
@@ -183,7 +183,7 @@ fn start_lstn_binds_the_lowest_free_ports_and_arms_the_lease() {
     let mut ds = attached();
     let out = accept(&mut ds, at(10), start_lstn(1, 2));
     assert!(out.contains(&Effect::Listen { uid: uid(1), ports: vec![5000, 5001] }));
-    assert_eq!(timer_at(&out, timer(Some(uid(1)), TimerKind::Lease)), Some(at(10) + ds.cfg.lease));
+    assert_eq!(timer_at(&out, timer(Some(uid(1)), TimerKind::Lease)), Some(at(10) + ds.cfg.timing.ds_lease()));
     assert!(!out.iter().any(|e| matches!(e, Effect::StartBridges { .. })), "no bridges before credentials");
     assert_eq!(state(&ds, 1), State::Binding);
     let out = accept(&mut ds, at(10), Input::Bound(uid(1)));
@@ -423,28 +423,6 @@ fn timers_the_data_server_never_sets_are_misdirected() {
         let (err, _) = reject(&mut ds, at(5), Input::Timer(key));
         assert_eq!(err, ProtocolError::Misdirected("timer"));
     }
-}
-
-#[test]
-fn defect_bridge_before_credentials_starts_bridges_at_start_lstn() {
-    let mut cfg = s2ds_config(Role::Prod, 5000..=5003);
-    cfg.defect = Defect::BridgeBeforeCredentials;
-    let mut ds = S2ds::new(cfg, INC);
-    accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH }));
-    let out = accept(&mut ds, at(10), start_lstn(1, 1));
-    assert!(out.iter().any(|e| matches!(e, Effect::StartBridges { .. })), "{out:?}");
-}
-
-#[test]
-fn defect_leak_ports_on_release_keeps_the_ports_out_of_the_pool() {
-    let mut cfg = s2ds_config(Role::Prod, 5000..=5003);
-    cfg.defect = Defect::LeakPortsOnRelease;
-    let mut ds = S2ds::new(cfg, INC);
-    accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH }));
-    reserve(&mut ds, 10, 1, 2);
-    let out = accept(&mut ds, at(20), ds_rel(1));
-    assert!(!out.iter().any(|e| matches!(e, Effect::Unlisten { .. })));
-    assert_eq!(ds.free_ports().len(), 2);
 }
 
 mod binding;

@@ -7,7 +7,7 @@ use crate::msg::Msg;
 use crate::time::Instant;
 use crate::types::{AppKey, Credentials, ErrorCode, Peer, Role, SessionParams, Uid};
 
-use super::{Action, Defect, Event, S2uc, Session, State, side_index};
+use super::{Action, Event, S2uc, Session, State, side_index};
 
 /// An input to the user client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,7 +50,7 @@ impl S2uc {
                 }
                 self.sessions.insert(uid, Session::new(num_conn, rate, key, creds));
                 out.push(Effect::Notify(Notice::Created { uid, key }));
-                out.push(Effect::SetTimer { key: deadline_key(uid), at: now + self.cfg.setup_deadline });
+                out.push(Effect::SetTimer { key: deadline_key(uid), at: now + self.cfg.timing.setup_deadline() });
                 self.step(now, uid, Event::Start, out)
             }
             Input::Release(uid) => {
@@ -237,8 +237,10 @@ impl S2uc {
             sent = true;
         }
         s.attempts += 1;
-        if sent && self.cfg.defect != Defect::NoRetransmit {
-            out.push(Effect::SetTimer { key: retransmit_key(uid), at: now + self.cfg.backoff.delay(s.attempts) });
+        if sent {
+            let t = &self.cfg.timing;
+            let delay = t.client_backoff.delay(s.attempts, crate::timing::salt(t.jitter_seed, Some(uid)));
+            out.push(Effect::SetTimer { key: retransmit_key(uid), at: now + delay });
         }
     }
 }

@@ -1,7 +1,7 @@
 use std::collections::BTreeSet;
 
 use super::*;
-use crate::effect::{Effect, Notice, Outbox, TimerKey, TimerKind};
+use crate::effect::{Notice, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::testkit::{
@@ -110,8 +110,8 @@ fn start_announces_the_app_key_and_sends_req_to_both_sides_with_the_same_seq() {
         key: key(1),
     };
     assert_eq!(sent(&out), vec![(PROD, req(Role::Prod)), (CONS, req(Role::Cons))]);
-    assert_eq!(timer_at(&out, deadline(1)), Some(at(0) + s2uc_config().setup_deadline));
-    assert_eq!(timer_at(&out, retransmit(1)), Some(at(0) + BACKOFF.delay(1)));
+    assert_eq!(timer_at(&out, deadline(1)), Some(at(0) + s2uc_config().timing.setup_deadline()));
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(0) + BACKOFF.delay(1, 0)));
     assert_eq!(state(&uc, 1), State::Reserving);
 }
 
@@ -132,9 +132,9 @@ fn req_is_retransmitted_with_backoff_only_to_the_side_that_has_not_answered() {
     let out = accept(&mut uc, at(200), Input::Timer(retransmit(1)));
     let msgs = sent(&out);
     assert!(matches!(msgs.as_slice(), [(CONS, Msg::Req { seq: 1, .. })]), "{msgs:?}");
-    assert_eq!(timer_at(&out, retransmit(1)), Some(at(200) + BACKOFF.delay(2)));
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(200) + BACKOFF.delay(2, 0)));
     let out = accept(&mut uc, at(600), Input::Timer(retransmit(1)));
-    assert_eq!(timer_at(&out, retransmit(1)), Some(at(600) + BACKOFF.delay(3)));
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(600) + BACKOFF.delay(3, 0)));
 }
 
 #[test]
@@ -145,7 +145,7 @@ fn both_resp_move_to_provisioning_and_poll_the_producer_side_for_its_listeners()
     assert!(sent(&out).is_empty());
     let out = accept(&mut uc, at(11), resp(1, Role::Cons));
     assert_eq!(sent(&out), vec![(PROD, Msg::ReqListeners { uid: uid(1), seq: 2, token: s2uc_config().token })]);
-    assert_eq!(timer_at(&out, retransmit(1)), Some(at(11) + BACKOFF.delay(1)));
+    assert_eq!(timer_at(&out, retransmit(1)), Some(at(11) + BACKOFF.delay(1, 0)));
     let s = uc.session(&uid(1)).unwrap();
     assert_eq!((s.state(), s.side(Role::Prod).listeners.clone()), (State::Provisioning, gw(Role::Prod)));
     assert_eq!(s.side(Role::Cons).listeners, gw(Role::Cons));
@@ -370,19 +370,6 @@ fn answers_for_a_recovered_session_before_recover_are_refused_and_change_nothing
     reject(&mut uc, at(0), Input::Release(uid(1)));
     accept(&mut uc, at(1), Input::Recover);
     assert_eq!(sent(&accept(&mut uc, at(2), Input::Timer(retransmit(1)))).len(), 2);
-}
-
-#[test]
-fn defect_no_retransmit_arms_no_retransmit_timer() {
-    let mut cfg = s2uc_config();
-    cfg.defect = Defect::NoRetransmit;
-    let mut uc = S2uc::new(cfg);
-    let out = accept(&mut uc, at(0), start(1));
-    assert_eq!(sent(&out).len(), 2);
-    assert_eq!(timer_at(&out, retransmit(1)), None);
-    assert!(timer_at(&out, deadline(1)).is_some());
-    let out = accept(&mut uc, at(10), Input::Release(uid(1)));
-    assert!(!out.iter().any(|e| matches!(e, Effect::SetTimer { key, .. } if key.kind == TimerKind::Retransmit)));
 }
 
 #[test]

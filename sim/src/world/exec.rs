@@ -91,6 +91,7 @@ impl World<'_> {
         if let Err(e) = &res {
             self.note(|| format!("{node} refuses: {e}"));
         }
+        self.opts.defect.rewrite(node, &mut out);
         for eff in out.drain(..) {
             self.execute(node, eff);
         }

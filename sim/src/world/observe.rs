@@ -6,7 +6,7 @@ use std::time::Duration;
 use scistream_fsm::alphabet::Alphabet;
 use scistream_fsm::{Peer, Role, Uid, s2ds, s2uc, session};
 
-use super::{Seen, World, ms};
+use super::{Seen, World};
 use crate::check::Prop;
 use crate::net;
 
@@ -50,8 +50,8 @@ impl World<'_> {
             Peer::App(_) => return,
         }
         let lease = match node {
-            Peer::ControlServer(_) => ms(self.sc.timing.cs_lease_ms),
-            _ => ms(self.sc.timing.ds_lease_ms),
+            Peer::ControlServer(_) => self.profile.cs_lease(),
+            _ => self.profile.ds_lease(),
         };
         let mut seen = self.seen.remove(&node).unwrap_or_default();
         if only.is_none() {

@@ -8,11 +8,11 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
     let key = timer(None, TimerKind::Retransmit);
     let out = accept(&mut cs, at(0), Input::Boot);
     assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH })]);
-    assert_eq!(timer_at(&out, key), Some(at(0) + BACKOFF.delay(1)));
+    assert_eq!(timer_at(&out, key), Some(at(0) + BACKOFF.delay(1, 0)));
 
     let out = accept(&mut cs, at(200), Input::Timer(key));
     assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH })]);
-    assert_eq!(timer_at(&out, key), Some(at(200) + BACKOFF.delay(2)));
+    assert_eq!(timer_at(&out, key), Some(at(200) + BACKOFF.delay(2, 0)));
 
     let out = accept(&mut cs, at(300), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC }));
     assert!(cancels(&out, key));
@@ -150,20 +150,20 @@ fn requests_to_the_data_server_are_retransmitted_with_backoff() {
     let key = retransmit_key(uid(1));
     let start = Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2 };
     let out = accept(&mut cs, at(10), req(1, 1));
-    assert_eq!(timer_at(&out, key), Some(at(10) + BACKOFF.delay(1)));
+    assert_eq!(timer_at(&out, key), Some(at(10) + BACKOFF.delay(1, 0)));
     let mut now = at(10);
     for attempt in 2..=8 {
-        now = now + BACKOFF.delay(attempt - 1);
+        now = now + BACKOFF.delay(attempt - 1, 0);
         let out = accept(&mut cs, now, Input::Timer(key));
         assert_eq!(sent_to(&out, DS), vec![start.clone()]);
-        assert_eq!(timer_at(&out, key), Some(now + BACKOFF.delay(attempt)));
+        assert_eq!(timer_at(&out, key), Some(now + BACKOFF.delay(attempt, 0)));
     }
-    assert_eq!(BACKOFF.delay(8), BACKOFF.max);
+    assert_eq!(BACKOFF.delay(8, 0), BACKOFF.max);
 
     // Each new phase starts over from the initial delay.
     accept(&mut cs, now, lstn(1, vec![5000, 5001]));
     let out = accept(&mut cs, now, update(1, 3));
-    assert_eq!(timer_at(&out, key), Some(now + BACKOFF.delay(1)));
+    assert_eq!(timer_at(&out, key), Some(now + BACKOFF.delay(1, 0)));
     let out = accept(&mut cs, now, Input::Timer(key));
     assert!(matches!(sent_to(&out, DS).as_slice(), [Msg::StartConn { .. }]));
 
