@@ -2,12 +2,12 @@
 //! the session exists, within a deadline) and carries the Hello over gRPC.
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scistream_fsm::{Addr, AppKey, Effect, Msg, Notice, Outbox, Peer, Role, TimerKey, Uid, prod_app};
+use scistream_fsm::{Addr, AppKey, Effect, Msg, Notice, Peer, Role, TimerKey, Uid, prod_app};
 use scistream_transport::client::ControlClient;
 use tokio::sync::mpsc;
 
+use crate::driver::Driver;
 use crate::remote;
-use crate::timers::Timers;
 
 /// Messages to the controller actor.
 #[derive(Debug)]
@@ -40,8 +40,7 @@ pub struct AppCtrlArgs {
 /// The controller actor's state.
 #[derive(Debug)]
 pub struct AppCtrlState {
-    core: prod_app::ProdApp,
-    timers: Timers,
+    driver: Driver<prod_app::ProdApp, AppCtrlMsg>,
     client: ControlClient,
     role: Role,
     notices: mpsc::UnboundedSender<Notice>,
@@ -53,11 +52,7 @@ pub struct AppCtrlActor;
 
 impl AppCtrlActor {
     fn step(myself: &ActorRef<AppCtrlMsg>, st: &mut AppCtrlState, input: prod_app::Input) {
-        let mut out = Outbox::new();
-        if let Err(e) = st.core.handle(st.timers.now(), input, &mut out) {
-            tracing::debug!("controller refused an input: {e}");
-        }
-        for eff in out {
+        for eff in st.driver.step(myself, input) {
             match eff {
                 Effect::Send { msg, .. } => {
                     let (client, role, me) = (st.client.clone(), st.role, myself.clone());
@@ -67,8 +62,6 @@ impl AppCtrlActor {
                         }
                     });
                 }
-                Effect::SetTimer { key, at } => st.timers.set(myself, key, at, AppCtrlMsg::Timer),
-                Effect::CancelTimer { key } => st.timers.cancel(key),
                 Effect::Notify(n) => {
                     let _ = st.notices.send(n);
                 }
@@ -89,8 +82,7 @@ impl Actor for AppCtrlActor {
         args: AppCtrlArgs,
     ) -> Result<AppCtrlState, ActorProcessingErr> {
         let mut st = AppCtrlState {
-            core: prod_app::ProdApp::new(args.cfg),
-            timers: Timers::new(),
+            driver: Driver::new(prod_app::ProdApp::new(args.cfg), AppCtrlMsg::Timer, "controller"),
             client: args.client,
             role: args.role,
             notices: args.notices,
@@ -110,7 +102,7 @@ impl Actor for AppCtrlActor {
             // The core names its server by the producer's facility; there is only one.
             AppCtrlMsg::Answer(msg) => prod_app::Input::Msg { from: Peer::ControlServer(Role::Prod), msg },
             AppCtrlMsg::Timer(key, generation) => {
-                if !st.timers.fire(key, generation) {
+                if !st.driver.fired(key, generation) {
                     return Ok(());
                 }
                 prod_app::Input::Timer(key)

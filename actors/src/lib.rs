@@ -4,19 +4,26 @@
 //! the actor executes the effects — messages to other actors, answers to pending gRPC calls,
 //! timers through ractor's `send_after`, listeners bound and closed by per-session actors.
 //!
-//! The tree of a control server: [`S2csActor`] (the control server's core, one session
-//! machine per uid) supervises [`S2dsActor`] (the embedded data server's core), which
-//! supervises one [`SessionActor`] per stream session holding that session's listeners and,
-//! once UpdateTargets came, its relay. A session actor that fails is reported to the data
-//! server, which fails only that session; a data server that fails is restarted under a new
-//! incarnation and the control server fails the sessions it held; the server keeps serving.
+//! Every actor runs its core through one generic [`driver::Driver`]: step with the clock's
+//! `now`, timers on ractor's `send_after`, the other effects handed to the actor.
+//!
+//! The tree of a control server: [`S2csActor`] (the control server's core: admission,
+//! ownership, the registry) supervises one [`SessionActor`] per stream session (that
+//! session's core: its machine, the calls waiting on it, its timers) and [`S2dsActor`] (the
+//! embedded data server's core), which supervises one [`RelayActor`] per session holding that
+//! session's listeners and, once UpdateTargets came, its relay. A relay actor that fails is
+//! reported to the data server, which fails only that session; a session actor that fails
+//! loses only its session, whose ports the control server releases; a data server that fails
+//! is restarted under a new incarnation and the control server fails the sessions it held; the
+//! server keeps serving. Children report upward through callbacks, so no module of a child
+//! knows its parent's.
 //!
 //! On the user's side, [`S2ucActor`] hosts the user client's core and [`AppCtrlActor`] the
 //! application controller's; both carry their cores' messages as gRPC calls ([`remote`]).
 
-mod timers;
-
 pub mod appctrl;
+pub mod driver;
+pub mod relay;
 pub mod remote;
 pub mod s2cs;
 pub mod s2ds;
@@ -24,6 +31,7 @@ pub mod s2uc;
 pub mod session;
 
 pub use appctrl::{AppCtrlActor, AppCtrlArgs, AppCtrlMsg};
+pub use relay::{RelayActor, RelayArgs, RelayMsg};
 pub use s2cs::{ActorBackend, S2csActor, S2csArgs, S2csMsg};
 pub use s2ds::{S2dsActor, S2dsArgs, S2dsMsg};
 pub use s2uc::{S2ucActor, S2ucArgs, S2ucMsg};

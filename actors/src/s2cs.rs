@@ -1,17 +1,24 @@
-//! The S2CS actor: hosts the control server's core (and through it one session machine per
-//! uid), answers the gRPC layer's calls and queries, and supervises its embedded data server,
-//! which it restarts under a new incarnation if it dies.
+//! The S2CS actor: hosts the control server's core (admission, ownership, the registry of
+//! sessions), supervises one [`SessionActor`] per session (hosting that session's core) and
+//! its embedded data server, which it restarts under a new incarnation if it dies.
+//!
+//! It decides nothing: a gRPC call becomes the core's input; the core's effects are carried
+//! out — an ERROR to the caller, a message for the data server, a session spawned, fed or
+//! retired — and a session's requests upward come back as the core's inputs.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use scistream_fsm::{ErrorCode, Msg, Outbox, Peer, TimerKey, s2cs, s2ds, session};
+use scistream_fsm::alphabet::Alphabet;
+use scistream_fsm::{Effect, Msg, Peer, TimerKey, Uid, s2cs, s2ds, session};
 use scistream_transport::server::{Backend, Call, Query, SessionView};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
+use crate::driver::Driver;
 use crate::s2ds::{S2dsActor, S2dsArgs, S2dsMsg, TrafficBook};
-use crate::timers::Timers;
+use crate::session::{Answer, SessionActor, SessionArgs, SessionMsg, Upward};
 
 /// Messages to the S2CS actor.
 #[derive(Debug)]
@@ -22,10 +29,12 @@ pub enum S2csMsg {
     Query(Query),
     /// A message from the data server.
     FromDs(Msg),
+    /// What a session asks of its control server.
+    Up(Upward),
     /// A core timer fired.
     Timer(TimerKey, u64),
     /// Answer once the control server is attached to its data server and serves requests.
-    WhenReady(tokio::sync::oneshot::Sender<()>),
+    WhenReady(oneshot::Sender<()>),
 }
 
 /// What the S2CS actor starts with.
@@ -42,16 +51,12 @@ pub struct S2csArgs {
 }
 
 /// The S2CS actor's state.
-#[derive(Debug)]
 pub struct S2csState {
-    core: s2cs::S2cs,
-    timers: Timers,
-    /// Calls waiting for answers: who, for which session.
-    calls: BTreeMap<Peer, (Option<scistream_fsm::Uid>, mpsc::UnboundedSender<Msg>)>,
-    since_prune: u32,
+    driver: Driver<s2cs::S2cs, S2csMsg>,
+    sessions: BTreeMap<Uid, ActorRef<SessionMsg>>,
     ds: ActorRef<S2dsMsg>,
     ds_args: S2dsArgs,
-    ready: Vec<tokio::sync::oneshot::Sender<()>>,
+    ready: Vec<oneshot::Sender<()>>,
 }
 
 /// The control server actor.
@@ -65,7 +70,7 @@ pub struct ActorBackend(pub ActorRef<S2csMsg>);
 impl ActorBackend {
     /// Resolves once the control server serves requests (attached to its data server).
     pub async fn ready(&self) -> bool {
-        let (tx, rx) = tokio::sync::oneshot::channel();
+        let (tx, rx) = oneshot::channel();
         self.0.send_message(S2csMsg::WhenReady(tx)).is_ok() && rx.await.is_ok()
     }
 }
@@ -81,47 +86,79 @@ impl Backend for ActorBackend {
 }
 
 impl S2csActor {
-    fn step(myself: &ActorRef<S2csMsg>, st: &mut S2csState, input: s2cs::Input) {
-        let mut out = Outbox::new();
-        let held = st.core.sessions().len();
-        if let Err(e) = st.core.handle(st.timers.now(), input, &mut out) {
-            tracing::debug!("control server refused an input: {e}");
-        }
-        if st.core.sessions().len() < held {
-            // The core forgot sessions (tombstones, a re-attach): forget their traffic too.
+    /// Steps the core and carries out its effects. `answer` is the answer channel of the call
+    /// `input` carries, if any: it goes with the call to its session, or gets the core's ERROR.
+    async fn step(
+        myself: &ActorRef<S2csMsg>,
+        st: &mut S2csState,
+        input: s2cs::Input,
+        mut answer: Option<(Peer, Answer)>,
+    ) -> Result<(), ActorProcessingErr> {
+        let held = st.driver.core().sessions().len();
+        let out = st.driver.step(myself, input);
+        if st.driver.core().sessions().len() < held {
+            // The core forgot sessions (tombstones): forget their traffic too.
+            let core = st.driver.core();
             let mut book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
-            book.retain(|uid, _| st.core.session(uid).is_some());
+            book.retain(|uid, _| core.session(uid).is_some());
         }
         for eff in out {
             match eff {
-                scistream_fsm::Effect::Send { to: Peer::DataServer(_), msg } => {
-                    if st.ds.send_message(S2dsMsg::FromCs(msg)).is_err() {
-                        tracing::warn!("data server gone; its restart will re-attach");
+                Effect::Send { to: Peer::DataServer(_), msg } => Self::to_ds(st, msg),
+                Effect::Send { to, msg } => {
+                    if let Some((_, tx)) = answer.take_if(|(peer, _)| *peer == to) {
+                        let _ = tx.send(msg);
                     }
                 }
-                scistream_fsm::Effect::Send { to, msg } => deliver(&mut st.calls, to, msg),
-                scistream_fsm::Effect::SetTimer { key, at } => st.timers.set(myself, key, at, S2csMsg::Timer),
-                scistream_fsm::Effect::CancelTimer { key } => st.timers.cancel(key),
+                Effect::Spawn(core) => {
+                    let uid = core.uid();
+                    let me = myself.clone();
+                    let up = Arc::new(move |u| {
+                        let _ = me.send_message(S2csMsg::Up(u));
+                    });
+                    let (session, _) =
+                        Actor::spawn_linked(None, SessionActor, SessionArgs { core, up }, myself.get_cell()).await?;
+                    st.sessions.insert(uid, session);
+                }
+                Effect::ToSession { uid, input } => {
+                    let tx = match &input {
+                        session::Input::Call { from, .. } => answer.take_if(|(peer, _)| peer == from).map(|(_, tx)| tx),
+                        _ => None,
+                    };
+                    match st.sessions.get(&uid) {
+                        Some(s) => {
+                            let _ = s.send_message(SessionMsg::Input(input, tx));
+                        }
+                        None => tracing::warn!(%uid, "no actor for a session the core routes to"),
+                    }
+                }
+                Effect::Retire { uid } => {
+                    if let Some(s) = st.sessions.remove(&uid) {
+                        s.stop(Some("forgotten".into()));
+                    }
+                }
                 other => tracing::debug!("control server effect not for it: {other:?}"),
             }
+        }
+        Ok(())
+    }
+
+    fn to_ds(st: &S2csState, msg: Msg) {
+        if st.ds.send_message(S2dsMsg::FromCs(msg)).is_err() {
+            tracing::warn!("data server gone; its restart will re-attach");
         }
     }
 
     fn answer(st: &S2csState, query: Query) {
         let book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
-        let traffic = |uid: &scistream_fsm::Uid| book.get(uid).map(|c| traffic_of(&c.snapshot())).unwrap_or_default();
+        let traffic = |uid: &Uid| book.get(uid).map(|c| traffic_of(&c.snapshot())).unwrap_or_default();
+        let core = st.driver.core();
         match query {
             Query::Status { caller, uid, reply } => {
-                let answer = match st.core.session(&uid) {
-                    None => Err(ErrorCode::NotFound),
-                    Some(s) if !st.core.config().may_manage(&s.owner, &caller) => Err(ErrorCode::PermissionDenied),
-                    Some(s) => Ok(view(uid, s, traffic(&uid))),
-                };
-                let _ = reply.send(answer);
+                let _ = reply.send(core.status(&caller, uid).map(|v| view(&v, traffic(&uid))));
             }
             Query::List { caller, reply } => {
-                let mine = st.core.sessions().iter().filter(|(_, s)| st.core.config().may_manage(&s.owner, &caller));
-                let _ = reply.send(mine.map(|(u, s)| view(*u, s, traffic(u))).collect());
+                let _ = reply.send(core.list(&caller).iter().map(|v| view(v, traffic(&v.uid))).collect());
             }
         }
     }
@@ -129,29 +166,6 @@ impl S2csActor {
     async fn spawn_ds(myself: &ActorRef<S2csMsg>, args: S2dsArgs) -> Result<ActorRef<S2dsMsg>, ActorProcessingErr> {
         let (ds, _) = Actor::spawn_linked(None, S2dsActor, args, myself.get_cell()).await?;
         Ok(ds)
-    }
-}
-
-/// Hands an answer of the core to the call it is for. The core answers a session's latest
-/// caller; earlier calls of the same kind for the same session that still wait (an identical
-/// retransmission overtook them, or two releases crossed) get the same successful answer, so
-/// none is left to its deadline. An ERROR goes only to the call it answers.
-fn deliver(calls: &mut BTreeMap<Peer, (Option<scistream_fsm::Uid>, mpsc::UnboundedSender<Msg>)>, to: Peer, msg: Msg) {
-    let uid = msg.uid();
-    if uid.is_some() && !matches!(msg, Msg::Error { .. }) {
-        let same_kind = |p: &Peer| matches!((p, to), (Peer::Client(_), Peer::Client(_)) | (Peer::App(_), Peer::App(_)));
-        let others: Vec<Peer> =
-            calls.iter().filter(|(p, (u, _))| **p != to && *u == uid && same_kind(p)).map(|(p, _)| *p).collect();
-        for p in others {
-            if calls[&p].1.send(msg.clone()).is_err() {
-                calls.remove(&p);
-            }
-        }
-    }
-    if let Some((_, tx)) = calls.get(&to)
-        && tx.send(msg).is_err()
-    {
-        calls.remove(&to);
     }
 }
 
@@ -167,22 +181,18 @@ fn traffic_of(t: &scistream_transport::relay::Traffic) -> scistream_proto::conve
     }
 }
 
-fn view(
-    uid: scistream_fsm::Uid,
-    s: &session::Session,
-    traffic: scistream_proto::convert::SessionTraffic,
-) -> SessionView {
-    use scistream_fsm::alphabet::Alphabet;
+fn view(v: &s2cs::View, traffic: scistream_proto::convert::SessionTraffic) -> SessionView {
+    let s = &v.summary;
     SessionView {
-        uid,
-        state: s.state().name().to_string(),
-        params: s.params,
+        uid: v.uid,
+        state: s.state.unwrap_or(session::State::Idle).name().to_string(),
+        params: v.params,
         listeners: s.listeners.clone(),
         prod_listeners: s.prod_listeners.clone(),
-        targets: s.bridge.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
+        targets: s.targets.clone(),
         failure: s.failure,
         traffic,
-        owner: s.owner.0.clone(),
+        owner: v.owner.0.clone(),
     }
 }
 
@@ -192,26 +202,24 @@ impl Actor for S2csActor {
     type Arguments = S2csArgs;
 
     async fn pre_start(&self, myself: ActorRef<S2csMsg>, args: S2csArgs) -> Result<S2csState, ActorProcessingErr> {
-        let traffic = TrafficBook::default();
+        let me = myself.clone();
         let ds_args = S2dsArgs {
             cfg: args.ds,
             inc: args.epoch,
             bind_ip: args.bind_ip,
-            parent: myself.clone(),
-            traffic,
+            upstream: Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok()),
+            traffic: TrafficBook::default(),
             allow_plain_wan: args.cs.allow_plain_wan,
         };
         let ds = Self::spawn_ds(&myself, ds_args.clone()).await?;
         let mut st = S2csState {
-            core: s2cs::S2cs::new(args.cs, args.epoch),
-            timers: Timers::new(),
-            calls: BTreeMap::new(),
-            since_prune: 0,
+            driver: Driver::new(s2cs::S2cs::new(args.cs, args.epoch), S2csMsg::Timer, "control server"),
+            sessions: BTreeMap::new(),
             ds,
             ds_args,
             ready: Vec::new(),
         };
-        Self::step(&myself, &mut st, s2cs::Input::Boot);
+        Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;
         Ok(st)
     }
 
@@ -223,28 +231,25 @@ impl Actor for S2csActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             S2csMsg::Call(Call { from, caller, msg, answers }) => {
-                st.since_prune += 1;
-                if st.since_prune >= 256 {
-                    // Calls whose clients gave up (deadline, disconnect) close their channel.
-                    st.calls.retain(|_, (_, tx)| !tx.is_closed());
-                    st.since_prune = 0;
-                }
-                st.calls.insert(from, (msg.uid(), answers));
-                Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg });
+                Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers))).await?;
             }
             S2csMsg::Query(q) => Self::answer(st, q),
             S2csMsg::FromDs(msg) => {
                 let from = Peer::DataServer(st.ds_args.cfg.facility);
-                Self::step(&myself, st, s2cs::Input::Msg { from, caller: None, msg });
+                Self::step(&myself, st, s2cs::Input::Msg { from, caller: None, msg }, None).await?;
+            }
+            S2csMsg::Up(Upward::ToDs(msg)) => Self::to_ds(st, msg),
+            S2csMsg::Up(Upward::Report(uid, report)) => {
+                Self::step(&myself, st, s2cs::Input::Report { uid, report }, None).await?;
             }
             S2csMsg::Timer(key, generation) => {
-                if st.timers.fire(key, generation) {
-                    Self::step(&myself, st, s2cs::Input::Timer(key));
+                if st.driver.fired(key, generation) {
+                    Self::step(&myself, st, s2cs::Input::Timer(key), None).await?;
                 }
             }
             S2csMsg::WhenReady(tx) => st.ready.push(tx),
         }
-        if st.core.state() == s2cs::State::Serving {
+        if st.driver.core().state() == s2cs::State::Serving {
             for tx in st.ready.drain(..) {
                 let _ = tx.send(());
             }
@@ -263,20 +268,26 @@ impl Actor for S2csActor {
             SupervisionEvent::ActorTerminated(cell, _, reason) => Some((cell.get_id(), format!("{reason:?}"))),
             _ => None,
         };
-        if let Some((id, why)) = died
-            && id == st.ds.get_id()
-        {
+        let Some((id, why)) = died else { return Ok(()) };
+        if id == st.ds.get_id() {
             // The server keeps serving: a new data server announces itself, the core fails
             // the sessions the old one held and re-attaches.
             tracing::error!("embedded data server stopped ({why}); restarting it");
             st.ds_args.inc += 1;
             st.ds = Self::spawn_ds(&myself, st.ds_args.clone()).await?;
+        } else if let Some(uid) = st.sessions.iter().find(|(_, s)| s.get_id() == id).map(|(u, _)| *u) {
+            // Only that session is lost (retired sessions leave the map before they stop).
+            tracing::error!(%uid, "session actor stopped ({why}); releasing what it held");
+            st.sessions.remove(&uid);
+            Self::step(&myself, st, s2cs::Input::SessionDied(uid), None).await?;
         }
         Ok(())
     }
 
     async fn post_stop(&self, _: ActorRef<S2csMsg>, st: &mut S2csState) -> Result<(), ActorProcessingErr> {
-        st.calls.clear();
+        for (_, s) in std::mem::take(&mut st.sessions) {
+            s.stop(Some("control server stopping".into()));
+        }
         let _ = st.ds.stop_and_wait(Some("control server stopping".into()), None).await;
         Ok(())
     }

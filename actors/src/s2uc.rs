@@ -6,12 +6,12 @@
 use std::time::Duration;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scistream_fsm::{AppKey, Effect, ErrorCode, Msg, Notice, Outbox, Peer, Role, TimerKey, Uid, s2uc};
+use scistream_fsm::{AppKey, Effect, ErrorCode, Msg, Notice, Peer, Role, TimerKey, Uid, s2uc};
 use scistream_transport::client::{CallError, ControlClient};
 use tokio::sync::mpsc;
 
+use crate::driver::Driver;
 use crate::remote;
-use crate::timers::Timers;
 
 /// Messages to the S2UC actor.
 #[derive(Debug)]
@@ -41,8 +41,7 @@ pub struct S2ucArgs {
 /// The S2UC actor's state.
 #[derive(Debug)]
 pub struct S2ucState {
-    core: s2uc::S2uc,
-    timers: Timers,
+    driver: Driver<s2uc::S2uc, S2ucMsg>,
     clients: [ControlClient; 2],
     notices: mpsc::UnboundedSender<(Notice, Option<String>)>,
     /// The server's explanation of each session's last ERROR.
@@ -55,11 +54,7 @@ pub struct S2ucActor;
 
 impl S2ucActor {
     fn step(myself: &ActorRef<S2ucMsg>, st: &mut S2ucState, input: s2uc::Input) {
-        let mut out = Outbox::new();
-        if let Err(e) = st.core.handle(st.timers.now(), input, &mut out) {
-            tracing::debug!("user client refused an input: {e}");
-        }
-        for eff in out {
+        for eff in st.driver.step(myself, input) {
             match eff {
                 Effect::Send { to: Peer::ControlServer(role), msg } => {
                     let client = st.clients[usize::from(role == Role::Cons)].clone();
@@ -85,8 +80,6 @@ impl S2ucActor {
                         }
                     });
                 }
-                Effect::SetTimer { key, at } => st.timers.set(myself, key, at, S2ucMsg::Timer),
-                Effect::CancelTimer { key } => st.timers.cancel(key),
                 Effect::Notify(n) => {
                     let why = match &n {
                         Notice::Failed { uid, .. } => st.why.remove(uid),
@@ -123,8 +116,7 @@ impl Actor for S2ucActor {
 
     async fn pre_start(&self, _: ActorRef<S2ucMsg>, args: S2ucArgs) -> Result<S2ucState, ActorProcessingErr> {
         Ok(S2ucState {
-            core: s2uc::S2uc::new(args.cfg),
-            timers: Timers::new(),
+            driver: Driver::new(s2uc::S2uc::new(args.cfg), S2ucMsg::Timer, "user client"),
             clients: [args.prod, args.cons],
             notices: args.notices,
             why: std::collections::BTreeMap::new(),
@@ -149,7 +141,7 @@ impl Actor for S2ucActor {
                 s2uc::Input::Msg { from: Peer::ControlServer(role), msg }
             }
             S2ucMsg::Timer(key, generation) => {
-                if !st.timers.fire(key, generation) {
+                if !st.driver.fired(key, generation) {
                     return Ok(());
                 }
                 s2uc::Input::Timer(key)

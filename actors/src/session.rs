@@ -1,78 +1,80 @@
-//! One stream session's resources at a data server: its bound listeners, then the relay
-//! forwarding them (WAN leg TLS pinned to the session). A child of the S2DS actor: stopping
-//! it closes every listener and connection at once.
+//! One stream session's actor at a control server: hosts the session's core (its declared
+//! machine, the calls waiting on it, its timers). A child of the S2CS actor, which routes the
+//! session's calls and data-server answers to it; what the session asks of the outside goes
+//! back through a callback (requests for the data server, reports for the registry), and its
+//! answers go straight to the calls waiting on it. A session actor that fails takes only its
+//! own session with it.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scistream_fsm::{Addr, Credentials, Role, Uid};
-use scistream_transport::relay::{Counters, Legs, Relay};
-use tokio::net::{TcpListener, TcpSocket};
+use scistream_fsm::{Effect, Msg, Peer, TimerKey, Uid, session};
+use tokio::sync::mpsc;
 
-/// A port that could not be bound (another process holds it, or the address is not local).
-#[derive(Debug, thiserror::Error)]
-#[error("cannot bind port {port}: {source}")]
-pub struct BindError {
-    /// The port.
-    pub port: u16,
-    /// Why.
-    #[source]
-    pub source: std::io::Error,
+use crate::driver::Driver;
+
+/// Where the answer to one waiting call goes.
+pub type Answer = mpsc::UnboundedSender<Msg>;
+
+/// What a session asks of its control server's actor.
+#[derive(Debug)]
+pub enum Upward {
+    /// A message for the data server.
+    ToDs(Msg),
+    /// A change for the registry.
+    Report(Uid, session::Report),
 }
 
-/// What a session actor is started with.
-#[derive(Debug, Clone)]
-pub struct SessionArgs {
-    /// Session.
-    pub uid: Uid,
-    /// Address to bind on.
-    pub ip: IpAddr,
-    /// Ports to bind.
-    pub ports: Vec<u16>,
-    /// Where its relay counts its traffic.
-    pub counters: Arc<Counters>,
-    /// Whether a session without credentials may have a plain WAN leg.
-    pub allow_plain_wan: bool,
-}
+/// Where a session's requests upward go.
+pub type Up = Arc<dyn Fn(Upward) + Send + Sync>;
 
 /// Messages to a session actor.
 #[derive(Debug)]
 pub enum SessionMsg {
-    /// UpdateTargets arrived: start forwarding to the targets, the WAN leg secured with the
-    /// credentials.
-    Bridges {
-        /// Targets.
-        targets: Vec<Addr>,
-        /// WAN credentials.
-        creds: Credentials,
-        /// The end this facility serves.
-        role: Role,
-        /// The session's rate (1.2 unit: kB/s, 0 unlimited).
-        rate: u32,
-    },
+    /// An input the control server's core routed here, with the answer channel of the call
+    /// it carries (if it carries one).
+    Input(session::Input, Option<Answer>),
+    /// A core timer fired.
+    Timer(TimerKey, u64),
 }
 
-/// The session's state: what it holds.
-#[derive(Debug)]
+/// What a session actor starts with.
+pub struct SessionArgs {
+    /// The session's core, as its control server's core created it.
+    pub core: Box<session::Session>,
+    /// Where its requests upward go.
+    pub up: Up,
+}
+
+/// The session actor's state.
 pub struct SessionState {
-    uid: Uid,
-    listeners: Vec<TcpListener>,
-    relay: Option<Relay>,
-    counters: Arc<Counters>,
-    allow_plain_wan: bool,
+    driver: Driver<session::Session, SessionMsg>,
+    up: Up,
+    /// The answer channels of the calls waiting on the session.
+    calls: BTreeMap<Peer, Answer>,
 }
 
-/// The per-session actor.
+/// The per-session actor at a control server.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct SessionActor;
 
-fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, BindError> {
-    let wrap = |source| BindError { port, source };
-    let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(wrap)?;
-    socket.set_reuseaddr(true).map_err(wrap)?;
-    socket.bind(SocketAddr::new(ip, port)).map_err(wrap)?;
-    socket.listen(1024).map_err(wrap)
+impl SessionActor {
+    fn step(myself: &ActorRef<SessionMsg>, st: &mut SessionState, input: session::Input) {
+        for eff in st.driver.step(myself, input) {
+            match eff {
+                Effect::Send { to: Peer::DataServer(_), msg } => (st.up)(Upward::ToDs(msg)),
+                Effect::Send { to, msg } => {
+                    // Each call is answered once: its channel is done with.
+                    if let Some(tx) = st.calls.remove(&to) {
+                        let _ = tx.send(msg);
+                    }
+                }
+                Effect::Report { uid, report } => (st.up)(Upward::Report(uid, report)),
+                other => tracing::debug!("session effect not for it: {other:?}"),
+            }
+        }
+    }
 }
 
 impl Actor for SessionActor {
@@ -81,50 +83,33 @@ impl Actor for SessionActor {
     type Arguments = SessionArgs;
 
     async fn pre_start(&self, _: ActorRef<SessionMsg>, args: SessionArgs) -> Result<SessionState, ActorProcessingErr> {
-        let mut listeners = Vec::with_capacity(args.ports.len());
-        for port in &args.ports {
-            // On failure the listeners bound so far are dropped, i.e. closed.
-            listeners.push(bind(args.ip, *port)?);
-        }
-        tracing::debug!(uid = %args.uid, ports = ?args.ports, "session listening");
         Ok(SessionState {
-            uid: args.uid,
-            listeners,
-            relay: None,
-            counters: args.counters,
-            allow_plain_wan: args.allow_plain_wan,
+            driver: Driver::new(*args.core, SessionMsg::Timer, "session"),
+            up: args.up,
+            calls: BTreeMap::new(),
         })
     }
 
     async fn handle(
         &self,
-        _: ActorRef<SessionMsg>,
+        myself: ActorRef<SessionMsg>,
         msg: SessionMsg,
-        state: &mut SessionState,
+        st: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            SessionMsg::Bridges { targets, creds, role, rate } => {
-                if state.relay.is_some() {
-                    return Ok(());
+            SessionMsg::Input(input, answer) => {
+                if let (session::Input::Call { from, .. }, Some(tx)) = (&input, answer) {
+                    st.calls.insert(*from, tx);
                 }
-                // An error here fails this actor: its supervisor fails the session.
-                let legs = Legs::for_session(role, &creds, state.allow_plain_wan)?;
-                tracing::info!(uid = %state.uid, ?targets, ?legs, "forwarding");
-                let listeners = std::mem::take(&mut state.listeners);
-                // SciStream 1.2's unit: --rate=20000 is 20 MB/s.
-                let limit = (rate > 0).then(|| u64::from(rate) * 1000);
-                state.relay = Some(Relay::start(listeners, targets, legs, state.counters.clone(), limit));
+                Self::step(&myself, st, input);
+                // Calls whose callers gave up (deadline, disconnect) are not kept.
+                st.calls.retain(|_, tx| !tx.is_closed());
             }
-        }
-        Ok(())
-    }
-
-    async fn post_stop(&self, _: ActorRef<SessionMsg>, state: &mut SessionState) -> Result<(), ActorProcessingErr> {
-        tracing::debug!(uid = %state.uid, traffic = ?state.relay.as_ref().map(Relay::traffic), "session closed");
-        state.listeners.clear();
-        // Wait for the listeners to close: the pool may hand their ports out again at once.
-        if let Some(relay) = state.relay.take() {
-            relay.shutdown().await;
+            SessionMsg::Timer(key, generation) => {
+                if st.driver.fired(key, generation) {
+                    Self::step(&myself, st, session::Input::Timer(key.kind));
+                }
+            }
         }
         Ok(())
     }

@@ -87,6 +87,29 @@ pub enum Effect {
     },
     /// Tell the local user or application something.
     Notify(Notice),
+    /// Control server: host this new session core (in production, in a session actor of its
+    /// own); the control server's core routes the session's inputs to it from now on.
+    Spawn(Box<crate::session::Session>),
+    /// Control server: hand `input` to session `uid`'s core.
+    ToSession {
+        /// Session.
+        uid: Uid,
+        /// What to feed it.
+        input: crate::session::Input,
+    },
+    /// Session: tell the control server's core what changed (its registry's summary, or that
+    /// the session is to be forgotten).
+    Report {
+        /// Session.
+        uid: Uid,
+        /// What changed.
+        report: crate::session::Report,
+    },
+    /// Control server: stop hosting session `uid`'s core; it is forgotten.
+    Retire {
+        /// Session.
+        uid: Uid,
+    },
 }
 
 /// Something a participant reports to its user (printed by the CLI, handed to applications).

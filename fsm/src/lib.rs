@@ -34,6 +34,7 @@ pub mod s2cs;
 pub mod s2ds;
 pub mod s2uc;
 pub mod session;
+pub mod step;
 #[cfg(test)]
 mod testkit;
 pub mod time;
@@ -43,5 +44,6 @@ pub mod types;
 pub use effect::{Effect, Notice, Outbox, TimerKey, TimerKind};
 pub use error::ProtocolError;
 pub use msg::{Msg, Token};
+pub use step::Core;
 pub use time::Instant;
 pub use types::{Addr, AppKey, Credentials, ErrorCode, Peer, Principal, Role, SessionParams, Uid};

@@ -1,25 +1,38 @@
-//! S2CS, the control server: its own machine (attached to its data server or not) and the
-//! core that authenticates callers and hosts one [`session`](crate::session) machine per uid.
+//! S2CS, the control server: its own machine (attached to its data server or not) and its
+//! core: it authenticates callers, admits sessions, decides who may see or change each, and
+//! keeps the registry of its sessions. Each session is a core of its own
+//! ([`session::Session`]): the control server's core creates it and routes its inputs to it;
+//! the session reports back what changed.
 //!
 //! Drive it: on process start feed [`Input::Boot`]; the core attaches to its data server
 //! under its boot `epoch` (which must grow across restarts) and answers REQ with UNAVAILABLE
 //! until the data server acknowledges. Then feed every message as [`Input::Msg`], with the
 //! caller's identity as the driver authenticated it (`None` when the token was missing or
 //! invalid: every client request is refused with UNAUTHENTICATED before any uid is looked up),
-//! and every fired timer as [`Input::Timer`]. When the data server announces a new incarnation
-//! every live session fails (its ports died with the old process) and the core re-attaches.
+//! every fired timer of its own as [`Input::Timer`], and every [`Effect::Report`] a session
+//! makes as [`Input::Report`]. Carry out [`Effect::Spawn`] (host the new session's core),
+//! [`Effect::ToSession`] (step that session with the input) and [`Effect::Retire`] (drop it).
+//! When the data server announces a new incarnation every live session fails (its ports died
+//! with the old process) and the core re-attaches. [`ControlServer`] is this whole loop,
+//! synchronously: the simulator and the tests drive it; production runs each session core in
+//! an actor of its own.
+//!
+//! Status, List and ReqListeners are pure queries answered from the registry
+//! ([`S2cs::status`], [`S2cs::list`], and ReqListeners as a message), ownership decided here.
 
 mod client;
 mod data;
+mod server;
 
-use crate::alphabet;
+pub use server::ControlServer;
+
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
-use crate::session::{self, Session};
+use crate::session::{self, Summary};
 use crate::time::Instant;
 use crate::timing::{self, Profile};
-use crate::types::{ErrorCode, Peer, Principal, Role, Uid};
+use crate::types::{AppKey, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
 use std::collections::BTreeMap;
 
 crate::alphabet! {
@@ -109,8 +122,55 @@ pub enum Input {
         /// The message.
         msg: Msg,
     },
-    /// A timer fired.
+    /// One of the core's own timers fired (sessions have their own).
     Timer(TimerKey),
+    /// A session reported what changed.
+    Report {
+        /// Session.
+        uid: Uid,
+        /// What.
+        report: session::Report,
+    },
+    /// The driver lost a session's core (its actor died): whatever it held is released.
+    SessionDied(Uid),
+}
+
+/// What the control server's core keeps of one session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The identity that created it; only it (and operators) may act on it.
+    pub owner: Principal,
+    /// What its REQ asked for.
+    pub params: SessionParams,
+    /// The key its controllers must present.
+    pub key: AppKey,
+    /// What the session last reported (state `None`: admitted, not yet stepped).
+    pub summary: Summary,
+}
+
+impl Entry {
+    /// Whether the session holds (or may hold) ports and capacity.
+    pub fn holds_resources(&self) -> bool {
+        self.summary.state.is_none_or(session::State::holds_resources)
+    }
+
+    /// Whether the session is over.
+    pub fn is_terminal(&self) -> bool {
+        self.summary.state.is_some_and(session::State::is_terminal)
+    }
+}
+
+/// One session as a status query shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct View {
+    /// Session.
+    pub uid: Uid,
+    /// Its owner.
+    pub owner: Principal,
+    /// What its REQ asked for.
+    pub params: SessionParams,
+    /// Its state and data.
+    pub summary: Summary,
 }
 
 /// The control server's core.
@@ -121,7 +181,7 @@ pub struct S2cs {
     machine: Machine,
     ds_inc: Option<u64>,
     attach_attempts: u32,
-    sessions: BTreeMap<Uid, Session>,
+    sessions: BTreeMap<Uid, Entry>,
 }
 
 impl S2cs {
@@ -141,13 +201,33 @@ impl S2cs {
     }
 
     /// The sessions it holds (live and remembered).
-    pub fn sessions(&self) -> &BTreeMap<Uid, Session> {
+    pub fn sessions(&self) -> &BTreeMap<Uid, Entry> {
         &self.sessions
     }
 
     /// One session.
-    pub fn session(&self, uid: &Uid) -> Option<&Session> {
+    pub fn session(&self, uid: &Uid) -> Option<&Entry> {
         self.sessions.get(uid)
+    }
+
+    /// Its boot epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Session `uid` as `caller` may see it: NOT_FOUND when it is not held, PERMISSION_DENIED
+    /// when it is another identity's (operators see every session).
+    pub fn status(&self, caller: &Principal, uid: Uid) -> Result<View, ErrorCode> {
+        let e = self.sessions.get(&uid).ok_or(ErrorCode::NotFound)?;
+        if !self.cfg.may_manage(&e.owner, caller) {
+            return Err(ErrorCode::PermissionDenied);
+        }
+        Ok(view(uid, e))
+    }
+
+    /// Every session `caller` may see.
+    pub fn list(&self, caller: &Principal) -> Vec<View> {
+        self.sessions.iter().filter(|(_, e)| self.cfg.may_manage(&e.owner, caller)).map(|(u, e)| view(*u, e)).collect()
     }
 
     /// Steps the core.
@@ -158,125 +238,46 @@ impl S2cs {
                 self.send_attach(now, out);
                 Ok(())
             }
-            Input::Timer(key) => self.on_timer(now, key, out),
+            Input::Timer(key) => {
+                if key.uid.is_some() || key.kind != TimerKind::Retransmit {
+                    return Err(ProtocolError::Misdirected("timer"));
+                }
+                if self.state() == State::Attaching {
+                    self.send_attach(now, out);
+                }
+                Ok(())
+            }
+            Input::Report { uid, report } => {
+                let e = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                if report == session::Report::Forget {
+                    self.sessions.remove(&uid);
+                    out.push(Effect::Retire { uid });
+                } else {
+                    e.summary.apply(report);
+                }
+                Ok(())
+            }
+            Input::SessionDied(uid) => {
+                let e = self.sessions.remove(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                if e.holds_resources() {
+                    // Whatever the data server still holds for it is nobody's now.
+                    let msg = Msg::DsRel { uid, epoch: self.epoch };
+                    out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
+                }
+                Ok(())
+            }
             Input::Msg { from, caller, msg } => match from {
                 Peer::DataServer(role) if role == self.cfg.facility => self.on_data(now, msg, out),
                 Peer::DataServer(_) => Err(ProtocolError::Misdirected(msg.name())),
-                Peer::App(_) => self.on_app(now, from, msg, out),
-                Peer::Client(_) | Peer::ControlServer(_) => self.on_client(now, from, caller, msg, out),
+                Peer::App(_) => self.on_app(from, msg, out),
+                Peer::Client(_) | Peer::ControlServer(_) => self.on_client(from, caller, msg, out),
             },
         }
     }
 
-    fn on_timer(&mut self, now: Instant, key: TimerKey, out: &mut Outbox) -> Result<(), ProtocolError> {
-        let Some(uid) = key.uid else {
-            if key.kind == TimerKind::Retransmit && self.state() == State::Attaching {
-                self.send_attach(now, out);
-            }
-            return Ok(());
-        };
-        let state = self.sessions.get(&uid).ok_or(ProtocolError::UnknownSession(uid))?.state();
-        match key.kind {
-            TimerKind::Retransmit => {
-                self.retransmit_ds(now, uid, out);
-                Ok(())
-            }
-            TimerKind::Lease => {
-                self.step(now, uid, session::Event::LeaseExpired, Some(ErrorCode::DeadlineExceeded), out)
-            }
-            TimerKind::Tombstone if state.is_terminal() => {
-                self.sessions.remove(&uid);
-                Ok(())
-            }
-            TimerKind::Tombstone | TimerKind::Deadline => Err(ProtocolError::Misdirected("timer")),
-        }
-    }
-
-    /// Feeds `event` to a session and carries out the declared action. `failure` is recorded
-    /// as the session's failure code when the transition fails it.
-    fn step(
-        &mut self,
-        now: Instant,
-        uid: Uid,
-        event: session::Event,
-        failure: Option<ErrorCode>,
-        out: &mut Outbox,
-    ) -> Result<(), ProtocolError> {
-        let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
-        let prev = s.state();
-        let action = alphabet::fire(&mut s.machine, event)?;
-        let state = s.state();
-        if matches!(state, session::State::Aborting | session::State::Failed) && s.failure.is_none() {
-            s.failure = failure.or(Some(ErrorCode::Aborted));
-        }
-        let (client, seq) = s.client;
-        match action {
-            None => {}
-            Some(session::Action::StartLstn) => {
-                s.attempts = 0;
-                out.push(Effect::SetTimer { key: lease_key(uid), at: now + self.cfg.timing.cs_lease() });
-                self.retransmit_ds(now, uid, out);
-            }
-            Some(session::Action::Resp) => {
-                let msg =
-                    Msg::Resp { uid, seq, listeners: s.listeners.clone(), prod_listeners: s.prod_listeners.clone() };
-                out.push(Effect::Send { to: client, msg });
-            }
-            Some(session::Action::StartConn | session::Action::Release | session::Action::Abort) => {
-                s.attempts = 0;
-                if action == Some(session::Action::Abort) {
-                    let code = s.failure.unwrap_or(ErrorCode::Aborted);
-                    out.push(Effect::Send { to: client, msg: Msg::Error { uid, seq, code } });
-                }
-                if action != Some(session::Action::StartConn) {
-                    out.push(Effect::CancelTimer { key: lease_key(uid) });
-                }
-                self.retransmit_ds(now, uid, out);
-            }
-            Some(session::Action::Updated) => {
-                out.push(Effect::CancelTimer { key: lease_key(uid) });
-                out.push(Effect::CancelTimer { key: retransmit_key(uid) });
-                out.push(Effect::Send { to: client, msg: Msg::Updated { uid, seq } });
-            }
-            Some(session::Action::ReplyReleased) => {
-                out.push(Effect::Send { to: client, msg: Msg::Released { uid, seq } });
-            }
-            Some(session::Action::ReportError) => {
-                let code = s.failure.unwrap_or(ErrorCode::Aborted);
-                out.push(Effect::Send { to: client, msg: Msg::Error { uid, seq, code } });
-            }
-        }
-        if state.is_terminal() && !prev.is_terminal() {
-            out.push(Effect::CancelTimer { key: lease_key(uid) });
-            out.push(Effect::CancelTimer { key: retransmit_key(uid) });
-            out.push(Effect::SetTimer { key: tombstone_key(uid), at: now + self.cfg.timing.tombstone });
-        }
-        Ok(())
-    }
-
-    /// (Re)sends the data-server request the session is waiting on, and arms the retransmit
-    /// timer with backoff.
-    fn retransmit_ds(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
-        let epoch = self.epoch;
-        let Some(s) = self.sessions.get_mut(&uid) else { return };
-        let msg = match s.state() {
-            session::State::Reserving => Msg::StartLstn { uid, epoch, num_conn: s.params.num_conn },
-            session::State::Updating => {
-                let (targets, creds) = s.bridge.clone().expect("updating sessions have a map");
-                Msg::StartConn { uid, epoch, targets, creds, role: s.params.role, rate: s.params.rate }
-            }
-            session::State::Releasing | session::State::Aborting => Msg::DsRel { uid, epoch },
-            _ => return,
-        };
-        s.attempts += 1;
-        let attempts = s.attempts;
-        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
-        out.push(Effect::SetTimer { key: retransmit_key(uid), at: now + self.backoff(attempts, Some(uid)) });
-    }
-
-    fn backoff(&self, attempt: u32, uid: Option<Uid>) -> std::time::Duration {
+    fn backoff(&self, attempt: u32) -> std::time::Duration {
         let t = &self.cfg.timing;
-        t.server_backoff.delay(attempt, timing::salt(t.jitter_seed, uid))
+        t.server_backoff.delay(attempt, timing::salt(t.jitter_seed, None))
     }
 
     fn send_attach(&mut self, now: Instant, out: &mut Outbox) {
@@ -284,21 +285,13 @@ impl S2cs {
         out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg: Msg::Attach { epoch: self.epoch } });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: None, kind: TimerKind::Retransmit },
-            at: now + self.backoff(self.attach_attempts, None),
+            at: now + self.backoff(self.attach_attempts),
         });
     }
 }
 
-pub(crate) fn lease_key(uid: Uid) -> TimerKey {
-    TimerKey { uid: Some(uid), kind: TimerKind::Lease }
-}
-
-pub(crate) fn retransmit_key(uid: Uid) -> TimerKey {
-    TimerKey { uid: Some(uid), kind: TimerKind::Retransmit }
-}
-
-pub(crate) fn tombstone_key(uid: Uid) -> TimerKey {
-    TimerKey { uid: Some(uid), kind: TimerKind::Tombstone }
+fn view(uid: Uid, e: &Entry) -> View {
+    View { uid, owner: e.owner.clone(), params: e.params, summary: e.summary.clone() }
 }
 
 #[cfg(test)]

@@ -137,8 +137,14 @@ pub enum Input {
     Timer(TimerKey),
     /// The bridges of a session are up.
     BridgesUp(Uid),
-    /// The bridges of a session could not be started.
-    BridgesFailed(Uid),
+    /// The bridges of a session could not be started; `code` says why (FAILED_PRECONDITION:
+    /// the relay cannot run as asked, e.g. a plain WAN leg not allowed here).
+    BridgesFailed {
+        /// Session.
+        uid: Uid,
+        /// Why.
+        code: ErrorCode,
+    },
     /// The driver lost a session's listeners or bridges (its session actor died).
     SessionLost(Uid),
     /// Every listener of a session is bound.
@@ -220,12 +226,15 @@ impl S2ds {
                 Ok(())
             }
             Input::BindFailed { uid, port } => self.on_bind_failed(now, uid, port, out),
-            Input::BridgesFailed(uid) | Input::SessionLost(uid) => {
-                let event = if matches!(input, Input::SessionLost(_)) { Event::Lost } else { Event::BridgesFailed };
+            Input::BridgesFailed { uid, .. } | Input::SessionLost(uid) => {
+                let (event, code) = match input {
+                    Input::BridgesFailed { code, .. } => (Event::BridgesFailed, code),
+                    _ => (Event::Lost, ErrorCode::Aborted),
+                };
                 let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
                 alphabet::fire(&mut s.machine, event)?;
                 self.close(now, uid, out);
-                self.reply(out, Msg::Refused { uid, inc: self.inc, code: ErrorCode::Aborted });
+                self.reply(out, Msg::Refused { uid, inc: self.inc, code });
                 Ok(())
             }
             Input::Msg { from, msg } => {

@@ -1,16 +1,39 @@
 //! One stream session as its control server (S2CS) sees it: the machine DESIGN.md names
 //! S2CS {idle, reserving, listening, updating}, with its established, releasing and terminal
-//! states. The [`s2cs`](crate::s2cs) core hosts one per uid (the production actor hosts each in
-//! a session actor) and steps it with [`alphabet::fire`]; the data of each phase lives in
-//! [`Session`].
+//! states, and the session's own core ([`Session`]): the machine, the data of each phase, the
+//! calls waiting on the session and the session's timers. In production each session core
+//! lives in its own session actor, a child of its control server's actor; the simulator and
+//! the tests host the same cores inside [`ControlServer`](crate::s2cs::ControlServer).
 //!
 //! Reading the declaration: `Reserving` waits for the data server's ports, `Listening` for
 //! UpdateTargets (and, for a producer, the Hello that may come at any time), `Updating` for
 //! the bridges. `Releasing` is a REL being carried out; `Aborting` a failure being cleaned up
-//! (the client already has its ERROR). `Released` and `Failed` are terminal: they only answer
-//! retransmissions until the tombstone timer forgets them.
+//! (the waiting calls already have their ERROR). `Released` and `Failed` are terminal: they
+//! only answer retransmissions until the tombstone timer forgets them.
+//!
+//! Drive it: the control server's core ([`S2cs`](crate::s2cs::S2cs)) authenticates and admits
+//! every call and creates the session ([`Effect::Spawn`](crate::Effect::Spawn)); then feed the
+//! session what the control server routes to it ([`Effect::ToSession`](crate::Effect::ToSession):
+//! calls, data-server answers, the loss of the data server) and its own fired timers. Its
+//! effects are messages to its data server and answers to the calls waiting on it, timers, and
+//! [`Effect::Report`](crate::Effect::Report)s of what changed, which go back to the control
+//! server's core (its registry answers status queries and counts capacity from them).
+//!
+//! Every call waits on the session until the session can answer it, and each is answered
+//! exactly once: a REQ with the listeners (a producer's only once the producer's Hello is in,
+//! as SciStream 1.2 does), an UpdateTargets once the bridges are up, a REL once the data
+//! server released, a Hello once the listeners are known; a failure answers every waiting call
+//! with its code, a release every waiting REL with Released and the others with ABORTED. At
+//! most [`MAX_WAITERS`] calls wait at once; a newer one evicts the oldest with UNAVAILABLE
+//! (transient: a client tries again).
 
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Principal, SessionParams};
+mod step;
+mod waiters;
+
+use crate::timing::Profile;
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
+
+pub use waiters::{Kind, MAX_WAITERS, Waiter};
 
 crate::alphabet! {
     /// States of a session at its control server.
@@ -23,23 +46,23 @@ crate::alphabet! {
 }
 
 crate::alphabet! {
-    /// Outputs of the session machine: what the control server does on the transition.
+    /// Outputs of the session machine: what the session does on the transition.
     pub enum Action {
         /// Ask the data server for ports.
         StartLstn,
-        /// Answer the client with the listeners (RESP).
+        /// Answer the waiting REQs that can be answered now (a producer's once its Hello is in).
         Resp,
         /// Ask the data server to start the bridges.
         StartConn,
-        /// Tell the client the bridges are up.
+        /// Answer the waiting UpdateTargets: the bridges are up.
         Updated,
-        /// Ask the data server to release (client's REL).
+        /// Ask the data server to release (a client's REL).
         Release,
-        /// Ask the data server to release and tell the client the session failed.
+        /// Ask the data server to release and answer every waiting call with the failure.
         Abort,
-        /// Tell the client the session is released.
+        /// Answer the waiting RELs: the session is released.
         ReplyReleased,
-        /// Tell the sender the session failed (ERROR with the failure's code).
+        /// Answer the call with the session's failure (ERROR with its code).
         ReportError,
     }
 }
@@ -63,7 +86,7 @@ mod declaration {
         },
         Listening => {
             Req => Listening [Resp],
-            Hello => Listening,
+            Hello => Listening [Resp],
             Lstn => Listening,
             Update => Updating [StartConn],
             Refused => Aborting [Abort],
@@ -96,8 +119,8 @@ mod declaration {
         },
         Aborting => {
             Rel => Aborting,
-            DsReleased => Failed,
-            DsLost => Failed,
+            DsReleased => Failed [ReplyReleased],
+            DsLost => Failed [ReplyReleased],
         },
         Released => {
             Rel => Released [ReplyReleased],
@@ -126,36 +149,176 @@ impl State {
     }
 }
 
-/// A session's data at its control server.
+/// What a session is created with by its control server's core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Setup {
+    /// The session.
+    pub uid: Uid,
+    /// The facility; its data server is `DataServer(facility)`.
+    pub facility: Role,
+    /// The control server's boot epoch, carried by every message to the data server.
+    pub epoch: u64,
+    /// The host the data server's listeners are reachable at.
+    pub advertise_host: String,
+    /// Whether an UpdateTargets without credentials (a SciStream 1.2 client) may make a
+    /// plain-text WAN leg.
+    pub allow_plain_wan: bool,
+    /// The timing (lease, tombstone, backoff towards the data server).
+    pub timing: Profile,
+    /// The identity that created it; only it (and operators) may act on it.
+    pub owner: Principal,
+    /// What the REQ asked for.
+    pub params: SessionParams,
+    /// The key the controllers must present.
+    pub key: AppKey,
+}
+
+/// An input to a session's core.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// A call the control server admitted: REQ, UpdateTargets, REL (from a client) or Hello
+    /// (from a controller). It waits on the session until answered.
+    Call {
+        /// The caller, as the control server names it.
+        from: Peer,
+        /// The message.
+        msg: crate::Msg,
+    },
+    /// An answer of the data server for this session (Lstn, Refused, Connected, DsReleased),
+    /// of its current incarnation.
+    Data(crate::Msg),
+    /// The data server restarted: whatever it held for the session is gone.
+    DsLost,
+    /// One of the session's timers fired.
+    Timer(crate::TimerKind),
+}
+
+/// What a session tells its control server's core about itself: one change to its
+/// [`Summary`] at a time (the listener lists change once each; only the state changes often).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Report {
+    /// Its state (and failure code) changed.
+    State {
+        /// The new state.
+        state: State,
+        /// Why it failed, if it did.
+        failure: Option<ErrorCode>,
+    },
+    /// Its listeners are known.
+    Listeners(Vec<Addr>),
+    /// The producer's listeners are known.
+    ProdListeners(Vec<Addr>),
+    /// Its connection map's targets are known.
+    Targets(Vec<Addr>),
+    /// Its tombstone expired: forget it.
+    Forget,
+}
+
+impl Summary {
+    /// Applies one reported change.
+    pub fn apply(&mut self, report: Report) {
+        match report {
+            Report::State { state, failure } => (self.state, self.failure) = (Some(state), failure),
+            Report::Listeners(l) => self.listeners = l,
+            Report::ProdListeners(l) => self.prod_listeners = l,
+            Report::Targets(t) => self.targets = t,
+            Report::Forget => {}
+        }
+    }
+}
+
+/// What the control server's registry knows of a session: enough to count capacity and to
+/// answer status and listener queries without asking the session.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// The session's state.
+    pub state: Option<State>,
+    /// The facility's listeners, once reserved.
+    pub listeners: Vec<Addr>,
+    /// The producer's listeners, once its Hello is in.
+    pub prod_listeners: Vec<Addr>,
+    /// Where the data server forwards to, once UpdateTargets came.
+    pub targets: Vec<Addr>,
+    /// Why it failed, once it did.
+    pub failure: Option<ErrorCode>,
+}
+
+/// A session's core at its control server.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     /// The machine.
     pub machine: Machine,
-    /// The identity that created it; only it may update, query or release it.
-    pub owner: Principal,
-    /// What the REQ asked for.
-    pub params: SessionParams,
-    /// The key the producer's controller must present.
-    pub key: AppKey,
-    /// Where answers to the client go, and the sequence number they echo.
-    pub client: (Peer, u32),
+    setup: Setup,
     /// This facility's listeners, once the data server reserved them.
     pub listeners: Vec<Addr>,
     /// The producer's listeners, once its Hello arrived.
     pub prod_listeners: Vec<Addr>,
-    /// The producer's controller and its Hello's sequence number.
-    pub app: Option<(Peer, u32)>,
     /// The connection map and credentials from UpdateTargets.
     pub bridge: Option<(Vec<Addr>, Credentials)>,
     /// Why the session failed, once it did.
     pub failure: Option<ErrorCode>,
     /// Sends of the pending data-server request so far.
     pub attempts: u32,
+    /// The calls waiting for an answer, oldest first.
+    waiters: Vec<Waiter>,
+    /// The last summary reported to the control server's core.
+    reported: Summary,
 }
 
 impl Session {
+    /// A new session, not yet stepped.
+    pub fn new(setup: Setup) -> Self {
+        Self {
+            machine: Machine::new(),
+            setup,
+            listeners: Vec::new(),
+            prod_listeners: Vec::new(),
+            bridge: None,
+            failure: None,
+            attempts: 0,
+            waiters: Vec::new(),
+            reported: Summary::default(),
+        }
+    }
+
     /// The session's current state.
     pub fn state(&self) -> State {
         *self.machine.state()
     }
+
+    /// Its uid.
+    pub fn uid(&self) -> Uid {
+        self.setup.uid
+    }
+
+    /// The identity that created it.
+    pub fn owner(&self) -> &Principal {
+        &self.setup.owner
+    }
+
+    /// What its REQ asked for.
+    pub fn params(&self) -> SessionParams {
+        self.setup.params
+    }
+
+    /// The calls waiting on it, oldest first.
+    pub fn waiters(&self) -> &[Waiter] {
+        &self.waiters
+    }
+
+    /// What the control server's registry should know of it now.
+    pub fn summary(&self) -> Summary {
+        Summary {
+            state: Some(self.state()),
+            listeners: self.listeners.clone(),
+            prod_listeners: self.prod_listeners.clone(),
+            targets: self.bridge.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
+            failure: self.failure,
+        }
+    }
+}
+
+/// The timer key of a session's timer of `kind`.
+pub fn timer_key(uid: Uid, kind: crate::TimerKind) -> crate::TimerKey {
+    crate::TimerKey { uid: Some(uid), kind }
 }

@@ -7,10 +7,11 @@ use std::time::Duration;
 use crate::effect::{Effect, Notice, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::{Msg, Token};
+use crate::step::Core;
 use crate::time::Instant;
 use crate::timing::{Backoff, Profile};
 use crate::types::{Addr, AppKey, Credentials, Peer, Principal, Role, Uid};
-use crate::{cons_app, prod_app, s2cs, s2ds, s2uc};
+use crate::{prod_app, s2cs, s2ds, s2uc};
 
 /// The backoff every test config uses: 200 ms doubling up to 5 s.
 pub(crate) const BACKOFF: Backoff = Backoff::fixed(Duration::from_millis(200), Duration::from_secs(5));
@@ -145,52 +146,12 @@ pub(crate) fn notices(out: &Outbox) -> Vec<Notice> {
         .collect()
 }
 
-/// A core a test can step: every core's `handle`, under one name.
-pub(crate) trait Core: Clone + PartialEq + Debug {
-    /// The core's input type.
-    type Input: Debug;
-    /// Steps the core (cores without a clock ignore `now`).
-    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError>;
-}
-
-impl Core for s2ds::S2ds {
-    type Input = s2ds::Input;
-    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
-        self.handle(now, input, out)
-    }
-}
-
-impl Core for s2cs::S2cs {
-    type Input = s2cs::Input;
-    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
-        self.handle(now, input, out)
-    }
-}
-
-impl Core for s2uc::S2uc {
-    type Input = s2uc::Input;
-    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
-        self.handle(now, input, out)
-    }
-}
-
-impl Core for prod_app::ProdApp {
-    type Input = prod_app::Input;
-    fn step(&mut self, now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
-        self.handle(now, input, out)
-    }
-}
-
-impl Core for cons_app::ConsApp {
-    type Input = cons_app::Input;
-    fn step(&mut self, _now: Instant, input: Self::Input, out: &mut Outbox) -> Result<(), ProtocolError> {
-        self.handle(input, out)
-    }
-}
-
 /// Steps `core` with an input it must accept; returns what it asked for.
 #[track_caller]
-pub(crate) fn accept<C: Core>(core: &mut C, now: Instant, input: C::Input) -> Outbox {
+pub(crate) fn accept<C: Core>(core: &mut C, now: Instant, input: C::Input) -> Outbox
+where
+    C::Input: Debug,
+{
     let mut out = Outbox::new();
     let shown = format!("{input:?}");
     if let Err(e) = core.step(now, input, &mut out) {
@@ -202,7 +163,14 @@ pub(crate) fn accept<C: Core>(core: &mut C, now: Instant, input: C::Input) -> Ou
 /// Steps `core` with an input it must refuse; checks the core is unchanged and returns the
 /// error and whatever reply it still pushed.
 #[track_caller]
-pub(crate) fn reject<C: Core>(core: &mut C, now: Instant, input: C::Input) -> (ProtocolError, Outbox) {
+pub(crate) fn reject<C: Core + Clone + PartialEq + Debug>(
+    core: &mut C,
+    now: Instant,
+    input: C::Input,
+) -> (ProtocolError, Outbox)
+where
+    C::Input: Debug,
+{
     let before = core.clone();
     let mut out = Outbox::new();
     let shown = format!("{input:?}");

@@ -18,7 +18,7 @@ use proptest::test_runner::TestRunner;
 use scistream_fsm::alphabet::{Alphabet, Machine};
 use scistream_fsm::cons_app::{self, ConsApp};
 use scistream_fsm::prod_app::{self, ProdApp};
-use scistream_fsm::s2cs::{self, S2cs};
+use scistream_fsm::s2cs::{self, ControlServer as S2cs};
 use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
 use scistream_fsm::timing::Profile;
@@ -374,7 +374,7 @@ fn s2ds_case() -> impl Strategy<Value = Case<S2ds>> {
         4 => uid3().prop_map(s2ds::Input::Bound),
         2 => (uid3(), port).prop_map(|(uid, port)| s2ds::Input::BindFailed { uid, port }),
         2 => uid3().prop_map(s2ds::Input::BridgesUp),
-        1 => uid3().prop_map(s2ds::Input::BridgesFailed),
+        1 => (uid3(), code()).prop_map(|(uid, code)| s2ds::Input::BridgesFailed { uid, code }),
         1 => uid3().prop_map(s2ds::Input::SessionLost),
         10 => cs_down_msg(uid3()).prop_map(move |msg| s2ds::Input::Msg { from: cs, msg }),
         1 => (any_peer(), any_msg()).prop_map(|(from, msg)| s2ds::Input::Msg { from, msg }),
@@ -574,12 +574,18 @@ proptest! {
     fn s2cs_sessions_never_change_owner_params_or_key(case in s2cs_case()) {
         let (mut cs, inputs) = case;
         drive(&mut cs, &inputs, |before, after, input, _, _| {
-            for (uid, b) in before.sessions() {
-                if let Some(a) = after.session(uid) {
+            // The registry's record and the session's own core alike.
+            for (uid, b) in before.core().sessions() {
+                if let Some(a) = after.core().session(uid) {
                     prop_assert!(
                         a.owner == b.owner && a.params == b.params && a.key == b.key,
                         "{:?} rewrote session {}", input, uid
                     );
+                }
+            }
+            for (uid, b) in before.sessions() {
+                if let Some(a) = after.session(uid) {
+                    prop_assert!(a.owner() == b.owner() && a.params() == b.params(), "{:?} rewrote session {}", input, uid);
                 }
             }
             Ok(())

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use scistream_fsm::cons_app::{self, ConsApp};
 use scistream_fsm::prod_app::{self, ProdApp};
-use scistream_fsm::s2cs::{self, S2cs};
+use scistream_fsm::s2cs::{self, ControlServer as S2cs};
 use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
 use scistream_fsm::timing::Profile;
@@ -203,6 +203,9 @@ impl World {
                         _ => {}
                     }
                     self.notices.push((node, notice));
+                }
+                Effect::Spawn(_) | Effect::ToSession { .. } | Effect::Report { .. } | Effect::Retire { .. } => {
+                    panic!("{node:?} leaked an effect between a control server's cores: {effect:?}")
                 }
             }
         }

@@ -162,7 +162,7 @@ pub struct World<'a> {
     seq: u64,
     net: Network,
     clients: Vec<Option<s2uc::S2uc>>,
-    cs: [Option<s2cs::S2cs>; 2],
+    cs: [Option<s2cs::ControlServer>; 2],
     ds: [Option<s2ds::S2ds>; 2],
     apps: Vec<Option<prod_app::ProdApp>>,
     cons: Vec<cons_app::ConsApp>,
@@ -249,8 +249,8 @@ impl<'a> World<'a> {
             net: Network::new(sc),
             clients: (0..sc.clients).map(|c| Some(s2uc::S2uc::new(client_cfg(sc, opts.seed, c, 0)))).collect(),
             cs: [
-                Some(s2cs::S2cs::new(cs_cfg(sc, opts.seed, Role::Prod, 1), 1)),
-                Some(s2cs::S2cs::new(cs_cfg(sc, opts.seed, Role::Cons, 1), 1)),
+                Some(s2cs::ControlServer::new(cs_cfg(sc, opts.seed, Role::Prod, 1), 1)),
+                Some(s2cs::ControlServer::new(cs_cfg(sc, opts.seed, Role::Cons, 1), 1)),
             ],
             ds: [
                 Some(s2ds::S2ds::new(ds_cfg(sc, opts.seed, Role::Prod, 1), 1)),
@@ -475,7 +475,8 @@ impl<'a> World<'a> {
             Peer::ControlServer(r) => {
                 let i = net::role_index(r);
                 self.epochs[i] += 1;
-                self.cs[i] = Some(s2cs::S2cs::new(cs_cfg(self.sc, self.opts.seed, r, self.epochs[i]), self.epochs[i]));
+                self.cs[i] =
+                    Some(s2cs::ControlServer::new(cs_cfg(self.sc, self.opts.seed, r, self.epochs[i]), self.epochs[i]));
                 self.step_cs(r, node, s2cs::Input::Boot);
             }
             Peer::DataServer(r) => {

@@ -1,18 +1,19 @@
 //! The `scistream.Control` gRPC service of a control server.
 //!
-//! Each rpc authenticates the caller (before any uid is looked up), validates the request
-//! into a protocol message, hands it to the [`Backend`] (the S2CS actor) as a [`Call`] with a
-//! channel for the core's answers, and turns the answers into the gRPC reply. `req` for a
-//! producer's session answers only once the producer's Hello is in, as SciStream 1.2's server
-//! does; the session's lease bounds that wait (DEADLINE_EXCEEDED). Errors carry the protocol's
-//! code as their gRPC status code.
+//! A translator and nothing more: each rpc authenticates the caller (the token checked
+//! before anything else), validates the request into a protocol message, hands it to the
+//! [`Backend`] (the S2CS actor) as a [`Call`], awaits the one answer the core gives every call,
+//! and turns it into the gRPC reply. When and what a call is answered is the protocol cores'
+//! decision (`scistream-fsm`): a producer's `req` waits for the producer's Hello, as SciStream
+//! 1.2's server does, bounded by the session's lease (DEADLINE_EXCEEDED). Errors carry the
+//! protocol's code as their gRPC status code.
 
 mod auth_check;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Role, Token, Uid};
+use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Token, Uid};
 use scistream_proto::convert::{self, Limits};
 use scistream_proto::pb;
 use tokio::sync::{mpsc, oneshot};
@@ -29,7 +30,7 @@ pub struct Call {
     pub caller: Option<Principal>,
     /// The message.
     pub msg: Msg,
-    /// Where the core's answers to `from` go.
+    /// Where the core's answer to `from` goes (exactly one).
     pub answers: mpsc::UnboundedSender<Msg>,
 }
 
@@ -110,6 +111,11 @@ async fn next(rx: &mut mpsc::UnboundedReceiver<Msg>) -> Result<Msg, Status> {
     rx.recv().await.ok_or_else(|| Status::unavailable("control server stopped while serving the call"))
 }
 
+/// The gRPC status of an answer that is not the one the rpc expects.
+fn unexpected(rpc: &str, msg: &Msg) -> Status {
+    Status::internal(format!("{rpc}: the control server answered {}", msg.name()))
+}
+
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
     async fn req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
@@ -123,24 +129,12 @@ impl pb::control_server::Control for ControlService {
             key: args.key.unwrap_or_default(),
         };
         let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
-        let mut listeners = Vec::new();
-        loop {
-            match next(&mut rx).await? {
-                Msg::Resp { listeners: l, prod_listeners, .. } => {
-                    if args.params.role == Role::Cons || !prod_listeners.is_empty() {
-                        return Ok(Response::new(convert::response_to_wire(&l, &prod_listeners)));
-                    }
-                    // A producer's REQ answers once the Hello is in (as 1.2 does).
-                    listeners = l;
-                }
-                Msg::ProdLstn { prod_listeners, .. } if !listeners.is_empty() => {
-                    return Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)));
-                }
-                Msg::Error { code, .. } => return Err(status_of(code, "req")),
-                // Released under a REQ still waiting for its Hello.
-                Msg::Released { .. } => return Err(Status::aborted("req: the session was released")),
-                _ => {}
+        match next(&mut rx).await? {
+            Msg::Resp { listeners, prod_listeners, .. } => {
+                Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
             }
+            Msg::Error { code, .. } => Err(status_of(code, "req")),
+            other => Err(unexpected("req", &other)),
         }
     }
 
@@ -150,13 +144,10 @@ impl pb::control_server::Control for ControlService {
         let creds = args.creds.unwrap_or_else(Credentials::default);
         let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote: args.remote, creds };
         let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
-        loop {
-            match next(&mut rx).await? {
-                Msg::Updated { .. } => return Ok(Response::new(pb::Response::default())),
-                Msg::Error { code, .. } => return Err(status_of(code, "update")),
-                Msg::Released { .. } => return Err(Status::aborted("update: the session was released")),
-                _ => {}
-            }
+        match next(&mut rx).await? {
+            Msg::Updated { .. } => Ok(Response::new(pb::Response::default())),
+            Msg::Error { code, .. } => Err(status_of(code, "update")),
+            other => Err(unexpected("update", &other)),
         }
     }
 
@@ -165,12 +156,10 @@ impl pb::control_server::Control for ControlService {
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
         let mut rx =
             self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) })?;
-        loop {
-            match next(&mut rx).await? {
-                Msg::Released { .. } => return Ok(Response::new(pb::Response::default())),
-                Msg::Error { code, .. } => return Err(status_of(code, "release")),
-                _ => {}
-            }
+        match next(&mut rx).await? {
+            Msg::Released { .. } => Ok(Response::new(pb::Response::default())),
+            Msg::Error { code, .. } => Err(status_of(code, "release")),
+            other => Err(unexpected("release", &other)),
         }
     }
 
@@ -180,22 +169,26 @@ impl pb::control_server::Control for ControlService {
         let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners: args.prod_listeners };
         // The app key, not a token, proves the controller.
         let mut rx = self.submit(Peer::App(self.id()), None, msg)?;
-        loop {
-            match next(&mut rx).await? {
-                Msg::HelloAck { listeners, .. } => {
-                    return Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)));
-                }
-                Msg::Error { code, .. } => return Err(status_of(code, "hello")),
-                _ => {}
+        match next(&mut rx).await? {
+            Msg::HelloAck { listeners, .. } => {
+                Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)))
             }
+            Msg::Error { code, .. } => Err(status_of(code, "hello")),
+            other => Err(unexpected("hello", &other)),
         }
     }
 
     async fn listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
-        let (caller, _) = self.auth.caller(request.metadata()).await?;
+        let (caller, token) = self.auth.caller(request.metadata()).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
-        let view = self.status_of(caller, uid).await?;
-        Ok(Response::new(convert::response_to_wire(&view.listeners, &view.prod_listeners)))
+        let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        match next(&mut rx).await? {
+            // The producer's listeners, empty while its Hello is not in.
+            Msg::ProdLstn { prod_listeners, .. } => Ok(Response::new(convert::response_to_wire(&[], &prod_listeners))),
+            Msg::Error { code, .. } => Err(status_of(code, "listeners")),
+            other => Err(unexpected("listeners", &other)),
+        }
     }
 
     async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::SessionStatus>, Status> {

@@ -9,7 +9,7 @@ use scistream_fsm::timing::Profile;
 use scistream_fsm::{
     Addr, AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Role, SessionParams, Token, Uid, s2cs, s2ds,
 };
-use scistream_transport::server::{Backend, Call};
+use scistream_transport::server::{Backend, Call, Query};
 use tokio::sync::mpsc;
 
 use super::{ActorBackend, S2csActor, S2csArgs, S2csMsg};
@@ -101,10 +101,11 @@ async fn a_hello_that_never_comes_expires_with_deadline_exceeded_and_frees_the_p
     let actor = start(1).await;
     let uid = Uid::from_u128(2);
     let mut rx = call(&actor, 1, req(uid, Role::Prod));
-    // The RESP comes (listeners reserved); the producer's Hello never does.
-    let Msg::Resp { listeners, prod_listeners, .. } = answer(&mut rx).await else { panic!("no RESP") };
-    assert!(prod_listeners.is_empty());
+    // The listeners are reserved, but a producer's REQ is answered only with its Hello, which
+    // never comes.
+    let listeners = bound_listeners(&actor, uid).await;
     assert!(listeners.iter().all(is_listening));
+    assert!(rx.try_recv().is_err(), "a producer's REQ answered before its Hello");
     tokio::time::advance(LEASE).await;
     match answer(&mut rx).await {
         Msg::Error { code, .. } => assert_eq!(code, ErrorCode::DeadlineExceeded),
@@ -116,20 +117,47 @@ async fn a_hello_that_never_comes_expires_with_deadline_exceeded_and_frees_the_p
     actor.stop_and_wait(None, None).await.unwrap();
 }
 
-/// The actor's children, then theirs.
-fn grandchildren(actor: &ActorRef<S2csMsg>) -> Vec<ActorCell> {
-    actor.get_children().iter().flat_map(|ds| ds.get_children()).collect()
+/// The session's listeners as the control server's status shows them, once reserved.
+async fn bound_listeners(actor: &ActorRef<S2csMsg>, uid: Uid) -> Vec<Addr> {
+    for _ in 0..100 {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        let caller = Principal("alice".into());
+        assert!(ActorBackend(actor.clone()).query(Query::Status { caller, uid, reply }));
+        if let Ok(Ok(v)) = rx.await
+            && !v.listeners.is_empty()
+        {
+            return v.listeners;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("session {uid} never reserved its listeners");
+}
+
+/// The embedded data server: the control server's first child.
+fn data_server(actor: &ActorRef<S2csMsg>) -> ActorCell {
+    actor.get_children().into_iter().min_by_key(|c| c.get_id().pid()).expect("embedded data server")
+}
+
+/// The relay actors: the data server's children.
+fn relays(actor: &ActorRef<S2csMsg>) -> Vec<ActorCell> {
+    data_server(actor).get_children()
+}
+
+/// The session actors: the control server's children but its data server.
+fn session_actors(actor: &ActorRef<S2csMsg>) -> Vec<ActorCell> {
+    let ds = data_server(actor).get_id();
+    actor.get_children().into_iter().filter(|c| c.get_id() != ds).collect()
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_dying_session_actor_fails_only_its_session_and_the_server_keeps_serving() {
+async fn a_dying_relay_actor_fails_only_its_session_and_the_server_keeps_serving() {
     let actor = start(2).await;
     let (a, b) = (Uid::from_u128(10), Uid::from_u128(11));
     let la = listeners_of(&actor, 1, a, Role::Cons).await;
     let lb = listeners_of(&actor, 2, b, Role::Cons).await;
-    let sessions = grandchildren(&actor);
+    let sessions = relays(&actor);
     assert_eq!(sessions.len(), 2);
-    // Kill the session actor holding a's listeners (spawned first).
+    // Kill the relay actor holding a's listeners (spawned first).
     let victim = sessions.iter().min_by_key(|c| c.get_id().pid()).expect("two").clone();
     let mut watch_a = call(
         &actor,
@@ -171,8 +199,7 @@ async fn a_dying_data_server_is_restarted_its_sessions_fail_and_new_ones_work() 
     let actor = start(3).await;
     let uid = Uid::from_u128(20);
     let listeners = listeners_of(&actor, 1, uid, Role::Cons).await;
-    let ds = actor.get_children().first().expect("embedded data server").clone();
-    ds.kill();
+    data_server(&actor).kill();
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!listeners.iter().any(is_listening), "listeners died with the data server");
     // The old session is failed: an update is refused.
@@ -195,4 +222,82 @@ async fn stopping_the_control_server_closes_every_listener() {
     let l2 = listeners_of(&actor, 2, Uid::from_u128(31), Role::Cons).await;
     actor.stop_and_wait(None, None).await.unwrap();
     assert!(!l1.iter().chain(&l2).any(is_listening));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dying_session_actor_releases_its_ports_and_the_server_keeps_serving() {
+    let actor = start(5).await;
+    let (a, b) = (Uid::from_u128(40), Uid::from_u128(41));
+    let la = listeners_of(&actor, 1, a, Role::Cons).await;
+    let lb = listeners_of(&actor, 2, b, Role::Cons).await;
+    let sessions = session_actors(&actor);
+    assert_eq!(sessions.len(), 2, "one session actor per session");
+    // Kill a's session actor (spawned first): its core is gone, so the control server
+    // releases what the data server held for it and forgets it.
+    sessions.iter().min_by_key(|c| c.get_id().pid()).expect("two").kill();
+    for _ in 0..100 {
+        if !la.iter().any(is_listening) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(!la.iter().any(is_listening), "the lost session's ports are released");
+    let mut rel = call(&actor, 3, Msg::Rel { uid: a, seq: 3, token: Token::default() });
+    assert!(matches!(answer(&mut rel).await, Msg::Error { code: ErrorCode::NotFound, .. }));
+    // b goes on; new sessions are served.
+    assert!(lb.iter().all(is_listening));
+    let mut up = call(
+        &actor,
+        4,
+        Msg::Update { uid: b, seq: 4, token: Token::default(), remote: lb.clone(), creds: Credentials([3; 32]) },
+    );
+    assert!(matches!(answer(&mut up).await, Msg::Updated { .. }));
+    let lc = listeners_of(&actor, 5, Uid::from_u128(42), Role::Cons).await;
+    assert!(lc.iter().all(is_listening));
+    actor.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn update_targets_without_credentials_is_refused_failed_precondition_by_default() {
+    let actor = start(6).await;
+    let uid = Uid::from_u128(50);
+    let l = listeners_of(&actor, 1, uid, Role::Cons).await;
+    // No credentials (a 1.2 client) and plain WAN legs not allowed: the core refuses first.
+    let mut up =
+        call(&actor, 2, Msg::Update { uid, seq: 2, token: Token::default(), remote: l, creds: Credentials::default() });
+    assert!(matches!(answer(&mut up).await, Msg::Error { code: ErrorCode::FailedPrecondition, .. }));
+    actor.stop_and_wait(None, None).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_relay_answers_once_it_forwards_or_says_why_it_cannot() {
+    use crate::relay::{RelayActor, RelayArgs, RelayMsg};
+    use ractor::rpc::CallResult;
+    let start = |ports| RelayArgs {
+        uid: Uid::from_u128(60),
+        ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ports,
+        counters: Default::default(),
+        allow_plain_wan: false,
+    };
+    let bridges = |relay: ActorRef<RelayMsg>, targets: Vec<Addr>, creds| async move {
+        let asked = relay.call(|reply| RelayMsg::Bridges { targets, creds, role: Role::Cons, rate: 0, reply }, None);
+        match asked.await.expect("relay alive") {
+            CallResult::Success(r) => r,
+            other => panic!("no answer: {other:?}"),
+        }
+    };
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let target = vec![Addr::new("127.0.0.1", port)];
+    let (relay, _) = Actor::spawn(None, RelayActor, start(vec![0])).await.expect("binds");
+    // No credentials and plain WAN legs not allowed here: refused, with the reason.
+    assert_eq!(
+        bridges(relay.clone(), target.clone(), Credentials::default()).await,
+        Err(ErrorCode::FailedPrecondition)
+    );
+    assert_eq!(bridges(relay.clone(), Vec::new(), Credentials([7; 32])).await, Err(ErrorCode::InvalidArgument));
+    // With the session's credentials it forwards, and says so once it does (again: still so).
+    assert_eq!(bridges(relay.clone(), target.clone(), Credentials([7; 32])).await, Ok(()));
+    assert_eq!(bridges(relay.clone(), target, Credentials([7; 32])).await, Ok(()));
+    relay.stop_and_wait(None, None).await.unwrap();
 }

@@ -1,4 +1,5 @@
-//! Messages from the control server's own data server.
+//! Messages from the control server's own data server: attachment, incarnations, and the
+//! answers it routes to each session.
 
 use crate::alphabet;
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
@@ -6,7 +7,7 @@ use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::session;
 use crate::time::Instant;
-use crate::types::{Addr, ErrorCode, Peer};
+use crate::types::Peer;
 
 use super::{Action, Event, S2cs};
 
@@ -47,7 +48,7 @@ impl S2cs {
         if self.ds_inc != Some(inc) {
             return Err(ProtocolError::Stale(msg.name()));
         }
-        let Some(s) = self.sessions.get_mut(&uid) else {
+        if !self.sessions.contains_key(&uid) {
             if matches!(msg, Msg::Lstn { .. }) {
                 // Ports reserved for a session nobody remembers: give them back now rather
                 // than at the end of the data server's lease.
@@ -55,32 +56,9 @@ impl S2cs {
                 out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg: Msg::DsRel { uid, epoch } });
             }
             return Err(ProtocolError::UnknownSession(uid));
-        };
-        match msg {
-            Msg::Lstn { ports, .. } => {
-                if !alphabet::allows(&s.machine, session::Event::Lstn) {
-                    return Err(ProtocolError::Stale("Lstn"));
-                }
-                if s.listeners.is_empty() {
-                    let host = &self.cfg.advertise_host;
-                    s.listeners = ports.iter().map(|p| Addr::new(host.clone(), *p)).collect();
-                }
-                let first = s.state() == session::State::Reserving;
-                self.step(now, uid, session::Event::Lstn, None, out)?;
-                if first {
-                    out.push(Effect::CancelTimer { key: super::retransmit_key(uid) });
-                    self.answer_hello(uid, true, out);
-                }
-                Ok(())
-            }
-            Msg::Refused { code, .. } => {
-                let code = if code == ErrorCode::ResourceExhausted { code } else { ErrorCode::Aborted };
-                self.step(now, uid, session::Event::Refused, Some(code), out)
-            }
-            Msg::Connected { .. } => self.step(now, uid, session::Event::Connected, None, out),
-            Msg::DsReleased { .. } => self.step(now, uid, session::Event::DsReleased, None, out),
-            _ => unreachable!("filtered above"),
         }
+        out.push(Effect::ToSession { uid, input: session::Input::Data(msg) });
+        Ok(())
     }
 
     fn on_ds_boot(&mut self, now: Instant, inc: u64, out: &mut Outbox) -> Result<(), ProtocolError> {
@@ -90,9 +68,10 @@ impl S2cs {
         alphabet::fire(&mut self.machine, Event::DsBoot)?;
         self.ds_inc = Some(inc);
         // The old incarnation's ports and bridges died with it.
-        let live: Vec<_> = self.sessions.iter().filter(|(_, s)| s.state().holds_resources()).map(|(u, _)| *u).collect();
-        for uid in live {
-            self.step(now, uid, session::Event::DsLost, Some(ErrorCode::Aborted), out)?;
+        for (uid, e) in &self.sessions {
+            if e.holds_resources() {
+                out.push(Effect::ToSession { uid: *uid, input: session::Input::DsLost });
+            }
         }
         self.attach_attempts = 0;
         self.send_attach(now, out);

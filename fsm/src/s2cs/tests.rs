@@ -9,6 +9,18 @@ use crate::types::{Addr, AppKey, SessionParams};
 
 mod data;
 
+fn lease_key(uid: Uid) -> TimerKey {
+    crate::session::timer_key(uid, TimerKind::Lease)
+}
+
+fn retransmit_key(uid: Uid) -> TimerKey {
+    crate::session::timer_key(uid, TimerKind::Retransmit)
+}
+
+fn tombstone_key(uid: Uid) -> TimerKey {
+    crate::session::timer_key(uid, TimerKind::Tombstone)
+}
+
 const EPOCH: u64 = 5;
 const INC: u64 = 1;
 const DS: Peer = Peer::DataServer(Role::Prod);
@@ -29,6 +41,10 @@ fn req_as(caller: Option<Principal>, n: u128, seq: u32, params: SessionParams, k
 }
 
 /// Alice's REQ for a producer session of 2 connections with app key 1.
+fn req_msg(n: u128, seq: u32) -> Msg {
+    Msg::Req { uid: uid(n), seq, token: Token("tok".into()), params: params(Role::Prod, 2), key: key(1) }
+}
+
 fn req(n: u128, seq: u32) -> Input {
     req_as(alice(), n, seq, params(Role::Prod, 2), key(1))
 }
@@ -78,12 +94,12 @@ fn error(n: u128, seq: u32, code: ErrorCode) -> Msg {
 }
 
 /// A producer-facility control server, booted and attached to its data server.
-fn serving() -> S2cs {
+fn serving() -> ControlServer {
     serving_with(s2cs_config(Role::Prod))
 }
 
-fn serving_with(cfg: Config) -> S2cs {
-    let mut cs = S2cs::new(cfg, EPOCH);
+fn serving_with(cfg: Config) -> ControlServer {
+    let mut cs = ControlServer::new(cfg, EPOCH);
     accept(&mut cs, at(0), Input::Boot);
     accept(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC }));
     assert_eq!(cs.state(), State::Serving);
@@ -91,21 +107,22 @@ fn serving_with(cfg: Config) -> S2cs {
 }
 
 /// Session `n` (alice, producer, 2 connections) listening on ports 5000 and 5001.
-fn listening(cs: &mut S2cs, n: u128) {
+fn listening(cs: &mut ControlServer, n: u128) {
     accept(cs, at(10), req(n, 1));
     accept(cs, at(20), lstn(n, vec![5000, 5001]));
     assert_eq!(state(cs, n), S::Listening);
 }
 
-/// Session `n` established: its bridges run.
-fn established(cs: &mut S2cs, n: u128) {
+/// Session `n` established: its producer said Hello, its bridges run.
+fn established(cs: &mut ControlServer, n: u128) {
     listening(cs, n);
+    accept(cs, at(25), hello(n, 1, key(1)));
     accept(cs, at(30), update(n, 3));
     accept(cs, at(40), from_ds(Msg::Connected { uid: uid(n), inc: INC }));
     assert_eq!(state(cs, n), S::Established);
 }
 
-fn state(cs: &S2cs, n: u128) -> S {
+fn state(cs: &ControlServer, n: u128) -> S {
     cs.session(&uid(n)).expect("session held").state()
 }
 
@@ -130,7 +147,7 @@ fn unauthenticated_requests_are_refused_before_any_uid_is_looked_up() {
 
 #[test]
 fn unauthenticated_req_is_refused_even_while_attaching() {
-    let mut cs = S2cs::new(s2cs_config(Role::Prod), EPOCH);
+    let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     accept(&mut cs, at(0), Input::Boot);
     let (_, out) = reject(&mut cs, at(1), req_as(None, 1, 1, params(Role::Prod, 2), key(1)));
     assert_eq!(sent(&out), vec![(UC, error(1, 1, ErrorCode::Unauthenticated))]);
@@ -138,7 +155,7 @@ fn unauthenticated_req_is_refused_even_while_attaching() {
 
 #[test]
 fn req_while_attaching_is_refused_unavailable() {
-    let mut cs = S2cs::new(s2cs_config(Role::Prod), EPOCH);
+    let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     accept(&mut cs, at(0), Input::Boot);
     let (err, out) = reject(&mut cs, at(1), req(1, 1));
     assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::Unavailable });
@@ -147,9 +164,9 @@ fn req_while_attaching_is_refused_unavailable() {
 }
 
 #[test]
-fn req_reserves_ports_and_answers_resp_with_listeners_on_the_advertised_host() {
+fn a_consumer_req_reserves_ports_and_answers_resp_with_listeners_on_the_advertised_host() {
     let mut cs = serving();
-    let out = accept(&mut cs, at(10), req(1, 1));
+    let out = accept(&mut cs, at(10), req_as(alice(), 1, 1, params(Role::Cons, 2), key(1)));
     assert_eq!(sent(&out), vec![(DS, Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2 })]);
     assert_eq!(timer_at(&out, lease_key(uid(1))), Some(at(10) + cs.config().timing.cs_lease()));
     assert!(timer_at(&out, retransmit_key(uid(1))).is_some());
@@ -228,23 +245,52 @@ fn hello_before_lstn_is_stored_and_answered_once_the_ports_are_reserved() {
     let out = accept(&mut cs, at(20), lstn(1, vec![5000, 5001]));
     let msgs = sent(&out);
     assert!(msgs.contains(&(APP, Msg::HelloAck { uid: uid(1), seq: 1, listeners: gw(&[5000, 5001]) })), "{msgs:?}");
-    assert!(msgs.contains(&(UC, Msg::ProdLstn { uid: uid(1), seq: 1, prod_listeners: prod_listeners() })));
     assert!(msgs.contains(&(
         UC,
         Msg::Resp { uid: uid(1), seq: 1, listeners: gw(&[5000, 5001]), prod_listeners: prod_listeners() }
     )));
+    assert_eq!(msgs.len(), 2, "each waiting call answered once: {msgs:?}");
 }
 
 #[test]
-fn hello_after_lstn_is_acknowledged_and_pushes_prod_lstn_once() {
+fn a_producer_req_waits_for_the_hello_and_every_waiting_req_is_answered() {
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    // The REQ (and its retransmission, from another call) wait: the Hello is not in.
+    let out = accept(&mut cs, at(25), Input::Msg { from: Peer::Client(2), caller: alice(), msg: req_msg(1, 7) });
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert_eq!(cs.session(&uid(1)).unwrap().waiters().len(), 2);
+    let out = accept(&mut cs, at(30), hello(1, 1, key(1)));
+    let resp = |seq| Msg::Resp { uid: uid(1), seq, listeners: gw(&[5000, 5001]), prod_listeners: prod_listeners() };
+    let msgs = sent(&out);
+    assert!(msgs.contains(&(UC, resp(1))), "{msgs:?}");
+    assert!(msgs.contains(&(Peer::Client(2), resp(7))), "{msgs:?}");
+    assert!(cs.session(&uid(1)).unwrap().waiters().is_empty());
+}
+
+#[test]
+fn at_most_max_waiters_calls_wait_and_the_oldest_is_told_to_try_again() {
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    for n in 0..crate::session::MAX_WAITERS as u32 {
+        accept(&mut cs, at(30), Input::Msg { from: Peer::Client(10 + n), caller: alice(), msg: req_msg(1, 2) });
+    }
+    assert_eq!(cs.session(&uid(1)).unwrap().waiters().len(), crate::session::MAX_WAITERS);
+    // The first waiter (Client(1)'s REQ from `listening`) was evicted already.
+    let out = accept(&mut cs, at(31), Input::Msg { from: Peer::Client(99), caller: alice(), msg: req_msg(1, 3) });
+    assert_eq!(sent(&out), vec![(Peer::Client(10), error(1, 2, ErrorCode::Unavailable))]);
+}
+
+#[test]
+fn hello_after_lstn_is_acknowledged_and_answers_the_waiting_req_once() {
     let mut cs = serving();
     listening(&mut cs, 1);
     let out = accept(&mut cs, at(30), hello(1, 1, key(1)));
     assert_eq!(
         sent(&out),
         vec![
+            (UC, Msg::Resp { uid: uid(1), seq: 1, listeners: gw(&[5000, 5001]), prod_listeners: prod_listeners() }),
             (APP, Msg::HelloAck { uid: uid(1), seq: 1, listeners: gw(&[5000, 5001]) }),
-            (UC, Msg::ProdLstn { uid: uid(1), seq: 1, prod_listeners: prod_listeners() }),
         ]
     );
     // The controller's retransmission is acknowledged again; the client is not told twice.
@@ -332,15 +378,15 @@ fn hello_while_releasing_is_refused_and_changes_nothing() {
 }
 
 #[test]
-fn req_listeners_answers_prod_lstn_once_the_hello_is_in() {
+fn req_listeners_is_a_query_answered_with_what_is_known() {
     let mut cs = serving();
     listening(&mut cs, 1);
     let poll = |seq| from_uc(alice(), Msg::ReqListeners { uid: uid(1), seq, token: Token::default() });
+    let before = cs.clone();
     let out = accept(&mut cs, at(30), poll(2));
-    assert!(sent(&out).is_empty());
-    // The push after the Hello echoes the latest poll.
-    let out = accept(&mut cs, at(31), hello(1, 1, key(1)));
-    assert!(sent(&out).contains(&(UC, Msg::ProdLstn { uid: uid(1), seq: 2, prod_listeners: prod_listeners() })));
+    assert_eq!(sent(&out), vec![(UC, Msg::ProdLstn { uid: uid(1), seq: 2, prod_listeners: vec![] })]);
+    assert_eq!(cs, before, "a query changes nothing");
+    accept(&mut cs, at(31), hello(1, 1, key(1)));
     let out = accept(&mut cs, at(32), poll(3));
     assert_eq!(sent(&out), vec![(UC, Msg::ProdLstn { uid: uid(1), seq: 3, prod_listeners: prod_listeners() })]);
 }
@@ -422,9 +468,10 @@ fn lease_expiry_while_listening_reports_deadline_exceeded_and_releases_the_ports
     let mut cs = serving();
     listening(&mut cs, 1);
     let out = accept(&mut cs, at(60_010), Input::Timer(lease_key(uid(1))));
+    // The waiting REQ (no Hello came) learns why.
     assert_eq!(
         sent(&out),
-        vec![(UC, error(1, 1, ErrorCode::DeadlineExceeded)), (DS, Msg::DsRel { uid: uid(1), epoch: EPOCH })]
+        vec![(DS, Msg::DsRel { uid: uid(1), epoch: EPOCH }), (UC, error(1, 1, ErrorCode::DeadlineExceeded))]
     );
     assert_eq!(state(&cs, 1), S::Aborting);
 
@@ -500,11 +547,12 @@ fn req_while_releasing_is_refused_and_changes_nothing() {
     let mut cs = serving();
     listening(&mut cs, 1);
     accept(&mut cs, at(30), rel_as(alice(), 1, 2));
-    let (err, _) = reject(&mut cs, at(31), req(1, 7));
-    assert!(matches!(err, ProtocolError::NotAllowed { .. }), "{err}");
-    // The Released answer still echoes the REL.
+    let (err, out) = reject(&mut cs, at(31), req(1, 7));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::Aborted });
+    assert_eq!(sent(&out), vec![(UC, error(1, 7, ErrorCode::Aborted))]);
+    // The Released answer echoes the REL; the REQ that waited for a Hello learns it is over.
     let out = accept(&mut cs, at(40), from_ds(Msg::DsReleased { uid: uid(1), inc: INC }));
-    assert_eq!(sent(&out), vec![(UC, Msg::Released { uid: uid(1), seq: 2 })]);
+    assert_eq!(sent(&out), vec![(UC, error(1, 1, ErrorCode::Aborted)), (UC, Msg::Released { uid: uid(1), seq: 2 })]);
 }
 
 #[test]

@@ -305,7 +305,7 @@ fn bridges_that_fail_return_the_ports_and_refuse_with_aborted() {
     let mut ds = attached();
     reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(20), start_conn(1, 9));
-    let out = accept(&mut ds, at(30), Input::BridgesFailed(uid(1)));
+    let out = accept(&mut ds, at(30), Input::BridgesFailed { uid: uid(1), code: ErrorCode::Aborted });
     assert!(out.contains(&Effect::Unlisten { uid: uid(1), ports: vec![5000, 5001] }));
     assert_eq!(to_cs(&out), vec![Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::Aborted }]);
     assert_eq!(state(&ds, 1), State::Failed);
@@ -318,7 +318,7 @@ fn bridge_outcomes_for_unknown_or_idle_sessions_are_refused() {
     let (err, _) = reject(&mut ds, at(5), Input::BridgesUp(uid(1)));
     assert_eq!(err, ProtocolError::UnknownSession(uid(1)));
     accept(&mut ds, at(10), start_lstn(1, 1));
-    for input in [Input::BridgesUp(uid(1)), Input::BridgesFailed(uid(1))] {
+    for input in [Input::BridgesUp(uid(1)), Input::BridgesFailed { uid: uid(1), code: ErrorCode::Aborted }] {
         let (err, out) = reject(&mut ds, at(11), input);
         assert!(matches!(err, ProtocolError::NotAllowed { state: "Binding", .. }), "{err}");
         assert!(out.is_empty(), "{out:?}");

@@ -26,6 +26,7 @@ impl World<'_> {
         let uid = match &input {
             s2cs::Input::Msg { msg, .. } => msg.uid(),
             s2cs::Input::Timer(key) => key.uid,
+            s2cs::Input::Report { uid, .. } | s2cs::Input::SessionDied(uid) => Some(*uid),
             s2cs::Input::Boot => None,
         };
         let mut out = std::mem::take(&mut self.scratch);
@@ -39,7 +40,7 @@ impl World<'_> {
             s2ds::Input::Msg { msg, .. } => msg.uid(),
             s2ds::Input::Timer(key) => key.uid,
             s2ds::Input::BridgesUp(uid)
-            | s2ds::Input::BridgesFailed(uid)
+            | s2ds::Input::BridgesFailed { uid, .. }
             | s2ds::Input::SessionLost(uid)
             | s2ds::Input::Bound(uid) => Some(*uid),
             s2ds::Input::BindFailed { uid, .. } => Some(*uid),
@@ -136,6 +137,10 @@ impl World<'_> {
             }
             Effect::Connect { .. } => {}
             Effect::Notify(n) => self.notice(node, n),
+            // A control server's cores route these among themselves (`ControlServer`).
+            Effect::Spawn(_) | Effect::ToSession { .. } | Effect::Report { .. } | Effect::Retire { .. } => {
+                self.note(|| format!("{node} leaked an effect between its cores"));
+            }
         }
     }
 
@@ -252,7 +257,7 @@ impl World<'_> {
         let i = net::role_index(r);
         let Some(uid) = msg.uid() else { return };
         let Some(core) = self.cs[i].as_ref() else { return };
-        let before = (core.session(&uid).cloned(), core.state());
+        let before = (core.session(&uid).cloned(), core.core().session(&uid).cloned(), core.state());
         let forger = match from {
             Peer::App(_) => Peer::App(u32::MAX),
             _ => Peer::Client(u32::MAX),
@@ -261,7 +266,7 @@ impl World<'_> {
         let caller = super::principal_of(&msg);
         self.step_cs(r, Peer::ControlServer(r), s2cs::Input::Msg { from: forger, caller, msg });
         let Some(core) = self.cs[i].as_ref() else { return };
-        if (core.session(&uid).cloned(), core.state()) == before {
+        if (core.session(&uid).cloned(), core.core().session(&uid).cloned(), core.state()) == before {
             self.reached.insert(Reach::ForgeryRefused);
         } else {
             self.violate(

@@ -112,7 +112,7 @@ impl World<'_> {
             self.violate(Prop::MapsAgree, format!("established session {uid} without a connection map"));
             return;
         };
-        let problem = if p.owner != c.owner {
+        let problem = if p.owner() != c.owner() {
             Some("different owners")
         } else if p_creds != c_creds {
             Some("different credentials")

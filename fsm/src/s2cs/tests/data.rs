@@ -4,7 +4,7 @@ use super::*;
 
 #[test]
 fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
-    let mut cs = S2cs::new(s2cs_config(Role::Prod), EPOCH);
+    let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     let key = timer(None, TimerKind::Retransmit);
     let out = accept(&mut cs, at(0), Input::Boot);
     assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH })]);
@@ -24,7 +24,7 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
 
 #[test]
 fn attach_ack_of_another_epoch_is_stale() {
-    let mut cs = S2cs::new(s2cs_config(Role::Prod), EPOCH);
+    let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     accept(&mut cs, at(0), Input::Boot);
     let (err, _) = reject(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH - 1, inc: INC }));
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
@@ -54,7 +54,15 @@ fn data_server_refusal_of_the_bridges_aborts_and_releases() {
     listening(&mut cs, 1);
     accept(&mut cs, at(30), update(1, 3));
     let out = accept(&mut cs, at(40), from_ds(Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::Aborted }));
-    assert_eq!(sent(&out), vec![(UC, error(1, 3, ErrorCode::Aborted)), (DS, Msg::DsRel { uid: uid(1), epoch: EPOCH })]);
+    // Both waiting calls learn it: the UpdateTargets, and the REQ still waiting for its Hello.
+    assert_eq!(
+        sent(&out),
+        vec![
+            (DS, Msg::DsRel { uid: uid(1), epoch: EPOCH }),
+            (UC, error(1, 1, ErrorCode::Aborted)),
+            (UC, error(1, 3, ErrorCode::Aborted))
+        ]
+    );
     assert_eq!(state(&cs, 1), S::Aborting);
 }
 
@@ -71,7 +79,7 @@ fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches
     assert!(msgs.contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{msgs:?}");
     assert!(msgs.contains(&(UC, Msg::Released { uid: uid(2), seq: 4 })), "{msgs:?}");
     assert!(msgs.contains(&(UC, error(3, 1, ErrorCode::Aborted))), "{msgs:?}");
-    assert_eq!(msgs.last(), Some(&(DS, Msg::Attach { epoch: EPOCH })));
+    assert!(msgs.contains(&(DS, Msg::Attach { epoch: EPOCH })), "{msgs:?}");
     assert_eq!(cs.state(), State::Attaching);
     assert_eq!((state(&cs, 1), state(&cs, 2), state(&cs, 3)), (S::Failed, S::Released, S::Failed));
     assert_eq!(cs.session(&uid(1)).unwrap().failure, Some(ErrorCode::Aborted));
@@ -172,4 +180,27 @@ fn requests_to_the_data_server_are_retransmitted_with_backoff() {
     listening(&mut cs, 1);
     let out = accept(&mut cs, at(30), Input::Timer(key));
     assert!(out.is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_relay_that_cannot_run_as_asked_fails_update_targets_with_failed_precondition() {
+    let mut cs = serving();
+    established_before_update(&mut cs, 1);
+    accept(&mut cs, at(30), update(1, 3));
+    let refused = Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::FailedPrecondition };
+    let out = accept(&mut cs, at(40), from_ds(refused));
+    assert!(sent(&out).contains(&(UC, error(1, 3, ErrorCode::FailedPrecondition))), "{out:?}");
+    assert_eq!(cs.session(&uid(1)).unwrap().failure, Some(ErrorCode::FailedPrecondition));
+    // Any other refusal of the data server means the session was lost.
+    let mut cs = serving();
+    established_before_update(&mut cs, 2);
+    accept(&mut cs, at(30), update(2, 3));
+    let out = accept(&mut cs, at(40), from_ds(Msg::Refused { uid: uid(2), inc: INC, code: ErrorCode::Unavailable }));
+    assert!(sent(&out).contains(&(UC, error(2, 3, ErrorCode::Aborted))), "{out:?}");
+}
+
+/// Session `n` listening with its producer's Hello in: its REQ is answered.
+fn established_before_update(cs: &mut ControlServer, n: u128) {
+    listening(cs, n);
+    accept(cs, at(25), hello(n, 1, key(1)));
 }

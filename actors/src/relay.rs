@@ -1,0 +1,158 @@
+//! One stream session's resources at a data server: its bound listeners, then the relay
+//! forwarding them (WAN leg TLS pinned to the session). A child of the S2DS actor: stopping
+//! it closes every listener and connection at once. Starting the relay is a call: the data
+//! server reports BridgesUp only once the relay runs, and a relay that cannot start is a
+//! refusal with its reason, never a session that claims to forward.
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
+use scistream_fsm::{Addr, Credentials, ErrorCode, Role, Uid};
+use scistream_transport::relay::{Counters, Legs, Relay};
+use tokio::net::{TcpListener, TcpSocket};
+
+/// A port that could not be bound (another process holds it, or the address is not local).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot bind port {port}: {source}")]
+pub struct BindError {
+    /// The port.
+    pub port: u16,
+    /// Why.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// What a relay actor is started with.
+#[derive(Debug, Clone)]
+pub struct RelayArgs {
+    /// Session.
+    pub uid: Uid,
+    /// Address to bind on.
+    pub ip: IpAddr,
+    /// Ports to bind.
+    pub ports: Vec<u16>,
+    /// Where its relay counts its traffic.
+    pub counters: Arc<Counters>,
+    /// Whether a session without credentials may have a plain WAN leg.
+    pub allow_plain_wan: bool,
+}
+
+/// Messages to a relay actor.
+#[derive(Debug)]
+pub enum RelayMsg {
+    /// UpdateTargets arrived: start forwarding to the targets, the WAN leg secured with the
+    /// credentials; answers once the relay runs, or why it cannot.
+    Bridges {
+        /// Targets.
+        targets: Vec<Addr>,
+        /// WAN credentials.
+        creds: Credentials,
+        /// The end this facility serves.
+        role: Role,
+        /// The session's rate (1.2 unit: kB/s, 0 unlimited).
+        rate: u32,
+        /// The outcome: `Ok` once forwarding, or the code to refuse the session with.
+        reply: RpcReplyPort<Result<(), ErrorCode>>,
+    },
+}
+
+/// The relay actor's state: what it holds.
+#[derive(Debug)]
+pub struct RelayState {
+    uid: Uid,
+    listeners: Vec<TcpListener>,
+    relay: Option<Relay>,
+    counters: Arc<Counters>,
+    allow_plain_wan: bool,
+}
+
+/// The per-session relay actor.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelayActor;
+
+impl RelayActor {
+    /// Starts forwarding, once: a repeated start of a running relay is a success.
+    fn start(
+        state: &mut RelayState,
+        targets: Vec<Addr>,
+        creds: Credentials,
+        role: Role,
+        rate: u32,
+    ) -> Result<(), ErrorCode> {
+        if state.relay.is_some() {
+            return Ok(());
+        }
+        if targets.is_empty() {
+            tracing::warn!(uid = %state.uid, "refusing to start a relay without targets");
+            return Err(ErrorCode::InvalidArgument);
+        }
+        let legs = Legs::for_session(role, &creds, state.allow_plain_wan).map_err(|e| {
+            tracing::warn!(uid = %state.uid, "cannot start the relay: {e}");
+            match e {
+                scistream_transport::wan::WanError::PlainNotAllowed => ErrorCode::FailedPrecondition,
+                _ => ErrorCode::Aborted,
+            }
+        })?;
+        tracing::info!(uid = %state.uid, ?targets, ?legs, "forwarding");
+        let listeners = std::mem::take(&mut state.listeners);
+        // SciStream 1.2's unit: --rate=20000 is 20 MB/s.
+        let limit = (rate > 0).then(|| u64::from(rate) * 1000);
+        state.relay = Some(Relay::start(listeners, targets, legs, state.counters.clone(), limit));
+        Ok(())
+    }
+}
+
+fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, BindError> {
+    let wrap = |source| BindError { port, source };
+    let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(wrap)?;
+    socket.set_reuseaddr(true).map_err(wrap)?;
+    socket.bind(SocketAddr::new(ip, port)).map_err(wrap)?;
+    socket.listen(1024).map_err(wrap)
+}
+
+impl Actor for RelayActor {
+    type Msg = RelayMsg;
+    type State = RelayState;
+    type Arguments = RelayArgs;
+
+    async fn pre_start(&self, _: ActorRef<RelayMsg>, args: RelayArgs) -> Result<RelayState, ActorProcessingErr> {
+        let mut listeners = Vec::with_capacity(args.ports.len());
+        for port in &args.ports {
+            // On failure the listeners bound so far are dropped, i.e. closed.
+            listeners.push(bind(args.ip, *port)?);
+        }
+        tracing::debug!(uid = %args.uid, ports = ?args.ports, "session listening");
+        Ok(RelayState {
+            uid: args.uid,
+            listeners,
+            relay: None,
+            counters: args.counters,
+            allow_plain_wan: args.allow_plain_wan,
+        })
+    }
+
+    async fn handle(
+        &self,
+        _: ActorRef<RelayMsg>,
+        msg: RelayMsg,
+        state: &mut RelayState,
+    ) -> Result<(), ActorProcessingErr> {
+        match msg {
+            RelayMsg::Bridges { targets, creds, role, rate, reply } => {
+                let _ = reply.send(Self::start(state, targets, creds, role, rate));
+            }
+        }
+        Ok(())
+    }
+
+    async fn post_stop(&self, _: ActorRef<RelayMsg>, state: &mut RelayState) -> Result<(), ActorProcessingErr> {
+        tracing::debug!(uid = %state.uid, traffic = ?state.relay.as_ref().map(Relay::traffic), "session closed");
+        state.listeners.clear();
+        // Wait for the listeners to close: the pool may hand their ports out again at once.
+        if let Some(relay) = state.relay.take() {
+            relay.shutdown().await;
+        }
+        Ok(())
+    }
+}

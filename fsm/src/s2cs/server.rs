@@ -1,0 +1,114 @@
+//! A control server as one synchronous unit: its core and its sessions' cores, each effect of
+//! one routed to the other until only effects for the outside world remain. The simulator,
+//! the unit tests and the property tests drive this; production hosts the same cores in
+//! separate actors (the control server's and one per session) and routes the same effects
+//! as messages.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use crate::effect::{Effect, Outbox};
+use crate::error::ProtocolError;
+use crate::session::{self, Session};
+use crate::time::Instant;
+use crate::types::Uid;
+
+use super::{Config, Input, S2cs, State};
+
+/// A control server's core with its sessions' cores.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ControlServer {
+    core: S2cs,
+    sessions: BTreeMap<Uid, Session>,
+}
+
+impl ControlServer {
+    /// A fresh control server whose boot epoch is `epoch`.
+    pub fn new(cfg: Config, epoch: u64) -> Self {
+        Self { core: S2cs::new(cfg, epoch), sessions: BTreeMap::new() }
+    }
+
+    /// The control server's own core (its registry).
+    pub fn core(&self) -> &S2cs {
+        &self.core
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        self.core.config()
+    }
+
+    /// Its own state.
+    pub fn state(&self) -> State {
+        self.core.state()
+    }
+
+    /// The session cores it hosts (live and remembered).
+    pub fn sessions(&self) -> &BTreeMap<Uid, Session> {
+        &self.sessions
+    }
+
+    /// One session's core.
+    pub fn session(&self, uid: &Uid) -> Option<&Session> {
+        self.sessions.get(uid)
+    }
+
+    /// Steps the control server: `input` goes to its core, or to a session's core for a
+    /// session's timer; then every effect that one core asks of another is carried out, in
+    /// order, and the rest is pushed to `out`. Returns the first refusal of any core.
+    pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
+        let mut queue = VecDeque::new();
+        let mut result = match input {
+            Input::Timer(key) if key.uid.is_some() => {
+                let uid = key.uid.unwrap_or_else(|| unreachable!("matched"));
+                self.step_session(now, uid, session::Input::Timer(key.kind), &mut queue)
+            }
+            other => {
+                let mut o = Outbox::new();
+                let r = self.core.handle(now, other, &mut o);
+                queue.extend(o);
+                r
+            }
+        };
+        while let Some(effect) = queue.pop_front() {
+            let r = match effect {
+                Effect::Spawn(s) => {
+                    self.sessions.insert(s.uid(), *s);
+                    Ok(())
+                }
+                Effect::ToSession { uid, input } => self.step_session(now, uid, input, &mut queue),
+                Effect::Report { uid, report } => {
+                    let mut o = Outbox::new();
+                    let r = self.core.handle(now, Input::Report { uid, report }, &mut o);
+                    queue.extend(o);
+                    r
+                }
+                Effect::Retire { uid } => {
+                    self.sessions.remove(&uid);
+                    Ok(())
+                }
+                other => {
+                    out.push(other);
+                    Ok(())
+                }
+            };
+            if result.is_ok() {
+                result = r;
+            }
+        }
+        result
+    }
+
+    fn step_session(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        input: session::Input,
+        queue: &mut VecDeque<Effect>,
+    ) -> Result<(), ProtocolError> {
+        let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+        let mut o = Outbox::new();
+        let r = s.handle(now, input, &mut o);
+        queue.extend(o);
+        r
+    }
+}
