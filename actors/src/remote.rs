@@ -8,9 +8,8 @@ use scistream_fsm::{ErrorCode, Msg, Role};
 use scistream_transport::client::{CallError, ControlClient};
 
 /// The protocol answer to `msg`, sent by a client of facility `role`, obtained through
-/// `client`, with the server's explanation when it is an ERROR. `None` when the call has no
-/// answer the core needs (a ReqListeners before the producer's Hello, or on a SciStream 1.2
-/// server that lacks the rpc).
+/// `client`, with the server's explanation when it is an ERROR. `None` for a message that is
+/// not a client's request.
 pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, Option<String>)> {
     let uid = msg.uid()?;
     let (seq, answer) = match msg {
@@ -23,16 +22,9 @@ pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, 
                 prod_listeners: l.prod_listeners,
             }),
         ),
-        Msg::ReqListeners { seq, .. } => (
-            seq,
-            match client.listeners(uid).await {
-                Ok(l) if !l.prod_listeners.is_empty() => {
-                    Ok(Msg::ProdLstn { uid, seq, prod_listeners: l.prod_listeners })
-                }
-                Ok(_) | Err(CallError::Unimplemented(_)) => return None,
-                Err(e) => Err(e),
-            },
-        ),
+        Msg::ReqListeners { seq, .. } => {
+            (seq, client.listeners(uid).await.map(|l| Msg::ProdLstn { uid, seq, prod_listeners: l.prod_listeners }))
+        }
         Msg::Update { seq, remote, creds, .. } => {
             (seq, client.update(uid, role, &remote, Some(creds)).await.map(|_| Msg::Updated { uid, seq }))
         }
@@ -50,9 +42,11 @@ pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, 
     })
 }
 
-/// The protocol code of a failed call. What is not the server's protocol answer (deadline,
-/// connection lost, a server failure) is UNAVAILABLE: the core tries again. SciStream 1.2
-/// servers answer UNKNOWN for a uid they do not hold yet: NOT_FOUND.
+/// The protocol code of a failed call: a translation of the wire, as proto's conversions are.
+/// What is not the server's protocol answer (deadline, connection lost, a server failure, an
+/// rpc a SciStream 1.2 server lacks) is UNAVAILABLE, which the cores treat as transient.
+/// SciStream 1.2 servers answer UNKNOWN for a uid they do not hold (their ValidationException):
+/// NOT_FOUND, which is what it says.
 pub fn code_of(e: &CallError) -> ErrorCode {
     match e {
         CallError::Status { code, .. } => *code,

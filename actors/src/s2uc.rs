@@ -1,13 +1,12 @@
-//! The S2UC actor: hosts the user client's core and carries its messages to the two
-//! facilities' control servers over gRPC (one call per message, see [`crate::remote`]). The
-//! core decides everything — phases, retransmission, deadlines, releasing the other side when
-//! one fails; the actor reports the core's notices to its owner (the `s2uc` command).
-
-use std::time::Duration;
+//! The S2UC actor: hosts the user client's core and carries its messages to the facilities'
+//! control servers over gRPC (one call per message, see [`crate::remote`]). The core decides
+//! everything — phases, which facilities a plan drives, the Hellos it says itself,
+//! retransmission, deadlines, releasing the other side when one fails; the actor reports the
+//! core's notices to its owner (the `s2uc` command).
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scistream_fsm::{AppKey, Effect, ErrorCode, Msg, Notice, Peer, Role, TimerKey, Uid, s2uc};
-use scistream_transport::client::{CallError, ControlClient};
+use scistream_fsm::{Effect, ErrorCode, Msg, Notice, Peer, Role, TimerKey, Uid, s2uc};
+use scistream_transport::client::ControlClient;
 use tokio::sync::mpsc;
 
 use crate::driver::Driver;
@@ -29,9 +28,9 @@ pub enum S2ucMsg {
 pub struct S2ucArgs {
     /// The core's configuration.
     pub cfg: s2uc::Config,
-    /// The producer facility's control server.
+    /// The producer facility's control server (any client when the plans never drive it).
     pub prod: ControlClient,
-    /// The consumer facility's control server.
+    /// The consumer facility's control server (any client when the plans never drive it).
     pub cons: ControlClient,
     /// Where the core's notices go, each with the server's explanation of the last ERROR of
     /// its session.
@@ -60,22 +59,7 @@ impl S2ucActor {
                     let client = st.clients[usize::from(role == Role::Cons)].clone();
                     let me = myself.clone();
                     tokio::spawn(async move {
-                        let answer = match (&msg, role) {
-                            // A SciStream 1.2 server answers a consumer's REQ only after the
-                            // consumer's controller said Hello, so say it alongside.
-                            (Msg::Req { uid, key, .. }, Role::Cons) => {
-                                let (uid, key) = (*uid, *key);
-                                let req = remote::call(&client, role, msg);
-                                let hello = consumer_hello(&client, uid, key);
-                                tokio::pin!(req, hello);
-                                tokio::select! {
-                                    a = &mut req => a,
-                                    () = &mut hello => req.await,
-                                }
-                            }
-                            _ => remote::call(&client, role, msg).await,
-                        };
-                        if let Some((a, why)) = answer {
+                        if let Some((a, why)) = remote::call(&client, role, msg).await {
                             let _ = me.send_message(S2ucMsg::Answer(role, a, why));
                         }
                     });
@@ -89,22 +73,6 @@ impl S2ucActor {
                 }
                 other => tracing::debug!("user client effect not for it: {other:?}"),
             }
-        }
-    }
-}
-
-/// The consumer's Hello, repeated while the session is not there yet; ends when accepted or
-/// refused for good.
-async fn consumer_hello(client: &ControlClient, uid: Uid, key: AppKey) {
-    let mut pause = Duration::from_millis(2);
-    loop {
-        match client.hello(uid, Role::Cons, &[], Some(key)).await {
-            Ok(_) => return,
-            Err(e) if matches!(remote::code_of(&e), ErrorCode::NotFound | ErrorCode::Unavailable) => {
-                tokio::time::sleep(pause).await;
-                pause = (pause * 2).min(Duration::from_secs(1));
-            }
-            Err(CallError::Status { .. } | _) => return,
         }
     }
 }

@@ -24,6 +24,8 @@ pub enum TimerKind {
     Deadline,
     /// Forget a finished session (its tombstone answered retransmissions until now).
     Tombstone,
+    /// Say a Hello again (a user client that says a controller's Hello itself).
+    Hello,
 }
 
 /// One thing for the driver to do.

@@ -266,11 +266,14 @@ impl S2cs {
                 }
                 Ok(())
             }
-            Input::Msg { from, caller, msg } => match from {
-                Peer::DataServer(role) if role == self.cfg.facility => self.on_data(now, msg, out),
-                Peer::DataServer(_) => Err(ProtocolError::Misdirected(msg.name())),
-                Peer::App(_) => self.on_app(from, msg, out),
-                Peer::Client(_) | Peer::ControlServer(_) => self.on_client(from, caller, msg, out),
+            Input::Msg { from, caller, msg } => match (from, &msg) {
+                (Peer::DataServer(role), _) if role == self.cfg.facility => self.on_data(now, msg, out),
+                (Peer::DataServer(_), _) => Err(ProtocolError::Misdirected(msg.name())),
+                // The app key, not a token, proves a Hello: a controller's, or a user client's
+                // saying it for one (1.2's `outbound-request`, a consumer's Hello).
+                (_, Msg::Hello { .. }) => self.on_app(from, msg, out),
+                (Peer::App(_), _) => Err(ProtocolError::Misdirected(msg.name())),
+                (Peer::Client(_) | Peer::ControlServer(_), _) => self.on_client(from, caller, msg, out),
             },
         }
     }

@@ -2,8 +2,16 @@
 //! the consumer's control servers.
 //!
 //! Drive it: feed the user's commands ([`Input::Start`] with a fresh uid, app key and data
-//! credentials drawn by the driver; [`Input::Release`]), every answer from a control server as
-//! [`Input::Msg`], and every fired timer as [`Input::Timer`]. Report the [`Notice`]s to the
+//! credentials drawn by the driver, and the session's [`Plan`]; [`Input::Release`]), every
+//! answer from a control server as [`Input::Msg`], and every fired timer as [`Input::Timer`].
+//!
+//! A plan says which facilities the client drives and what it does there: `request` drives
+//! both; SciStream 1.2's single-facility commands drive one (`prod-req` and `inbound-request`
+//! the producer's, `cons-req` and `outbound-request` the consumer's), and may say a
+//! controller's Hello themselves (a 1.2 server holds a consumer's REQ until a Hello for its uid
+//! arrives, and `inbound-request` names the producer's listeners itself). Those Hellos are
+//! retried on their own timer while the session is reserving, and their sequence numbers carry
+//! [`HELLO_SEQ`] so an answer to one is never taken for an answer to the REQ. Report the [`Notice`]s to the
 //! user ([`Notice`](crate::Notice)). After a crash, rebuild with [`S2uc::recover`] from the uids [`S2uc::journal`] listed
 //! (the driver keeps that list durable) and feed [`Input::Recover`]: every unfinished session
 //! is released on both sides.
@@ -120,9 +128,60 @@ pub struct Config {
     pub timing: Profile,
 }
 
+/// Sequence numbers of the Hellos a client says carry this bit: their ERRORs never answer a
+/// phase of the session.
+pub const HELLO_SEQ: u32 = 1 << 31;
+
+/// What the client does at one facility.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SidePlan {
+    /// The client drives this facility's side.
+    pub driven: bool,
+    /// Say a controller's Hello there, naming these listeners (empty: a consumer's Hello).
+    pub hello: Option<Vec<Addr>>,
+    /// Where this side's UpdateTargets points; `None`: derived from the other side (the
+    /// producer's side forwards to the producer's listeners, the consumer's side to the
+    /// producer gateway's listeners).
+    pub remote: Option<Vec<Addr>>,
+}
+
+/// Which facilities a session's client drives, and how.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Plan {
+    /// The producer's side (index 0) and the consumer's side (index 1).
+    pub sides: [SidePlan; 2],
+}
+
+impl Plan {
+    /// Both facilities (`s2uc request`): the producer's controller says its Hello (appctrl);
+    /// the client says the consumer's, which a 1.2 consumer server waits for.
+    pub fn both() -> Self {
+        let consumer = SidePlan { driven: true, hello: Some(Vec::new()), remote: None };
+        Self { sides: [SidePlan { driven: true, ..SidePlan::default() }, consumer] }
+    }
+
+    /// The producer's facility only (`prod-req`; `inbound-request` says the producer's Hello
+    /// itself, naming where the producer listens).
+    pub fn producer(hello: Option<Vec<Addr>>) -> Self {
+        let remote = hello.clone().filter(|h| !h.is_empty());
+        Self { sides: [SidePlan { driven: true, hello, remote }, SidePlan::default()] }
+    }
+
+    /// The consumer's facility only, forwarding to `remote` (`cons-req`, `outbound-request`);
+    /// `hello`: say a consumer's Hello alongside the REQ.
+    pub fn consumer(remote: Vec<Addr>, hello: bool) -> Self {
+        let cons = SidePlan { driven: true, hello: hello.then(Vec::new), remote: Some(remote) };
+        Self { sides: [SidePlan::default(), cons] }
+    }
+}
+
 /// What the client knows of one facility's side of a session.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Side {
+    /// What the client does there.
+    pub plan: SidePlan,
+    /// The Hello the client says there is answered (or refused for good).
+    pub hello_done: bool,
     /// The facility's listeners from its RESP.
     pub listeners: Vec<Addr>,
     /// Its bridges are up.
@@ -157,9 +216,16 @@ pub struct Session {
     pub prod_listeners: Vec<Addr>,
     /// Why the session failed, once it did.
     pub failure: Option<ErrorCode>,
+    /// Hellos said so far.
+    pub hellos: u32,
 }
 
 impl Session {
+    /// The sides the client drives, with their roles.
+    pub fn driven(&self) -> impl Iterator<Item = (Role, &Side)> {
+        Role::ALL.into_iter().map(|r| (r, self.side(r))).filter(|(_, s)| s.plan.driven)
+    }
+
     /// The session's current state.
     pub fn state(&self) -> State {
         *self.machine.state()
@@ -196,7 +262,8 @@ impl S2uc {
     pub fn recover(cfg: Config, journal: &BTreeSet<Uid>) -> Self {
         let mut me = Self::new(cfg);
         for uid in journal {
-            me.sessions.insert(*uid, Session::new(0, 0, AppKey::default(), Credentials::default()));
+            let s = Session::new(0, 0, AppKey::default(), Credentials::default(), Plan::both());
+            me.sessions.insert(*uid, s);
         }
         me
     }
@@ -218,7 +285,9 @@ impl S2uc {
 }
 
 impl Session {
-    fn new(num_conn: u16, rate: u32, key: AppKey, creds: Credentials) -> Self {
+    fn new(num_conn: u16, rate: u32, key: AppKey, creds: Credentials, plan: Plan) -> Self {
+        let [prod, cons] = plan.sides;
+        let side = |plan: SidePlan| Side { plan, ..Side::default() };
         Self {
             machine: Machine::new(),
             num_conn,
@@ -227,9 +296,10 @@ impl Session {
             creds,
             seq: 0,
             attempts: 0,
-            sides: Default::default(),
-            prod_listeners: Vec::new(),
+            prod_listeners: prod.remote.clone().unwrap_or_default(),
+            sides: [side(prod), side(cons)],
             failure: None,
+            hellos: 0,
         }
     }
 }

@@ -413,6 +413,16 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
     })
 }
 
+/// Every kind of plan: both facilities, the producer's alone (saying its Hello or not), the
+/// consumer's alone (saying a Hello or not).
+fn plan() -> impl Strategy<Value = s2uc::Plan> {
+    prop_oneof![
+        3 => Just(s2uc::Plan::both()),
+        1 => prop::option::of(addrs()).prop_map(s2uc::Plan::producer),
+        1 => (addrs(), any::<bool>()).prop_map(|(remote, hello)| s2uc::Plan::consumer(remote, hello)),
+    ]
+}
+
 /// Session 1's happy path at a client, up to established: random answers rarely match a
 /// session's num_conn on both sides, so cases start with a prefix of this path.
 fn s2uc_happy_path() -> Vec<s2uc::Input> {
@@ -420,7 +430,14 @@ fn s2uc_happy_path() -> Vec<s2uc::Input> {
     let gw = |host: &str| vec![Addr::new(host, 5000), Addr::new(host, 5001)];
     let answer = |role, msg| s2uc::Input::Msg { from: Peer::ControlServer(role), msg };
     vec![
-        s2uc::Input::Start { uid: u, num_conn: 2, rate: 0, key: AppKey([1; 16]), creds: Credentials([1; 32]) },
+        s2uc::Input::Start {
+            uid: u,
+            num_conn: 2,
+            rate: 0,
+            key: AppKey([1; 16]),
+            creds: Credentials([1; 32]),
+            plan: s2uc::Plan::both(),
+        },
         answer(Role::Prod, Msg::Resp { uid: u, seq: 1, listeners: gw("p"), prod_listeners: vec![] }),
         answer(Role::Cons, Msg::Resp { uid: u, seq: 1, listeners: gw("c"), prod_listeners: vec![] }),
         answer(Role::Prod, Msg::ProdLstn { uid: u, seq: 2, prod_listeners: gw("app") }),
@@ -431,8 +448,8 @@ fn s2uc_happy_path() -> Vec<s2uc::Input> {
 
 fn s2uc_case() -> impl Strategy<Value = Case<S2uc>> {
     let input = prop_oneof![
-        2 => (uid(), 1u16..=2, app_key(), creds())
-            .prop_map(|(uid, num_conn, key, creds)| s2uc::Input::Start { uid, num_conn, rate: 0, key, creds }),
+        2 => (uid(), 1u16..=2, app_key(), creds(), plan())
+            .prop_map(|(uid, num_conn, key, creds, plan)| s2uc::Input::Start { uid, num_conn, rate: 0, key, creds, plan }),
         1 => uid().prop_map(s2uc::Input::Release),
         1 => Just(s2uc::Input::Recover),
         3 => timer_key().prop_map(s2uc::Input::Timer),

@@ -256,8 +256,14 @@ impl World {
     }
 
     fn start(&mut self) {
-        let start =
-            s2uc::Input::Start { uid: UID, num_conn: 2, rate: 0, key: AppKey([7; 16]), creds: Credentials([9; 32]) };
+        let start = s2uc::Input::Start {
+            uid: UID,
+            num_conn: 2,
+            rate: 0,
+            key: AppKey([7; 16]),
+            creds: Credentials([9; 32]),
+            plan: s2uc::Plan::both(),
+        };
         self.client_input(start);
     }
 

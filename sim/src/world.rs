@@ -343,8 +343,14 @@ impl<'a> World<'a> {
                     return;
                 }
                 self.note(|| format!("s2uc#{} start {} num_conn {}", p.client, short(p.uid), p.num_conn));
-                let input =
-                    s2uc::Input::Start { uid: p.uid, num_conn: p.num_conn, rate: p.rate, key: p.key, creds: p.creds };
+                let input = s2uc::Input::Start {
+                    uid: p.uid,
+                    num_conn: p.num_conn,
+                    rate: p.rate,
+                    key: p.key,
+                    creds: p.creds,
+                    plan: s2uc::Plan::both(),
+                };
                 self.step_client(p.client, input);
             }
             Event::Hello(i) => {

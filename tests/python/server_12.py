@@ -2,15 +2,15 @@
 """A stand-in for a SciStream 1.2 control server (S2CS), for testing our `s2uc` and `appctrl`
 against a server that only speaks 1.2.
 
-    server_12.py serve12 --port P [--hello-timeout S] [--cons-waits-for-hello]
+    server_12.py serve12 --port P [--hello-timeout S]
 
 It implements only the four 1.2 rpcs, with 1.2's behaviour; every other rpc of the service
 (listeners, status, list) answers UNIMPLEMENTED, as the generated servicer does by default:
 
-- req stores the session and invents num_conn listeners 127.0.0.1:PORT (nothing is bound); for
-  a producer it blocks until the Hello for that uid has arrived (up to --hello-timeout, then the
-  session is dropped and the call fails); it answers the listeners and the producer's listeners.
-  With --cons-waits-for-hello a consumer's req waits too, as some 1.2 releases do.
+- req stores the session and invents num_conn listeners 127.0.0.1:PORT (nothing is bound); it
+  blocks until a Hello for that uid has arrived, for a producer's and a consumer's req alike, as
+  the 1.2 server does (up to --hello-timeout, then the session is dropped and the call fails);
+  it answers the listeners and the producer's listeners.
 - hello records the producer's listeners and wakes the waiting req; a consumer's Hello is
   answered with the session's listeners.
 - update and release answer an empty Response.
@@ -49,9 +49,8 @@ def say(line):
 class Control12(pb2_grpc.ControlServicer):
     """The four SciStream 1.2 rpcs; the base class answers the others UNIMPLEMENTED."""
 
-    def __init__(self, hello_timeout, cons_waits, first_port):
+    def __init__(self, hello_timeout, first_port):
         self.hello_timeout = hello_timeout
-        self.cons_waits = cons_waits
         self.ports = itertools.count(first_port)
         self.lock = threading.Lock()
         self.sessions = {}
@@ -84,11 +83,10 @@ class Control12(pb2_grpc.ControlServicer):
             }
             self.sessions[request.uid] = entry
         say(f"req {request.uid} {request.role} num_conn={request.num_conn}")
-        if request.role == "PROD" or self.cons_waits:
-            if not entry["hello"].wait(self.hello_timeout):
-                with self.lock:
-                    self.sessions.pop(request.uid, None)
-                raise RuntimeError("Hello not received within the timeout period")
+        if not entry["hello"].wait(self.hello_timeout):
+            with self.lock:
+                self.sessions.pop(request.uid, None)
+            raise RuntimeError("Hello not received within the timeout period")
         return pb2.Response(listeners=entry["listeners"], prod_listeners=entry["prod_listeners"])
 
     def hello(self, request, context):
@@ -119,7 +117,7 @@ class Control12(pb2_grpc.ControlServicer):
 def serve12(args):
     # 1.2 serves with ten worker threads.
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=10))
-    servicer = Control12(args.hello_timeout, args.cons_waits_for_hello, args.first_port)
+    servicer = Control12(args.hello_timeout, args.first_port)
     pb2_grpc.add_ControlServicer_to_server(servicer, server)
     port = server.add_insecure_port(f"127.0.0.1:{args.port}")
     if port == 0:
@@ -144,8 +142,6 @@ def main():
     s.add_argument("--port", type=int, required=True, help="control port; 0 picks a free one")
     s.add_argument("--hello-timeout", type=float, default=180.0,
                    help="how long a producer's req waits for its Hello, seconds [180, as 1.2]")
-    s.add_argument("--cons-waits-for-hello", action="store_true",
-                   help="a consumer's req waits for a Hello too")
     s.add_argument("--first-port", type=int, default=7100, help="first invented listener port")
     args = parser.parse_args()
     return serve12(args)

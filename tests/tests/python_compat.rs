@@ -238,21 +238,14 @@ fn python_12_clients_work_unchanged_against_s2cs_insecure() -> Result<()> {
     replay_12_against_s2cs(true)
 }
 
+/// Our `s2uc request` against two servers that behave as 1.2's does: each holds a REQ until a
+/// Hello for its uid arrives, the consumer's too (our client says the consumer's Hello itself).
 #[test]
-fn our_s2uc_drives_a_server_that_only_speaks_1_2() -> Result<()> {
-    s2uc_drives_1_2(&[])
-}
-
-#[test]
-fn our_s2uc_drives_a_1_2_server_whose_consumer_req_waits_for_the_consumers_hello() -> Result<()> {
-    s2uc_drives_1_2(&["--cons-waits-for-hello"])
-}
-
-fn s2uc_drives_1_2(cons_flags: &[&str]) -> Result<()> {
+fn our_s2uc_drives_servers_that_only_speak_1_2() -> Result<()> {
     require_python();
     let dir = Scratch::new("py12-s2uc");
     let mut prod = Server12::start(&dir.0, "prod12", 7100)?;
-    let mut cons = Server12::start_with(&dir.0, "cons12", 7200, cons_flags)?;
+    let mut cons = Server12::start(&dir.0, "cons12", 7200)?;
     let request = Request::start(&args(&["--insecure"]), &prod.addr, &cons.addr, &["--num-conn", "2"])?;
     assert_eq!(request.created["event"], "created", "{}", request.created);
     let (uid, key) = (request.uid.clone(), request.app_key.as_str());
@@ -297,7 +290,107 @@ fn s2uc_drives_1_2(cons_flags: &[&str]) -> Result<()> {
     prod.saw(&format!("hello {uid} PROD key=absent prod_listeners=127.0.0.1:7000,127.0.0.1:7001"))?;
     prod.saw(&format!("update {uid} remote=127.0.0.1:7000,127.0.0.1:7001"))?;
     cons.saw(&format!("req {uid} CONS num_conn=2"))?;
+    cons.saw(&format!("hello {uid} CONS key=present prod_listeners="))?;
     cons.saw(&format!("update {uid} remote=127.0.0.1:7100,127.0.0.1:7101"))?;
+    Ok(())
+}
+
+/// The four single-facility commands of 1.2, each against a server that behaves as 1.2's does
+/// (a REQ held until a Hello for its uid): `prod-req` with the producer's appctrl, then
+/// `cons-req` with what it printed; `inbound-request`, which says the producer's Hello itself,
+/// then `outbound-request` towards its listeners, which says a consumer's Hello itself.
+#[test]
+fn our_single_facility_commands_drive_servers_that_only_speak_1_2() -> Result<()> {
+    require_python();
+    let dir = Scratch::new("py12-single");
+    let mut prod = Server12::start(&dir.0, "prod12", 7400)?;
+    let mut cons = Server12::start(&dir.0, "cons12", 7500)?;
+    let json = |out: &Output| -> Vec<Value> {
+        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
+    };
+    let field = |lines: &[Value], key: &str| -> Result<String> {
+        lines.iter().find_map(|v| v[key].as_str().map(str::to_owned)).with_context(|| format!("no {key} in {lines:?}"))
+    };
+
+    // prod-req waits for the producer's Hello, which appctrl says with the uid it printed.
+    let prod_req = Background::start(
+        "s2uc",
+        &args(&["--insecure", "--json", "prod-req", "--s2cs", &prod.addr, "--num-conn", "2"]),
+    )?;
+    let line = prod.wait_for(|l| l.starts_with("req ") && l.ends_with("PROD num_conn=2"), CMD_BOUND)?;
+    let uid = line.split_whitespace().nth(1).context("uid")?.to_owned();
+    // A producer that takes its time: prod-req retransmits its REQ meanwhile, which a 1.2 server
+    // answers UNKNOWN (it holds the first until the Hello). The session must go on.
+    std::thread::sleep(Duration::from_secs(3));
+    let hello =
+        run("appctrl", &args(&[&uid, "--s2cs", &prod.addr, "--insecure", "--listeners", "127.0.0.1:7000"]), CMD_BOUND)?;
+    assert!(hello.status.success(), "appctrl: {}", String::from_utf8_lossy(&hello.stderr));
+    let out = prod_req.wait(CMD_BOUND)?;
+    assert!(out.status.success(), "prod-req: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = json(&out);
+    assert_eq!(field(&lines, "listeners")?, "127.0.0.1:7400,127.0.0.1:7401");
+    let creds = field(&lines, "credentials")?;
+    prod.saw(&format!("update {uid} remote=127.0.0.1:7000"))?;
+
+    // cons-req with the uid, the producer gateway's listeners and the credentials it printed.
+    let out = run(
+        "s2uc",
+        &args(&[
+            "--insecure",
+            "--json",
+            "cons-req",
+            "--s2cs",
+            &cons.addr,
+            "--num-conn",
+            "2",
+            "--credentials",
+            &creds,
+            &uid,
+            "127.0.0.1:7400,127.0.0.1:7401",
+        ]),
+        CMD_BOUND,
+    )?;
+    assert!(out.status.success(), "cons-req: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(field(&json(&out), "listeners")?, "127.0.0.1:7500,127.0.0.1:7501");
+    cons.saw(&format!("hello {uid} CONS key=present prod_listeners="))?;
+    cons.saw(&format!("update {uid} remote=127.0.0.1:7400,127.0.0.1:7401"))?;
+
+    // inbound-request: no appctrl; it names the service's listeners in its own Hello.
+    let out = run(
+        "s2uc",
+        &args(&[
+            "--insecure",
+            "--json",
+            "inbound-request",
+            "--s2cs",
+            &prod.addr,
+            "--num-conn",
+            "2",
+            "--remote_ip",
+            "127.0.0.1",
+            "--receiver_ports",
+            "7010,7011",
+        ]),
+        CMD_BOUND,
+    )?;
+    assert!(out.status.success(), "inbound-request: {}", String::from_utf8_lossy(&out.stderr));
+    let lines = json(&out);
+    let uid = field(&lines, "uid")?;
+    assert_eq!(field(&lines, "prod_listeners")?, "127.0.0.1:7010,127.0.0.1:7011");
+    let listeners = field(&lines, "listeners")?;
+    prod.saw(&format!("hello {uid} PROD key=present prod_listeners=127.0.0.1:7010,127.0.0.1:7011"))?;
+    prod.saw(&format!("update {uid} remote=127.0.0.1:7010,127.0.0.1:7011"))?;
+
+    // outbound-request towards those listeners: the 1.2 server answers its REQ only once a
+    // Hello for the uid arrived, which outbound-request says itself.
+    let out = run(
+        "s2uc",
+        &args(&["--insecure", "--json", "outbound-request", "--s2cs", &cons.addr, "--num-conn", "2", &uid, &listeners]),
+        CMD_BOUND,
+    )?;
+    assert!(out.status.success(), "outbound-request: {}", String::from_utf8_lossy(&out.stderr));
+    cons.saw(&format!("req {uid} CONS num_conn=2"))?;
+    cons.saw(&format!("update {uid} remote={listeners}"))?;
     Ok(())
 }
 

@@ -9,10 +9,10 @@ use clap::{Args, Parser, Subcommand};
 use ractor::Actor;
 use scistream_actors::{S2ucActor, S2ucArgs, S2ucMsg};
 use scistream_bins::auth::{AuthOpts, LoginHow, UserAuth};
-use scistream_bins::client::{ConnectOpts, say_hello};
+use scistream_bins::client::ConnectOpts;
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, Usage, format_addrs, init_logging, parse_addrs};
 use scistream_fsm::timing::Profile;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Notice, Role, Token, Uid, s2uc};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Notice, Token, Uid, s2uc};
 use scistream_transport::client::{CallError, ControlClient};
 use serde_json::json;
 
@@ -336,20 +336,16 @@ async fn run(cli: Cli) -> Result<()> {
         }
         Cmd::ProdReq { s2cs, size } => {
             let (uid, key, creds) = fresh_session();
-            announce(cli.json, uid, key, &s2cs);
             let c = conn.client(&s2cs).await?;
-            let l = prod_client(&c, &size).req(uid, Role::Prod, size.num_conn, size.rate, Some(key)).await?;
-            update_or_release(&c, uid, Role::Prod, &l.prod_listeners, Some(creds)).await?;
-            report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &l.prod_listeners)]);
+            let spec = Setup { uid, key, creds, plan: s2uc::Plan::producer(None), size: &size, announce: Some(&s2cs) };
+            let done = setup(conn, cli.json, prod_client(&c, &size), c, spec).await?;
+            report(cli.json, uid, &[("listeners", &done.prod_listeners), ("prod_listeners", &done.prod_app)]);
             secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
         }
         Cmd::ConsReq { s2cs, size, uid, prod_lstn, credentials } => {
             let remote = parse_addrs(&prod_lstn).map_err(|e| anyhow!("PROD_LSTN: {e}"))?;
-            let (listeners, key) = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
-            report(cli.json, uid, &[("listeners", &listeners)]);
-            consumer_key(cli.json, key);
-            Ok(())
+            consumer_side(conn, cli.json, &s2cs, &size, uid, remote, credentials).await
         }
         Cmd::InboundRequest { s2cs, remote_ip, receiver_ports, size } => {
             let prod: Vec<Addr> = receiver_ports
@@ -359,34 +355,17 @@ async fn run(cli: Cli) -> Result<()> {
                 .map_err(|e| anyhow!("--remote_ip/--receiver_ports: {e}"))?;
             let (uid, key, creds) = fresh_session();
             let c = conn.client(&s2cs).await?;
-            // REQ and Hello together: the Hello retries until the REQ has made the session.
-            let pc = prod_client(&c, &size);
-            let req = pc.req(uid, Role::Prod, size.num_conn, size.rate, Some(key));
-            let hello = say_hello(c.clone(), uid, Role::Prod, &prod, Some(key), size.hello_timeout);
-            // Once the REQ has failed, its Hello can only fail too: stop waiting for it.
-            tokio::pin!(req, hello);
-            let (l, hello) = tokio::select! {
-                l = &mut req => match l {
-                    Ok(l) => (l, hello.await),
-                    Err(e) => return Err(e.into()),
-                },
-                h = &mut hello => (req.await?, h),
-            };
-            if let Err(e) = hello {
-                let _ = c.release(uid).await;
-                return Err(e);
-            }
-            update_or_release(&c, uid, Role::Prod, &prod, Some(creds)).await?;
-            report(cli.json, uid, &[("listeners", &l.listeners), ("prod_listeners", &prod)]);
+            // The client says the producer's Hello itself, naming where the service listens.
+            let plan = s2uc::Plan::producer(Some(prod.clone()));
+            let spec = Setup { uid, key, creds, plan, size: &size, announce: None };
+            let done = setup(conn, cli.json, prod_client(&c, &size), c, spec).await?;
+            report(cli.json, uid, &[("listeners", &done.prod_listeners), ("prod_listeners", &prod)]);
             secret(cli.json, "credentials", &hex(&creds.0));
             Ok(())
         }
         Cmd::OutboundRequest { s2cs, size, uid, remote_listeners, credentials } => {
             let remote = parse_addrs(&remote_listeners).map_err(|e| anyhow!("REMOTE_LISTENERS: {e}"))?;
-            let (listeners, key) = consumer_side(conn, &s2cs, &size, uid, &remote, credentials).await?;
-            report(cli.json, uid, &[("listeners", &listeners)]);
-            consumer_key(cli.json, key);
-            Ok(())
+            consumer_side(conn, cli.json, &s2cs, &size, uid, remote, credentials).await
         }
         Cmd::Release { uid, s2cs } => {
             let mut found = false;
@@ -432,40 +411,89 @@ async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str,
     let started = Instant::now();
     let (uid, key, creds) = fresh_session();
     let (p, c) = tokio::try_join!(conn.client(prod_s2cs), conn.client(cons_s2cs))?;
-    // The user client's core drives the session; its calls go out over gRPC. A producer's REQ
-    // answers once the Hello is in, so its calls get the Hello's deadline. The calls run on TCP:
-    // the core retransmits only what a call could not deliver, so its backoff starts late.
+    // A producer's REQ answers once the Hello is in, so its calls get the Hello's deadline.
+    let spec = Setup { uid, key, creds, plan: s2uc::Plan::both(), size, announce: Some(prod_s2cs) };
+    let done = setup(conn, json, prod_client(&p, size), c, spec).await?;
+    let ms = started.elapsed().as_secs_f64() * 1e3;
+    if json {
+        let out = json!({
+            "event": "established",
+            "uid": uid.to_string(),
+            "app_key": hex(&key.0),
+            "producer_listeners": format_addrs(&done.prod_listeners),
+            "consumer_listeners": format_addrs(&done.cons_listeners),
+            "prod_app_listeners": format_addrs(&done.prod_app),
+            "setup_ms": ms,
+        });
+        say!("{out}");
+    } else {
+        say!("established {uid} in {ms:.1} ms");
+        say!("producer-side listeners: {}", format_addrs(&done.prod_listeners));
+        say!("consumer-side listeners: {}", format_addrs(&done.cons_listeners));
+        say!("producer application:    {}", format_addrs(&done.prod_app));
+    }
+    Ok(())
+}
+
+/// One session for the user client's core to set up.
+struct Setup<'a> {
+    uid: Uid,
+    key: AppKey,
+    creds: Credentials,
+    /// Which facilities, and how.
+    plan: s2uc::Plan,
+    size: &'a Size,
+    /// Print the uid and app key as soon as the session exists, with the `appctrl` command
+    /// for the producer's controller at this control server (commands that wait for it).
+    announce: Option<&'a str>,
+}
+
+/// What an established session's setup learnt.
+struct Established {
+    prod_listeners: Vec<Addr>,
+    cons_listeners: Vec<Addr>,
+    prod_app: Vec<Addr>,
+}
+
+/// Sets a session up with the user client's core (hosted in an actor, its messages carried
+/// as gRPC calls to `prod` and `cons`): every phase, retransmission, Hello, deadline and the
+/// release of whatever a failed setup held are the core's. Ctrl-C releases what it holds.
+async fn setup(
+    conn: &Reach<'_>,
+    json: bool,
+    prod: ControlClient,
+    cons: ControlClient,
+    spec: Setup<'_>,
+) -> Result<Established> {
+    let Setup { uid, key, creds, plan, size, announce: at } = spec;
     let timing =
         Profile { hello_timeout: size.hello_timeout, call_deadline: conn.conn.timeout, ..Profile::production() }
             .seeded(rand::random());
     let cfg = s2uc::Config { token: Token(conn.conn.token.clone().unwrap_or_default()), timing };
     let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    let args = S2ucArgs { cfg, prod: prod_client(&p, size), cons: c, notices };
+    let args = S2ucArgs { cfg, prod, cons, notices };
     let (actor, handle) = Actor::spawn(None, S2ucActor, args).await.map_err(|e| anyhow!("starting the client: {e}"))?;
-    actor
-        .send_message(S2ucMsg::Command(s2uc::Input::Start {
-            uid,
-            num_conn: size.num_conn,
-            rate: size.rate,
-            key,
-            creds,
-        }))
-        .map_err(|_| anyhow!("the client stopped"))?;
+    let start = s2uc::Input::Start { uid, num_conn: size.num_conn, rate: size.rate, key, creds, plan };
+    actor.send_message(S2ucMsg::Command(start)).map_err(|_| anyhow!("the client stopped"))?;
     let mut interrupted = false;
     let outcome = loop {
         let notice = tokio::select! {
             n = rx.recv() => n,
             _ = tokio::signal::ctrl_c(), if !interrupted => {
-                // Release what the session holds on both sides before giving up.
+                // Release what the session holds before giving up.
                 interrupted = true;
                 let _ = actor.send_message(S2ucMsg::Command(s2uc::Input::Release(uid)));
                 continue;
             }
         };
         match notice.map(|(n, why)| (n, why.unwrap_or_default())) {
-            Some((Notice::Created { .. }, _)) => announce(json, uid, key, prod_s2cs),
+            Some((Notice::Created { .. }, _)) => {
+                if let Some(at) = at {
+                    announce(json, uid, key, at);
+                }
+            }
             Some((Notice::Established { prod_listeners, cons_listeners, prod_app_listeners, .. }, _)) => {
-                break Ok((prod_listeners, cons_listeners, prod_app_listeners));
+                break Ok(Established { prod_listeners, cons_listeners, prod_app: prod_app_listeners });
             }
             Some((Notice::Failed { code, .. }, why)) => {
                 let message = if why.is_empty() { format!("session {uid} failed") } else { why };
@@ -473,7 +501,7 @@ async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str,
                     .context(format!("session {uid} failed; everything it held is released")));
             }
             Some((Notice::Released { .. }, _)) => {
-                break Err(anyhow!("interrupted: session {uid} released on both sides"));
+                break Err(anyhow!("interrupted: session {uid} released"));
             }
             Some(_) => {}
             None => break Err(anyhow!("the client stopped")),
@@ -481,45 +509,31 @@ async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str,
     };
     actor.stop(None);
     let _ = handle.await;
-    let (pl, cl, app) = outcome?;
-    let ms = started.elapsed().as_secs_f64() * 1e3;
-    if json {
-        let out = json!({
-            "event": "established",
-            "uid": uid.to_string(),
-            "app_key": hex(&key.0),
-            "producer_listeners": format_addrs(&pl),
-            "consumer_listeners": format_addrs(&cl),
-            "prod_app_listeners": format_addrs(&app),
-            "setup_ms": ms,
-        });
-        say!("{out}");
-    } else {
-        say!("established {uid} in {ms:.1} ms");
-        say!("producer-side listeners: {}", format_addrs(&pl));
-        say!("consumer-side listeners: {}", format_addrs(&cl));
-        say!("producer application:    {}", format_addrs(&app));
-    }
-    Ok(())
+    outcome
 }
 
 /// The consumer facility's side of a session the producer's side set up (1.2's `cons-req` and
-/// `outbound-request`): REQ, then UpdateTargets towards `remote`; released again if that fails.
+/// `outbound-request`): REQ with a consumer's Hello alongside (a 1.2 server holds a consumer's
+/// REQ until a Hello for its uid arrives), then UpdateTargets towards `remote`.
 async fn consumer_side(
     conn: &Reach<'_>,
+    json: bool,
     s2cs: &str,
     size: &Size,
     uid: Uid,
-    remote: &[Addr],
+    remote: Vec<Addr>,
     creds: Option<Credentials>,
-) -> Result<(Vec<Addr>, AppKey)> {
+) -> Result<()> {
     // Every session gets its own app key, the consumer's side too: a keyless session would
     // accept anybody's Hello for its uid.
     let key = AppKey(rand::random());
     let c = conn.client(s2cs).await?;
-    let l = c.req(uid, Role::Cons, size.num_conn, size.rate, Some(key)).await?;
-    update_or_release(&c, uid, Role::Cons, remote, creds).await?;
-    Ok((l.listeners, key))
+    let plan = s2uc::Plan::consumer(remote, true);
+    let spec = Setup { uid, key, creds: creds.unwrap_or_default(), plan, size, announce: None };
+    let done = setup(conn, json, c.clone(), c, spec).await?;
+    report(json, uid, &[("listeners", &done.cons_listeners)]);
+    consumer_key(json, key);
+    Ok(())
 }
 
 /// Prints the consumer side's app key, for a consumer controller's `appctrl --role CONS --key`.
@@ -529,21 +543,6 @@ fn consumer_key(json: bool, key: AppKey) {
     } else {
         say!("app key {} (secret: for the consumer's appctrl --role CONS --key)", hex(&key.0));
     }
-}
-
-/// UpdateTargets; if it fails, releases what the REQ reserved before reporting the failure.
-async fn update_or_release(
-    c: &ControlClient,
-    uid: Uid,
-    role: Role,
-    remote: &[Addr],
-    creds: Option<Credentials>,
-) -> Result<()> {
-    if let Err(e) = c.update(uid, role, remote, creds).await {
-        let _ = c.release(uid).await;
-        return Err(e.into());
-    }
-    Ok(())
 }
 
 /// Prints the session's uid and app key at once, so they reach the producer's controller

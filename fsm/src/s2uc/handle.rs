@@ -7,7 +7,7 @@ use crate::msg::Msg;
 use crate::time::Instant;
 use crate::types::{AppKey, Credentials, ErrorCode, Peer, Role, SessionParams, Uid};
 
-use super::{Action, Event, S2uc, Session, State, side_index};
+use super::{Action, Event, HELLO_SEQ, Plan, S2uc, Session, State, side_index};
 
 /// An input to the user client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -22,8 +22,11 @@ pub enum Input {
         rate: u32,
         /// Fresh app key.
         key: AppKey,
-        /// Fresh data credentials.
+        /// Fresh data credentials (or, for a consumer's side set up alone, those the
+        /// producer's side printed).
         creds: Credentials,
+        /// Which facilities to drive, and how.
+        plan: Plan,
     },
     /// The user asks to release a session.
     Release(Uid),
@@ -44,11 +47,14 @@ impl S2uc {
     /// Steps the core.
     pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
         match input {
-            Input::Start { uid, num_conn, rate, key, creds } => {
+            Input::Start { uid, num_conn, rate, key, creds, plan } => {
                 if self.sessions.contains_key(&uid) {
                     return Err(ProtocolError::Refused { uid, code: ErrorCode::AlreadyExists });
                 }
-                self.sessions.insert(uid, Session::new(num_conn, rate, key, creds));
+                if !plan.sides.iter().any(|s| s.driven) {
+                    return Err(ProtocolError::Refused { uid, code: ErrorCode::InvalidArgument });
+                }
+                self.sessions.insert(uid, Session::new(num_conn, rate, key, creds, plan));
                 out.push(Effect::Notify(Notice::Created { uid, key }));
                 out.push(Effect::SetTimer { key: deadline_key(uid), at: now + self.cfg.timing.setup_deadline() });
                 self.step(now, uid, Event::Start, out)
@@ -80,6 +86,10 @@ impl S2uc {
                         }
                         self.step(now, uid, Event::Deadline, out)
                     }
+                    TimerKind::Hello => {
+                        self.send_hellos(now, uid, out);
+                        Ok(())
+                    }
                     TimerKind::Lease | TimerKind::Tombstone => Err(ProtocolError::Misdirected("timer")),
                 }
             }
@@ -93,19 +103,39 @@ impl S2uc {
         let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
         let i = side_index(role);
         let state = s.state();
+        if !s.sides[i].plan.driven {
+            return Err(ProtocolError::Misdirected(msg.name()));
+        }
         match msg {
+            // The answers to a Hello this client says: they never move the session.
+            Msg::HelloAck { .. } => {
+                s.sides[i].hello_done = true;
+                if s.sides.iter().all(|side| side.plan.hello.is_none() || side.hello_done) {
+                    out.push(Effect::CancelTimer { key: hello_key(uid) });
+                }
+                Ok(())
+            }
+            Msg::Error { seq, code, .. } if seq & HELLO_SEQ != 0 => {
+                // Not there yet (the REQ may still be on its way), or busy: the Hello timer
+                // says it again. Anything else: the REQ's own answer tells what went wrong.
+                if !matches!(code, ErrorCode::NotFound | ErrorCode::Unavailable) {
+                    s.sides[i].hello_done = true;
+                }
+                Ok(())
+            }
             Msg::Resp { listeners, prod_listeners, .. } if state == State::Reserving => {
                 if listeners.is_empty() || usize::from(s.num_conn) != listeners.len() {
                     return Err(ProtocolError::Stale("RESP"));
                 }
                 s.sides[i].listeners = listeners;
-                if role == Role::Prod && !prod_listeners.is_empty() {
+                if role == Role::Prod && !prod_listeners.is_empty() && s.prod_listeners.is_empty() {
                     s.prod_listeners = prod_listeners;
                 }
-                if s.sides.iter().all(|side| !side.listeners.is_empty()) {
+                if s.driven().all(|(_, side)| !side.listeners.is_empty()) {
+                    out.push(Effect::CancelTimer { key: hello_key(uid) });
                     self.step(now, uid, Event::Reserved, out)?;
                     let s = &self.sessions[&uid];
-                    if !s.prod_listeners.is_empty() {
+                    if !s.prod_listeners.is_empty() || !s.side(Role::Prod).plan.driven {
                         self.step(now, uid, Event::ProdKnown, out)?;
                     }
                 }
@@ -125,7 +155,7 @@ impl S2uc {
             }
             Msg::Updated { .. } if state == State::Updating => {
                 s.sides[i].updated = true;
-                if s.sides.iter().all(|side| side.updated) {
+                if s.driven().all(|(_, side)| side.updated) {
                     self.step(now, uid, Event::AllUpdated, out)?;
                 }
                 Ok(())
@@ -135,6 +165,12 @@ impl S2uc {
             }
             Msg::Error { seq, code, .. } => {
                 if seq < s.sides[i].seq || code.is_transient() || state.is_terminal() {
+                    return Err(ProtocolError::Stale("ERROR"));
+                }
+                if state == State::Reserving && code == ErrorCode::NotFound && s.sides[i].listeners.is_empty() {
+                    // A REQ is never NOT_FOUND where it can be served: a SciStream 1.2 server
+                    // says so (UNKNOWN) to a retransmitted REQ for a uid it already holds,
+                    // while it holds the first until the Hello. Keep waiting for that answer.
                     return Err(ProtocolError::Stale("ERROR"));
                 }
                 if matches!(state, State::Releasing | State::Aborting) {
@@ -157,7 +193,7 @@ impl S2uc {
     fn side_released(&mut self, now: Instant, uid: Uid, i: usize, out: &mut Outbox) -> Result<(), ProtocolError> {
         let s = self.sessions.get_mut(&uid).expect("caller checked");
         s.sides[i].released = true;
-        if s.sides.iter().all(|side| side.released) {
+        if s.driven().all(|(_, side)| side.released) {
             self.step(now, uid, Event::AllReleased, out)?;
         }
         Ok(())
@@ -172,8 +208,11 @@ impl S2uc {
             s.seq += 1;
             s.attempts = 0;
             self.send_phase(now, uid, out);
+            if action == Some(Action::SendReq) {
+                self.send_hellos(now, uid, out);
+            }
             let s = &self.sessions[&uid];
-            if action == Some(Action::SendRel) && s.sides.iter().all(|side| side.released) {
+            if action == Some(Action::SendRel) && s.driven().all(|(_, side)| side.released) {
                 return self.step(now, uid, Event::AllReleased, out);
             }
             return Ok(());
@@ -212,20 +251,28 @@ impl S2uc {
         let (seq, state) = (s.seq, s.state());
         if matches!(state, State::Releasing | State::Aborting) {
             out.push(Effect::CancelTimer { key: deadline_key(uid) });
+            out.push(Effect::CancelTimer { key: hello_key(uid) });
         }
         let mut sent = false;
         for role in Role::ALL {
             let side = &s.sides[side_index(role)];
+            if !side.plan.driven {
+                continue;
+            }
             let msg = match state {
                 State::Reserving if side.listeners.is_empty() => {
                     let params = SessionParams { role, num_conn: s.num_conn, rate: s.rate };
                     Msg::Req { uid, seq, token: token.clone(), params, key: s.key }
                 }
-                State::Provisioning if role == Role::Prod => Msg::ReqListeners { uid, seq, token: token.clone() },
+                // Asked only while the producer's listeners are unknown.
+                State::Provisioning if role == Role::Prod && s.prod_listeners.is_empty() => {
+                    Msg::ReqListeners { uid, seq, token: token.clone() }
+                }
                 State::Updating if !side.updated => {
-                    let remote = match role {
-                        Role::Prod => s.prod_listeners.clone(),
-                        Role::Cons => s.side(Role::Prod).listeners.clone(),
+                    let remote = match (&side.plan.remote, role) {
+                        (Some(remote), _) => remote.clone(),
+                        (None, Role::Prod) => s.prod_listeners.clone(),
+                        (None, Role::Cons) => s.side(Role::Prod).listeners.clone(),
                     };
                     Msg::Update { uid, seq, token: token.clone(), remote, creds: s.creds }
                 }
@@ -243,6 +290,37 @@ impl S2uc {
             out.push(Effect::SetTimer { key: retransmit_key(uid), at: now + delay });
         }
     }
+}
+
+impl S2uc {
+    /// Says (again) the Hellos the session's plan asks of this client and that are not
+    /// answered yet, while it is reserving, and arms their own timer.
+    fn send_hellos(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
+        let Some(s) = self.sessions.get_mut(&uid) else { return };
+        if s.state() != State::Reserving {
+            return;
+        }
+        let mut sent = false;
+        for role in Role::ALL {
+            let side = &s.sides[side_index(role)];
+            let Some(prod_listeners) = side.plan.hello.clone().filter(|_| side.plan.driven && !side.hello_done) else {
+                continue;
+            };
+            s.hellos += 1;
+            let msg = Msg::Hello { uid, seq: HELLO_SEQ | s.hellos, key: s.key, prod_listeners };
+            out.push(Effect::Send { to: Peer::ControlServer(role), msg });
+            sent = true;
+        }
+        if sent {
+            let t = &self.cfg.timing;
+            let delay = t.app_backoff.delay(s.hellos, crate::timing::salt(t.jitter_seed, Some(uid)));
+            out.push(Effect::SetTimer { key: hello_key(uid), at: now + delay });
+        }
+    }
+}
+
+fn hello_key(uid: Uid) -> TimerKey {
+    TimerKey { uid: Some(uid), kind: TimerKind::Hello }
 }
 
 fn retransmit_key(uid: Uid) -> TimerKey {

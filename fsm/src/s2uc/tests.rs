@@ -14,7 +14,18 @@ const PROD: Peer = Peer::ControlServer(Role::Prod);
 const CONS: Peer = Peer::ControlServer(Role::Cons);
 
 fn start(n: u128) -> Input {
-    Input::Start { uid: uid(n), num_conn: 2, rate: 100, key: key(1), creds: creds(9) }
+    Input::Start { uid: uid(n), num_conn: 2, rate: 100, key: key(1), creds: creds(9), plan: both_quiet() }
+}
+
+/// Both facilities, without the consumer's Hello (the tests of the Hello say it).
+fn both_quiet() -> Plan {
+    let mut plan = Plan::both();
+    plan.sides[1].hello = None;
+    plan
+}
+
+fn start_with(n: u128, plan: Plan) -> Input {
+    Input::Start { uid: uid(n), num_conn: 2, rate: 100, key: key(1), creds: creds(9), plan }
 }
 
 fn from(role: Role, msg: Msg) -> Input {
@@ -417,4 +428,124 @@ fn error_echoing_a_request_older_than_the_sides_latest_is_stale() {
     // The producer side was last asked with ReqListeners (seq 2): an ERROR to its REQ is late.
     let (err, _) = reject(&mut uc, at(500), error(1, Role::Prod, 1, ErrorCode::AlreadyExists));
     assert_eq!(err, ProtocolError::Stale("ERROR"));
+}
+
+fn hello_key(n: u128) -> TimerKey {
+    timer(Some(uid(n)), TimerKind::Hello)
+}
+
+fn prod_app() -> Vec<Addr> {
+    vec![addr("10.1.0.5", 7000), addr("10.1.0.5", 7001)]
+}
+
+#[test]
+fn request_says_the_consumers_hello_alongside_its_req_until_it_is_acknowledged() {
+    let mut uc = client();
+    let out = accept(&mut uc, at(0), start_with(1, Plan::both()));
+    let hello = Msg::Hello { uid: uid(1), seq: HELLO_SEQ | 1, key: key(1), prod_listeners: vec![] };
+    assert!(sent(&out).contains(&(CONS, hello)), "{out:?}");
+    assert_eq!(timer_at(&out, hello_key(1)), Some(at(0) + BACKOFF.delay(1, 0)));
+    // The REQ is not there yet: NOT_FOUND to the Hello is no failure; the Hello goes again.
+    let out = accept(
+        &mut uc,
+        at(5),
+        from(Role::Cons, Msg::Error { uid: uid(1), seq: HELLO_SEQ | 1, code: ErrorCode::NotFound }),
+    );
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(uc.session(&uid(1)).unwrap().state(), State::Reserving);
+    let out = accept(&mut uc, at(200), Input::Timer(hello_key(1)));
+    let again = Msg::Hello { uid: uid(1), seq: HELLO_SEQ | 2, key: key(1), prod_listeners: vec![] };
+    assert_eq!(sent(&out), vec![(CONS, again)]);
+    let out = accept(
+        &mut uc,
+        at(210),
+        from(Role::Cons, Msg::HelloAck { uid: uid(1), seq: HELLO_SEQ | 2, listeners: gw(Role::Cons) }),
+    );
+    assert!(cancels(&out, hello_key(1)));
+    // An acknowledged Hello is not said again.
+    let out = accept(&mut uc, at(400), Input::Timer(hello_key(1)));
+    assert!(sent(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn a_hello_refused_for_good_stops_but_decides_nothing() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start_with(1, Plan::both()));
+    let refusal = Msg::Error { uid: uid(1), seq: HELLO_SEQ | 1, code: ErrorCode::PermissionDenied };
+    let out = accept(&mut uc, at(5), from(Role::Cons, refusal));
+    assert!(out.is_empty(), "{out:?}");
+    assert_eq!(uc.session(&uid(1)).unwrap().state(), State::Reserving, "the REQ's answer decides");
+    let out = accept(&mut uc, at(200), Input::Timer(hello_key(1)));
+    assert!(sent(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn prod_req_drives_the_producer_side_alone() {
+    let mut uc = client();
+    let out = accept(&mut uc, at(0), start_with(1, Plan::producer(None)));
+    assert_eq!(sent(&out).iter().map(|(to, m)| (*to, m.name())).collect::<Vec<_>>(), vec![(PROD, "REQ")]);
+    // The server answers once the producer's Hello is in: the listeners and where it listens.
+    let resp = Msg::Resp { uid: uid(1), seq: 1, listeners: gw(Role::Prod), prod_listeners: prod_app() };
+    let out = accept(&mut uc, at(10), from(Role::Prod, resp));
+    let update = Msg::Update { uid: uid(1), seq: 3, token: Token("tok".into()), remote: prod_app(), creds: creds(9) };
+    assert_eq!(sent(&out), vec![(PROD, update)]);
+    let out = accept(&mut uc, at(20), from(Role::Prod, Msg::Updated { uid: uid(1), seq: 3 }));
+    assert!(
+        matches!(notices(&out).as_slice(), [Notice::Established { prod_listeners, cons_listeners, prod_app_listeners, .. }]
+        if *prod_listeners == gw(Role::Prod) && cons_listeners.is_empty() && *prod_app_listeners == prod_app())
+    );
+    // Its release goes to its one facility.
+    let out = accept(&mut uc, at(30), Input::Release(uid(1)));
+    assert_eq!(sent(&out).iter().map(|(to, m)| (*to, m.name())).collect::<Vec<_>>(), vec![(PROD, "REL")]);
+    let out = accept(&mut uc, at(40), from(Role::Prod, Msg::Released { uid: uid(1), seq: 4 }));
+    assert_eq!(notices(&out), vec![Notice::Released { uid: uid(1) }]);
+}
+
+#[test]
+fn inbound_request_says_the_producers_hello_itself_and_forwards_to_its_listeners() {
+    let mut uc = client();
+    let out = accept(&mut uc, at(0), start_with(1, Plan::producer(Some(prod_app()))));
+    let hello = Msg::Hello { uid: uid(1), seq: HELLO_SEQ | 1, key: key(1), prod_listeners: prod_app() };
+    assert!(sent(&out).contains(&(PROD, hello)), "{out:?}");
+    let resp = Msg::Resp { uid: uid(1), seq: 1, listeners: gw(Role::Prod), prod_listeners: prod_app() };
+    let out = accept(&mut uc, at(10), from(Role::Prod, resp));
+    assert!(cancels(&out, hello_key(1)));
+    assert!(matches!(sent(&out).as_slice(), [(PROD, Msg::Update { remote, .. })] if *remote == prod_app()));
+}
+
+#[test]
+fn cons_req_and_outbound_request_drive_the_consumer_side_towards_the_given_listeners() {
+    for hello in [false, true] {
+        let mut uc = client();
+        let remote = gw(Role::Prod);
+        let out = accept(&mut uc, at(0), start_with(1, Plan::consumer(remote.clone(), hello)));
+        let names: Vec<_> = sent(&out).iter().map(|(to, m)| (*to, m.name())).collect();
+        let want: Vec<_> = if hello { vec![(CONS, "REQ"), (CONS, "Hello")] } else { vec![(CONS, "REQ")] };
+        assert_eq!(names, want);
+        let resp = Msg::Resp { uid: uid(1), seq: 1, listeners: gw(Role::Cons), prod_listeners: vec![] };
+        let out = accept(&mut uc, at(10), from(Role::Cons, resp));
+        assert!(matches!(sent(&out).as_slice(), [(CONS, Msg::Update { remote: r, .. })] if *r == remote), "{out:?}");
+        let out = accept(&mut uc, at(20), from(Role::Cons, Msg::Updated { uid: uid(1), seq: 3 }));
+        assert!(
+            matches!(notices(&out).as_slice(), [Notice::Established { cons_listeners, .. }] if *cons_listeners == gw(Role::Cons))
+        );
+    }
+}
+
+#[test]
+fn a_plan_that_drives_no_facility_is_refused() {
+    let mut uc = client();
+    let (err, _) = reject(&mut uc, at(0), start_with(1, Plan::default()));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::InvalidArgument });
+}
+
+#[test]
+fn not_found_to_a_retransmitted_req_means_the_server_holds_the_first_and_the_session_waits() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let (err, out) =
+        reject(&mut uc, at(2_000), from(Role::Prod, Msg::Error { uid: uid(1), seq: 1, code: ErrorCode::NotFound }));
+    assert_eq!(err, ProtocolError::Stale("ERROR"));
+    assert!(out.is_empty());
+    assert_eq!(state(&uc, 1), State::Reserving);
 }
