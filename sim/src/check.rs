@@ -133,9 +133,13 @@ reach! {
     FailedExhausted => "failed-exhausted": "A session failed with RESOURCE_EXHAUSTED.",
     FailedConflict => "failed-conflict": "A session failed with ALREADY_EXISTS.",
     FailedAborted => "failed-aborted": "A session failed with ABORTED (a peer crashed).",
+    FailedPrecondition => "failed-precondition": "A session failed with FAILED_PRECONDITION (no plain WAN leg here, or a relay that cannot run).",
+    FailedPermission => "failed-permission": "A session failed with PERMISSION_DENIED (a 1.2 client's session where app keys are required).",
     ForgeryRefused => "forgery-refused": "A forged message was refused.",
     CorruptionDetected => "corruption-detected": "A corrupted frame was detected and dropped.",
     Recovered => "recovered": "A crashed node restarted and the run went on.",
+    RelayFailed => "relay-failed": "A data server could not start a session's relay.",
+    OperatorReleased => "operator-released": "An operator released another identity's session.",
 }
 
 impl Reach {

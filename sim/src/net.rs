@@ -42,6 +42,51 @@ pub fn unframe(bytes: &[u8]) -> Result<Msg, FrameError> {
     scistream_proto::envelope::decode(body).map_err(|e| FrameError::Decode(e.to_string()))
 }
 
+/// A client's or controller's call as a SciStream 1.2 client encodes it on the wire (the
+/// `scistream.Control` rpc message), if `msg` is one.
+pub fn rpc_12(msg: &Msg) -> Option<Vec<u8>> {
+    use prost::Message;
+    use scistream_proto::convert as c;
+    Some(match msg {
+        Msg::Req { uid, params, key, .. } => {
+            c::request_to_wire(&c::ReqArgs { uid: *uid, params: *params, key: Some(*key) }).encode_to_vec()
+        }
+        Msg::Update { uid, remote, creds, .. } => {
+            let args = c::UpdateArgs { uid: *uid, role: None, remote: remote.clone(), creds: Some(*creds) };
+            c::update_to_wire(&args).encode_to_vec()
+        }
+        Msg::Rel { uid, .. } => c::release_to_wire(*uid).encode_to_vec(),
+        Msg::Hello { uid, key, prod_listeners, .. } => {
+            let args = c::HelloArgs { uid: *uid, role: None, prod_listeners: prod_listeners.clone(), key: Some(*key) };
+            c::hello_to_wire(&args).encode_to_vec()
+        }
+        Msg::ReqListeners { uid, .. } => c::req_listeners_to_wire(*uid).encode_to_vec(),
+        _ => return None,
+    })
+}
+
+/// Feeds `bytes` to the production decoder and validation of `msg`'s 1.2 rpc: a damaged call
+/// is refused or decodes to some valid call, never a panic. Returns whether it was refused.
+pub fn decode_rpc_12(msg: &Msg, bytes: &[u8]) -> bool {
+    use prost::Message;
+    use scistream_proto::{convert as c, pb};
+    let limits = scistream_proto::Limits { max_num_conn: 64 };
+    match msg {
+        Msg::Req { .. } => {
+            pb::Request::decode(bytes).ok().and_then(|r| c::request_from_wire(&r, &limits).ok()).is_none()
+        }
+        Msg::Update { .. } => {
+            pb::UpdateTargets::decode(bytes).ok().and_then(|u| c::update_from_wire(&u).ok()).is_none()
+        }
+        Msg::Rel { .. } => pb::Release::decode(bytes).ok().and_then(|r| c::release_from_wire(&r).ok()).is_none(),
+        Msg::Hello { .. } => pb::Hello::decode(bytes).ok().and_then(|h| c::hello_from_wire(&h).ok()).is_none(),
+        Msg::ReqListeners { .. } => {
+            pb::ReqListeners::decode(bytes).ok().and_then(|r| c::req_listeners_from_wire(&r).ok()).is_none()
+        }
+        _ => true,
+    }
+}
+
 /// A node's printable name: `s2uc#0`, `s2cs/PROD`, `s2ds/CONS`, `app#3`.
 pub fn node_name(p: Peer) -> String {
     p.to_string()
@@ -128,20 +173,22 @@ impl Network {
         let wan = matches!((from, to), (Peer::Client(_), _) | (_, Peer::Client(_)));
         let latency = ms(between(rng, if wan { self.wan } else { self.lan }));
         let heal_ms = self.heal_at.as_micros() / 1000;
-        let rule = self.rules.iter().find(|r| {
-            t >= r.from_ms
+        let mut extra = Duration::ZERO;
+        let (mut corrupt, mut copies, mut reordered) = (false, 1, false);
+        // Every matching rule applies, in file order: each rolls its own dice.
+        for r in &self.rules {
+            let applies = t >= r.from_ms
                 && t < r.until_ms.unwrap_or(heal_ms)
                 && (r.from == "any" || r.from == node_kind(from))
                 && (r.to == "any" || r.to == node_kind(to))
-                && r.msg.as_deref().is_none_or(|m| m == msg.name())
-        });
-        let mut extra = Duration::ZERO;
-        let (mut corrupt, mut copies, mut reordered) = (false, 1, false);
-        if let Some(r) = rule {
+                && r.msg.as_deref().is_none_or(|m| m == msg.name());
+            if !applies {
+                continue;
+            }
             if rng.random_bool(r.loss) {
                 return Fate::Lost("loss");
             }
-            corrupt = rng.random_bool(r.corrupt);
+            corrupt |= rng.random_bool(r.corrupt);
             if rng.random_bool(r.duplicate) {
                 copies = 2;
             }

@@ -47,7 +47,11 @@ pub struct Scenario {
     /// Protocol timing.
     #[serde(default)]
     pub timing: Timing,
-    /// Message fault rules; the first rule matching a message decides its fate.
+    /// The facilities' configuration, fixed or drawn per seed.
+    #[serde(default)]
+    pub config: ConfigSpace,
+    /// Message fault rules; every rule matching a message applies (losses, corruptions,
+    /// duplications and reorderings each roll per rule; delays add up).
     #[serde(default, rename = "fault")]
     pub faults: Vec<FaultRule>,
     /// Partitions.
@@ -92,6 +96,28 @@ pub struct Workload {
     pub duplicate_uids: u32,
     /// Probability that a message from a client or app is followed by a forged copy.
     pub forge: f64,
+    /// Probability that a session is a SciStream 1.2 client's: no app key, no credentials (so
+    /// `require_app_keys` refuses it, and only `allow_plain_wan` lets it bridge).
+    pub legacy: f64,
+    /// Probability that an operator releases a session at a random moment of its life.
+    pub operator_release: f64,
+}
+
+/// The configuration the control and data servers run with. An option left out is drawn per
+/// seed (each value equally likely), so a batch covers both.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigSpace {
+    /// Refuse a REQ without an app key.
+    pub require_app_keys: Option<bool>,
+    /// Serve an UpdateTargets without credentials with a plain WAN leg.
+    pub allow_plain_wan: Option<bool>,
+    /// The operator identity is configured (else its releases are refused).
+    pub operators: Option<bool>,
+    /// Each control server's capacity in the rate unit; absent: no limit.
+    pub capacity: Option<u64>,
+    /// Probability that a data server cannot start a session's relay.
+    pub relay_failure: f64,
 }
 
 /// Changes to the production timing profile (`scistream_fsm::timing::Profile::production`),
@@ -228,6 +254,8 @@ impl Default for Workload {
             hold_ms: [1_000, 20_000],
             duplicate_uids: 0,
             forge: 0.02,
+            legacy: 0.0,
+            operator_release: 0.0,
         }
     }
 }
@@ -300,6 +328,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("hello-never", include_str!("../scenarios/hello-never.toml")),
     ("port-exhaustion", include_str!("../scenarios/port-exhaustion.toml")),
     ("duplicate-uid", include_str!("../scenarios/duplicate-uid.toml")),
+    ("config-space", include_str!("../scenarios/config-space.toml")),
     ("headline", include_str!("../scenarios/headline.toml")),
 ];
 
@@ -344,7 +373,9 @@ impl Scenario {
             return bad("duplicate_uids needs at least 2 clients and fewer duplicates than sessions".into());
         }
         let probs = self.faults.iter().flat_map(|f| [f.loss, f.corrupt, f.duplicate, f.reorder]);
-        let probs = probs.chain([self.workload.hello_never, self.workload.release_during_setup, self.workload.forge]);
+        let w = &self.workload;
+        let probs = probs.chain([w.hello_never, w.release_during_setup, w.forge, w.legacy, w.operator_release]);
+        let probs = probs.chain([self.config.relay_failure]);
         if probs.clone().any(|p| !(0.0..=1.0).contains(&p)) {
             return bad("probabilities must be within 0..=1".into());
         }

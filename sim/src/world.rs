@@ -112,7 +112,9 @@ enum Event {
     Release(usize),
     SettleCheck,
     ReleaseAll,
+    OperatorRelease(usize),
     BridgesUp(Role, Uid),
+    BridgesFailed(Role, Uid),
     Bind(Role, Uid, Option<u16>),
     ConsListeners(usize, Vec<scistream_fsm::Addr>),
     ConsResult(usize, bool),
@@ -172,6 +174,8 @@ pub struct World<'a> {
     client_incs: Vec<u64>,
     /// The scenario's timing (every node's, but for its jitter seed).
     profile: Profile,
+    /// The facilities' configuration, as drawn for this seed.
+    config: Drawn,
     timers: BTreeMap<(Peer, TimerKey), u64>,
     generation: u64,
     os: [BTreeMap<u16, Uid>; 2],
@@ -239,6 +243,11 @@ impl<'a> World<'a> {
                 set.insert(5100 + rng.random_range(0..sc.ports));
             }
         }
+        let config = Drawn {
+            require_app_keys: sc.config.require_app_keys.unwrap_or_else(|| rng.random_bool(0.5)),
+            allow_plain_wan: sc.config.allow_plain_wan.unwrap_or_else(|| rng.random_bool(0.5)),
+            operators: sc.config.operators.unwrap_or_else(|| rng.random_bool(0.5)),
+        };
         let mut w = Self {
             sc,
             opts,
@@ -249,8 +258,8 @@ impl<'a> World<'a> {
             net: Network::new(sc),
             clients: (0..sc.clients).map(|c| Some(s2uc::S2uc::new(client_cfg(sc, opts.seed, c, 0)))).collect(),
             cs: [
-                Some(s2cs::ControlServer::new(cs_cfg(sc, opts.seed, Role::Prod, 1), 1)),
-                Some(s2cs::ControlServer::new(cs_cfg(sc, opts.seed, Role::Cons, 1), 1)),
+                Some(s2cs::ControlServer::new(cs_cfg(sc, &config, opts.seed, Role::Prod, 1), 1)),
+                Some(s2cs::ControlServer::new(cs_cfg(sc, &config, opts.seed, Role::Cons, 1), 1)),
             ],
             ds: [
                 Some(s2ds::S2ds::new(ds_cfg(sc, opts.seed, Role::Prod, 1), 1)),
@@ -263,6 +272,7 @@ impl<'a> World<'a> {
             incs: [1, 1],
             client_incs: vec![0; sc.clients as usize],
             profile,
+            config,
             timers: BTreeMap::new(),
             generation: 0,
             os: [BTreeMap::new(), BTreeMap::new()],
@@ -293,6 +303,9 @@ impl<'a> World<'a> {
             self.schedule(at, Event::Start(i));
             if let Some(t) = self.plans[i].release_early_ms {
                 self.schedule(Instant::ZERO + ms(t), Event::Release(i));
+            }
+            if let Some(t) = self.plans[i].operator_release_ms {
+                self.schedule(Instant::ZERO + ms(t), Event::OperatorRelease(i));
             }
         }
         for c in self.sc.crashes.clone() {
@@ -367,7 +380,19 @@ impl<'a> World<'a> {
                     self.release(i);
                 }
             }
+            Event::OperatorRelease(i) => {
+                // The operator's own client; its answers go nowhere (it is not simulated).
+                let (uid, role) = (self.plans[i].uid, if self.rng.random_bool(0.5) { Role::Prod } else { Role::Cons });
+                self.note(|| format!("operator releases {} at {}", short(uid), Peer::ControlServer(role)));
+                self.reached.insert(Reach::OperatorReleased);
+                let msg = Msg::Rel { uid, seq: 1, token: Token("tok-operator".into()) };
+                self.send(Peer::Client(OPERATOR), Peer::ControlServer(role), &msg);
+            }
             Event::BridgesUp(r, uid) => self.step_ds(r, s2ds::Input::BridgesUp(uid)),
+            Event::BridgesFailed(r, uid) => {
+                let code = scistream_fsm::ErrorCode::FailedPrecondition;
+                self.step_ds(r, s2ds::Input::BridgesFailed { uid, code });
+            }
             Event::Bind(r, uid, None) => self.step_ds(r, s2ds::Input::Bound(uid)),
             Event::Bind(r, uid, Some(port)) => self.step_ds(r, s2ds::Input::BindFailed { uid, port }),
             Event::ConsListeners(i, listeners) => self.step_cons(i, cons_app::Input::Listeners(listeners)),
@@ -436,6 +461,12 @@ impl<'a> World<'a> {
                     let mut f = frame.clone();
                     if corrupt {
                         net::corrupt(&mut self.rng, &mut f);
+                        // The same damage to the call as a 1.2 client encodes it: the
+                        // production rpc decoder and validation take it without panicking.
+                        if let Some(mut wire) = net::rpc_12(msg) {
+                            net::corrupt(&mut self.rng, &mut wire);
+                            net::decode_rpc_12(msg, &wire);
+                        }
                     }
                     self.schedule(at, Event::Deliver { from, to, frame: f });
                 }
@@ -481,8 +512,10 @@ impl<'a> World<'a> {
             Peer::ControlServer(r) => {
                 let i = net::role_index(r);
                 self.epochs[i] += 1;
-                self.cs[i] =
-                    Some(s2cs::ControlServer::new(cs_cfg(self.sc, self.opts.seed, r, self.epochs[i]), self.epochs[i]));
+                self.cs[i] = Some(s2cs::ControlServer::new(
+                    cs_cfg(self.sc, &self.config, self.opts.seed, r, self.epochs[i]),
+                    self.epochs[i],
+                ));
                 self.step_cs(r, node, s2cs::Input::Boot);
             }
             Peer::DataServer(r) => {
@@ -518,16 +551,27 @@ fn client_cfg(sc: &Scenario, seed: u64, n: u32, incarnation: u64) -> s2uc::Confi
     s2uc::Config { token: Token(format!("tok-user{n}")), timing: timing_of(sc, seed, Peer::Client(n), incarnation) }
 }
 
-fn cs_cfg(sc: &Scenario, seed: u64, r: Role, epoch: u64) -> s2cs::Config {
+/// The facilities' configuration one seed runs with (drawn where the scenario leaves it open).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Drawn {
+    require_app_keys: bool,
+    allow_plain_wan: bool,
+    operators: bool,
+}
+
+/// The operator's client: not simulated (its answers go nowhere).
+const OPERATOR: u32 = u32::MAX - 1;
+
+fn cs_cfg(sc: &Scenario, config: &Drawn, seed: u64, r: Role, epoch: u64) -> s2cs::Config {
     s2cs::Config {
         facility: r,
         advertise_host: format!("gw-{}", r.as_wire().to_lowercase()),
         max_num_conn: 64,
         timing: timing_of(sc, seed, Peer::ControlServer(r), epoch),
-        require_app_keys: false,
-        allow_plain_wan: false,
-        capacity: None,
-        operators: Vec::new(),
+        require_app_keys: config.require_app_keys,
+        allow_plain_wan: config.allow_plain_wan,
+        capacity: sc.config.capacity,
+        operators: if config.operators { vec![Principal("operator".into())] } else { Vec::new() },
     }
 }
 
@@ -544,7 +588,8 @@ fn app_cfg(sc: &Scenario, seed: u64, i: u32) -> prod_app::Config {
 }
 
 /// The simulated token introspection: `tok-userN` is user N, `tok-mallory` is a valid
-/// identity that owns nothing, anything else is invalid.
+/// identity that owns nothing, `tok-operator` the operator (who may manage every session when
+/// the configuration names it), anything else is invalid.
 fn principal_of(msg: &Msg) -> Option<Principal> {
     let token = match msg {
         Msg::Req { token, .. }
@@ -554,7 +599,7 @@ fn principal_of(msg: &Msg) -> Option<Principal> {
         _ => return None,
     };
     let name = token.0.strip_prefix("tok-")?;
-    (name == "mallory" || name.strip_prefix("user").is_some_and(|n| n.parse::<u32>().is_ok()))
+    (name == "mallory" || name == "operator" || name.strip_prefix("user").is_some_and(|n| n.parse::<u32>().is_ok()))
         .then(|| Principal(name.to_string()))
 }
 

@@ -133,7 +133,14 @@ impl World<'_> {
                         format!("{node} starts bridges of {uid} without the session's credentials from UpdateTargets"),
                     );
                 }
-                self.schedule(self.now + ms(1), Event::BridgesUp(r, uid));
+                let fails = self.sc.config.relay_failure > 0.0 && self.rng.random_bool(self.sc.config.relay_failure);
+                if fails {
+                    self.reached.insert(Reach::RelayFailed);
+                    self.note(|| format!("{node} cannot start the relay of {}", short(uid)));
+                    self.schedule(self.now + ms(1), Event::BridgesFailed(r, uid));
+                } else {
+                    self.schedule(self.now + ms(1), Event::BridgesUp(r, uid));
+                }
             }
             Effect::Connect { .. } => {}
             Effect::Notify(n) => self.notice(node, n),
@@ -198,6 +205,8 @@ impl World<'_> {
                     E::ResourceExhausted => Some(Reach::FailedExhausted),
                     E::AlreadyExists => Some(Reach::FailedConflict),
                     E::Aborted => Some(Reach::FailedAborted),
+                    E::FailedPrecondition => Some(Reach::FailedPrecondition),
+                    E::PermissionDenied => Some(Reach::FailedPermission),
                     _ => None,
                 };
                 self.reached.extend(mark);

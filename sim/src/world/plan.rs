@@ -34,6 +34,8 @@ pub struct Plan {
     pub hold_ms: u64,
     /// The session whose uid it reuses.
     pub dup_of: Option<usize>,
+    /// An operator releases it at this time (ms), if drawn.
+    pub operator_release_ms: Option<u64>,
 }
 
 fn between(rng: &mut ChaCha8Rng, [lo, hi]: [u64; 2]) -> u64 {
@@ -64,6 +66,9 @@ pub fn draw(sc: &Scenario, rng: &mut ChaCha8Rng) -> Vec<Plan> {
         let start_ms = between(rng, [0, w.start_window_ms]);
         let hello_after_ms = (!rng.random_bool(w.hello_never)).then(|| between(rng, w.hello_delay_ms));
         let release_early_ms = rng.random_bool(w.release_during_setup).then(|| start_ms + between(rng, [0, 3_000]));
+        // A 1.2 client's session: no app key, no credentials.
+        let legacy = rng.random_bool(w.legacy);
+        let operator_release_ms = rng.random_bool(w.operator_release).then(|| start_ms + between(rng, [0, 20_000]));
         let prod_listeners =
             (0..num_conn).map(|k| Addr::new("producer", 7000 + (i as u16 % 512) * 16 + k % 16)).collect();
         plans.push(Plan {
@@ -71,14 +76,15 @@ pub fn draw(sc: &Scenario, rng: &mut ChaCha8Rng) -> Vec<Plan> {
             client,
             num_conn,
             rate: rng.random_range(0..=20_000),
-            key: AppKey(rng.random()),
-            creds: Credentials(rng.random()),
+            key: if legacy { AppKey::default() } else { AppKey(rng.random()) },
+            creds: if legacy { Credentials::default() } else { Credentials(rng.random()) },
             prod_listeners,
             start_ms,
             hello_after_ms,
             release_early_ms,
             hold_ms: between(rng, w.hold_ms),
             dup_of,
+            operator_release_ms,
         });
     }
     plans
