@@ -54,6 +54,7 @@ sweeps! {
     hello_never_holds_every_property => "hello-never",
     port_exhaustion_holds_every_property => "port-exhaustion",
     duplicate_uid_holds_every_property => "duplicate-uid",
+    config_space_holds_every_property => "config-space",
     headline_holds_every_property => "headline",
 }
 
