@@ -37,6 +37,8 @@ pub enum Prop {
     SessionsSettle,
     /// After all releases every port is free and no reservation is left.
     AllPortsFree,
+    /// A property a script added ([`crate::script::Property`]), by its name.
+    Scripted(&'static str),
 }
 
 impl Prop {
@@ -75,6 +77,7 @@ impl Prop {
             Self::BoundedDrive => "bounded-drive",
             Self::SessionsSettle => "sessions-settle",
             Self::AllPortsFree => "all-ports-free",
+            Self::Scripted(name) => name,
         }
     }
 }

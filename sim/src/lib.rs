@@ -21,4 +21,5 @@ pub mod world;
 
 pub use check::{Prop, Reach, Violation};
 pub use scenario::Scenario;
+pub use world::script::{self, Property, Sim, View, When};
 pub use world::{Defect, Options, Outcome};

@@ -154,6 +154,11 @@ impl Network {
         }
     }
 
+    /// Adds a partition (a script's, at run time).
+    pub fn cut(&mut self, p: Partition) {
+        self.partitions.push(p);
+    }
+
     /// Whether faults are still active.
     pub fn healed(&self, now: Instant) -> bool {
         now >= self.heal_at

@@ -7,6 +7,7 @@
 mod exec;
 mod observe;
 pub mod plan;
+pub mod script;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -100,6 +101,8 @@ pub struct Outcome {
     pub established: u32,
     /// The trace, when asked for.
     pub trace: Vec<String>,
+    /// The scripted "sometimes" properties this run reached ([`script::Property`]).
+    pub scripted: BTreeSet<&'static str>,
 }
 
 /// Something scheduled on the virtual clock.
@@ -194,32 +197,9 @@ pub struct World<'a> {
     scratch: Vec<Effect>,
 }
 
-/// Runs one seed of a scenario.
+/// Runs one seed of a scenario to its end.
 pub fn run(sc: &Scenario, opts: Options) -> Outcome {
-    let mut w = World::new(sc, opts);
-    w.boot();
-    let max_events = 100_000 + 60_000 * u64::from(sc.sessions);
-    while let Some(((at, _), ev)) = w.queue.pop_first() {
-        if at > w.end_at {
-            break;
-        }
-        w.now = at;
-        w.events += 1;
-        if w.events > max_events {
-            w.violate(Prop::BoundedDrive, format!("more than {max_events} events: livelock"));
-            break;
-        }
-        w.dispatch(ev);
-    }
-    w.now = w.now.max(w.end_at);
-    w.final_checks();
-    Outcome {
-        violations: w.violations,
-        reached: w.reached,
-        events: w.events,
-        established: w.established,
-        trace: w.trace.unwrap_or_default(),
-    }
+    script::Sim::new(sc, opts).finish()
 }
 
 impl<'a> World<'a> {
@@ -314,6 +294,49 @@ impl<'a> World<'a> {
         }
         self.schedule(self.release_all_at, Event::SettleCheck);
         self.schedule(self.release_all_at, Event::ReleaseAll);
+    }
+
+    /// Processes the next event; `false` once the run is over (nothing left, the end time
+    /// passed, or the event budget spent: a livelock, reported as bounded-drive).
+    fn step_event(&mut self) -> bool {
+        let max_events = 100_000 + 60_000 * u64::from(self.sc.sessions);
+        let Some(((at, _), ev)) = self.queue.pop_first() else { return false };
+        if at > self.end_at {
+            self.queue.clear();
+            return false;
+        }
+        self.now = at;
+        self.events += 1;
+        if self.events > max_events {
+            self.violate(Prop::BoundedDrive, format!("more than {max_events} events: livelock"));
+            self.queue.clear();
+            return false;
+        }
+        self.dispatch(ev);
+        true
+    }
+
+    /// The time of the next event, if any.
+    fn next_at(&self) -> Option<Instant> {
+        self.queue.first_key_value().map(|((at, _), _)| *at)
+    }
+
+    /// Ends the run: the clock moves to its end, the final checks run, and so do the
+    /// scripted end-of-run properties `eventually` names as broken.
+    fn into_outcome_with(mut self, eventually: impl FnOnce(&Self) -> Vec<&'static str>) -> Outcome {
+        self.now = self.now.max(self.end_at);
+        self.final_checks();
+        for name in eventually(&self) {
+            self.violate(Prop::Scripted(name), "scripted property does not hold at the end".into());
+        }
+        Outcome {
+            violations: self.violations,
+            reached: self.reached,
+            events: self.events,
+            established: self.established,
+            trace: self.trace.unwrap_or_default(),
+            scripted: BTreeSet::new(),
+        }
     }
 
     fn schedule(&mut self, at: Instant, ev: Event) {
