@@ -4,7 +4,7 @@
 //! separate actors (the control server's and one per session) and routes the same effects
 //! as messages.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::BTreeMap;
 
 use crate::effect::{Effect, Outbox};
 use crate::error::ProtocolError;
@@ -56,32 +56,27 @@ impl ControlServer {
     /// session's timer; then every effect that one core asks of another is carried out, in
     /// order, and the rest is pushed to `out`. Returns the first refusal of any core.
     pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
-        let mut queue = VecDeque::new();
+        // One buffer for every core's effects: what one core asks of another is carried out in
+        // order, the rest goes to `out`.
+        let mut pending = Outbox::new();
         let mut result = match input {
-            Input::Timer(key) if key.uid.is_some() => {
-                let uid = key.uid.unwrap_or_else(|| unreachable!("matched"));
-                self.step_session(now, uid, session::Input::Timer(key.kind), &mut queue)
+            Input::Timer(crate::TimerKey { uid: Some(uid), kind }) => {
+                self.step_session(now, uid, session::Input::Timer(kind), &mut pending)
             }
-            other => {
-                let mut o = Outbox::new();
-                let r = self.core.handle(now, other, &mut o);
-                queue.extend(o);
-                r
-            }
+            other => self.core.handle(now, other, &mut pending),
         };
-        while let Some(effect) = queue.pop_front() {
+        let mut next = 0;
+        while next < pending.len() {
+            // Effects are taken in order; a step appends its own at the end.
+            let effect = std::mem::replace(&mut pending[next], Effect::Retire { uid: Uid::from_u128(0) });
+            next += 1;
             let r = match effect {
                 Effect::Spawn(s) => {
                     self.sessions.insert(s.uid(), *s);
                     Ok(())
                 }
-                Effect::ToSession { uid, input } => self.step_session(now, uid, input, &mut queue),
-                Effect::Report { uid, report } => {
-                    let mut o = Outbox::new();
-                    let r = self.core.handle(now, Input::Report { uid, report }, &mut o);
-                    queue.extend(o);
-                    r
-                }
+                Effect::ToSession { uid, input } => self.step_session(now, uid, input, &mut pending),
+                Effect::Report { uid, report } => self.core.handle(now, Input::Report { uid, report }, &mut pending),
                 Effect::Retire { uid } => {
                     self.sessions.remove(&uid);
                     Ok(())
@@ -103,12 +98,9 @@ impl ControlServer {
         now: Instant,
         uid: Uid,
         input: session::Input,
-        queue: &mut VecDeque<Effect>,
+        pending: &mut Outbox,
     ) -> Result<(), ProtocolError> {
         let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
-        let mut o = Outbox::new();
-        let r = s.handle(now, input, &mut o);
-        queue.extend(o);
-        r
+        s.handle(now, input, pending)
     }
 }

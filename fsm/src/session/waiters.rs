@@ -50,6 +50,9 @@ impl Session {
     /// Answers every waiting call that the session's state and data answer now; the others
     /// keep waiting.
     pub(super) fn settle(&mut self, out: &mut Outbox) {
+        if self.waiters.is_empty() {
+            return;
+        }
         let state = self.state();
         let failure = self.failure.unwrap_or(ErrorCode::Aborted);
         let producer = self.setup.params.role == Role::Prod;
