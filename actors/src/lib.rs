@@ -2,7 +2,8 @@
 //!
 //! Drivers only: an actor's message becomes a core input (`scistream-fsm`), the core steps,
 //! the actor executes the effects — messages to other actors, answers to pending gRPC calls,
-//! timers through ractor's `send_after`, listeners bound and closed by per-session actors.
+//! timers through ractor's `send_after`, listeners bound and closed by relay actors. No actor
+//! decides when or how a call is answered: the cores do, and the simulator checks them.
 //!
 //! Every actor runs its core through one generic [`driver::Driver`]: step with the clock's
 //! `now`, timers on ractor's `send_after`, the other effects handed to the actor.

@@ -25,7 +25,8 @@
 //! - [`client`]: [`ControlClient`](client::ControlClient), one typed method per rpc, each with
 //!   a deadline and the token, every answer validated, every failure a [`client::CallError`];
 //! - [`server`]: the `scistream.Control` gRPC service of a control server, each call's token
-//!   checked by the [`Authenticator`](server::Authenticator) it is given.
+//!   checked by the [`Authenticator`](server::Authenticator) it is given; a translator only:
+//!   it submits each call and returns the one answer the cores give it.
 //!
 //! The data plane's:
 //!
