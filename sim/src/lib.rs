@@ -15,6 +15,7 @@
 
 pub mod check;
 pub mod net;
+pub mod nodes;
 pub mod run;
 pub mod scenario;
 pub mod world;

@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
-use scistream_fsm::{Instant, Msg, Peer, Role};
+use scistream_fsm::{Instant, Msg, Peer};
 
+use crate::nodes::{node_kind, node_name};
 use crate::scenario::{FaultRule, Partition, Scenario, Semantics};
 
 /// Why a received frame was discarded.
@@ -85,26 +86,6 @@ pub fn decode_rpc_12(msg: &Msg, bytes: &[u8]) -> bool {
         }
         _ => true,
     }
-}
-
-/// A node's printable name: `s2uc#0`, `s2cs/PROD`, `s2ds/CONS`, `app#3`.
-pub fn node_name(p: Peer) -> String {
-    p.to_string()
-}
-
-/// A node's kind: `s2uc`, `s2cs`, `s2ds`, `app`.
-pub fn node_kind(p: Peer) -> &'static str {
-    match p {
-        Peer::Client(_) => "s2uc",
-        Peer::ControlServer(_) => "s2cs",
-        Peer::DataServer(_) => "s2ds",
-        Peer::App(_) => "app",
-    }
-}
-
-/// Whether `name` names a node or a kind in a cluster of this size.
-pub fn group_name_valid(name: &str, clients: u32, sessions: u32) -> bool {
-    matches!(name, "s2uc" | "s2cs" | "s2ds" | "app") || crate::world::node_by_name(name, clients, sessions).is_some()
 }
 
 fn in_group(p: Peer, group: &[String]) -> bool {
@@ -229,14 +210,6 @@ pub fn corrupt(rng: &mut ChaCha8Rng, frame: &mut [u8]) {
     for _ in 0..rng.random_range(1..=3) {
         let i = rng.random_range(0..frame.len());
         frame[i] ^= rng.random_range(1..=255u8);
-    }
-}
-
-/// The facility a data or control server serves, for indexing.
-pub fn role_index(r: Role) -> usize {
-    match r {
-        Role::Prod => 0,
-        Role::Cons => 1,
     }
 }
 

@@ -387,12 +387,12 @@ impl Scenario {
             );
         }
         for c in &self.crashes {
-            if crate::world::node_by_name(&c.node, self.clients, self.sessions).is_none() {
+            if crate::nodes::node_by_name(&c.node, self.clients, self.sessions).is_none() {
                 return bad(format!("crash names unknown node {:?}", c.node));
             }
         }
         for n in self.partitions.iter().flat_map(|p| p.a.iter().chain(&p.b)) {
-            if !crate::net::group_name_valid(n, self.clients, self.sessions) {
+            if !crate::nodes::group_name_valid(n, self.clients, self.sessions) {
                 return bad(format!("partition names unknown node or kind {n:?}"));
             }
         }

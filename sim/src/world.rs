@@ -21,6 +21,7 @@ use scistream_fsm::{
 
 use crate::check::{Prop, Reach, Violation};
 use crate::net::{self, Fate, Network};
+use crate::nodes::{self, node_by_name};
 use crate::scenario::Scenario;
 use plan::Plan;
 
@@ -131,26 +132,6 @@ struct Seen {
     state: &'static str,
     terminal: bool,
     since: Instant,
-}
-
-/// The node a name designates: `s2uc#N`, `s2cs/PROD`, `s2cs/CONS`, `s2ds/PROD`, `s2ds/CONS`,
-/// `app#N`.
-pub fn node_by_name(name: &str, clients: u32, sessions: u32) -> Option<Peer> {
-    let role = |r: &str| match r {
-        "PROD" => Some(Role::Prod),
-        "CONS" => Some(Role::Cons),
-        _ => None,
-    };
-    if let Some(n) = name.strip_prefix("s2uc#") {
-        return n.parse().ok().filter(|n| *n < clients).map(Peer::Client);
-    }
-    if let Some(n) = name.strip_prefix("app#") {
-        return n.parse().ok().filter(|n| *n < sessions).map(Peer::App);
-    }
-    if let Some(r) = name.strip_prefix("s2cs/") {
-        return role(r).map(Peer::ControlServer);
-    }
-    name.strip_prefix("s2ds/").and_then(role).map(Peer::DataServer)
 }
 
 fn ms(v: u64) -> Duration {
@@ -507,9 +488,9 @@ impl<'a> World<'a> {
                     self.journals[n as usize] = c.journal();
                 }
             }
-            Peer::ControlServer(r) => self.cs[net::role_index(r)] = None,
+            Peer::ControlServer(r) => self.cs[nodes::role_index(r)] = None,
             Peer::DataServer(r) => {
-                let i = net::role_index(r);
+                let i = nodes::role_index(r);
                 self.ds[i] = None;
                 // The process's listeners and connections die with it.
                 let uids: BTreeSet<Uid> = std::mem::take(&mut self.os[i]).into_values().collect();
@@ -533,7 +514,7 @@ impl<'a> World<'a> {
                 self.step_client(n, s2uc::Input::Recover);
             }
             Peer::ControlServer(r) => {
-                let i = net::role_index(r);
+                let i = nodes::role_index(r);
                 self.epochs[i] += 1;
                 self.cs[i] = Some(s2cs::ControlServer::new(
                     cs_cfg(self.sc, &self.config, self.opts.seed, r, self.epochs[i]),
@@ -542,7 +523,7 @@ impl<'a> World<'a> {
                 self.step_cs(r, node, s2cs::Input::Boot);
             }
             Peer::DataServer(r) => {
-                let i = net::role_index(r);
+                let i = nodes::role_index(r);
                 self.incs[i] += 1;
                 self.ds[i] = Some(s2ds::S2ds::new(ds_cfg(self.sc, self.opts.seed, r, self.incs[i]), self.incs[i]));
                 self.step_ds(r, s2ds::Input::Boot);
@@ -563,8 +544,8 @@ impl<'a> World<'a> {
 fn timing_of(sc: &Scenario, seed: u64, node: Peer, incarnation: u64) -> Profile {
     let tag = match node {
         Peer::Client(n) => u64::from(n),
-        Peer::ControlServer(r) => 1 << 32 | net::role_index(r) as u64,
-        Peer::DataServer(r) => 2 << 32 | net::role_index(r) as u64,
+        Peer::ControlServer(r) => 1 << 32 | nodes::role_index(r) as u64,
+        Peer::DataServer(r) => 2 << 32 | nodes::role_index(r) as u64,
         Peer::App(n) => 3 << 32 | u64::from(n),
     };
     sc.timing.profile().seeded(timing::mix(seed ^ timing::mix(tag ^ incarnation << 40)))

@@ -5,7 +5,7 @@ use scistream_fsm::{Effect, Msg, Notice, Peer, Role, Token, Uid, cons_app, prod_
 
 use super::{Event, World, ms, short};
 use crate::check::{Prop, Reach};
-use crate::net;
+use crate::nodes;
 
 impl World<'_> {
     pub(super) fn step_client(&mut self, n: u32, input: s2uc::Input) {
@@ -22,7 +22,7 @@ impl World<'_> {
     }
 
     pub(super) fn step_cs(&mut self, r: Role, node: Peer, input: s2cs::Input) {
-        let Some(core) = self.cs[net::role_index(r)].as_mut() else { return };
+        let Some(core) = self.cs[nodes::role_index(r)].as_mut() else { return };
         let uid = match &input {
             s2cs::Input::Msg { msg, .. } => msg.uid(),
             s2cs::Input::Timer(key) => key.uid,
@@ -35,7 +35,7 @@ impl World<'_> {
     }
 
     pub(super) fn step_ds(&mut self, r: Role, input: s2ds::Input) {
-        let Some(core) = self.ds[net::role_index(r)].as_mut() else { return };
+        let Some(core) = self.ds[nodes::role_index(r)].as_mut() else { return };
         let uid = match &input {
             s2ds::Input::Msg { msg, .. } => msg.uid(),
             s2ds::Input::Timer(key) => key.uid,
@@ -115,7 +115,7 @@ impl World<'_> {
             Effect::Listen { uid, ports } => self.listen(node, uid, &ports),
             Effect::Unlisten { uid, ports } => {
                 let Peer::DataServer(r) = node else { return };
-                let table = &mut self.os[net::role_index(r)];
+                let table = &mut self.os[nodes::role_index(r)];
                 for p in &ports {
                     if table.get(p) == Some(&uid) {
                         table.remove(p);
@@ -153,7 +153,7 @@ impl World<'_> {
 
     fn listen(&mut self, node: Peer, uid: Uid, ports: &[u16]) {
         let Peer::DataServer(r) = node else { return };
-        let i = net::role_index(r);
+        let i = nodes::role_index(r);
         if let Some(p) = ports.iter().find(|p| self.foreign[i].contains(p)) {
             self.note(|| format!("{node} cannot bind {} port {p}: another process holds it", short(uid)));
             self.schedule(self.now, Event::Bind(r, uid, Some(*p)));
@@ -263,7 +263,7 @@ impl World<'_> {
     }
 
     pub(super) fn deliver_forged(&mut self, r: Role, from: Peer, msg: Msg) {
-        let i = net::role_index(r);
+        let i = nodes::role_index(r);
         let Some(uid) = msg.uid() else { return };
         let Some(core) = self.cs[i].as_ref() else { return };
         let before = (core.session(&uid).cloned(), core.core().session(&uid).cloned(), core.state());

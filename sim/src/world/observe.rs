@@ -8,7 +8,7 @@ use scistream_fsm::{Peer, Role, Uid, s2ds, s2uc, session};
 
 use super::{Seen, World};
 use crate::check::Prop;
-use crate::net;
+use crate::nodes;
 
 /// What a node's session looks like to the checks.
 struct Look {
@@ -27,14 +27,14 @@ impl World<'_> {
         let mut looks: Vec<(Uid, Option<Look>)> = Vec::new();
         match node {
             Peer::ControlServer(r) => {
-                let Some(c) = &self.cs[net::role_index(r)] else { return };
+                let Some(c) = &self.cs[nodes::role_index(r)] else { return };
                 match only {
                     Some(uid) => looks.push((uid, c.session(&uid).map(look_cs))),
                     None => looks.extend(c.sessions().iter().map(|(u, s)| (*u, Some(look_cs(s))))),
                 }
             }
             Peer::DataServer(r) => {
-                let Some(d) = &self.ds[net::role_index(r)] else { return };
+                let Some(d) = &self.ds[nodes::role_index(r)] else { return };
                 match only {
                     Some(uid) => looks.push((uid, d.sessions().get(&uid).map(|s| look_ds(s.state())))),
                     None => looks.extend(d.sessions().iter().map(|(u, s)| (*u, Some(look_ds(s.state()))))),
@@ -132,7 +132,8 @@ impl World<'_> {
     }
 
     fn check_ports_freed(&mut self, r: Role, uid: Uid) {
-        let held: Vec<u16> = self.os[net::role_index(r)].iter().filter(|(_, u)| **u == uid).map(|(p, _)| *p).collect();
+        let held: Vec<u16> =
+            self.os[nodes::role_index(r)].iter().filter(|(_, u)| **u == uid).map(|(p, _)| *p).collect();
         if !held.is_empty() {
             self.violate(
                 Prop::ReleasedPortsFree,
@@ -182,7 +183,7 @@ impl World<'_> {
             }
         }
         for r in Role::ALL {
-            let i = net::role_index(r);
+            let i = nodes::role_index(r);
             if !self.os[i].is_empty() {
                 let held: Vec<_> = self.os[i].iter().take(8).collect();
                 bad.push((Prop::AllPortsFree, format!("{} still binds ports (first: {held:?})", Peer::DataServer(r))));

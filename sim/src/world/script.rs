@@ -82,12 +82,12 @@ impl View<'_> {
 
     /// The control server of the facility serving `role`, unless it is down.
     pub fn control_server(&self, role: Role) -> Option<&s2cs::ControlServer> {
-        self.w.cs[crate::net::role_index(role)].as_ref()
+        self.w.cs[crate::nodes::role_index(role)].as_ref()
     }
 
     /// The data server of the facility serving `role`, unless it is down.
     pub fn data_server(&self, role: Role) -> Option<&s2ds::S2ds> {
-        self.w.ds[crate::net::role_index(role)].as_ref()
+        self.w.ds[crate::nodes::role_index(role)].as_ref()
     }
 
     /// User client `n`, unless it is down.
@@ -102,7 +102,7 @@ impl View<'_> {
 
     /// The ports bound right now at the facility serving `role`, with the session holding each.
     pub fn bound_ports(&self, role: Role) -> impl Iterator<Item = (u16, scistream_fsm::Uid)> + '_ {
-        self.w.os[crate::net::role_index(role)].iter().map(|(p, u)| (*p, *u))
+        self.w.os[crate::nodes::role_index(role)].iter().map(|(p, u)| (*p, *u))
     }
 }
 
