@@ -160,6 +160,8 @@ pub struct World<'a> {
     profile: Profile,
     /// The facilities' configuration, as drawn for this seed.
     config: Drawn,
+    /// Scratch space of the checks, kept between steps.
+    looks: Vec<(Uid, Option<observe::Look>)>,
     timers: BTreeMap<(Peer, TimerKey), u64>,
     generation: u64,
     os: [BTreeMap<u16, Uid>; 2],
@@ -234,6 +236,7 @@ impl<'a> World<'a> {
             client_incs: vec![0; sc.clients as usize],
             profile,
             config,
+            looks: Vec::new(),
             timers: BTreeMap::new(),
             generation: 0,
             os: [BTreeMap::new(), BTreeMap::new()],
@@ -460,9 +463,11 @@ impl<'a> World<'a> {
         match self.net.send(&mut self.rng, self.now, from, to, msg) {
             Fate::Lost(why) => self.note(|| format!("{from} -> {to} {} LOST ({why})", msg.name())),
             Fate::Delivered(copies) => {
-                let frame = net::frame(msg);
-                for (at, corrupt) in copies {
-                    let mut f = frame.clone();
+                let mut frame = net::frame(msg);
+                let n = copies.len();
+                for (k, (at, corrupt)) in copies.into_iter().enumerate() {
+                    // The last copy takes the frame itself.
+                    let mut f = if k + 1 == n { std::mem::take(&mut frame) } else { frame.clone() };
                     if corrupt {
                         net::corrupt(&mut self.rng, &mut f);
                         // The same damage to the call as a 1.2 client encodes it: the

@@ -11,7 +11,7 @@ use crate::check::Prop;
 use crate::nodes;
 
 /// What a node's session looks like to the checks.
-struct Look {
+pub(super) struct Look {
     state: &'static str,
     terminal: bool,
     /// Holding a reservation that its lease must bound (not yet established).
@@ -24,7 +24,13 @@ impl World<'_> {
     /// before: terminal states stay put, reservations stay within their lease, a newly
     /// established session's map agrees across facilities, a newly finished one's ports are free.
     pub(super) fn observe(&mut self, node: Peer, only: Option<Uid>) {
-        let mut looks: Vec<(Uid, Option<Look>)> = Vec::new();
+        let mut looks = std::mem::take(&mut self.looks);
+        looks.clear();
+        self.observe_into(node, only, &mut looks);
+        self.looks = looks;
+    }
+
+    fn observe_into(&mut self, node: Peer, only: Option<Uid>, looks: &mut Vec<(Uid, Option<Look>)>) {
         match node {
             Peer::ControlServer(r) => {
                 let Some(c) = &self.cs[nodes::role_index(r)] else { return };
@@ -58,7 +64,7 @@ impl World<'_> {
             // Sessions the node no longer holds (forgotten tombstones, or dropped on re-attach).
             seen.retain(|uid, _| looks.binary_search_by_key(uid, |(u, _)| *u).is_ok());
         }
-        for (uid, look) in looks {
+        for (uid, look) in looks.drain(..) {
             let Some(look) = look else {
                 seen.remove(&uid);
                 continue;
