@@ -1,8 +1,10 @@
-//! One stream session's resources at a data server: its bound listeners, then the relay
-//! forwarding them (WAN leg TLS pinned to the session). A child of the S2DS actor: stopping
-//! it closes every listener and connection at once. Starting the relay is a call: the data
-//! server reports BridgesUp only once the relay runs, and a relay that cannot start is a
-//! refusal with its reason, never a session that claims to forward.
+//! One stream session's relay at a data server: the session's listeners (bound by the data
+//! server when it reserved them, [`bind_all`]) forwarded to their targets, the WAN leg TLS
+//! pinned to the session. The data server spawns it, a child of its own, when the bridges
+//! start (a session waiting for its Hello holds only its listeners, no actor); stopping it
+//! closes every listener and connection at once. Starting the relay is a call: the data server
+//! reports BridgesUp only once the relay runs, and a relay that cannot start is a refusal with
+//! its reason, never a session that claims to forward.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -24,14 +26,12 @@ pub struct BindError {
 }
 
 /// What a relay actor is started with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct RelayArgs {
     /// Session.
     pub uid: Uid,
-    /// Address to bind on.
-    pub ip: IpAddr,
-    /// Ports to bind.
-    pub ports: Vec<u16>,
+    /// The session's bound listeners.
+    pub listeners: Vec<TcpListener>,
     /// Where its relay counts its traffic.
     pub counters: Arc<Counters>,
     /// Whether a session without credentials may have a plain WAN leg.
@@ -103,6 +103,12 @@ impl RelayActor {
     }
 }
 
+/// Binds a session's listeners on `ip`, every port or none (those bound so far are closed
+/// again when one fails).
+pub fn bind_all(ip: IpAddr, ports: &[u16]) -> Result<Vec<TcpListener>, BindError> {
+    ports.iter().map(|port| bind(ip, *port)).collect()
+}
+
 fn bind(ip: IpAddr, port: u16) -> Result<TcpListener, BindError> {
     let wrap = |source| BindError { port, source };
     let socket = if ip.is_ipv4() { TcpSocket::new_v4() } else { TcpSocket::new_v6() }.map_err(wrap)?;
@@ -117,15 +123,9 @@ impl Actor for RelayActor {
     type Arguments = RelayArgs;
 
     async fn pre_start(&self, _: ActorRef<RelayMsg>, args: RelayArgs) -> Result<RelayState, ActorProcessingErr> {
-        let mut listeners = Vec::with_capacity(args.ports.len());
-        for port in &args.ports {
-            // On failure the listeners bound so far are dropped, i.e. closed.
-            listeners.push(bind(args.ip, *port)?);
-        }
-        tracing::debug!(uid = %args.uid, ports = ?args.ports, "session listening");
         Ok(RelayState {
             uid: args.uid,
-            listeners,
+            listeners: args.listeners,
             relay: None,
             counters: args.counters,
             allow_plain_wan: args.allow_plain_wan,

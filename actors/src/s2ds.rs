@@ -1,17 +1,18 @@
-//! The S2DS actor: hosts the data server's core; executes its effects by spawning, feeding
-//! and stopping one [`RelayActor`] per session (its children). Its answers go upstream
-//! through a callback, so it does not know who hosts it (the embedded control server today).
+//! The S2DS actor: hosts the data server's core; executes its effects by binding a session's
+//! listeners when it reserves them, and spawning, feeding and stopping one [`RelayActor`] per
+//! session once its bridges start (its children). Its answers go upstream through a callback,
+//! so it does not know who hosts it (the embedded control server today).
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
-use ractor::{Actor, ActorProcessingErr, ActorRef, SpawnErr, SupervisionEvent};
+use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use scistream_fsm::{Effect, ErrorCode, Msg, Outbox, Peer, Role, TimerKey, Uid, s2ds};
 use scistream_transport::relay::Counters;
 
 use crate::driver::Driver;
-use crate::relay::{BindError, RelayActor, RelayArgs, RelayMsg};
+use crate::relay::{RelayActor, RelayArgs, RelayMsg, bind_all};
 
 /// Each session's traffic counters: the data server's relay actors count into them, the
 /// control server reads them for `status` and `list`.
@@ -59,6 +60,9 @@ pub struct S2dsState {
     driver: Driver<s2ds::S2ds, S2dsMsg>,
     facility: Role,
     args: S2dsArgs,
+    /// Listeners of sessions whose bridges have not started.
+    bound: BTreeMap<Uid, Vec<tokio::net::TcpListener>>,
+    /// Relays of sessions whose bridges started.
     relays: BTreeMap<Uid, ActorRef<RelayMsg>>,
 }
 
@@ -88,42 +92,51 @@ impl S2dsActor {
                 }
                 None
             }
-            Effect::Listen { uid, ports } => {
-                let counters = Arc::new(Counters::default());
-                st.args.traffic.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, counters.clone());
-                let a = &st.args;
-                let args = RelayArgs { uid, ip: a.bind_ip, ports, counters, allow_plain_wan: a.allow_plain_wan };
-                match Actor::spawn_linked(None, RelayActor, args, myself.get_cell()).await {
-                    Ok((relay, _)) => {
-                        st.relays.insert(uid, relay);
-                        Some(s2ds::Input::Bound(uid))
-                    }
-                    Err(SpawnErr::StartupFailed(e)) => match e.downcast_ref::<BindError>() {
-                        Some(b) => {
-                            tracing::warn!(%uid, "{b}; drawing other ports");
-                            Some(s2ds::Input::BindFailed { uid, port: b.port })
-                        }
-                        None => {
-                            tracing::error!(%uid, "relay actor failed to start: {e}");
-                            None
-                        }
-                    },
-                    Err(e) => {
-                        tracing::error!(%uid, "relay actor failed to start: {e}");
-                        None
-                    }
+            Effect::Listen { uid, ports } => match bind_all(st.args.bind_ip, &ports) {
+                Ok(listeners) => {
+                    let counters = Arc::new(Counters::default());
+                    st.args.traffic.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, counters);
+                    tracing::debug!(%uid, ?ports, "session listening");
+                    st.bound.insert(uid, listeners);
+                    Some(s2ds::Input::Bound(uid))
                 }
-            }
+                Err(b) => {
+                    tracing::warn!(%uid, "{b}; drawing other ports");
+                    Some(s2ds::Input::BindFailed { uid, port: b.port })
+                }
+            },
             Effect::Unlisten { uid, .. } => {
+                // Closed at once; a relay is waited for, so the ports are free before the pool
+                // hands them out again.
+                st.bound.remove(&uid);
                 if let Some(relay) = st.relays.remove(&uid) {
-                    // Wait, so the ports are free before the pool hands them out again.
                     let _ = relay.stop_and_wait(Some("released".into()), None).await;
                 }
                 None
             }
             Effect::StartBridges { uid, targets, creds, role, rate, .. } => {
-                let Some(relay) = st.relays.get(&uid).cloned() else {
-                    return Some(s2ds::Input::BridgesFailed { uid, code: ErrorCode::Aborted });
+                let relay = match (st.relays.get(&uid).cloned(), st.bound.remove(&uid)) {
+                    (Some(relay), _) => relay,
+                    (None, Some(listeners)) => {
+                        let counters = st.args.traffic.lock().unwrap_or_else(|e| e.into_inner()).get(&uid).cloned();
+                        let args = RelayArgs {
+                            uid,
+                            listeners,
+                            counters: counters.unwrap_or_default(),
+                            allow_plain_wan: st.args.allow_plain_wan,
+                        };
+                        match Actor::spawn_linked(None, RelayActor, args, myself.get_cell()).await {
+                            Ok((relay, _)) => {
+                                st.relays.insert(uid, relay.clone());
+                                relay
+                            }
+                            Err(e) => {
+                                tracing::error!(%uid, "relay actor failed to start: {e}");
+                                return Some(s2ds::Input::BridgesFailed { uid, code: ErrorCode::Aborted });
+                            }
+                        }
+                    }
+                    (None, None) => return Some(s2ds::Input::BridgesFailed { uid, code: ErrorCode::Aborted }),
                 };
                 // The outcome comes back as a message: the relay answers once it forwards.
                 let me = myself.clone();
@@ -155,6 +168,7 @@ impl Actor for S2dsActor {
             facility: args.cfg.facility,
             driver: Driver::new(s2ds::S2ds::new(args.cfg.clone(), args.inc), S2dsMsg::Timer, "data server"),
             args,
+            bound: BTreeMap::new(),
             relays: BTreeMap::new(),
         };
         Self::step(&myself, &mut st, s2ds::Input::Boot).await;
@@ -207,6 +221,7 @@ impl Actor for S2dsActor {
     }
 
     async fn post_stop(&self, _: ActorRef<S2dsMsg>, st: &mut S2dsState) -> Result<(), ActorProcessingErr> {
+        st.bound.clear();
         for (_, relay) in std::mem::take(&mut st.relays) {
             let _ = relay.stop_and_wait(Some("data server stopping".into()), None).await;
         }

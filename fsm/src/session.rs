@@ -109,6 +109,7 @@ mod declaration {
             Hello => Established,
             Update => Established [Updated],
             Connected => Established,
+            Refused => Aborting [Abort],
             Rel => Releasing [Release],
             DsLost => Failed [ReportError],
         },
