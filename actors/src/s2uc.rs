@@ -100,7 +100,11 @@ impl Actor for S2ucActor {
         let input = match msg {
             S2ucMsg::Command(input) => input,
             S2ucMsg::Answer(role, msg, why) => {
+                // The answer to a Hello the client said itself never decides the session: its
+                // explanation is not the session's.
+                let hello = matches!(msg, Msg::Error { seq, .. } if seq & s2uc::HELLO_SEQ != 0);
                 if let (Some(uid), Some(why)) = (msg.uid(), why)
+                    && !hello
                     && !matches!(msg, Msg::Error { code: ErrorCode::Unavailable, .. })
                 {
                     // The first refusal is the reason; later ones (the release of the other side) are not.
