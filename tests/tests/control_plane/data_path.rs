@@ -94,3 +94,80 @@ fn bytes_cross_both_gateways_and_a_stranger_at_the_wan_port_never_reaches_the_pr
         assert_eq!(st["refused_connections"], refused, "{st}");
     }
 }
+
+/// SciStream 1.2's split setup against our own control servers: `inbound-request` at the
+/// producer's facility (it says the producer's Hello itself), then `outbound-request` at the
+/// consumer's with the uid, listeners and WAN credentials it printed (it says a consumer's
+/// Hello alongside its REQ). Bytes cross both gateways over the session's pinned TLS leg.
+#[test]
+fn inbound_then_outbound_request_carry_bytes_over_the_sessions_tls_leg() {
+    let _serial = shared();
+    let (da, db) = (Scratch::new("dp-in"), Scratch::new("dp-out"));
+    let prod = Server::start(&da.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&db.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let (app_port, reached) = producer();
+    let lines =
+        |out: &std::process::Output| -> Vec<Value> { String::from_utf8_lossy(&out.stdout).lines().map(json).collect() };
+    let get = |lines: &[Value], key: &str| -> String {
+        lines.iter().find_map(|v| v[key].as_str().map(str::to_owned)).unwrap_or_else(|| panic!("no {key} in {lines:?}"))
+    };
+
+    let mut inbound = trust(&[&prod]);
+    inbound.extend(args(&[
+        "--json",
+        "inbound-request",
+        "--s2cs",
+        &prod.addr,
+        "--num-conn",
+        "1",
+        "--remote_ip",
+        "127.0.0.1",
+        "--receiver_ports",
+        &app_port.to_string(),
+    ]));
+    let out = scistream_tests::run("s2uc", &inbound, Duration::from_secs(30)).unwrap();
+    assert!(out.status.success(), "inbound-request: {}", String::from_utf8_lossy(&out.stderr));
+    let printed = lines(&out);
+    let (uid, listeners, creds) = (get(&printed, "uid"), get(&printed, "listeners"), get(&printed, "credentials"));
+    assert_eq!(get(&printed, "prod_listeners"), format!("127.0.0.1:{app_port}"));
+
+    let mut outbound = trust(&[&cons]);
+    outbound.extend(args(&[
+        "--json",
+        "outbound-request",
+        "--s2cs",
+        &cons.addr,
+        "--num-conn",
+        "1",
+        "--credentials",
+        &creds,
+        &uid,
+        &listeners,
+    ]));
+    let out = scistream_tests::run("s2uc", &outbound, Duration::from_secs(30)).unwrap();
+    assert!(out.status.success(), "outbound-request: {}", String::from_utf8_lossy(&out.stderr));
+    let consumer_side = get(&lines(&out), "listeners");
+
+    let mut s = TcpStream::connect(consumer_side.as_str()).expect("the consumer gateway's listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    s.write_all(&sent).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).expect("the producer's echo");
+    assert_eq!(back, sent, "bytes came back changed");
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+
+    // Without the credentials the consumer's side would be plain text, which this facility
+    // refuses by default: the setup fails with FAILED_PRECONDITION and releases what it held.
+    let mut plain = trust(&[&cons]);
+    let other = "4f3c2b1a-0000-4000-8000-000000000009";
+    plain.extend(args(&["outbound-request", "--s2cs", &cons.addr, "--num-conn", "1", other, &listeners]));
+    let out = scistream_tests::run("s2uc", &plain, Duration::from_secs(30)).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("failed precondition"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
