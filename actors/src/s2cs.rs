@@ -35,6 +35,8 @@ pub enum S2csMsg {
     Timer(TimerKey, u64),
     /// Answer once the control server is attached to its data server and serves requests.
     WhenReady(oneshot::Sender<()>),
+    /// A session's actor could not be started: the session is lost.
+    Lost(Uid),
 }
 
 /// What the S2CS actor starts with.
@@ -116,9 +118,16 @@ impl S2csActor {
                     let up = Arc::new(move |u| {
                         let _ = me.send_message(S2csMsg::Up(u));
                     });
-                    let (session, _) =
-                        Actor::spawn_linked(None, SessionActor, SessionArgs { core, up }, myself.get_cell()).await?;
-                    st.sessions.insert(uid, session);
+                    match Actor::spawn_linked(None, SessionActor, SessionArgs { core, up }, myself.get_cell()).await {
+                        Ok((session, _)) => {
+                            st.sessions.insert(uid, session);
+                        }
+                        Err(e) => {
+                            // The server keeps serving; the core forgets the session it admitted.
+                            tracing::error!(%uid, "cannot start the session's actor: {e}");
+                            let _ = myself.send_message(S2csMsg::Lost(uid));
+                        }
+                    }
                 }
                 Effect::ToSession { uid, input } => {
                     let tx = match &input {
@@ -248,6 +257,7 @@ impl Actor for S2csActor {
                 }
             }
             S2csMsg::WhenReady(tx) => st.ready.push(tx),
+            S2csMsg::Lost(uid) => Self::step(&myself, st, s2cs::Input::SessionDied(uid), None).await?,
         }
         if st.driver.core().state() == s2cs::State::Serving {
             for tx in st.ready.drain(..) {
