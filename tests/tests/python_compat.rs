@@ -96,15 +96,9 @@ struct Server12 {
 impl Server12 {
     /// Starts one in `dir`, inventing listeners from `first_port` on.
     fn start(dir: &Path, name: &str, first_port: u16) -> Result<Self> {
-        Self::start_with(dir, name, first_port, &[])
-    }
-
-    /// Starts one with more flags (`--cons-waits-for-hello`: every REQ waits for its Hello).
-    fn start_with(dir: &Path, name: &str, first_port: u16, extra: &[&str]) -> Result<Self> {
         let stderr = dir.join(format!("{name}.log"));
         let mut child = python("server_12.py")
             .args(["serve12", "--port", "0", "--hello-timeout", "30", "--first-port", &first_port.to_string()])
-            .args(extra)
             .stdout(Stdio::piped())
             .stderr(File::create(&stderr)?)
             .spawn()
