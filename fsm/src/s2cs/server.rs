@@ -19,12 +19,15 @@ use super::{Config, Input, S2cs, State};
 pub struct ControlServer {
     core: S2cs,
     sessions: BTreeMap<Uid, Session>,
+    /// The effects being routed during a step; always empty between steps (so it changes
+    /// neither equality nor clones), kept to spare an allocation per step.
+    pending: Outbox,
 }
 
 impl ControlServer {
     /// A fresh control server whose boot epoch is `epoch`.
     pub fn new(cfg: Config, epoch: u64) -> Self {
-        Self { core: S2cs::new(cfg, epoch), sessions: BTreeMap::new() }
+        Self { core: S2cs::new(cfg, epoch), sessions: BTreeMap::new(), pending: Outbox::new() }
     }
 
     /// The control server's own core (its registry).
@@ -58,7 +61,7 @@ impl ControlServer {
     pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
         // One buffer for every core's effects: what one core asks of another is carried out in
         // order, the rest goes to `out`.
-        let mut pending = Outbox::new();
+        let mut pending = std::mem::take(&mut self.pending);
         let mut result = match input {
             Input::Timer(crate::TimerKey { uid: Some(uid), kind }) => {
                 self.step_session(now, uid, session::Input::Timer(kind), &mut pending)
@@ -90,6 +93,8 @@ impl ControlServer {
                 result = r;
             }
         }
+        pending.clear();
+        self.pending = pending;
         result
     }
 
