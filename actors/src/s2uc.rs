@@ -102,7 +102,7 @@ impl Actor for S2ucActor {
             S2ucMsg::Answer(role, msg, why) => {
                 // The answer to a Hello the client said itself never decides the session: its
                 // explanation is not the session's.
-                let hello = matches!(msg, Msg::Error { seq, .. } if seq & s2uc::HELLO_SEQ != 0);
+                let hello = matches!(msg, Msg::Error { seq, .. } if s2uc::is_hello_seq(seq));
                 if let (Some(uid), Some(why)) = (msg.uid(), why)
                     && !hello
                     && !matches!(msg, Msg::Error { code: ErrorCode::Unavailable, .. })

@@ -210,11 +210,6 @@ impl S2cs {
         self.sessions.get(uid)
     }
 
-    /// Its boot epoch.
-    pub fn epoch(&self) -> u64 {
-        self.epoch
-    }
-
     /// Session `uid` as `caller` may see it: NOT_FOUND when it is not held, PERMISSION_DENIED
     /// when it is another identity's (operators see every session).
     pub fn status(&self, caller: &Principal, uid: Uid) -> Result<View, ErrorCode> {

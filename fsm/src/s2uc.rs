@@ -132,6 +132,11 @@ pub struct Config {
 /// phase of the session.
 pub const HELLO_SEQ: u32 = 1 << 31;
 
+/// Whether `seq` is that of a Hello a client said (its answers never move a session).
+pub const fn is_hello_seq(seq: u32) -> bool {
+    seq & HELLO_SEQ != 0
+}
+
 /// What the client does at one facility.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SidePlan {

@@ -31,7 +31,7 @@ mod step;
 mod waiters;
 
 use crate::timing::Profile;
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
+use crate::types::{Addr, Credentials, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
 
 pub use waiters::{Kind, MAX_WAITERS, Waiter};
 
@@ -170,8 +170,6 @@ pub struct Setup {
     pub owner: Principal,
     /// What the REQ asked for.
     pub params: SessionParams,
-    /// The key the controllers must present.
-    pub key: AppKey,
 }
 
 /// An input to a session's core.
@@ -305,17 +303,6 @@ impl Session {
     /// The calls waiting on it, oldest first.
     pub fn waiters(&self) -> &[Waiter] {
         &self.waiters
-    }
-
-    /// What the control server's registry should know of it now.
-    pub fn summary(&self) -> Summary {
-        Summary {
-            state: Some(self.state()),
-            listeners: self.listeners.clone(),
-            prod_listeners: self.prod_listeners.clone(),
-            targets: self.bridge.as_ref().map(|b| b.0.clone()).unwrap_or_default(),
-            failure: self.failure,
-        }
     }
 }
 

@@ -328,6 +328,18 @@ impl Request {
     }
 }
 
+/// The JSON objects a `--json` command printed on stdout, one per line; a line that is not
+/// JSON is an error.
+pub fn json_lines(out: &Output) -> Result<Vec<serde_json::Value>> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("{l:?} is not JSON"))).collect()
+}
+
+/// The first string `key` among `lines` (as [`json_lines`] reads them).
+pub fn json_field(lines: &[serde_json::Value], key: &str) -> Result<String> {
+    lines.iter().find_map(|v| v[key].as_str().map(str::to_owned)).with_context(|| format!("no {key} in {lines:?}"))
+}
+
 /// Strings from `&str`s.
 pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_string()).collect()

@@ -15,7 +15,9 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
-use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, free_range, lines, listening, run};
+use scistream_tests::{
+    Background, Request, Scratch, Server, ServerOpts, args, free_range, json_field, json_lines, lines, listening, run,
+};
 use serde_json::Value;
 
 /// How long a Python script may run.
@@ -299,12 +301,6 @@ fn our_single_facility_commands_drive_servers_that_only_speak_1_2() -> Result<()
     let dir = Scratch::new("py12-single");
     let mut prod = Server12::start(&dir.0, "prod12", 7400)?;
     let mut cons = Server12::start(&dir.0, "cons12", 7500)?;
-    let json = |out: &Output| -> Vec<Value> {
-        String::from_utf8_lossy(&out.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-    };
-    let field = |lines: &[Value], key: &str| -> Result<String> {
-        lines.iter().find_map(|v| v[key].as_str().map(str::to_owned)).with_context(|| format!("no {key} in {lines:?}"))
-    };
 
     // prod-req waits for the producer's Hello, which appctrl says with the uid it printed.
     let prod_req = Background::start(
@@ -321,9 +317,9 @@ fn our_single_facility_commands_drive_servers_that_only_speak_1_2() -> Result<()
     assert!(hello.status.success(), "appctrl: {}", String::from_utf8_lossy(&hello.stderr));
     let out = prod_req.wait(CMD_BOUND)?;
     assert!(out.status.success(), "prod-req: {}", String::from_utf8_lossy(&out.stderr));
-    let lines = json(&out);
-    assert_eq!(field(&lines, "listeners")?, "127.0.0.1:7400,127.0.0.1:7401");
-    let creds = field(&lines, "credentials")?;
+    let lines = json_lines(&out)?;
+    assert_eq!(json_field(&lines, "listeners")?, "127.0.0.1:7400,127.0.0.1:7401");
+    let creds = json_field(&lines, "credentials")?;
     prod.saw(&format!("update {uid} remote=127.0.0.1:7000"))?;
 
     // cons-req with the uid, the producer gateway's listeners and the credentials it printed.
@@ -345,7 +341,7 @@ fn our_single_facility_commands_drive_servers_that_only_speak_1_2() -> Result<()
         CMD_BOUND,
     )?;
     assert!(out.status.success(), "cons-req: {}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(field(&json(&out), "listeners")?, "127.0.0.1:7500,127.0.0.1:7501");
+    assert_eq!(json_field(&json_lines(&out)?, "listeners")?, "127.0.0.1:7500,127.0.0.1:7501");
     cons.saw(&format!("hello {uid} CONS key=present prod_listeners="))?;
     cons.saw(&format!("update {uid} remote=127.0.0.1:7400,127.0.0.1:7401"))?;
 
@@ -368,10 +364,10 @@ fn our_single_facility_commands_drive_servers_that_only_speak_1_2() -> Result<()
         CMD_BOUND,
     )?;
     assert!(out.status.success(), "inbound-request: {}", String::from_utf8_lossy(&out.stderr));
-    let lines = json(&out);
-    let uid = field(&lines, "uid")?;
-    assert_eq!(field(&lines, "prod_listeners")?, "127.0.0.1:7010,127.0.0.1:7011");
-    let listeners = field(&lines, "listeners")?;
+    let lines = json_lines(&out)?;
+    let uid = json_field(&lines, "uid")?;
+    assert_eq!(json_field(&lines, "prod_listeners")?, "127.0.0.1:7010,127.0.0.1:7011");
+    let listeners = json_field(&lines, "listeners")?;
     prod.saw(&format!("hello {uid} PROD key=present prod_listeners=127.0.0.1:7010,127.0.0.1:7011"))?;
     prod.saw(&format!("update {uid} remote=127.0.0.1:7010,127.0.0.1:7011"))?;
 

@@ -71,6 +71,11 @@ fn req(uid: Uid, role: Role) -> Msg {
     Msg::Req { uid, seq: 1, token: Token::default(), params, key: AppKey([1; 16]) }
 }
 
+/// UpdateTargets of `uid` towards `remote`, with credentials made of the byte `c` (0: none).
+fn update(uid: Uid, seq: u32, remote: &[Addr], c: u8) -> Msg {
+    Msg::Update { uid, seq, token: Token::default(), remote: remote.to_vec(), creds: Credentials([c; 32]) }
+}
+
 fn is_listening(addr: &Addr) -> bool {
     TcpStream::connect((addr.host.as_str(), addr.port)).is_ok()
 }
@@ -157,13 +162,6 @@ async fn a_dying_relay_actor_fails_only_its_session_and_the_server_keeps_serving
     let lb = listeners_of(&actor, 2, b, Role::Cons).await;
     // A session waiting for its bridges holds only its listeners; a relay runs once they start.
     assert!(relays(&actor).is_empty(), "relays before any bridge");
-    let update = |uid, seq, remote: &Vec<Addr>, c| Msg::Update {
-        uid,
-        seq,
-        token: Token::default(),
-        remote: remote.clone(),
-        creds: Credentials([c; 32]),
-    };
     assert!(matches!(answer(&mut call(&actor, 3, update(a, 3, &la, 2))).await, Msg::Updated { .. }));
     let victim = relays(&actor);
     assert_eq!(victim.len(), 1);
@@ -190,11 +188,7 @@ async fn a_dying_data_server_is_restarted_its_sessions_fail_and_new_ones_work() 
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!listeners.iter().any(is_listening), "listeners died with the data server");
     // The old session is failed: an update is refused.
-    let mut up = call(
-        &actor,
-        2,
-        Msg::Update { uid, seq: 2, token: Token::default(), remote: listeners.clone(), creds: Credentials([4; 32]) },
-    );
+    let mut up = call(&actor, 2, update(uid, 2, &listeners, 4));
     assert!(matches!(answer(&mut up).await, Msg::Error { .. }));
     // A new data server took over: a new session binds real listeners.
     let fresh = listeners_of(&actor, 3, Uid::from_u128(21), Role::Cons).await;
@@ -233,11 +227,7 @@ async fn a_dying_session_actor_releases_its_ports_and_the_server_keeps_serving()
     assert!(matches!(answer(&mut rel).await, Msg::Error { code: ErrorCode::NotFound, .. }));
     // b goes on; new sessions are served.
     assert!(lb.iter().all(is_listening));
-    let mut up = call(
-        &actor,
-        4,
-        Msg::Update { uid: b, seq: 4, token: Token::default(), remote: lb.clone(), creds: Credentials([3; 32]) },
-    );
+    let mut up = call(&actor, 4, update(b, 4, &lb, 3));
     assert!(matches!(answer(&mut up).await, Msg::Updated { .. }));
     let lc = listeners_of(&actor, 5, Uid::from_u128(42), Role::Cons).await;
     assert!(lc.iter().all(is_listening));
@@ -250,8 +240,7 @@ async fn update_targets_without_credentials_is_refused_failed_precondition_by_de
     let uid = Uid::from_u128(50);
     let l = listeners_of(&actor, 1, uid, Role::Cons).await;
     // No credentials (a 1.2 client) and plain WAN legs not allowed: the core refuses first.
-    let mut up =
-        call(&actor, 2, Msg::Update { uid, seq: 2, token: Token::default(), remote: l, creds: Credentials::default() });
+    let mut up = call(&actor, 2, update(uid, 2, &l, 0));
     assert!(matches!(answer(&mut up).await, Msg::Error { code: ErrorCode::FailedPrecondition, .. }));
     actor.stop_and_wait(None, None).await.unwrap();
 }

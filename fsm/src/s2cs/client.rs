@@ -5,7 +5,7 @@ use crate::effect::{Effect, Outbox};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::session::{self, Session, Setup, Summary};
-use crate::types::{AppKey, ErrorCode, Peer, Principal, SessionParams, Uid};
+use crate::types::{AppKey, ErrorCode, Peer, Principal, Uid};
 
 use super::{Entry, S2cs, State};
 
@@ -32,8 +32,8 @@ impl S2cs {
         };
         // Authentication comes before any uid is looked up, so nobody learns which exist.
         let Some(caller) = caller else { return refuse(out, from, uid, seq, ErrorCode::Unauthenticated) };
-        if let Msg::Req { params, key, .. } = msg {
-            return self.on_req(from, caller, uid, seq, (params, key), msg, out);
+        if let Msg::Req { .. } = msg {
+            return self.on_req(from, caller, msg, out);
         }
         let Some(e) = self.sessions.get(&uid) else { return refuse(out, from, uid, seq, ErrorCode::NotFound) };
         if !self.cfg.may_manage(&e.owner, &caller) {
@@ -52,17 +52,10 @@ impl S2cs {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn on_req(
-        &mut self,
-        from: Peer,
-        caller: Principal,
-        uid: Uid,
-        seq: u32,
-        (params, key): (SessionParams, AppKey),
-        msg: Msg,
-        out: &mut Outbox,
-    ) -> Result<(), ProtocolError> {
+    fn on_req(&mut self, from: Peer, caller: Principal, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
+        let Msg::Req { uid, seq, params, key, .. } = msg else {
+            return Err(ProtocolError::Misdirected(msg.name()));
+        };
         if params.num_conn == 0 || params.num_conn > self.cfg.max_num_conn {
             return refuse(out, from, uid, seq, ErrorCode::InvalidArgument);
         }
@@ -96,7 +89,6 @@ impl S2cs {
             timing: self.cfg.timing,
             owner: caller.clone(),
             params,
-            key,
         };
         self.sessions.insert(uid, Entry { owner: caller, params, key, summary: Summary::default() });
         out.push(Effect::Spawn(Box::new(Session::new(setup))));

@@ -115,7 +115,7 @@ impl S2uc {
                 }
                 Ok(())
             }
-            Msg::Error { seq, code, .. } if seq & HELLO_SEQ != 0 => {
+            Msg::Error { seq, code, .. } if super::is_hello_seq(seq) => {
                 // Not there yet (the REQ may still be on its way), or busy: the Hello timer
                 // says it again. Anything else: the REQ's own answer tells what went wrong.
                 if !matches!(code, ErrorCode::NotFound | ErrorCode::Unavailable) {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, trust};
+use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, json_field, json_lines, trust};
 use serde_json::Value;
 
 use crate::testkit::shared;
@@ -106,11 +106,6 @@ fn inbound_then_outbound_request_carry_bytes_over_the_sessions_tls_leg() {
     let prod = Server::start(&da.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
     let cons = Server::start(&db.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
     let (app_port, reached) = producer();
-    let lines =
-        |out: &std::process::Output| -> Vec<Value> { String::from_utf8_lossy(&out.stdout).lines().map(json).collect() };
-    let get = |lines: &[Value], key: &str| -> String {
-        lines.iter().find_map(|v| v[key].as_str().map(str::to_owned)).unwrap_or_else(|| panic!("no {key} in {lines:?}"))
-    };
 
     let mut inbound = trust(&[&prod]);
     inbound.extend(args(&[
@@ -127,9 +122,10 @@ fn inbound_then_outbound_request_carry_bytes_over_the_sessions_tls_leg() {
     ]));
     let out = scistream_tests::run("s2uc", &inbound, Duration::from_secs(30)).unwrap();
     assert!(out.status.success(), "inbound-request: {}", String::from_utf8_lossy(&out.stderr));
-    let printed = lines(&out);
-    let (uid, listeners, creds) = (get(&printed, "uid"), get(&printed, "listeners"), get(&printed, "credentials"));
-    assert_eq!(get(&printed, "prod_listeners"), format!("127.0.0.1:{app_port}"));
+    let printed = json_lines(&out).unwrap();
+    let get = |key| json_field(&printed, key).unwrap();
+    let (uid, listeners, creds) = (get("uid"), get("listeners"), get("credentials"));
+    assert_eq!(get("prod_listeners"), format!("127.0.0.1:{app_port}"));
 
     let mut outbound = trust(&[&cons]);
     outbound.extend(args(&[
@@ -146,7 +142,7 @@ fn inbound_then_outbound_request_carry_bytes_over_the_sessions_tls_leg() {
     ]));
     let out = scistream_tests::run("s2uc", &outbound, Duration::from_secs(30)).unwrap();
     assert!(out.status.success(), "outbound-request: {}", String::from_utf8_lossy(&out.stderr));
-    let consumer_side = get(&lines(&out), "listeners");
+    let consumer_side = json_field(&json_lines(&out).unwrap(), "listeners").unwrap();
 
     let mut s = TcpStream::connect(consumer_side.as_str()).expect("the consumer gateway's listener");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
