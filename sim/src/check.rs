@@ -31,6 +31,8 @@ pub enum Prop {
     TerminalIsFinal,
     /// No reservation outlives its lease.
     LeaseBounded,
+    /// What a node sends comes back as itself through the production encoder and decoder.
+    WireFaithful,
     /// The run ends within its bounds (no livelock).
     BoundedDrive,
     /// Every session is established, or released/failed with an ERROR delivered to S2UC.
@@ -43,7 +45,7 @@ pub enum Prop {
 
 impl Prop {
     /// Every property, in report order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::BridgeNeedsCredentials,
         Self::PortsExclusive,
         Self::ReleasedPortsFree,
@@ -51,6 +53,7 @@ impl Prop {
         Self::ForgeryChangesNothing,
         Self::TerminalIsFinal,
         Self::LeaseBounded,
+        Self::WireFaithful,
         Self::BoundedDrive,
         Self::SessionsSettle,
         Self::AllPortsFree,
@@ -74,6 +77,7 @@ impl Prop {
             Self::ForgeryChangesNothing => "forgery-changes-nothing",
             Self::TerminalIsFinal => "terminal-is-final",
             Self::LeaseBounded => "lease-bounded",
+            Self::WireFaithful => "wire-faithful",
             Self::BoundedDrive => "bounded-drive",
             Self::SessionsSettle => "sessions-settle",
             Self::AllPortsFree => "all-ports-free",

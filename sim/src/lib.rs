@@ -6,6 +6,8 @@
 //! [`Scenario`](scenario::Scenario): loss, corruption of the encoded bytes (the production
 //! protobuf decoder runs; a CRC-32 frame check detects the damage and the frame counts as
 //! lost), duplication, reordering, delay, partitions, and crash/restart of any participant.
+//! Intact messages arrive as sent; a sample of them goes through the production encoder and
+//! decoder and must come back equal (the `wire-faithful` property).
 //!
 //! Contract: a run is a pure function of (scenario, seed, defect). The seed drives one
 //! `ChaCha8Rng`; collections iterate in key order; nothing reads the wall clock. Every run is

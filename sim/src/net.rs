@@ -97,8 +97,34 @@ fn in_group(p: Peer, group: &[String]) -> bool {
 pub enum Fate {
     /// Dropped (loss or partition).
     Lost(&'static str),
-    /// Delivered at these instants, corrupted where the flag is set.
-    Delivered(Vec<(Instant, bool)>),
+    /// Delivered once, or twice on a duplicating network.
+    Delivered(Copies),
+}
+
+/// The copies of a delivered message: when each arrives, and whether it arrives damaged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Copies {
+    /// The first copy.
+    pub first: (Instant, bool),
+    /// The duplicate, if the network made one.
+    pub again: Option<(Instant, bool)>,
+}
+
+impl Copies {
+    /// How many copies arrive.
+    pub fn len(&self) -> usize {
+        1 + usize::from(self.again.is_some())
+    }
+
+    /// Never empty: a delivered message arrives at least once.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Each copy in the order the network made them.
+    pub fn iter(&self) -> impl Iterator<Item = (Instant, bool)> {
+        std::iter::once(self.first).chain(self.again)
+    }
 }
 
 /// The network of one run.
@@ -193,12 +219,11 @@ impl Network {
             at = at.max(*last);
             *last = at;
         }
-        let mut out = vec![(at, corrupt)];
-        if copies == 2 {
+        let again = (copies == 2).then(|| {
             let again = at + ms(between(rng, if wan { self.wan } else { self.lan }));
-            out.push((again, corrupt && rng.random_bool(0.5)));
-        }
-        Fate::Delivered(out)
+            (again, corrupt && rng.random_bool(0.5))
+        });
+        Fate::Delivered(Copies { first: (at, corrupt), again })
     }
 }
 

@@ -9,7 +9,8 @@ mod observe;
 pub mod plan;
 pub mod script;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
 use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
@@ -37,6 +38,8 @@ pub enum Defect {
     BridgeBeforeCredentials,
     /// Data servers keep ports bound after release.
     LeakPortsOnRelease,
+    /// Clients send REQs asking for no connections, which the wire refuses.
+    UnencodableRequest,
 }
 
 impl Defect {
@@ -65,16 +68,24 @@ impl Defect {
                 out.extend(early);
             }
             (Self::LeakPortsOnRelease, Peer::DataServer(_)) => out.retain(|e| !matches!(e, Effect::Unlisten { .. })),
+            (Self::UnencodableRequest, Peer::Client(_)) => {
+                for e in out.iter_mut() {
+                    if let Effect::Send { msg: Msg::Req { params, .. }, .. } = e {
+                        params.num_conn = 0;
+                    }
+                }
+            }
             _ => {}
         }
     }
 
     /// Every variant with its CLI name.
-    pub const NAMED: [(&'static str, Self); 4] = [
+    pub const NAMED: [(&'static str, Self); 5] = [
         ("none", Self::None),
         ("no-retransmit", Self::NoRetransmit),
         ("bridge-before-credentials", Self::BridgeBeforeCredentials),
         ("leak-ports", Self::LeakPortsOnRelease),
+        ("unencodable-request", Self::UnencodableRequest),
     ];
 }
 
@@ -109,7 +120,7 @@ pub struct Outcome {
 /// Something scheduled on the virtual clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
-    Deliver { from: Peer, to: Peer, frame: Vec<u8> },
+    Deliver { from: Peer, to: Peer, wire: Wire },
     Timer { node: Peer, key: TimerKey, generation: u64 },
     Start(usize),
     Hello(usize),
@@ -124,6 +135,50 @@ enum Event {
     ConsResult(usize, bool),
     Crash(Peer, u64),
     Restart(Peer),
+}
+
+/// What a delivery carries. The network frames a message with the production encoding only
+/// when it damages it, or when the round-trip check samples it ([`ROUND_TRIP_EVERY`]): an
+/// intact frame would decode to the very message sent, so the receiver is handed the message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Wire {
+    /// Delivered as sent.
+    Intact(Box<Msg>),
+    /// A damaged frame: the receiver checks and decodes it with the production decoder.
+    Damaged(Vec<u8>),
+}
+
+/// One message in this many sent goes through the production encoder and decoder and must come
+/// back as itself ([`Prop::WireFaithful`]); every damaged one goes through both anyway.
+pub const ROUND_TRIP_EVERY: u64 = 8;
+
+/// An event on the queue, ordered by its time and then by when it was scheduled (the order
+/// in which events of one instant happen is part of what a seed determines).
+#[derive(Debug)]
+struct Scheduled {
+    at: Instant,
+    seq: u64,
+    ev: Event,
+}
+
+impl PartialEq for Scheduled {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+
+impl Eq for Scheduled {}
+
+impl PartialOrd for Scheduled {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Scheduled {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
 }
 
 /// Where a session was last seen, to check that terminal states are final and leases bounded.
@@ -144,8 +199,10 @@ pub struct World<'a> {
     opts: Options,
     rng: ChaCha8Rng,
     now: Instant,
-    queue: BTreeMap<(Instant, u64), Event>,
+    queue: BinaryHeap<Reverse<Scheduled>>,
     seq: u64,
+    /// Messages sent so far (the round-trip check samples them).
+    sent: u64,
     net: Network,
     clients: Vec<Option<s2uc::S2uc>>,
     cs: [Option<s2cs::ControlServer>; 2],
@@ -216,8 +273,9 @@ impl<'a> World<'a> {
             opts,
             rng,
             now: Instant::ZERO,
-            queue: BTreeMap::new(),
+            queue: BinaryHeap::new(),
             seq: 0,
+            sent: 0,
             net: Network::new(sc),
             clients: (0..sc.clients).map(|c| Some(s2uc::S2uc::new(client_cfg(sc, opts.seed, c, 0)))).collect(),
             cs: [
@@ -284,7 +342,7 @@ impl<'a> World<'a> {
     /// passed, or the event budget spent: a livelock, reported as bounded-drive).
     fn step_event(&mut self) -> bool {
         let max_events = 100_000 + 60_000 * u64::from(self.sc.sessions);
-        let Some(((at, _), ev)) = self.queue.pop_first() else { return false };
+        let Some(Reverse(Scheduled { at, ev, .. })) = self.queue.pop() else { return false };
         if at > self.end_at {
             self.queue.clear();
             return false;
@@ -302,7 +360,7 @@ impl<'a> World<'a> {
 
     /// The time of the next event, if any.
     fn next_at(&self) -> Option<Instant> {
-        self.queue.first_key_value().map(|((at, _), _)| *at)
+        self.queue.peek().map(|Reverse(s)| s.at)
     }
 
     /// Ends the run: the clock moves to its end, the final checks run, and so do the
@@ -325,7 +383,7 @@ impl<'a> World<'a> {
 
     fn schedule(&mut self, at: Instant, ev: Event) {
         self.seq += 1;
-        self.queue.insert((at, self.seq), ev);
+        self.queue.push(Reverse(Scheduled { at, seq: self.seq, ev }));
     }
 
     fn note(&mut self, line: impl FnOnce() -> String) {
@@ -341,7 +399,7 @@ impl<'a> World<'a> {
 
     fn dispatch(&mut self, ev: Event) {
         match ev {
-            Event::Deliver { from, to, frame } => self.deliver(from, to, &frame),
+            Event::Deliver { from, to, wire } => self.deliver(from, to, wire),
             Event::Timer { node, key, generation } => {
                 if self.timers.get(&(node, key)) != Some(&generation) {
                     return;
@@ -393,7 +451,7 @@ impl<'a> World<'a> {
                 self.note(|| format!("operator releases {} at {}", short(uid), Peer::ControlServer(role)));
                 self.reached.insert(Reach::OperatorReleased);
                 let msg = Msg::Rel { uid, seq: 1, token: Token("tok-operator".into()) };
-                self.send(Peer::Client(OPERATOR), Peer::ControlServer(role), &msg);
+                self.send(Peer::Client(OPERATOR), Peer::ControlServer(role), msg);
             }
             Event::BridgesUp(r, uid) => self.step_ds(r, s2ds::Input::BridgesUp(uid)),
             Event::BridgesFailed(r, uid) => {
@@ -422,14 +480,17 @@ impl<'a> World<'a> {
         }
     }
 
-    fn deliver(&mut self, from: Peer, to: Peer, frame: &[u8]) {
-        let msg = match net::unframe(frame) {
-            Ok(m) => m,
-            Err(e) => {
-                self.reached.insert(Reach::CorruptionDetected);
-                self.note(|| format!("{to} drops frame from {from}: {e}"));
-                return;
-            }
+    fn deliver(&mut self, from: Peer, to: Peer, wire: Wire) {
+        let msg = match wire {
+            Wire::Intact(m) => *m,
+            Wire::Damaged(frame) => match net::unframe(&frame) {
+                Ok(m) => m,
+                Err(e) => {
+                    self.reached.insert(Reach::CorruptionDetected);
+                    self.note(|| format!("{to} drops frame from {from}: {e}"));
+                    return;
+                }
+            },
         };
         self.note(|| format!("{to} <- {from} {}", describe(&msg)));
         match to {
@@ -451,7 +512,7 @@ impl<'a> World<'a> {
     }
 
     /// Sends through the network, applying its semantics and faults.
-    fn send(&mut self, from: Peer, to: Peer, msg: &Msg) {
+    fn send(&mut self, from: Peer, to: Peer, msg: Msg) {
         let alive = match to {
             Peer::Client(n) => (n as usize) < self.clients.len(),
             Peer::App(i) => (i as usize) < self.apps.len(),
@@ -460,26 +521,50 @@ impl<'a> World<'a> {
         if !alive {
             return; // answers to a forger go to the forger, who is not simulated
         }
-        match self.net.send(&mut self.rng, self.now, from, to, msg) {
+        self.sent += 1;
+        if self.sent.is_multiple_of(ROUND_TRIP_EVERY) {
+            self.round_trip(from, to, &msg);
+        }
+        match self.net.send(&mut self.rng, self.now, from, to, &msg) {
             Fate::Lost(why) => self.note(|| format!("{from} -> {to} {} LOST ({why})", msg.name())),
             Fate::Delivered(copies) => {
-                let mut frame = net::frame(msg);
+                let mut msg = Some(msg);
                 let n = copies.len();
-                for (k, (at, corrupt)) in copies.into_iter().enumerate() {
-                    // The last copy takes the frame itself.
-                    let mut f = if k + 1 == n { std::mem::take(&mut frame) } else { frame.clone() };
-                    if corrupt {
-                        net::corrupt(&mut self.rng, &mut f);
+                for (k, (at, corrupt)) in copies.iter().enumerate() {
+                    // The last copy takes the message itself.
+                    let m = if k + 1 == n { msg.take() } else { msg.clone() };
+                    let Some(m) = m else { break };
+                    let wire = if corrupt {
+                        let mut frame = net::frame(&m);
+                        net::corrupt(&mut self.rng, &mut frame);
                         // The same damage to the call as a 1.2 client encodes it: the
                         // production rpc decoder and validation take it without panicking.
-                        if let Some(mut wire) = net::rpc_12(msg) {
+                        if let Some(mut wire) = net::rpc_12(&m) {
                             net::corrupt(&mut self.rng, &mut wire);
-                            net::decode_rpc_12(msg, &wire);
+                            net::decode_rpc_12(&m, &wire);
                         }
-                    }
-                    self.schedule(at, Event::Deliver { from, to, frame: f });
+                        Wire::Damaged(frame)
+                    } else {
+                        Wire::Intact(Box::new(m))
+                    };
+                    self.schedule(at, Event::Deliver { from, to, wire });
                 }
             }
+        }
+    }
+
+    /// The production encoder and decoder give back the message a node sent.
+    fn round_trip(&mut self, from: Peer, to: Peer, msg: &Msg) {
+        match net::unframe(&net::frame(msg)) {
+            Ok(back) if back == *msg => {}
+            Ok(back) => self.violate(
+                Prop::WireFaithful,
+                format!("{from} -> {to}: {} decodes as {}", describe(msg), describe(&back)),
+            ),
+            Err(e) => self.violate(
+                Prop::WireFaithful,
+                format!("{from} -> {to}: the production decoder refuses {}: {e}", describe(msg)),
+            ),
         }
     }
 

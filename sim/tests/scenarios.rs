@@ -87,6 +87,11 @@ fn ports_not_freed_on_release_are_caught_by_safety_and_liveness() {
 }
 
 #[test]
+fn a_message_the_wire_refuses_is_caught_by_the_round_trip_check() {
+    caught_within("happy", Defect::UnencodableRequest, Prop::WireFaithful, 20);
+}
+
+#[test]
 fn same_seed_gives_the_same_trace() {
     let sc = Scenario::load("headline").expect("parses");
     for seed in [0, 7, 123_456] {

@@ -102,7 +102,7 @@ impl World<'_> {
 
     fn execute(&mut self, node: Peer, eff: Effect) {
         match eff {
-            Effect::Send { to, msg } => self.send(node, to, &msg),
+            Effect::Send { to, msg } => self.send(node, to, msg),
             Effect::SetTimer { key, at } => {
                 self.generation += 1;
                 let generation = self.generation;

@@ -59,7 +59,7 @@ impl World<'_> {
             Peer::ControlServer(_) => self.profile.cs_lease(),
             _ => self.profile.ds_lease(),
         };
-        let mut seen = self.seen.remove(&node).unwrap_or_default();
+        let mut seen = std::mem::take(self.seen.entry(node).or_default());
         if only.is_none() {
             // Sessions the node no longer holds (forgotten tombstones, or dropped on re-attach).
             seen.retain(|uid, _| looks.binary_search_by_key(uid, |(u, _)| *u).is_ok());
@@ -103,7 +103,7 @@ impl World<'_> {
                 self.check_ports_freed(r, uid);
             }
         }
-        self.seen.insert(node, seen);
+        *self.seen.entry(node).or_default() = seen;
     }
 
     /// Both control servers agree on an established session's connection map.
