@@ -17,7 +17,9 @@
 //! loses only its session, whose ports the control server releases; a data server that fails
 //! is restarted under a new incarnation and the control server fails the sessions it held; the
 //! server keeps serving. Children report upward through callbacks, so no module of a child
-//! knows its parent's.
+//! knows its parent's. A data server may instead run on a node of its own (the `s2ds`
+//! daemon hosts [`S2dsActor`] there): the control server then reaches it through a
+//! [`scistream_transport::node::NodeLink`] ([`DataServerSite::Remote`]).
 //!
 //! On the user's side, [`S2ucActor`] hosts the user client's core and [`AppCtrlActor`] the
 //! application controller's; both carry their cores' messages as gRPC calls ([`remote`]).
@@ -33,7 +35,7 @@ pub mod session;
 
 pub use appctrl::{AppCtrlActor, AppCtrlArgs, AppCtrlMsg};
 pub use relay::{RelayActor, RelayArgs, RelayMsg};
-pub use s2cs::{ActorBackend, S2csActor, S2csArgs, S2csMsg};
+pub use s2cs::{ActorBackend, DataServerSite, S2csActor, S2csArgs, S2csMsg};
 pub use s2ds::{S2dsActor, S2dsArgs, S2dsMsg};
 pub use s2uc::{S2ucActor, S2ucArgs, S2ucMsg};
 pub use session::{SessionActor, SessionArgs, SessionMsg};

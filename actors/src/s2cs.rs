@@ -1,6 +1,8 @@
 //! The S2CS actor: hosts the control server's core (admission, ownership, the registry of
-//! sessions), supervises one [`SessionActor`] per session (hosting that session's core) and
-//! its embedded data server, which it restarts under a new incarnation if it dies.
+//! sessions), supervises one [`SessionActor`] per session (hosting that session's core), and
+//! reaches its data server: an embedded one, which it restarts under a new incarnation if it
+//! dies, or a node on the facility's LAN through a [`NodeLink`] (mutual TLS), which redials
+//! by itself.
 //!
 //! It decides nothing: a gRPC call becomes the core's input; the core's effects are carried
 //! out — an ERROR to the caller, a message for the data server, a session spawned, fed or
@@ -12,7 +14,9 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use scistream_fsm::alphabet::Alphabet;
-use scistream_fsm::{Effect, Msg, Peer, TimerKey, Uid, s2cs, s2ds, session};
+use scistream_fsm::{Effect, Faces, Msg, Peer, TimerKey, Uid, s2cs, s2ds, session};
+use scistream_proto::Limits;
+use scistream_transport::node::{Inbound, LinkTls, NodeLink};
 use scistream_transport::server::{Backend, Call, Query, SessionView};
 use tokio::sync::oneshot;
 
@@ -46,18 +50,43 @@ pub struct S2csArgs {
     pub cs: s2cs::Config,
     /// Its boot epoch (must grow across restarts).
     pub epoch: u64,
-    /// The embedded data server's configuration.
-    pub ds: s2ds::Config,
-    /// Where the data server binds its listeners.
-    pub bind_ip: IpAddr,
+    /// Where its data server runs.
+    pub ds: DataServerSite,
+}
+
+/// Where a control server's data server runs.
+#[derive(Debug, Clone)]
+pub enum DataServerSite {
+    /// In this process.
+    Embedded {
+        /// Its core's configuration.
+        cfg: s2ds::Config,
+        /// Where it binds its listeners, per side they face.
+        bind: Faces<IpAddr>,
+    },
+    /// On a gateway node of the facility's LAN (an `s2ds` daemon).
+    Remote {
+        /// Its link address, `host:port`.
+        addr: String,
+        /// This control server's certificate and the certificates it trusts for the node.
+        tls: LinkTls,
+    },
+}
+
+/// The data server a control server talks to.
+enum Ds {
+    Embedded { actor: ActorRef<S2dsMsg>, args: Box<S2dsArgs> },
+    Remote(NodeLink),
 }
 
 /// The S2CS actor's state.
 pub struct S2csState {
     driver: Driver<s2cs::S2cs, S2csMsg>,
     sessions: BTreeMap<Uid, ActorRef<SessionMsg>>,
-    ds: ActorRef<S2dsMsg>,
-    ds_args: S2dsArgs,
+    ds: Ds,
+    /// Each session's traffic, as the embedded data server counts it (a node's stays on the
+    /// node: empty then).
+    traffic: TrafficBook,
     ready: Vec<oneshot::Sender<()>>,
 }
 
@@ -101,7 +130,7 @@ impl S2csActor {
         if st.driver.core().sessions().len() < held {
             // The core forgot sessions (tombstones): forget their traffic too.
             let core = st.driver.core();
-            let mut book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
+            let mut book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
             book.retain(|uid, _| core.session(uid).is_some());
         }
         for eff in out {
@@ -153,13 +182,22 @@ impl S2csActor {
     }
 
     fn to_ds(st: &S2csState, msg: Msg) {
-        if st.ds.send_message(S2dsMsg::FromCs(msg)).is_err() {
-            tracing::warn!("data server gone; its restart will re-attach");
+        match &st.ds {
+            Ds::Embedded { actor, .. } => {
+                if actor.send_message(S2dsMsg::FromCs(msg)).is_err() {
+                    tracing::warn!("data server gone; its restart will re-attach");
+                }
+            }
+            Ds::Remote(link) => {
+                if !link.send(msg) {
+                    tracing::warn!(node = %link.addr(), "link to the data server congested; a message is dropped");
+                }
+            }
         }
     }
 
     fn answer(st: &S2csState, query: Query) {
-        let book = st.ds_args.traffic.lock().unwrap_or_else(|e| e.into_inner());
+        let book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
         let traffic = |uid: &Uid| book.get(uid).map(|c| traffic_of(&c.snapshot())).unwrap_or_default();
         let core = st.driver.core();
         match query {
@@ -212,20 +250,30 @@ impl Actor for S2csActor {
 
     async fn pre_start(&self, myself: ActorRef<S2csMsg>, args: S2csArgs) -> Result<S2csState, ActorProcessingErr> {
         let me = myself.clone();
-        let ds_args = S2dsArgs {
-            cfg: args.ds,
-            inc: args.epoch,
-            bind_ip: args.bind_ip,
-            upstream: Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok()),
-            traffic: TrafficBook::default(),
-            allow_plain_wan: args.cs.allow_plain_wan,
+        let traffic = TrafficBook::default();
+        let ds = match args.ds {
+            DataServerSite::Embedded { cfg, bind } => {
+                let args = S2dsArgs {
+                    cfg,
+                    inc: args.epoch,
+                    bind,
+                    upstream: Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok()),
+                    traffic: traffic.clone(),
+                    allow_plain_wan: args.cs.allow_plain_wan,
+                };
+                Ds::Embedded { actor: Self::spawn_ds(&myself, args.clone()).await?, args: Box::new(args) }
+            }
+            DataServerSite::Remote { addr, tls } => {
+                let inbound: Inbound = Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok());
+                let limits = Limits { max_num_conn: args.cs.max_num_conn };
+                Ds::Remote(NodeLink::spawn(addr, tls, inbound, limits))
+            }
         };
-        let ds = Self::spawn_ds(&myself, ds_args.clone()).await?;
         let mut st = S2csState {
             driver: Driver::new(s2cs::S2cs::new(args.cs, args.epoch), S2csMsg::Timer, "control server"),
             sessions: BTreeMap::new(),
             ds,
-            ds_args,
+            traffic,
             ready: Vec::new(),
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;
@@ -244,7 +292,7 @@ impl Actor for S2csActor {
             }
             S2csMsg::Query(q) => Self::answer(st, q),
             S2csMsg::FromDs(msg) => {
-                let from = Peer::DataServer(st.ds_args.cfg.facility);
+                let from = Peer::DataServer(st.driver.core().config().facility);
                 Self::step(&myself, st, s2cs::Input::Msg { from, caller: None, msg }, None).await?;
             }
             S2csMsg::Up(Upward::ToDs(msg)) => Self::to_ds(st, msg),
@@ -279,12 +327,15 @@ impl Actor for S2csActor {
             _ => None,
         };
         let Some((id, why)) = died else { return Ok(()) };
-        if id == st.ds.get_id() {
+        if let Ds::Embedded { actor, args } = &mut st.ds
+            && id == actor.get_id()
+        {
             // The server keeps serving: a new data server announces itself, the core fails
             // the sessions the old one held and re-attaches.
             tracing::error!("embedded data server stopped ({why}); restarting it");
-            st.ds_args.inc += 1;
-            st.ds = Self::spawn_ds(&myself, st.ds_args.clone()).await?;
+            args.inc += 1;
+            let args = (**args).clone();
+            *actor = Self::spawn_ds(&myself, args).await?;
         } else if let Some(uid) = st.sessions.iter().find(|(_, s)| s.get_id() == id).map(|(u, _)| *u) {
             // Only that session is lost (retired sessions leave the map before they stop).
             tracing::error!(%uid, "session actor stopped ({why}); releasing what it held");
@@ -298,7 +349,9 @@ impl Actor for S2csActor {
         for (_, s) in std::mem::take(&mut st.sessions) {
             s.stop(Some("control server stopping".into()));
         }
-        let _ = st.ds.stop_and_wait(Some("control server stopping".into()), None).await;
+        if let Ds::Embedded { actor, .. } = &st.ds {
+            let _ = actor.stop_and_wait(Some("control server stopping".into()), None).await;
+        }
         Ok(())
     }
 }

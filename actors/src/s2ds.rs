@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
-use scistream_fsm::{Effect, ErrorCode, Msg, Outbox, Peer, Role, TimerKey, Uid, s2ds};
+use scistream_fsm::{Effect, ErrorCode, Faces, Msg, Outbox, Peer, Role, TimerKey, Uid, s2ds};
 use scistream_transport::relay::Counters;
 
 use crate::driver::Driver;
@@ -39,8 +39,9 @@ pub struct S2dsArgs {
     pub cfg: s2ds::Config,
     /// This incarnation (grows across restarts).
     pub inc: u64,
-    /// Where listeners are bound.
-    pub bind_ip: IpAddr,
+    /// Where listeners are bound, per side they face (the core's `advertise` says where they
+    /// are reached).
+    pub bind: Faces<IpAddr>,
     /// Where its messages for the control server go.
     pub upstream: Upstream,
     /// Each session's traffic, for the control server to report.
@@ -92,7 +93,7 @@ impl S2dsActor {
                 }
                 None
             }
-            Effect::Listen { uid, ports } => match bind_all(st.args.bind_ip, &ports) {
+            Effect::Listen { uid, ports, face } => match bind_all(*st.args.bind.get(face), &ports) {
                 Ok(listeners) => {
                     let counters = Arc::new(Counters::default());
                     st.args.traffic.lock().unwrap_or_else(|e| e.into_inner()).insert(uid, counters);

@@ -1,14 +1,16 @@
 //! # scistream-bins — the gateway daemon and the user's commands
 //!
 //! Thin binaries over the other crates: `s2cs` (the control server daemon, with its embedded
-//! data server), `s2uc` (the user's client: one command orchestrates both facilities) and
+//! data server or linked to a data server node), `s2ds` (a data server node on a gateway of
+//! its own), `s2uc` (the user's client: one command orchestrates both facilities) and
 //! `appctrl` (the application controller's Hello). This library holds what they share:
-//! logging, address lists, shutdown signals, exit codes, how to reach a control server
-//! ([`client`]) and the user's identity: login, tokens and which scope each control server
-//! needs ([`auth`]).
+//! logging, address lists, shutdown signals, exit codes, a data server's addresses and
+//! `gen-cert` ([`gateway`]), how to reach a control server ([`client`]) and the user's
+//! identity: login, tokens and which scope each control server needs ([`auth`]).
 
 pub mod auth;
 pub mod client;
+pub mod gateway;
 
 use std::time::Duration;
 

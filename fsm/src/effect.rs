@@ -2,7 +2,7 @@
 
 use crate::msg::Msg;
 use crate::time::Instant;
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Role, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Face, Peer, Role, Uid};
 
 /// A timer's identity within one participant. Setting a timer with the same key replaces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -50,12 +50,14 @@ pub enum Effect {
         /// Which timer.
         key: TimerKey,
     },
-    /// Data server: bind listeners on `ports` for `uid`.
+    /// Data server: bind listeners on `ports` for `uid`, on the address of the side they face.
     Listen {
         /// Session.
         uid: Uid,
         /// Ports to bind.
         ports: Vec<u16>,
+        /// Which side.
+        face: Face,
     },
     /// Data server: start `uid`'s bridges from `ports` to `targets`, pinned to `creds`; answer
     /// with `BridgesUp` or `BridgesFailed`.

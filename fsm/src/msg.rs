@@ -153,6 +153,9 @@ pub enum Msg {
         epoch: u64,
         /// How many ports.
         num_conn: u16,
+        /// Which end the facility serves: the listeners face the WAN at the producer's, the
+        /// LAN at the consumer's ([`Face::of`](crate::Face::of)).
+        role: Role,
     },
     /// S2DS → S2CS: ports reserved.
     Lstn {
@@ -160,6 +163,8 @@ pub enum Msg {
         uid: Uid,
         /// Data server's incarnation.
         inc: u64,
+        /// The host the listeners are reached at (the data server's address on their side).
+        host: String,
         /// The reserved ports.
         ports: Vec<u16>,
     },

@@ -80,8 +80,6 @@ crate::declared_machine!(s2cs);
 pub struct Config {
     /// The facility it serves; its data server is `DataServer(facility)`.
     pub facility: Role,
-    /// The host its data server's listeners are reachable at.
-    pub advertise_host: String,
     /// Largest num_conn a REQ may ask for.
     pub max_num_conn: u16,
     /// The timing: its lease (`cs_lease`, REQ to established), tombstones, and the backoff

@@ -12,7 +12,9 @@
 //! [`Effect::StartBridges`] as [`Input::BridgesUp`] or [`Input::BridgesFailed`], and
 //! [`Input::SessionLost`] when a session's resources die under it. The core owns
 //! the port pool: it hands out ports with [`Effect::Listen`] and takes them back with
-//! [`Effect::Unlisten`]; the control server hears of the ports only once they are bound. A port
+//! [`Effect::Unlisten`]; the control server hears of the ports — and of the host they are
+//! reached at, the data server's address on the side they face ([`Face`]) — only once they are
+//! bound. A port
 //! another process holds is set aside for good and the session gets fresh ports. A session
 //! that is not connected within its lease is released on its own, so a lost control server
 //! never pins ports.
@@ -26,7 +28,7 @@ use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::time::Instant;
 use crate::timing::{self, Profile};
-use crate::types::{Addr, Credentials, ErrorCode, Peer, Role, Uid};
+use crate::types::{Addr, Credentials, ErrorCode, Face, Faces, Peer, Role, Uid};
 
 crate::alphabet! {
     /// States of one session at a data server.
@@ -98,6 +100,9 @@ pub struct Config {
     pub facility: Role,
     /// The ports it may hand out.
     pub ports: RangeInclusive<u16>,
+    /// The host its listeners are reached at, per side they face: what the control server
+    /// advertises (a NAT's public address on the WAN side, when it differs from the bound one).
+    pub advertise: Faces<String>,
     /// The timing: its lease on a reservation not yet bridged (`ds_lease`, longer than the
     /// control server's), tombstones, and the backoff of its boot announcement.
     pub timing: Profile,
@@ -110,6 +115,8 @@ pub struct Session {
     pub machine: Machine,
     /// Ports it holds (kept after release for the record; returned to the pool).
     pub ports: Vec<u16>,
+    /// The side its listeners face.
+    pub face: Face,
     /// Targets and credentials from StartConn.
     pub bridge: Option<(Vec<Addr>, Credentials)>,
 }
@@ -221,8 +228,8 @@ impl S2ds {
             Input::Bound(uid) => {
                 let s = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
                 alphabet::fire(&mut s.machine, Event::Bound)?;
-                let ports = s.ports.clone();
-                self.reply(out, Msg::Lstn { uid, inc: self.inc, ports });
+                let (ports, face) = (s.ports.clone(), s.face);
+                self.lstn(uid, face, ports, out);
                 Ok(())
             }
             Input::BindFailed { uid, port } => self.on_bind_failed(now, uid, port, out),
@@ -260,7 +267,7 @@ impl S2ds {
             return Err(ProtocolError::Stale(msg.name()));
         }
         match msg {
-            Msg::StartLstn { num_conn, .. } => self.on_start_lstn(now, uid, num_conn, out),
+            Msg::StartLstn { num_conn, role, .. } => self.on_start_lstn(now, uid, num_conn, Face::of(role), out),
             Msg::StartConn { targets, creds, role, rate, .. } => {
                 self.on_start_conn(uid, targets, creds, (role, rate), out)
             }
@@ -292,9 +299,16 @@ impl S2ds {
         Ok(())
     }
 
-    fn on_start_lstn(&mut self, now: Instant, uid: Uid, num_conn: u16, out: &mut Outbox) -> Result<(), ProtocolError> {
+    fn on_start_lstn(
+        &mut self,
+        now: Instant,
+        uid: Uid,
+        num_conn: u16,
+        face: Face,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
         if let Some(s) = self.sessions.get_mut(&uid) {
-            if usize::from(num_conn) != s.ports.len() {
+            if usize::from(num_conn) != s.ports.len() || face != s.face {
                 self.refuse(uid, ErrorCode::AlreadyExists, out);
                 return Err(ProtocolError::Refused { uid, code: ErrorCode::AlreadyExists });
             }
@@ -304,7 +318,7 @@ impl S2ds {
             }
             if s.state() != State::Binding {
                 let ports = s.ports.clone();
-                self.reply(out, Msg::Lstn { uid, inc: self.inc, ports });
+                self.lstn(uid, face, ports, out);
             }
             return Ok(());
         }
@@ -319,12 +333,12 @@ impl S2ds {
         }
         let mut machine = Machine::new();
         alphabet::fire(&mut machine, Event::StartLstn)?;
-        out.push(Effect::Listen { uid, ports: ports.clone() });
+        out.push(Effect::Listen { uid, ports: ports.clone(), face });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: Some(uid), kind: TimerKind::Lease },
             at: now + self.cfg.timing.ds_lease(),
         });
-        self.sessions.insert(uid, Session { machine, ports, bridge: None });
+        self.sessions.insert(uid, Session { machine, ports, face, bridge: None });
         Ok(())
     }
 
@@ -354,7 +368,8 @@ impl S2ds {
             self.free.remove(p);
         }
         s.ports = ports.clone();
-        out.push(Effect::Listen { uid, ports });
+        let face = s.face;
+        out.push(Effect::Listen { uid, ports, face });
         Ok(())
     }
 
@@ -453,6 +468,12 @@ impl S2ds {
             key: TimerKey { uid: Some(uid), kind: TimerKind::Tombstone },
             at: now + self.cfg.timing.tombstone,
         });
+    }
+
+    /// Tells the control server where `uid`'s listeners are reached.
+    fn lstn(&self, uid: Uid, face: Face, ports: Vec<u16>, out: &mut Outbox) {
+        let host = self.cfg.advertise.get(face).clone();
+        self.reply(out, Msg::Lstn { uid, inc: self.inc, host, ports });
     }
 
     fn send_boot(&self, now: Instant, out: &mut Outbox) {

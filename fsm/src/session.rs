@@ -159,8 +159,6 @@ pub struct Setup {
     pub facility: Role,
     /// The control server's boot epoch, carried by every message to the data server.
     pub epoch: u64,
-    /// The host the data server's listeners are reachable at.
-    pub advertise_host: String,
     /// Whether an UpdateTargets without credentials (a SciStream 1.2 client) may make a
     /// plain-text WAN leg.
     pub allow_plain_wan: bool,

@@ -61,14 +61,13 @@ pub(crate) fn who(name: &str) -> Option<Principal> {
 
 /// A data server of facility `facility` handing out ports `ports`.
 pub(crate) fn s2ds_config(facility: Role, ports: std::ops::RangeInclusive<u16>) -> s2ds::Config {
-    s2ds::Config { facility, ports, timing: TIMING }
+    s2ds::Config { facility, ports, advertise: crate::Faces::both(advertise_host(facility).to_owned()), timing: TIMING }
 }
 
-/// A control server of facility `facility` advertising `gw.<facility>`.
+/// A control server of facility `facility` (its data server advertises `gw.<facility>`).
 pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
     s2cs::Config {
         facility,
-        advertise_host: advertise_host(facility).to_owned(),
         max_num_conn: 4,
         timing: TIMING,
         require_app_keys: false,
@@ -78,7 +77,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
     }
 }
 
-/// The host the test control server of `facility` advertises.
+/// The host the test data server of `facility` advertises.
 pub(crate) fn advertise_host(facility: Role) -> &'static str {
     match facility {
         Role::Prod => "gw.prod",

@@ -77,6 +77,54 @@ impl fmt::Display for Role {
     }
 }
 
+/// Which network a data server's listeners face. A producer facility's listeners are reached
+/// by the other gateway over the WAN; a consumer facility's by the consumer on its LAN. A
+/// gateway whose LAN and WAN are separate interfaces binds (and advertises) each apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Face {
+    /// The wide-area side: the other facility's gateway connects here.
+    Wan,
+    /// The facility's own network: its applications connect here.
+    Lan,
+}
+
+impl Face {
+    /// The side a session's listeners face at a facility serving `role`.
+    pub const fn of(role: Role) -> Self {
+        match role {
+            Role::Prod => Self::Wan,
+            Role::Cons => Self::Lan,
+        }
+    }
+}
+
+/// One value per [`Face`].
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Faces<T> {
+    /// The WAN side's.
+    pub wan: T,
+    /// The LAN side's.
+    pub lan: T,
+}
+
+impl<T> Faces<T> {
+    /// The same value on both sides (a gateway with one address).
+    pub fn both(v: T) -> Self
+    where
+        T: Clone,
+    {
+        Self { wan: v.clone(), lan: v }
+    }
+
+    /// The value of `face`.
+    pub fn get(&self, face: Face) -> &T {
+        match face {
+            Face::Wan => &self.wan,
+            Face::Lan => &self.lan,
+        }
+    }
+}
+
 /// A `host:port` address as the applications and gateways exchange it.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Addr {
@@ -107,16 +155,23 @@ impl Addr {
     }
 }
 
+impl Addr {
+    /// Whether `host` may be an address's host: a DNS name or an IP literal (IPv6 without its
+    /// brackets), 1 to 253 characters.
+    pub fn valid_host(host: &str) -> bool {
+        !host.is_empty()
+            && host.len() <= 253
+            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'))
+    }
+}
+
 impl FromStr for Addr {
     type Err = AddrError;
     fn from_str(s: &str) -> Result<Self, AddrError> {
         let clip = || s.chars().take(128).collect::<String>();
         let (host, port) = s.rsplit_once(':').ok_or_else(|| AddrError::NoPort(clip()))?;
         let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
-        let host_ok = !host.is_empty()
-            && host.len() <= 253
-            && host.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | ':'));
-        if !host_ok {
+        if !Self::valid_host(host) {
             return Err(AddrError::BadHost(clip()));
         }
         let port = port.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(|| AddrError::BadPort(clip()))?;

@@ -23,7 +23,7 @@ use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{
-    Addr, AppKey, Credentials, Effect, ErrorCode, Instant, Msg, Outbox, Peer, Principal, ProtocolError, Role,
+    Addr, AppKey, Credentials, Effect, ErrorCode, Faces, Instant, Msg, Outbox, Peer, Principal, ProtocolError, Role,
     SessionParams, TimerKey, TimerKind, Token, Uid, session,
 };
 
@@ -308,7 +308,7 @@ fn ds_up_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
         1 => inc().prop_map(|inc| Msg::DsBoot { inc }),
         2 => (epoch(), inc()).prop_map(|(epoch, inc)| Msg::AttachAck { epoch, inc }),
-        4 => (uid(), inc(), ports()).prop_map(|(uid, inc, ports)| Msg::Lstn { uid, inc, ports }),
+        4 => (uid(), inc(), ports()).prop_map(|(uid, inc, ports)| Msg::Lstn { uid, inc, host: "gw.prod".into(), ports }),
         1 => (uid(), inc(), code()).prop_map(|(uid, inc, code)| Msg::Refused { uid, inc, code }),
         3 => (uid(), inc()).prop_map(|(uid, inc)| Msg::Connected { uid, inc }),
         3 => (uid(), inc()).prop_map(|(uid, inc)| Msg::DsReleased { uid, inc }),
@@ -319,7 +319,8 @@ fn ds_up_msg() -> impl Strategy<Value = Msg> {
 fn cs_down_msg(uid: impl Strategy<Value = Uid> + Clone + 'static) -> impl Strategy<Value = Msg> {
     prop_oneof![
         1 => epoch().prop_map(|epoch| Msg::Attach { epoch }),
-        4 => (uid.clone(), epoch(), 0u16..=3).prop_map(|(uid, epoch, num_conn)| Msg::StartLstn { uid, epoch, num_conn }),
+        4 => (uid.clone(), epoch(), 0u16..=3, role())
+            .prop_map(|(uid, epoch, num_conn, role)| Msg::StartLstn { uid, epoch, num_conn, role }),
         3 => (uid.clone(), epoch(), addrs(), creds(), role(), 0u32..=30_000)
             .prop_map(|(uid, epoch, targets, creds, role, rate)| Msg::StartConn { uid, epoch, targets, creds, role, rate }),
         2 => (uid, epoch()).prop_map(|(uid, epoch)| Msg::DsRel { uid, epoch }),
@@ -380,7 +381,8 @@ fn s2ds_case() -> impl Strategy<Value = Case<S2ds>> {
         1 => (any_peer(), any_msg()).prop_map(|(from, msg)| s2ds::Input::Msg { from, msg }),
     ];
     (timing(), prop::collection::vec((delay(), input), 0..80)).prop_map(|(timing, inputs)| {
-        let cfg = s2ds::Config { facility: Role::Prod, ports: 5000..=5003, timing };
+        let advertise = Faces { wan: "wan.prod".to_owned(), lan: "lan.prod".to_owned() };
+        let cfg = s2ds::Config { facility: Role::Prod, ports: 5000..=5003, advertise, timing };
         (S2ds::new(cfg, 1), inputs)
     })
 }
@@ -401,7 +403,6 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
         ];
         let cfg = s2cs::Config {
             facility,
-            advertise_host: "gw".to_owned(),
             max_num_conn: 2,
             timing,
             require_app_keys,

@@ -13,8 +13,8 @@ use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{
-    Addr, AppKey, Credentials, Effect, ErrorCode, Instant, Msg, Notice, Outbox, Peer, Principal, Role, TimerKey, Token,
-    Uid, session,
+    Addr, AppKey, Credentials, Effect, ErrorCode, Faces, Instant, Msg, Notice, Outbox, Peer, Principal, Role, TimerKey,
+    Token, Uid, session,
 };
 
 const UID: Uid = Uid::from_u128(42);
@@ -92,10 +92,9 @@ impl World {
             app_backoff: backoff,
             ..Profile::production()
         };
-        let control = |facility, host: &str| {
+        let control = |facility| {
             let cfg = s2cs::Config {
                 facility,
-                advertise_host: host.to_owned(),
                 max_num_conn: 4,
                 timing,
                 require_app_keys: false,
@@ -105,16 +104,17 @@ impl World {
             };
             S2cs::new(cfg, 1)
         };
-        let data = |facility, base: u16| {
-            let cfg = s2ds::Config { facility, ports: base..=base + 3, timing };
+        let data = |facility, host: &str, base: u16| {
+            let advertise = Faces::both(host.to_owned());
+            let cfg = s2ds::Config { facility, ports: base..=base + 3, advertise, timing };
             S2ds::new(cfg, 1)
         };
         let client = s2uc::Config { token: Token("tok".to_owned()), timing };
         let mut world = Self {
             now: Instant::ZERO,
             client: S2uc::new(client),
-            control: [control(Role::Prod, "gw.prod"), control(Role::Cons, "gw.cons")],
-            data: [data(Role::Prod, 5000), data(Role::Cons, 6000)],
+            control: [control(Role::Prod), control(Role::Cons)],
+            data: [data(Role::Prod, "gw.prod", 5000), data(Role::Cons, "gw.cons", 6000)],
             producer: ProdApp::new(prod_app::Config { timing }),
             consumer: ConsApp::new(UID),
             network: VecDeque::new(),
@@ -176,7 +176,7 @@ impl World {
                 Effect::CancelTimer { key } => {
                     self.timers.remove(&(node, key));
                 }
-                Effect::Listen { uid, ports } => {
+                Effect::Listen { uid, ports, .. } => {
                     let Node::Data(role) = node else { panic!("{node:?} binds ports") };
                     let outcome = match ports.iter().find(|p| self.foreign[idx(role)].contains(p)) {
                         Some(&port) => s2ds::Input::BindFailed { uid, port },

@@ -95,8 +95,13 @@ pub(crate) fn msg() -> impl Strategy<Value = Msg> {
         n().prop_map(|inc| Msg::DsBoot { inc }),
         n().prop_map(|epoch| Msg::Attach { epoch }),
         (n(), n()).prop_map(|(epoch, inc)| Msg::AttachAck { epoch, inc }),
-        (uid(), n(), num_conn()).prop_map(|(uid, epoch, num_conn)| Msg::StartLstn { uid, epoch, num_conn }),
-        (uid(), n(), ports()).prop_map(|(uid, inc, ports)| Msg::Lstn { uid, inc, ports }),
+        (uid(), n(), num_conn(), role()).prop_map(|(uid, epoch, num_conn, role)| Msg::StartLstn {
+            uid,
+            epoch,
+            num_conn,
+            role
+        }),
+        (uid(), n(), host(), ports()).prop_map(|(uid, inc, host, ports)| Msg::Lstn { uid, inc, host, ports }),
         (uid(), n(), error_code()).prop_map(|(uid, inc, code)| Msg::Refused { uid, inc, code }),
         (uid(), n(), addrs(), creds(), role(), any::<u32>()).prop_map(|(uid, epoch, targets, creds, role, rate)| {
             Msg::StartConn { uid, epoch, targets, creds, role, rate }

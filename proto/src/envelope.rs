@@ -14,15 +14,25 @@ use scistream_fsm::{Credentials, Msg, SessionParams, Token, Uid};
 
 use crate::convert::Limits;
 use crate::convert::field::{
-    addrs_from_wire, addrs_to_wire, creds_from_wire, error_code_from_wire, error_code_to_wire, key_from_wire,
-    num_conn_from_wire, ports_from_wire, role_from_wire, uid_from_wire, uid_to_wire,
+    addrs_from_wire, addrs_to_wire, creds_from_wire, error_code_from_wire, error_code_to_wire, host_from_wire,
+    key_from_wire, num_conn_from_wire, ports_from_wire, role_from_wire, uid_from_wire, uid_to_wire,
 };
 use crate::pb::envelope::Body;
 use crate::{WireError, pb};
 
 /// Encodes a message as an `Envelope`.
 pub fn encode(msg: &Msg) -> Vec<u8> {
-    pb::Envelope { body: Some(body_of(msg)) }.encode_to_vec()
+    to_pb(msg).encode_to_vec()
+}
+
+/// A message as an `Envelope` value (for a gRPC stream of them).
+pub fn to_pb(msg: &Msg) -> pb::Envelope {
+    pb::Envelope { body: Some(body_of(msg)) }
+}
+
+/// Validates an `Envelope` value a gRPC stream delivered; `num_conn` within `limits`.
+pub fn from_pb(envelope: pb::Envelope, limits: &Limits) -> Result<Msg, WireError> {
+    msg_of(envelope.body.ok_or(WireError::MissingBody)?, limits)
 }
 
 /// Decodes and validates an `Envelope` under [`Limits::DEFAULT`].
@@ -32,8 +42,7 @@ pub fn decode(bytes: &[u8]) -> Result<Msg, WireError> {
 
 /// Decodes and validates an `Envelope`; `num_conn` (REQ, StartLstn) must be within `limits`.
 pub fn decode_with(bytes: &[u8], limits: &Limits) -> Result<Msg, WireError> {
-    let envelope = pb::Envelope::decode(bytes)?;
-    msg_of(envelope.body.ok_or(WireError::MissingBody)?, limits)
+    from_pb(pb::Envelope::decode(bytes)?, limits)
 }
 
 fn call(uid: Uid, seq: u32, token: &Token) -> pb::EnvCall {
@@ -100,13 +109,17 @@ fn body_of(msg: &Msg) -> Body {
         Msg::DsBoot { inc } => Body::DsBoot(pb::EnvDsBoot { inc: *inc }),
         Msg::Attach { epoch } => Body::Attach(pb::EnvAttach { epoch: *epoch }),
         Msg::AttachAck { epoch, inc } => Body::AttachAck(pb::EnvAttachAck { epoch: *epoch, inc: *inc }),
-        Msg::StartLstn { uid, epoch, num_conn } => {
-            Body::StartLstn(pb::EnvStartLstn { uid: uid_to_wire(*uid), epoch: *epoch, num_conn: u32::from(*num_conn) })
-        }
-        Msg::Lstn { uid, inc, ports } => Body::Lstn(pb::EnvLstn {
+        Msg::StartLstn { uid, epoch, num_conn, role } => Body::StartLstn(pb::EnvStartLstn {
+            uid: uid_to_wire(*uid),
+            epoch: *epoch,
+            num_conn: u32::from(*num_conn),
+            role: role.as_wire().to_string(),
+        }),
+        Msg::Lstn { uid, inc, host, ports } => Body::Lstn(pb::EnvLstn {
             uid: uid_to_wire(*uid),
             inc: *inc,
             ports: ports.iter().map(|&p| u32::from(p)).collect(),
+            host: host.clone(),
         }),
         Msg::Refused { uid, inc, code } => {
             Body::Refused(pb::EnvRefused { uid: uid_to_wire(*uid), inc: *inc, code: error_code_to_wire(*code).into() })
@@ -177,8 +190,14 @@ fn msg_of(body: Body, limits: &Limits) -> Result<Msg, WireError> {
             uid: uid_from_wire(&m.uid)?,
             epoch: m.epoch,
             num_conn: num_conn_from_wire(i64::from(m.num_conn), limits)?,
+            role: role_from_wire(&m.role)?,
         },
-        Body::Lstn(m) => Msg::Lstn { uid: uid_from_wire(&m.uid)?, inc: m.inc, ports: ports_from_wire(&m.ports)? },
+        Body::Lstn(m) => Msg::Lstn {
+            uid: uid_from_wire(&m.uid)?,
+            inc: m.inc,
+            host: host_from_wire(&m.host)?,
+            ports: ports_from_wire(&m.ports)?,
+        },
         Body::Refused(m) => {
             Msg::Refused { uid: uid_from_wire(&m.uid)?, inc: m.inc, code: error_code_from_wire(m.code)? }
         }

@@ -17,7 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scistream_fsm::timing::{self, Profile};
 use scistream_fsm::{
-    Effect, Instant, Msg, Peer, Principal, Role, TimerKey, TimerKind, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc,
+    Effect, Faces, Instant, Msg, Peer, Principal, Role, TimerKey, TimerKind, Token, Uid, cons_app, prod_app, s2cs,
+    s2ds, s2uc,
 };
 
 use crate::check::{Prop, Reach, Violation};
@@ -54,7 +55,7 @@ impl Defect {
                 let early: Vec<Effect> = out
                     .iter()
                     .filter_map(|e| match e {
-                        Effect::Listen { uid, ports } => Some(Effect::StartBridges {
+                        Effect::Listen { uid, ports, .. } => Some(Effect::StartBridges {
                             uid: *uid,
                             ports: ports.clone(),
                             targets: Vec::new(),
@@ -659,7 +660,6 @@ const OPERATOR: u32 = u32::MAX - 1;
 fn cs_cfg(sc: &Scenario, config: &Drawn, seed: u64, r: Role, epoch: u64) -> s2cs::Config {
     s2cs::Config {
         facility: r,
-        advertise_host: format!("gw-{}", r.as_wire().to_lowercase()),
         max_num_conn: 64,
         timing: timing_of(sc, seed, Peer::ControlServer(r), epoch),
         require_app_keys: config.require_app_keys,
@@ -673,6 +673,10 @@ fn ds_cfg(sc: &Scenario, seed: u64, r: Role, inc: u64) -> s2ds::Config {
     s2ds::Config {
         facility: r,
         ports: 5100..=5100 + (sc.ports - 1),
+        advertise: Faces {
+            wan: format!("wan.gw-{}", r.as_wire().to_lowercase()),
+            lan: format!("lan.gw-{}", r.as_wire().to_lowercase()),
+        },
         timing: timing_of(sc, seed, Peer::DataServer(r), inc),
     }
 }

@@ -1,6 +1,6 @@
 //! # scistream-tests — end-to-end tests and benchmarks
 //!
-//! The harness here starts the real binaries (`s2cs`, `s2uc`, `appctrl`) on loopback with
+//! The harness here starts the real binaries (`s2cs`, `s2ds`, `s2uc`, `appctrl`) on loopback with
 //! certificates generated on the fly, reads their output, and stops every process it started
 //! (also when a test panics). The tests live in `tests/tests/`; the protocol's own tests live
 //! beside the code they test (`fsm`, `proto`, `sim`).
@@ -96,11 +96,144 @@ pub struct ServerOpts {
     pub insecure: bool,
     /// Extra flags.
     pub extra: Vec<String>,
+    /// A data server node to link to instead of the embedded data server (`port_range` is
+    /// then the node's, not used here).
+    pub node: Option<NodeLink>,
 }
 
 impl Default for ServerOpts {
     fn default() -> Self {
-        Self { port_range: free_range(20), hello_timeout: 30.0, insecure: false, extra: Vec::new() }
+        Self { port_range: free_range(20), hello_timeout: 30.0, insecure: false, extra: Vec::new(), node: None }
+    }
+}
+
+/// What a control server needs to link to a [`Node`]: its address, its certificate, and the
+/// certificate and key the node trusts the control server by.
+#[derive(Debug, Clone)]
+pub struct NodeLink {
+    /// The node's link address.
+    pub addr: String,
+    /// The node's certificate.
+    pub node_cert: PathBuf,
+    /// The control server's certificate, which the node trusts.
+    pub cert: PathBuf,
+    /// Its key.
+    pub key: PathBuf,
+}
+
+/// A running `s2ds` on loopback, killed on drop. Its folder holds its own certificate and the
+/// one of the control server it trusts.
+#[derive(Debug)]
+pub struct Node {
+    child: Option<Child>,
+    /// Its link address, `127.0.0.1:PORT`.
+    pub addr: String,
+    dir: PathBuf,
+    flags: Vec<String>,
+    stderr: PathBuf,
+}
+
+fn gen_cert(dir: &Path) -> Result<()> {
+    let out = Command::new(bin("s2ds"))
+        .args(["gen-cert", "--listener-ip", "127.0.0.1", "--force", "--out-dir"])
+        .arg(dir)
+        .output()?;
+    if !out.status.success() {
+        bail!("gen-cert failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Reads the `<name> ready on ADDR` line a daemon prints, bounded.
+fn ready_line(child: &mut Child, name: &str, stderr: &Path) -> Result<String> {
+    let stdout = child.stdout.take().expect("piped");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let _ = BufReader::new(stdout).read_line(&mut line);
+        let _ = tx.send(line);
+    });
+    let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+    match line.trim().strip_prefix(&format!("{name} ready on ")) {
+        Some(addr) => Ok(addr.to_owned()),
+        None => {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{name} did not start: {}", std::fs::read_to_string(stderr).unwrap_or_default())
+        }
+    }
+}
+
+impl Node {
+    /// Starts `s2ds` on 127.0.0.1 handing out `port_range`, with `extra` flags, certificates
+    /// made in a folder of `dir`; waits until it serves.
+    pub fn start(dir: &Path, port_range: &str, extra: &[&str]) -> Result<Self> {
+        static N: Mutex<u32> = Mutex::new(0);
+        let n = {
+            let mut g = N.lock().unwrap_or_else(|e| e.into_inner());
+            *g += 1;
+            *g
+        };
+        let dir = dir.join(format!("s2ds-{n}"));
+        for side in ["node", "cs"] {
+            std::fs::create_dir_all(dir.join(side))?;
+            gen_cert(&dir.join(side))?;
+        }
+        let mut flags = args(&["--port-range", port_range]);
+        flags.extend(extra.iter().map(|s| (*s).to_owned()));
+        let stderr = dir.join("s2ds.log");
+        let mut node = Self { child: None, addr: "127.0.0.1:0".into(), dir, flags, stderr };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let mut cmd = Command::new(bin("s2ds"));
+        cmd.args(["--listen", &self.addr]);
+        cmd.arg("--cert").arg(self.dir.join("node/cert.pem")).arg("--key").arg(self.dir.join("node/key.pem"));
+        cmd.arg("--trust").arg(self.dir.join("cs/cert.pem"));
+        cmd.args(&self.flags);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.stderr)?;
+        cmd.stdout(Stdio::piped()).stderr(log);
+        let mut child = cmd.spawn().context("starting s2ds")?;
+        self.addr = ready_line(&mut child, "s2ds", &self.stderr)?;
+        self.child = Some(child);
+        Ok(())
+    }
+
+    /// What a control server needs to link to it.
+    pub fn link(&self) -> NodeLink {
+        NodeLink {
+            addr: self.addr.clone(),
+            node_cert: self.dir.join("node/cert.pem"),
+            cert: self.dir.join("cs/cert.pem"),
+            key: self.dir.join("cs/key.pem"),
+        }
+    }
+
+    /// Its log so far (every run of it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// Kills it with SIGKILL and reaps it.
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same address (after [`Node::kill9`]).
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill9();
+        self.spawn()
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.kill9();
     }
 }
 
@@ -132,7 +265,12 @@ impl Server {
         // Each server its own certificate: two facilities never share a key.
         let own = dir.join(format!("s2cs-{n}"));
         std::fs::create_dir_all(&own)?;
-        let cert = if opts.insecure {
+        let cert = if let Some(node) = &opts.node {
+            // The certificate the node trusts.
+            std::fs::copy(&node.cert, own.join("cert.pem"))?;
+            std::fs::copy(&node.key, own.join("key.pem"))?;
+            Some(own.join("cert.pem"))
+        } else if opts.insecure {
             None
         } else {
             let out = Command::new(bin("s2cs"))
@@ -146,7 +284,18 @@ impl Server {
         };
         let stderr = dir.join(format!("s2cs-{n}.log"));
         let mut cmd = Command::new(bin("s2cs"));
-        cmd.args(["--listener-ip", "127.0.0.1", "--port", "0", "--port-range", &opts.port_range]);
+        cmd.args(["--listener-ip", "127.0.0.1", "--port", "0"]);
+        match &opts.node {
+            Some(node) => {
+                cmd.args(["--s2ds", &node.addr, "--s2ds-trust"]).arg(&node.node_cert);
+                if opts.insecure {
+                    cmd.arg("--insecure");
+                }
+            }
+            None => {
+                cmd.args(["--port-range", &opts.port_range]);
+            }
+        }
         cmd.args(["--hello-timeout", &opts.hello_timeout.to_string()]);
         match &cert {
             Some(c) => {
@@ -156,23 +305,12 @@ impl Server {
                 cmd.arg("--insecure");
             }
         }
+        let cert = cert.filter(|_| !opts.insecure);
         cmd.args(&opts.extra);
         cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr)?);
         let mut child = cmd.spawn().context("starting s2cs")?;
-        let stdout = child.stdout.take().expect("piped");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
-        let Some(addr) = line.trim().strip_prefix("s2cs ready on ") else {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("s2cs did not start: {}", std::fs::read_to_string(&stderr).unwrap_or_default());
-        };
-        Ok(Self { addr: addr.to_string(), child, cert, stderr })
+        let addr = ready_line(&mut child, "s2cs", &stderr)?;
+        Ok(Self { addr, child, cert, stderr })
     }
 
     /// The flags a client needs to reach this server.

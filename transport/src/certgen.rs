@@ -68,8 +68,8 @@ pub enum CertError {
     },
 }
 
-/// Generates a self-signed ECDSA P-256 server certificate valid for `days` days (from an hour
-/// ago, for clock skew).
+/// Generates a self-signed ECDSA P-256 certificate for a gateway daemon, for server and client
+/// authentication, valid for `days` days (from an hour ago, for clock skew).
 ///
 /// Its subject alternative names are, in this order and each once (DNS names compared without
 /// case): `listener_ip` (unless it is the unspecified address, which no client dials), every
@@ -96,7 +96,9 @@ pub fn generate(listener_ip: IpAddr, hostnames: &[String], days: u32) -> Result<
     params.distinguished_name.push(DnType::OrganizationName, "SciStream control server");
     params.subject_alt_names = names;
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    // Client authentication too: a control server presents the same certificate to its data
+    // server nodes (mutual TLS on the facility's LAN).
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
     let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_err(|_| CertError::Clock)?;
     let now = rcgen::date_time_ymd(1970, 1, 1) + since_epoch;
     params.not_before = now - BACKDATE;

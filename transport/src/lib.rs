@@ -24,6 +24,9 @@
 //! - [`auth`]: the caller's token in `authorization` metadata, raw as 1.2 sends it or `Bearer`;
 //! - [`client`]: [`ControlClient`](client::ControlClient), one typed method per rpc, each with
 //!   a deadline and the token, every answer validated, every failure a [`client::CallError`];
+//! - [`node`]: the control server ↔ data server node link (`scistream.DataServer`, one stream
+//!   of protocol messages each way over mutual TLS): the node's service and the control
+//!   server's self-healing link;
 //! - [`server`]: the `scistream.Control` gRPC service of a control server, each call's token
 //!   checked by the [`Authenticator`](server::Authenticator) it is given; a translator only:
 //!   it submits each call and returns the one answer the cores give it.
@@ -39,6 +42,7 @@
 pub mod auth;
 pub mod certgen;
 pub mod client;
+pub mod node;
 pub mod relay;
 pub mod server;
 #[cfg(test)]

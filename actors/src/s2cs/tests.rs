@@ -7,12 +7,12 @@ use std::time::Duration;
 use ractor::{Actor, ActorCell, ActorRef};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{
-    Addr, AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Role, SessionParams, Token, Uid, s2cs, s2ds,
+    Addr, AppKey, Credentials, ErrorCode, Faces, Msg, Peer, Principal, Role, SessionParams, Token, Uid, s2cs, s2ds,
 };
 use scistream_transport::server::{Backend, Call, Query};
 use tokio::sync::mpsc;
 
-use super::{ActorBackend, S2csActor, S2csArgs, S2csMsg};
+use super::{ActorBackend, DataServerSite, S2csActor, S2csArgs, S2csMsg};
 
 const LEASE: Duration = Duration::from_secs(20);
 
@@ -32,7 +32,6 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
     let args = S2csArgs {
         cs: s2cs::Config {
             facility: Role::Prod,
-            advertise_host: "127.0.0.1".into(),
             max_num_conn: 8,
             timing,
             require_app_keys: false,
@@ -41,8 +40,15 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             operators: Vec::new(),
         },
         epoch: 1,
-        ds: s2ds::Config { facility: Role::Prod, ports: ports(salt, 6), timing },
-        bind_ip: IpAddr::V4(Ipv4Addr::LOCALHOST),
+        ds: DataServerSite::Embedded {
+            cfg: s2ds::Config {
+                facility: Role::Prod,
+                ports: ports(salt, 6),
+                advertise: Faces::both("127.0.0.1".into()),
+                timing,
+            },
+            bind: Faces::both(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+        },
     };
     let (actor, _) = Actor::spawn(None, S2csActor, args).await.expect("actor starts");
     assert!(ActorBackend(actor.clone()).ready().await, "attached to its data server");

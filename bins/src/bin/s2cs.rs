@@ -1,5 +1,6 @@
 //! `s2cs`: the SciStream control server of one facility's gateway, with its embedded data
-//! server. Serves the SciStream 1.2 `scistream.Control` gRPC service over TLS 1.3.
+//! server or linked to a data server node (`--s2ds`, an `s2ds` daemon on another gateway
+//! node). Serves the SciStream 1.2 `scistream.Control` gRPC service over TLS 1.3.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -10,17 +11,20 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use ractor::Actor;
-use scistream_actors::{ActorBackend, S2csActor, S2csArgs};
+use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
+use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
 use scistream_identity::{self as oauth, introspect::IntrospectAuth, introspect::IntrospectConfig};
 use scistream_proto::Limits;
+use scistream_transport::node::LinkTls;
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
-use scistream_transport::{certgen, tls};
+use scistream_transport::tls;
 use serde::Deserialize;
 
-/// SciStream control server (S2CS) with its embedded data server (S2DS).
+/// SciStream control server (S2CS), with its embedded data server (S2DS) or linked to an
+/// `s2ds` node.
 #[derive(Parser)]
 #[command(name = "s2cs", version, about)]
 struct Cli {
@@ -32,8 +36,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Generate a self-signed server certificate and key whose names include the listener IP
-    /// and this host's name.
+    /// Generate a self-signed certificate and key (server and client authentication) whose
+    /// names include the listener IP and this host's name.
     #[command(alias = "gen_cert")]
     GenCert {
         /// The IP clients use to reach this server.
@@ -67,6 +71,27 @@ struct RunArgs {
     /// Ports the data server hands out, FIRST-LAST [default: 5100-5200].
     #[arg(long, alias = "port_range")]
     port_range: Option<String>,
+    /// Address the WAN-facing listeners bind (a producer facility's, which the other gateway
+    /// dials) [default: --listener-ip].
+    #[arg(long)]
+    wan_ip: Option<IpAddr>,
+    /// Address the LAN-facing listeners bind (a consumer facility's, which the consumer dials)
+    /// [default: --listener-ip].
+    #[arg(long)]
+    lan_ip: Option<IpAddr>,
+    /// Host the other gateway dials for WAN-facing listeners, when it is not --wan-ip (a NAT's
+    /// public address, or a name).
+    #[arg(long)]
+    public_addr: Option<String>,
+    /// A data server node (`s2ds --listen`) to use instead of the embedded data server, as
+    /// HOST:PORT; the link is mutual TLS with this server's --server-crt and --server-key.
+    #[arg(long)]
+    s2ds: Option<String>,
+    /// A certificate (PEM) the data server node must present one of: the facility's CA, or
+    /// the node's own self-signed certificate; repeatable.
+    #[arg(long = "s2ds-trust")]
+    #[serde(default)]
+    s2ds_trust: Vec<PathBuf>,
     /// Data server backend [default: native]; SciStream 1.2's haproxy/nginx/stunnel are not used.
     #[arg(long = "type")]
     #[serde(rename = "type")]
@@ -169,7 +194,7 @@ mod secs {
 struct Settings {
     ip: IpAddr,
     port: u16,
-    ports: std::ops::RangeInclusive<u16>,
+    ds: DataServer,
     tls: Option<(PathBuf, PathBuf)>,
     verbose: u8,
     hello_timeout: Duration,
@@ -181,14 +206,51 @@ struct Settings {
     allow_keyless_sessions: bool,
 }
 
-fn parse_range(text: &str) -> Result<std::ops::RangeInclusive<u16>> {
-    let (a, b) = text.split_once('-').ok_or_else(|| anyhow!("--port-range {text:?}: expected FIRST-LAST"))?;
-    let (a, b): (u16, u16) =
-        (a.trim().parse().context("--port-range: first port")?, b.trim().parse().context("--port-range: last port")?);
-    if a == 0 || a > b {
-        bail!("--port-range {text:?}: expected 1 <= FIRST <= LAST");
+/// Where the data server runs.
+enum DataServer {
+    /// In this process: its ports and addresses.
+    Embedded { ports: std::ops::RangeInclusive<u16>, sides: Sides },
+    /// On a node: its link address, this server's certificate and what it trusts the node by.
+    Remote { addr: String, tls: LinkTls },
+}
+
+fn data_server(cli: &RunArgs, file: &RunArgs, ip: IpAddr, identity: Option<(PathBuf, PathBuf)>) -> Result<DataServer> {
+    let node = cli.s2ds.clone().or_else(|| file.s2ds.clone());
+    let trust: Vec<PathBuf> = cli.s2ds_trust.iter().chain(&file.s2ds_trust).cloned().collect();
+    let Some(addr) = node else {
+        if !trust.is_empty() {
+            bail!("--s2ds-trust without --s2ds: there is no data server node to trust");
+        }
+        let ports = parse_range(
+            &cli.port_range.clone().or_else(|| file.port_range.clone()).unwrap_or_else(|| "5100-5200".into()),
+        )
+        .map_err(|e| anyhow!(e))?;
+        let public = cli.public_addr.as_deref().or(file.public_addr.as_deref());
+        let sides = Sides::resolve(ip, cli.wan_ip.or(file.wan_ip), cli.lan_ip.or(file.lan_ip), public)
+            .map_err(|e| anyhow!(e))?;
+        return Ok(DataServer::Embedded { ports, sides });
+    };
+    let node_only = [
+        ("--port-range", cli.port_range.is_some() || file.port_range.is_some()),
+        ("--wan-ip", cli.wan_ip.is_some() || file.wan_ip.is_some()),
+        ("--lan-ip", cli.lan_ip.is_some() || file.lan_ip.is_some()),
+        ("--public-addr", cli.public_addr.is_some() || file.public_addr.is_some()),
+    ];
+    if let Some((flag, _)) = node_only.iter().find(|(_, given)| *given) {
+        bail!("{flag} belongs to the data server node when --s2ds is given: set it on `s2ds`");
     }
-    Ok(a..=b)
+    if trust.is_empty() {
+        bail!(
+            "--s2ds {addr}: give --s2ds-trust, the certificate the node must present (the facility's CA, or the node's own)"
+        );
+    }
+    addr.parse::<scistream_fsm::Addr>().map_err(|e| anyhow!("--s2ds {addr:?}: {e}"))?;
+    let Some((cert, key)) = identity else {
+        bail!(
+            "--s2ds: the link to a data server node is mutual TLS: give --server-crt and --server-key (make them with `s2cs gen-cert`), also with --insecure"
+        );
+    };
+    Ok(DataServer::Remote { addr, tls: LinkTls { cert, key, trust } })
 }
 
 fn settings(cli: RunArgs) -> Result<Settings> {
@@ -200,13 +262,15 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         None => RunArgs::default(),
     };
     let auth = auth_settings(&cli, &file)?;
-    let backend = cli.backend.or(file.backend).unwrap_or_else(|| "native".into());
+    let backend = cli.backend.clone().or_else(|| file.backend.clone()).unwrap_or_else(|| "native".into());
     if backend != "native" {
         bail!("--type {backend:?}: only the native data server is supported (SciStream 1.2's proxies are not used)");
     }
     let insecure = cli.insecure || file.insecure;
-    let crt = cli.server_crt.or(file.server_crt);
-    let key = cli.server_key.or(file.server_key);
+    let crt = cli.server_crt.clone().or_else(|| file.server_crt.clone());
+    let key = cli.server_key.clone().or_else(|| file.server_key.clone());
+    let ip = cli.listener_ip.or(file.listener_ip).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+    let ds = data_server(&cli, &file, ip, crt.clone().zip(key.clone()))?;
     let tls = match (insecure, crt, key) {
         (true, _, _) => None,
         (false, Some(c), Some(k)) => Some((c, k)),
@@ -215,9 +279,9 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         ),
     };
     Ok(Settings {
-        ip: cli.listener_ip.or(file.listener_ip).unwrap_or(IpAddr::from([127, 0, 0, 1])),
+        ip,
         port: cli.port.or(file.port).unwrap_or(5000),
-        ports: parse_range(&cli.port_range.or(file.port_range).unwrap_or_else(|| "5100-5200".into()))?,
+        ds,
         tls,
         verbose: cli.verbose.max(file.verbose),
         hello_timeout: cli.hello_timeout.or(file.hello_timeout).unwrap_or(Profile::production().hello_timeout),
@@ -271,18 +335,10 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::GenCert { listener_ip, mut hostname, out_dir, days, force }) = cli.cmd {
-        hostname.extend(certgen::local_hostname());
-        let made =
-            certgen::generate(listener_ip, &hostname, days).and_then(|c| certgen::write_in_dir(&c, &out_dir, force));
-        return match made {
-            Ok((crt, key)) => {
-                println!(
-                    "wrote {} and {} (names: {listener_ip}, {})",
-                    crt.display(),
-                    key.display(),
-                    hostname.join(", ")
-                );
+    if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
+        return match gateway::gen_cert(listener_ip, hostname, &out_dir, days, force) {
+            Ok(wrote) => {
+                println!("{wrote}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -342,10 +398,21 @@ async fn serve(s: Settings) -> Result<()> {
     // Every timer of both cores comes from the one profile: only the Hello timeout is a flag.
     let timing = Profile { hello_timeout: s.hello_timeout, ..Profile::production() }.seeded(rand::random());
     let epoch = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
+    let ds = match &s.ds {
+        DataServer::Embedded { ports, sides } => DataServerSite::Embedded {
+            cfg: s2ds::Config {
+                facility: Role::Prod,
+                ports: ports.clone(),
+                advertise: sides.advertise.clone(),
+                timing,
+            },
+            bind: sides.bind.clone(),
+        },
+        DataServer::Remote { addr, tls } => DataServerSite::Remote { addr: addr.clone(), tls: tls.clone() },
+    };
     let args = S2csArgs {
         cs: s2cs::Config {
             facility: Role::Prod,
-            advertise_host: s.ip.to_string(),
             max_num_conn: s.max_num_conn,
             timing,
             require_app_keys: !s.allow_keyless_sessions,
@@ -354,14 +421,20 @@ async fn serve(s: Settings) -> Result<()> {
             operators: s.operators.clone(),
         },
         epoch,
-        ds: s2ds::Config { facility: Role::Prod, ports: s.ports.clone(), timing },
-        bind_ip: s.ip,
+        ds,
     };
     let (actor, handle) =
         Actor::spawn(None, S2csActor, args).await.map_err(|e| anyhow!("starting the control server: {e}"))?;
     let backend = ActorBackend(actor.clone());
-    if tokio::time::timeout(Duration::from_secs(10), backend.ready()).await != Ok(true) {
-        bail!("the embedded data server did not attach within 10 s");
+    let attached = tokio::time::timeout(Duration::from_secs(10), backend.ready()).await == Ok(true);
+    match &s.ds {
+        DataServer::Embedded { .. } if !attached => bail!("the embedded data server did not attach within 10 s"),
+        DataServer::Remote { addr, .. } if !attached => tracing::warn!(
+            node = %addr,
+            "the data server node has not attached within 10 s; serving anyway: requests get UNAVAILABLE until it does"
+        ),
+        DataServer::Remote { addr, .. } => tracing::info!(node = %addr, "data server node attached"),
+        DataServer::Embedded { .. } => {}
     }
     let service = ControlService::new(Arc::new(backend), auth, Limits { max_num_conn: s.max_num_conn }).into_server();
     let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
@@ -374,7 +447,14 @@ async fn serve(s: Settings) -> Result<()> {
             "--allow-keyless-sessions: requests without an app key are served; anyone who learns such a session's uid can say its Hello"
         );
     }
-    tracing::info!(%local, ports = ?s.ports, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
+    match &s.ds {
+        DataServer::Embedded { ports, sides } => {
+            tracing::info!(%local, ?ports, wan = %sides.advertise.wan, lan = %sides.advertise.lan, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
+        }
+        DataServer::Remote { addr, .. } => {
+            tracing::info!(%local, node = %addr, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
+        }
+    }
     println!("s2cs ready on {local}");
     let sessions = actor.clone();
     let signal = async move {

@@ -84,7 +84,6 @@ impl S2cs {
             uid,
             facility: self.cfg.facility,
             epoch: self.epoch,
-            advertise_host: self.cfg.advertise_host.clone(),
             allow_plain_wan: self.cfg.allow_plain_wan,
             timing: self.cfg.timing,
             owner: caller.clone(),

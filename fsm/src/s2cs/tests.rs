@@ -70,7 +70,7 @@ fn from_ds(msg: Msg) -> Input {
 }
 
 fn lstn(n: u128, ports: Vec<u16>) -> Input {
-    from_ds(Msg::Lstn { uid: uid(n), inc: INC, ports })
+    from_ds(Msg::Lstn { uid: uid(n), inc: INC, host: "gw.prod".into(), ports })
 }
 
 fn hello(n: u128, seq: u32, k: AppKey) -> Input {
@@ -164,10 +164,10 @@ fn req_while_attaching_is_refused_unavailable() {
 }
 
 #[test]
-fn a_consumer_req_reserves_ports_and_answers_resp_with_listeners_on_the_advertised_host() {
+fn a_consumer_req_reserves_lan_facing_ports_and_answers_resp_with_listeners_on_the_host_the_data_server_gives() {
     let mut cs = serving();
     let out = accept(&mut cs, at(10), req_as(alice(), 1, 1, params(Role::Cons, 2), key(1)));
-    assert_eq!(sent(&out), vec![(DS, Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2 })]);
+    assert_eq!(sent(&out), vec![(DS, Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2, role: Role::Cons })]);
     assert_eq!(timer_at(&out, lease_key(uid(1))), Some(at(10) + cs.config().timing.cs_lease()));
     assert!(timer_at(&out, retransmit_key(uid(1))).is_some());
     assert_eq!(state(&cs, 1), S::Reserving);

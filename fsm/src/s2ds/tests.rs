@@ -12,7 +12,7 @@ fn from_cs(msg: Msg) -> Input {
 }
 
 fn start_lstn(n: u128, num_conn: u16) -> Input {
-    from_cs(Msg::StartLstn { uid: uid(n), epoch: EPOCH, num_conn })
+    from_cs(Msg::StartLstn { uid: uid(n), epoch: EPOCH, num_conn, role: Role::Prod })
 }
 
 fn start_conn(n: u128, cred: u8) -> Input {
@@ -146,7 +146,7 @@ fn messages_of_an_older_epoch_are_dropped_without_a_reply() {
     let old = EPOCH - 1;
     for msg in [
         Msg::Attach { epoch: old },
-        Msg::StartLstn { uid: uid(2), epoch: old, num_conn: 1 },
+        Msg::StartLstn { uid: uid(2), epoch: old, num_conn: 1, role: Role::Prod },
         Msg::StartConn { uid: uid(1), epoch: old, targets: targets(), creds: creds(1), role: Role::Cons, rate: 0 },
         Msg::DsRel { uid: uid(1), epoch: old },
     ] {
@@ -169,12 +169,14 @@ fn session_messages_before_any_attach_are_stale() {
 fn messages_from_anyone_but_its_control_server_are_misdirected() {
     let mut ds = attached();
     for from in [Peer::ControlServer(Role::Cons), Peer::Client(1), Peer::DataServer(Role::Prod)] {
-        let input = Input::Msg { from, msg: Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 1 } };
+        let input =
+            Input::Msg { from, msg: Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 1, role: Role::Prod } };
         let (err, out) = reject(&mut ds, at(5), input);
         assert_eq!(err, ProtocolError::Misdirected("StartLstn"));
         assert!(out.is_empty());
     }
-    let (err, _) = reject(&mut ds, at(5), from_cs(Msg::Lstn { uid: uid(1), inc: INC, ports: vec![1] }));
+    let (err, _) =
+        reject(&mut ds, at(5), from_cs(Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![1] }));
     assert_eq!(err, ProtocolError::Misdirected("Lstn"));
 }
 
@@ -182,22 +184,22 @@ fn messages_from_anyone_but_its_control_server_are_misdirected() {
 fn start_lstn_binds_the_lowest_free_ports_and_arms_the_lease() {
     let mut ds = attached();
     let out = accept(&mut ds, at(10), start_lstn(1, 2));
-    assert!(out.contains(&Effect::Listen { uid: uid(1), ports: vec![5000, 5001] }));
+    assert!(out.contains(&Effect::Listen { uid: uid(1), ports: vec![5000, 5001], face: Face::Wan }));
     assert_eq!(timer_at(&out, timer(Some(uid(1)), TimerKind::Lease)), Some(at(10) + ds.cfg.timing.ds_lease()));
     assert!(!out.iter().any(|e| matches!(e, Effect::StartBridges { .. })), "no bridges before credentials");
     assert_eq!(state(&ds, 1), State::Binding);
     let out = accept(&mut ds, at(10), Input::Bound(uid(1)));
-    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] }]);
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![5000, 5001] }]);
     assert_eq!(state(&ds, 1), State::Reserving);
 
     let out = accept(&mut ds, at(11), start_lstn(2, 1));
-    assert!(out.contains(&Effect::Listen { uid: uid(2), ports: vec![5002] }));
+    assert!(out.contains(&Effect::Listen { uid: uid(2), ports: vec![5002], face: Face::Wan }));
     assert_eq!(ds.free_ports().iter().copied().collect::<Vec<_>>(), vec![5003]);
 
     // Ports come back and the lowest free one is handed out first.
     accept(&mut ds, at(12), ds_rel(1));
     let out = accept(&mut ds, at(13), start_lstn(3, 1));
-    assert!(out.contains(&Effect::Listen { uid: uid(3), ports: vec![5000] }), "{out:?}");
+    assert!(out.contains(&Effect::Listen { uid: uid(3), ports: vec![5000], face: Face::Wan }), "{out:?}");
 }
 
 #[test]
@@ -206,7 +208,7 @@ fn repeated_start_lstn_answers_the_same_ports_without_reserving_more() {
     reserve(&mut ds, 10, 1, 2);
     let free = ds.free_ports().clone();
     let out = accept(&mut ds, at(20), start_lstn(1, 2));
-    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] }]);
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![5000, 5001] }]);
     assert!(!out.iter().any(|e| matches!(e, Effect::Listen { .. })), "{out:?}");
     assert_eq!(*ds.free_ports(), free);
     assert_eq!(state(&ds, 1), State::Reserving);
@@ -439,4 +441,31 @@ fn a_lost_session_fails_returns_its_ports_and_tells_the_control_server() {
     assert!(to_cs(&out).iter().any(|m| matches!(m, Msg::Refused { code: ErrorCode::Aborted, .. })));
     // Losing it again changes nothing.
     reject(&mut ds, at(51), Input::SessionLost(uid(1)));
+}
+
+#[test]
+fn a_consumer_sessions_listeners_face_the_lan_and_are_advertised_at_its_lan_host() {
+    let mut cfg = s2ds_config(Role::Prod, 5000..=5003);
+    cfg.advertise = Faces { wan: "203.0.113.7".into(), lan: "192.0.2.1".into() };
+    let mut ds = S2ds::new(cfg, INC);
+    accept(&mut ds, at(0), Input::Boot);
+    accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH }));
+    let cons = |n| from_cs(Msg::StartLstn { uid: uid(n), epoch: EPOCH, num_conn: 1, role: Role::Cons });
+
+    let out = accept(&mut ds, at(10), cons(1));
+    assert!(out.contains(&Effect::Listen { uid: uid(1), ports: vec![5000], face: Face::Lan }), "{out:?}");
+    let out = accept(&mut ds, at(10), Input::Bound(uid(1)));
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, host: "192.0.2.1".into(), ports: vec![5000] }]);
+
+    // A producer's session on the same node faces the WAN, at its public address.
+    accept(&mut ds, at(11), start_lstn(2, 1));
+    let out = accept(&mut ds, at(11), Input::Bound(uid(2)));
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(2), inc: INC, host: "203.0.113.7".into(), ports: vec![5001] }]);
+
+    // A retransmitted StartLstn gets the same answer; one for the other side is a conflict.
+    let out = accept(&mut ds, at(12), cons(1));
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, host: "192.0.2.1".into(), ports: vec![5000] }]);
+    let (err, out) = reject(&mut ds, at(13), start_lstn(1, 1));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::AlreadyExists });
+    assert_eq!(to_cs(&out), vec![Msg::Refused { uid: uid(1), inc: INC, code: ErrorCode::AlreadyExists }]);
 }

@@ -95,12 +95,11 @@ impl Session {
 
     fn on_data(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
         match msg {
-            Msg::Lstn { ports, .. } => {
+            Msg::Lstn { host, ports, .. } => {
                 if !alphabet::allows(&self.machine, Event::Lstn) {
                     return Err(ProtocolError::Stale("Lstn"));
                 }
                 if self.listeners.is_empty() {
-                    let host = &self.setup.advertise_host;
                     self.listeners = ports.iter().map(|p| Addr::new(host.clone(), *p)).collect();
                 }
                 let first = self.state() == State::Reserving;
@@ -191,7 +190,9 @@ impl Session {
     fn retransmit_ds(&mut self, now: Instant, out: &mut Outbox) {
         let (uid, epoch) = (self.setup.uid, self.setup.epoch);
         let msg = match self.state() {
-            State::Reserving => Msg::StartLstn { uid, epoch, num_conn: self.setup.params.num_conn },
+            State::Reserving => {
+                Msg::StartLstn { uid, epoch, num_conn: self.setup.params.num_conn, role: self.setup.params.role }
+            }
             State::Updating => {
                 let Some((targets, creds)) = self.bridge.clone() else { return };
                 let (role, rate) = (self.setup.params.role, self.setup.params.rate);

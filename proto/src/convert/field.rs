@@ -82,6 +82,15 @@ fn addr_to_wire(addr: &Addr) -> String {
     text
 }
 
+/// A host as the data server reports its listeners' ([`Addr::valid_host`]).
+pub fn host_from_wire(host: &str) -> Result<String, WireError> {
+    if Addr::valid_host(host) {
+        Ok(host.to_owned())
+    } else {
+        Err(WireError::from(scistream_fsm::types::AddrError::BadHost(clip(host))))
+    }
+}
+
 /// Ports as the data server reports them: each in `1..=65535`.
 pub(crate) fn ports_from_wire(ports: &[u32]) -> Result<Vec<u16>, WireError> {
     ports.iter().map(|&p| u16::try_from(p).ok().filter(|p| *p != 0).ok_or(WireError::BadPort(p))).collect()

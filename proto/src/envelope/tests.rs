@@ -34,8 +34,8 @@ fn one_of_each() -> Vec<Msg> {
         Msg::DsBoot { inc: 12 },
         Msg::Attach { epoch: 13 },
         Msg::AttachAck { epoch: 14, inc: 15 },
-        Msg::StartLstn { uid: UID, epoch: 16, num_conn: 256 },
-        Msg::Lstn { uid: UID, inc: 17, ports: vec![1, 65535] },
+        Msg::StartLstn { uid: UID, epoch: 16, num_conn: 256, role: Role::Cons },
+        Msg::Lstn { uid: UID, inc: 17, host: "2001:db8::1".into(), ports: vec![1, 65535] },
         Msg::Refused { uid: UID, inc: 18, code: ErrorCode::ResourceExhausted },
         Msg::StartConn { uid: UID, epoch: 19, targets: addrs, creds, role: Role::Cons, rate: 20_000 },
         Msg::Connected { uid: UID, inc: 20 },
@@ -103,19 +103,34 @@ fn envelope_with_unknown_error_code_is_refused() {
 #[test]
 fn envelope_with_port_zero_or_above_65535_is_refused() {
     for bad in [0, 65_536] {
-        let body = Body::Lstn(pb::EnvLstn { uid: uid_to_wire(UID), inc: 1, ports: vec![80, bad] });
+        let body = Body::Lstn(pb::EnvLstn { uid: uid_to_wire(UID), inc: 1, ports: vec![80, bad], host: "gw".into() });
         assert_eq!(decode_body(body), Err(WireError::BadPort(bad)));
     }
 }
 
 #[test]
+fn envelope_lstn_with_a_host_that_is_no_host_is_refused() {
+    for bad in ["", "gw a", "gw/../x", "[::1]"] {
+        let body = Body::Lstn(pb::EnvLstn { uid: uid_to_wire(UID), inc: 1, ports: vec![80], host: bad.into() });
+        assert!(matches!(decode_body(body), Err(WireError::BadAddr(_))), "{bad:?}");
+    }
+}
+
+#[test]
+fn envelope_start_lstn_without_a_role_is_refused() {
+    let body = Body::StartLstn(pb::EnvStartLstn { uid: uid_to_wire(UID), epoch: 1, num_conn: 1, role: String::new() });
+    assert!(decode_body(body).is_err());
+}
+
+#[test]
 fn envelope_start_lstn_outside_limits_is_refused() {
-    let body = |num_conn| Body::StartLstn(pb::EnvStartLstn { uid: uid_to_wire(UID), epoch: 1, num_conn });
+    let body =
+        |num_conn| Body::StartLstn(pb::EnvStartLstn { uid: uid_to_wire(UID), epoch: 1, num_conn, role: "PROD".into() });
     assert_eq!(decode_body(body(0)), Err(WireError::NumConnOutOfRange { got: 0, max: 256 }));
     assert_eq!(decode_body(body(257)), Err(WireError::NumConnOutOfRange { got: 257, max: 256 }));
     let bytes = pb::Envelope { body: Some(body(257)) }.encode_to_vec();
     let wide = Limits { max_num_conn: 300 };
-    assert_eq!(decode_with(&bytes, &wide), Ok(Msg::StartLstn { uid: UID, epoch: 1, num_conn: 257 }));
+    assert_eq!(decode_with(&bytes, &wide), Ok(Msg::StartLstn { uid: UID, epoch: 1, num_conn: 257, role: Role::Prod }));
 }
 
 fn env_req() -> pb::EnvReq {

@@ -112,7 +112,7 @@ impl World<'_> {
             Effect::CancelTimer { key } => {
                 self.timers.remove(&(node, key));
             }
-            Effect::Listen { uid, ports } => self.listen(node, uid, &ports),
+            Effect::Listen { uid, ports, .. } => self.listen(node, uid, &ports),
             Effect::Unlisten { uid, ports } => {
                 let Peer::DataServer(r) = node else { return };
                 let table = &mut self.os[nodes::role_index(r)];

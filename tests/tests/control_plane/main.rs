@@ -13,6 +13,7 @@ mod held_ports;
 mod identity;
 mod isolation;
 mod liveness;
+mod nodes;
 mod pool;
 mod refusals;
 mod shutdown;

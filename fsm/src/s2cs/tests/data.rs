@@ -108,13 +108,21 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
     assert_eq!(state(&cs, 1), S::Failed);
     assert_eq!(cs.state(), State::Serving);
     accept(&mut cs, at(110), req(2, 1));
-    accept(&mut cs, at(120), from_ds(Msg::Lstn { uid: uid(2), inc: INC + 1, ports: vec![5000, 5001] }));
+    accept(
+        &mut cs,
+        at(120),
+        from_ds(Msg::Lstn { uid: uid(2), inc: INC + 1, host: "gw.prod".into(), ports: vec![5000, 5001] }),
+    );
     assert_eq!(state(&cs, 2), S::Listening);
 
     // Its AttachAck lost too: its first answer tells.
     let mut cs = serving();
     accept(&mut cs, at(10), req(1, 1));
-    let out = accept(&mut cs, at(20), from_ds(Msg::Lstn { uid: uid(1), inc: INC + 1, ports: vec![5000, 5001] }));
+    let out = accept(
+        &mut cs,
+        at(20),
+        from_ds(Msg::Lstn { uid: uid(1), inc: INC + 1, host: "gw.prod".into(), ports: vec![5000, 5001] }),
+    );
     assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
     assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH })), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
@@ -124,7 +132,11 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
 fn answers_of_an_older_incarnation_are_stale() {
     let mut cs = serving();
     accept(&mut cs, at(10), req(1, 1));
-    let (err, out) = reject(&mut cs, at(20), from_ds(Msg::Lstn { uid: uid(1), inc: INC - 1, ports: vec![5000] }));
+    let (err, out) = reject(
+        &mut cs,
+        at(20),
+        from_ds(Msg::Lstn { uid: uid(1), inc: INC - 1, host: "gw.prod".into(), ports: vec![5000] }),
+    );
     assert_eq!(err, ProtocolError::Stale("Lstn"));
     assert!(out.is_empty());
     let (err, _) = reject(&mut cs, at(20), from_ds(Msg::DsBoot { inc: INC }));
@@ -138,7 +150,7 @@ fn messages_from_the_other_facility_data_server_are_misdirected() {
     let input = Input::Msg {
         from: Peer::DataServer(Role::Cons),
         caller: None,
-        msg: Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] },
+        msg: Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![5000, 5001] },
     };
     let (err, _) = reject(&mut cs, at(20), input);
     assert_eq!(err, ProtocolError::Misdirected("Lstn"));
@@ -156,7 +168,7 @@ fn lstn_for_a_session_nobody_remembers_is_released_at_once() {
 fn requests_to_the_data_server_are_retransmitted_with_backoff() {
     let mut cs = serving();
     let key = retransmit_key(uid(1));
-    let start = Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2 };
+    let start = Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 2, role: Role::Prod };
     let out = accept(&mut cs, at(10), req(1, 1));
     assert_eq!(timer_at(&out, key), Some(at(10) + BACKOFF.delay(1, 0)));
     let mut now = at(10);

@@ -16,7 +16,7 @@ fn lstn_is_sent_only_once_the_driver_reports_the_ports_bound() {
     assert_eq!(state(&ds, 1), State::Binding);
 
     let out = accept(&mut ds, at(12), Input::Bound(uid(1)));
-    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] }]);
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![5000, 5001] }]);
     assert!(listens(&out).is_empty() && unlistens(&out).is_empty(), "{out:?}");
     assert_eq!(state(&ds, 1), State::Reserving);
 
@@ -43,7 +43,7 @@ fn repeated_start_lstn_while_binding_is_answered_once_the_ports_are_bound() {
     assert_eq!(*ds.free_ports(), free);
 
     let out = accept(&mut ds, at(30), Input::Bound(uid(1)));
-    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5000, 5001] }]);
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![5000, 5001] }]);
 }
 
 #[test]
@@ -67,7 +67,7 @@ fn bind_failed_sets_the_port_aside_for_good_and_binds_fresh_ports() {
 
     // The control server hears only of the ports finally bound, and the bridges use them.
     let out = accept(&mut ds, at(13), Input::Bound(uid(1)));
-    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, ports: vec![5001, 5003] }]);
+    assert_eq!(to_cs(&out), vec![Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![5001, 5003] }]);
     let out = accept(&mut ds, at(14), start_conn(1, 9));
     assert!(matches!(&out[..], [.., Effect::StartBridges { ports, .. }] if *ports == [5001, 5003]), "{out:?}");
 

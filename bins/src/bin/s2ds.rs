@@ -1,0 +1,262 @@
+//! `s2ds`: a SciStream data server node on a gateway of its own. Hosts the data server's core
+//! and relays; its facility's control server (`s2cs --s2ds HOST:PORT`) drives it over the
+//! `scistream.DataServer` link, mutual TLS on the facility's LAN.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, anyhow, bail};
+use clap::{Args, Parser, Subcommand};
+use ractor::Actor;
+use scistream_actors::s2ds::TrafficBook;
+use scistream_actors::{S2dsActor, S2dsArgs, S2dsMsg};
+use scistream_bins::gateway::{self, Sides, parse_range};
+use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
+use scistream_fsm::timing::Profile;
+use scistream_fsm::{Role, s2ds};
+use scistream_proto::Limits;
+use scistream_transport::node::{Inbound, NodeService, Uplink};
+use scistream_transport::tls;
+use serde::Deserialize;
+
+/// SciStream data server node (S2DS): listeners and relays of one gateway node, driven by its
+/// facility's control server over mutual TLS.
+#[derive(Parser)]
+#[command(name = "s2ds", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Generate a self-signed certificate and key (server and client authentication) whose
+    /// names include the link IP and this host's name.
+    GenCert {
+        /// The IP the control server dials.
+        #[arg(long)]
+        listener_ip: IpAddr,
+        /// More host names to include (repeatable).
+        #[arg(long)]
+        hostname: Vec<String>,
+        /// Folder for server.crt and server.key.
+        #[arg(long, default_value = ".")]
+        out_dir: PathBuf,
+        /// Validity in days.
+        #[arg(long, default_value_t = 365)]
+        days: u32,
+        /// Overwrite existing files.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Flags of the daemon; every one can also come from `--config FILE` (flags win).
+#[derive(Args, Default, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+struct RunArgs {
+    /// Address the control server's link is served on, IP:PORT [default: 127.0.0.1:5010]; port
+    /// 0 picks a free one (printed at start).
+    #[arg(long)]
+    listen: Option<SocketAddr>,
+    /// This node's certificate (PEM), which the control server must trust.
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    /// This node's private key (PEM).
+    #[arg(long)]
+    key: Option<PathBuf>,
+    /// A certificate (PEM) the control server must present one of: the facility's CA, or the
+    /// control server's own self-signed certificate; repeatable.
+    #[arg(long = "trust")]
+    #[serde(default)]
+    trust: Vec<PathBuf>,
+    /// Ports this node hands out, FIRST-LAST [default: 5100-5200].
+    #[arg(long)]
+    port_range: Option<String>,
+    /// Address the WAN-facing listeners bind (a producer facility's) [default: the --listen IP].
+    #[arg(long)]
+    wan_ip: Option<IpAddr>,
+    /// Address the LAN-facing listeners bind (a consumer facility's) [default: the --listen IP].
+    #[arg(long)]
+    lan_ip: Option<IpAddr>,
+    /// Host the other gateway dials for WAN-facing listeners, when it is not --wan-ip (a NAT's
+    /// public address, or a name).
+    #[arg(long)]
+    public_addr: Option<String>,
+    /// Relay sessions whose control server allows a plain-text WAN leg (SciStream 1.2 clients
+    /// bring no credentials); without this flag such a relay is refused (FAILED_PRECONDITION).
+    #[arg(long)]
+    #[serde(default)]
+    allow_plain_wan: bool,
+    /// Largest num_conn a StartLstn may ask for [default: 64; the control server's
+    /// --max-num-conn must not exceed it].
+    #[arg(long)]
+    max_num_conn: Option<u16>,
+    /// More logging (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    #[serde(default)]
+    verbose: u8,
+    /// TOML file with any of these settings (kebab-case keys).
+    #[arg(long)]
+    #[serde(skip)]
+    config: Option<PathBuf>,
+}
+
+/// Settings after merging flags over the file over the defaults.
+struct Settings {
+    listen: SocketAddr,
+    cert: PathBuf,
+    key: PathBuf,
+    trust: Vec<PathBuf>,
+    ports: std::ops::RangeInclusive<u16>,
+    sides: Sides,
+    allow_plain_wan: bool,
+    max_num_conn: u16,
+    verbose: u8,
+}
+
+fn settings(cli: RunArgs) -> Result<Settings> {
+    let file: RunArgs = match &cli.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => RunArgs::default(),
+    };
+    let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5010)));
+    let (Some(cert), Some(key)) = (cli.cert.or(file.cert), cli.key.or(file.key)) else {
+        bail!("the link is mutual TLS: give --cert and --key (make them with `s2ds gen-cert --listener-ip IP`)");
+    };
+    let trust: Vec<PathBuf> = cli.trust.into_iter().chain(file.trust).collect();
+    if trust.is_empty() {
+        bail!("give --trust, the certificate the control server must present (the facility's CA, or its own)");
+    }
+    let ports = parse_range(&cli.port_range.or(file.port_range).unwrap_or_else(|| "5100-5200".into()))
+        .map_err(|e| anyhow!(e))?;
+    let public = cli.public_addr.or(file.public_addr);
+    let sides = Sides::resolve(listen.ip(), cli.wan_ip.or(file.wan_ip), cli.lan_ip.or(file.lan_ip), public.as_deref())
+        .map_err(|e| anyhow!(e))?;
+    let max_num_conn = cli.max_num_conn.or(file.max_num_conn).unwrap_or(64);
+    if max_num_conn == 0 {
+        bail!("--max-num-conn 0: a session needs at least one connection");
+    }
+    Ok(Settings {
+        listen,
+        cert,
+        key,
+        trust,
+        ports,
+        sides,
+        allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
+        max_num_conn,
+        verbose: cli.verbose.max(file.verbose),
+    })
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
+        return match gateway::gen_cert(listener_ip, hostname, &out_dir, days, force) {
+            Ok(wrote) => {
+                println!("{wrote}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("s2ds gen-cert: {e}");
+                ExitCode::from(EXIT_FAILED)
+            }
+        };
+    }
+    let s = match settings(cli.run) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("s2ds: {e:#}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    init_logging(s.verbose);
+    // Every session listener is a file descriptor: take all the kernel allows this process.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("file descriptor limit {n}"),
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(serve(s)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("s2ds: {e:#}");
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+async fn serve(s: Settings) -> Result<()> {
+    let tls_cfg = tls::mutual_server_config(&s.cert, &s.key, &s.trust)?;
+    let listener =
+        tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("cannot listen on {}", s.listen))?;
+    let local = listener.local_addr()?;
+    let timing = Profile::production().seeded(rand::random());
+    // The incarnation grows across restarts: the control server tells a restarted node from a
+    // late message of the old one.
+    let inc = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
+    let uplink = Uplink::default();
+    let up = uplink.clone();
+    let args = S2dsArgs {
+        cfg: s2ds::Config {
+            facility: Role::Prod,
+            ports: s.ports.clone(),
+            advertise: s.sides.advertise.clone(),
+            timing,
+        },
+        inc,
+        bind: s.sides.bind.clone(),
+        upstream: Arc::new(move |msg| {
+            // Nobody linked yet (or the link is down): the core retransmits what matters.
+            up.send(msg);
+            true
+        }),
+        traffic: TrafficBook::default(),
+        allow_plain_wan: s.allow_plain_wan,
+    };
+    let (actor, handle) =
+        Actor::spawn(None, S2dsActor, args).await.map_err(|e| anyhow!("starting the data server: {e}"))?;
+    let to_core = actor.clone();
+    let inbound: Inbound = Arc::new(move |msg| to_core.send_message(S2dsMsg::FromCs(msg)).is_ok());
+    let service = NodeService::new(inbound, uplink, Limits { max_num_conn: s.max_num_conn }).into_server();
+    if s.allow_plain_wan {
+        tracing::warn!("--allow-plain-wan: sessions without credentials get a plain-text WAN leg");
+    }
+    tracing::info!(
+        %local,
+        ports = ?s.ports,
+        wan = %s.sides.advertise.wan,
+        lan = %s.sides.advertise.lan,
+        "s2ds serving its control server's link (mutual TLS 1.3)"
+    );
+    println!("s2ds ready on {local}");
+    let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
+    tokio::spawn(async move {
+        let _ = tx.send(shutdown_signal().await);
+    });
+    let relays = actor.clone();
+    let signal = async move {
+        let which = rx.await.unwrap_or("shutdown");
+        tracing::info!("{which}: shutting down");
+        // Close every listener and relay before the link drains.
+        relays.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
+    };
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(tls::serve_mutual_tls_incoming(listener, tls_cfg).await, signal)
+        .await?;
+    actor.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
+    let _ = handle.await;
+    tracing::info!("stopped; every listener closed");
+    Ok(())
+}

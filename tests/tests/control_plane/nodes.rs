@@ -1,0 +1,174 @@
+//! Data servers on their own gateway nodes: each facility's `s2cs --s2ds` drives an `s2ds`
+//! daemon over mutual TLS, and the stream crosses the nodes' listeners.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use scistream_tests::{Node, Request, Scratch, Server, ServerOpts, args, free_range, trust};
+use serde_json::Value;
+
+use scistream_fsm::{ErrorCode, Role};
+
+use crate::testkit::{client, eventually, fresh_uid, key, refusal, runtime, shared};
+
+/// A producer application on 127.0.0.1 echoing each connection back whole.
+fn echo_producer() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                if s.read_to_end(&mut all).is_ok() {
+                    let _ = s.write_all(&all);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }
+            });
+        }
+    });
+    port
+}
+
+/// Whether something listens at `addr`.
+fn bound(addr: &str) -> bool {
+    let addr: SocketAddr = addr.parse().expect("ip:port");
+    TcpStream::connect_timeout(&addr, Duration::from_secs(3)).is_ok()
+}
+
+fn status(server: &Server, uid: &str) -> Value {
+    let mut a = trust(&[server]);
+    a.extend(args(&["--json", "status", uid, "--s2cs", &server.addr]));
+    let out = scistream_tests::run("s2uc", &a, Duration::from_secs(20)).expect("s2uc status");
+    assert!(out.status.success(), "s2uc status: {}", String::from_utf8_lossy(&out.stderr));
+    let line = String::from_utf8_lossy(&out.stdout).lines().next().expect("a status line").to_owned();
+    serde_json::from_str(&line).expect("json")
+}
+
+/// Sets up a session through `prod` and `cons` to an echo producer; returns the request's
+/// `established` line.
+fn establish(prod: &Server, cons: &Server) -> Value {
+    let app = format!("127.0.0.1:{}", echo_producer());
+    let request = Request::start(&trust(&[prod, cons]), &prod.addr, &cons.addr, &["--num-conn", "2"]).unwrap();
+    let mut hello = args(&[&request.uid, "--s2cs", &prod.addr, "--key", &request.app_key, "--listeners", &app]);
+    hello.extend(trust(&[prod]));
+    let hello = scistream_tests::run("appctrl", &hello, Duration::from_secs(30)).unwrap();
+    assert!(hello.status.success(), "appctrl: {}", String::from_utf8_lossy(&hello.stderr));
+    let established = request.next_json(Duration::from_secs(30)).expect("established line");
+    let out = request.process.wait(Duration::from_secs(20)).unwrap();
+    assert!(out.status.success(), "s2uc request: {}", String::from_utf8_lossy(&out.stderr));
+    established
+}
+
+fn echo_through(listener: &str, n: usize) -> Vec<u8> {
+    let data: Vec<u8> = (0..n).map(|i| (i % 251) as u8).collect();
+    let mut c = TcpStream::connect(listener).expect("the consumer connects");
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(&data).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).expect("the echo comes back");
+    assert!(back == data, "{} bytes back of {}", back.len(), data.len());
+    back
+}
+
+#[test]
+fn a_stream_crosses_two_gateways_whose_data_servers_run_on_nodes_of_their_own() {
+    let _serial = shared();
+    let (dp, dc) = (Scratch::new("node-prod"), Scratch::new("node-cons"));
+    // The consumer's node faces its LAN on another address than its link.
+    let pn = Node::start(&dp.0, &free_range(4), &[]).unwrap();
+    let cn = Node::start(&dc.0, &free_range(4), &["--lan-ip", "127.0.0.2"]).unwrap();
+    let prod = Server::start(&dp.0, &ServerOpts { node: Some(pn.link()), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&dc.0, &ServerOpts { node: Some(cn.link()), ..ServerOpts::default() }).unwrap();
+
+    let established = establish(&prod, &cons);
+    let uid = established["uid"].as_str().unwrap().to_owned();
+    let cons_listeners = established["consumer_listeners"].as_str().unwrap().to_owned();
+    let prod_listeners = established["producer_listeners"].as_str().unwrap().to_owned();
+    assert!(cons_listeners.split(',').all(|a| a.starts_with("127.0.0.2:")), "LAN-facing: {cons_listeners}");
+    assert!(prod_listeners.split(',').all(|a| a.starts_with("127.0.0.1:")), "WAN-facing: {prod_listeners}");
+    let first = cons_listeners.split(',').next().unwrap();
+    echo_through(first, 200_000);
+    assert_eq!(status(&cons, &uid)["state"], "Established");
+
+    // Release at both facilities: the nodes close every listener.
+    let mut release = trust(&[&prod, &cons]);
+    release.extend(args(&["release", &uid, "--s2cs", &prod.addr, "--s2cs", &cons.addr]));
+    let out = scistream_tests::run("s2uc", &release, Duration::from_secs(30)).unwrap();
+    assert!(out.status.success(), "s2uc release: {}", String::from_utf8_lossy(&out.stderr));
+    for a in cons_listeners.split(',').chain(prod_listeners.split(',')) {
+        eventually(Duration::from_secs(10), "the node closes a released listener", || !bound(a));
+    }
+    assert!(pn.log().contains("control server linked"), "{}", pn.log());
+}
+
+#[test]
+fn a_node_and_a_control_server_that_do_not_trust_each_other_never_link() {
+    let _serial = shared();
+    let (d1, d2) = (Scratch::new("node-trust"), Scratch::new("node-other"));
+    let node = Node::start(&d1.0, &free_range(2), &[]).unwrap();
+    let other = Node::start(&d2.0, &free_range(2), &[]).unwrap();
+    // The control server presents the certificate another node trusts: refused in the handshake.
+    let mut link = node.link();
+    (link.cert, link.key) = (other.link().cert, other.link().key);
+    let cs = Server::start(&d1.0, &ServerOpts { node: Some(link), ..ServerOpts::default() }).unwrap();
+    eventually(Duration::from_secs(15), "the node logs the refused peer", || {
+        node.log().contains("peer refused in the tls handshake")
+    });
+    assert!(!node.log().contains("control server linked"), "{}", node.log());
+    assert!(cs.log().contains("cannot link to the data server"), "{}", cs.log());
+
+    // A request meanwhile is refused at once with UNAVAILABLE, not held.
+    runtime().block_on(async {
+        let c = client(&cs).await;
+        let started = std::time::Instant::now();
+        let answer = c.req(fresh_uid(), Role::Prod, 1, 0, Some(key(1))).await;
+        assert_eq!(refusal("REQ without a data server", answer), ErrorCode::Unavailable);
+        assert!(started.elapsed() < Duration::from_secs(5), "answered in {:?}", started.elapsed());
+    });
+
+    // A control server that trusts another node's certificate refuses the node itself.
+    let mut wrong = node.link();
+    wrong.node_cert = other.link().node_cert;
+    let cs2 = Server::start(&d2.0, &ServerOpts { node: Some(wrong), ..ServerOpts::default() }).unwrap();
+    eventually(Duration::from_secs(15), "the control server refuses the node's certificate", || {
+        cs2.log().contains("cannot link to the data server")
+    });
+}
+
+#[test]
+fn a_node_killed_mid_stream_resets_its_consumers_and_its_sessions_fail_once_it_is_back() {
+    let _serial = shared();
+    let (dp, dc) = (Scratch::new("node-kill-p"), Scratch::new("node-kill-c"));
+    let mut pn = Node::start(&dp.0, &free_range(4), &[]).unwrap();
+    let cn = Node::start(&dc.0, &free_range(4), &[]).unwrap();
+    let prod = Server::start(&dp.0, &ServerOpts { node: Some(pn.link()), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&dc.0, &ServerOpts { node: Some(cn.link()), ..ServerOpts::default() }).unwrap();
+    let established = establish(&prod, &cons);
+    let uid = established["uid"].as_str().unwrap().to_owned();
+    let first = established["consumer_listeners"].as_str().unwrap().split(',').next().unwrap().to_owned();
+
+    // A consumer mid-stream: half of its data sent, the echo flowing.
+    let mut c = TcpStream::connect(&first).expect("the consumer connects");
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(&[7u8; 100_000]).unwrap();
+    pn.kill9();
+    // The producer's gateway is gone: the consumer's connection ends (reset or EOF), no hang.
+    let mut sink = Vec::new();
+    let ended = c.read_to_end(&mut sink);
+    assert!(ended.is_ok() || ended.as_ref().is_err_and(|e| e.kind() != std::io::ErrorKind::WouldBlock), "{ended:?}");
+
+    // Back under a new incarnation: the control server fails what the old one held, and
+    // serves new sessions.
+    pn.restart().unwrap();
+    eventually(Duration::from_secs(20), "the session fails at the producer's facility", || {
+        status(&prod, &uid)["state"] != "Established"
+    });
+    let st = status(&prod, &uid);
+    assert!(st["failure"].is_string(), "{st}");
+    let again = establish(&prod, &cons);
+    let first = again["consumer_listeners"].as_str().unwrap().split(',').next().unwrap().to_owned();
+    echo_through(&first, 10_000);
+}
