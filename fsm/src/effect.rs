@@ -114,6 +114,14 @@ pub enum Effect {
         /// Session.
         uid: Uid,
     },
+    /// Control server: write this established session to its durable store (replacing what
+    /// was stored under its uid), from which a restart recovers it.
+    Persist(Box<crate::s2cs::Record>),
+    /// Control server: remove session `uid` from the durable store.
+    Unpersist {
+        /// Session.
+        uid: Uid,
+    },
 }
 
 /// Something a participant reports to its user (printed by the CLI, handed to applications).

@@ -133,10 +133,14 @@ pub enum Msg {
         /// The data server's incarnation.
         inc: u64,
     },
-    /// S2CS → S2DS: attach under this epoch; sessions of older epochs are dropped.
+    /// S2CS → S2DS: attach under this epoch. Sessions of older epochs are dropped, but for
+    /// those in `keep`: established sessions a restarted control server recovered from its
+    /// store, whose bridges go on under the new epoch.
     Attach {
         /// The control server's boot epoch.
         epoch: u64,
+        /// The established sessions it recovered.
+        keep: Vec<Uid>,
     },
     /// S2DS → S2CS: attached.
     AttachAck {
@@ -144,6 +148,8 @@ pub enum Msg {
         epoch: u64,
         /// The data server's incarnation.
         inc: u64,
+        /// Those of `keep` whose bridges it still runs (the others are lost).
+        held: Vec<Uid>,
     },
     /// S2CS → S2DS: reserve and bind ports for a session (StartLstn).
     StartLstn {

@@ -13,7 +13,15 @@
 //! makes as [`Input::Report`]. Carry out [`Effect::Spawn`] (host the new session's core),
 //! [`Effect::ToSession`] (step that session with the input) and [`Effect::Retire`] (drop it).
 //! When the data server announces a new incarnation every live session fails (its ports died
-//! with the old process) and the core re-attaches. [`ControlServer`] is this whole loop,
+//! with the old process) and the core re-attaches.
+//!
+//! Restarts: the core asks its driver to keep every established session in a durable store
+//! ([`Effect::Persist`], [`Effect::Unpersist`]); a restarted control server is built with what
+//! the store held ([`S2cs::recover`]). At boot it hosts those sessions again, established, and
+//! attaches under its new epoch asking the data server to keep their bridges (`Attach.keep`);
+//! whichever the data server no longer holds (`AttachAck.held`) fails. Sessions that were still
+//! being set up are not stored: the data server drops them with the old epoch, a retransmitted
+//! REQ starts the session afresh, and a later call gets NOT_FOUND. [`ControlServer`] is this whole loop,
 //! synchronously: the simulator and the tests drive it; production runs each session core in
 //! an actor of its own.
 //!
@@ -32,8 +40,8 @@ use crate::msg::Msg;
 use crate::session::{self, Summary};
 use crate::time::Instant;
 use crate::timing::{self, Profile};
-use crate::types::{AppKey, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
-use std::collections::BTreeMap;
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
+use std::collections::{BTreeMap, BTreeSet};
 
 crate::alphabet! {
     /// States of a control server.
@@ -142,8 +150,32 @@ pub struct Entry {
     pub params: SessionParams,
     /// The key its controllers must present.
     pub key: AppKey,
+    /// The WAN credentials of its connection map, once UpdateTargets came (for the store).
+    pub creds: Option<Credentials>,
     /// What the session last reported (state `None`: admitted, not yet stepped).
     pub summary: Summary,
+}
+
+/// What the durable store keeps of an established session: enough to host it again after a
+/// restart, answer status and release it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// Session.
+    pub uid: Uid,
+    /// Its owner.
+    pub owner: Principal,
+    /// What its REQ asked for.
+    pub params: SessionParams,
+    /// The key its controllers present.
+    pub key: AppKey,
+    /// This facility's listeners.
+    pub listeners: Vec<Addr>,
+    /// The producer's listeners.
+    pub prod_listeners: Vec<Addr>,
+    /// Where the data server forwards to.
+    pub targets: Vec<Addr>,
+    /// The WAN credentials its bridges are pinned to.
+    pub creds: Credentials,
 }
 
 impl Entry {
@@ -180,12 +212,31 @@ pub struct S2cs {
     ds_inc: Option<u64>,
     attach_attempts: u32,
     sessions: BTreeMap<Uid, Entry>,
+    /// Records to host again at boot (a restart).
+    recovering: Vec<Record>,
+    /// Recovered sessions the data server has not yet confirmed holding.
+    unconfirmed: BTreeSet<Uid>,
 }
 
 impl S2cs {
     /// A fresh control server whose boot epoch is `epoch`.
     pub fn new(cfg: Config, epoch: u64) -> Self {
-        Self { cfg, epoch, machine: Machine::new(), ds_inc: None, attach_attempts: 0, sessions: BTreeMap::new() }
+        Self::recover(cfg, epoch, Vec::new())
+    }
+
+    /// A restarted control server whose boot epoch is `epoch`, with the established sessions
+    /// its durable store held; it hosts them again at [`Input::Boot`].
+    pub fn recover(cfg: Config, epoch: u64, records: Vec<Record>) -> Self {
+        Self {
+            cfg,
+            epoch,
+            machine: Machine::new(),
+            ds_inc: None,
+            attach_attempts: 0,
+            sessions: BTreeMap::new(),
+            recovering: records,
+            unconfirmed: BTreeSet::new(),
+        }
     }
 
     /// Its configuration.
@@ -227,6 +278,9 @@ impl S2cs {
     pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
         match input {
             Input::Boot => {
+                for r in std::mem::take(&mut self.recovering) {
+                    self.host_recovered(&r, out);
+                }
                 self.attach_attempts = 0;
                 self.send_attach(now, out);
                 Ok(())
@@ -245,13 +299,31 @@ impl S2cs {
                 if report == session::Report::Forget {
                     self.sessions.remove(&uid);
                     out.push(Effect::Retire { uid });
+                    return Ok(());
+                }
+                let established = Some(session::State::Established);
+                let was = e.summary.state;
+                let bridge = if let session::Report::Bridge { creds, .. } = &report {
+                    e.creds = Some(*creds);
+                    true
                 } else {
-                    e.summary.apply(report);
+                    false
+                };
+                e.summary.apply(report);
+                if e.summary.state == established && (was != established || bridge) {
+                    if let Some(r) = record(uid, e) {
+                        out.push(Effect::Persist(Box::new(r)));
+                    }
+                } else if was == established && e.summary.state != established {
+                    out.push(Effect::Unpersist { uid });
                 }
                 Ok(())
             }
             Input::SessionDied(uid) => {
                 let e = self.sessions.remove(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
+                if e.summary.state == Some(session::State::Established) {
+                    out.push(Effect::Unpersist { uid });
+                }
                 if e.holds_resources() {
                     // Whatever the data server still holds for it is nobody's now.
                     let msg = Msg::DsRel { uid, epoch: self.epoch };
@@ -276,14 +348,55 @@ impl S2cs {
         t.server_backoff.delay(attempt, timing::salt(t.jitter_seed, None))
     }
 
+    /// Hosts a session the store held, established; it stays unconfirmed until the data server
+    /// says whether it still runs its bridges.
+    fn host_recovered(&mut self, r: &Record, out: &mut Outbox) {
+        let setup = session::Setup {
+            uid: r.uid,
+            facility: self.cfg.facility,
+            epoch: self.epoch,
+            allow_plain_wan: self.cfg.allow_plain_wan,
+            timing: self.cfg.timing,
+            owner: r.owner.clone(),
+            params: r.params,
+        };
+        let summary = Summary {
+            state: Some(session::State::Established),
+            listeners: r.listeners.clone(),
+            prod_listeners: r.prod_listeners.clone(),
+            targets: r.targets.clone(),
+            failure: None,
+        };
+        let entry = Entry { owner: r.owner.clone(), params: r.params, key: r.key, creds: Some(r.creds), summary };
+        self.sessions.insert(r.uid, entry);
+        self.unconfirmed.insert(r.uid);
+        out.push(Effect::Spawn(Box::new(session::Session::recovered(setup, r))));
+    }
+
     fn send_attach(&mut self, now: Instant, out: &mut Outbox) {
         self.attach_attempts += 1;
-        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg: Msg::Attach { epoch: self.epoch } });
+        let keep = self.unconfirmed.iter().copied().collect();
+        let msg = Msg::Attach { epoch: self.epoch, keep };
+        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: None, kind: TimerKind::Retransmit },
             at: now + self.backoff(self.attach_attempts),
         });
     }
+}
+
+/// The store's record of an established session (`None` before its connection map came).
+fn record(uid: Uid, e: &Entry) -> Option<Record> {
+    Some(Record {
+        uid,
+        owner: e.owner.clone(),
+        params: e.params,
+        key: e.key,
+        listeners: e.summary.listeners.clone(),
+        prod_listeners: e.summary.prod_listeners.clone(),
+        targets: e.summary.targets.clone(),
+        creds: e.creds?,
+    })
 }
 
 fn view(uid: Uid, e: &Entry) -> View {

@@ -254,8 +254,8 @@ impl S2ds {
     }
 
     fn on_msg(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
-        if let Msg::Attach { epoch } = msg {
-            return self.on_attach(now, epoch, out);
+        if let Msg::Attach { epoch, keep } = msg {
+            return self.on_attach(now, epoch, &keep, out);
         }
         let (uid, epoch) = match &msg {
             Msg::StartLstn { uid, epoch, .. } | Msg::StartConn { uid, epoch, .. } | Msg::DsRel { uid, epoch } => {
@@ -276,26 +276,33 @@ impl S2ds {
         }
     }
 
-    fn on_attach(&mut self, now: Instant, epoch: u64, out: &mut Outbox) -> Result<(), ProtocolError> {
+    fn on_attach(&mut self, now: Instant, epoch: u64, keep: &[Uid], out: &mut Outbox) -> Result<(), ProtocolError> {
+        let keep: BTreeSet<Uid> = keep.iter().copied().collect();
         match self.epoch {
             Some(cur) if epoch < cur => return Err(ProtocolError::Stale("Attach")),
             Some(cur) if epoch == cur => {}
             _ => {
-                // A new control-server epoch: whatever the old one reserved is orphaned.
+                // A new control-server epoch: whatever the old one reserved is orphaned, but
+                // for the bridges it recovered (a restart that drops no stream).
                 let uids: Vec<Uid> = self.sessions.keys().copied().collect();
                 for uid in uids {
                     let s = self.sessions.get_mut(&uid).expect("listed");
+                    if keep.contains(&uid) && s.state() == State::Bridging {
+                        continue;
+                    }
                     if alphabet::fire(&mut s.machine, Event::Detach).is_ok() {
                         self.close(now, uid, out);
                     }
+                    self.sessions.remove(&uid);
                 }
-                self.sessions.clear();
                 self.epoch = Some(epoch);
             }
         }
         out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Retransmit } });
         self.boot_attempts = 0;
-        self.reply(out, Msg::AttachAck { epoch, inc: self.inc });
+        let held =
+            keep.into_iter().filter(|u| self.sessions.get(u).is_some_and(|s| s.state() == State::Bridging)).collect();
+        self.reply(out, Msg::AttachAck { epoch, inc: self.inc, held });
         Ok(())
     }
 

@@ -42,7 +42,7 @@ crate::alphabet! {
 
 crate::alphabet! {
     /// Inputs of the session machine.
-    pub enum Event { Req, Lstn, Refused, Hello, Update, Connected, Rel, LeaseExpired, DsReleased, DsLost }
+    pub enum Event { Req, Lstn, Refused, Hello, Update, Connected, Rel, LeaseExpired, DsReleased, DsLost, Recover }
 }
 
 crate::alphabet! {
@@ -74,7 +74,10 @@ mod declaration {
         #[state_machine(input(crate::session::Event), state(crate::session::State), output(crate::session::Action))]
         pub session(Idle)
 
-        Idle(Req) => Reserving [StartLstn],
+        Idle => {
+            Req => Reserving [StartLstn],
+            Recover => Established,
+        },
         Reserving => {
             Req => Reserving,
             Hello => Reserving,
@@ -205,8 +208,14 @@ pub enum Report {
     Listeners(Vec<Addr>),
     /// The producer's listeners are known.
     ProdListeners(Vec<Addr>),
-    /// Its connection map's targets are known.
-    Targets(Vec<Addr>),
+    /// Its connection map is known (or changed): the targets, and the WAN credentials its
+    /// bridges are pinned to (kept by the registry for the durable store, never shown).
+    Bridge {
+        /// Where the data server forwards to.
+        targets: Vec<Addr>,
+        /// The session's WAN credentials.
+        creds: Credentials,
+    },
     /// Its tombstone expired: forget it.
     Forget,
 }
@@ -218,7 +227,7 @@ impl Summary {
             Report::State { state, failure } => (self.state, self.failure) = (Some(state), failure),
             Report::Listeners(l) => self.listeners = l,
             Report::ProdListeners(l) => self.prod_listeners = l,
-            Report::Targets(t) => self.targets = t,
+            Report::Bridge { targets, .. } => self.targets = targets,
             Report::Forget => {}
         }
     }
@@ -260,6 +269,8 @@ pub struct Session {
     waiters: Vec<Waiter>,
     /// The last summary reported to the control server's core.
     reported: Summary,
+    /// The last connection map reported.
+    reported_bridge: Option<(Vec<Addr>, Credentials)>,
 }
 
 impl Session {
@@ -275,7 +286,29 @@ impl Session {
             attempts: 0,
             waiters: Vec::new(),
             reported: Summary::default(),
+            reported_bridge: None,
         }
+    }
+
+    /// An established session a restarted control server recovered from its durable store:
+    /// its machine in `Established` (through `Recover`), its data as stored, already reported.
+    /// The control server's core fails it (`DsLost`) if its data server no longer holds it.
+    pub fn recovered(setup: Setup, record: &crate::s2cs::Record) -> Self {
+        let mut s = Self::new(setup);
+        // Idle accepts Recover: the declaration says so, and a test checks it.
+        let _ = crate::alphabet::fire(&mut s.machine, Event::Recover);
+        s.listeners.clone_from(&record.listeners);
+        s.prod_listeners.clone_from(&record.prod_listeners);
+        s.bridge = Some((record.targets.clone(), record.creds));
+        s.reported = Summary {
+            state: Some(State::Established),
+            listeners: record.listeners.clone(),
+            prod_listeners: record.prod_listeners.clone(),
+            targets: record.targets.clone(),
+            failure: None,
+        };
+        s.reported_bridge = s.bridge.clone();
+        s
     }
 
     /// The session's current state.

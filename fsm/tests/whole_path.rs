@@ -184,7 +184,7 @@ impl World {
                     };
                     self.data_input(role, outcome);
                 }
-                Effect::Unlisten { .. } => {}
+                Effect::Unlisten { .. } | Effect::Persist(_) | Effect::Unpersist { .. } => {}
                 Effect::StartBridges { uid, .. } => {
                     let Node::Data(role) = node else { panic!("{node:?} starts bridges") };
                     self.data_input(role, s2ds::Input::BridgesUp(uid));

@@ -93,8 +93,8 @@ pub(crate) fn msg() -> impl Strategy<Value = Msg> {
         }),
         (uid(), s(), addrs()).prop_map(|(uid, seq, listeners)| Msg::HelloAck { uid, seq, listeners }),
         n().prop_map(|inc| Msg::DsBoot { inc }),
-        n().prop_map(|epoch| Msg::Attach { epoch }),
-        (n(), n()).prop_map(|(epoch, inc)| Msg::AttachAck { epoch, inc }),
+        (n(), vec(uid(), 0..4)).prop_map(|(epoch, keep)| Msg::Attach { epoch, keep }),
+        (n(), n(), vec(uid(), 0..4)).prop_map(|(epoch, inc, held)| Msg::AttachAck { epoch, inc, held }),
         (uid(), n(), num_conn(), role()).prop_map(|(uid, epoch, num_conn, role)| Msg::StartLstn {
             uid,
             epoch,

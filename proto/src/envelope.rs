@@ -57,6 +57,15 @@ fn ds_ack(uid: Uid, inc: u64) -> pb::EnvDsAck {
     pb::EnvDsAck { uid: uid_to_wire(uid), inc }
 }
 
+fn uids_to_wire(uids: &[Uid]) -> Vec<String> {
+    uids.iter().map(|u| uid_to_wire(*u)).collect()
+}
+
+/// The uids of an Attach or AttachAck, all or nothing.
+fn uids_from_wire(texts: &[String]) -> Result<Vec<Uid>, WireError> {
+    texts.iter().map(|t| uid_from_wire(t)).collect()
+}
+
 fn creds_to_wire(creds: &Credentials) -> Vec<u8> {
     creds.0.to_vec()
 }
@@ -107,8 +116,10 @@ fn body_of(msg: &Msg) -> Body {
             Body::HelloAck(pb::EnvHelloAck { uid: uid_to_wire(*uid), seq: *seq, listeners: addrs_to_wire(listeners) })
         }
         Msg::DsBoot { inc } => Body::DsBoot(pb::EnvDsBoot { inc: *inc }),
-        Msg::Attach { epoch } => Body::Attach(pb::EnvAttach { epoch: *epoch }),
-        Msg::AttachAck { epoch, inc } => Body::AttachAck(pb::EnvAttachAck { epoch: *epoch, inc: *inc }),
+        Msg::Attach { epoch, keep } => Body::Attach(pb::EnvAttach { epoch: *epoch, keep: uids_to_wire(keep) }),
+        Msg::AttachAck { epoch, inc, held } => {
+            Body::AttachAck(pb::EnvAttachAck { epoch: *epoch, inc: *inc, held: uids_to_wire(held) })
+        }
         Msg::StartLstn { uid, epoch, num_conn, role } => Body::StartLstn(pb::EnvStartLstn {
             uid: uid_to_wire(*uid),
             epoch: *epoch,
@@ -184,8 +195,8 @@ fn msg_of(body: Body, limits: &Limits) -> Result<Msg, WireError> {
             Msg::HelloAck { uid: uid_from_wire(&m.uid)?, seq: m.seq, listeners: addrs_from_wire(&m.listeners)? }
         }
         Body::DsBoot(m) => Msg::DsBoot { inc: m.inc },
-        Body::Attach(m) => Msg::Attach { epoch: m.epoch },
-        Body::AttachAck(m) => Msg::AttachAck { epoch: m.epoch, inc: m.inc },
+        Body::Attach(m) => Msg::Attach { epoch: m.epoch, keep: uids_from_wire(&m.keep)? },
+        Body::AttachAck(m) => Msg::AttachAck { epoch: m.epoch, inc: m.inc, held: uids_from_wire(&m.held)? },
         Body::StartLstn(m) => Msg::StartLstn {
             uid: uid_from_wire(&m.uid)?,
             epoch: m.epoch,

@@ -212,6 +212,8 @@ pub struct World<'a> {
     cons: Vec<cons_app::ConsApp>,
     journals: Vec<BTreeSet<Uid>>,
     epochs: [u64; 2],
+    /// Each control server's durable store: the established sessions it persisted.
+    stores: [BTreeMap<Uid, s2cs::Record>; 2],
     incs: [u64; 2],
     client_incs: Vec<u64>,
     /// The scenario's timing (every node's, but for its jitter seed).
@@ -291,6 +293,7 @@ impl<'a> World<'a> {
             cons: plans.iter().map(|p| cons_app::ConsApp::new(p.uid)).collect(),
             journals: vec![BTreeSet::new(); sc.clients as usize],
             epochs: [1, 1],
+            stores: [BTreeMap::new(), BTreeMap::new()],
             incs: [1, 1],
             client_incs: vec![0; sc.clients as usize],
             profile,
@@ -522,6 +525,11 @@ impl<'a> World<'a> {
         if !alive {
             return; // answers to a forger go to the forger, who is not simulated
         }
+        if let Msg::AttachAck { held, .. } = &msg
+            && !held.is_empty()
+        {
+            self.reached.insert(Reach::BridgesKept);
+        }
         self.sent += 1;
         if self.sent.is_multiple_of(ROUND_TRIP_EVERY) {
             self.round_trip(from, to, &msg);
@@ -607,9 +615,12 @@ impl<'a> World<'a> {
             Peer::ControlServer(r) => {
                 let i = nodes::role_index(r);
                 self.epochs[i] += 1;
-                self.cs[i] = Some(s2cs::ControlServer::new(
+                // It comes back with what its durable store held: the established sessions.
+                let records = self.stores[i].values().cloned().collect();
+                self.cs[i] = Some(s2cs::ControlServer::recover(
                     cs_cfg(self.sc, &self.config, self.opts.seed, r, self.epochs[i]),
                     self.epochs[i],
+                    records,
                 ));
                 self.step_cs(r, node, s2cs::Input::Boot);
             }
@@ -709,8 +720,8 @@ fn describe(msg: &Msg) -> String {
     match msg {
         Msg::Error { uid, seq, code } => format!("ERROR {} seq {seq} ({code})", short(*uid)),
         Msg::Lstn { uid, ports, .. } => format!("Lstn {} ports {ports:?}", short(*uid)),
-        Msg::Attach { epoch } => format!("Attach epoch {epoch}"),
-        Msg::AttachAck { epoch, inc } => format!("AttachAck epoch {epoch} inc {inc}"),
+        Msg::Attach { epoch, keep } => format!("Attach epoch {epoch} keep {}", keep.len()),
+        Msg::AttachAck { epoch, inc, held } => format!("AttachAck epoch {epoch} inc {inc} held {}", held.len()),
         Msg::DsBoot { inc } => format!("DsBoot inc {inc}"),
         m => format!("{} {}", m.name(), m.uid().map(short).unwrap_or_default()),
     }

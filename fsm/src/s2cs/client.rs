@@ -89,7 +89,7 @@ impl S2cs {
             owner: caller.clone(),
             params,
         };
-        self.sessions.insert(uid, Entry { owner: caller, params, key, summary: Summary::default() });
+        self.sessions.insert(uid, Entry { owner: caller, params, key, creds: None, summary: Summary::default() });
         out.push(Effect::Spawn(Box::new(Session::new(setup))));
         out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
         Ok(())

@@ -15,7 +15,7 @@ impl S2cs {
     pub(super) fn on_data(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
         match msg {
             Msg::DsBoot { inc } => return self.on_ds_boot(now, inc, out),
-            Msg::AttachAck { epoch, inc } => {
+            Msg::AttachAck { epoch, inc, held } => {
                 if epoch != self.epoch || self.ds_inc.is_some_and(|cur| inc < cur) {
                     return Err(ProtocolError::Stale("AttachAck"));
                 }
@@ -28,6 +28,13 @@ impl S2cs {
                     self.ds_inc = Some(inc);
                     self.attach_attempts = 0;
                     out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Retransmit } });
+                    // Recovered sessions whose bridges the data server no longer runs are lost.
+                    let held: std::collections::BTreeSet<_> = held.into_iter().collect();
+                    for uid in std::mem::take(&mut self.unconfirmed) {
+                        if !held.contains(&uid) && self.sessions.contains_key(&uid) {
+                            out.push(Effect::ToSession { uid, input: session::Input::DsLost });
+                        }
+                    }
                 }
                 return Ok(());
             }
@@ -67,6 +74,8 @@ impl S2cs {
         }
         alphabet::fire(&mut self.machine, Event::DsBoot)?;
         self.ds_inc = Some(inc);
+        // A new incarnation holds nothing of what was recovered either.
+        self.unconfirmed.clear();
         // The old incarnation's ports and bridges died with it.
         for (uid, e) in &self.sessions {
             if e.holds_resources() {

@@ -27,7 +27,12 @@ pub struct ControlServer {
 impl ControlServer {
     /// A fresh control server whose boot epoch is `epoch`.
     pub fn new(cfg: Config, epoch: u64) -> Self {
-        Self { core: S2cs::new(cfg, epoch), sessions: BTreeMap::new(), pending: Outbox::new() }
+        Self::recover(cfg, epoch, Vec::new())
+    }
+
+    /// A restarted control server with what its durable store held ([`S2cs::recover`]).
+    pub fn recover(cfg: Config, epoch: u64, records: Vec<super::Record>) -> Self {
+        Self { core: S2cs::recover(cfg, epoch, records), sessions: BTreeMap::new(), pending: Outbox::new() }
     }
 
     /// The control server's own core (its registry).

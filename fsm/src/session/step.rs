@@ -226,10 +226,12 @@ impl Session {
             r.prod_listeners.clone_from(&self.prod_listeners);
             tell(Report::ProdListeners(self.prod_listeners.clone()));
         }
-        let targets = self.bridge.as_ref().map(|b| b.0.as_slice()).unwrap_or_default();
-        if r.targets != targets {
-            r.targets = targets.to_vec();
-            tell(Report::Targets(targets.to_vec()));
+        if self.reported_bridge != self.bridge
+            && let Some((targets, creds)) = &self.bridge
+        {
+            r.targets.clone_from(targets);
+            self.reported_bridge.clone_from(&self.bridge);
+            tell(Report::Bridge { targets: targets.clone(), creds: *creds });
         }
     }
 }

@@ -143,6 +143,14 @@ impl World<'_> {
                 }
             }
             Effect::Connect { .. } => {}
+            Effect::Persist(record) => {
+                let Peer::ControlServer(r) = node else { return };
+                self.stores[nodes::role_index(r)].insert(record.uid, *record);
+            }
+            Effect::Unpersist { uid } => {
+                let Peer::ControlServer(r) = node else { return };
+                self.stores[nodes::role_index(r)].remove(&uid);
+            }
             Effect::Notify(n) => self.notice(node, n),
             // A control server's cores route these among themselves (`ControlServer`).
             Effect::Spawn(_) | Effect::ToSession { .. } | Effect::Report { .. } | Effect::Retire { .. } => {

@@ -7,14 +7,14 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
     let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     let key = timer(None, TimerKind::Retransmit);
     let out = accept(&mut cs, at(0), Input::Boot);
-    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH })]);
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })]);
     assert_eq!(timer_at(&out, key), Some(at(0) + BACKOFF.delay(1, 0)));
 
     let out = accept(&mut cs, at(200), Input::Timer(key));
-    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH })]);
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })]);
     assert_eq!(timer_at(&out, key), Some(at(200) + BACKOFF.delay(2, 0)));
 
-    let out = accept(&mut cs, at(300), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC }));
+    let out = accept(&mut cs, at(300), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC, held: vec![] }));
     assert!(cancels(&out, key));
     assert_eq!(cs.state(), State::Serving);
 
@@ -26,7 +26,7 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
 fn attach_ack_of_another_epoch_is_stale() {
     let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     accept(&mut cs, at(0), Input::Boot);
-    let (err, _) = reject(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH - 1, inc: INC }));
+    let (err, _) = reject(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH - 1, inc: INC, held: vec![] }));
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
     assert_eq!(cs.state(), State::Attaching);
 }
@@ -79,7 +79,7 @@ fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches
     assert!(msgs.contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{msgs:?}");
     assert!(msgs.contains(&(UC, Msg::Released { uid: uid(2), seq: 4 })), "{msgs:?}");
     assert!(msgs.contains(&(UC, error(3, 1, ErrorCode::Aborted))), "{msgs:?}");
-    assert!(msgs.contains(&(DS, Msg::Attach { epoch: EPOCH })), "{msgs:?}");
+    assert!(msgs.contains(&(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })), "{msgs:?}");
     assert_eq!(cs.state(), State::Attaching);
     assert_eq!((state(&cs, 1), state(&cs, 2), state(&cs, 3)), (S::Failed, S::Released, S::Failed));
     assert_eq!(cs.session(&uid(1)).unwrap().failure, Some(ErrorCode::Aborted));
@@ -87,12 +87,12 @@ fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches
     let (err, _) = reject(&mut cs, at(101), req(4, 1));
     assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::Unavailable });
     // Answers of the old incarnation are stale now.
-    let (err, _) = reject(&mut cs, at(102), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC }));
+    let (err, _) = reject(&mut cs, at(102), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC, held: vec![] }));
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
     let (err, _) = reject(&mut cs, at(102), from_ds(Msg::DsBoot { inc: INC + 1 }));
     assert_eq!(err, ProtocolError::Stale("DsBoot"));
 
-    accept(&mut cs, at(103), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1 }));
+    accept(&mut cs, at(103), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1, held: vec![] }));
     assert_eq!(cs.state(), State::Serving);
     accept(&mut cs, at(104), req(4, 1));
 }
@@ -103,7 +103,7 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
     // DsBoot and stopped announcing itself: its newer incarnation is all we ever see of it.
     let mut cs = serving();
     listening(&mut cs, 1);
-    let out = accept(&mut cs, at(100), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1 }));
+    let out = accept(&mut cs, at(100), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1, held: vec![] }));
     assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
     assert_eq!(cs.state(), State::Serving);
@@ -124,7 +124,7 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
         from_ds(Msg::Lstn { uid: uid(1), inc: INC + 1, host: "gw.prod".into(), ports: vec![5000, 5001] }),
     );
     assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
-    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH })), "{out:?}");
+    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
 }
 
@@ -215,4 +215,88 @@ fn a_relay_that_cannot_run_as_asked_fails_update_targets_with_failed_preconditio
 fn established_before_update(cs: &mut ControlServer, n: u128) {
     listening(cs, n);
     accept(cs, at(25), hello(n, 1, key(1)));
+}
+
+/// What the durable store got from `out`, in order.
+fn persisted(out: &Outbox) -> Vec<Effect> {
+    out.iter().filter(|e| matches!(e, Effect::Persist(_) | Effect::Unpersist { .. })).cloned().collect()
+}
+
+#[test]
+fn an_established_session_is_persisted_and_unpersisted_once_it_is_released() {
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    accept(&mut cs, at(25), hello(1, 1, key(1)));
+    let out = accept(&mut cs, at(30), update(1, 3));
+    assert!(persisted(&out).is_empty(), "not yet established: {out:?}");
+    let out = accept(&mut cs, at(40), from_ds(Msg::Connected { uid: uid(1), inc: INC }));
+    let stored = persisted(&out);
+    let [Effect::Persist(record)] = stored.as_slice() else { panic!("one record: {stored:?}") };
+    assert_eq!(record.uid, uid(1));
+    assert_eq!(record.owner, alice().unwrap());
+    assert_eq!(record.key, key(1));
+    assert_eq!(record.listeners, gw(&[5000, 5001]));
+    assert_eq!(record.prod_listeners, prod_listeners());
+    assert_eq!(record.targets, prod_listeners());
+    assert_eq!(record.creds, creds(9));
+
+    // Leaving Established (the release begins) takes it out of the store.
+    let out = accept(&mut cs, at(50), rel_as(alice(), 1, 4));
+    assert_eq!(persisted(&out), vec![Effect::Unpersist { uid: uid(1) }]);
+    let out = accept(&mut cs, at(60), from_ds(Msg::DsReleased { uid: uid(1), inc: INC }));
+    assert!(persisted(&out).is_empty(), "{out:?}");
+}
+
+/// The record session `n` leaves in the store once established at `serving()`.
+fn stored(n: u128) -> Record {
+    let mut cs = serving();
+    listening(&mut cs, n);
+    accept(&mut cs, at(25), hello(n, 1, key(1)));
+    accept(&mut cs, at(30), update(n, 3));
+    let out = accept(&mut cs, at(40), from_ds(Msg::Connected { uid: uid(n), inc: INC }));
+    match persisted(&out).as_slice() {
+        [Effect::Persist(r)] => (**r).clone(),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn a_restarted_control_server_hosts_its_stored_sessions_and_asks_its_data_server_to_keep_them() {
+    let (a, b) = (stored(1), stored(2));
+    let mut cs = ControlServer::recover(s2cs_config(Role::Prod), EPOCH + 1, vec![a, b]);
+    let out = accept(&mut cs, at(0), Input::Boot);
+    let keep = vec![uid(1), uid(2)];
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH + 1, keep })]);
+    assert_eq!(state(&cs, 1), S::Established);
+    // Requests wait for the data server: still attaching.
+    let (err, _) = reject(&mut cs, at(1), req(3, 1));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(3), code: ErrorCode::Unavailable });
+
+    // The data server still runs session 1's bridges, not session 2's.
+    let out = accept(&mut cs, at(2), from_ds(Msg::AttachAck { epoch: EPOCH + 1, inc: INC, held: vec![uid(1)] }));
+    assert_eq!(cs.state(), State::Serving);
+    assert_eq!(state(&cs, 1), S::Established);
+    assert_eq!(state(&cs, 2), S::Failed);
+    assert_eq!(persisted(&out), vec![Effect::Unpersist { uid: uid(2) }]);
+    let view = cs.core().status(&alice().unwrap(), uid(1)).expect("alice's session");
+    assert_eq!(view.summary.targets, prod_listeners());
+    assert_eq!(cs.core().status(&Principal("bob".into()), uid(1)), Err(ErrorCode::PermissionDenied));
+
+    // Released as before: the data server hears of it under the new epoch.
+    let out = accept(&mut cs, at(3), rel_as(alice(), 1, 9));
+    assert_eq!(sent(&out), vec![(DS, Msg::DsRel { uid: uid(1), epoch: EPOCH + 1 })]);
+    assert_eq!(persisted(&out), vec![Effect::Unpersist { uid: uid(1) }]);
+    let out = accept(&mut cs, at(4), from_ds(Msg::DsReleased { uid: uid(1), inc: INC }));
+    assert!(sent(&out).contains(&(UC, Msg::Released { uid: uid(1), seq: 9 })), "{out:?}");
+}
+
+#[test]
+fn recovered_sessions_fail_when_the_data_server_restarted_too() {
+    let mut cs = ControlServer::recover(s2cs_config(Role::Prod), EPOCH + 1, vec![stored(1)]);
+    accept(&mut cs, at(0), Input::Boot);
+    let out = accept(&mut cs, at(1), from_ds(Msg::DsBoot { inc: INC + 1 }));
+    assert_eq!(state(&cs, 1), S::Failed);
+    assert_eq!(persisted(&out), vec![Effect::Unpersist { uid: uid(1) }]);
+    // It attaches again without asking to keep what is gone.
+    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH + 1, keep: vec![] })), "{out:?}");
 }
