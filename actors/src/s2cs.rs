@@ -14,10 +14,12 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use scistream_fsm::alphabet::Alphabet;
+use scistream_fsm::s2cs::Record;
 use scistream_fsm::{Effect, Faces, Msg, Peer, TimerKey, Uid, s2cs, s2ds, session};
 use scistream_proto::Limits;
 use scistream_transport::node::{Inbound, LinkTls, NodeLink};
 use scistream_transport::server::{Backend, Call, Query, SessionView};
+use scistream_transport::store::SessionStore;
 use tokio::sync::oneshot;
 
 use crate::driver::Driver;
@@ -44,7 +46,7 @@ pub enum S2csMsg {
 }
 
 /// What the S2CS actor starts with.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct S2csArgs {
     /// The control server core's configuration.
     pub cs: s2cs::Config,
@@ -52,6 +54,10 @@ pub struct S2csArgs {
     pub epoch: u64,
     /// Where its data server runs.
     pub ds: DataServerSite,
+    /// Its durable store of established sessions, if it keeps one.
+    pub store: Option<Arc<SessionStore>>,
+    /// What the store held at start: sessions to host again.
+    pub recovered: Vec<Record>,
 }
 
 /// Where a control server's data server runs.
@@ -87,6 +93,7 @@ pub struct S2csState {
     /// Each session's traffic, as the embedded data server counts it (a node's stays on the
     /// node: empty then).
     traffic: TrafficBook,
+    store: Option<Arc<SessionStore>>,
     ready: Vec<oneshot::Sender<()>>,
 }
 
@@ -173,6 +180,16 @@ impl S2csActor {
                 Effect::Retire { uid } => {
                     if let Some(s) = st.sessions.remove(&uid) {
                         s.stop(Some("forgotten".into()));
+                    }
+                }
+                Effect::Persist(record) => {
+                    if let Some(store) = &st.store {
+                        store.put(&record);
+                    }
+                }
+                Effect::Unpersist { uid } => {
+                    if let Some(store) = &st.store {
+                        store.remove(uid);
                     }
                 }
                 other => tracing::debug!("control server effect not for it: {other:?}"),
@@ -270,10 +287,15 @@ impl Actor for S2csActor {
             }
         };
         let mut st = S2csState {
-            driver: Driver::new(s2cs::S2cs::new(args.cs, args.epoch), S2csMsg::Timer, "control server"),
+            driver: Driver::new(
+                s2cs::S2cs::recover(args.cs, args.epoch, args.recovered),
+                S2csMsg::Timer,
+                "control server",
+            ),
             sessions: BTreeMap::new(),
             ds,
             traffic,
+            store: args.store,
             ready: Vec::new(),
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;

@@ -12,6 +12,11 @@ impl Uid {
     pub const fn from_u128(bits: u128) -> Self {
         Self(uuid::Uuid::from_u128(bits))
     }
+
+    /// Its 128 bits (a store's key).
+    pub const fn as_u128(self) -> u128 {
+        self.0.as_u128()
+    }
 }
 
 impl fmt::Display for Uid {

@@ -2,13 +2,14 @@
 //!
 //! This crate owns every byte SciStream-rs puts on a wire, and nothing else (no I/O):
 //!
-//! - [`pb`]: the prost messages and the tonic `Control` client and server generated from
+//! - [`pb`]: the prost messages and the tonic `Control` and `DataServer` clients and servers generated from
 //!   `proto/scistream.proto`. The service is SciStream 1.2's, extended only with new field
 //!   numbers and new rpcs, so the Python 1.2 `s2uc` and `appctrl` keep working against our
 //!   `s2cs`, and our `s2uc` can drive a 1.2 `s2cs`.
 //! - [`convert`]: the 1.2 rpc messages to and from the domain types of `scistream-fsm`.
 //! - [`envelope`]: one frame per [`scistream_fsm::Msg`], for the simulator and for links
-//!   between our own processes.
+//!   between our own processes (the `scistream.DataServer` service streams them);
+//! - [`store`]: a control server's durable record of an established session.
 //!
 //! ## Contract
 //!
@@ -23,6 +24,7 @@
 pub mod convert;
 pub mod envelope;
 mod error;
+pub mod store;
 
 pub use convert::Limits;
 pub use error::WireError;

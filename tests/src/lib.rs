@@ -83,6 +83,8 @@ pub struct Server {
     /// The certificate clients trust (None when insecure).
     pub cert: Option<PathBuf>,
     stderr: PathBuf,
+    /// Its command line but for `--port`, to start it again.
+    cmdline: Vec<std::ffi::OsString>,
 }
 
 /// How to start a server.
@@ -284,7 +286,7 @@ impl Server {
         };
         let stderr = dir.join(format!("s2cs-{n}.log"));
         let mut cmd = Command::new(bin("s2cs"));
-        cmd.args(["--listener-ip", "127.0.0.1", "--port", "0"]);
+        cmd.args(["--listener-ip", "127.0.0.1"]);
         match &opts.node {
             Some(node) => {
                 cmd.args(["--s2ds", &node.addr, "--s2ds-trust"]).arg(&node.node_cert);
@@ -307,10 +309,34 @@ impl Server {
         }
         let cert = cert.filter(|_| !opts.insecure);
         cmd.args(&opts.extra);
-        cmd.stdout(Stdio::piped()).stderr(std::fs::File::create(&stderr)?);
-        let mut child = cmd.spawn().context("starting s2cs")?;
-        let addr = ready_line(&mut child, "s2cs", &stderr)?;
-        Ok(Self { addr, child, cert, stderr })
+        let cmdline: Vec<std::ffi::OsString> = cmd.get_args().map(ToOwned::to_owned).collect();
+        std::fs::File::create(&stderr)?;
+        let (child, addr) = Self::spawn(&cmdline, "0", &stderr)?;
+        Ok(Self { addr, child, cert, stderr, cmdline })
+    }
+
+    fn spawn(cmdline: &[std::ffi::OsString], port: &str, stderr: &Path) -> Result<(Child, String)> {
+        let log = std::fs::OpenOptions::new().append(true).open(stderr)?;
+        let mut child = Command::new(bin("s2cs"))
+            .args(cmdline)
+            .args(["--port", port])
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("starting s2cs")?;
+        let addr = ready_line(&mut child, "s2cs", stderr)?;
+        Ok((child, addr))
+    }
+
+    /// Kills it with SIGKILL, reaps it, and starts it again with the same flags on the same
+    /// address; waits until it serves.
+    pub fn kill9_and_restart(&mut self) -> Result<()> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.addr.rsplit_once(':').map(|(_, p)| p.to_owned()).context("the address has a port")?;
+        let (child, addr) = Self::spawn(&self.cmdline, &port, &self.stderr)?;
+        (self.child, self.addr) = (child, addr);
+        Ok(())
     }
 
     /// The flags a client needs to reach this server.

@@ -31,6 +31,9 @@
 //!   checked by the [`Authenticator`](server::Authenticator) it is given; a translator only:
 //!   it submits each call and returns the one answer the cores give it.
 //!
+//! A control server's state: [`store`], its durable record of every established session
+//! (redb), from which a restart recovers them.
+//!
 //! The data plane's:
 //!
 //! - [`relay`]: per session, listeners forwarded to targets — splice on plain legs, a fixed
@@ -45,6 +48,7 @@ pub mod client;
 pub mod node;
 pub mod relay;
 pub mod server;
+pub mod store;
 #[cfg(test)]
 mod testkit;
 pub mod tls;

@@ -49,6 +49,8 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             },
             bind: Faces::both(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         },
+        store: None,
+        recovered: Vec::new(),
     };
     let (actor, _) = Actor::spawn(None, S2csActor, args).await.expect("actor starts");
     assert!(ActorBackend(actor.clone()).ready().await, "attached to its data server");

@@ -20,6 +20,7 @@ use scistream_identity::{self as oauth, introspect::IntrospectAuth, introspect::
 use scistream_proto::Limits;
 use scistream_transport::node::LinkTls;
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
+use scistream_transport::store::SessionStore;
 use scistream_transport::tls;
 use serde::Deserialize;
 
@@ -172,6 +173,12 @@ struct RunArgs {
     /// Largest num_conn a request may ask for [default: 64].
     #[arg(long, alias = "max_num_conn")]
     max_num_conn: Option<u16>,
+    /// Folder of the durable store of established sessions (made owner-only), from which a
+    /// restart recovers them: with data server nodes (--s2ds) their streams go on across the
+    /// restart [default: $STATE_DIRECTORY (systemd's StateDirectory=), else no store: a
+    /// restart forgets every session].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
     /// TOML file with any of these settings (kebab-case keys).
     #[arg(long)]
     #[serde(skip)]
@@ -192,6 +199,7 @@ mod secs {
 
 /// Settings after merging flags over the file over the defaults.
 struct Settings {
+    state_dir: Option<PathBuf>,
     ip: IpAddr,
     port: u16,
     ds: DataServer,
@@ -278,7 +286,13 @@ fn settings(cli: RunArgs) -> Result<Settings> {
             "TLS needs --server-crt and --server-key (make them with `s2cs gen-cert --listener-ip IP`), or --insecure for tests"
         ),
     };
+    let state_dir = cli
+        .state_dir
+        .clone()
+        .or_else(|| file.state_dir.clone())
+        .or_else(|| std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from));
     Ok(Settings {
+        state_dir,
         ip,
         port: cli.port.or(file.port).unwrap_or(5000),
         ds,
@@ -391,6 +405,17 @@ async fn serve(s: Settings) -> Result<()> {
             Arc::new(OpenAuth)
         }
     };
+    let (store, recovered) = match &s.state_dir {
+        Some(dir) => {
+            let (store, held) = SessionStore::open(dir, &Limits { max_num_conn: s.max_num_conn })?;
+            tracing::info!(store = %store.path().display(), recovered = held.len(), "session store open");
+            (Some(Arc::new(store)), held)
+        }
+        None => {
+            tracing::warn!("no --state-dir: a restart forgets every session (and ends their streams)");
+            (None, Vec::new())
+        }
+    };
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(s.ip, s.port))
         .await
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(s.ip, s.port)))?;
@@ -422,6 +447,8 @@ async fn serve(s: Settings) -> Result<()> {
         },
         epoch,
         ds,
+        store: store.clone(),
+        recovered,
     };
     let (actor, handle) =
         Actor::spawn(None, S2csActor, args).await.map_err(|e| anyhow!("starting the control server: {e}"))?;
@@ -476,6 +503,9 @@ async fn serve(s: Settings) -> Result<()> {
     // Every session's listeners close with the actor tree.
     actor.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     let _ = handle.await;
+    if let Some(store) = &store {
+        store.flush();
+    }
     tracing::info!("stopped; every listener closed");
     Ok(())
 }

@@ -172,3 +172,77 @@ fn a_node_killed_mid_stream_resets_its_consumers_and_its_sessions_fail_once_it_i
     let first = again["consumer_listeners"].as_str().unwrap().split(',').next().unwrap().to_owned();
     echo_through(&first, 10_000);
 }
+
+#[test]
+fn control_servers_killed_mid_stream_and_restarted_drop_no_stream() {
+    let _serial = shared();
+    let (dp, dc) = (Scratch::new("node-restart-p"), Scratch::new("node-restart-c"));
+    let pn = Node::start(&dp.0, &free_range(4), &[]).unwrap();
+    let cn = Node::start(&dc.0, &free_range(4), &[]).unwrap();
+    let with_state = |node: &Node, dir: &std::path::Path| ServerOpts {
+        node: Some(node.link()),
+        extra: args(&["--state-dir", dir.join("state").to_str().unwrap()]),
+        ..ServerOpts::default()
+    };
+    let mut prod = Server::start(&dp.0, &with_state(&pn, &dp.0)).unwrap();
+    let mut cons = Server::start(&dc.0, &with_state(&cn, &dc.0)).unwrap();
+    let established = establish(&prod, &cons);
+    let uid = established["uid"].as_str().unwrap().to_owned();
+    let listeners = established["consumer_listeners"].as_str().unwrap().to_owned();
+    let first = listeners.split(',').next().unwrap().to_owned();
+
+    // A consumer mid-stream when both control servers die.
+    let data: Vec<u8> = (0..400_000).map(|i| (i % 253) as u8).collect();
+    let mut c = TcpStream::connect(&first).expect("the consumer connects");
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    c.write_all(&data[..200_000]).unwrap();
+    prod.kill9_and_restart().unwrap();
+    cons.kill9_and_restart().unwrap();
+    c.write_all(&data[200_000..]).unwrap();
+    c.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    c.read_to_end(&mut back).expect("the echo comes back across the restarts");
+    assert!(back == data, "{} bytes back of {}", back.len(), data.len());
+
+    // The restarted servers know the session: its owner may see it, it stays established.
+    for server in [&prod, &cons] {
+        assert!(server.log().contains("recovered=1"), "{}", server.log());
+        eventually(Duration::from_secs(10), "the data server confirms the recovered session", || {
+            server.log().contains("data server node attached")
+        });
+        assert_eq!(status(server, &uid)["state"], "Established");
+    }
+    echo_through(&first, 50_000);
+
+    // And release frees the node's ports.
+    let mut release = trust(&[&prod, &cons]);
+    release.extend(args(&["release", &uid, "--s2cs", &prod.addr, "--s2cs", &cons.addr]));
+    let out = scistream_tests::run("s2uc", &release, Duration::from_secs(30)).unwrap();
+    assert!(out.status.success(), "s2uc release: {}", String::from_utf8_lossy(&out.stderr));
+    for a in listeners.split(',') {
+        eventually(Duration::from_secs(10), "the node closes a released listener", || !bound(a));
+    }
+}
+
+#[test]
+fn an_embedded_data_server_ends_its_streams_with_the_process_and_the_restart_says_so() {
+    let _serial = shared();
+    let (dp, dc) = (Scratch::new("emb-restart-p"), Scratch::new("emb-restart-c"));
+    let state = |d: &Scratch| ServerOpts {
+        port_range: free_range(4),
+        extra: args(&["--state-dir", d.0.join("state").to_str().unwrap()]),
+        ..ServerOpts::default()
+    };
+    let mut prod = Server::start(&dp.0, &state(&dp)).unwrap();
+    let cons = Server::start(&dc.0, &state(&dc)).unwrap();
+    let established = establish(&prod, &cons);
+    let uid = established["uid"].as_str().unwrap().to_owned();
+    prod.kill9_and_restart().unwrap();
+    // Not lost, not pretended: the session is known, and failed.
+    eventually(Duration::from_secs(10), "the recovered session fails", || status(&prod, &uid)["state"] == "Failed");
+    assert_eq!(status(&prod, &uid)["failure"], "aborted", "{}", status(&prod, &uid));
+    // A second server on the same state folder is refused.
+    let clash = Server::start(&dp.0, &state(&dp));
+    let err = clash.expect_err("two servers on one store").to_string();
+    assert!(err.contains("in use by another process"), "{err}");
+}
