@@ -26,6 +26,8 @@ pub enum TimerKind {
     Tombstone,
     /// Say a Hello again (a user client that says a controller's Hello itself).
     Hello,
+    /// A control server checks that its data server still answers.
+    Heartbeat,
 }
 
 /// One thing for the driver to do.

@@ -139,6 +139,11 @@ pub enum Msg {
     Attach {
         /// The control server's boot epoch.
         epoch: u64,
+        /// Which attachment of this epoch: it grows when the control server attaches again
+        /// after taking its data server for lost; the data server then drops every session of
+        /// the epoch but `keep`'s. A repeated or late Attach (the same or an older `attachment`)
+        /// changes nothing, so a heartbeat or a duplicate never drops a session.
+        attachment: u64,
         /// The established sessions it recovered.
         keep: Vec<Uid>,
     },
@@ -146,6 +151,8 @@ pub enum Msg {
     AttachAck {
         /// Echo of the epoch.
         epoch: u64,
+        /// Echo of the attachment.
+        attachment: u64,
         /// The data server's incarnation.
         inc: u64,
         /// Those of `keep` whose bridges it still runs (the others are lost).

@@ -34,6 +34,7 @@ mod server;
 
 pub use server::ControlServer;
 
+use crate::alphabet;
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
@@ -50,7 +51,7 @@ crate::alphabet! {
 
 crate::alphabet! {
     /// Inputs of the control-server machine.
-    pub enum Event { AttachAck, DsBoot }
+    pub enum Event { AttachAck, DsBoot, DsSilent }
 }
 
 crate::alphabet! {
@@ -77,6 +78,7 @@ mod declaration {
         Serving => {
             AttachAck => Serving,
             DsBoot => Attaching [Reattach],
+            DsSilent => Attaching [Reattach],
         },
     }
 }
@@ -216,6 +218,16 @@ pub struct S2cs {
     recovering: Vec<Record>,
     /// Recovered sessions the data server has not yet confirmed holding.
     unconfirmed: BTreeSet<Uid>,
+    /// This epoch's attachment: grows each time the data server is taken for lost.
+    attachment: u64,
+    /// When the data server last answered (an AttachAck, or its DsBoot).
+    last_heard: Instant,
+    /// When the last heartbeat went out.
+    last_ping: Instant,
+    /// Heartbeats sent since it last answered.
+    misses: u32,
+    /// Whether the heartbeat timer runs (only while some session holds resources).
+    beating: bool,
 }
 
 impl S2cs {
@@ -236,6 +248,11 @@ impl S2cs {
             sessions: BTreeMap::new(),
             recovering: records,
             unconfirmed: BTreeSet::new(),
+            attachment: 1,
+            last_heard: Instant::ZERO,
+            last_ping: Instant::ZERO,
+            misses: 0,
+            beating: false,
         }
     }
 
@@ -282,18 +299,23 @@ impl S2cs {
                     self.host_recovered(&r, out);
                 }
                 self.attach_attempts = 0;
+                self.last_heard = now;
                 self.send_attach(now, out);
                 Ok(())
             }
-            Input::Timer(key) => {
-                if key.uid.is_some() || key.kind != TimerKind::Retransmit {
-                    return Err(ProtocolError::Misdirected("timer"));
-                }
+            Input::Timer(TimerKey { uid: None, kind: TimerKind::Retransmit }) => {
                 if self.state() == State::Attaching {
                     self.send_attach(now, out);
                 }
                 Ok(())
             }
+            Input::Timer(TimerKey { uid: None, kind: TimerKind::Heartbeat }) => {
+                if self.state() == State::Serving {
+                    self.heartbeat(now, out);
+                }
+                Ok(())
+            }
+            Input::Timer(_) => Err(ProtocolError::Misdirected("timer")),
             Input::Report { uid, report } => {
                 let e = self.sessions.get_mut(&uid).ok_or(ProtocolError::UnknownSession(uid))?;
                 if report == session::Report::Forget {
@@ -338,7 +360,7 @@ impl S2cs {
                 // saying it for one (1.2's `outbound-request`, a consumer's Hello).
                 (_, Msg::Hello { .. }) => self.on_app(from, msg, out),
                 (Peer::App(_), _) => Err(ProtocolError::Misdirected(msg.name())),
-                (Peer::Client(_) | Peer::ControlServer(_), _) => self.on_client(from, caller, msg, out),
+                (Peer::Client(_) | Peer::ControlServer(_), _) => self.on_client(now, from, caller, msg, out),
             },
         }
     }
@@ -373,10 +395,51 @@ impl S2cs {
         out.push(Effect::Spawn(Box::new(session::Session::recovered(setup, r))));
     }
 
+    /// While serving: the data server is asked whether it is there, or, after
+    /// [`Profile::link_silence`] without a word from it, taken for lost. Its sessions then fail
+    /// (their bridges may still run, but no control server could release them if it never
+    /// came back), and the core attaches again under a new `attachment`, so the data server drops
+    /// whatever it still runs of this epoch when it hears from the core again.
+    fn heartbeat(&mut self, now: Instant, out: &mut Outbox) {
+        self.beating = false;
+        if !self.sessions.values().any(Entry::holds_resources) {
+            // Nothing to lose: the next session admitted starts the heartbeat again.
+            return;
+        }
+        let t = &self.cfg.timing;
+        if now.saturating_since(self.last_heard) >= t.link_silence {
+            alphabet::fire(&mut self.machine, Event::DsSilent).ok();
+            self.attachment += 1;
+            self.unconfirmed.clear();
+            for (uid, e) in &self.sessions {
+                if e.holds_resources() {
+                    out.push(Effect::ToSession { uid: *uid, input: session::Input::DsLost });
+                }
+            }
+            self.attach_attempts = 0;
+            self.send_attach(now, out);
+            return;
+        }
+        let msg = Msg::Attach { epoch: self.epoch, attachment: self.attachment, keep: Vec::new() };
+        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
+        // When the previous one went unanswered, the next goes soon (a lossy LAN must not pass
+        // for a dead data server), with the data-server backoff.
+        self.misses = if self.last_heard >= self.last_ping { 0 } else { self.misses + 1 };
+        self.last_ping = now;
+        self.arm_heartbeat(now, out);
+    }
+
+    pub(super) fn arm_heartbeat(&mut self, now: Instant, out: &mut Outbox) {
+        self.beating = true;
+        let t = &self.cfg.timing;
+        let next = if self.misses == 0 { t.link_heartbeat } else { self.backoff(self.misses) };
+        out.push(Effect::SetTimer { key: TimerKey { uid: None, kind: TimerKind::Heartbeat }, at: now + next });
+    }
+
     fn send_attach(&mut self, now: Instant, out: &mut Outbox) {
         self.attach_attempts += 1;
         let keep = self.unconfirmed.iter().copied().collect();
-        let msg = Msg::Attach { epoch: self.epoch, keep };
+        let msg = Msg::Attach { epoch: self.epoch, attachment: self.attachment, keep };
         out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
         out.push(Effect::SetTimer {
             key: TimerKey { uid: None, kind: TimerKind::Retransmit },

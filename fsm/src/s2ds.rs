@@ -171,6 +171,8 @@ pub struct S2ds {
     cfg: Config,
     inc: u64,
     epoch: Option<u64>,
+    /// The attachment of `epoch` it serves.
+    attachment: u64,
     boot_attempts: u32,
     free: BTreeSet<u16>,
     /// Ports found held by another process: never handed out again.
@@ -182,7 +184,16 @@ impl S2ds {
     /// A fresh data server of incarnation `inc` (must grow across restarts).
     pub fn new(cfg: Config, inc: u64) -> Self {
         let free = cfg.ports.clone().collect();
-        Self { cfg, inc, epoch: None, boot_attempts: 0, free, busy: BTreeSet::new(), sessions: BTreeMap::new() }
+        Self {
+            cfg,
+            inc,
+            epoch: None,
+            attachment: 0,
+            boot_attempts: 0,
+            free,
+            busy: BTreeSet::new(),
+            sessions: BTreeMap::new(),
+        }
     }
 
     /// Its incarnation.
@@ -254,8 +265,8 @@ impl S2ds {
     }
 
     fn on_msg(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
-        if let Msg::Attach { epoch, keep } = msg {
-            return self.on_attach(now, epoch, &keep, out);
+        if let Msg::Attach { epoch, attachment, keep } = msg {
+            return self.on_attach(now, (epoch, attachment), &keep, out);
         }
         let (uid, epoch) = match &msg {
             Msg::StartLstn { uid, epoch, .. } | Msg::StartConn { uid, epoch, .. } | Msg::DsRel { uid, epoch } => {
@@ -276,33 +287,43 @@ impl S2ds {
         }
     }
 
-    fn on_attach(&mut self, now: Instant, epoch: u64, keep: &[Uid], out: &mut Outbox) -> Result<(), ProtocolError> {
+    /// An Attach of `(epoch, attachment)`. A newer epoch (a control server that restarted) or a newer
+    /// attachment of this epoch (a control server that took this data server for lost) drops
+    /// every session but the bridges `keep` names; anything else is a repeat or a heartbeat.
+    fn on_attach(
+        &mut self,
+        now: Instant,
+        (epoch, attachment): (u64, u64),
+        keep: &[Uid],
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
         let keep: BTreeSet<Uid> = keep.iter().copied().collect();
-        match self.epoch {
+        let newer = match self.epoch {
             Some(cur) if epoch < cur => return Err(ProtocolError::Stale("Attach")),
-            Some(cur) if epoch == cur => {}
-            _ => {
-                // A new control-server epoch: whatever the old one reserved is orphaned, but
-                // for the bridges it recovered (a restart that drops no stream).
-                let uids: Vec<Uid> = self.sessions.keys().copied().collect();
-                for uid in uids {
-                    let s = self.sessions.get_mut(&uid).expect("listed");
-                    if keep.contains(&uid) && s.state() == State::Bridging {
-                        continue;
-                    }
-                    if alphabet::fire(&mut s.machine, Event::Detach).is_ok() {
-                        self.close(now, uid, out);
-                    }
-                    self.sessions.remove(&uid);
+            Some(cur) if epoch == cur => attachment > self.attachment,
+            _ => true,
+        };
+        if newer {
+            // Whatever the old attachment reserved is orphaned, but for the bridges the control
+            // server recovered (a restart that drops no stream).
+            let uids: Vec<Uid> = self.sessions.keys().copied().collect();
+            for uid in uids {
+                let s = self.sessions.get_mut(&uid).expect("listed");
+                if keep.contains(&uid) && s.state() == State::Bridging {
+                    continue;
                 }
-                self.epoch = Some(epoch);
+                if alphabet::fire(&mut s.machine, Event::Detach).is_ok() {
+                    self.close(now, uid, out);
+                }
+                self.sessions.remove(&uid);
             }
+            (self.epoch, self.attachment) = (Some(epoch), attachment);
         }
         out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Retransmit } });
         self.boot_attempts = 0;
         let held =
             keep.into_iter().filter(|u| self.sessions.get(u).is_some_and(|s| s.state() == State::Bridging)).collect();
-        self.reply(out, Msg::AttachAck { epoch, inc: self.inc, held });
+        self.reply(out, Msg::AttachAck { epoch, attachment, inc: self.inc, held });
         Ok(())
     }
 

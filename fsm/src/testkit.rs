@@ -26,6 +26,8 @@ pub(crate) const TIMING: Profile = Profile {
     server_backoff: BACKOFF,
     client_backoff: BACKOFF,
     app_backoff: BACKOFF,
+    link_heartbeat: Duration::from_secs(10),
+    link_silence: Duration::from_secs(30),
     jitter_seed: 0,
 };
 

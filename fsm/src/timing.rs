@@ -83,13 +83,21 @@ pub struct Profile {
     pub client_backoff: Backoff,
     /// Retransmission of an application controller's Hello while the session is not there yet.
     pub app_backoff: Backoff,
+    /// How often a control server that hears nothing else from its data server asks whether
+    /// it is still there (an Attach it answers).
+    pub link_heartbeat: Duration,
+    /// How long a control server goes without a word from its data server before it takes the
+    /// data server for lost: it fails every live session and attaches again, asking the data
+    /// server to drop whatever it still runs.
+    pub link_silence: Duration,
     /// This participant's jitter seed (drawn at random by each process or simulated node).
     pub jitter_seed: u64,
 }
 
 impl Profile {
     /// The production timing: 30 s calls, 180 s for the Hello (as 1.2), data-server leases
-    /// 30 s longer, 5 min tombstones, and backoffs jittered by up to 25 %.
+    /// 30 s longer, 5 min tombstones, backoffs jittered by up to 25 %, and a data server
+    /// taken for lost after 30 s of silence (asked every 10 s).
     pub const fn production() -> Self {
         let ms = Duration::from_millis;
         Self {
@@ -100,6 +108,8 @@ impl Profile {
             server_backoff: Backoff { initial: ms(50), max: ms(2_000), jitter_pct: 25 },
             client_backoff: Backoff { initial: ms(2_000), max: ms(10_000), jitter_pct: 25 },
             app_backoff: Backoff { initial: ms(20), max: ms(5_000), jitter_pct: 25 },
+            link_heartbeat: Duration::from_secs(10),
+            link_silence: Duration::from_secs(30),
             jitter_seed: 0,
         }
     }

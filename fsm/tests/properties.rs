@@ -307,7 +307,7 @@ fn hello() -> impl Strategy<Value = Msg> {
 fn ds_up_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
         1 => inc().prop_map(|inc| Msg::DsBoot { inc }),
-        2 => (epoch(), inc()).prop_map(|(epoch, inc)| Msg::AttachAck { epoch, inc, held: vec![] }),
+        2 => (epoch(), inc()).prop_map(|(epoch, inc)| Msg::AttachAck { epoch, attachment: 1, inc, held: vec![] }),
         4 => (uid(), inc(), ports()).prop_map(|(uid, inc, ports)| Msg::Lstn { uid, inc, host: "gw.prod".into(), ports }),
         1 => (uid(), inc(), code()).prop_map(|(uid, inc, code)| Msg::Refused { uid, inc, code }),
         3 => (uid(), inc()).prop_map(|(uid, inc)| Msg::Connected { uid, inc }),
@@ -318,7 +318,7 @@ fn ds_up_msg() -> impl Strategy<Value = Msg> {
 /// What a data server hears from its control server.
 fn cs_down_msg(uid: impl Strategy<Value = Uid> + Clone + 'static) -> impl Strategy<Value = Msg> {
     prop_oneof![
-        1 => epoch().prop_map(|epoch| Msg::Attach { epoch, keep: vec![] }),
+        1 => epoch().prop_map(|epoch| Msg::Attach { epoch, attachment: 1, keep: vec![] }),
         4 => (uid.clone(), epoch(), 0u16..=3, role())
             .prop_map(|(uid, epoch, num_conn, role)| Msg::StartLstn { uid, epoch, num_conn, role }),
         3 => (uid.clone(), epoch(), addrs(), creds(), role(), 0u32..=30_000)

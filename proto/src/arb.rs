@@ -93,8 +93,13 @@ pub(crate) fn msg() -> impl Strategy<Value = Msg> {
         }),
         (uid(), s(), addrs()).prop_map(|(uid, seq, listeners)| Msg::HelloAck { uid, seq, listeners }),
         n().prop_map(|inc| Msg::DsBoot { inc }),
-        (n(), vec(uid(), 0..4)).prop_map(|(epoch, keep)| Msg::Attach { epoch, keep }),
-        (n(), n(), vec(uid(), 0..4)).prop_map(|(epoch, inc, held)| Msg::AttachAck { epoch, inc, held }),
+        (n(), n(), vec(uid(), 0..4)).prop_map(|(epoch, attachment, keep)| Msg::Attach { epoch, attachment, keep }),
+        (n(), n(), n(), vec(uid(), 0..4)).prop_map(|(epoch, attachment, inc, held)| Msg::AttachAck {
+            epoch,
+            attachment,
+            inc,
+            held
+        }),
         (uid(), n(), num_conn(), role()).prop_map(|(uid, epoch, num_conn, role)| Msg::StartLstn {
             uid,
             epoch,

@@ -116,10 +116,15 @@ fn body_of(msg: &Msg) -> Body {
             Body::HelloAck(pb::EnvHelloAck { uid: uid_to_wire(*uid), seq: *seq, listeners: addrs_to_wire(listeners) })
         }
         Msg::DsBoot { inc } => Body::DsBoot(pb::EnvDsBoot { inc: *inc }),
-        Msg::Attach { epoch, keep } => Body::Attach(pb::EnvAttach { epoch: *epoch, keep: uids_to_wire(keep) }),
-        Msg::AttachAck { epoch, inc, held } => {
-            Body::AttachAck(pb::EnvAttachAck { epoch: *epoch, inc: *inc, held: uids_to_wire(held) })
+        Msg::Attach { epoch, attachment, keep } => {
+            Body::Attach(pb::EnvAttach { epoch: *epoch, attachment: *attachment, keep: uids_to_wire(keep) })
         }
+        Msg::AttachAck { epoch, attachment, inc, held } => Body::AttachAck(pb::EnvAttachAck {
+            epoch: *epoch,
+            attachment: *attachment,
+            inc: *inc,
+            held: uids_to_wire(held),
+        }),
         Msg::StartLstn { uid, epoch, num_conn, role } => Body::StartLstn(pb::EnvStartLstn {
             uid: uid_to_wire(*uid),
             epoch: *epoch,
@@ -195,8 +200,10 @@ fn msg_of(body: Body, limits: &Limits) -> Result<Msg, WireError> {
             Msg::HelloAck { uid: uid_from_wire(&m.uid)?, seq: m.seq, listeners: addrs_from_wire(&m.listeners)? }
         }
         Body::DsBoot(m) => Msg::DsBoot { inc: m.inc },
-        Body::Attach(m) => Msg::Attach { epoch: m.epoch, keep: uids_from_wire(&m.keep)? },
-        Body::AttachAck(m) => Msg::AttachAck { epoch: m.epoch, inc: m.inc, held: uids_from_wire(&m.held)? },
+        Body::Attach(m) => Msg::Attach { epoch: m.epoch, attachment: m.attachment, keep: uids_from_wire(&m.keep)? },
+        Body::AttachAck(m) => {
+            Msg::AttachAck { epoch: m.epoch, attachment: m.attachment, inc: m.inc, held: uids_from_wire(&m.held)? }
+        }
         Body::StartLstn(m) => Msg::StartLstn {
             uid: uid_from_wire(&m.uid)?,
             epoch: m.epoch,

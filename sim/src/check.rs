@@ -145,6 +145,7 @@ reach! {
     ForgeryRefused => "forgery-refused": "A forged message was refused.",
     CorruptionDetected => "corruption-detected": "A corrupted frame was detected and dropped.",
     Recovered => "recovered": "A crashed node restarted and the run went on.",
+    DataServerLost => "data-server-lost": "A control server took its silent data server for lost, failed its sessions and attached again.",
     BridgesKept => "bridges-kept": "A restarted control server recovered an established session and its data server kept the session's bridges.",
     RelayFailed => "relay-failed": "A data server could not start a session's relay.",
     OperatorReleased => "operator-released": "An operator released another identity's session.",

@@ -141,6 +141,10 @@ pub struct Timing {
     pub app_backoff_ms: Option<[u64; 2]>,
     /// Jitter of every backoff, percent.
     pub jitter_pct: Option<u8>,
+    /// How often a control server asks a silent data server whether it is there.
+    pub link_heartbeat_ms: Option<u64>,
+    /// How long a control server waits without a word before it takes its data server for lost.
+    pub link_silence_ms: Option<u64>,
 }
 
 impl Timing {
@@ -157,6 +161,8 @@ impl Timing {
         p.hello_timeout = self.hello_timeout_ms.map_or(p.hello_timeout, ms);
         p.ds_lease_margin = self.ds_lease_margin_ms.map_or(p.ds_lease_margin, ms);
         p.tombstone = self.tombstone_ms.map_or(p.tombstone, ms);
+        p.link_heartbeat = self.link_heartbeat_ms.map_or(p.link_heartbeat, ms);
+        p.link_silence = self.link_silence_ms.map_or(p.link_silence, ms);
         backoff(&mut p.server_backoff, self.server_backoff_ms);
         backoff(&mut p.client_backoff, self.client_backoff_ms);
         backoff(&mut p.app_backoff, self.app_backoff_ms);
@@ -323,6 +329,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("crash-s2ds-cons", include_str!("../scenarios/crash-s2ds-cons.toml")),
     ("crash-app", include_str!("../scenarios/crash-app.toml")),
     ("partition-during-setup", include_str!("../scenarios/partition-during-setup.toml")),
+    ("data-server-unreachable", include_str!("../scenarios/data-server-unreachable.toml")),
     ("100-sessions", include_str!("../scenarios/100-sessions.toml")),
     ("release-during-setup", include_str!("../scenarios/release-during-setup.toml")),
     ("hello-never", include_str!("../scenarios/hello-never.toml")),

@@ -525,10 +525,14 @@ impl<'a> World<'a> {
         if !alive {
             return; // answers to a forger go to the forger, who is not simulated
         }
-        if let Msg::AttachAck { held, .. } = &msg
-            && !held.is_empty()
-        {
-            self.reached.insert(Reach::BridgesKept);
+        match &msg {
+            Msg::AttachAck { held, .. } if !held.is_empty() => {
+                self.reached.insert(Reach::BridgesKept);
+            }
+            Msg::Attach { attachment, .. } if *attachment > 1 => {
+                self.reached.insert(Reach::DataServerLost);
+            }
+            _ => {}
         }
         self.sent += 1;
         if self.sent.is_multiple_of(ROUND_TRIP_EVERY) {
@@ -720,8 +724,10 @@ fn describe(msg: &Msg) -> String {
     match msg {
         Msg::Error { uid, seq, code } => format!("ERROR {} seq {seq} ({code})", short(*uid)),
         Msg::Lstn { uid, ports, .. } => format!("Lstn {} ports {ports:?}", short(*uid)),
-        Msg::Attach { epoch, keep } => format!("Attach epoch {epoch} keep {}", keep.len()),
-        Msg::AttachAck { epoch, inc, held } => format!("AttachAck epoch {epoch} inc {inc} held {}", held.len()),
+        Msg::Attach { epoch, attachment, keep } => format!("Attach epoch {epoch}.{attachment} keep {}", keep.len()),
+        Msg::AttachAck { epoch, attachment, inc, held } => {
+            format!("AttachAck epoch {epoch}.{attachment} inc {inc} held {}", held.len())
+        }
         Msg::DsBoot { inc } => format!("DsBoot inc {inc}"),
         m => format!("{} {}", m.name(), m.uid().map(short).unwrap_or_default()),
     }

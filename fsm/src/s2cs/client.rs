@@ -5,6 +5,7 @@ use crate::effect::{Effect, Outbox};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::session::{self, Session, Setup, Summary};
+use crate::time::Instant;
 use crate::types::{AppKey, ErrorCode, Peer, Principal, Uid};
 
 use super::{Entry, S2cs, State};
@@ -18,6 +19,7 @@ fn refuse(out: &mut Outbox, to: Peer, uid: Uid, seq: u32, code: ErrorCode) -> Re
 impl S2cs {
     pub(super) fn on_client(
         &mut self,
+        now: Instant,
         from: Peer,
         caller: Option<Principal>,
         msg: Msg,
@@ -33,7 +35,7 @@ impl S2cs {
         // Authentication comes before any uid is looked up, so nobody learns which exist.
         let Some(caller) = caller else { return refuse(out, from, uid, seq, ErrorCode::Unauthenticated) };
         if let Msg::Req { .. } = msg {
-            return self.on_req(from, caller, msg, out);
+            return self.on_req(now, from, caller, msg, out);
         }
         let Some(e) = self.sessions.get(&uid) else { return refuse(out, from, uid, seq, ErrorCode::NotFound) };
         if !self.cfg.may_manage(&e.owner, &caller) {
@@ -52,7 +54,14 @@ impl S2cs {
         Ok(())
     }
 
-    fn on_req(&mut self, from: Peer, caller: Principal, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
+    fn on_req(
+        &mut self,
+        now: Instant,
+        from: Peer,
+        caller: Principal,
+        msg: Msg,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
         let Msg::Req { uid, seq, params, key, .. } = msg else {
             return Err(ProtocolError::Misdirected(msg.name()));
         };
@@ -91,6 +100,9 @@ impl S2cs {
         };
         self.sessions.insert(uid, Entry { owner: caller, params, key, creds: None, summary: Summary::default() });
         out.push(Effect::Spawn(Box::new(Session::new(setup))));
+        if !self.beating {
+            self.arm_heartbeat(now, out);
+        }
         out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
         Ok(())
     }

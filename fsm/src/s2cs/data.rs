@@ -12,13 +12,16 @@ use crate::types::Peer;
 use super::{Action, Event, S2cs};
 
 impl S2cs {
+    /// An AttachAck or DsBoot it accepts counts as the data server's sign of life
+    /// ([`S2cs::heartbeat`]); refused messages change nothing.
     pub(super) fn on_data(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
         match msg {
             Msg::DsBoot { inc } => return self.on_ds_boot(now, inc, out),
-            Msg::AttachAck { epoch, inc, held } => {
-                if epoch != self.epoch || self.ds_inc.is_some_and(|cur| inc < cur) {
+            Msg::AttachAck { epoch, attachment, inc, held } => {
+                if epoch != self.epoch || attachment != self.attachment || self.ds_inc.is_some_and(|cur| inc < cur) {
                     return Err(ProtocolError::Stale("AttachAck"));
                 }
+                self.last_heard = now;
                 if self.ds_inc.is_some_and(|cur| inc > cur) {
                     // Restarted, and attached by a late duplicate of our Attach: its DsBoot
                     // retransmissions stopped, so this is our one sign of the restart.
@@ -28,6 +31,8 @@ impl S2cs {
                     self.ds_inc = Some(inc);
                     self.attach_attempts = 0;
                     out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Retransmit } });
+                    self.misses = 0;
+                    self.arm_heartbeat(now, out);
                     // Recovered sessions whose bridges the data server no longer runs are lost.
                     let held: std::collections::BTreeSet<_> = held.into_iter().collect();
                     for uid in std::mem::take(&mut self.unconfirmed) {
@@ -74,6 +79,7 @@ impl S2cs {
         }
         alphabet::fire(&mut self.machine, Event::DsBoot)?;
         self.ds_inc = Some(inc);
+        self.last_heard = now;
         // A new incarnation holds nothing of what was recovered either.
         self.unconfirmed.clear();
         // The old incarnation's ports and bridges died with it.

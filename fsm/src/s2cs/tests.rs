@@ -101,7 +101,7 @@ fn serving() -> ControlServer {
 fn serving_with(cfg: Config) -> ControlServer {
     let mut cs = ControlServer::new(cfg, EPOCH);
     accept(&mut cs, at(0), Input::Boot);
-    accept(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC, held: vec![] }));
+    accept(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
     assert_eq!(cs.state(), State::Serving);
     cs
 }

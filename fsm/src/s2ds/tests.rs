@@ -38,7 +38,7 @@ fn targets() -> Vec<Addr> {
 fn attached() -> S2ds {
     let mut ds = S2ds::new(s2ds_config(Role::Prod, 5000..=5003), INC);
     accept(&mut ds, at(0), Input::Boot);
-    accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH, keep: vec![] }));
+    accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
     ds
 }
 
@@ -98,8 +98,8 @@ fn boot_announces_ds_boot_and_retransmits_with_backoff_until_attached() {
     let out = accept(&mut ds, at(600), Input::Timer(boot_timer));
     assert_eq!(timer_at(&out, boot_timer), Some(at(600) + BACKOFF.delay(3, 0)));
 
-    let out = accept(&mut ds, at(700), from_cs(Msg::Attach { epoch: EPOCH, keep: vec![] }));
-    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, inc: INC, held: vec![] }]);
+    let out = accept(&mut ds, at(700), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
+    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }]);
     assert!(cancels(&out, boot_timer));
     assert_eq!(ds.epoch(), Some(EPOCH));
 
@@ -113,8 +113,8 @@ fn repeated_attach_of_the_current_epoch_is_acknowledged_and_keeps_sessions() {
     let mut ds = attached();
     reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(11), start_lstn(2, 1));
-    let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH, keep: vec![] }));
-    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, inc: INC, held: vec![] }]);
+    let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
+    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }]);
     assert!(unlistens(&out).is_empty(), "{out:?}");
     assert_eq!(state(&ds, 1), State::Reserving);
     assert_eq!(state(&ds, 2), State::Binding);
@@ -129,11 +129,11 @@ fn attach_with_a_newer_epoch_releases_every_session_and_returns_its_ports() {
     accept(&mut ds, at(13), Input::BridgesUp(uid(2)));
     assert_eq!(ds.free_ports().len(), 1);
 
-    let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH + 1, keep: vec![] }));
+    let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH + 1, attachment: 1, keep: vec![] }));
     assert!(out.contains(&Effect::Unlisten { uid: uid(1), ports: vec![5000, 5001] }), "{out:?}");
     assert!(out.contains(&Effect::Unlisten { uid: uid(2), ports: vec![5002] }), "{out:?}");
     assert!(cancels(&out, timer(Some(uid(1)), TimerKind::Lease)));
-    assert_eq!(to_cs(&out).last(), Some(&Msg::AttachAck { epoch: EPOCH + 1, inc: INC, held: vec![] }));
+    assert_eq!(to_cs(&out).last(), Some(&Msg::AttachAck { epoch: EPOCH + 1, attachment: 1, inc: INC, held: vec![] }));
     assert!(ds.sessions().is_empty());
     assert_eq!(*ds.free_ports(), pool());
     assert_eq!(ds.epoch(), Some(EPOCH + 1));
@@ -145,7 +145,7 @@ fn messages_of_an_older_epoch_are_dropped_without_a_reply() {
     accept(&mut ds, at(10), start_lstn(1, 1));
     let old = EPOCH - 1;
     for msg in [
-        Msg::Attach { epoch: old, keep: vec![] },
+        Msg::Attach { epoch: old, attachment: 1, keep: vec![] },
         Msg::StartLstn { uid: uid(2), epoch: old, num_conn: 1, role: Role::Prod },
         Msg::StartConn { uid: uid(1), epoch: old, targets: targets(), creds: creds(1), role: Role::Cons, rate: 0 },
         Msg::DsRel { uid: uid(1), epoch: old },
@@ -449,7 +449,7 @@ fn a_consumer_sessions_listeners_face_the_lan_and_are_advertised_at_its_lan_host
     cfg.advertise = Faces { wan: "203.0.113.7".into(), lan: "192.0.2.1".into() };
     let mut ds = S2ds::new(cfg, INC);
     accept(&mut ds, at(0), Input::Boot);
-    accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH, keep: vec![] }));
+    accept(&mut ds, at(1), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
     let cons = |n| from_cs(Msg::StartLstn { uid: uid(n), epoch: EPOCH, num_conn: 1, role: Role::Cons });
 
     let out = accept(&mut ds, at(10), cons(1));
@@ -483,9 +483,9 @@ fn a_new_epoch_keeps_the_bridges_its_control_server_recovered_and_drops_the_rest
     assert_eq!(state(&ds, 1), State::Bridging);
 
     // The control server restarted: it recovered 1 (and 3, which this node never had).
-    let attach = Msg::Attach { epoch: EPOCH + 1, keep: vec![uid(1), uid(2), uid(3)] };
+    let attach = Msg::Attach { epoch: EPOCH + 1, attachment: 1, keep: vec![uid(1), uid(2), uid(3)] };
     let out = accept(&mut ds, at(20), from_cs(attach));
-    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH + 1, inc: INC, held: vec![uid(1)] }]);
+    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH + 1, attachment: 1, inc: INC, held: vec![uid(1)] }]);
     assert!(out.iter().any(|e| matches!(e, Effect::Unlisten { uid: u, .. } if *u == uid(2))), "{out:?}");
     assert!(!out.iter().any(|e| matches!(e, Effect::Unlisten { uid: u, .. } if *u == uid(1))), "{out:?}");
     assert_eq!(state(&ds, 1), State::Bridging);
@@ -495,4 +495,25 @@ fn a_new_epoch_keeps_the_bridges_its_control_server_recovered_and_drops_the_rest
     let out = accept(&mut ds, at(30), from_cs(Msg::DsRel { uid: uid(1), epoch: EPOCH + 1 }));
     assert_eq!(to_cs(&out), vec![Msg::DsReleased { uid: uid(1), inc: INC }]);
     assert_eq!(ds.free_ports().len(), 4);
+}
+
+#[test]
+fn a_newer_attachment_of_the_same_epoch_drops_what_it_does_not_keep_and_a_repeat_changes_nothing() {
+    let mut ds = attached();
+    accept(&mut ds, at(10), start_lstn(1, 1));
+    accept(&mut ds, at(10), Input::Bound(uid(1)));
+    // A heartbeat (the same attachment): answered, nothing dropped.
+    let out = accept(&mut ds, at(11), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
+    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }]);
+    assert_eq!(state(&ds, 1), State::Reserving);
+    // The control server took this data server for lost and attached again: dropped.
+    let out = accept(&mut ds, at(12), from_cs(Msg::Attach { epoch: EPOCH, attachment: 2, keep: vec![] }));
+    assert!(out.iter().any(|e| matches!(e, Effect::Unlisten { uid: u, .. } if *u == uid(1))), "{out:?}");
+    assert!(ds.sessions().is_empty());
+    assert_eq!(ds.free_ports().len(), 4);
+    // A late copy of the older attachment changes nothing either.
+    accept(&mut ds, at(13), start_lstn(2, 1));
+    accept(&mut ds, at(13), Input::Bound(uid(2)));
+    accept(&mut ds, at(14), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
+    assert_eq!(state(&ds, 2), State::Reserving);
 }

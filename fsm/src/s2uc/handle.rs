@@ -90,7 +90,9 @@ impl S2uc {
                         self.send_hellos(now, uid, out);
                         Ok(())
                     }
-                    TimerKind::Lease | TimerKind::Tombstone => Err(ProtocolError::Misdirected("timer")),
+                    TimerKind::Lease | TimerKind::Tombstone | TimerKind::Heartbeat => {
+                        Err(ProtocolError::Misdirected("timer"))
+                    }
                 }
             }
             Input::Msg { from, msg } => self.on_msg(now, from, msg, out),

@@ -135,7 +135,9 @@ impl Session {
                 out.push(Effect::Report { uid: self.setup.uid, report: Report::Forget });
                 Ok(())
             }
-            TimerKind::Tombstone | TimerKind::Deadline | TimerKind::Hello => Err(ProtocolError::Misdirected("timer")),
+            TimerKind::Tombstone | TimerKind::Deadline | TimerKind::Hello | TimerKind::Heartbeat => {
+                Err(ProtocolError::Misdirected("timer"))
+            }
         }
     }
 

@@ -7,14 +7,14 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
     let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     let key = timer(None, TimerKind::Retransmit);
     let out = accept(&mut cs, at(0), Input::Boot);
-    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })]);
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
     assert_eq!(timer_at(&out, key), Some(at(0) + BACKOFF.delay(1, 0)));
 
     let out = accept(&mut cs, at(200), Input::Timer(key));
-    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })]);
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
     assert_eq!(timer_at(&out, key), Some(at(200) + BACKOFF.delay(2, 0)));
 
-    let out = accept(&mut cs, at(300), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC, held: vec![] }));
+    let out = accept(&mut cs, at(300), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
     assert!(cancels(&out, key));
     assert_eq!(cs.state(), State::Serving);
 
@@ -26,7 +26,8 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
 fn attach_ack_of_another_epoch_is_stale() {
     let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     accept(&mut cs, at(0), Input::Boot);
-    let (err, _) = reject(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH - 1, inc: INC, held: vec![] }));
+    let (err, _) =
+        reject(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH - 1, attachment: 1, inc: INC, held: vec![] }));
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
     assert_eq!(cs.state(), State::Attaching);
 }
@@ -79,7 +80,7 @@ fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches
     assert!(msgs.contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{msgs:?}");
     assert!(msgs.contains(&(UC, Msg::Released { uid: uid(2), seq: 4 })), "{msgs:?}");
     assert!(msgs.contains(&(UC, error(3, 1, ErrorCode::Aborted))), "{msgs:?}");
-    assert!(msgs.contains(&(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })), "{msgs:?}");
+    assert!(msgs.contains(&(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })), "{msgs:?}");
     assert_eq!(cs.state(), State::Attaching);
     assert_eq!((state(&cs, 1), state(&cs, 2), state(&cs, 3)), (S::Failed, S::Released, S::Failed));
     assert_eq!(cs.session(&uid(1)).unwrap().failure, Some(ErrorCode::Aborted));
@@ -87,12 +88,13 @@ fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches
     let (err, _) = reject(&mut cs, at(101), req(4, 1));
     assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::Unavailable });
     // Answers of the old incarnation are stale now.
-    let (err, _) = reject(&mut cs, at(102), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC, held: vec![] }));
+    let (err, _) =
+        reject(&mut cs, at(102), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
     let (err, _) = reject(&mut cs, at(102), from_ds(Msg::DsBoot { inc: INC + 1 }));
     assert_eq!(err, ProtocolError::Stale("DsBoot"));
 
-    accept(&mut cs, at(103), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1, held: vec![] }));
+    accept(&mut cs, at(103), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![] }));
     assert_eq!(cs.state(), State::Serving);
     accept(&mut cs, at(104), req(4, 1));
 }
@@ -103,7 +105,8 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
     // DsBoot and stopped announcing itself: its newer incarnation is all we ever see of it.
     let mut cs = serving();
     listening(&mut cs, 1);
-    let out = accept(&mut cs, at(100), from_ds(Msg::AttachAck { epoch: EPOCH, inc: INC + 1, held: vec![] }));
+    let out =
+        accept(&mut cs, at(100), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![] }));
     assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
     assert_eq!(cs.state(), State::Serving);
@@ -124,7 +127,7 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
         from_ds(Msg::Lstn { uid: uid(1), inc: INC + 1, host: "gw.prod".into(), ports: vec![5000, 5001] }),
     );
     assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
-    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH, keep: vec![] })), "{out:?}");
+    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
 }
 
@@ -266,14 +269,18 @@ fn a_restarted_control_server_hosts_its_stored_sessions_and_asks_its_data_server
     let mut cs = ControlServer::recover(s2cs_config(Role::Prod), EPOCH + 1, vec![a, b]);
     let out = accept(&mut cs, at(0), Input::Boot);
     let keep = vec![uid(1), uid(2)];
-    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH + 1, keep })]);
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH + 1, attachment: 1, keep })]);
     assert_eq!(state(&cs, 1), S::Established);
     // Requests wait for the data server: still attaching.
     let (err, _) = reject(&mut cs, at(1), req(3, 1));
     assert_eq!(err, ProtocolError::Refused { uid: uid(3), code: ErrorCode::Unavailable });
 
     // The data server still runs session 1's bridges, not session 2's.
-    let out = accept(&mut cs, at(2), from_ds(Msg::AttachAck { epoch: EPOCH + 1, inc: INC, held: vec![uid(1)] }));
+    let out = accept(
+        &mut cs,
+        at(2),
+        from_ds(Msg::AttachAck { epoch: EPOCH + 1, attachment: 1, inc: INC, held: vec![uid(1)] }),
+    );
     assert_eq!(cs.state(), State::Serving);
     assert_eq!(state(&cs, 1), S::Established);
     assert_eq!(state(&cs, 2), S::Failed);
@@ -298,5 +305,43 @@ fn recovered_sessions_fail_when_the_data_server_restarted_too() {
     assert_eq!(state(&cs, 1), S::Failed);
     assert_eq!(persisted(&out), vec![Effect::Unpersist { uid: uid(1) }]);
     // It attaches again without asking to keep what is gone.
-    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH + 1, keep: vec![] })), "{out:?}");
+    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH + 1, attachment: 1, keep: vec![] })), "{out:?}");
+}
+
+fn heartbeat_key() -> TimerKey {
+    TimerKey { uid: None, kind: TimerKind::Heartbeat }
+}
+
+#[test]
+fn a_silent_data_server_is_asked_then_taken_for_lost_and_its_sessions_fail() {
+    let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
+    accept(&mut cs, at(0), Input::Boot);
+    let out = accept(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    assert_eq!(timer_at(&out, heartbeat_key()), Some(at(10_001)), "asked every 10 s");
+    established(&mut cs, 1);
+
+    // Answered: the next question in 10 s again.
+    let out = accept(&mut cs, at(10_001), Input::Timer(heartbeat_key()));
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
+    accept(&mut cs, at(10_005), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    let out = accept(&mut cs, at(20_005), Input::Timer(heartbeat_key()));
+    assert_eq!(timer_at(&out, heartbeat_key()), Some(at(30_005)));
+    // Unanswered: asked again at the data-server backoff, not 10 s later.
+    let out = accept(&mut cs, at(30_005), Input::Timer(heartbeat_key()));
+    let next = timer_at(&out, heartbeat_key()).expect("re-armed");
+    assert!(next < at(31_000), "{next:?}");
+    assert_eq!(state(&cs, 1), S::Established);
+
+    // 30 s after the last answer: lost. The session fails, the core attaches again under a new
+    // attachment, and an answer to the old one is stale.
+    let out = accept(&mut cs, at(40_005), Input::Timer(heartbeat_key()));
+    assert_eq!(cs.state(), State::Attaching);
+    assert_eq!(state(&cs, 1), S::Failed);
+    assert_eq!(cs.session(&uid(1)).unwrap().failure, Some(ErrorCode::Aborted));
+    assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH, attachment: 2, keep: vec![] })), "{out:?}");
+    let (err, _) =
+        reject(&mut cs, at(40_010), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    assert_eq!(err, ProtocolError::Stale("AttachAck"));
+    accept(&mut cs, at(40_020), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 2, inc: INC, held: vec![] }));
+    assert_eq!(cs.state(), State::Serving);
 }

@@ -145,7 +145,7 @@ fn lease_expiry_while_binding_returns_the_ports() {
 fn attach_with_a_newer_epoch_while_binding_returns_the_ports() {
     let mut ds = attached();
     accept(&mut ds, at(10), start_lstn(1, 3));
-    let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH + 1, keep: vec![] }));
+    let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH + 1, attachment: 1, keep: vec![] }));
     assert_eq!(unlistens(&out), vec![vec![5000, 5001, 5002]]);
     assert!(cancels(&out, timer(Some(uid(1)), TimerKind::Lease)));
     assert!(ds.sessions().is_empty());
