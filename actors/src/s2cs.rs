@@ -66,7 +66,7 @@ pub enum DataServerSite {
     /// In this process.
     Embedded {
         /// Its core's configuration.
-        cfg: s2ds::Config,
+        cfg: Box<s2ds::Config>,
         /// Where it binds its listeners, per side they face.
         bind: Faces<IpAddr>,
     },
@@ -271,7 +271,7 @@ impl Actor for S2csActor {
         let ds = match args.ds {
             DataServerSite::Embedded { cfg, bind } => {
                 let args = S2dsArgs {
-                    cfg,
+                    cfg: *cfg,
                     inc: args.epoch,
                     bind,
                     upstream: Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok()),

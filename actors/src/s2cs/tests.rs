@@ -41,12 +41,12 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
         },
         epoch: 1,
         ds: DataServerSite::Embedded {
-            cfg: s2ds::Config {
+            cfg: Box::new(s2ds::Config {
                 facility: Role::Prod,
                 ports: ports(salt, 6),
                 advertise: Faces::both("127.0.0.1".into()),
                 timing,
-            },
+            }),
             bind: Faces::both(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         },
         store: None,

@@ -425,12 +425,12 @@ async fn serve(s: Settings) -> Result<()> {
     let epoch = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
     let ds = match &s.ds {
         DataServer::Embedded { ports, sides } => DataServerSite::Embedded {
-            cfg: s2ds::Config {
+            cfg: Box::new(s2ds::Config {
                 facility: Role::Prod,
                 ports: ports.clone(),
                 advertise: sides.advertise.clone(),
                 timing,
-            },
+            }),
             bind: sides.bind.clone(),
         },
         DataServer::Remote { addr, tls } => DataServerSite::Remote { addr: addr.clone(), tls: tls.clone() },
