@@ -226,6 +226,16 @@ impl Node {
         }
     }
 
+    /// Sends it `signal` (`STOP`, `CONT`, ...) by its pid.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.child.as_ref().context("not running")?.id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
     /// Starts it again on the same address (after [`Node::kill9`]).
     pub fn restart(&mut self) -> Result<()> {
         self.kill9();

@@ -246,3 +246,35 @@ fn an_embedded_data_server_ends_its_streams_with_the_process_and_the_restart_say
     let err = clash.expect_err("two servers on one store").to_string();
     assert!(err.contains("in use by another process"), "{err}");
 }
+
+#[test]
+fn a_node_that_stops_answering_has_its_sessions_failed_and_dropped_once_it_answers_again() {
+    let _serial = shared();
+    let (dp, dc) = (Scratch::new("node-stop-p"), Scratch::new("node-stop-c"));
+    let pn = Node::start(&dp.0, &free_range(4), &[]).unwrap();
+    let cn = Node::start(&dc.0, &free_range(4), &[]).unwrap();
+    let prod = Server::start(&dp.0, &ServerOpts { node: Some(pn.link()), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&dc.0, &ServerOpts { node: Some(cn.link()), ..ServerOpts::default() }).unwrap();
+    let established = establish(&prod, &cons);
+    let uid = established["uid"].as_str().unwrap().to_owned();
+    let wan = established["producer_listeners"].as_str().unwrap().to_owned();
+
+    // The producer's node freezes (SIGSTOP): it neither answers nor dies.
+    pn.signal("STOP").unwrap();
+    let stopped = std::time::Instant::now();
+    eventually(Duration::from_secs(60), "the control server takes its node for lost", || {
+        status(&prod, &uid)["state"] == "Failed"
+    });
+    let took = stopped.elapsed();
+    assert!(took >= Duration::from_secs(25), "failed after {took:?}, before the 30 s of silence");
+    assert_eq!(status(&prod, &uid)["failure"], "aborted");
+
+    // It answers again: it drops what nobody owns any more, and serves new sessions.
+    pn.signal("CONT").unwrap();
+    for a in wan.split(',') {
+        eventually(Duration::from_secs(20), "the node closes the orphaned listener", || !bound(a));
+    }
+    let again = establish(&prod, &cons);
+    let first = again["consumer_listeners"].as_str().unwrap().split(',').next().unwrap().to_owned();
+    echo_through(&first, 10_000);
+}
