@@ -17,7 +17,7 @@ use scistream_fsm::alphabet::Alphabet;
 use scistream_fsm::s2cs::Record;
 use scistream_fsm::{Effect, Faces, Msg, Peer, TimerKey, Uid, s2cs, s2ds, session};
 use scistream_proto::Limits;
-use scistream_transport::node::{Inbound, LinkTls, NodeLink};
+use scistream_transport::node::{Inbound, LinkTls, NodeLink, TrafficSeen};
 use scistream_transport::server::{Backend, Call, Query, SessionView};
 use scistream_transport::store::SessionStore;
 use tokio::sync::oneshot;
@@ -94,6 +94,8 @@ pub struct S2csState {
     /// node: empty then).
     traffic: TrafficBook,
     store: Option<Arc<SessionStore>>,
+    /// Each session's traffic as its node last reported it (with `--s2ds`).
+    node_traffic: TrafficSeen,
     ready: Vec<oneshot::Sender<()>>,
 }
 
@@ -139,6 +141,7 @@ impl S2csActor {
             let core = st.driver.core();
             let mut book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
             book.retain(|uid, _| core.session(uid).is_some());
+            st.node_traffic.lock().unwrap_or_else(|e| e.into_inner()).retain(|uid, _| core.session(uid).is_some());
         }
         for eff in out {
             match eff {
@@ -215,7 +218,11 @@ impl S2csActor {
 
     fn answer(st: &S2csState, query: Query) {
         let book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
-        let traffic = |uid: &Uid| book.get(uid).map(|c| traffic_of(&c.snapshot())).unwrap_or_default();
+        let node = st.node_traffic.lock().unwrap_or_else(|e| e.into_inner());
+        let traffic = |uid: &Uid| {
+            let local = book.get(uid).map(|c| traffic_of(&c.snapshot()));
+            local.or_else(|| node.get(uid).map(traffic_of)).unwrap_or_default()
+        };
         let core = st.driver.core();
         match query {
             Query::Status { caller, uid, reply } => {
@@ -268,6 +275,7 @@ impl Actor for S2csActor {
     async fn pre_start(&self, myself: ActorRef<S2csMsg>, args: S2csArgs) -> Result<S2csState, ActorProcessingErr> {
         let me = myself.clone();
         let traffic = TrafficBook::default();
+        let node_traffic = TrafficSeen::default();
         let ds = match args.ds {
             DataServerSite::Embedded { cfg, bind } => {
                 let args = S2dsArgs {
@@ -283,7 +291,7 @@ impl Actor for S2csActor {
             DataServerSite::Remote { addr, tls } => {
                 let inbound: Inbound = Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok());
                 let limits = Limits { max_num_conn: args.cs.max_num_conn };
-                Ds::Remote(NodeLink::spawn(addr, tls, inbound, limits))
+                Ds::Remote(NodeLink::spawn(addr, tls, inbound, node_traffic.clone(), limits))
             }
         };
         let mut st = S2csState {
@@ -296,6 +304,7 @@ impl Actor for S2csActor {
             ds,
             traffic,
             store: args.store,
+            node_traffic,
             ready: Vec::new(),
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;

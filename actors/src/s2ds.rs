@@ -73,6 +73,7 @@ pub struct S2dsActor;
 
 impl S2dsActor {
     async fn step(myself: &ActorRef<S2dsMsg>, st: &mut S2dsState, input: s2ds::Input) {
+        let held = st.driver.core().sessions().len();
         let mut pending = vec![input];
         while let Some(input) = pending.pop() {
             let out: Outbox = st.driver.step(myself, input);
@@ -81,6 +82,15 @@ impl S2dsActor {
                     pending.push(next);
                 }
             }
+        }
+        if st.driver.core().sessions().len() < held {
+            // The core forgot sessions (tombstones): forget their traffic too.
+            let core = st.driver.core();
+            st.args
+                .traffic
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .retain(|uid, _| core.sessions().contains_key(uid));
         }
     }
 

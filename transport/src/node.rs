@@ -10,13 +10,14 @@
 //! Only a peer whose certificate the facility trusts gets this far; the TLS layer
 //! ([`crate::tls::mutual_server_config`], [`crate::tls::connect_mutual`]) refuses the rest.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scistream_fsm::Msg;
+use scistream_fsm::{Msg, Uid};
 use scistream_proto::envelope::{from_pb, to_pb};
 use scistream_proto::pb::data_server_client::DataServerClient;
 use scistream_proto::pb::data_server_server::{DataServer, DataServerServer};
@@ -27,6 +28,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
+use crate::relay::Traffic;
 use crate::tls;
 
 /// Messages queued towards the other end before the sender sees the link as congested.
@@ -40,6 +42,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where the messages a link receives go; `false` once nobody listens (the link then closes).
 pub type Inbound = Arc<dyn Fn(Msg) -> bool + Send + Sync>;
+
+/// A node's sessions and their traffic, read when a control server asks.
+pub type TrafficSource = Arc<dyn Fn() -> Vec<(Uid, Traffic)> + Send + Sync>;
+
+/// What a control server last heard of its node's traffic, per session.
+pub type TrafficSeen = Arc<Mutex<BTreeMap<Uid, Traffic>>>;
+
+/// How often a control server asks its node for its sessions' traffic.
+const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
 
 /// Whether a control server sends `msg` to its data server.
 pub fn from_control_server(msg: &Msg) -> bool {
@@ -98,14 +109,16 @@ impl Uplink {
 pub struct NodeService {
     inbound: Inbound,
     uplink: Uplink,
+    traffic: TrafficSource,
     limits: Limits,
     next: AtomicU64,
 }
 
 impl NodeService {
-    /// A service handing what control servers send to `inbound`, answering through `uplink`.
-    pub fn new(inbound: Inbound, uplink: Uplink, limits: Limits) -> Self {
-        Self { inbound, uplink, limits, next: AtomicU64::new(1) }
+    /// A service handing what control servers send to `inbound`, answering through `uplink`,
+    /// and telling its sessions' traffic from `traffic`.
+    pub fn new(inbound: Inbound, uplink: Uplink, traffic: TrafficSource, limits: Limits) -> Self {
+        Self { inbound, uplink, traffic, limits, next: AtomicU64::new(1) }
     }
 
     /// The tonic service.
@@ -153,6 +166,45 @@ impl DataServer for NodeService {
         let out = ReceiverStream::new(rx).map(|msg| Ok(to_pb(&msg)));
         Ok(Response::new(Box::pin(out)))
     }
+
+    async fn traffic(&self, _: Request<pb::TrafficRequest>) -> Result<Response<pb::TrafficReply>, Status> {
+        let sessions = (self.traffic)()
+            .into_iter()
+            .map(|(uid, t)| pb::NodeTraffic {
+                uid: scistream_proto::convert::field::uid_to_wire(uid),
+                bytes_in: t.bytes_in,
+                bytes_out: t.bytes_out,
+                open: t.open,
+                total: t.total,
+                refused: t.refused,
+                rate_in: t.rate_in,
+                rate_out: t.rate_out,
+            })
+            .collect();
+        Ok(Response::new(pb::TrafficReply { sessions }))
+    }
+}
+
+/// The counters of a traffic reply, each session's uid checked; the rest is dropped.
+fn traffic_of(reply: pb::TrafficReply) -> BTreeMap<Uid, Traffic> {
+    reply
+        .sessions
+        .into_iter()
+        .filter_map(|t| {
+            let uid = scistream_proto::convert::field::uid_from_wire(&t.uid).ok()?;
+            let traffic = Traffic {
+                bytes_in: t.bytes_in,
+                bytes_out: t.bytes_out,
+                open: t.open,
+                total: t.total,
+                failed: 0,
+                refused: t.refused,
+                rate_in: t.rate_in,
+                rate_out: t.rate_out,
+            };
+            Some((uid, traffic))
+        })
+        .collect()
 }
 
 /// How a control server authenticates to its nodes and which nodes it trusts.
@@ -176,10 +228,11 @@ pub struct NodeLink {
 }
 
 impl NodeLink {
-    /// Starts linking to the node at `addr` (`host:port`); what the node sends goes to `inbound`.
-    pub fn spawn(addr: String, tls: LinkTls, inbound: Inbound, limits: Limits) -> Self {
+    /// Starts linking to the node at `addr` (`host:port`); what the node sends goes to
+    /// `inbound`, and every second its sessions' traffic to `seen`.
+    pub fn spawn(addr: String, tls: LinkTls, inbound: Inbound, seen: TrafficSeen, limits: Limits) -> Self {
         let (tx, rx) = mpsc::channel(QUEUE);
-        let task = tokio::spawn(keep_linked(addr.clone(), tls, inbound, limits, rx));
+        let task = tokio::spawn(keep_linked(addr.clone(), tls, inbound, seen, limits, rx));
         Self { addr, tx, task }
     }
 
@@ -200,11 +253,18 @@ impl Drop for NodeLink {
     }
 }
 
-async fn keep_linked(addr: String, tls: LinkTls, inbound: Inbound, limits: Limits, mut rx: mpsc::Receiver<Msg>) {
+async fn keep_linked(
+    addr: String,
+    tls: LinkTls,
+    inbound: Inbound,
+    seen: TrafficSeen,
+    limits: Limits,
+    mut rx: mpsc::Receiver<Msg>,
+) {
     let mut backoff = BACKOFF.0;
     let mut reported = false;
     loop {
-        match link_once(&addr, &tls, &inbound, &limits, &mut rx).await {
+        match link_once(&addr, &tls, &inbound, &seen, &limits, &mut rx).await {
             Ended::Closed => return,
             Ended::Broken { was_up, why } => {
                 if was_up {
@@ -227,6 +287,15 @@ async fn keep_linked(addr: String, tls: LinkTls, inbound: Inbound, limits: Limit
     }
 }
 
+/// Aborts a task when dropped.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 enum Ended {
     /// The control server is gone: stop.
     Closed,
@@ -238,6 +307,7 @@ async fn link_once(
     addr: &str,
     tls: &LinkTls,
     inbound: &Inbound,
+    seen: &TrafficSeen,
     limits: &Limits,
     rx: &mut mpsc::Receiver<Msg>,
 ) -> Ended {
@@ -253,6 +323,26 @@ async fn link_once(
         Err(status) => return broken(format!("{:?}: {}", status.code(), status.message())),
     };
     tracing::info!(node = %addr, "linked to the data server");
+    // The node's traffic counters, asked for on the same connection while it is up.
+    let poller = {
+        let (mut client, seen, addr) = (client.clone(), seen.clone(), addr.to_owned());
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(TRAFFIC_EVERY);
+            loop {
+                every.tick().await;
+                match tokio::time::timeout(CONNECT_TIMEOUT, client.traffic(pb::TrafficRequest {})).await {
+                    // Merged: a released session's last counters stay until the control
+                    // server forgets the session.
+                    Ok(Ok(reply)) => {
+                        seen.lock().unwrap_or_else(|e| e.into_inner()).extend(traffic_of(reply.into_inner()))
+                    }
+                    Ok(Err(status)) => tracing::debug!(node = %addr, "traffic not read: {}", status.message()),
+                    Err(_) => tracing::debug!(node = %addr, "traffic not read within {CONNECT_TIMEOUT:?}"),
+                }
+            }
+        })
+    };
+    let _stop_poller = AbortOnDrop(poller);
     loop {
         tokio::select! {
             msg = rx.recv() => match msg {

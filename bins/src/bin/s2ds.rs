@@ -18,7 +18,7 @@ use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Role, s2ds};
 use scistream_proto::Limits;
-use scistream_transport::node::{Inbound, NodeService, Uplink};
+use scistream_transport::node::{Inbound, NodeService, TrafficSource, Uplink};
 use scistream_transport::tls;
 use serde::Deserialize;
 
@@ -207,6 +207,12 @@ async fn serve(s: Settings) -> Result<()> {
     let inc = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
     let uplink = Uplink::default();
     let up = uplink.clone();
+    let book = TrafficBook::default();
+    let counters = book.clone();
+    let traffic: TrafficSource = Arc::new(move || {
+        let book = counters.lock().unwrap_or_else(|e| e.into_inner());
+        book.iter().map(|(uid, c)| (*uid, c.snapshot())).collect()
+    });
     let args = S2dsArgs {
         cfg: s2ds::Config {
             facility: Role::Prod,
@@ -221,14 +227,14 @@ async fn serve(s: Settings) -> Result<()> {
             up.send(msg);
             true
         }),
-        traffic: TrafficBook::default(),
+        traffic: book,
         allow_plain_wan: s.allow_plain_wan,
     };
     let (actor, handle) =
         Actor::spawn(None, S2dsActor, args).await.map_err(|e| anyhow!("starting the data server: {e}"))?;
     let to_core = actor.clone();
     let inbound: Inbound = Arc::new(move |msg| to_core.send_message(S2dsMsg::FromCs(msg)).is_ok());
-    let service = NodeService::new(inbound, uplink, Limits { max_num_conn: s.max_num_conn }).into_server();
+    let service = NodeService::new(inbound, uplink, traffic, Limits { max_num_conn: s.max_num_conn }).into_server();
     if s.allow_plain_wan {
         tracing::warn!("--allow-plain-wan: sessions without credentials get a plain-text WAN leg");
     }

@@ -92,6 +92,13 @@ fn a_stream_crosses_two_gateways_whose_data_servers_run_on_nodes_of_their_own() 
     let first = cons_listeners.split(',').next().unwrap();
     echo_through(first, 200_000);
     assert_eq!(status(&cons, &uid)["state"], "Established");
+    // Each control server shows the traffic its node counted (asked every second).
+    for server in [&prod, &cons] {
+        eventually(Duration::from_secs(10), "the node's counters reach the control server", || {
+            let st = status(server, &uid);
+            st["bytes_in"] == 200_000 && st["bytes_out"] == 200_000 && st["total_connections"] == 1
+        });
+    }
 
     // Release at both facilities: the nodes close every listener.
     let mut release = trust(&[&prod, &cons]);
