@@ -369,3 +369,115 @@ async fn link_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose,
+    };
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A facility CA, and a certificate it signs for 127.0.0.1 in `dir`/`name`.pem (+ key).
+    struct Ca {
+        issuer: Issuer<'static, KeyPair>,
+    }
+
+    impl Ca {
+        fn new(dir: &Path, name: &str) -> Self {
+            let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+            params.distinguished_name.push(DnType::CommonName, format!("{name} CA"));
+            params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::DigitalSignature];
+            let key = KeyPair::generate().unwrap();
+            let cert = params.self_signed(&key).unwrap();
+            std::fs::write(dir.join(format!("{name}.pem")), cert.pem()).unwrap();
+            Self { issuer: Issuer::new(params, key) }
+        }
+
+        fn sign(&self, dir: &Path, name: &str) -> (PathBuf, PathBuf) {
+            let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap();
+            params.distinguished_name.push(DnType::CommonName, name);
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+            let key = KeyPair::generate().unwrap();
+            let cert = params.signed_by(&key, &self.issuer).unwrap();
+            let (c, k) = (dir.join(format!("{name}.pem")), dir.join(format!("{name}.key")));
+            std::fs::write(&c, cert.pem()).unwrap();
+            std::fs::write(&k, key.serialize_pem()).unwrap();
+            (c, k)
+        }
+    }
+
+    /// Serves a node whose inbound messages go to the returned receiver.
+    async fn node(cert: &Path, key: &Path, trust: &Path) -> (SocketAddr, mpsc::UnboundedReceiver<Msg>, Uplink) {
+        let cfg = tls::mutual_server_config(cert, key, &[trust.to_owned()]).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (tx, rx) = mpsc::unbounded_channel();
+        let inbound: Inbound = Arc::new(move |m| tx.send(m).is_ok());
+        let uplink = Uplink::default();
+        let traffic: TrafficSource = Arc::new(Vec::new);
+        let svc = NodeService::new(inbound, uplink.clone(), traffic, Limits::DEFAULT).into_server();
+        let incoming = tls::serve_mutual_tls_incoming(listener, cfg).await;
+        tokio::spawn(tonic::transport::Server::builder().serve_with_incoming_shutdown(
+            svc,
+            incoming,
+            std::future::pending(),
+        ));
+        (addr, rx, uplink)
+    }
+
+    #[tokio::test]
+    async fn certificates_a_facility_ca_signed_link_both_ways_and_another_ca_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let (ca, other) = (Ca::new(dir.path(), "facility"), Ca::new(dir.path(), "stranger"));
+        let (node_cert, node_key) = ca.sign(dir.path(), "node");
+        let (cs_cert, cs_key) = ca.sign(dir.path(), "cs");
+        let (bad_cert, bad_key) = other.sign(dir.path(), "intruder");
+        let ca_file = dir.path().join("facility.pem");
+        let (addr, mut got, uplink) = node(&node_cert, &node_key, &ca_file).await;
+
+        let (tx, mut heard) = mpsc::unbounded_channel();
+        let inbound: Inbound = Arc::new(move |m| tx.send(m).is_ok());
+        let tls = LinkTls { cert: cs_cert, key: cs_key, trust: vec![ca_file.clone()] };
+        let link = NodeLink::spawn(addr.to_string(), tls, inbound, TrafficSeen::default(), Limits::DEFAULT);
+        let attach = Msg::Attach { epoch: 1, attachment: 1, keep: vec![] };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Sent until the link is up (a message queued before is dropped, as on a lossy LAN).
+        let first = loop {
+            assert!(link.send(attach.clone()));
+            if let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(100), got.recv()).await {
+                break m;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the CA-signed control server never linked");
+        };
+        assert_eq!(first, attach);
+        // The node's answer comes back; a message of the wrong direction does not.
+        assert!(uplink.send(Msg::StartLstn {
+            uid: Uid::from_u128(1),
+            epoch: 1,
+            num_conn: 1,
+            role: scistream_fsm::Role::Prod
+        }));
+        let ack = Msg::AttachAck { epoch: 1, attachment: 1, inc: 3, held: vec![] };
+        assert!(uplink.send(ack.clone()));
+        let back = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.unwrap();
+        assert_eq!(back, Some(ack));
+
+        // A control server signed by another CA never gets a message through.
+        let (tx2, _heard2) = mpsc::unbounded_channel();
+        let inbound: Inbound = Arc::new(move |m| tx2.send(m).is_ok());
+        let tls = LinkTls { cert: bad_cert, key: bad_key, trust: vec![ca_file] };
+        let intruder = NodeLink::spawn(addr.to_string(), tls, inbound, TrafficSeen::default(), Limits::DEFAULT);
+        for _ in 0..20 {
+            intruder.send(Msg::Attach { epoch: 9, attachment: 9, keep: vec![] });
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let leaked = tokio::time::timeout(Duration::from_millis(300), got.recv()).await;
+        assert!(!matches!(leaked, Ok(Some(Msg::Attach { epoch: 9, .. }))), "{leaked:?}");
+    }
+}
