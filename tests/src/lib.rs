@@ -6,6 +6,7 @@
 //! beside the code they test (`fsm`, `proto`, `sim`).
 
 pub mod authsrv;
+pub mod lab;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -147,7 +148,7 @@ fn gen_cert(dir: &Path) -> Result<()> {
 }
 
 /// Reads the `<name> ready on ADDR` line a daemon prints, bounded.
-fn ready_line(child: &mut Child, name: &str, stderr: &Path) -> Result<String> {
+pub(crate) fn ready_line(child: &mut Child, name: &str, stderr: &Path) -> Result<String> {
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
