@@ -26,5 +26,18 @@ echo "== cargo test"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$log"
+# The multi-host lab (tests/tests/lab.rs, docs/lab.md) needs root and network namespaces; its
+# tests pass by skipping where it cannot be built, so say which happened. Each lab test writes
+# `lab: ran ...`, `lab: FAILED ...` or `lab: skipped: ...` past the test harness's capture.
+# (Not anchored: with one test thread libtest prints `test NAME ... ` before the test runs.)
+ran=$(grep -c 'lab: ran ' "$log" || true)
+skipped=$(grep -o -m1 'lab: skipped: .*' "$log" || true)
+if [ "$ran" -gt 0 ]; then
+  echo "lab: ran $ran tests in network namespaces"
+elif [ -n "$skipped" ]; then
+  echo "lab: SKIPPED — ${skipped#lab: skipped: *: }"
+else
+  echo "lab: did not run"
+fi
 # cargo closes on the last crate's doc-tests (often none): print the whole suite's count last.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
