@@ -33,6 +33,19 @@ pub fn bin(name: &str) -> PathBuf {
         if let Some(tc) = option_env!("RUSTUP_TOOLCHAIN") {
             cmd.env("RUSTUP_TOOLCHAIN", tc);
         }
+        // Not the variables cargo set for this test process: a build script that watches one
+        // (ring's reruns when CARGO_MANIFEST_DIR changes) would rebuild it and all that depends
+        // on it here, and again at the next plain `cargo build` — every run.
+        for (var, _) in std::env::vars_os() {
+            let name = var.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE"]
+                    .contains(&name.as_ref())
+                || ["CARGO_TARGET_TMPDIR", "CARGO_BIN_NAME", "CARGO_RUSTC_CURRENT_DIR"].contains(&name.as_ref())
+            {
+                cmd.env_remove(&var);
+            }
+        }
         cmd.args(["build", "--quiet", "-p", "scistream-bins", "--bins"]);
         if release {
             cmd.arg("--release");
