@@ -22,9 +22,23 @@ if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
 fi
 
 echo "== cargo test"
-# The simulator's sweeps run 2,000 seeds of every shipped scenario (SIM_SEEDS overrides).
 log=$(mktemp)
-trap 'rm -f "$log"' EXIT
+# The multi-host lab (tests/tests/lab.rs, docs/lab.md) needs root and network namespaces; its
+# tests pass by skipping where it cannot be built, so say which happened: each lab test appends
+# `lab: ran ...`, `lab: FAILED ...` or `lab: skipped: TEST: WHY` to this file.
+SCISTREAM_LAB_REPORT=$(mktemp)
+export SCISTREAM_LAB_REPORT
+trap 'rm -f "$log" "$SCISTREAM_LAB_REPORT"' EXIT
+# The simulator's sweeps run 2,000 seeds of every shipped scenario (SIM_SEEDS overrides).
 cargo test --workspace --locked 2>&1 | tee "$log"
+ran=$(grep -c '^lab: ran ' "$SCISTREAM_LAB_REPORT" || true)
+skipped=$(grep -m1 '^lab: skipped: ' "$SCISTREAM_LAB_REPORT" || true)
+if [ "$ran" -gt 0 ]; then
+  echo "lab: ran $ran tests in network namespaces"
+elif [ -n "$skipped" ]; then
+  echo "lab: SKIPPED — ${skipped#lab: skipped: *: }"
+else
+  echo "lab: did not run"
+fi
 # cargo closes on the last crate's doc-tests (often none): print the whole suite's count last.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -6,6 +6,7 @@
 //! beside the code they test (`fsm`, `proto`, `sim`).
 
 pub mod authsrv;
+pub mod lab;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -31,6 +32,19 @@ pub fn bin(name: &str) -> PathBuf {
         // Run from outside cargo (a benchmark), rustup would pick a toolchain per crate folder.
         if let Some(tc) = option_env!("RUSTUP_TOOLCHAIN") {
             cmd.env("RUSTUP_TOOLCHAIN", tc);
+        }
+        // Not the variables cargo set for this test process: a build script that watches one
+        // (ring's reruns when CARGO_MANIFEST_DIR changes) would rebuild it and all that depends
+        // on it here, and again at the next plain `cargo build` — every run.
+        for (var, _) in std::env::vars_os() {
+            let name = var.to_string_lossy();
+            if name.starts_with("CARGO_PKG_")
+                || ["CARGO_MANIFEST_DIR", "CARGO_MANIFEST_PATH", "CARGO_CRATE_NAME", "CARGO_PRIMARY_PACKAGE"]
+                    .contains(&name.as_ref())
+                || ["CARGO_TARGET_TMPDIR", "CARGO_BIN_NAME", "CARGO_RUSTC_CURRENT_DIR"].contains(&name.as_ref())
+            {
+                cmd.env_remove(&var);
+            }
         }
         cmd.args(["build", "--quiet", "-p", "scistream-bins", "--bins"]);
         if release {
@@ -147,7 +161,7 @@ fn gen_cert(dir: &Path) -> Result<()> {
 }
 
 /// Reads the `<name> ready on ADDR` line a daemon prints, bounded.
-fn ready_line(child: &mut Child, name: &str, stderr: &Path) -> Result<String> {
+pub(crate) fn ready_line(child: &mut Child, name: &str, stderr: &Path) -> Result<String> {
     let stdout = child.stdout.take().expect("piped");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
