@@ -67,6 +67,50 @@ pub fn parse_range(text: &str) -> Result<RangeInclusive<u16>, String> {
     Ok(a..=b)
 }
 
+/// Runs a gateway daemon after its settings were read: logging at `verbose`, every file
+/// descriptor the kernel allows (each session listener is one), a tokio runtime for `serve`;
+/// exit status 0, or [`crate::EXIT_FAILED`] with the error on stderr and in the log.
+pub fn run_daemon<F>(name: &str, verbose: u8, serve: F) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    crate::init_logging(verbose);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("file descriptor limit {n}"),
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(serve) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::from(crate::EXIT_FAILED)
+        }
+    }
+}
+
+/// `gen-cert` as a daemon's subcommand: prints what it wrote, or the error (exit 1).
+pub fn gen_cert_command(
+    name: &str,
+    listener_ip: IpAddr,
+    hostnames: Vec<String>,
+    out_dir: &Path,
+    days: u32,
+    force: bool,
+) -> std::process::ExitCode {
+    match gen_cert(listener_ip, hostnames, out_dir, days, force) {
+        Ok(wrote) => {
+            println!("{wrote}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{name} gen-cert: {e}");
+            std::process::ExitCode::from(crate::EXIT_FAILED)
+        }
+    }
+}
+
 /// `gen-cert`: writes a self-signed certificate (server and client authentication) and its key
 /// into `out_dir`; prints what it wrote. Returns the error's text on failure.
 pub fn gen_cert(

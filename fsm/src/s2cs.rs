@@ -410,14 +410,7 @@ impl S2cs {
         if now.saturating_since(self.last_heard) >= t.link_silence {
             alphabet::fire(&mut self.machine, Event::DsSilent).ok();
             self.attachment += 1;
-            self.unconfirmed.clear();
-            for (uid, e) in &self.sessions {
-                if e.holds_resources() {
-                    out.push(Effect::ToSession { uid: *uid, input: session::Input::DsLost });
-                }
-            }
-            self.attach_attempts = 0;
-            self.send_attach(now, out);
+            self.lose_data_server(now, out);
             return;
         }
         let msg = Msg::Attach { epoch: self.epoch, attachment: self.attachment, keep: Vec::new() };
@@ -434,6 +427,19 @@ impl S2cs {
         let t = &self.cfg.timing;
         let next = if self.misses == 0 { t.link_heartbeat } else { self.backoff(self.misses) };
         out.push(Effect::SetTimer { key: TimerKey { uid: None, kind: TimerKind::Heartbeat }, at: now + next });
+    }
+
+    /// What its data server held is gone (it restarted, or is taken for lost): every live
+    /// session fails, nothing recovered is kept, and the core attaches again.
+    pub(super) fn lose_data_server(&mut self, now: Instant, out: &mut Outbox) {
+        self.unconfirmed.clear();
+        for (uid, e) in &self.sessions {
+            if e.holds_resources() {
+                out.push(Effect::ToSession { uid: *uid, input: session::Input::DsLost });
+            }
+        }
+        self.attach_attempts = 0;
+        self.send_attach(now, out);
     }
 
     fn send_attach(&mut self, now: Instant, out: &mut Outbox) {

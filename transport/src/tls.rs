@@ -108,6 +108,17 @@ pub enum TlsError {
 /// private key (PKCS#8, PKCS#1 or SEC1): TLS 1.3 only, ALPN `h2`, no client certificates, the
 /// `ring` provider.
 pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    build_server(cert_pem, key_pem, provider, Arc::new(rustls::server::NoClientAuth))
+}
+
+/// TLS 1.3 only, ALPN `h2`, `verifier` for clients, the certificate chain and key from PEM.
+fn build_server(
+    cert_pem: &Path,
+    key_pem: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    verifier: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
     let certs = certs_from_pem(cert_pem, &read(cert_pem)?)?;
     let key = key_from_pem(key_pem, &read(key_pem)?)?;
     let refused = |source: rustls::Error| match source {
@@ -116,10 +127,10 @@ pub fn server_config(cert_pem: &Path, key_pem: &Path) -> Result<Arc<rustls::Serv
         }
         source => TlsError::Refused { cert: cert_pem.to_owned(), key: key_pem.to_owned(), source },
     };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(refused)?
-        .with_no_client_auth()
+        .with_client_cert_verifier(verifier)
         .with_single_cert(certs, key)
         .map_err(refused)?;
     cfg.alpn_protocols = vec![b"h2".to_vec()];
@@ -139,22 +150,7 @@ pub fn mutual_server_config(
     let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(roots, provider.clone())
         .build()
         .map_err(|e| TlsError::Trust { path: trust[0].clone(), reason: e.to_string() })?;
-    let certs = certs_from_pem(cert_pem, &read(cert_pem)?)?;
-    let key = key_from_pem(key_pem, &read(key_pem)?)?;
-    let refused = |source: rustls::Error| match source {
-        rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch) => {
-            TlsError::KeyMismatch { cert: cert_pem.to_owned(), key: key_pem.to_owned() }
-        }
-        source => TlsError::Refused { cert: cert_pem.to_owned(), key: key_pem.to_owned(), source },
-    };
-    let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(refused)?
-        .with_client_cert_verifier(verifier)
-        .with_single_cert(certs, key)
-        .map_err(refused)?;
-    cfg.alpn_protocols = vec![b"h2".to_vec()];
-    Ok(Arc::new(cfg))
+    build_server(cert_pem, key_pem, provider, verifier)
 }
 
 /// The trust anchors of every certificate in the `trust` files (at least one file).

@@ -13,7 +13,7 @@ use clap::{Args, Parser, Subcommand};
 use ractor::Actor;
 use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
 use scistream_bins::gateway::{self, Sides, parse_range};
-use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
+use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
 use scistream_identity::{self as oauth, introspect::IntrospectAuth, introspect::IntrospectConfig};
@@ -350,16 +350,7 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
-        return match gateway::gen_cert(listener_ip, hostname, &out_dir, days, force) {
-            Ok(wrote) => {
-                println!("{wrote}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("s2cs gen-cert: {e}");
-                ExitCode::from(EXIT_FAILED)
-            }
-        };
+        return gateway::gen_cert_command("s2cs", listener_ip, hostname, &out_dir, days, force);
     }
     let s = match settings(cli.run) {
         Ok(s) => s,
@@ -368,21 +359,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(s.verbose);
-    // Every session listener is a file descriptor: take all the kernel allows this process.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!("file descriptor limit {n}"),
-        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
-    }
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match rt.block_on(serve(s)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("s2cs: {e:#}");
-            ExitCode::from(EXIT_FAILED)
-        }
-    }
+    gateway::run_daemon("s2cs", s.verbose, serve(s))
 }
 
 async fn serve(s: Settings) -> Result<()> {

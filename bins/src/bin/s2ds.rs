@@ -14,7 +14,7 @@ use ractor::Actor;
 use scistream_actors::s2ds::TrafficBook;
 use scistream_actors::{S2dsActor, S2dsArgs, S2dsMsg};
 use scistream_bins::gateway::{self, Sides, parse_range};
-use scistream_bins::{EXIT_FAILED, EXIT_USAGE, init_logging, shutdown_signal};
+use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Role, s2ds};
 use scistream_proto::Limits;
@@ -161,16 +161,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
-        return match gateway::gen_cert(listener_ip, hostname, &out_dir, days, force) {
-            Ok(wrote) => {
-                println!("{wrote}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("s2ds gen-cert: {e}");
-                ExitCode::from(EXIT_FAILED)
-            }
-        };
+        return gateway::gen_cert_command("s2ds", listener_ip, hostname, &out_dir, days, force);
     }
     let s = match settings(cli.run) {
         Ok(s) => s,
@@ -179,21 +170,7 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    init_logging(s.verbose);
-    // Every session listener is a file descriptor: take all the kernel allows this process.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!("file descriptor limit {n}"),
-        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
-    }
-    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-    match rt.block_on(serve(s)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("s2ds: {e:#}");
-            ExitCode::from(EXIT_FAILED)
-        }
-    }
+    gateway::run_daemon("s2ds", s.verbose, serve(s))
 }
 
 async fn serve(s: Settings) -> Result<()> {

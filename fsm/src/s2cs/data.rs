@@ -80,16 +80,8 @@ impl S2cs {
         alphabet::fire(&mut self.machine, Event::DsBoot)?;
         self.ds_inc = Some(inc);
         self.last_heard = now;
-        // A new incarnation holds nothing of what was recovered either.
-        self.unconfirmed.clear();
-        // The old incarnation's ports and bridges died with it.
-        for (uid, e) in &self.sessions {
-            if e.holds_resources() {
-                out.push(Effect::ToSession { uid: *uid, input: session::Input::DsLost });
-            }
-        }
-        self.attach_attempts = 0;
-        self.send_attach(now, out);
+        // The old incarnation's ports and bridges died with it, the recovered ones too.
+        self.lose_data_server(now, out);
         Ok(())
     }
 }
