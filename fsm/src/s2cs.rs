@@ -422,6 +422,13 @@ impl S2cs {
         self.arm_heartbeat(now, out);
     }
 
+    /// Starts watching the data server again after a time without sessions: the silence is
+    /// counted from now, not from the last answer before the idle time.
+    pub(super) fn start_heartbeat(&mut self, now: Instant, out: &mut Outbox) {
+        (self.last_heard, self.last_ping, self.misses) = (now, now, 0);
+        self.arm_heartbeat(now, out);
+    }
+
     pub(super) fn arm_heartbeat(&mut self, now: Instant, out: &mut Outbox) {
         self.beating = true;
         let t = &self.cfg.timing;

@@ -101,7 +101,7 @@ impl S2cs {
         self.sessions.insert(uid, Entry { owner: caller, params, key, creds: None, summary: Summary::default() });
         out.push(Effect::Spawn(Box::new(Session::new(setup))));
         if !self.beating {
-            self.arm_heartbeat(now, out);
+            self.start_heartbeat(now, out);
         }
         out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
         Ok(())

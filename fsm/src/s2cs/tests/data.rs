@@ -345,3 +345,18 @@ fn a_silent_data_server_is_asked_then_taken_for_lost_and_its_sessions_fail() {
     accept(&mut cs, at(40_020), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 2, inc: INC, held: vec![] }));
     assert_eq!(cs.state(), State::Serving);
 }
+
+#[test]
+fn a_session_after_a_long_idle_time_is_not_failed_for_the_silence_nobody_asked_about() {
+    let mut cs = serving();
+    // Nothing held: the heartbeat stops.
+    let out = accept(&mut cs, at(10_001), Input::Timer(heartbeat_key()));
+    assert!(sent(&out).is_empty() && timer_at(&out, heartbeat_key()).is_none(), "{out:?}");
+    // Ten minutes later a session comes: the data server is asked, not taken for lost.
+    let out = accept(&mut cs, at(600_000), req(1, 1));
+    assert_eq!(timer_at(&out, heartbeat_key()), Some(at(610_000)));
+    let out = accept(&mut cs, at(610_000), Input::Timer(heartbeat_key()));
+    assert_eq!(cs.state(), State::Serving);
+    assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
+    assert_eq!(state(&cs, 1), S::Reserving);
+}
