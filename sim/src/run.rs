@@ -28,6 +28,8 @@ pub struct Report {
     pub reached: BTreeMap<Reach, u64>,
     /// Marks the scenario requires ("sometimes") that no run reached.
     pub unreached: Vec<Reach>,
+    /// Marks the scenario forbids ("never") that some run reached, with how many runs did.
+    pub forbidden: Vec<(Reach, u64)>,
     /// The defect run, if any.
     pub defect: Defect,
 }
@@ -35,7 +37,7 @@ pub struct Report {
 impl Report {
     /// Whether every property held and every required mark was reached.
     pub fn passed(&self) -> bool {
-        self.failures.is_empty() && self.unreached.is_empty()
+        self.failures.is_empty() && self.unreached.is_empty() && self.forbidden.is_empty()
     }
 
     /// The first failing seed, if any.
@@ -91,6 +93,9 @@ impl Report {
                 let _ = writeln!(s, "  sometimes  {:<26} {verdict} in {runs} runs", mark.name());
             }
         }
+        for (mark, runs) in &self.forbidden {
+            let _ = writeln!(s, "  never      {:<26} FAIL (forbidden) in {runs} runs", mark.name());
+        }
         s
     }
 }
@@ -120,6 +125,7 @@ pub fn run_seeds(name: &str, sc: &Scenario, seeds: Range<u64>, defect: Defect, j
         failures: BTreeMap::new(),
         reached: BTreeMap::new(),
         unreached: Vec::new(),
+        forbidden: Vec::new(),
         defect,
     };
     for p in parts {
@@ -137,6 +143,12 @@ pub fn run_seeds(name: &str, sc: &Scenario, seeds: Range<u64>, defect: Defect, j
         }
     }
     report.unreached = sometimes(sc).into_iter().filter(|m| !report.reached.contains_key(m)).collect();
+    report.forbidden = sc
+        .never
+        .iter()
+        .filter_map(|n| Reach::from_name(n))
+        .filter_map(|m| report.reached.get(&m).map(|runs| (m, *runs)))
+        .collect();
     report.elapsed = started.elapsed();
     report
 }

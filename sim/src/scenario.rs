@@ -63,6 +63,9 @@ pub struct Scenario {
     /// Reachability the runs must show at least once (see `Reach`).
     #[serde(default)]
     pub sometimes: Vec<String>,
+    /// Reachability no run may show (a fault-free scenario's sessions never fail, say).
+    #[serde(default)]
+    pub never: Vec<String>,
 }
 
 /// How the network orders and repeats messages.
@@ -403,7 +406,7 @@ impl Scenario {
                 return bad(format!("partition names unknown node or kind {n:?}"));
             }
         }
-        for r in &self.sometimes {
+        for r in self.sometimes.iter().chain(&self.never) {
             if crate::check::Reach::from_name(r).is_none() {
                 return bad(format!("unknown reachability {r:?}; known: {}", crate::check::Reach::names()));
             }

@@ -93,6 +93,18 @@ fn a_message_the_wire_refuses_is_caught_by_the_round_trip_check() {
 }
 
 #[test]
+fn a_mark_a_scenario_forbids_fails_the_batch() {
+    let text = "name = \"never-established\"\ndescription = \"x\"\nsessions = 2\nnever = [\"established\"]\n";
+    let sc = Scenario::parse("never-established", text).expect("parses");
+    let report = run::run_seeds("never-established", &sc, 0..5, Defect::None, 1);
+    assert!(!report.passed(), "{}", report.render(&[]));
+    assert_eq!(report.forbidden.first().map(|(m, _)| *m), Some(scistream_sim::check::Reach::Established));
+    assert!(report.render(&[]).contains("never      established"), "{}", report.render(&[]));
+    // The shipped fault-free scenario forbids every failure: its sweep would catch a spurious one.
+    assert!(Scenario::load("happy").expect("parses").never.iter().any(|m| m == "failed-aborted"));
+}
+
+#[test]
 fn same_seed_gives_the_same_trace() {
     let sc = Scenario::load("headline").expect("parses");
     for seed in [0, 7, 123_456] {
