@@ -234,6 +234,10 @@ fn real_main() -> Result<bool> {
                 );
             } else if !report.unreached.is_empty() {
                 println!("FAILED: required reachability never seen; the runs are vacuous");
+            } else if !report.forbidden.is_empty() {
+                println!(
+                    "FAILED: the scenario forbids a mark some runs reached (`sim replay --trace` a seed to see it)"
+                );
             } else {
                 println!("PASSED");
             }

@@ -333,6 +333,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("crash-app", include_str!("../scenarios/crash-app.toml")),
     ("partition-during-setup", include_str!("../scenarios/partition-during-setup.toml")),
     ("data-server-unreachable", include_str!("../scenarios/data-server-unreachable.toml")),
+    ("sparse", include_str!("../scenarios/sparse.toml")),
     ("100-sessions", include_str!("../scenarios/100-sessions.toml")),
     ("release-during-setup", include_str!("../scenarios/release-during-setup.toml")),
     ("hello-never", include_str!("../scenarios/hello-never.toml")),

@@ -50,6 +50,7 @@ sweeps! {
     crash_app_holds_every_property => "crash-app",
     partition_during_setup_holds_every_property => "partition-during-setup",
     data_server_unreachable_holds_every_property => "data-server-unreachable",
+    sparse_holds_every_property => "sparse",
     hundred_sessions_hold_every_property => "100-sessions",
     release_during_setup_holds_every_property => "release-during-setup",
     hello_never_holds_every_property => "hello-never",
