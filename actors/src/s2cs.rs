@@ -17,6 +17,7 @@ use scistream_fsm::alphabet::Alphabet;
 use scistream_fsm::s2cs::Record;
 use scistream_fsm::{Effect, Faces, Msg, Peer, TimerKey, Uid, s2cs, s2ds, session};
 use scistream_proto::Limits;
+use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, LinkTls, NodeLink, TrafficSeen};
 use scistream_transport::server::{Backend, Call, Query, SessionView};
 use scistream_transport::store::SessionStore;
@@ -220,8 +221,8 @@ impl S2csActor {
         let book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
         let node = st.node_traffic.lock().unwrap_or_else(|e| e.into_inner());
         let traffic = |uid: &Uid| {
-            let local = book.get(uid).map(|c| traffic_of(&c.snapshot()));
-            local.or_else(|| node.get(uid).map(traffic_of)).unwrap_or_default()
+            let local = book.get(uid).map(|c| SessionTraffic::from(&c.snapshot()));
+            local.or_else(|| node.get(uid).copied()).unwrap_or_default()
         };
         let core = st.driver.core();
         match query {
@@ -240,19 +241,7 @@ impl S2csActor {
     }
 }
 
-fn traffic_of(t: &scistream_transport::relay::Traffic) -> scistream_proto::convert::SessionTraffic {
-    scistream_proto::convert::SessionTraffic {
-        bytes_in: t.bytes_in,
-        bytes_out: t.bytes_out,
-        open: t.open,
-        total: t.total,
-        refused: t.refused,
-        rate_in: t.rate_in,
-        rate_out: t.rate_out,
-    }
-}
-
-fn view(v: &s2cs::View, traffic: scistream_proto::convert::SessionTraffic) -> SessionView {
+fn view(v: &s2cs::View, traffic: SessionTraffic) -> SessionView {
     let s = &v.summary;
     SessionView {
         uid: v.uid,

@@ -19,9 +19,10 @@ pub use field::{
 };
 pub use rpc::{
     HelloArgs, Listeners, ReqArgs, SessionStatus, SessionTraffic, UpdateArgs, app_response_from_wire,
-    app_response_to_wire, hello_from_wire, hello_to_wire, release_from_wire, release_to_wire, req_listeners_from_wire,
-    req_listeners_to_wire, request_from_wire, request_to_wire, response_from_wire, response_to_wire,
-    session_status_from_wire, session_status_to_wire, update_from_wire, update_to_wire,
+    app_response_to_wire, hello_from_wire, hello_to_wire, node_traffic_from_wire, node_traffic_to_wire,
+    release_from_wire, release_to_wire, req_listeners_from_wire, req_listeners_to_wire, request_from_wire,
+    request_to_wire, response_from_wire, response_to_wire, session_status_from_wire, session_status_to_wire,
+    update_from_wire, update_to_wire,
 };
 pub use status::{error_code_from_status, status_code};
 

@@ -11,9 +11,9 @@ use scistream_sim::run::{self, Report};
 use scistream_sim::scenario::{BUILTIN, FaultRule, Scenario};
 use scistream_sim::world::{self, Defect, Options};
 
-/// A run allocates and frees a few hundred small messages per seed; mimalloc's thread-local
-/// free lists take about a fifth off the simulator's time against glibc's malloc
-/// (docs/simulation.md, "Speed").
+/// A run allocates and frees a few hundred small messages per seed: glibc's malloc and free
+/// were a fifth of the simulator's instructions (callgrind, docs/simulation.md), which
+/// mimalloc's thread-local free lists cut.
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

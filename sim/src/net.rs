@@ -110,23 +110,6 @@ pub struct Copies {
     pub again: Option<(Instant, bool)>,
 }
 
-impl Copies {
-    /// How many copies arrive.
-    pub fn len(&self) -> usize {
-        1 + usize::from(self.again.is_some())
-    }
-
-    /// Never empty: a delivered message arrives at least once.
-    pub fn is_empty(&self) -> bool {
-        false
-    }
-
-    /// Each copy in the order the network made them.
-    pub fn iter(&self) -> impl Iterator<Item = (Instant, bool)> {
-        std::iter::once(self.first).chain(self.again)
-    }
-}
-
 /// The network of one run.
 #[derive(Debug)]
 pub struct Network {

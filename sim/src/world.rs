@@ -541,12 +541,12 @@ impl<'a> World<'a> {
         match self.net.send(&mut self.rng, self.now, from, to, &msg) {
             Fate::Lost(why) => self.note(|| format!("{from} -> {to} {} LOST ({why})", msg.name())),
             Fate::Delivered(copies) => {
-                let mut msg = Some(msg);
-                let n = copies.len();
-                for (k, (at, corrupt)) in copies.iter().enumerate() {
-                    // The last copy takes the message itself.
-                    let m = if k + 1 == n { msg.take() } else { msg.clone() };
-                    let Some(m) = m else { break };
+                // The first copy of a duplicated message is a clone; the last takes the message.
+                let (first, again) = match copies.again {
+                    Some(again) => ((copies.first, msg.clone()), Some((again, msg))),
+                    None => ((copies.first, msg), None),
+                };
+                for ((at, corrupt), m) in std::iter::once(first).chain(again) {
                     let wire = if corrupt {
                         let mut frame = net::frame(&m);
                         net::corrupt(&mut self.rng, &mut frame);

@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc::Receiver;
 use std::sync::{Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
@@ -111,24 +111,16 @@ impl Host {
 /// (the lab's commands print little: a pipe's buffer holds all of it).
 pub fn bounded<S: AsRef<OsStr>>(program: impl AsRef<OsStr>, args: &[S], limit: Duration) -> Result<Output> {
     let program = program.as_ref();
-    let mut child = Command::new(program)
+    let child = Command::new(program)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .with_context(|| format!("starting {}", program.to_string_lossy()))?;
-    let start = Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(child.wait_with_output()?);
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("{} ran longer than {limit:?}", describe(program, args));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    match crate::wait_within(child, limit)? {
+        Ok(out) => Ok(out),
+        Err(_) => bail!("{} ran longer than {limit:?}", describe(program, args)),
     }
 }
 
@@ -459,18 +451,10 @@ impl NsChild {
 
     /// Waits (bounded) for it to finish; its stdout unread so far and its exit status.
     pub fn wait(mut self, limit: Duration) -> Result<Output> {
-        let mut child = self.child.take().context("not running")?;
-        let start = Instant::now();
-        loop {
-            if child.try_wait()?.is_some() {
-                return Ok(child.wait_with_output()?);
-            }
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("ran longer than {limit:?}; stderr: {}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let child = self.child.take().context("not running")?;
+        match crate::wait_within(child, limit)? {
+            Ok(out) => Ok(out),
+            Err(_) => bail!("ran longer than {limit:?}; stderr: {}", self.log()),
         }
     }
 

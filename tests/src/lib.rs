@@ -420,19 +420,27 @@ impl Background {
 
     /// Waits (bounded) for it to finish.
     pub fn wait(mut self, limit: Duration) -> Result<Output> {
-        let mut child = self.0.take().expect("running");
-        let start = std::time::Instant::now();
-        loop {
-            if child.try_wait()?.is_some() {
-                return Ok(child.wait_with_output()?);
-            }
-            if start.elapsed() > limit {
-                let _ = child.kill();
-                let out = child.wait_with_output()?;
-                bail!("ran longer than {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr));
-            }
-            std::thread::sleep(Duration::from_millis(5));
+        let child = self.0.take().expect("running");
+        match wait_within(child, limit)? {
+            Ok(out) => Ok(out),
+            Err(out) => bail!("ran longer than {limit:?}; stderr: {}", String::from_utf8_lossy(&out.stderr)),
         }
+    }
+}
+
+/// Waits for `child` at most `limit`, polling: `Ok(output)` once it exits, `Err(output)` (what
+/// it wrote until then) when it had to be killed.
+pub fn wait_within(mut child: Child, limit: Duration) -> Result<Result<Output, Output>> {
+    let start = std::time::Instant::now();
+    loop {
+        if child.try_wait()?.is_some() {
+            return Ok(Ok(child.wait_with_output()?));
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            return Ok(Err(child.wait_with_output()?));
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
@@ -542,6 +550,40 @@ pub fn listening(port: u16) -> bool {
         Ok(_) => true,
         Err(e) => !matches!(e.kind(), std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::TimedOut),
     }
+}
+
+/// One whole two-facility setup as `s2uc request` and `appctrl` make it (REQ at both, the
+/// producer's Hello retried until the REQ is there, UpdateTargets at both), left established;
+/// returns how long it took. The producer's listener is `127.0.0.1:prod_port`.
+pub async fn establish(
+    p: &scistream_transport::client::ControlClient,
+    c: &scistream_transport::client::ControlClient,
+    uid: scistream_fsm::Uid,
+    prod_port: u16,
+) -> Result<Duration> {
+    use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role};
+    use scistream_transport::client::CallError;
+    let (key, creds) = (AppKey(*uuid::Uuid::new_v4().as_bytes()), Credentials([7; 32]));
+    let prod = vec![Addr::new("127.0.0.1", prod_port)];
+    let t = std::time::Instant::now();
+    let hello = async {
+        loop {
+            match p.hello(uid, Role::Prod, &prod, Some(key)).await {
+                Err(CallError::Status { code: ErrorCode::NotFound, .. }) => tokio::task::yield_now().await,
+                other => return other,
+            }
+        }
+    };
+    let (pl, cl, h) =
+        tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
+    let (pl, _cl, _h) = (pl?, cl?, h?);
+    let (a, b) = tokio::join!(
+        p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds)),
+        c.update(uid, Role::Cons, &pl.listeners, Some(creds))
+    );
+    a?;
+    b?;
+    Ok(t.elapsed())
 }
 
 /// Resident memory of process `pid` in MB (NaN when it cannot be read).

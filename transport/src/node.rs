@@ -18,6 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use scistream_fsm::{Msg, Uid};
+use scistream_proto::convert::{SessionTraffic, node_traffic_from_wire, node_traffic_to_wire};
 use scistream_proto::envelope::{from_pb, to_pb};
 use scistream_proto::pb::data_server_client::DataServerClient;
 use scistream_proto::pb::data_server_server::{DataServer, DataServerServer};
@@ -28,7 +29,6 @@ use tokio_stream::wrappers::ReceiverStream;
 use tokio_stream::{Stream, StreamExt};
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::relay::Traffic;
 use crate::tls;
 
 /// Messages queued towards the other end before the sender sees the link as congested.
@@ -44,10 +44,10 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 pub type Inbound = Arc<dyn Fn(Msg) -> bool + Send + Sync>;
 
 /// A node's sessions and their traffic, read when a control server asks.
-pub type TrafficSource = Arc<dyn Fn() -> Vec<(Uid, Traffic)> + Send + Sync>;
+pub type TrafficSource = Arc<dyn Fn() -> Vec<(Uid, SessionTraffic)> + Send + Sync>;
 
 /// What a control server last heard of its node's traffic, per session.
-pub type TrafficSeen = Arc<Mutex<BTreeMap<Uid, Traffic>>>;
+pub type TrafficSeen = Arc<Mutex<BTreeMap<Uid, SessionTraffic>>>;
 
 /// How often a control server asks its node for its sessions' traffic.
 const TRAFFIC_EVERY: Duration = Duration::from_secs(1);
@@ -168,43 +168,14 @@ impl DataServer for NodeService {
     }
 
     async fn traffic(&self, _: Request<pb::TrafficRequest>) -> Result<Response<pb::TrafficReply>, Status> {
-        let sessions = (self.traffic)()
-            .into_iter()
-            .map(|(uid, t)| pb::NodeTraffic {
-                uid: scistream_proto::convert::field::uid_to_wire(uid),
-                bytes_in: t.bytes_in,
-                bytes_out: t.bytes_out,
-                open: t.open,
-                total: t.total,
-                refused: t.refused,
-                rate_in: t.rate_in,
-                rate_out: t.rate_out,
-            })
-            .collect();
+        let sessions = (self.traffic)().iter().map(|(uid, t)| node_traffic_to_wire(*uid, t)).collect();
         Ok(Response::new(pb::TrafficReply { sessions }))
     }
 }
 
-/// The counters of a traffic reply, each session's uid checked; the rest is dropped.
-fn traffic_of(reply: pb::TrafficReply) -> BTreeMap<Uid, Traffic> {
-    reply
-        .sessions
-        .into_iter()
-        .filter_map(|t| {
-            let uid = scistream_proto::convert::field::uid_from_wire(&t.uid).ok()?;
-            let traffic = Traffic {
-                bytes_in: t.bytes_in,
-                bytes_out: t.bytes_out,
-                open: t.open,
-                total: t.total,
-                failed: 0,
-                refused: t.refused,
-                rate_in: t.rate_in,
-                rate_out: t.rate_out,
-            };
-            Some((uid, traffic))
-        })
-        .collect()
+/// The counters of a traffic reply; an entry whose uid does not parse is dropped.
+fn traffic_of(reply: &pb::TrafficReply) -> BTreeMap<Uid, SessionTraffic> {
+    reply.sessions.iter().filter_map(|t| node_traffic_from_wire(t).ok()).collect()
 }
 
 /// How a control server authenticates to its nodes and which nodes it trusts.
@@ -333,9 +304,7 @@ async fn link_once(
                 match tokio::time::timeout(CONNECT_TIMEOUT, client.traffic(pb::TrafficRequest {})).await {
                     // Merged: a released session's last counters stay until the control
                     // server forgets the session.
-                    Ok(Ok(reply)) => {
-                        seen.lock().unwrap_or_else(|e| e.into_inner()).extend(traffic_of(reply.into_inner()))
-                    }
+                    Ok(Ok(reply)) => seen.lock().unwrap_or_else(|e| e.into_inner()).extend(traffic_of(reply.get_ref())),
                     Ok(Err(status)) => tracing::debug!(node = %addr, "traffic not read: {}", status.message()),
                     Err(_) => tracing::debug!(node = %addr, "traffic not read within {CONNECT_TIMEOUT:?}"),
                 }

@@ -72,6 +72,21 @@ pub struct Traffic {
     pub rate_out: u64,
 }
 
+impl From<&Traffic> for scistream_proto::convert::SessionTraffic {
+    /// What status and list show of a session's counters (its failed connections are logged).
+    fn from(t: &Traffic) -> Self {
+        Self {
+            bytes_in: t.bytes_in,
+            bytes_out: t.bytes_out,
+            open: t.open,
+            total: t.total,
+            refused: t.refused,
+            rate_in: t.rate_in,
+            rate_out: t.rate_out,
+        }
+    }
+}
+
 impl Counters {
     /// The current values.
     pub fn snapshot(&self) -> Traffic {

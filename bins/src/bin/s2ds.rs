@@ -18,6 +18,7 @@ use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Role, s2ds};
 use scistream_proto::Limits;
+use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, NodeService, TrafficSource, Uplink};
 use scistream_transport::tls;
 use serde::Deserialize;
@@ -188,7 +189,7 @@ async fn serve(s: Settings) -> Result<()> {
     let counters = book.clone();
     let traffic: TrafficSource = Arc::new(move || {
         let book = counters.lock().unwrap_or_else(|e| e.into_inner());
-        book.iter().map(|(uid, c)| (*uid, c.snapshot())).collect()
+        book.iter().map(|(uid, c)| (*uid, SessionTraffic::from(&c.snapshot()))).collect()
     });
     let args = S2dsArgs {
         cfg: s2ds::Config {

@@ -211,6 +211,34 @@ pub struct SessionTraffic {
     pub rate_out: u64,
 }
 
+/// One session's counters as a data server node reports them (`DataServer.Traffic`).
+pub fn node_traffic_to_wire(uid: Uid, t: &SessionTraffic) -> pb::NodeTraffic {
+    pb::NodeTraffic {
+        uid: super::field::uid_to_wire(uid),
+        bytes_in: t.bytes_in,
+        bytes_out: t.bytes_out,
+        open: t.open,
+        total: t.total,
+        refused: t.refused,
+        rate_in: t.rate_in,
+        rate_out: t.rate_out,
+    }
+}
+
+/// A node's report of one session's counters, its uid checked.
+pub fn node_traffic_from_wire(t: &pb::NodeTraffic) -> Result<(Uid, SessionTraffic), WireError> {
+    let traffic = SessionTraffic {
+        bytes_in: t.bytes_in,
+        bytes_out: t.bytes_out,
+        open: t.open,
+        total: t.total,
+        refused: t.refused,
+        rate_in: t.rate_in,
+        rate_out: t.rate_out,
+    };
+    Ok((super::field::uid_from_wire(&t.uid)?, traffic))
+}
+
 /// A session status on the wire.
 pub fn session_status_to_wire(s: &SessionStatus) -> pb::SessionStatus {
     pb::SessionStatus {

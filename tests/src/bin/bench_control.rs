@@ -7,9 +7,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_fsm::{Addr, AppKey, Credentials, Role, Uid};
 use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, rss_mb, trust};
-use scistream_transport::client::{CallError, ControlClient};
+use scistream_transport::client::ControlClient;
 
 struct Opts {
     setups: usize,
@@ -72,31 +72,10 @@ async fn auth_latency(dir: &std::path::Path, ttl: &str, n: usize) -> Result<(Dur
     Ok((pct(&lat, 0.5), pct(&lat, 0.99), auth.introspections() - before))
 }
 
-/// One whole two-facility setup (REQ×2, Hello, UpdateTargets×2), as `s2uc request` and
-/// `appctrl` do it, then its release (not timed).
+/// One whole two-facility setup ([`scistream_tests::establish`]), then its release (not timed).
 async fn setup(p: &ControlClient, c: &ControlClient, n: u16) -> Result<Duration> {
     let uid = Uid(uuid::Uuid::new_v4());
-    let (key, creds) = (AppKey(rand_bytes()), Credentials([7; 32]));
-    let prod = vec![Addr::new("127.0.0.1", 7000 + n % 1000)];
-    let t = Instant::now();
-    let hello = async {
-        loop {
-            match p.hello(uid, Role::Prod, &prod, Some(key)).await {
-                Err(CallError::Status { code: ErrorCode::NotFound, .. }) => tokio::task::yield_now().await,
-                other => return other,
-            }
-        }
-    };
-    let (pl, cl, h) =
-        tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
-    let (pl, _cl, _h) = (pl?, cl?, h?);
-    let (a, b) = tokio::join!(
-        p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds)),
-        c.update(uid, Role::Cons, &pl.listeners, Some(creds))
-    );
-    a?;
-    b?;
-    let took = t.elapsed();
+    let took = scistream_tests::establish(p, c, uid, 7000 + n % 1000).await?;
     let (a, b) = tokio::join!(p.release(uid), c.release(uid));
     a?;
     b?;

@@ -13,9 +13,9 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_fsm::Uid;
 use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, rss_mb};
-use scistream_transport::client::{CallError, ControlClient};
+use scistream_transport::client::ControlClient;
 
 struct Opts {
     setups: usize,
@@ -40,34 +40,9 @@ async fn client(server: &Server) -> Result<ControlClient> {
     scistream_tests::connect_as(server, None, Duration::from_secs(30)).await
 }
 
-/// One whole two-facility setup, left established; returns how long it took.
-async fn establish(p: &ControlClient, c: &ControlClient, uid: Uid) -> Result<Duration> {
-    let (key, creds) = (AppKey(*uuid::Uuid::new_v4().as_bytes()), Credentials([7; 32]));
-    let prod = vec![Addr::new("127.0.0.1", 7000)];
-    let t = Instant::now();
-    let hello = async {
-        loop {
-            match p.hello(uid, Role::Prod, &prod, Some(key)).await {
-                Err(CallError::Status { code: ErrorCode::NotFound, .. }) => tokio::task::yield_now().await,
-                other => return other,
-            }
-        }
-    };
-    let (pl, cl, h) =
-        tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
-    let (pl, _cl, _h) = (pl?, cl?, h?);
-    let (a, b) = tokio::join!(
-        p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds)),
-        c.update(uid, Role::Cons, &pl.listeners, Some(creds))
-    );
-    a?;
-    b?;
-    Ok(t.elapsed())
-}
-
 async fn setup_and_release(p: &ControlClient, c: &ControlClient) -> Result<Duration> {
     let uid = Uid(uuid::Uuid::new_v4());
-    let took = establish(p, c, uid).await?;
+    let took = scistream_tests::establish(p, c, uid, 7000).await?;
     let (a, b) = tokio::join!(p.release(uid), c.release(uid));
     a?;
     b?;
@@ -154,7 +129,7 @@ async fn main() -> Result<()> {
         let mut set = tokio::task::JoinSet::new();
         for u in chunk {
             let (p, c, u) = (p.clone(), c.clone(), *u);
-            set.spawn(async move { establish(&p, &c, u).await });
+            set.spawn(async move { scistream_tests::establish(&p, &c, u, 7000).await });
         }
         while let Some(r) = set.join_next().await {
             r??;
