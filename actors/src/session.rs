@@ -61,7 +61,12 @@ pub struct SessionActor;
 
 impl SessionActor {
     fn step(myself: &ActorRef<SessionMsg>, st: &mut SessionState, input: session::Input) {
-        for eff in st.driver.step(myself, input) {
+        let mut out = st.driver.step(myself, input);
+        // Reports go up before any answer goes out: a caller who hears the answer and then asks
+        // for the status (through the control server's mailbox, behind the report) sees the
+        // state the answer told it.
+        out.sort_by_key(|e| !matches!(e, Effect::Report { .. }));
+        for eff in out {
             match eff {
                 Effect::Send { to: Peer::DataServer(_), msg } => (st.up)(Upward::ToDs(msg)),
                 Effect::Send { to, msg } => {
