@@ -1,8 +1,10 @@
-//! The S2CS actor: hosts the control server's core (admission, ownership, the registry of
-//! sessions), supervises one [`SessionActor`] per session (hosting that session's core), and
-//! reaches its data server: an embedded one, which it restarts under a new incarnation if it
-//! dies, or a node on the facility's LAN through a [`NodeLink`] (mutual TLS), which redials
-//! by itself.
+//! The S2CS actor: hosts the control server's core (admission, placement, ownership, the
+//! registry of sessions), supervises one [`SessionActor`] per session (hosting that session's
+//! core), and reaches its data servers: an embedded one, which it restarts under a new
+//! incarnation if it dies, or one or more nodes on the facility's LAN, each through a
+//! [`NodeLink`] (mutual TLS) that redials by itself. The core numbers the nodes ([`Node`]) in
+//! the order they were given; the actor names them by address (`embedded` for the embedded
+//! one) for the store and for status.
 //!
 //! It decides nothing: a gRPC call becomes the core's input; the core's effects are carried
 //! out — an ERROR to the caller, a message for the data server, a session spawned, fed or
@@ -15,7 +17,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use scistream_fsm::alphabet::Alphabet;
 use scistream_fsm::s2cs::Record;
-use scistream_fsm::{Effect, Faces, Msg, Peer, TimerKey, Uid, s2cs, s2ds, session};
+use scistream_fsm::{Effect, Faces, Msg, Node, Peer, TimerKey, Uid, s2cs, s2ds, session};
 use scistream_proto::Limits;
 use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, LinkTls, NodeLink, TrafficSeen};
@@ -34,8 +36,8 @@ pub enum S2csMsg {
     Call(Call),
     /// A gRPC query.
     Query(Query),
-    /// A message from the data server.
-    FromDs(Msg),
+    /// A message from a data-server node.
+    FromDs(Node, Msg),
     /// What a session asks of its control server.
     Up(Upward),
     /// A core timer fired.
@@ -71,19 +73,38 @@ pub enum DataServerSite {
         /// Where it binds its listeners, per side they face.
         bind: Faces<IpAddr>,
     },
-    /// On a gateway node of the facility's LAN (an `s2ds` daemon).
+    /// On gateway nodes of the facility's LAN (`s2ds` daemons), at least one.
     Remote {
-        /// Its link address, `host:port`.
-        addr: String,
-        /// This control server's certificate and the certificates it trusts for the node.
+        /// Their link addresses, `host:port`, in order ([`Node`] indexes them).
+        addrs: Vec<String>,
+        /// This control server's certificate and the certificates it trusts for the nodes.
         tls: LinkTls,
     },
 }
 
-/// The data server a control server talks to.
+impl DataServerSite {
+    /// The names of its nodes, in order: their addresses, or `embedded`.
+    pub fn node_names(&self) -> Vec<String> {
+        match self {
+            Self::Embedded { .. } => vec![EMBEDDED.to_owned()],
+            Self::Remote { addrs, .. } => addrs.clone(),
+        }
+    }
+}
+
+/// The name of the data server inside `s2cs`, in the store and in status.
+pub const EMBEDDED: &str = "embedded";
+
+/// The data servers a control server talks to.
 enum Ds {
     Embedded { actor: ActorRef<S2dsMsg>, args: Box<S2dsArgs> },
-    Remote(NodeLink),
+    Remote(Vec<RemoteNode>),
+}
+
+/// A node on the LAN: its link, and its sessions' traffic as it last reported it.
+struct RemoteNode {
+    link: NodeLink,
+    seen: TrafficSeen,
 }
 
 /// The S2CS actor's state.
@@ -95,8 +116,8 @@ pub struct S2csState {
     /// node: empty then).
     traffic: TrafficBook,
     store: Option<Arc<SessionStore>>,
-    /// Each session's traffic as its node last reported it (with `--s2ds`).
-    node_traffic: TrafficSeen,
+    /// The nodes' names, indexed by [`Node`].
+    names: Vec<String>,
     ready: Vec<oneshot::Sender<()>>,
 }
 
@@ -142,11 +163,15 @@ impl S2csActor {
             let core = st.driver.core();
             let mut book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
             book.retain(|uid, _| core.session(uid).is_some());
-            st.node_traffic.lock().unwrap_or_else(|e| e.into_inner()).retain(|uid, _| core.session(uid).is_some());
+            if let Ds::Remote(nodes) = &st.ds {
+                for n in nodes {
+                    n.seen.lock().unwrap_or_else(|e| e.into_inner()).retain(|uid, _| core.session(uid).is_some());
+                }
+            }
         }
         for eff in out {
             match eff {
-                Effect::Send { to: Peer::DataServer(_), msg } => Self::to_ds(st, msg),
+                Effect::Send { to: Peer::DataServer(_, node), msg } => Self::to_ds(st, node, msg),
                 Effect::Send { to, msg } => {
                     if let Some((_, tx)) = answer.take_if(|(peer, _)| *peer == to) {
                         let _ = tx.send(msg);
@@ -202,35 +227,44 @@ impl S2csActor {
         Ok(())
     }
 
-    fn to_ds(st: &S2csState, msg: Msg) {
+    fn to_ds(st: &S2csState, node: Node, msg: Msg) {
         match &st.ds {
             Ds::Embedded { actor, .. } => {
                 if actor.send_message(S2dsMsg::FromCs(msg)).is_err() {
                     tracing::warn!("data server gone; its restart will re-attach");
                 }
             }
-            Ds::Remote(link) => {
-                if !link.send(msg) {
-                    tracing::warn!(node = %link.addr(), "link to the data server congested; a message is dropped");
+            Ds::Remote(nodes) => match nodes.get(node.index()) {
+                Some(n) => {
+                    if !n.link.send(msg) {
+                        tracing::warn!(node = %n.link.addr(), "link to the data server congested; a message is dropped");
+                    }
                 }
-            }
+                None => tracing::error!(%node, "a message for a node this control server does not have"),
+            },
         }
     }
 
     fn answer(st: &S2csState, query: Query) {
         let book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
-        let node = st.node_traffic.lock().unwrap_or_else(|e| e.into_inner());
-        let traffic = |uid: &Uid| {
-            let local = book.get(uid).map(|c| SessionTraffic::from(&c.snapshot()));
-            local.or_else(|| node.get(uid).copied()).unwrap_or_default()
+        // A session's counters come from its own node only: a node cannot speak for another's.
+        let traffic = |v: &s2cs::View| {
+            let counted = match &st.ds {
+                Ds::Embedded { .. } => book.get(&v.uid).map(|c| SessionTraffic::from(&c.snapshot())),
+                Ds::Remote(nodes) => nodes
+                    .get(v.node.index())
+                    .and_then(|n| n.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&v.uid).copied()),
+            };
+            counted.unwrap_or_default()
         };
+        let name = |v: &s2cs::View| st.names.get(v.node.index()).cloned().unwrap_or_default();
         let core = st.driver.core();
         match query {
             Query::Status { caller, uid, reply } => {
-                let _ = reply.send(core.status(&caller, uid).map(|v| view(&v, traffic(&uid))));
+                let _ = reply.send(core.status(&caller, uid).map(|v| view(&v, traffic(&v), name(&v))));
             }
             Query::List { caller, reply } => {
-                let _ = reply.send(core.list(&caller).iter().map(|v| view(v, traffic(&v.uid))).collect());
+                let _ = reply.send(core.list(&caller).iter().map(|v| view(v, traffic(v), name(v))).collect());
             }
         }
     }
@@ -241,7 +275,7 @@ impl S2csActor {
     }
 }
 
-fn view(v: &s2cs::View, traffic: SessionTraffic) -> SessionView {
+fn view(v: &s2cs::View, traffic: SessionTraffic, node: String) -> SessionView {
     let s = &v.summary;
     SessionView {
         uid: v.uid,
@@ -253,6 +287,7 @@ fn view(v: &s2cs::View, traffic: SessionTraffic) -> SessionView {
         failure: s.failure,
         traffic,
         owner: v.owner.0.clone(),
+        node,
     }
 }
 
@@ -262,38 +297,44 @@ impl Actor for S2csActor {
     type Arguments = S2csArgs;
 
     async fn pre_start(&self, myself: ActorRef<S2csMsg>, args: S2csArgs) -> Result<S2csState, ActorProcessingErr> {
-        let me = myself.clone();
         let traffic = TrafficBook::default();
-        let node_traffic = TrafficSeen::default();
+        let names = args.ds.node_names();
+        let mut cs = args.cs;
+        cs.nodes = u16::try_from(names.len()).map_err(|_| "too many data-server nodes")?;
+        if cs.nodes == 0 {
+            return Err("no data-server node".into());
+        }
         let ds = match args.ds {
             DataServerSite::Embedded { cfg, bind } => {
+                let me = myself.clone();
                 let args = S2dsArgs {
                     cfg: *cfg,
                     inc: args.epoch,
                     bind,
-                    upstream: Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok()),
+                    upstream: Arc::new(move |msg| me.send_message(S2csMsg::FromDs(Node(0), msg)).is_ok()),
                     traffic: traffic.clone(),
-                    allow_plain_wan: args.cs.allow_plain_wan,
+                    allow_plain_wan: cs.allow_plain_wan,
                 };
                 Ds::Embedded { actor: Self::spawn_ds(&myself, args.clone()).await?, args: Box::new(args) }
             }
-            DataServerSite::Remote { addr, tls } => {
-                let inbound: Inbound = Arc::new(move |msg| me.send_message(S2csMsg::FromDs(msg)).is_ok());
-                let limits = Limits { max_num_conn: args.cs.max_num_conn };
-                Ds::Remote(NodeLink::spawn(addr, tls, inbound, node_traffic.clone(), limits))
+            DataServerSite::Remote { addrs, tls } => {
+                let limits = Limits { max_num_conn: cs.max_num_conn };
+                let nodes = (0..cs.nodes).zip(addrs).map(|(n, addr)| {
+                    let me = myself.clone();
+                    let inbound: Inbound = Arc::new(move |msg| me.send_message(S2csMsg::FromDs(Node(n), msg)).is_ok());
+                    let seen = TrafficSeen::default();
+                    RemoteNode { link: NodeLink::spawn(addr, tls.clone(), inbound, seen.clone(), limits), seen }
+                });
+                Ds::Remote(nodes.collect())
             }
         };
         let mut st = S2csState {
-            driver: Driver::new(
-                s2cs::S2cs::recover(args.cs, args.epoch, args.recovered),
-                S2csMsg::Timer,
-                "control server",
-            ),
+            driver: Driver::new(s2cs::S2cs::recover(cs, args.epoch, args.recovered), S2csMsg::Timer, "control server"),
             sessions: BTreeMap::new(),
             ds,
             traffic,
             store: args.store,
-            node_traffic,
+            names,
             ready: Vec::new(),
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;
@@ -311,11 +352,11 @@ impl Actor for S2csActor {
                 Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers))).await?;
             }
             S2csMsg::Query(q) => Self::answer(st, q),
-            S2csMsg::FromDs(msg) => {
-                let from = Peer::DataServer(st.driver.core().config().facility);
+            S2csMsg::FromDs(node, msg) => {
+                let from = Peer::DataServer(st.driver.core().config().facility, node);
                 Self::step(&myself, st, s2cs::Input::Msg { from, caller: None, msg }, None).await?;
             }
-            S2csMsg::Up(Upward::ToDs(msg)) => Self::to_ds(st, msg),
+            S2csMsg::Up(Upward::ToDs(node, msg)) => Self::to_ds(st, node, msg),
             S2csMsg::Up(Upward::Report(uid, report)) => {
                 Self::step(&myself, st, s2cs::Input::Report { uid, report }, None).await?;
             }

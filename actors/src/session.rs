@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
-use scistream_fsm::{Effect, Msg, Peer, TimerKey, Uid, session};
+use scistream_fsm::{Effect, Msg, Node, Peer, TimerKey, Uid, session};
 use tokio::sync::mpsc;
 
 use crate::driver::Driver;
@@ -20,8 +20,8 @@ pub type Answer = mpsc::UnboundedSender<Msg>;
 /// What a session asks of its control server's actor.
 #[derive(Debug)]
 pub enum Upward {
-    /// A message for the data server.
-    ToDs(Msg),
+    /// A message for the session's data-server node.
+    ToDs(Node, Msg),
     /// A change for the registry.
     Report(Uid, session::Report),
 }
@@ -68,7 +68,7 @@ impl SessionActor {
         out.sort_by_key(|e| !matches!(e, Effect::Report { .. }));
         for eff in out {
             match eff {
-                Effect::Send { to: Peer::DataServer(_), msg } => (st.up)(Upward::ToDs(msg)),
+                Effect::Send { to: Peer::DataServer(_, node), msg } => (st.up)(Upward::ToDs(node, msg)),
                 Effect::Send { to, msg } => {
                     // Each call is answered once: its channel is done with.
                     if let Some(tx) = st.calls.remove(&to) {

@@ -2,7 +2,7 @@
 
 use crate::msg::Msg;
 use crate::time::Instant;
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Face, Peer, Role, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Face, Node, Peer, Role, Uid};
 
 /// A timer's identity within one participant. Setting a timer with the same key replaces it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -26,8 +26,11 @@ pub enum TimerKind {
     Tombstone,
     /// Say a Hello again (a user client that says a controller's Hello itself).
     Hello,
-    /// A control server checks that its data server still answers.
-    Heartbeat,
+    /// A control server attaches to one of its data-server nodes again (its Attach went
+    /// unanswered).
+    Attach(Node),
+    /// A control server checks that one of its data-server nodes still answers.
+    Heartbeat(Node),
 }
 
 /// One thing for the driver to do.

@@ -46,4 +46,6 @@ pub use error::ProtocolError;
 pub use msg::{Msg, Token};
 pub use step::Core;
 pub use time::Instant;
-pub use types::{Addr, AppKey, Credentials, ErrorCode, Face, Faces, Peer, Principal, Role, SessionParams, Uid};
+pub use types::{
+    Addr, AppKey, Credentials, ErrorCode, Face, Faces, Node, Peer, Pool, Principal, Role, SessionParams, Uid,
+};

@@ -6,7 +6,7 @@
 //! server's boot epoch (downwards) or the data server's incarnation (upwards), so a message
 //! from before a restart is recognised and dropped.
 
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Role, SessionParams, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Pool, Role, SessionParams, Uid};
 
 /// An access token exactly as the caller presented it. Never logged.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
@@ -157,6 +157,8 @@ pub enum Msg {
         inc: u64,
         /// Those of `keep` whose bridges it still runs (the others are lost).
         held: Vec<Uid>,
+        /// What it offers to the sessions placed on it.
+        pool: Pool,
     },
     /// S2CS → S2DS: reserve and bind ports for a session (StartLstn).
     StartLstn {

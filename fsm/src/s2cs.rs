@@ -4,9 +4,15 @@
 //! ([`session::Session`]): the control server's core creates it and routes its inputs to it;
 //! the session reports back what changed.
 //!
-//! Drive it: on process start feed [`Input::Boot`]; the core attaches to its data server
-//! under its boot `epoch` (which must grow across restarts) and answers REQ with UNAVAILABLE
-//! until the data server acknowledges. Then feed every message as [`Input::Msg`], with the
+//! Data servers: the control server drives `cfg.nodes` data-server nodes
+//! (`Peer::DataServer(facility, Node(n))`), each with a link of its own ([`NodeLink`]: the
+//! declared machine below runs once per node). It places each admitted session on one node
+//! ([`S2cs::place`]: attached nodes with room for its ports and rate, least loaded by rate, then
+//! by sessions); a node's restart or silence fails only the sessions placed on it.
+//!
+//! Drive it: on process start feed [`Input::Boot`]; the core attaches to each node under its
+//! boot `epoch` (which must grow across restarts) and answers REQ with UNAVAILABLE until some
+//! node acknowledges. Then feed every message as [`Input::Msg`], with the
 //! caller's identity as the driver authenticated it (`None` when the token was missing or
 //! invalid: every client request is refused with UNAUTHENTICATED before any uid is looked up),
 //! every fired timer of its own as [`Input::Timer`], and every [`Effect::Report`] a session
@@ -41,11 +47,12 @@ use crate::msg::Msg;
 use crate::session::{self, Summary};
 use crate::time::Instant;
 use crate::timing::{self, Profile};
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Node, Peer, Pool, Principal, Role, SessionParams, Uid};
 use std::collections::{BTreeMap, BTreeSet};
 
 crate::alphabet! {
-    /// States of a control server.
+    /// States of a control server's link to one data-server node (the server's own state is
+    /// `Serving` once any node's is).
     pub enum State { Attaching, Serving }
 }
 
@@ -88,8 +95,10 @@ crate::declared_machine!(s2cs);
 /// Control server configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
-    /// The facility it serves; its data server is `DataServer(facility)`.
+    /// The facility it serves; its data-server nodes are `DataServer(facility, Node(0..nodes))`.
     pub facility: Role,
+    /// How many data-server nodes it places sessions on (at least one).
+    pub nodes: u16,
     /// Largest num_conn a REQ may ask for.
     pub max_num_conn: u16,
     /// The timing: its lease (`cs_lease`, REQ to established), tombstones, and the backoff
@@ -154,6 +163,8 @@ pub struct Entry {
     pub key: AppKey,
     /// The WAN credentials of its connection map, once UpdateTargets came (for the store).
     pub creds: Option<Credentials>,
+    /// The data-server node it is placed on.
+    pub node: Node,
     /// What the session last reported (state `None`: admitted, not yet stepped).
     pub summary: Summary,
 }
@@ -178,6 +189,8 @@ pub struct Record {
     pub targets: Vec<Addr>,
     /// The WAN credentials its bridges are pinned to.
     pub creds: Credentials,
+    /// The data-server node it is placed on.
+    pub node: Node,
 }
 
 impl Entry {
@@ -201,8 +214,73 @@ pub struct View {
     pub owner: Principal,
     /// What its REQ asked for.
     pub params: SessionParams,
+    /// The node it is placed on.
+    pub node: Node,
     /// Its state and data.
     pub summary: Summary,
+}
+
+/// What the control server knows of one of its data-server nodes, and its link to it: the
+/// declared machine (attaching or serving) runs once per node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeLink {
+    machine: Machine,
+    /// The node's incarnation, once it announced one.
+    inc: Option<u64>,
+    attach_attempts: u32,
+    /// Recovered sessions on this node it has not yet confirmed holding.
+    unconfirmed: BTreeSet<Uid>,
+    /// This epoch's attachment: grows each time the node is taken for lost.
+    attachment: u64,
+    /// When the node last answered (an AttachAck, or its DsBoot).
+    last_heard: Instant,
+    /// When the last heartbeat went out.
+    last_ping: Instant,
+    /// Heartbeats sent since it last answered.
+    misses: u32,
+    /// Whether the heartbeat timer runs (only while some session on the node holds resources).
+    beating: bool,
+    /// What it offers, as its last AttachAck said.
+    pool: Pool,
+}
+
+impl NodeLink {
+    fn new() -> Self {
+        Self {
+            machine: Machine::new(),
+            inc: None,
+            attach_attempts: 0,
+            unconfirmed: BTreeSet::new(),
+            attachment: 1,
+            last_heard: Instant::ZERO,
+            last_ping: Instant::ZERO,
+            misses: 0,
+            beating: false,
+            pool: Pool::default(),
+        }
+    }
+
+    /// Its state: attached (serving) or not.
+    pub fn state(&self) -> State {
+        *self.machine.state()
+    }
+
+    /// What it offers, as it last said (nothing before it first attached).
+    pub fn pool(&self) -> Pool {
+        self.pool
+    }
+}
+
+/// What the sessions placed on one node hold there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Load {
+    /// Ports (the sum of their num_conn).
+    pub ports: u32,
+    /// Rate in kB/s; a session with no rate limit counts as the node's whole capacity (or
+    /// `u32::MAX` on a node without one).
+    pub rate: u64,
+    /// Sessions.
+    pub sessions: u32,
 }
 
 /// The control server's core.
@@ -210,24 +288,10 @@ pub struct View {
 pub struct S2cs {
     cfg: Config,
     epoch: u64,
-    machine: Machine,
-    ds_inc: Option<u64>,
-    attach_attempts: u32,
+    nodes: Vec<NodeLink>,
     sessions: BTreeMap<Uid, Entry>,
     /// Records to host again at boot (a restart).
     recovering: Vec<Record>,
-    /// Recovered sessions the data server has not yet confirmed holding.
-    unconfirmed: BTreeSet<Uid>,
-    /// This epoch's attachment: grows each time the data server is taken for lost.
-    attachment: u64,
-    /// When the data server last answered (an AttachAck, or its DsBoot).
-    last_heard: Instant,
-    /// When the last heartbeat went out.
-    last_ping: Instant,
-    /// Heartbeats sent since it last answered.
-    misses: u32,
-    /// Whether the heartbeat timer runs (only while some session holds resources).
-    beating: bool,
 }
 
 impl S2cs {
@@ -237,23 +301,11 @@ impl S2cs {
     }
 
     /// A restarted control server whose boot epoch is `epoch`, with the established sessions
-    /// its durable store held; it hosts them again at [`Input::Boot`].
+    /// its durable store held; it hosts them again at [`Input::Boot`]. A record placed on a
+    /// node the configuration no longer has is hosted and failed at once.
     pub fn recover(cfg: Config, epoch: u64, records: Vec<Record>) -> Self {
-        Self {
-            cfg,
-            epoch,
-            machine: Machine::new(),
-            ds_inc: None,
-            attach_attempts: 0,
-            sessions: BTreeMap::new(),
-            recovering: records,
-            unconfirmed: BTreeSet::new(),
-            attachment: 1,
-            last_heard: Instant::ZERO,
-            last_ping: Instant::ZERO,
-            misses: 0,
-            beating: false,
-        }
+        let nodes = (0..cfg.nodes.max(1)).map(|_| NodeLink::new()).collect();
+        Self { cfg, epoch, nodes, sessions: BTreeMap::new(), recovering: records }
     }
 
     /// Its configuration.
@@ -261,9 +313,26 @@ impl S2cs {
         &self.cfg
     }
 
-    /// Its own state.
+    /// Its own state: serving once any of its nodes is attached, attaching while none is.
     pub fn state(&self) -> State {
-        *self.machine.state()
+        if self.nodes.iter().any(|n| n.state() == State::Serving) { State::Serving } else { State::Attaching }
+    }
+
+    /// Its data-server nodes, in order ([`Node`] indexes them).
+    pub fn nodes(&self) -> &[NodeLink] {
+        &self.nodes
+    }
+
+    /// What the sessions placed on `node` hold there.
+    pub fn load(&self, node: Node) -> Load {
+        let capacity = self.nodes.get(node.index()).and_then(|n| n.pool.capacity);
+        let mut load = Load::default();
+        for e in self.sessions.values().filter(|e| e.node == node && e.holds_resources()) {
+            load.ports += u32::from(e.params.num_conn);
+            load.rate = load.rate.saturating_add(demand(e.params.rate, capacity));
+            load.sessions += 1;
+        }
+        load
     }
 
     /// The sessions it holds (live and remembered).
@@ -298,20 +367,23 @@ impl S2cs {
                 for r in std::mem::take(&mut self.recovering) {
                     self.host_recovered(&r, out);
                 }
-                self.attach_attempts = 0;
-                self.last_heard = now;
-                self.send_attach(now, out);
-                Ok(())
-            }
-            Input::Timer(TimerKey { uid: None, kind: TimerKind::Retransmit }) => {
-                if self.state() == State::Attaching {
-                    self.send_attach(now, out);
+                for n in 0..self.nodes.len() {
+                    let node = Node(u16::try_from(n).unwrap_or(u16::MAX));
+                    let link = &mut self.nodes[n];
+                    (link.attach_attempts, link.last_heard) = (0, now);
+                    self.send_attach(now, node, out);
                 }
                 Ok(())
             }
-            Input::Timer(TimerKey { uid: None, kind: TimerKind::Heartbeat }) => {
-                if self.state() == State::Serving {
-                    self.heartbeat(now, out);
+            Input::Timer(TimerKey { uid: None, kind: TimerKind::Attach(node) }) => {
+                if self.link(node)?.state() == State::Attaching {
+                    self.send_attach(now, node, out);
+                }
+                Ok(())
+            }
+            Input::Timer(TimerKey { uid: None, kind: TimerKind::Heartbeat(node) }) => {
+                if self.link(node)?.state() == State::Serving {
+                    self.heartbeat(now, node, out);
                 }
                 Ok(())
             }
@@ -346,16 +418,18 @@ impl S2cs {
                 if e.summary.state == Some(session::State::Established) {
                     out.push(Effect::Unpersist { uid });
                 }
-                if e.holds_resources() {
-                    // Whatever the data server still holds for it is nobody's now.
+                if e.holds_resources() && e.node.index() < self.nodes.len() {
+                    // Whatever its node still holds for it is nobody's now.
                     let msg = Msg::DsRel { uid, epoch: self.epoch };
-                    out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
+                    out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility, e.node), msg });
                 }
                 Ok(())
             }
             Input::Msg { from, caller, msg } => match (from, &msg) {
-                (Peer::DataServer(role), _) if role == self.cfg.facility => self.on_data(now, msg, out),
-                (Peer::DataServer(_), _) => Err(ProtocolError::Misdirected(msg.name())),
+                (Peer::DataServer(role, node), _) if role == self.cfg.facility && node.index() < self.nodes.len() => {
+                    self.on_data(now, node, msg, out)
+                }
+                (Peer::DataServer(..), _) => Err(ProtocolError::Misdirected(msg.name())),
                 // The app key, not a token, proves a Hello: a controller's, or a user client's
                 // saying it for one (1.2's `outbound-request`, a consumer's Hello).
                 (_, Msg::Hello { .. }) => self.on_app(from, msg, out),
@@ -365,17 +439,58 @@ impl S2cs {
         }
     }
 
+    fn link(&self, node: Node) -> Result<&NodeLink, ProtocolError> {
+        self.nodes.get(node.index()).ok_or(ProtocolError::Misdirected("timer"))
+    }
+
+    pub(super) fn link_mut(&mut self, node: Node) -> &mut NodeLink {
+        &mut self.nodes[node.index()]
+    }
+
+    /// Where a new session goes: among the attached nodes, those with room for its num_conn
+    /// ports and its rate; of these the least loaded by rate, then by sessions, then the first.
+    /// UNAVAILABLE when no node is attached, RESOURCE_EXHAUSTED when none has room.
+    pub fn place(&self, params: SessionParams) -> Result<Node, ErrorCode> {
+        let mut best: Option<(u64, u32, Node)> = None;
+        let mut attached = false;
+        for (i, link) in self.nodes.iter().enumerate() {
+            if link.state() != State::Serving {
+                continue;
+            }
+            attached = true;
+            let node = Node(u16::try_from(i).unwrap_or(u16::MAX));
+            let load = self.load(node);
+            if load.ports.saturating_add(u32::from(params.num_conn)) > link.pool.ports {
+                continue;
+            }
+            if let Some(capacity) = link.pool.capacity
+                && load.rate.saturating_add(demand(params.rate, Some(capacity))) > capacity
+            {
+                continue;
+            }
+            if best.is_none_or(|(rate, sessions, _)| (load.rate, load.sessions) < (rate, sessions)) {
+                best = Some((load.rate, load.sessions, node));
+            }
+        }
+        match best {
+            Some((_, _, node)) => Ok(node),
+            None if attached => Err(ErrorCode::ResourceExhausted),
+            None => Err(ErrorCode::Unavailable),
+        }
+    }
+
     fn backoff(&self, attempt: u32) -> std::time::Duration {
         let t = &self.cfg.timing;
         t.server_backoff.delay(attempt, timing::salt(t.jitter_seed, None))
     }
 
-    /// Hosts a session the store held, established; it stays unconfirmed until the data server
-    /// says whether it still runs its bridges.
+    /// Hosts a session the store held, established; it stays unconfirmed until its node says
+    /// whether it still runs its bridges. One placed on a node no longer configured fails.
     fn host_recovered(&mut self, r: &Record, out: &mut Outbox) {
         let setup = session::Setup {
             uid: r.uid,
             facility: self.cfg.facility,
+            node: r.node,
             epoch: self.epoch,
             allow_plain_wan: self.cfg.allow_plain_wan,
             timing: self.cfg.timing,
@@ -389,76 +504,93 @@ impl S2cs {
             targets: r.targets.clone(),
             failure: None,
         };
-        let entry = Entry { owner: r.owner.clone(), params: r.params, key: r.key, creds: Some(r.creds), summary };
+        let entry =
+            Entry { owner: r.owner.clone(), params: r.params, key: r.key, creds: Some(r.creds), node: r.node, summary };
         self.sessions.insert(r.uid, entry);
-        self.unconfirmed.insert(r.uid);
         out.push(Effect::Spawn(Box::new(session::Session::recovered(setup, r))));
+        match self.nodes.get_mut(r.node.index()) {
+            Some(link) => {
+                link.unconfirmed.insert(r.uid);
+            }
+            None => out.push(Effect::ToSession { uid: r.uid, input: session::Input::DsLost }),
+        }
     }
 
-    /// While serving: the data server is asked whether it is there, or, after
+    /// While serving: the node is asked whether it is there, or, after
     /// [`Profile::link_silence`] without a word from it, taken for lost. Its sessions then fail
     /// (their bridges may still run, but no control server could release them if it never
-    /// came back), and the core attaches again under a new `attachment`, so the data server drops
+    /// came back), and the core attaches again under a new `attachment`, so the node drops
     /// whatever it still runs of this epoch when it hears from the core again.
-    fn heartbeat(&mut self, now: Instant, out: &mut Outbox) {
-        self.beating = false;
-        if !self.sessions.values().any(Entry::holds_resources) {
-            // Nothing to lose: the next session admitted starts the heartbeat again.
+    fn heartbeat(&mut self, now: Instant, node: Node, out: &mut Outbox) {
+        self.link_mut(node).beating = false;
+        if !self.sessions.values().any(|e| e.node == node && e.holds_resources()) {
+            // Nothing to lose: the next session placed there starts the heartbeat again.
             return;
         }
-        let t = &self.cfg.timing;
-        if now.saturating_since(self.last_heard) >= t.link_silence {
-            alphabet::fire(&mut self.machine, Event::DsSilent).ok();
-            self.attachment += 1;
-            self.lose_data_server(now, out);
+        let (silence, epoch) = (self.cfg.timing.link_silence, self.epoch);
+        let link = self.link_mut(node);
+        if now.saturating_since(link.last_heard) >= silence {
+            alphabet::fire(&mut link.machine, Event::DsSilent).ok();
+            link.attachment += 1;
+            self.lose_data_server(now, node, out);
             return;
         }
-        let msg = Msg::Attach { epoch: self.epoch, attachment: self.attachment, keep: Vec::new() };
-        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
+        let msg = Msg::Attach { epoch, attachment: link.attachment, keep: Vec::new() };
         // When the previous one went unanswered, the next goes soon (a lossy LAN must not pass
-        // for a dead data server), with the data-server backoff.
-        self.misses = if self.last_heard >= self.last_ping { 0 } else { self.misses + 1 };
-        self.last_ping = now;
-        self.arm_heartbeat(now, out);
+        // for a dead node), with the data-server backoff.
+        link.misses = if link.last_heard >= link.last_ping { 0 } else { link.misses + 1 };
+        link.last_ping = now;
+        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility, node), msg });
+        self.arm_heartbeat(now, node, out);
     }
 
-    /// Starts watching the data server again after a time without sessions: the silence is
+    /// Starts watching a node again after a time without sessions on it: the silence is
     /// counted from now, not from the last answer before the idle time.
-    pub(super) fn start_heartbeat(&mut self, now: Instant, out: &mut Outbox) {
-        (self.last_heard, self.last_ping, self.misses) = (now, now, 0);
-        self.arm_heartbeat(now, out);
+    pub(super) fn start_heartbeat(&mut self, now: Instant, node: Node, out: &mut Outbox) {
+        let link = self.link_mut(node);
+        (link.last_heard, link.last_ping, link.misses) = (now, now, 0);
+        self.arm_heartbeat(now, node, out);
     }
 
-    pub(super) fn arm_heartbeat(&mut self, now: Instant, out: &mut Outbox) {
-        self.beating = true;
-        let t = &self.cfg.timing;
-        let next = if self.misses == 0 { t.link_heartbeat } else { self.backoff(self.misses) };
-        out.push(Effect::SetTimer { key: TimerKey { uid: None, kind: TimerKind::Heartbeat }, at: now + next });
+    pub(super) fn arm_heartbeat(&mut self, now: Instant, node: Node, out: &mut Outbox) {
+        let misses = self.link_mut(node).misses;
+        let next = if misses == 0 { self.cfg.timing.link_heartbeat } else { self.backoff(misses) };
+        self.link_mut(node).beating = true;
+        out.push(Effect::SetTimer { key: TimerKey { uid: None, kind: TimerKind::Heartbeat(node) }, at: now + next });
     }
 
-    /// What its data server held is gone (it restarted, or is taken for lost): every live
-    /// session fails, nothing recovered is kept, and the core attaches again.
-    pub(super) fn lose_data_server(&mut self, now: Instant, out: &mut Outbox) {
-        self.unconfirmed.clear();
+    /// What a node held is gone (it restarted, or is taken for lost): every live session on it
+    /// fails, nothing recovered there is kept, and the core attaches to it again.
+    pub(super) fn lose_data_server(&mut self, now: Instant, node: Node, out: &mut Outbox) {
+        let link = self.link_mut(node);
+        link.unconfirmed.clear();
+        link.attach_attempts = 0;
         for (uid, e) in &self.sessions {
-            if e.holds_resources() {
+            if e.node == node && e.holds_resources() {
                 out.push(Effect::ToSession { uid: *uid, input: session::Input::DsLost });
             }
         }
-        self.attach_attempts = 0;
-        self.send_attach(now, out);
+        self.send_attach(now, node, out);
     }
 
-    fn send_attach(&mut self, now: Instant, out: &mut Outbox) {
-        self.attach_attempts += 1;
-        let keep = self.unconfirmed.iter().copied().collect();
-        let msg = Msg::Attach { epoch: self.epoch, attachment: self.attachment, keep };
-        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg });
+    fn send_attach(&mut self, now: Instant, node: Node, out: &mut Outbox) {
+        let epoch = self.epoch;
+        let link = self.link_mut(node);
+        link.attach_attempts += 1;
+        let (attempts, attachment) = (link.attach_attempts, link.attachment);
+        let keep = link.unconfirmed.iter().copied().collect();
+        let msg = Msg::Attach { epoch, attachment, keep };
+        out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility, node), msg });
         out.push(Effect::SetTimer {
-            key: TimerKey { uid: None, kind: TimerKind::Retransmit },
-            at: now + self.backoff(self.attach_attempts),
+            key: TimerKey { uid: None, kind: TimerKind::Attach(node) },
+            at: now + self.backoff(attempts),
         });
     }
+}
+
+/// What a session's rate asks of a node: its rate, or, with no limit, all the node's capacity.
+fn demand(rate: u32, capacity: Option<u64>) -> u64 {
+    if rate == 0 { capacity.unwrap_or(u64::from(u32::MAX)) } else { u64::from(rate) }
 }
 
 /// The store's record of an established session (`None` before its connection map came).
@@ -472,11 +604,12 @@ fn record(uid: Uid, e: &Entry) -> Option<Record> {
         prod_listeners: e.summary.prod_listeners.clone(),
         targets: e.summary.targets.clone(),
         creds: e.creds?,
+        node: e.node,
     })
 }
 
 fn view(uid: Uid, e: &Entry) -> View {
-    View { uid, owner: e.owner.clone(), params: e.params, summary: e.summary.clone() }
+    View { uid, owner: e.owner.clone(), params: e.params, node: e.node, summary: e.summary.clone() }
 }
 
 #[cfg(test)]

@@ -28,7 +28,7 @@ use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::time::Instant;
 use crate::timing::{self, Profile};
-use crate::types::{Addr, Credentials, ErrorCode, Face, Faces, Peer, Role, Uid};
+use crate::types::{Addr, Credentials, ErrorCode, Face, Faces, Peer, Pool, Role, Uid};
 
 crate::alphabet! {
     /// States of one session at a data server.
@@ -106,6 +106,9 @@ pub struct Config {
     /// The timing: its lease on a reservation not yet bridged (`ds_lease`, longer than the
     /// control server's), tombstones, and the backoff of its boot announcement.
     pub timing: Profile,
+    /// The rate this node can carry (kB/s), announced to its control server, which places
+    /// sessions within it; `None`: no limit of its own.
+    pub capacity: Option<u64>,
 }
 
 /// One session held by the data server.
@@ -209,6 +212,11 @@ impl S2ds {
     /// The sessions it holds (live and remembered).
     pub fn sessions(&self) -> &BTreeMap<Uid, Session> {
         &self.sessions
+    }
+
+    /// Its configuration.
+    pub fn config(&self) -> &Config {
+        &self.cfg
     }
 
     /// Ports not held by any session.
@@ -323,7 +331,7 @@ impl S2ds {
         self.boot_attempts = 0;
         let held =
             keep.into_iter().filter(|u| self.sessions.get(u).is_some_and(|s| s.state() == State::Bridging)).collect();
-        self.reply(out, Msg::AttachAck { epoch, attachment, inc: self.inc, held });
+        self.reply(out, Msg::AttachAck { epoch, attachment, inc: self.inc, held, pool: self.pool() });
         Ok(())
     }
 
@@ -519,6 +527,14 @@ impl S2ds {
 
     fn refuse(&self, uid: Uid, code: ErrorCode, out: &mut Outbox) {
         self.reply(out, Msg::Refused { uid, inc: self.inc, code });
+    }
+
+    /// What it offers: its ports but those another process holds, and its capacity.
+    pub fn pool(&self) -> Pool {
+        let (first, last) = (u32::from(*self.cfg.ports.start()), u32::from(*self.cfg.ports.end()));
+        let range = if first > last { 0 } else { last - first + 1 };
+        let ports = range.saturating_sub(u32::try_from(self.busy_ports().len()).unwrap_or(u32::MAX));
+        Pool { ports, capacity: self.cfg.capacity }
     }
 
     fn reply(&self, out: &mut Outbox, msg: Msg) {

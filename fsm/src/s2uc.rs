@@ -11,7 +11,7 @@
 //! controller's Hello themselves (a 1.2 server holds a consumer's REQ until a Hello for its uid
 //! arrives, and `inbound-request` names the producer's listeners itself). Those Hellos are
 //! retried on their own timer while the session is reserving, and their sequence numbers carry
-//! [`HELLO_SEQ`] so an answer to one is never taken for an answer to the REQ. Report the [`Notice`]s to the
+//! [`HELLO_SEQ`] so an answer to one is never taken for an answer to the REQ. Report the [`Notice`](crate::Notice)s to the
 //! user ([`Notice`](crate::Notice)). After a crash, rebuild with [`S2uc::recover`] from the uids [`S2uc::journal`] listed
 //! (the driver keeps that list durable) and feed [`Input::Recover`]: every unfinished session
 //! is released on both sides.

@@ -31,7 +31,7 @@ mod step;
 mod waiters;
 
 use crate::timing::Profile;
-use crate::types::{Addr, Credentials, ErrorCode, Peer, Principal, Role, SessionParams, Uid};
+use crate::types::{Addr, Credentials, ErrorCode, Node, Peer, Principal, Role, SessionParams, Uid};
 
 pub use waiters::{Kind, MAX_WAITERS, Waiter};
 
@@ -158,8 +158,10 @@ impl State {
 pub struct Setup {
     /// The session.
     pub uid: Uid,
-    /// The facility; its data server is `DataServer(facility)`.
+    /// The facility.
     pub facility: Role,
+    /// The data-server node it is placed on: `DataServer(facility, node)`.
+    pub node: Node,
     /// The control server's boot epoch, carried by every message to the data server.
     pub epoch: u64,
     /// Whether an UpdateTargets without credentials (a SciStream 1.2 client) may make a
@@ -314,6 +316,11 @@ impl Session {
     /// The session's current state.
     pub fn state(&self) -> State {
         *self.machine.state()
+    }
+
+    /// The data-server node it is placed on.
+    pub fn node(&self) -> Node {
+        self.setup.node
     }
 
     /// Its uid.

@@ -63,13 +63,23 @@ pub(crate) fn who(name: &str) -> Option<Principal> {
 
 /// A data server of facility `facility` handing out ports `ports`.
 pub(crate) fn s2ds_config(facility: Role, ports: std::ops::RangeInclusive<u16>) -> s2ds::Config {
-    s2ds::Config { facility, ports, advertise: crate::Faces::both(advertise_host(facility).to_owned()), timing: TIMING }
+    s2ds::Config {
+        facility,
+        ports,
+        advertise: crate::Faces::both(advertise_host(facility).to_owned()),
+        timing: TIMING,
+        capacity: None,
+    }
 }
+
+/// What the test data servers offer in their AttachAck: more ports than any test asks for.
+pub(crate) const POOL: crate::Pool = crate::Pool { ports: 64, capacity: None };
 
 /// A control server of facility `facility` (its data server advertises `gw.<facility>`).
 pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
     s2cs::Config {
         facility,
+        nodes: 1,
         max_num_conn: 4,
         timing: TIMING,
         require_app_keys: false,

@@ -301,6 +301,36 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// One of a facility's data-server nodes, numbered from 0 in the order its control server was
+/// given them. A control server places each session on one node; the session's messages to
+/// the data server go to that node only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Node(pub u16);
+
+impl Node {
+    /// Its position in the control server's list of nodes.
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+impl fmt::Display for Node {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "node {}", self.0)
+    }
+}
+
+/// What a data-server node offers, as it says when a control server attaches: how many ports
+/// it may hand out and the rate it can carry. Its control server places sessions on it within
+/// these (it counts what its own sessions there hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Pool {
+    /// The ports in its range.
+    pub ports: u32,
+    /// The rate it can carry in kB/s, the sum of its sessions' rates; `None`: no limit.
+    pub capacity: Option<u64>,
+}
+
 /// Where a message comes from or goes to, as the cores name their peers. A driver maps each
 /// onto a real endpoint (a gRPC channel, a pending call, a simulated node).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -309,8 +339,9 @@ pub enum Peer {
     Client(u32),
     /// The control server of the facility serving that role.
     ControlServer(Role),
-    /// The data server of the facility serving that role.
-    DataServer(Role),
+    /// One data-server node of the facility serving that role (node 0 is its first, and the
+    /// only one of a facility with one data server).
+    DataServer(Role, Node),
     /// An application controller, numbered by the driver.
     App(u32),
 }
@@ -320,7 +351,8 @@ impl fmt::Display for Peer {
         match self {
             Self::Client(n) => write!(f, "s2uc#{n}"),
             Self::ControlServer(r) => write!(f, "s2cs/{r}"),
-            Self::DataServer(r) => write!(f, "s2ds/{r}"),
+            Self::DataServer(r, Node(0)) => write!(f, "s2ds/{r}"),
+            Self::DataServer(r, Node(n)) => write!(f, "s2ds/{r}.{n}"),
             Self::App(n) => write!(f, "app#{n}"),
         }
     }

@@ -23,8 +23,8 @@ use scistream_fsm::s2ds::{self, S2ds};
 use scistream_fsm::s2uc::{self, S2uc};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{
-    Addr, AppKey, Credentials, Effect, ErrorCode, Faces, Instant, Msg, Outbox, Peer, Principal, ProtocolError, Role,
-    SessionParams, TimerKey, TimerKind, Token, Uid, session,
+    Addr, AppKey, Credentials, Effect, ErrorCode, Faces, Instant, Msg, Node, Outbox, Peer, Pool, Principal,
+    ProtocolError, Role, SessionParams, TimerKey, TimerKind, Token, Uid, session,
 };
 
 /// The control server's boot epoch in every generated case.
@@ -246,8 +246,9 @@ fn any_peer() -> impl Strategy<Value = Peer> {
         Peer::Client(1),
         Peer::ControlServer(Role::Prod),
         Peer::ControlServer(Role::Cons),
-        Peer::DataServer(Role::Prod),
-        Peer::DataServer(Role::Cons),
+        Peer::DataServer(Role::Prod, Node(0)),
+        Peer::DataServer(Role::Cons, Node(0)),
+        Peer::DataServer(Role::Prod, Node(1)),
         Peer::App(1),
     ])
 }
@@ -307,7 +308,9 @@ fn hello() -> impl Strategy<Value = Msg> {
 fn ds_up_msg() -> impl Strategy<Value = Msg> {
     prop_oneof![
         1 => inc().prop_map(|inc| Msg::DsBoot { inc }),
-        2 => (epoch(), inc()).prop_map(|(epoch, inc)| Msg::AttachAck { epoch, attachment: 1, inc, held: vec![] }),
+        2 => (epoch(), inc(), 0u32..8, prop::option::of(0u64..20_000)).prop_map(|(epoch, inc, ports, capacity)| {
+            Msg::AttachAck { epoch, attachment: 1, inc, held: vec![], pool: Pool { ports, capacity } }
+        }),
         4 => (uid(), inc(), ports()).prop_map(|(uid, inc, ports)| Msg::Lstn { uid, inc, host: "gw.prod".into(), ports }),
         1 => (uid(), inc(), code()).prop_map(|(uid, inc, code)| Msg::Refused { uid, inc, code }),
         3 => (uid(), inc()).prop_map(|(uid, inc)| Msg::Connected { uid, inc }),
@@ -382,14 +385,14 @@ fn s2ds_case() -> impl Strategy<Value = Case<S2ds>> {
     ];
     (timing(), prop::collection::vec((delay(), input), 0..80)).prop_map(|(timing, inputs)| {
         let advertise = Faces { wan: "wan.prod".to_owned(), lan: "lan.prod".to_owned() };
-        let cfg = s2ds::Config { facility: Role::Prod, ports: 5000..=5003, advertise, timing };
+        let cfg = s2ds::Config { facility: Role::Prod, ports: 5000..=5003, advertise, timing, capacity: None };
         (S2ds::new(cfg, 1), inputs)
     })
 }
 
 fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
     (role(), any::<bool>(), timing()).prop_flat_map(|(facility, require_app_keys, timing)| {
-        let ds = Peer::DataServer(facility);
+        let ds = Peer::DataServer(facility, Node(0));
         let client = select(vec![Peer::Client(1), Peer::Client(2)]);
         let input = prop_oneof![
             1 => Just(s2cs::Input::Boot),
@@ -403,6 +406,7 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
         ];
         let cfg = s2cs::Config {
             facility,
+            nodes: 1,
             max_num_conn: 2,
             timing,
             require_app_keys,

@@ -35,7 +35,7 @@ impl Node {
         match self {
             Self::Client => Peer::Client(1),
             Self::Control(r) => Peer::ControlServer(r),
-            Self::Data(r) => Peer::DataServer(r),
+            Self::Data(r) => Peer::DataServer(r, scistream_fsm::Node(0)),
             Self::Producer | Self::Consumer => Peer::App(1),
         }
     }
@@ -44,7 +44,7 @@ impl Node {
         match peer {
             Peer::Client(_) => Self::Client,
             Peer::ControlServer(r) => Self::Control(r),
-            Peer::DataServer(r) => Self::Data(r),
+            Peer::DataServer(r, _) => Self::Data(r),
             Peer::App(_) => Self::Producer,
         }
     }
@@ -95,6 +95,7 @@ impl World {
         let control = |facility| {
             let cfg = s2cs::Config {
                 facility,
+                nodes: 1,
                 max_num_conn: 4,
                 timing,
                 require_app_keys: false,
@@ -106,7 +107,7 @@ impl World {
         };
         let data = |facility, host: &str, base: u16| {
             let advertise = Faces::both(host.to_owned());
-            let cfg = s2ds::Config { facility, ports: base..=base + 3, advertise, timing };
+            let cfg = s2ds::Config { facility, ports: base..=base + 3, advertise, timing, capacity: None };
             S2ds::new(cfg, 1)
         };
         let client = s2uc::Config { token: Token("tok".to_owned()), timing };

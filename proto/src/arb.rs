@@ -4,7 +4,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Role, SessionParams, Token, Uid};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Pool, Role, SessionParams, Token, Uid};
 
 use crate::Limits;
 
@@ -94,12 +94,15 @@ pub(crate) fn msg() -> impl Strategy<Value = Msg> {
         (uid(), s(), addrs()).prop_map(|(uid, seq, listeners)| Msg::HelloAck { uid, seq, listeners }),
         n().prop_map(|inc| Msg::DsBoot { inc }),
         (n(), n(), vec(uid(), 0..4)).prop_map(|(epoch, attachment, keep)| Msg::Attach { epoch, attachment, keep }),
-        (n(), n(), n(), vec(uid(), 0..4)).prop_map(|(epoch, attachment, inc, held)| Msg::AttachAck {
-            epoch,
-            attachment,
-            inc,
-            held
-        }),
+        (n(), n(), n(), vec(uid(), 0..4), any::<u32>(), prop::option::of(1..=u64::MAX)).prop_map(
+            |(epoch, attachment, inc, held, ports, capacity)| Msg::AttachAck {
+                epoch,
+                attachment,
+                inc,
+                held,
+                pool: Pool { ports, capacity }
+            }
+        ),
         (uid(), n(), num_conn(), role()).prop_map(|(uid, epoch, num_conn, role)| Msg::StartLstn {
             uid,
             epoch,

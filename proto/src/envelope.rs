@@ -10,7 +10,7 @@
 //! decoded strings (tokens) into the domain value instead of copying them.
 
 use prost::Message as _;
-use scistream_fsm::{Credentials, Msg, SessionParams, Token, Uid};
+use scistream_fsm::{Credentials, Msg, Pool, SessionParams, Token, Uid};
 
 use crate::convert::Limits;
 use crate::convert::field::{
@@ -119,11 +119,13 @@ fn body_of(msg: &Msg) -> Body {
         Msg::Attach { epoch, attachment, keep } => {
             Body::Attach(pb::EnvAttach { epoch: *epoch, attachment: *attachment, keep: uids_to_wire(keep) })
         }
-        Msg::AttachAck { epoch, attachment, inc, held } => Body::AttachAck(pb::EnvAttachAck {
+        Msg::AttachAck { epoch, attachment, inc, held, pool } => Body::AttachAck(pb::EnvAttachAck {
             epoch: *epoch,
             attachment: *attachment,
             inc: *inc,
             held: uids_to_wire(held),
+            ports: pool.ports,
+            capacity: pool.capacity.unwrap_or(0),
         }),
         Msg::StartLstn { uid, epoch, num_conn, role } => Body::StartLstn(pb::EnvStartLstn {
             uid: uid_to_wire(*uid),
@@ -201,9 +203,13 @@ fn msg_of(body: Body, limits: &Limits) -> Result<Msg, WireError> {
         }
         Body::DsBoot(m) => Msg::DsBoot { inc: m.inc },
         Body::Attach(m) => Msg::Attach { epoch: m.epoch, attachment: m.attachment, keep: uids_from_wire(&m.keep)? },
-        Body::AttachAck(m) => {
-            Msg::AttachAck { epoch: m.epoch, attachment: m.attachment, inc: m.inc, held: uids_from_wire(&m.held)? }
-        }
+        Body::AttachAck(m) => Msg::AttachAck {
+            epoch: m.epoch,
+            attachment: m.attachment,
+            inc: m.inc,
+            held: uids_from_wire(&m.held)?,
+            pool: Pool { ports: m.ports, capacity: Some(m.capacity).filter(|c| *c > 0) },
+        },
         Body::StartLstn(m) => Msg::StartLstn {
             uid: uid_from_wire(&m.uid)?,
             epoch: m.epoch,

@@ -3,7 +3,7 @@
 
 use prost::Message as _;
 use scistream_fsm::s2cs::Record;
-use scistream_fsm::{Principal, SessionParams};
+use scistream_fsm::{Node, Principal, SessionParams};
 
 use crate::convert::Limits;
 use crate::convert::field::{
@@ -12,8 +12,9 @@ use crate::convert::field::{
 };
 use crate::{WireError, pb};
 
-/// Encodes a record.
-pub fn encode(r: &Record) -> Vec<u8> {
+/// Encodes a record; `node` names the node it is placed on (its index means nothing to another
+/// run, whose list of nodes may differ).
+pub fn encode(r: &Record, node: &str) -> Vec<u8> {
     pb::StoredSession {
         uid: uid_to_wire(r.uid),
         owner: r.owner.0.clone(),
@@ -25,14 +26,16 @@ pub fn encode(r: &Record) -> Vec<u8> {
         prod_listeners: addrs_to_wire(&r.prod_listeners),
         targets: addrs_to_wire(&r.targets),
         credentials: r.creds.0.to_vec(),
+        node: node.to_owned(),
     }
     .encode_to_vec()
 }
 
-/// Decodes and validates a record; `num_conn` within `limits`.
-pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Record, WireError> {
+/// Decodes and validates a record; `num_conn` within `limits`. Returns it with the name of its
+/// node; its `node` index is left at 0 for the caller to set from that name.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<(Record, String), WireError> {
     let m = pb::StoredSession::decode(bytes)?;
-    Ok(Record {
+    let record = Record {
         uid: uid_from_wire(&m.uid)?,
         owner: Principal(m.owner),
         params: SessionParams {
@@ -45,7 +48,9 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Record, WireError> {
         prod_listeners: addrs_from_wire(&m.prod_listeners)?,
         targets: addrs_from_wire(&m.targets)?,
         creds: creds_from_wire(&m.credentials)?,
-    })
+        node: Node(0),
+    };
+    Ok((record, m.node))
 }
 
 #[cfg(test)]
@@ -69,6 +74,7 @@ mod tests {
                         prod_listeners,
                         targets,
                         creds: Credentials(creds),
+                        node: Node(0),
                     }
                 })
             })
@@ -76,8 +82,8 @@ mod tests {
 
     proptest! {
         #[test]
-        fn prop_every_record_comes_back_as_stored(r in record()) {
-            prop_assert_eq!(decode(&encode(&r), &Limits::DEFAULT), Ok(r));
+        fn prop_every_record_comes_back_as_stored(r in record(), node in "[a-z0-9.:]{0,30}") {
+            prop_assert_eq!(decode(&encode(&r, &node), &Limits::DEFAULT), Ok((r, node)));
         }
 
         #[test]
@@ -88,7 +94,7 @@ mod tests {
 
     #[test]
     fn a_record_with_a_short_key_is_refused() {
-        let mut m = pb::StoredSession::decode(encode(&sample()).as_slice()).unwrap();
+        let mut m = pb::StoredSession::decode(encode(&sample(), "embedded").as_slice()).unwrap();
         m.app_key.pop();
         assert!(decode(&m.encode_to_vec(), &Limits::DEFAULT).is_err());
     }
@@ -103,6 +109,7 @@ mod tests {
             prod_listeners: vec![],
             targets: vec![],
             creds: Credentials([2; 32]),
+            node: Node(0),
         }
     }
 }

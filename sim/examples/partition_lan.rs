@@ -14,7 +14,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use scistream_fsm::session::MAX_WAITERS;
-use scistream_fsm::{Instant, Peer, Role, s2cs};
+use scistream_fsm::{Instant, Node, Peer, Role, s2cs};
 use scistream_sim::script::{Property, Sim};
 use scistream_sim::{Options, Scenario};
 
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         sim.run_until(Instant::ZERO + Duration::from_secs(1));
         sim.partition(&["s2cs/PROD"], &["s2ds/PROD"], HEAL - Duration::from_secs(1));
         sim.run_until(Instant::ZERO + Duration::from_secs(3));
-        sim.crash(Peer::DataServer(Role::Cons), Duration::from_secs(2));
+        sim.crash(Peer::DataServer(Role::Cons, Node(0)), Duration::from_secs(2));
         let outcome = sim.finish();
         for v in &outcome.violations {
             println!("seed {seed}: {v}");

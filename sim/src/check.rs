@@ -149,6 +149,7 @@ reach! {
     BridgesKept => "bridges-kept": "A restarted control server recovered an established session and its data server kept the session's bridges.",
     RelayFailed => "relay-failed": "A data server could not start a session's relay.",
     OperatorReleased => "operator-released": "An operator released another identity's session.",
+    OtherNode => "other-node": "A control server placed a session on a data-server node other than its first.",
 }
 
 impl Reach {

@@ -22,6 +22,10 @@ pub struct Scenario {
     /// Range of num_conn per session (inclusive).
     #[serde(default = "default_num_conn")]
     pub num_conn: [u16; 2],
+    /// Data-server nodes per facility (`s2ds/PROD`, `s2ds/PROD.1`, …): each control server
+    /// places its sessions on them.
+    #[serde(default = "one_node")]
+    pub nodes: u16,
     /// Ports each data server may hand out.
     #[serde(default = "default_ports")]
     pub ports: u16,
@@ -119,6 +123,8 @@ pub struct ConfigSpace {
     pub operators: Option<bool>,
     /// Each control server's capacity in the rate unit; absent: no limit.
     pub capacity: Option<u64>,
+    /// Each data-server node's capacity in the rate unit, as it announces it; absent: none.
+    pub node_capacity: Option<u64>,
     /// Probability that a data server cannot start a session's relay.
     pub relay_failure: f64,
 }
@@ -237,6 +243,9 @@ pub struct Crash {
 fn one() -> u32 {
     1
 }
+fn one_node() -> u16 {
+    1
+}
 fn default_num_conn() -> [u16; 2] {
     [1, 4]
 }
@@ -341,6 +350,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("duplicate-uid", include_str!("../scenarios/duplicate-uid.toml")),
     ("config-space", include_str!("../scenarios/config-space.toml")),
     ("headline", include_str!("../scenarios/headline.toml")),
+    ("nodes", include_str!("../scenarios/nodes.toml")),
 ];
 
 impl Scenario {
@@ -374,6 +384,9 @@ impl Scenario {
         if self.num_conn[0] == 0 || self.num_conn[0] > self.num_conn[1] {
             return bad(format!("num_conn {:?} must be a range within 1..", self.num_conn));
         }
+        if !(1..=4).contains(&self.nodes) {
+            return bad(format!("nodes {} must be in 1..=4", self.nodes));
+        }
         if self.ports == 0 || u32::from(self.ports) > 60_000 {
             return bad(format!("ports {} must be in 1..=60000", self.ports));
         }
@@ -398,12 +411,12 @@ impl Scenario {
             );
         }
         for c in &self.crashes {
-            if crate::nodes::node_by_name(&c.node, self.clients, self.sessions).is_none() {
+            if crate::nodes::node_by_name(&c.node, self.clients, self.sessions, self.nodes).is_none() {
                 return bad(format!("crash names unknown node {:?}", c.node));
             }
         }
         for n in self.partitions.iter().flat_map(|p| p.a.iter().chain(&p.b)) {
-            if !crate::nodes::group_name_valid(n, self.clients, self.sessions) {
+            if !crate::nodes::group_name_valid(n, self.clients, self.sessions, self.nodes) {
                 return bad(format!("partition names unknown node or kind {n:?}"));
             }
         }

@@ -17,8 +17,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scistream_fsm::timing::{self, Profile};
 use scistream_fsm::{
-    Effect, Faces, Instant, Msg, Peer, Principal, Role, TimerKey, TimerKind, Token, Uid, cons_app, prod_app, s2cs,
-    s2ds, s2uc,
+    Effect, Faces, Instant, Msg, Node, Peer, Principal, Role, TimerKey, TimerKind, Token, Uid, cons_app, prod_app,
+    s2cs, s2ds, s2uc,
 };
 
 use crate::check::{Prop, Reach, Violation};
@@ -51,7 +51,7 @@ impl Defect {
             (Self::NoRetransmit, Peer::Client(_)) => {
                 out.retain(|e| !matches!(e, Effect::SetTimer { key, .. } if key.kind == TimerKind::Retransmit));
             }
-            (Self::BridgeBeforeCredentials, Peer::DataServer(role)) => {
+            (Self::BridgeBeforeCredentials, Peer::DataServer(role, _)) => {
                 let early: Vec<Effect> = out
                     .iter()
                     .filter_map(|e| match e {
@@ -68,7 +68,7 @@ impl Defect {
                     .collect();
                 out.extend(early);
             }
-            (Self::LeakPortsOnRelease, Peer::DataServer(_)) => out.retain(|e| !matches!(e, Effect::Unlisten { .. })),
+            (Self::LeakPortsOnRelease, Peer::DataServer(..)) => out.retain(|e| !matches!(e, Effect::Unlisten { .. })),
             (Self::UnencodableRequest, Peer::Client(_)) => {
                 for e in out.iter_mut() {
                     if let Effect::Send { msg: Msg::Req { params, .. }, .. } = e {
@@ -129,9 +129,9 @@ enum Event {
     SettleCheck,
     ReleaseAll,
     OperatorRelease(usize),
-    BridgesUp(Role, Uid),
-    BridgesFailed(Role, Uid),
-    Bind(Role, Uid, Option<u16>),
+    BridgesUp(Role, Node, Uid),
+    BridgesFailed(Role, Node, Uid),
+    Bind(Role, Node, Uid, Option<u16>),
     ConsListeners(usize, Vec<scistream_fsm::Addr>),
     ConsResult(usize, bool),
     Crash(Peer, u64),
@@ -207,14 +207,16 @@ pub struct World<'a> {
     net: Network,
     clients: Vec<Option<s2uc::S2uc>>,
     cs: [Option<s2cs::ControlServer>; 2],
-    ds: [Option<s2ds::S2ds>; 2],
+    /// The data-server nodes, each facility's in order ([`World::ds_index`]).
+    ds: Vec<Option<s2ds::S2ds>>,
     apps: Vec<Option<prod_app::ProdApp>>,
     cons: Vec<cons_app::ConsApp>,
     journals: Vec<BTreeSet<Uid>>,
     epochs: [u64; 2],
     /// Each control server's durable store: the established sessions it persisted.
     stores: [BTreeMap<Uid, s2cs::Record>; 2],
-    incs: [u64; 2],
+    /// Each data-server node's incarnation.
+    incs: Vec<u64>,
     client_incs: Vec<u64>,
     /// The scenario's timing (every node's, but for its jitter seed).
     profile: Profile,
@@ -224,9 +226,10 @@ pub struct World<'a> {
     looks: Vec<(Uid, Option<observe::Look>)>,
     timers: BTreeMap<(Peer, TimerKey), u64>,
     generation: u64,
-    os: [BTreeMap<u16, Uid>; 2],
-    /// Ports another process holds, per facility.
-    foreign: [BTreeSet<u16>; 2],
+    /// The ports bound on each data-server node's host, with the session holding each.
+    os: Vec<BTreeMap<u16, Uid>>,
+    /// Ports another process holds, per data-server node.
+    foreign: Vec<BTreeSet<u16>>,
     plans: Vec<Plan>,
     by_uid: BTreeMap<Uid, Vec<usize>>,
     seen: BTreeMap<Peer, BTreeMap<Uid, Seen>>,
@@ -260,7 +263,8 @@ impl<'a> World<'a> {
         let release_all_at =
             Instant::ZERO + ms(sc.heal_at_ms.max(sc.workload.start_window_ms).max(last_fault) + settle);
         let n = sc.sessions as usize;
-        let mut foreign = [BTreeSet::new(), BTreeSet::new()];
+        let all_nodes = 2 * usize::from(sc.nodes);
+        let mut foreign = vec![BTreeSet::new(); all_nodes];
         for set in &mut foreign {
             while set.len() < usize::from(sc.busy_ports) {
                 set.insert(5100 + rng.random_range(0..sc.ports));
@@ -285,23 +289,25 @@ impl<'a> World<'a> {
                 Some(s2cs::ControlServer::new(cs_cfg(sc, &config, opts.seed, Role::Prod, 1), 1)),
                 Some(s2cs::ControlServer::new(cs_cfg(sc, &config, opts.seed, Role::Cons, 1), 1)),
             ],
-            ds: [
-                Some(s2ds::S2ds::new(ds_cfg(sc, opts.seed, Role::Prod, 1), 1)),
-                Some(s2ds::S2ds::new(ds_cfg(sc, opts.seed, Role::Cons, 1), 1)),
-            ],
+            ds: Role::ALL
+                .into_iter()
+                .flat_map(|r| {
+                    (0..sc.nodes).map(move |n| Some(s2ds::S2ds::new(ds_cfg(sc, opts.seed, r, Node(n), 1), 1)))
+                })
+                .collect(),
             apps: vec![None; n],
             cons: plans.iter().map(|p| cons_app::ConsApp::new(p.uid)).collect(),
             journals: vec![BTreeSet::new(); sc.clients as usize],
             epochs: [1, 1],
             stores: [BTreeMap::new(), BTreeMap::new()],
-            incs: [1, 1],
+            incs: vec![1; all_nodes],
             client_incs: vec![0; sc.clients as usize],
             profile,
             config,
             looks: Vec::new(),
             timers: BTreeMap::new(),
             generation: 0,
-            os: [BTreeMap::new(), BTreeMap::new()],
+            os: vec![BTreeMap::new(); all_nodes],
             foreign,
             plans,
             by_uid,
@@ -319,9 +325,22 @@ impl<'a> World<'a> {
         w
     }
 
+    /// Where data-server node `n` of the facility serving `r` sits in the per-node vectors.
+    fn ds_index(&self, r: Role, n: Node) -> usize {
+        nodes::role_index(r) * usize::from(self.sc.nodes) + n.index()
+    }
+
+    /// The data-server nodes of the facility serving `r`.
+    fn ds_nodes(&self, r: Role) -> impl Iterator<Item = (Node, usize)> + use<> {
+        let per = self.sc.nodes;
+        (0..per).map(move |n| (Node(n), nodes::role_index(r) * usize::from(per) + usize::from(n)))
+    }
+
     fn boot(&mut self) {
         for r in Role::ALL {
-            self.step_ds(r, s2ds::Input::Boot);
+            for (n, _) in self.ds_nodes(r) {
+                self.step_ds(r, n, s2ds::Input::Boot);
+            }
             self.step_cs(r, Peer::ControlServer(r), s2cs::Input::Boot);
         }
         for i in 0..self.plans.len() {
@@ -335,7 +354,7 @@ impl<'a> World<'a> {
             }
         }
         for c in self.sc.crashes.clone() {
-            let node = node_by_name(&c.node, self.sc.clients, self.sc.sessions).expect("validated");
+            let node = node_by_name(&c.node, self.sc.clients, self.sc.sessions, self.sc.nodes).expect("validated");
             self.schedule(Instant::ZERO + ms(c.at_ms), Event::Crash(node, c.down_ms));
         }
         self.schedule(self.release_all_at, Event::SettleCheck);
@@ -413,7 +432,7 @@ impl<'a> World<'a> {
                 match node {
                     Peer::Client(n) => self.step_client(n, s2uc::Input::Timer(key)),
                     Peer::ControlServer(r) => self.step_cs(r, node, s2cs::Input::Timer(key)),
-                    Peer::DataServer(r) => self.step_ds(r, s2ds::Input::Timer(key)),
+                    Peer::DataServer(r, n) => self.step_ds(r, n, s2ds::Input::Timer(key)),
                     Peer::App(i) => self.step_app(i, prod_app::Input::Timer(key)),
                 }
             }
@@ -457,13 +476,13 @@ impl<'a> World<'a> {
                 let msg = Msg::Rel { uid, seq: 1, token: Token("tok-operator".into()) };
                 self.send(Peer::Client(OPERATOR), Peer::ControlServer(role), msg);
             }
-            Event::BridgesUp(r, uid) => self.step_ds(r, s2ds::Input::BridgesUp(uid)),
-            Event::BridgesFailed(r, uid) => {
+            Event::BridgesUp(r, n, uid) => self.step_ds(r, n, s2ds::Input::BridgesUp(uid)),
+            Event::BridgesFailed(r, n, uid) => {
                 let code = scistream_fsm::ErrorCode::FailedPrecondition;
-                self.step_ds(r, s2ds::Input::BridgesFailed { uid, code });
+                self.step_ds(r, n, s2ds::Input::BridgesFailed { uid, code });
             }
-            Event::Bind(r, uid, None) => self.step_ds(r, s2ds::Input::Bound(uid)),
-            Event::Bind(r, uid, Some(port)) => self.step_ds(r, s2ds::Input::BindFailed { uid, port }),
+            Event::Bind(r, n, uid, None) => self.step_ds(r, n, s2ds::Input::Bound(uid)),
+            Event::Bind(r, n, uid, Some(port)) => self.step_ds(r, n, s2ds::Input::BindFailed { uid, port }),
             Event::ConsListeners(i, listeners) => self.step_cons(i, cons_app::Input::Listeners(listeners)),
             Event::ConsResult(i, ok) => {
                 let input = if ok { cons_app::Input::Connected } else { cons_app::Input::ConnectFailed };
@@ -510,7 +529,7 @@ impl<'a> World<'a> {
                     self.deliver_forged(r, from, f);
                 }
             }
-            Peer::DataServer(r) => self.step_ds(r, s2ds::Input::Msg { from, msg }),
+            Peer::DataServer(r, n) => self.step_ds(r, n, s2ds::Input::Msg { from, msg }),
             Peer::App(i) => self.step_app(i, prod_app::Input::Msg { from, msg }),
         }
     }
@@ -592,8 +611,8 @@ impl<'a> World<'a> {
                 }
             }
             Peer::ControlServer(r) => self.cs[nodes::role_index(r)] = None,
-            Peer::DataServer(r) => {
-                let i = nodes::role_index(r);
+            Peer::DataServer(r, n) => {
+                let i = self.ds_index(r, n);
                 self.ds[i] = None;
                 // The process's listeners and connections die with it.
                 let uids: BTreeSet<Uid> = std::mem::take(&mut self.os[i]).into_values().collect();
@@ -628,11 +647,11 @@ impl<'a> World<'a> {
                 ));
                 self.step_cs(r, node, s2cs::Input::Boot);
             }
-            Peer::DataServer(r) => {
-                let i = nodes::role_index(r);
+            Peer::DataServer(r, n) => {
+                let i = self.ds_index(r, n);
                 self.incs[i] += 1;
-                self.ds[i] = Some(s2ds::S2ds::new(ds_cfg(self.sc, self.opts.seed, r, self.incs[i]), self.incs[i]));
-                self.step_ds(r, s2ds::Input::Boot);
+                self.ds[i] = Some(s2ds::S2ds::new(ds_cfg(self.sc, self.opts.seed, r, n, self.incs[i]), self.incs[i]));
+                self.step_ds(r, n, s2ds::Input::Boot);
             }
             Peer::App(i) => {
                 // The operator relaunches the controller if it had been launched.
@@ -651,7 +670,7 @@ fn timing_of(sc: &Scenario, seed: u64, node: Peer, incarnation: u64) -> Profile 
     let tag = match node {
         Peer::Client(n) => u64::from(n),
         Peer::ControlServer(r) => 1 << 32 | nodes::role_index(r) as u64,
-        Peer::DataServer(r) => 2 << 32 | nodes::role_index(r) as u64,
+        Peer::DataServer(r, n) => 2 << 32 | u64::from(n.0) << 8 | nodes::role_index(r) as u64,
         Peer::App(n) => 3 << 32 | u64::from(n),
     };
     sc.timing.profile().seeded(timing::mix(seed ^ timing::mix(tag ^ incarnation << 40)))
@@ -675,6 +694,7 @@ const OPERATOR: u32 = u32::MAX - 1;
 fn cs_cfg(sc: &Scenario, config: &Drawn, seed: u64, r: Role, epoch: u64) -> s2cs::Config {
     s2cs::Config {
         facility: r,
+        nodes: sc.nodes,
         max_num_conn: 64,
         timing: timing_of(sc, seed, Peer::ControlServer(r), epoch),
         require_app_keys: config.require_app_keys,
@@ -684,15 +704,17 @@ fn cs_cfg(sc: &Scenario, config: &Drawn, seed: u64, r: Role, epoch: u64) -> s2cs
     }
 }
 
-fn ds_cfg(sc: &Scenario, seed: u64, r: Role, inc: u64) -> s2ds::Config {
+fn ds_cfg(sc: &Scenario, seed: u64, r: Role, n: Node, inc: u64) -> s2ds::Config {
+    let host = |side: &str| match n {
+        Node(0) => format!("{side}.gw-{}", r.as_wire().to_lowercase()),
+        Node(n) => format!("{side}.gw{n}-{}", r.as_wire().to_lowercase()),
+    };
     s2ds::Config {
         facility: r,
         ports: 5100..=5100 + (sc.ports - 1),
-        advertise: Faces {
-            wan: format!("wan.gw-{}", r.as_wire().to_lowercase()),
-            lan: format!("lan.gw-{}", r.as_wire().to_lowercase()),
-        },
-        timing: timing_of(sc, seed, Peer::DataServer(r), inc),
+        advertise: Faces { wan: host("wan"), lan: host("lan") },
+        timing: timing_of(sc, seed, Peer::DataServer(r, n), inc),
+        capacity: sc.config.node_capacity,
     }
 }
 
@@ -725,8 +747,8 @@ fn describe(msg: &Msg) -> String {
         Msg::Error { uid, seq, code } => format!("ERROR {} seq {seq} ({code})", short(*uid)),
         Msg::Lstn { uid, ports, .. } => format!("Lstn {} ports {ports:?}", short(*uid)),
         Msg::Attach { epoch, attachment, keep } => format!("Attach epoch {epoch}.{attachment} keep {}", keep.len()),
-        Msg::AttachAck { epoch, attachment, inc, held } => {
-            format!("AttachAck epoch {epoch}.{attachment} inc {inc} held {}", held.len())
+        Msg::AttachAck { epoch, attachment, inc, held, pool } => {
+            format!("AttachAck epoch {epoch}.{attachment} inc {inc} held {} ports {}", held.len(), pool.ports)
         }
         Msg::DsBoot { inc } => format!("DsBoot inc {inc}"),
         m => format!("{} {}", m.name(), m.uid().map(short).unwrap_or_default()),

@@ -58,6 +58,7 @@ sweeps! {
     duplicate_uid_holds_every_property => "duplicate-uid",
     config_space_holds_every_property => "config-space",
     headline_holds_every_property => "headline",
+    nodes_hold_every_property => "nodes",
 }
 
 /// Runs a broken variant until some seed breaks `prop`; panics if none does within `bound`.

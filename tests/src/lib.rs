@@ -115,11 +115,21 @@ pub struct ServerOpts {
     /// A data server node to link to instead of the embedded data server (`port_range` is
     /// then the node's, not used here).
     pub node: Option<NodeLink>,
+    /// More nodes after `node` (`--s2ds` again), each trusting `node`'s control-server
+    /// certificate ([`Node::start_trusting`]).
+    pub more_nodes: Vec<NodeLink>,
 }
 
 impl Default for ServerOpts {
     fn default() -> Self {
-        Self { port_range: free_range(20), hello_timeout: 30.0, insecure: false, extra: Vec::new(), node: None }
+        Self {
+            port_range: free_range(20),
+            hello_timeout: 30.0,
+            insecure: false,
+            extra: Vec::new(),
+            node: None,
+            more_nodes: Vec::new(),
+        }
     }
 }
 
@@ -184,6 +194,16 @@ impl Node {
     /// Starts `s2ds` on 127.0.0.1 handing out `port_range`, with `extra` flags, certificates
     /// made in a folder of `dir`; waits until it serves.
     pub fn start(dir: &Path, port_range: &str, extra: &[&str]) -> Result<Self> {
+        Self::start_with(dir, port_range, extra, None)
+    }
+
+    /// As [`Node::start`], but the node trusts the control server `cs` links with (another
+    /// node's [`Node::link`]): one control server, several nodes.
+    pub fn start_trusting(dir: &Path, port_range: &str, extra: &[&str], cs: &NodeLink) -> Result<Self> {
+        Self::start_with(dir, port_range, extra, Some(cs))
+    }
+
+    fn start_with(dir: &Path, port_range: &str, extra: &[&str], cs: Option<&NodeLink>) -> Result<Self> {
         static N: Mutex<u32> = Mutex::new(0);
         let n = {
             let mut g = N.lock().unwrap_or_else(|e| e.into_inner());
@@ -193,7 +213,13 @@ impl Node {
         let dir = dir.join(format!("s2ds-{n}"));
         for side in ["node", "cs"] {
             std::fs::create_dir_all(dir.join(side))?;
-            gen_cert(&dir.join(side))?;
+            match cs {
+                Some(cs) if side == "cs" => {
+                    std::fs::copy(&cs.cert, dir.join("cs/cert.pem"))?;
+                    std::fs::copy(&cs.key, dir.join("cs/key.pem"))?;
+                }
+                _ => gen_cert(&dir.join(side))?,
+            }
         }
         let mut flags = args(&["--port-range", port_range]);
         flags.extend(extra.iter().map(|s| (*s).to_owned()));
@@ -314,6 +340,9 @@ impl Server {
         match &opts.node {
             Some(node) => {
                 cmd.args(["--s2ds", &node.addr, "--s2ds-trust"]).arg(&node.node_cert);
+                for more in &opts.more_nodes {
+                    cmd.args(["--s2ds", &more.addr, "--s2ds-trust"]).arg(&more.node_cert);
+                }
                 if opts.insecure {
                     cmd.arg("--insecure");
                 }

@@ -172,7 +172,7 @@ fn replay_12_against_s2cs(insecure: bool) -> Result<()> {
             hello_timeout: 30.0,
             insecure,
             extra: vec!["--allow-plain-wan".into(), "--allow-keyless-sessions".into()],
-            node: None,
+            ..ServerOpts::default()
         })
         .collect();
     let prod = Server::start(&dirs[0].0, &opts[0])?;

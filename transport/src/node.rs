@@ -432,7 +432,13 @@ mod tests {
             num_conn: 1,
             role: scistream_fsm::Role::Prod
         }));
-        let ack = Msg::AttachAck { epoch: 1, attachment: 1, inc: 3, held: vec![] };
+        let ack = Msg::AttachAck {
+            epoch: 1,
+            attachment: 1,
+            inc: 3,
+            held: vec![],
+            pool: scistream_fsm::Pool { ports: 4, capacity: Some(100) },
+        };
         assert!(uplink.send(ack.clone()));
         let back = tokio::time::timeout(Duration::from_secs(5), heard.recv()).await.unwrap();
         assert_eq!(back, Some(ack));

@@ -8,6 +8,12 @@
 //! `StoredSession` protobufs ([`scistream_proto::store`]), validated when read back: a record
 //! that does not decode is logged and dropped, never trusted.
 //!
+//! Each record names the data-server node its session is placed on by the address the control
+//! server reaches it at (`embedded` for the data server inside `s2cs`), not by its position in
+//! the list of nodes: a restart with the nodes given in another order puts each session back on
+//! its own node, and one whose node is no longer configured comes back on [`Node`] `nodes.len()`,
+//! a node the control server does not have, which fails it at boot.
+//!
 //! Writes happen on a thread of their own, in the order they were asked for, batched into one
 //! commit when they queue up: the control server's actor never waits for the disk.
 
@@ -16,8 +22,8 @@ use std::sync::mpsc;
 use std::thread::JoinHandle;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use scistream_fsm::Uid;
 use scistream_fsm::s2cs::Record;
+use scistream_fsm::{Node, Uid};
 use scistream_proto::Limits;
 
 const SESSIONS: TableDefinition<u128, &[u8]> = TableDefinition::new("sessions");
@@ -59,6 +65,8 @@ enum Op {
 #[derive(Debug)]
 pub struct SessionStore {
     path: PathBuf,
+    /// The nodes' names, indexed by [`Node`].
+    nodes: Vec<String>,
     tx: Option<mpsc::Sender<Op>>,
     writer: Option<JoinHandle<()>>,
 }
@@ -74,10 +82,10 @@ impl std::fmt::Debug for Op {
 }
 
 impl SessionStore {
-    /// Opens the store in `dir` (made, owner-only, if missing) and reads what it holds;
-    /// records that do not decode under `limits` are logged, dropped from the store, and not
-    /// returned.
-    pub fn open(dir: &Path, limits: &Limits) -> Result<(Self, Vec<Record>), StoreError> {
+    /// Opens the store in `dir` (made, owner-only, if missing) and reads what it holds, for a
+    /// control server whose data-server nodes are named `nodes` (in order); records that do not
+    /// decode under `limits` are logged, dropped from the store, and not returned.
+    pub fn open(dir: &Path, limits: &Limits, nodes: &[String]) -> Result<(Self, Vec<Record>), StoreError> {
         let folder = |error| StoreError::Folder { path: dir.to_owned(), error };
         std::fs::create_dir_all(dir).map_err(folder)?;
         #[cfg(unix)]
@@ -104,8 +112,14 @@ impl SessionStore {
                 let (k, v) = row.map_err(|e| db_err(&e))?;
                 let key = k.value();
                 match scistream_proto::store::decode(v.value(), limits) {
-                    Ok(r) if r.uid.as_u128() == key => records.push(r),
-                    Ok(r) => {
+                    Ok((mut r, node)) if r.uid.as_u128() == key => {
+                        r.node = node_by_name(nodes, &node);
+                        if r.node.index() >= nodes.len() {
+                            tracing::warn!(uid = %r.uid, node, "a stored session's node is no longer configured; the session fails");
+                        }
+                        records.push(r);
+                    }
+                    Ok((r, _)) => {
                         tracing::error!(key = %Uid::from_u128(key), uid = %r.uid, "a stored session under another uid's key; dropped");
                         bad.push(key);
                     }
@@ -132,7 +146,7 @@ impl SessionStore {
             .name("session-store".into())
             .spawn(move || write_loop(&db, &writer_path, &rx))
             .map_err(folder)?;
-        Ok((Self { path, tx: Some(tx), writer: Some(writer) }, records))
+        Ok((Self { path, nodes: nodes.to_vec(), tx: Some(tx), writer: Some(writer) }, records))
     }
 
     /// The store's file.
@@ -142,7 +156,8 @@ impl SessionStore {
 
     /// Stores `record` (replacing what its uid had).
     pub fn put(&self, record: &Record) {
-        self.send(Op::Put(record.uid, scistream_proto::store::encode(record)));
+        let node = self.nodes.get(record.node.index()).map_or("", String::as_str);
+        self.send(Op::Put(record.uid, scistream_proto::store::encode(record, node)));
     }
 
     /// Forgets session `uid`.
@@ -173,6 +188,13 @@ impl Drop for SessionStore {
             let _ = w.join();
         }
     }
+}
+
+/// The node named `name` among `nodes`; a name left empty (a store from before nodes were
+/// named, with one data server) is the first; an unknown one is `Node(nodes.len())`.
+fn node_by_name(nodes: &[String], name: &str) -> Node {
+    let index = if name.is_empty() { 0 } else { nodes.iter().position(|n| n == name).unwrap_or(nodes.len()) };
+    Node(u16::try_from(index).unwrap_or(u16::MAX))
 }
 
 fn write_loop(db: &Database, path: &Path, rx: &mpsc::Receiver<Op>) {
@@ -225,13 +247,48 @@ mod tests {
             prod_listeners: vec![],
             targets: vec!["198.51.100.7:7000".parse().unwrap()],
             creds: Credentials([n as u8; 32]),
+            node: Node(0),
         }
+    }
+
+    fn nodes(names: &[&str]) -> Vec<String> {
+        names.iter().map(|n| (*n).to_owned()).collect()
+    }
+
+    #[test]
+    fn a_session_comes_back_on_its_node_by_name_whatever_the_order_and_fails_when_its_node_is_gone() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["a:1", "b:2", "c:3"])).unwrap();
+        let (mut on_b, mut on_c) = (record(1), record(2));
+        (on_b.node, on_c.node) = (Node(1), Node(2));
+        store.put(&on_b);
+        store.put(&on_c);
+        drop(store);
+        // Restarted with the nodes in another order and c removed.
+        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["b:2", "a:1"])).unwrap();
+        assert_eq!(held.iter().map(|r| r.node).collect::<Vec<_>>(), vec![Node(0), Node(2)]);
+    }
+
+    #[test]
+    fn a_record_without_a_node_name_is_on_the_first_node() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let db = Database::create(dir.path().join(FILE)).unwrap();
+            let tx = db.begin_write().unwrap();
+            {
+                let mut t = tx.open_table(SESSIONS).unwrap();
+                t.insert(1u128, scistream_proto::store::encode(&record(1), "").as_slice()).unwrap();
+            }
+            tx.commit().unwrap();
+        }
+        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["x:1", "y:2"])).unwrap();
+        assert_eq!(held, vec![record(1)]);
     }
 
     #[test]
     fn what_is_stored_comes_back_after_a_reopen_and_removals_stick() {
         let dir = tempfile::tempdir().unwrap();
-        let (store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT).unwrap();
+        let (store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["embedded"])).unwrap();
         assert!(held.is_empty());
         for n in 1..=3 {
             store.put(&record(n));
@@ -241,15 +298,15 @@ mod tests {
         changed.targets.clear();
         store.put(&changed);
         drop(store);
-        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT).unwrap();
+        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["embedded"])).unwrap();
         assert_eq!(held, vec![record(1), changed]);
     }
 
     #[test]
     fn a_second_process_on_the_same_store_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let (_store, _) = SessionStore::open(dir.path(), &Limits::DEFAULT).unwrap();
-        let err = SessionStore::open(dir.path(), &Limits::DEFAULT).unwrap_err();
+        let (_store, _) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["embedded"])).unwrap();
+        let err = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["embedded"])).unwrap_err();
         assert!(matches!(err, StoreError::Busy(_)), "{err}");
         assert!(err.to_string().contains("another s2cs"), "{err}");
     }
@@ -258,7 +315,7 @@ mod tests {
     fn a_record_that_does_not_decode_is_dropped_not_trusted() {
         let dir = tempfile::tempdir().unwrap();
         {
-            let (store, _) = SessionStore::open(dir.path(), &Limits::DEFAULT).unwrap();
+            let (store, _) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["embedded"])).unwrap();
             store.put(&record(1));
             store.flush();
         }
@@ -269,14 +326,14 @@ mod tests {
                 let mut t = tx.open_table(SESSIONS).unwrap();
                 t.insert(9u128, b"\xff\xff not a record".as_slice()).unwrap();
                 // A valid record filed under another uid.
-                t.insert(8u128, scistream_proto::store::encode(&record(1)).as_slice()).unwrap();
+                t.insert(8u128, scistream_proto::store::encode(&record(1), "embedded").as_slice()).unwrap();
             }
             tx.commit().unwrap();
         }
-        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT).unwrap();
+        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["embedded"])).unwrap();
         assert_eq!(held, vec![record(1)]);
         drop(_store);
-        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT).unwrap();
+        let (_store, held) = SessionStore::open(dir.path(), &Limits::DEFAULT, &nodes(&["embedded"])).unwrap();
         assert_eq!(held, vec![record(1)], "the bad rows were removed");
     }
 }

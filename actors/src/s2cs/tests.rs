@@ -32,6 +32,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
     let args = S2csArgs {
         cs: s2cs::Config {
             facility: Role::Prod,
+            nodes: 1,
             max_num_conn: 8,
             timing,
             require_app_keys: false,
@@ -46,6 +47,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
                 ports: ports(salt, 6),
                 advertise: Faces::both("127.0.0.1".into()),
                 timing,
+                capacity: None,
             }),
             bind: Faces::both(IpAddr::V4(Ipv4Addr::LOCALHOST)),
         },

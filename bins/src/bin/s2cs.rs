@@ -85,9 +85,12 @@ struct RunArgs {
     #[arg(long)]
     public_addr: Option<String>,
     /// A data server node (`s2ds --listen`) to use instead of the embedded data server, as
-    /// HOST:PORT; the link is mutual TLS with this server's --server-crt and --server-key.
+    /// HOST:PORT; repeatable (each session is placed on one node: the least loaded by rate,
+    /// then by sessions, of those with room for it). The links are mutual TLS with this
+    /// server's --server-crt and --server-key.
     #[arg(long)]
-    s2ds: Option<String>,
+    #[serde(default)]
+    s2ds: Vec<String>,
     /// A certificate (PEM) the data server node must present one of: the facility's CA, or
     /// the node's own self-signed certificate; repeatable.
     #[arg(long = "s2ds-trust")]
@@ -218,14 +221,15 @@ struct Settings {
 enum DataServer {
     /// In this process: its ports and addresses.
     Embedded { ports: std::ops::RangeInclusive<u16>, sides: Sides },
-    /// On a node: its link address, this server's certificate and what it trusts the node by.
-    Remote { addr: String, tls: LinkTls },
+    /// On nodes: their link addresses, this server's certificate and what it trusts them by.
+    Remote { addrs: Vec<String>, tls: LinkTls },
 }
 
 fn data_server(cli: &RunArgs, file: &RunArgs, ip: IpAddr, identity: Option<(PathBuf, PathBuf)>) -> Result<DataServer> {
-    let node = cli.s2ds.clone().or_else(|| file.s2ds.clone());
+    // The command line's nodes replace the file's.
+    let addrs = if cli.s2ds.is_empty() { file.s2ds.clone() } else { cli.s2ds.clone() };
     let trust: Vec<PathBuf> = cli.s2ds_trust.iter().chain(&file.s2ds_trust).cloned().collect();
-    let Some(addr) = node else {
+    if addrs.is_empty() {
         if !trust.is_empty() {
             bail!("--s2ds-trust without --s2ds: there is no data server node to trust");
         }
@@ -237,7 +241,7 @@ fn data_server(cli: &RunArgs, file: &RunArgs, ip: IpAddr, identity: Option<(Path
         let sides = Sides::resolve(ip, cli.wan_ip.or(file.wan_ip), cli.lan_ip.or(file.lan_ip), public)
             .map_err(|e| anyhow!(e))?;
         return Ok(DataServer::Embedded { ports, sides });
-    };
+    }
     let node_only = [
         ("--port-range", cli.port_range.is_some() || file.port_range.is_some()),
         ("--wan-ip", cli.wan_ip.is_some() || file.wan_ip.is_some()),
@@ -249,16 +253,25 @@ fn data_server(cli: &RunArgs, file: &RunArgs, ip: IpAddr, identity: Option<(Path
     }
     if trust.is_empty() {
         bail!(
-            "--s2ds {addr}: give --s2ds-trust, the certificate the node must present (the facility's CA, or the node's own)"
+            "--s2ds {}: give --s2ds-trust, the certificate the nodes must present (the facility's CA, or a node's own)",
+            addrs.join(", ")
         );
     }
-    addr.parse::<scistream_fsm::Addr>().map_err(|e| anyhow!("--s2ds {addr:?}: {e}"))?;
+    for (i, addr) in addrs.iter().enumerate() {
+        addr.parse::<scistream_fsm::Addr>().map_err(|e| anyhow!("--s2ds {addr:?}: {e}"))?;
+        if addrs[..i].contains(addr) {
+            bail!("--s2ds {addr} is given twice: each node once");
+        }
+    }
+    if addrs.len() > usize::from(u16::MAX) {
+        bail!("--s2ds: at most {} nodes", u16::MAX);
+    }
     let Some((cert, key)) = identity else {
         bail!(
             "--s2ds: the link to a data server node is mutual TLS: give --server-crt and --server-key (make them with `s2cs gen-cert`), also with --insecure"
         );
     };
-    Ok(DataServer::Remote { addr, tls: LinkTls { cert, key, trust } })
+    Ok(DataServer::Remote { addrs, tls: LinkTls { cert, key, trust } })
 }
 
 fn settings(cli: RunArgs) -> Result<Settings> {
@@ -382,9 +395,24 @@ async fn serve(s: Settings) -> Result<()> {
             Arc::new(OpenAuth)
         }
     };
+    let ds = match &s.ds {
+        DataServer::Embedded { ports, sides } => DataServerSite::Embedded {
+            cfg: Box::new(s2ds::Config {
+                facility: Role::Prod,
+                ports: ports.clone(),
+                advertise: sides.advertise.clone(),
+                timing: Profile::production(),
+                // The facility's capacity (--capacity) is the control server's to keep.
+                capacity: None,
+            }),
+            bind: sides.bind.clone(),
+        },
+        DataServer::Remote { addrs, tls } => DataServerSite::Remote { addrs: addrs.clone(), tls: tls.clone() },
+    };
     let (store, recovered) = match &s.state_dir {
         Some(dir) => {
-            let (store, held) = SessionStore::open(dir, &Limits { max_num_conn: s.max_num_conn })?;
+            let limits = Limits { max_num_conn: s.max_num_conn };
+            let (store, held) = SessionStore::open(dir, &limits, &ds.node_names())?;
             tracing::info!(store = %store.path().display(), recovered = held.len(), "session store open");
             (Some(Arc::new(store)), held)
         }
@@ -400,21 +428,18 @@ async fn serve(s: Settings) -> Result<()> {
     // Every timer of both cores comes from the one profile: only the Hello timeout is a flag.
     let timing = Profile { hello_timeout: s.hello_timeout, ..Profile::production() }.seeded(rand::random());
     let epoch = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
-    let ds = match &s.ds {
-        DataServer::Embedded { ports, sides } => DataServerSite::Embedded {
-            cfg: Box::new(s2ds::Config {
-                facility: Role::Prod,
-                ports: ports.clone(),
-                advertise: sides.advertise.clone(),
-                timing,
-            }),
-            bind: sides.bind.clone(),
-        },
-        DataServer::Remote { addr, tls } => DataServerSite::Remote { addr: addr.clone(), tls: tls.clone() },
+    let ds = match ds {
+        DataServerSite::Embedded { mut cfg, bind } => {
+            cfg.timing = timing;
+            DataServerSite::Embedded { cfg, bind }
+        }
+        remote => remote,
     };
     let args = S2csArgs {
         cs: s2cs::Config {
             facility: Role::Prod,
+            // The actor sets it from the data servers it is given.
+            nodes: 1,
             max_num_conn: s.max_num_conn,
             timing,
             require_app_keys: !s.allow_keyless_sessions,
@@ -433,11 +458,13 @@ async fn serve(s: Settings) -> Result<()> {
     let attached = tokio::time::timeout(Duration::from_secs(10), backend.ready()).await == Ok(true);
     match &s.ds {
         DataServer::Embedded { .. } if !attached => bail!("the embedded data server did not attach within 10 s"),
-        DataServer::Remote { addr, .. } if !attached => tracing::warn!(
-            node = %addr,
-            "the data server node has not attached within 10 s; serving anyway: requests get UNAVAILABLE until it does"
+        DataServer::Remote { addrs, .. } if !attached => tracing::warn!(
+            nodes = %addrs.join(", "),
+            "no data server node has attached within 10 s; serving anyway: requests get UNAVAILABLE until one does"
         ),
-        DataServer::Remote { addr, .. } => tracing::info!(node = %addr, "data server node attached"),
+        DataServer::Remote { addrs, .. } => {
+            tracing::info!(nodes = %addrs.join(", "), "a data server node attached; each links and attaches on its own");
+        }
         DataServer::Embedded { .. } => {}
     }
     let service = ControlService::new(Arc::new(backend), auth, Limits { max_num_conn: s.max_num_conn }).into_server();
@@ -455,8 +482,8 @@ async fn serve(s: Settings) -> Result<()> {
         DataServer::Embedded { ports, sides } => {
             tracing::info!(%local, ?ports, wan = %sides.advertise.wan, lan = %sides.advertise.lan, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
         }
-        DataServer::Remote { addr, .. } => {
-            tracing::info!(%local, node = %addr, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
+        DataServer::Remote { addrs, .. } => {
+            tracing::info!(%local, nodes = %addrs.join(", "), hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
         }
     }
     println!("s2cs ready on {local}");

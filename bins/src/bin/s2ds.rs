@@ -98,6 +98,11 @@ struct RunArgs {
     /// --max-num-conn must not exceed it].
     #[arg(long)]
     max_num_conn: Option<u16>,
+    /// The rate this node can carry, kB/s (the unit of a session's --rate): its control server
+    /// places sessions on it only while their rates fit; a session without a rate takes all of
+    /// it [default: no limit].
+    #[arg(long)]
+    capacity: Option<u64>,
     /// More logging (-v debug, -vv trace).
     #[arg(short, long, action = clap::ArgAction::Count)]
     #[serde(default)]
@@ -118,6 +123,7 @@ struct Settings {
     sides: Sides,
     allow_plain_wan: bool,
     max_num_conn: u16,
+    capacity: Option<u64>,
     verbose: u8,
 }
 
@@ -146,6 +152,10 @@ fn settings(cli: RunArgs) -> Result<Settings> {
     if max_num_conn == 0 {
         bail!("--max-num-conn 0: a session needs at least one connection");
     }
+    let capacity = cli.capacity.or(file.capacity);
+    if capacity == Some(0) {
+        bail!("--capacity 0: a node that can carry nothing serves nobody; leave it out for no limit");
+    }
     Ok(Settings {
         listen,
         cert,
@@ -155,6 +165,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         sides,
         allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
         max_num_conn,
+        capacity,
         verbose: cli.verbose.max(file.verbose),
     })
 }
@@ -197,6 +208,7 @@ async fn serve(s: Settings) -> Result<()> {
             ports: s.ports.clone(),
             advertise: s.sides.advertise.clone(),
             timing,
+            capacity: s.capacity,
         },
         inc,
         bind: s.sides.bind.clone(),
@@ -219,6 +231,7 @@ async fn serve(s: Settings) -> Result<()> {
     tracing::info!(
         %local,
         ports = ?s.ports,
+        capacity = ?s.capacity,
         wan = %s.sides.advertise.wan,
         lan = %s.sides.advertise.lan,
         "s2ds serving its control server's link (mutual TLS 1.3)"

@@ -605,18 +605,20 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                     "open_connections": v.traffic.open, "total_connections": v.traffic.total,
                     "refused_connections": v.traffic.refused,
                     "rate_in": v.traffic.rate_in, "rate_out": v.traffic.rate_out,
+                    "owner": v.owner, "node": v.node,
                 })
             );
         } else {
             let t = &v.traffic;
             say!(
-                "{} {} {} num_conn={} listeners={} targets={}{}",
+                "{} {} {} num_conn={} listeners={} targets={} node={}{}",
                 v.uid,
                 v.params.role,
                 v.state,
                 v.params.num_conn,
                 format_addrs(&v.listeners),
                 format_addrs(&v.targets),
+                if v.node.is_empty() { "?" } else { &v.node },
                 v.failure.map(|c| format!(" failure={c}")).unwrap_or_default()
             );
             say!(

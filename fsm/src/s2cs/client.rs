@@ -8,7 +8,7 @@ use crate::session::{self, Session, Setup, Summary};
 use crate::time::Instant;
 use crate::types::{AppKey, ErrorCode, Peer, Principal, Uid};
 
-use super::{Entry, S2cs, State};
+use super::{Entry, S2cs};
 
 /// Sends an ERROR for `(uid, seq)` to `to` and returns the matching refusal.
 fn refuse(out: &mut Outbox, to: Peer, uid: Uid, seq: u32, code: ErrorCode) -> Result<(), ProtocolError> {
@@ -79,9 +79,10 @@ impl S2cs {
             out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
             return Ok(());
         }
-        if self.state() != State::Serving {
-            return refuse(out, from, uid, seq, ErrorCode::Unavailable);
-        }
+        let node = match self.place(params) {
+            Ok(node) => node,
+            Err(code) => return refuse(out, from, uid, seq, code),
+        };
         if let Some(capacity) = self.cfg.capacity {
             let demand = |rate: u32| if rate == 0 { capacity } else { u64::from(rate) };
             let held: u64 = self.sessions.values().filter(|e| e.holds_resources()).map(|e| demand(e.params.rate)).sum();
@@ -92,16 +93,18 @@ impl S2cs {
         let setup = Setup {
             uid,
             facility: self.cfg.facility,
+            node,
             epoch: self.epoch,
             allow_plain_wan: self.cfg.allow_plain_wan,
             timing: self.cfg.timing,
             owner: caller.clone(),
             params,
         };
-        self.sessions.insert(uid, Entry { owner: caller, params, key, creds: None, summary: Summary::default() });
+        let entry = Entry { owner: caller, params, key, creds: None, node, summary: Summary::default() };
+        self.sessions.insert(uid, entry);
         out.push(Effect::Spawn(Box::new(Session::new(setup))));
-        if !self.beating {
-            self.start_heartbeat(now, out);
+        if !self.nodes[node.index()].beating {
+            self.start_heartbeat(now, node, out);
         }
         out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
         Ok(())

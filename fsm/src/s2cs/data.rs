@@ -1,5 +1,5 @@
-//! Messages from the control server's own data server: attachment, incarnations, and the
-//! answers it routes to each session.
+//! Messages from the control server's data-server nodes: attachment, incarnations, and the
+//! answers it routes to each session. Each node has a link of its own ([`super::NodeLink`]).
 
 use crate::alphabet;
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
@@ -7,35 +7,46 @@ use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::session;
 use crate::time::Instant;
-use crate::types::Peer;
+use crate::types::{Node, Peer};
 
 use super::{Action, Event, S2cs};
 
 impl S2cs {
-    /// An AttachAck or DsBoot it accepts counts as the data server's sign of life
+    /// An AttachAck or DsBoot it accepts counts as the node's sign of life
     /// ([`S2cs::heartbeat`]); refused messages change nothing.
-    pub(super) fn on_data(&mut self, now: Instant, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
+    pub(super) fn on_data(
+        &mut self,
+        now: Instant,
+        node: Node,
+        msg: Msg,
+        out: &mut Outbox,
+    ) -> Result<(), ProtocolError> {
         match msg {
-            Msg::DsBoot { inc } => return self.on_ds_boot(now, inc, out),
-            Msg::AttachAck { epoch, attachment, inc, held } => {
-                if epoch != self.epoch || attachment != self.attachment || self.ds_inc.is_some_and(|cur| inc < cur) {
+            Msg::DsBoot { inc } => return self.on_ds_boot(now, node, inc, out),
+            Msg::AttachAck { epoch, attachment, inc, held, pool } => {
+                let mine = self.epoch;
+                let link = self.link_mut(node);
+                if epoch != mine || attachment != link.attachment || link.inc.is_some_and(|cur| inc < cur) {
                     return Err(ProtocolError::Stale("AttachAck"));
                 }
-                self.last_heard = now;
-                if self.ds_inc.is_some_and(|cur| inc > cur) {
+                link.last_heard = now;
+                if link.inc.is_some_and(|cur| inc > cur) {
                     // Restarted, and attached by a late duplicate of our Attach: its DsBoot
                     // retransmissions stopped, so this is our one sign of the restart.
-                    self.on_ds_boot(now, inc, out)?;
+                    self.on_ds_boot(now, node, inc, out)?;
                 }
-                if alphabet::fire(&mut self.machine, Event::AttachAck)? == Some(Action::Serve) {
-                    self.ds_inc = Some(inc);
-                    self.attach_attempts = 0;
-                    out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Retransmit } });
-                    self.misses = 0;
-                    self.arm_heartbeat(now, out);
-                    // Recovered sessions whose bridges the data server no longer runs are lost.
+                let link = self.link_mut(node);
+                link.pool = pool;
+                if alphabet::fire(&mut link.machine, Event::AttachAck)? == Some(Action::Serve) {
+                    link.inc = Some(inc);
+                    link.attach_attempts = 0;
+                    link.misses = 0;
+                    let unconfirmed = std::mem::take(&mut link.unconfirmed);
+                    out.push(Effect::CancelTimer { key: TimerKey { uid: None, kind: TimerKind::Attach(node) } });
+                    self.arm_heartbeat(now, node, out);
+                    // Recovered sessions whose bridges the node no longer runs are lost.
                     let held: std::collections::BTreeSet<_> = held.into_iter().collect();
-                    for uid in std::mem::take(&mut self.unconfirmed) {
+                    for uid in unconfirmed {
                         if !held.contains(&uid) && self.sessions.contains_key(&uid) {
                             out.push(Effect::ToSession { uid, input: session::Input::DsLost });
                         }
@@ -52,20 +63,21 @@ impl S2cs {
             | Msg::DsReleased { uid, inc } => (*uid, *inc),
             other => return Err(ProtocolError::Misdirected(other.name())),
         };
-        if self.ds_inc.is_some_and(|cur| inc > cur) {
+        let cur = self.link_mut(node).inc;
+        if cur.is_some_and(|cur| inc > cur) {
             // Restarted and attached by a late Attach, its AttachAck lost: the old incarnation's
             // sessions are gone. This answer concerns the new one's leftovers (its lease frees them).
-            return self.on_ds_boot(now, inc, out);
+            return self.on_ds_boot(now, node, inc, out);
         }
-        if self.ds_inc != Some(inc) {
+        if cur != Some(inc) {
             return Err(ProtocolError::Stale(msg.name()));
         }
-        if !self.sessions.contains_key(&uid) {
+        if self.sessions.get(&uid).is_none_or(|e| e.node != node) {
             if matches!(msg, Msg::Lstn { .. }) {
-                // Ports reserved for a session nobody remembers: give them back now rather
-                // than at the end of the data server's lease.
-                let epoch = self.epoch;
-                out.push(Effect::Send { to: Peer::DataServer(self.cfg.facility), msg: Msg::DsRel { uid, epoch } });
+                // Ports reserved for a session nobody here remembers on that node: give them
+                // back now rather than at the end of the node's lease.
+                let (epoch, to) = (self.epoch, Peer::DataServer(self.cfg.facility, node));
+                out.push(Effect::Send { to, msg: Msg::DsRel { uid, epoch } });
             }
             return Err(ProtocolError::UnknownSession(uid));
         }
@@ -73,15 +85,16 @@ impl S2cs {
         Ok(())
     }
 
-    fn on_ds_boot(&mut self, now: Instant, inc: u64, out: &mut Outbox) -> Result<(), ProtocolError> {
-        if self.ds_inc.is_some_and(|cur| inc <= cur) {
+    fn on_ds_boot(&mut self, now: Instant, node: Node, inc: u64, out: &mut Outbox) -> Result<(), ProtocolError> {
+        let link = self.link_mut(node);
+        if link.inc.is_some_and(|cur| inc <= cur) {
             return Err(ProtocolError::Stale("DsBoot"));
         }
-        alphabet::fire(&mut self.machine, Event::DsBoot)?;
-        self.ds_inc = Some(inc);
-        self.last_heard = now;
+        alphabet::fire(&mut link.machine, Event::DsBoot)?;
+        link.inc = Some(inc);
+        link.last_heard = now;
         // The old incarnation's ports and bridges died with it, the recovered ones too.
-        self.lose_data_server(now, out);
+        self.lose_data_server(now, node, out);
         Ok(())
     }
 }

@@ -2,12 +2,13 @@ use super::*;
 use crate::msg::Token;
 use crate::session::State as S;
 use crate::testkit::{
-    BACKOFF, accept, addr, advertise_host, at, cancels, creds, key, reject, s2cs_config, sent, sent_to, timer,
+    BACKOFF, POOL, accept, addr, advertise_host, at, cancels, creds, key, reject, s2cs_config, sent, sent_to, timer,
     timer_at, uid, who,
 };
 use crate::types::{Addr, AppKey, SessionParams};
 
 mod data;
+mod nodes;
 
 fn lease_key(uid: Uid) -> TimerKey {
     crate::session::timer_key(uid, TimerKind::Lease)
@@ -23,7 +24,7 @@ fn tombstone_key(uid: Uid) -> TimerKey {
 
 const EPOCH: u64 = 5;
 const INC: u64 = 1;
-const DS: Peer = Peer::DataServer(Role::Prod);
+const DS: Peer = Peer::DataServer(Role::Prod, Node(0));
 const UC: Peer = Peer::Client(1);
 const APP: Peer = Peer::App(1);
 
@@ -101,7 +102,7 @@ fn serving() -> ControlServer {
 fn serving_with(cfg: Config) -> ControlServer {
     let mut cs = ControlServer::new(cfg, EPOCH);
     accept(&mut cs, at(0), Input::Boot);
-    accept(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    accept(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![], pool: POOL }));
     assert_eq!(cs.state(), State::Serving);
     cs
 }

@@ -99,7 +99,16 @@ fn boot_announces_ds_boot_and_retransmits_with_backoff_until_attached() {
     assert_eq!(timer_at(&out, boot_timer), Some(at(600) + BACKOFF.delay(3, 0)));
 
     let out = accept(&mut ds, at(700), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
-    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }]);
+    assert_eq!(
+        to_cs(&out),
+        vec![Msg::AttachAck {
+            epoch: EPOCH,
+            attachment: 1,
+            inc: INC,
+            held: vec![],
+            pool: Pool { ports: 4, capacity: None }
+        }]
+    );
     assert!(cancels(&out, boot_timer));
     assert_eq!(ds.epoch(), Some(EPOCH));
 
@@ -114,7 +123,16 @@ fn repeated_attach_of_the_current_epoch_is_acknowledged_and_keeps_sessions() {
     reserve(&mut ds, 10, 1, 2);
     accept(&mut ds, at(11), start_lstn(2, 1));
     let out = accept(&mut ds, at(20), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
-    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }]);
+    assert_eq!(
+        to_cs(&out),
+        vec![Msg::AttachAck {
+            epoch: EPOCH,
+            attachment: 1,
+            inc: INC,
+            held: vec![],
+            pool: Pool { ports: 4, capacity: None }
+        }]
+    );
     assert!(unlistens(&out).is_empty(), "{out:?}");
     assert_eq!(state(&ds, 1), State::Reserving);
     assert_eq!(state(&ds, 2), State::Binding);
@@ -133,7 +151,16 @@ fn attach_with_a_newer_epoch_releases_every_session_and_returns_its_ports() {
     assert!(out.contains(&Effect::Unlisten { uid: uid(1), ports: vec![5000, 5001] }), "{out:?}");
     assert!(out.contains(&Effect::Unlisten { uid: uid(2), ports: vec![5002] }), "{out:?}");
     assert!(cancels(&out, timer(Some(uid(1)), TimerKind::Lease)));
-    assert_eq!(to_cs(&out).last(), Some(&Msg::AttachAck { epoch: EPOCH + 1, attachment: 1, inc: INC, held: vec![] }));
+    assert_eq!(
+        to_cs(&out).last(),
+        Some(&Msg::AttachAck {
+            epoch: EPOCH + 1,
+            attachment: 1,
+            inc: INC,
+            held: vec![],
+            pool: Pool { ports: 4, capacity: None }
+        })
+    );
     assert!(ds.sessions().is_empty());
     assert_eq!(*ds.free_ports(), pool());
     assert_eq!(ds.epoch(), Some(EPOCH + 1));
@@ -168,7 +195,7 @@ fn session_messages_before_any_attach_are_stale() {
 #[test]
 fn messages_from_anyone_but_its_control_server_are_misdirected() {
     let mut ds = attached();
-    for from in [Peer::ControlServer(Role::Cons), Peer::Client(1), Peer::DataServer(Role::Prod)] {
+    for from in [Peer::ControlServer(Role::Cons), Peer::Client(1), Peer::DataServer(Role::Prod, crate::Node(0))] {
         let input =
             Input::Msg { from, msg: Msg::StartLstn { uid: uid(1), epoch: EPOCH, num_conn: 1, role: Role::Prod } };
         let (err, out) = reject(&mut ds, at(5), input);
@@ -485,7 +512,16 @@ fn a_new_epoch_keeps_the_bridges_its_control_server_recovered_and_drops_the_rest
     // The control server restarted: it recovered 1 (and 3, which this node never had).
     let attach = Msg::Attach { epoch: EPOCH + 1, attachment: 1, keep: vec![uid(1), uid(2), uid(3)] };
     let out = accept(&mut ds, at(20), from_cs(attach));
-    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH + 1, attachment: 1, inc: INC, held: vec![uid(1)] }]);
+    assert_eq!(
+        to_cs(&out),
+        vec![Msg::AttachAck {
+            epoch: EPOCH + 1,
+            attachment: 1,
+            inc: INC,
+            held: vec![uid(1)],
+            pool: Pool { ports: 4, capacity: None }
+        }]
+    );
     assert!(out.iter().any(|e| matches!(e, Effect::Unlisten { uid: u, .. } if *u == uid(2))), "{out:?}");
     assert!(!out.iter().any(|e| matches!(e, Effect::Unlisten { uid: u, .. } if *u == uid(1))), "{out:?}");
     assert_eq!(state(&ds, 1), State::Bridging);
@@ -504,7 +540,16 @@ fn a_newer_attachment_of_the_same_epoch_drops_what_it_does_not_keep_and_a_repeat
     accept(&mut ds, at(10), Input::Bound(uid(1)));
     // A heartbeat (the same attachment): answered, nothing dropped.
     let out = accept(&mut ds, at(11), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
-    assert_eq!(to_cs(&out), vec![Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }]);
+    assert_eq!(
+        to_cs(&out),
+        vec![Msg::AttachAck {
+            epoch: EPOCH,
+            attachment: 1,
+            inc: INC,
+            held: vec![],
+            pool: Pool { ports: 4, capacity: None }
+        }]
+    );
     assert_eq!(state(&ds, 1), State::Reserving);
     // The control server took this data server for lost and attached again: dropped.
     let out = accept(&mut ds, at(12), from_cs(Msg::Attach { epoch: EPOCH, attachment: 2, keep: vec![] }));

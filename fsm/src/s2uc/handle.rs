@@ -90,7 +90,7 @@ impl S2uc {
                         self.send_hellos(now, uid, out);
                         Ok(())
                     }
-                    TimerKind::Lease | TimerKind::Tombstone | TimerKind::Heartbeat => {
+                    TimerKind::Lease | TimerKind::Tombstone | TimerKind::Attach(_) | TimerKind::Heartbeat(_) => {
                         Err(ProtocolError::Misdirected("timer"))
                     }
                 }

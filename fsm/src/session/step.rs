@@ -135,9 +135,11 @@ impl Session {
                 out.push(Effect::Report { uid: self.setup.uid, report: Report::Forget });
                 Ok(())
             }
-            TimerKind::Tombstone | TimerKind::Deadline | TimerKind::Hello | TimerKind::Heartbeat => {
-                Err(ProtocolError::Misdirected("timer"))
-            }
+            TimerKind::Tombstone
+            | TimerKind::Deadline
+            | TimerKind::Hello
+            | TimerKind::Attach(_)
+            | TimerKind::Heartbeat(_) => Err(ProtocolError::Misdirected("timer")),
         }
     }
 
@@ -204,7 +206,7 @@ impl Session {
             _ => return,
         };
         self.attempts += 1;
-        out.push(Effect::Send { to: Peer::DataServer(self.setup.facility), msg });
+        out.push(Effect::Send { to: Peer::DataServer(self.setup.facility, self.setup.node), msg });
         let t = &self.setup.timing;
         let delay = t.server_backoff.delay(self.attempts, timing::salt(t.jitter_seed, Some(uid)));
         out.push(Effect::SetTimer { key: timer_key(uid, TimerKind::Retransmit), at: now + delay });

@@ -190,6 +190,8 @@ pub struct SessionStatus {
     pub traffic: SessionTraffic,
     /// The identity that owns it.
     pub owner: String,
+    /// The data-server node it is placed on (its address, or `embedded`).
+    pub node: String,
 }
 
 /// A session's traffic through one facility's data server ("in": towards the target).
@@ -259,6 +261,7 @@ pub fn session_status_to_wire(s: &SessionStatus) -> pb::SessionStatus {
         rate_in: s.traffic.rate_in,
         rate_out: s.traffic.rate_out,
         owner: s.owner.clone(),
+        node: s.node.clone(),
     }
 }
 
@@ -290,5 +293,6 @@ pub fn session_status_from_wire(s: &pb::SessionStatus) -> Result<SessionStatus, 
             rate_out: s.rate_out,
         },
         owner: s.owner.clone(),
+        node: s.node.clone(),
     })
 }

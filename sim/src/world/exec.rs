@@ -1,7 +1,7 @@
 //! Stepping the cores and carrying out their effects.
 
 use rand::Rng;
-use scistream_fsm::{Effect, Msg, Notice, Peer, Role, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc};
+use scistream_fsm::{Effect, Msg, Node, Notice, Peer, Role, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc};
 
 use super::{Event, World, ms, short};
 use crate::check::{Prop, Reach};
@@ -34,8 +34,9 @@ impl World<'_> {
         self.finish(node, uid, res, out);
     }
 
-    pub(super) fn step_ds(&mut self, r: Role, input: s2ds::Input) {
-        let Some(core) = self.ds[nodes::role_index(r)].as_mut() else { return };
+    pub(super) fn step_ds(&mut self, r: Role, n: Node, input: s2ds::Input) {
+        let i = self.ds_index(r, n);
+        let Some(core) = self.ds[i].as_mut() else { return };
         let uid = match &input {
             s2ds::Input::Msg { msg, .. } => msg.uid(),
             s2ds::Input::Timer(key) => key.uid,
@@ -48,7 +49,7 @@ impl World<'_> {
         };
         let mut out = std::mem::take(&mut self.scratch);
         let res = core.handle(self.now, input, &mut out);
-        self.finish(Peer::DataServer(r), uid, res, out);
+        self.finish(Peer::DataServer(r, n), uid, res, out);
     }
 
     pub(super) fn step_app(&mut self, i: u32, input: prod_app::Input) {
@@ -114,8 +115,9 @@ impl World<'_> {
             }
             Effect::Listen { uid, ports, .. } => self.listen(node, uid, &ports),
             Effect::Unlisten { uid, ports } => {
-                let Peer::DataServer(r) = node else { return };
-                let table = &mut self.os[nodes::role_index(r)];
+                let Peer::DataServer(r, n) = node else { return };
+                let i = self.ds_index(r, n);
+                let table = &mut self.os[i];
                 for p in &ports {
                     if table.get(p) == Some(&uid) {
                         table.remove(p);
@@ -125,7 +127,7 @@ impl World<'_> {
                 self.close_streams(uid);
             }
             Effect::StartBridges { uid, targets, creds, .. } => {
-                let Peer::DataServer(r) = node else { return };
+                let Peer::DataServer(r, n) = node else { return };
                 let minted = self.by_uid.get(&uid).is_some_and(|ix| ix.iter().any(|i| self.plans[*i].creds == creds));
                 if !minted || targets.is_empty() {
                     self.violate(
@@ -137,9 +139,9 @@ impl World<'_> {
                 if fails {
                     self.reached.insert(Reach::RelayFailed);
                     self.note(|| format!("{node} cannot start the relay of {}", short(uid)));
-                    self.schedule(self.now + ms(1), Event::BridgesFailed(r, uid));
+                    self.schedule(self.now + ms(1), Event::BridgesFailed(r, n, uid));
                 } else {
-                    self.schedule(self.now + ms(1), Event::BridgesUp(r, uid));
+                    self.schedule(self.now + ms(1), Event::BridgesUp(r, n, uid));
                 }
             }
             Effect::Connect { .. } => {}
@@ -160,11 +162,14 @@ impl World<'_> {
     }
 
     fn listen(&mut self, node: Peer, uid: Uid, ports: &[u16]) {
-        let Peer::DataServer(r) = node else { return };
-        let i = nodes::role_index(r);
+        let Peer::DataServer(r, n) = node else { return };
+        let i = self.ds_index(r, n);
+        if n != Node(0) {
+            self.reached.insert(Reach::OtherNode);
+        }
         if let Some(p) = ports.iter().find(|p| self.foreign[i].contains(p)) {
             self.note(|| format!("{node} cannot bind {} port {p}: another process holds it", short(uid)));
-            self.schedule(self.now, Event::Bind(r, uid, Some(*p)));
+            self.schedule(self.now, Event::Bind(r, n, uid, Some(*p)));
             return;
         }
         for p in ports {
@@ -177,7 +182,7 @@ impl World<'_> {
             self.os[i].insert(*p, uid);
         }
         self.note(|| format!("{node} listens {} ports {ports:?}", short(uid)));
-        self.schedule(self.now, Event::Bind(r, uid, None));
+        self.schedule(self.now, Event::Bind(r, n, uid, None));
     }
 
     fn notice(&mut self, node: Peer, n: Notice) {
@@ -223,13 +228,19 @@ impl World<'_> {
         }
     }
 
-    /// Whether a consumer reaches the producer through both gateways right now.
+    /// Whether a consumer reaches the producer through both gateways right now: the listeners
+    /// it was given are bound for the session on the consumer-side node that advertises them,
+    /// and a node of each facility bridges the session.
     fn path_open(&self, uid: Uid, listeners: &[scistream_fsm::Addr]) -> bool {
         let bridging = |i: usize| {
             self.ds[i].as_ref().and_then(|d| d.sessions().get(&uid)).is_some_and(|s| s.state() == s2ds::State::Bridging)
         };
-        let bound = listeners.iter().all(|a| self.os[1].get(&a.port) == Some(&uid));
-        bound && bridging(0) && bridging(1)
+        let cons = self.ds_nodes(Role::Cons).any(|(_, i)| {
+            let host = self.ds[i].as_ref().map(|d| d.config().advertise.lan.clone());
+            bridging(i)
+                && listeners.iter().all(|a| Some(&a.host) == host.as_ref() && self.os[i].get(&a.port) == Some(&uid))
+        });
+        cons && self.ds_nodes(Role::Prod).any(|(_, i)| bridging(i))
     }
 
     /// The consumers streaming through `uid`'s ports lose their channels.

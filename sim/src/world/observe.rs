@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use scistream_fsm::alphabet::Alphabet;
-use scistream_fsm::{Peer, Role, Uid, s2ds, s2uc, session};
+use scistream_fsm::{Node, Peer, Role, Uid, s2ds, s2uc, session};
 
 use super::{Seen, World};
 use crate::check::Prop;
@@ -39,8 +39,8 @@ impl World<'_> {
                     None => looks.extend(c.sessions().iter().map(|(u, s)| (*u, Some(look_cs(s))))),
                 }
             }
-            Peer::DataServer(r) => {
-                let Some(d) = &self.ds[nodes::role_index(r)] else { return };
+            Peer::DataServer(r, n) => {
+                let Some(d) = &self.ds[self.ds_index(r, n)] else { return };
                 match only {
                     Some(uid) => looks.push((uid, d.sessions().get(&uid).map(|s| look_ds(s.state())))),
                     None => looks.extend(d.sessions().iter().map(|(u, s)| (*u, Some(look_ds(s.state()))))),
@@ -97,10 +97,10 @@ impl World<'_> {
             {
                 self.check_maps(uid);
             }
-            if let Peer::DataServer(r) = node
+            if let Peer::DataServer(r, n) = node
                 && newly_terminal
             {
-                self.check_ports_freed(r, uid);
+                self.check_ports_freed(r, n, uid);
             }
         }
         *self.seen.entry(node).or_default() = seen;
@@ -137,13 +137,12 @@ impl World<'_> {
         }
     }
 
-    fn check_ports_freed(&mut self, r: Role, uid: Uid) {
-        let held: Vec<u16> =
-            self.os[nodes::role_index(r)].iter().filter(|(_, u)| **u == uid).map(|(p, _)| *p).collect();
+    fn check_ports_freed(&mut self, r: Role, n: Node, uid: Uid) {
+        let held: Vec<u16> = self.os[self.ds_index(r, n)].iter().filter(|(_, u)| **u == uid).map(|(p, _)| *p).collect();
         if !held.is_empty() {
             self.violate(
                 Prop::ReleasedPortsFree,
-                format!("{} session {uid} is over but holds ports {held:?}", Peer::DataServer(r)),
+                format!("{} session {uid} is over but holds ports {held:?}", Peer::DataServer(r, n)),
             );
         }
     }
@@ -188,18 +187,18 @@ impl World<'_> {
                 }
             }
         }
-        for r in Role::ALL {
-            let i = nodes::role_index(r);
+        for (r, n, i) in Role::ALL.into_iter().flat_map(|r| self.ds_nodes(r).map(move |(n, i)| (r, n, i))) {
             if !self.os[i].is_empty() {
                 let held: Vec<_> = self.os[i].iter().take(8).collect();
-                bad.push((Prop::AllPortsFree, format!("{} still binds ports (first: {held:?})", Peer::DataServer(r))));
+                let what = format!("{} still binds ports (first: {held:?})", Peer::DataServer(r, n));
+                bad.push((Prop::AllPortsFree, what));
             }
             if let Some(d) = &self.ds[i] {
                 let usable = usize::from(self.sc.ports) - d.busy_ports().len();
                 if d.free_ports().len() != usable {
                     let what = format!(
                         "{} pool has {} of {usable} usable ports free",
-                        Peer::DataServer(r),
+                        Peer::DataServer(r, n),
                         d.free_ports().len()
                     );
                     bad.push((Prop::AllPortsFree, what));
@@ -207,17 +206,19 @@ impl World<'_> {
                 if let Some(p) = d.busy_ports().iter().find(|p| !self.foreign[i].contains(p)) {
                     bad.push((
                         Prop::AllPortsFree,
-                        format!("{} set aside port {p}, which nobody else holds", Peer::DataServer(r)),
+                        format!("{} set aside port {p}, which nobody else holds", Peer::DataServer(r, n)),
                     ));
                 }
                 if let Some((uid, s)) = d.sessions().iter().find(|(_, s)| !s.state().is_terminal()) {
                     bad.push((
                         Prop::AllPortsFree,
-                        format!("{} still holds {uid} ({})", Peer::DataServer(r), s.state().name()),
+                        format!("{} still holds {uid} ({})", Peer::DataServer(r, n), s.state().name()),
                     ));
                 }
             }
-            if let Some(c) = &self.cs[i]
+        }
+        for r in Role::ALL {
+            if let Some(c) = &self.cs[nodes::role_index(r)]
                 && let Some((uid, s)) = c.sessions().iter().find(|(_, s)| s.state().holds_resources())
             {
                 bad.push((

@@ -23,7 +23,7 @@
 
 use std::time::Duration;
 
-use scistream_fsm::{Instant, Peer, Role, s2cs, s2ds, s2uc};
+use scistream_fsm::{Instant, Node, Peer, Role, s2cs, s2ds, s2uc};
 
 use super::{Outcome, World};
 use crate::check::Prop;
@@ -85,9 +85,17 @@ impl View<'_> {
         self.w.cs[crate::nodes::role_index(role)].as_ref()
     }
 
-    /// The data server of the facility serving `role`, unless it is down.
+    /// The first data-server node of the facility serving `role`, unless it is down.
     pub fn data_server(&self, role: Role) -> Option<&s2ds::S2ds> {
-        self.w.ds[crate::nodes::role_index(role)].as_ref()
+        self.node(role, Node(0))
+    }
+
+    /// Data-server node `n` of the facility serving `role`, unless it is down or not there.
+    pub fn node(&self, role: Role, n: Node) -> Option<&s2ds::S2ds> {
+        if n.0 >= self.w.sc.nodes {
+            return None;
+        }
+        self.w.ds[self.w.ds_index(role, n)].as_ref()
     }
 
     /// User client `n`, unless it is down.
@@ -100,9 +108,10 @@ impl View<'_> {
         self.w.established
     }
 
-    /// The ports bound right now at the facility serving `role`, with the session holding each.
+    /// The ports bound right now on the hosts of the facility serving `role` (all its nodes),
+    /// with the session holding each.
     pub fn bound_ports(&self, role: Role) -> impl Iterator<Item = (u16, scistream_fsm::Uid)> + '_ {
-        self.w.os[crate::nodes::role_index(role)].iter().map(|(p, u)| (*p, *u))
+        self.w.ds_nodes(role).flat_map(|(_, i)| self.w.os[i].iter().map(|(p, u)| (*p, *u)))
     }
 }
 

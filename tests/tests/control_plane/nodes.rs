@@ -285,3 +285,64 @@ fn a_node_that_stops_answering_has_its_sessions_failed_and_dropped_once_it_answe
     let first = again["consumer_listeners"].as_str().unwrap().split(',').next().unwrap().to_owned();
     echo_through(&first, 10_000);
 }
+
+#[test]
+fn a_facility_with_two_nodes_places_sessions_on_both_and_losing_one_fails_only_its_own() {
+    let _serial = shared();
+    let (dp, dc) = (Scratch::new("nodes2-p"), Scratch::new("nodes2-c"));
+    // Two producer-side nodes of two ports each: one session of num_conn 2 fills a node.
+    let n0 = Node::start(&dp.0, &free_range(2), &[]).unwrap();
+    let mut n1 = Node::start_trusting(&dp.0, &free_range(2), &[], &n0.link()).unwrap();
+    let cn = Node::start(&dc.0, &free_range(8), &[]).unwrap();
+    let state = dp.0.join("state");
+    let prod_opts = ServerOpts {
+        node: Some(n0.link()),
+        more_nodes: vec![n1.link()],
+        extra: args(&["--state-dir", state.to_str().unwrap()]),
+        ..ServerOpts::default()
+    };
+    let mut prod = Server::start(&dp.0, &prod_opts).unwrap();
+    let cons = Server::start(&dc.0, &ServerOpts { node: Some(cn.link()), ..ServerOpts::default() }).unwrap();
+
+    let (a, b) = (establish(&prod, &cons), establish(&prod, &cons));
+    let uid = |e: &Value| e["uid"].as_str().unwrap().to_owned();
+    let (ua, ub) = (uid(&a), uid(&b));
+    let listener = |e: &Value| e["consumer_listeners"].as_str().unwrap().split(',').next().unwrap().to_owned();
+    // The first filled the first node; the second went to the other, which had room.
+    assert_eq!(status(&prod, &ua)["node"], n0.addr.as_str());
+    assert_eq!(status(&prod, &ub)["node"], n1.addr.as_str());
+    assert_eq!(status(&cons, &ua)["node"], cn.addr.as_str());
+    // s2uc list shows the node of each session.
+    let mut list = trust(&[&prod]);
+    list.extend(args(&["list", "--s2cs", &prod.addr]));
+    let out = scistream_tests::run("s2uc", &list, Duration::from_secs(20)).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(&format!("node={}", n0.addr)) && text.contains(&format!("node={}", n1.addr)), "{text}");
+    echo_through(&listener(&a), 50_000);
+    echo_through(&listener(&b), 50_000);
+
+    // No node has a free port left: refused at once, RESOURCE_EXHAUSTED, nothing held.
+    runtime().block_on(async {
+        let c = client(&prod).await;
+        let answer = c.req(fresh_uid(), Role::Prod, 1, 0, Some(key(1))).await;
+        assert_eq!(refusal("REQ with every node full", answer), ErrorCode::ResourceExhausted);
+    });
+
+    // The second node restarts (kill -9): only its session fails; the first streams on.
+    n1.restart().unwrap();
+    eventually(Duration::from_secs(20), "the second node's session fails", || status(&prod, &ub)["state"] == "Failed");
+    assert_eq!(status(&prod, &ua)["state"], "Established");
+    echo_through(&listener(&a), 50_000);
+
+    // The control server restarts (kill -9): the session comes back on its own node, found
+    // by address in the store, and its stream still flows.
+    prod.kill9_and_restart().unwrap();
+    eventually(Duration::from_secs(20), "the recovered session is confirmed by its node", || {
+        let st = status(&prod, &ua);
+        st["state"] == "Established" && st["node"] == n0.addr.as_str()
+    });
+    echo_through(&listener(&a), 50_000);
+    // A new session fits on the second node again (its ports came back with its restart).
+    let c = establish(&prod, &cons);
+    assert_eq!(status(&prod, &uid(&c))["node"], n1.addr.as_str());
+}

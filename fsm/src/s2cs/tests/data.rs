@@ -5,7 +5,7 @@ use super::*;
 #[test]
 fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
     let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
-    let key = timer(None, TimerKind::Retransmit);
+    let key = timer(None, TimerKind::Attach(Node(0)));
     let out = accept(&mut cs, at(0), Input::Boot);
     assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
     assert_eq!(timer_at(&out, key), Some(at(0) + BACKOFF.delay(1, 0)));
@@ -14,7 +14,11 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
     assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
     assert_eq!(timer_at(&out, key), Some(at(200) + BACKOFF.delay(2, 0)));
 
-    let out = accept(&mut cs, at(300), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    let out = accept(
+        &mut cs,
+        at(300),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![], pool: POOL }),
+    );
     assert!(cancels(&out, key));
     assert_eq!(cs.state(), State::Serving);
 
@@ -26,8 +30,11 @@ fn boot_sends_attach_and_retransmits_with_backoff_until_acknowledged() {
 fn attach_ack_of_another_epoch_is_stale() {
     let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     accept(&mut cs, at(0), Input::Boot);
-    let (err, _) =
-        reject(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH - 1, attachment: 1, inc: INC, held: vec![] }));
+    let (err, _) = reject(
+        &mut cs,
+        at(1),
+        from_ds(Msg::AttachAck { epoch: EPOCH - 1, attachment: 1, inc: INC, held: vec![], pool: POOL }),
+    );
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
     assert_eq!(cs.state(), State::Attaching);
 }
@@ -88,13 +95,20 @@ fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches
     let (err, _) = reject(&mut cs, at(101), req(4, 1));
     assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::Unavailable });
     // Answers of the old incarnation are stale now.
-    let (err, _) =
-        reject(&mut cs, at(102), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    let (err, _) = reject(
+        &mut cs,
+        at(102),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![], pool: POOL }),
+    );
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
     let (err, _) = reject(&mut cs, at(102), from_ds(Msg::DsBoot { inc: INC + 1 }));
     assert_eq!(err, ProtocolError::Stale("DsBoot"));
 
-    accept(&mut cs, at(103), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![] }));
+    accept(
+        &mut cs,
+        at(103),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![], pool: POOL }),
+    );
     assert_eq!(cs.state(), State::Serving);
     accept(&mut cs, at(104), req(4, 1));
 }
@@ -105,8 +119,11 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
     // DsBoot and stopped announcing itself: its newer incarnation is all we ever see of it.
     let mut cs = serving();
     listening(&mut cs, 1);
-    let out =
-        accept(&mut cs, at(100), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![] }));
+    let out = accept(
+        &mut cs,
+        at(100),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![], pool: POOL }),
+    );
     assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
     assert_eq!(cs.state(), State::Serving);
@@ -151,7 +168,7 @@ fn messages_from_the_other_facility_data_server_are_misdirected() {
     let mut cs = serving();
     accept(&mut cs, at(10), req(1, 1));
     let input = Input::Msg {
-        from: Peer::DataServer(Role::Cons),
+        from: Peer::DataServer(Role::Cons, Node(0)),
         caller: None,
         msg: Msg::Lstn { uid: uid(1), inc: INC, host: "gw.prod".into(), ports: vec![5000, 5001] },
     };
@@ -251,7 +268,7 @@ fn an_established_session_is_persisted_and_unpersisted_once_it_is_released() {
 }
 
 /// The record session `n` leaves in the store once established at `serving()`.
-fn stored(n: u128) -> Record {
+pub(super) fn stored(n: u128) -> Record {
     let mut cs = serving();
     listening(&mut cs, n);
     accept(&mut cs, at(25), hello(n, 1, key(1)));
@@ -279,7 +296,7 @@ fn a_restarted_control_server_hosts_its_stored_sessions_and_asks_its_data_server
     let out = accept(
         &mut cs,
         at(2),
-        from_ds(Msg::AttachAck { epoch: EPOCH + 1, attachment: 1, inc: INC, held: vec![uid(1)] }),
+        from_ds(Msg::AttachAck { epoch: EPOCH + 1, attachment: 1, inc: INC, held: vec![uid(1)], pool: POOL }),
     );
     assert_eq!(cs.state(), State::Serving);
     assert_eq!(state(&cs, 1), S::Established);
@@ -309,21 +326,29 @@ fn recovered_sessions_fail_when_the_data_server_restarted_too() {
 }
 
 fn heartbeat_key() -> TimerKey {
-    TimerKey { uid: None, kind: TimerKind::Heartbeat }
+    TimerKey { uid: None, kind: TimerKind::Heartbeat(Node(0)) }
 }
 
 #[test]
 fn a_silent_data_server_is_asked_then_taken_for_lost_and_its_sessions_fail() {
     let mut cs = ControlServer::new(s2cs_config(Role::Prod), EPOCH);
     accept(&mut cs, at(0), Input::Boot);
-    let out = accept(&mut cs, at(1), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    let out = accept(
+        &mut cs,
+        at(1),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![], pool: POOL }),
+    );
     assert_eq!(timer_at(&out, heartbeat_key()), Some(at(10_001)), "asked every 10 s");
     established(&mut cs, 1);
 
     // Answered: the next question in 10 s again.
     let out = accept(&mut cs, at(10_001), Input::Timer(heartbeat_key()));
     assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
-    accept(&mut cs, at(10_005), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    accept(
+        &mut cs,
+        at(10_005),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![], pool: POOL }),
+    );
     let out = accept(&mut cs, at(20_005), Input::Timer(heartbeat_key()));
     assert_eq!(timer_at(&out, heartbeat_key()), Some(at(30_005)));
     // Unanswered: asked again at the data-server backoff, not 10 s later.
@@ -339,10 +364,17 @@ fn a_silent_data_server_is_asked_then_taken_for_lost_and_its_sessions_fail() {
     assert_eq!(state(&cs, 1), S::Failed);
     assert_eq!(cs.session(&uid(1)).unwrap().failure, Some(ErrorCode::Aborted));
     assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH, attachment: 2, keep: vec![] })), "{out:?}");
-    let (err, _) =
-        reject(&mut cs, at(40_010), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![] }));
+    let (err, _) = reject(
+        &mut cs,
+        at(40_010),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC, held: vec![], pool: POOL }),
+    );
     assert_eq!(err, ProtocolError::Stale("AttachAck"));
-    accept(&mut cs, at(40_020), from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 2, inc: INC, held: vec![] }));
+    accept(
+        &mut cs,
+        at(40_020),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 2, inc: INC, held: vec![], pool: POOL }),
+    );
     assert_eq!(cs.state(), State::Serving);
 }
 
