@@ -384,8 +384,19 @@ impl Server {
     /// Kills it with SIGKILL, reaps it, and starts it again with the same flags on the same
     /// address; waits until it serves.
     pub fn kill9_and_restart(&mut self) -> Result<()> {
+        self.kill9();
+        self.restart()
+    }
+
+    /// Kills it with SIGKILL and reaps it; [`Server::restart`] starts it again.
+    pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+
+    /// Starts it again (after [`Server::kill9`]) with the same flags on the same address; waits
+    /// until it serves.
+    pub fn restart(&mut self) -> Result<()> {
         let port = self.addr.rsplit_once(':').map(|(_, p)| p.to_owned()).context("the address has a port")?;
         let (child, addr) = Self::spawn(&self.cmdline, &port, &self.stderr)?;
         (self.child, self.addr) = (child, addr);

@@ -82,9 +82,39 @@ fn main() -> ExitCode {
     }
 }
 
+/// Connects to the control server, again while it cannot be reached (a LAN cut, a restart)
+/// until `within` passes: the Hello's own deadline, so a controller started while its gateway
+/// is out of reach still says its Hello once it is back. Files that cannot be read and bad
+/// addresses are not retried.
+async fn connect(cli: &Cli, within: Duration) -> Result<scistream_transport::client::ControlClient> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut backoff = Duration::from_millis(100);
+    let mut warned = false;
+    loop {
+        match cli.conn.client(&cli.s2cs).await {
+            Ok(c) => return Ok(c),
+            Err(e) => {
+                let transient = matches!(e.downcast_ref(), Some(scistream_transport::tls::TlsError::Connect { .. }));
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                if !transient || left.is_zero() {
+                    return Err(e);
+                }
+                if !warned {
+                    tracing::warn!("{e:#}; trying again for up to {within:?}");
+                    warned = true;
+                }
+                tokio::time::sleep(backoff.min(left)).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 async fn run(cli: &Cli, prod: &[scistream_fsm::Addr]) -> Result<ExitCode> {
-    let client = cli.conn.client(&cli.s2cs).await?;
-    let gateway = say_hello(client, cli.uid, cli.role, prod, cli.key, cli.hello_timeout)
+    let started = tokio::time::Instant::now();
+    let client = connect(cli, cli.hello_timeout).await?;
+    let left = cli.hello_timeout.saturating_sub(started.elapsed()).max(Duration::from_secs(1));
+    let gateway = say_hello(client, cli.uid, cli.role, prod, cli.key, left)
         .await
         .map_err(|e| e.context(format!("at {}", cli.s2cs)))?;
     println!("hello accepted; facility listeners {}", format_addrs(&gateway));

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, listening, run};
+use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, free_range, listening, run};
 use serde_json::Value;
 
 use crate::testkit::shared;
@@ -112,4 +112,82 @@ fn s2uc_request_with_appctrl_establishes_a_stream_across_two_facilities_and_rele
         assert!(!listening(*port), "port {port} still listens after release");
     }
     assert_eq!(field(&status_json(cert, &uid, &cons), "state"), "Released");
+}
+
+#[test]
+fn an_appctrl_started_while_its_control_server_is_down_says_its_hello_once_it_is_back() {
+    let _serial = shared();
+    let (dir_a, dir_b) = (Scratch::new("cp-down-p"), Scratch::new("cp-down-c"));
+    let mut prod = Server::start(&dir_a.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&dir_b.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let cert = both_certs(&dir_a.0, &prod, &cons);
+    let cert = cert.to_str().expect("utf-8 path");
+    let request = Request::start(
+        &args(&["--server-cert", cert]),
+        &prod.addr,
+        &cons.addr,
+        &["--num-conn", "2", "--hello-timeout", "40"],
+    )
+    .unwrap();
+
+    // The producer's control server goes down with the session in setup; the controller is
+    // started while nothing answers at its address.
+    prod.kill9();
+    let hello = args(&[
+        &request.uid,
+        "--s2cs",
+        &prod.addr,
+        "--server-cert",
+        cert,
+        "--key",
+        &request.app_key,
+        "--listeners",
+        "127.0.0.1:7000",
+        "--hello-timeout",
+        "40",
+    ]);
+    let appctrl = Background::start("appctrl", &hello).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    prod.restart().unwrap();
+
+    // The client's retransmitted REQ starts the session afresh at the restarted server, and the
+    // controller, which kept trying, says its Hello to it.
+    let out = appctrl.wait(Duration::from_secs(45)).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() {
+        let s2uc = request.process.wait(Duration::from_secs(10)).unwrap();
+        panic!("appctrl: {err}\ns2uc: {}\n{}", String::from_utf8_lossy(&s2uc.stderr), prod.log());
+    }
+    assert!(err.contains("trying again"), "appctrl says it could not connect at first: {err}");
+    let established = request.next_json(Duration::from_secs(40)).expect("s2uc reports the stream");
+    assert_eq!(field(&established, "event"), "established");
+    assert_eq!(field(&established, "prod_app_listeners"), "127.0.0.1:7000");
+    let out = request.process.wait(Duration::from_secs(10)).unwrap();
+    assert!(out.status.success(), "s2uc request: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn an_appctrl_whose_control_server_never_comes_back_gives_up_at_its_deadline() {
+    // Nothing listens on this port: refused at once, retried until the deadline, then exit 1.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let started = std::time::Instant::now();
+    let out = run(
+        "appctrl",
+        &args(&[
+            "00000000-0000-4000-8000-000000000001",
+            "--s2cs",
+            &format!("127.0.0.1:{port}"),
+            "--insecure",
+            "--listeners",
+            "127.0.0.1:7000",
+            "--hello-timeout",
+            "3",
+        ]),
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("trying again") && err.contains(&port.to_string()), "{err}");
+    assert!(started.elapsed() >= Duration::from_secs(2), "kept trying: {:?}", started.elapsed());
 }
