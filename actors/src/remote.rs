@@ -4,7 +4,7 @@
 //! deadlines, what an ERROR means; a transient failure is answered as UNAVAILABLE, which the
 //! cores retry.
 
-use scistream_fsm::{ErrorCode, Msg, Role};
+use scistream_fsm::{ErrorCode, Msg, Role, Why};
 use scistream_transport::client::{CallError, ControlClient};
 
 /// The protocol answer to `msg`, sent by a client of facility `role`, obtained through
@@ -38,8 +38,17 @@ pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, 
     };
     Some(match answer {
         Ok(m) => (m, None),
-        Err(e) => (Msg::Error { uid, seq, code: code_of(&e) }, Some(e.to_string())),
+        Err(e) => (Msg::Error { uid, seq, code: code_of(&e), why: Why::Unspecified }, Some(explain(&e))),
     })
+}
+
+/// What a failed call says beyond its code: the server's own words for a refusal (its message;
+/// the code is said beside it), else the whole error.
+pub fn explain(e: &CallError) -> String {
+    match e {
+        CallError::Status { message, .. } => message.clone(),
+        other => other.to_string(),
+    }
 }
 
 /// The protocol code of a failed call: a translation of the wire, as proto's conversions are.

@@ -288,6 +288,7 @@ fn view(v: &s2cs::View, traffic: SessionTraffic, node: String) -> SessionView {
         traffic,
         owner: v.owner.0.clone(),
         node,
+        failure_reason: if s.failure.is_some() { s.why.to_string() } else { String::new() },
     }
 }
 

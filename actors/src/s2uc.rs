@@ -108,7 +108,8 @@ impl Actor for S2ucActor {
                     && !matches!(msg, Msg::Error { code: ErrorCode::Unavailable, .. })
                 {
                     // The first refusal is the reason; later ones (the release of the other side) are not.
-                    st.why.entry(uid).or_insert(why);
+                    let side = if role == Role::Prod { "producer's" } else { "consumer's" };
+                    st.why.entry(uid).or_insert_with(|| format!("at the {side} facility: {why}"));
                 }
                 s2uc::Input::Msg { from: Peer::ControlServer(role), msg }
             }

@@ -47,5 +47,5 @@ pub use msg::{Msg, Token};
 pub use step::Core;
 pub use time::Instant;
 pub use types::{
-    Addr, AppKey, Credentials, ErrorCode, Face, Faces, Node, Peer, Pool, Principal, Role, SessionParams, Uid,
+    Addr, AppKey, Credentials, ErrorCode, Face, Faces, Node, Peer, Pool, Principal, Role, SessionParams, Uid, Why,
 };

@@ -6,7 +6,7 @@
 //! server's boot epoch (downwards) or the data server's incarnation (upwards), so a message
 //! from before a restart is recognised and dropped.
 
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Pool, Role, SessionParams, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Pool, Role, SessionParams, Uid, Why};
 
 /// An access token exactly as the caller presented it. Never logged.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
@@ -107,6 +107,8 @@ pub enum Msg {
         seq: u32,
         /// Why.
         code: ErrorCode,
+        /// What the user can act on, when the refusing core knows more than the code.
+        why: Why,
     },
     /// App controller → S2CS: the application is up (Hello).
     Hello {

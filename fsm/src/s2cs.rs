@@ -47,7 +47,7 @@ use crate::msg::Msg;
 use crate::session::{self, Summary};
 use crate::time::Instant;
 use crate::timing::{self, Profile};
-use crate::types::{Addr, AppKey, Credentials, ErrorCode, Node, Peer, Pool, Principal, Role, SessionParams, Uid};
+use crate::types::{Addr, AppKey, Credentials, ErrorCode, Node, Peer, Pool, Principal, Role, SessionParams, Uid, Why};
 use std::collections::{BTreeMap, BTreeSet};
 
 crate::alphabet! {
@@ -449,10 +449,15 @@ impl S2cs {
 
     /// Where a new session goes: among the attached nodes, those with room for its num_conn
     /// ports and its rate; of these the least loaded by rate, then by sessions, then the first.
-    /// UNAVAILABLE when no node is attached, RESOURCE_EXHAUSTED when none has room.
-    pub fn place(&self, params: SessionParams) -> Result<Node, ErrorCode> {
+    /// UNAVAILABLE when no node is attached, RESOURCE_EXHAUSTED when none has room (saying
+    /// whether ports or the rate did not fit: ports, when some node lacked them).
+    pub fn place(&self, params: SessionParams) -> Result<Node, (ErrorCode, Why)> {
         let mut best: Option<(u64, u32, Node)> = None;
         let mut attached = false;
+        let mut most_free = 0u32;
+        // The node with the most rate left, for a refusal on capacity.
+        let mut roomiest: Option<(u64, u64)> = None;
+        let mut short_of_ports = false;
         for (i, link) in self.nodes.iter().enumerate() {
             if link.state() != State::Serving {
                 continue;
@@ -460,22 +465,31 @@ impl S2cs {
             attached = true;
             let node = Node(u16::try_from(i).unwrap_or(u16::MAX));
             let load = self.load(node);
-            if load.ports.saturating_add(u32::from(params.num_conn)) > link.pool.ports {
+            let free = link.pool.ports.saturating_sub(load.ports);
+            most_free = most_free.max(free);
+            if free < u32::from(params.num_conn) {
+                short_of_ports = true;
                 continue;
             }
             if let Some(capacity) = link.pool.capacity
                 && load.rate.saturating_add(demand(params.rate, Some(capacity))) > capacity
             {
+                if roomiest.is_none_or(|(c, u)| capacity.saturating_sub(load.rate) > c.saturating_sub(u)) {
+                    roomiest = Some((capacity, load.rate));
+                }
                 continue;
             }
             if best.is_none_or(|(rate, sessions, _)| (load.rate, load.sessions) < (rate, sessions)) {
                 best = Some((load.rate, load.sessions, node));
             }
         }
-        match best {
-            Some((_, _, node)) => Ok(node),
-            None if attached => Err(ErrorCode::ResourceExhausted),
-            None => Err(ErrorCode::Unavailable),
+        match (best, roomiest) {
+            (Some((_, _, node)), _) => Ok(node),
+            (None, _) if !attached => Err((ErrorCode::Unavailable, Why::NoDataServer)),
+            (None, Some((capacity, in_use))) if !short_of_ports => {
+                Err((ErrorCode::ResourceExhausted, Why::Capacity { capacity, in_use }))
+            }
+            (None, _) => Err((ErrorCode::ResourceExhausted, Why::Ports { asked: params.num_conn, free: most_free })),
         }
     }
 
@@ -503,6 +517,7 @@ impl S2cs {
             prod_listeners: r.prod_listeners.clone(),
             targets: r.targets.clone(),
             failure: None,
+            why: Why::Unspecified,
         };
         let entry =
             Entry { owner: r.owner.clone(), params: r.params, key: r.key, creds: Some(r.creds), node: r.node, summary };

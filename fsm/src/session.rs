@@ -31,7 +31,7 @@ mod step;
 mod waiters;
 
 use crate::timing::Profile;
-use crate::types::{Addr, Credentials, ErrorCode, Node, Peer, Principal, Role, SessionParams, Uid};
+use crate::types::{Addr, Credentials, ErrorCode, Node, Peer, Principal, Role, SessionParams, Uid, Why};
 
 pub use waiters::{Kind, MAX_WAITERS, Waiter};
 
@@ -205,6 +205,8 @@ pub enum Report {
         state: State,
         /// Why it failed, if it did.
         failure: Option<ErrorCode>,
+        /// What more is known of why.
+        why: Why,
     },
     /// Its listeners are known.
     Listeners(Vec<Addr>),
@@ -226,7 +228,7 @@ impl Summary {
     /// Applies one reported change.
     pub fn apply(&mut self, report: Report) {
         match report {
-            Report::State { state, failure } => (self.state, self.failure) = (Some(state), failure),
+            Report::State { state, failure, why } => (self.state, self.failure, self.why) = (Some(state), failure, why),
             Report::Listeners(l) => self.listeners = l,
             Report::ProdListeners(l) => self.prod_listeners = l,
             Report::Bridge { targets, .. } => self.targets = targets,
@@ -249,6 +251,8 @@ pub struct Summary {
     pub targets: Vec<Addr>,
     /// Why it failed, once it did.
     pub failure: Option<ErrorCode>,
+    /// What more is known of why.
+    pub why: Why,
 }
 
 /// A session's core at its control server.
@@ -265,6 +269,8 @@ pub struct Session {
     pub bridge: Option<(Vec<Addr>, Credentials)>,
     /// Why the session failed, once it did.
     pub failure: Option<ErrorCode>,
+    /// What more is known of why it failed.
+    pub why: Why,
     /// Sends of the pending data-server request so far.
     pub attempts: u32,
     /// The calls waiting for an answer, oldest first.
@@ -285,6 +291,7 @@ impl Session {
             prod_listeners: Vec::new(),
             bridge: None,
             failure: None,
+            why: Why::Unspecified,
             attempts: 0,
             waiters: Vec::new(),
             reported: Summary::default(),
@@ -308,6 +315,7 @@ impl Session {
             prod_listeners: record.prod_listeners.clone(),
             targets: record.targets.clone(),
             failure: None,
+            why: Why::Unspecified,
         };
         s.reported_bridge = s.bridge.clone();
         s

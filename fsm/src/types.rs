@@ -301,6 +301,70 @@ impl fmt::Display for ErrorCode {
     }
 }
 
+/// Why a call was refused or a session failed, beyond its [`ErrorCode`]: what the user can act
+/// on, decided by the core that refused. Shown after the code ("resource exhausted: no
+/// data-server node has 5 free ports (at most 4)").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub enum Why {
+    /// Nothing more than the code.
+    #[default]
+    Unspecified,
+    /// num_conn is 0 or above the facility's limit.
+    NumConn {
+        /// The largest num_conn the facility allows.
+        max: u16,
+    },
+    /// The facility requires an app key and the REQ brought none.
+    AppKeyRequired,
+    /// The uid is taken by a session of another owner, parameters or key.
+    UidTaken,
+    /// No data-server node is attached to the control server.
+    NoDataServer,
+    /// No attached node has room for the session's ports.
+    Ports {
+        /// The ports asked for (num_conn).
+        asked: u16,
+        /// The most any attached node has free.
+        free: u32,
+    },
+    /// The session's rate does not fit: in the facility's capacity, or in any node's.
+    Capacity {
+        /// The capacity that refused it, kB/s.
+        capacity: u64,
+        /// What is in use there, kB/s.
+        in_use: u64,
+    },
+    /// The data server could not bind the ports (another process holds them).
+    PortsBusy,
+    /// Its data server restarted or stopped answering.
+    DataServerLost,
+    /// The session was not established within its lease (no Hello, or no UpdateTargets).
+    Lease,
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Self::Unspecified => Ok(()),
+            Self::NumConn { max } => write!(f, "num_conn must be between 1 and {max}"),
+            Self::AppKeyRequired => f.write_str(
+                "this facility requires an app key (a SciStream 1.2 client sends none; its operator may allow keyless sessions)",
+            ),
+            Self::UidTaken => f.write_str("the uid is taken by a session with another owner, parameters or key"),
+            Self::NoDataServer => f.write_str("no data server is attached to the control server yet"),
+            Self::Ports { asked, free } => {
+                write!(f, "no data server has {asked} free ports (the most any has is {free})")
+            }
+            Self::Capacity { capacity, in_use } => {
+                write!(f, "the rate does not fit: capacity {capacity} kB/s, {in_use} kB/s in use")
+            }
+            Self::PortsBusy => f.write_str("the data server could not bind the session's ports (other processes hold them)"),
+            Self::DataServerLost => f.write_str("its data server restarted or stopped answering"),
+            Self::Lease => f.write_str("not established within its lease (no Hello or no UpdateTargets in time)"),
+        }
+    }
+}
+
 /// One of a facility's data-server nodes, numbered from 0 in the order its control server was
 /// given them. A control server places each session on one node; the session's messages to
 /// the data server go to that node only.

@@ -340,7 +340,7 @@ fn cs_answer() -> impl Strategy<Value = Msg> {
         2 => (uid(), seq(), addrs()).prop_map(|(uid, seq, prod_listeners)| Msg::ProdLstn { uid, seq, prod_listeners }),
         3 => (uid(), seq()).prop_map(|(uid, seq)| Msg::Updated { uid, seq }),
         3 => (uid(), seq()).prop_map(|(uid, seq)| Msg::Released { uid, seq }),
-        1 => (uid(), seq(), code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code }),
+        1 => (uid(), seq(), code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code, why: scistream_fsm::Why::Unspecified }),
     ]
 }
 
@@ -480,7 +480,7 @@ fn s2uc_case() -> impl Strategy<Value = Case<S2uc>> {
 fn prod_app_case() -> impl Strategy<Value = Case<ProdApp>> {
     let answer = prop_oneof![
         2 => (uid(), seq(), addrs()).prop_map(|(uid, seq, listeners)| Msg::HelloAck { uid, seq, listeners }),
-        3 => (uid(), seq(), code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code }),
+        3 => (uid(), seq(), code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code, why: scistream_fsm::Why::Unspecified }),
     ];
     let server = prop_oneof![6 => Just(Peer::ControlServer(Role::Prod)), 1 => Just(Peer::ControlServer(Role::Cons))];
     let input = prop_oneof![

@@ -4,7 +4,7 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Pool, Role, SessionParams, Token, Uid};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Pool, Role, SessionParams, Token, Uid, Why};
 
 use crate::Limits;
 
@@ -59,6 +59,22 @@ fn error_code() -> impl Strategy<Value = ErrorCode> {
     select(ErrorCode::ALL.to_vec())
 }
 
+/// Every explanation an ERROR may carry, with arbitrary numbers.
+fn why() -> impl Strategy<Value = Why> {
+    prop_oneof![
+        Just(Why::Unspecified),
+        any::<u16>().prop_map(|max| Why::NumConn { max }),
+        Just(Why::AppKeyRequired),
+        Just(Why::UidTaken),
+        Just(Why::NoDataServer),
+        (any::<u16>(), any::<u32>()).prop_map(|(asked, free)| Why::Ports { asked, free }),
+        (any::<u64>(), any::<u64>()).prop_map(|(capacity, in_use)| Why::Capacity { capacity, in_use }),
+        Just(Why::PortsBusy),
+        Just(Why::DataServerLost),
+        Just(Why::Lease),
+    ]
+}
+
 fn ports() -> impl Strategy<Value = Vec<u16>> {
     vec(1..=u16::MAX, 0..5)
 }
@@ -84,7 +100,7 @@ pub(crate) fn msg() -> impl Strategy<Value = Msg> {
         (uid(), s(), addrs()).prop_map(|(uid, seq, prod_listeners)| Msg::ProdLstn { uid, seq, prod_listeners }),
         (uid(), s()).prop_map(|(uid, seq)| Msg::Updated { uid, seq }),
         (uid(), s()).prop_map(|(uid, seq)| Msg::Released { uid, seq }),
-        (uid(), s(), error_code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code }),
+        (uid(), s(), error_code(), why()).prop_map(|(uid, seq, code, why)| Msg::Error { uid, seq, code, why }),
         (uid(), s(), key(), addrs()).prop_map(|(uid, seq, key, prod_listeners)| Msg::Hello {
             uid,
             seq,

@@ -15,7 +15,8 @@ use scistream_fsm::{Credentials, Msg, Pool, SessionParams, Token, Uid};
 use crate::convert::Limits;
 use crate::convert::field::{
     addrs_from_wire, addrs_to_wire, creds_from_wire, error_code_from_wire, error_code_to_wire, host_from_wire,
-    key_from_wire, num_conn_from_wire, ports_from_wire, role_from_wire, uid_from_wire, uid_to_wire,
+    key_from_wire, num_conn_from_wire, ports_from_wire, role_from_wire, uid_from_wire, uid_to_wire, why_from_wire,
+    why_to_wire,
 };
 use crate::pb::envelope::Body;
 use crate::{WireError, pb};
@@ -103,9 +104,12 @@ fn body_of(msg: &Msg) -> Body {
         }),
         Msg::Updated { uid, seq } => Body::Updated(ack(*uid, *seq)),
         Msg::Released { uid, seq } => Body::Released(ack(*uid, *seq)),
-        Msg::Error { uid, seq, code } => {
-            Body::Error(pb::EnvError { uid: uid_to_wire(*uid), seq: *seq, code: error_code_to_wire(*code).into() })
-        }
+        Msg::Error { uid, seq, code, why } => Body::Error(pb::EnvError {
+            uid: uid_to_wire(*uid),
+            seq: *seq,
+            code: error_code_to_wire(*code).into(),
+            why: why_to_wire(*why),
+        }),
         Msg::Hello { uid, seq, key, prod_listeners } => Body::Hello(pb::EnvHello {
             uid: uid_to_wire(*uid),
             seq: *seq,
@@ -191,7 +195,12 @@ fn msg_of(body: Body, limits: &Limits) -> Result<Msg, WireError> {
         },
         Body::Updated(m) => Msg::Updated { uid: uid_from_wire(&m.uid)?, seq: m.seq },
         Body::Released(m) => Msg::Released { uid: uid_from_wire(&m.uid)?, seq: m.seq },
-        Body::Error(m) => Msg::Error { uid: uid_from_wire(&m.uid)?, seq: m.seq, code: error_code_from_wire(m.code)? },
+        Body::Error(m) => Msg::Error {
+            uid: uid_from_wire(&m.uid)?,
+            seq: m.seq,
+            code: error_code_from_wire(m.code)?,
+            why: why_from_wire(m.why.as_ref())?,
+        },
         Body::Hello(m) => Msg::Hello {
             uid: uid_from_wire(&m.uid)?,
             seq: m.seq,

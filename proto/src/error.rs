@@ -50,4 +50,7 @@ pub enum WireError {
     /// The error code is not one this build knows.
     #[error("error code {0} is unknown")]
     UnknownErrorCode(i32),
+    /// An ERROR's explanation is not one this build knows, or its numbers are out of range.
+    #[error("error explanation {0:?} is unknown or out of range")]
+    BadWhy(String),
 }

@@ -744,7 +744,7 @@ fn short(uid: Uid) -> String {
 
 fn describe(msg: &Msg) -> String {
     match msg {
-        Msg::Error { uid, seq, code } => format!("ERROR {} seq {seq} ({code})", short(*uid)),
+        Msg::Error { uid, seq, code, .. } => format!("ERROR {} seq {seq} ({code})", short(*uid)),
         Msg::Lstn { uid, ports, .. } => format!("Lstn {} ports {ports:?}", short(*uid)),
         Msg::Attach { epoch, attachment, keep } => format!("Attach epoch {epoch}.{attachment} keep {}", keep.len()),
         Msg::AttachAck { epoch, attachment, inc, held, pool } => {

@@ -13,7 +13,7 @@ mod auth_check;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Token, Uid};
+use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Token, Uid, Why};
 use scistream_proto::convert::{self, Limits};
 use scistream_proto::pb;
 use tokio::sync::{mpsc, oneshot};
@@ -100,7 +100,18 @@ impl ControlService {
 
 /// The gRPC status for a protocol error.
 pub fn status_of(code: ErrorCode, what: &str) -> Status {
-    Status::new(convert::status_code(code), format!("{what}: {code}"))
+    refusal(code, Why::Unspecified, what)
+}
+
+/// The gRPC status of the control server's ERROR for the rpc `what`: the code as the status
+/// code, and as the message what the user can act on — `why` when the core said more than the
+/// code, else which call was refused (the code is not repeated: clients print it beside).
+pub fn refusal(code: ErrorCode, why: Why, what: &str) -> Status {
+    let message = match why {
+        Why::Unspecified => format!("the control server refused the {what} call"),
+        why => why.to_string(),
+    };
+    Status::new(convert::status_code(code), message)
 }
 
 fn wire(e: scistream_proto::WireError) -> Status {
@@ -133,7 +144,7 @@ impl pb::control_server::Control for ControlService {
             Msg::Resp { listeners, prod_listeners, .. } => {
                 Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
             }
-            Msg::Error { code, .. } => Err(status_of(code, "req")),
+            Msg::Error { code, why, .. } => Err(refusal(code, why, "req")),
             other => Err(unexpected("req", &other)),
         }
     }
@@ -146,7 +157,7 @@ impl pb::control_server::Control for ControlService {
         let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
         match next(&mut rx).await? {
             Msg::Updated { .. } => Ok(Response::new(pb::Response::default())),
-            Msg::Error { code, .. } => Err(status_of(code, "update")),
+            Msg::Error { code, why, .. } => Err(refusal(code, why, "update")),
             other => Err(unexpected("update", &other)),
         }
     }
@@ -158,7 +169,7 @@ impl pb::control_server::Control for ControlService {
             self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) })?;
         match next(&mut rx).await? {
             Msg::Released { .. } => Ok(Response::new(pb::Response::default())),
-            Msg::Error { code, .. } => Err(status_of(code, "release")),
+            Msg::Error { code, why, .. } => Err(refusal(code, why, "release")),
             other => Err(unexpected("release", &other)),
         }
     }
@@ -173,7 +184,7 @@ impl pb::control_server::Control for ControlService {
             Msg::HelloAck { listeners, .. } => {
                 Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)))
             }
-            Msg::Error { code, .. } => Err(status_of(code, "hello")),
+            Msg::Error { code, why, .. } => Err(refusal(code, why, "hello")),
             other => Err(unexpected("hello", &other)),
         }
     }
@@ -186,7 +197,7 @@ impl pb::control_server::Control for ControlService {
         match next(&mut rx).await? {
             // The producer's listeners, empty while its Hello is not in.
             Msg::ProdLstn { prod_listeners, .. } => Ok(Response::new(convert::response_to_wire(&[], &prod_listeners))),
-            Msg::Error { code, .. } => Err(status_of(code, "listeners")),
+            Msg::Error { code, why, .. } => Err(refusal(code, why, "listeners")),
             other => Err(unexpected("listeners", &other)),
         }
     }

@@ -601,6 +601,7 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                     "rate": v.params.rate, "listeners": format_addrs(&v.listeners),
                     "prod_listeners": format_addrs(&v.prod_listeners), "targets": format_addrs(&v.targets),
                     "failure": v.failure.map(|c| c.to_string()),
+                    "failure_reason": (!v.failure_reason.is_empty()).then_some(&v.failure_reason),
                     "bytes_in": v.traffic.bytes_in, "bytes_out": v.traffic.bytes_out,
                     "open_connections": v.traffic.open, "total_connections": v.traffic.total,
                     "refused_connections": v.traffic.refused,
@@ -619,7 +620,12 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                 format_addrs(&v.listeners),
                 format_addrs(&v.targets),
                 if v.node.is_empty() { "?" } else { &v.node },
-                v.failure.map(|c| format!(" failure={c}")).unwrap_or_default()
+                v.failure
+                    .map(|c| match v.failure_reason.as_str() {
+                        "" => format!(" failure={c}"),
+                        why => format!(" failure={c} ({why})"),
+                    })
+                    .unwrap_or_default()
             );
             say!(
                 "    traffic: in {} B ({} B/s), out {} B ({} B/s), connections {} open / {} total, {} refused",

@@ -24,7 +24,7 @@ fn answer(msg: Msg) -> Input {
 }
 
 fn error(seq: u32, code: ErrorCode) -> Input {
-    answer(Msg::Error { uid: uid(1), seq, code })
+    answer(Msg::Error { uid: uid(1), seq, code, why: crate::Why::Unspecified })
 }
 
 fn hello(seq: u32) -> Msg {
@@ -119,7 +119,11 @@ fn answers_before_start_for_other_sessions_or_from_others_are_refused() {
     let (err, _) = reject(&mut pa, at(0), error(1, ErrorCode::NotFound));
     assert_eq!(err, ProtocolError::Stale("ERROR"));
     accept(&mut pa, at(0), start());
-    let (err, _) = reject(&mut pa, at(1), answer(Msg::Error { uid: uid(2), seq: 1, code: ErrorCode::Aborted }));
+    let (err, _) = reject(
+        &mut pa,
+        at(1),
+        answer(Msg::Error { uid: uid(2), seq: 1, code: ErrorCode::Aborted, why: crate::Why::Unspecified }),
+    );
     assert_eq!(err, ProtocolError::UnknownSession(uid(2)));
     let from_cons = Input::Msg {
         from: Peer::ControlServer(Role::Cons),

@@ -6,13 +6,18 @@ use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::session::{self, Session, Setup, Summary};
 use crate::time::Instant;
-use crate::types::{AppKey, ErrorCode, Peer, Principal, Uid};
+use crate::types::{AppKey, ErrorCode, Peer, Principal, Uid, Why};
 
 use super::{Entry, S2cs};
 
 /// Sends an ERROR for `(uid, seq)` to `to` and returns the matching refusal.
 fn refuse(out: &mut Outbox, to: Peer, uid: Uid, seq: u32, code: ErrorCode) -> Result<(), ProtocolError> {
-    out.push(Effect::Send { to, msg: Msg::Error { uid, seq, code } });
+    refuse_why(out, to, uid, seq, code, Why::Unspecified)
+}
+
+/// As [`refuse`], saying what the user can act on.
+fn refuse_why(out: &mut Outbox, to: Peer, uid: Uid, seq: u32, code: ErrorCode, why: Why) -> Result<(), ProtocolError> {
+    out.push(Effect::Send { to, msg: Msg::Error { uid, seq, code, why } });
     Err(ProtocolError::Refused { uid, code })
 }
 
@@ -66,28 +71,30 @@ impl S2cs {
             return Err(ProtocolError::Misdirected(msg.name()));
         };
         if params.num_conn == 0 || params.num_conn > self.cfg.max_num_conn {
-            return refuse(out, from, uid, seq, ErrorCode::InvalidArgument);
+            let why = Why::NumConn { max: self.cfg.max_num_conn };
+            return refuse_why(out, from, uid, seq, ErrorCode::InvalidArgument, why);
         }
         if self.cfg.require_app_keys && key == AppKey::default() {
-            return refuse(out, from, uid, seq, ErrorCode::PermissionDenied);
+            return refuse_why(out, from, uid, seq, ErrorCode::PermissionDenied, Why::AppKeyRequired);
         }
         if let Some(e) = self.sessions.get(&uid) {
             // Only an identical retransmission reaches the session; anything else conflicts.
             if e.owner != caller || e.params != params || !e.key.ct_eq(&key) {
-                return refuse(out, from, uid, seq, ErrorCode::AlreadyExists);
+                return refuse_why(out, from, uid, seq, ErrorCode::AlreadyExists, Why::UidTaken);
             }
             out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
             return Ok(());
         }
         let node = match self.place(params) {
             Ok(node) => node,
-            Err(code) => return refuse(out, from, uid, seq, code),
+            Err((code, why)) => return refuse_why(out, from, uid, seq, code, why),
         };
         if let Some(capacity) = self.cfg.capacity {
             let demand = |rate: u32| if rate == 0 { capacity } else { u64::from(rate) };
             let held: u64 = self.sessions.values().filter(|e| e.holds_resources()).map(|e| demand(e.params.rate)).sum();
             if held.saturating_add(demand(params.rate)) > capacity {
-                return refuse(out, from, uid, seq, ErrorCode::ResourceExhausted);
+                let why = Why::Capacity { capacity, in_use: held };
+                return refuse_why(out, from, uid, seq, ErrorCode::ResourceExhausted, why);
             }
         }
         let setup = Setup {

@@ -90,8 +90,13 @@ fn gw(ports: &[u16]) -> Vec<Addr> {
     ports.iter().map(|p| addr(advertise_host(Role::Prod), *p)).collect()
 }
 
+/// An ERROR saying `why` as well.
+fn error_why(n: u128, seq: u32, code: ErrorCode, why: crate::Why) -> Msg {
+    Msg::Error { uid: uid(n), seq, code, why }
+}
+
 fn error(n: u128, seq: u32, code: ErrorCode) -> Msg {
-    Msg::Error { uid: uid(n), seq, code }
+    Msg::Error { uid: uid(n), seq, code, why: crate::Why::Unspecified }
 }
 
 /// A producer-facility control server, booted and attached to its data server.
@@ -160,7 +165,7 @@ fn req_while_attaching_is_refused_unavailable() {
     accept(&mut cs, at(0), Input::Boot);
     let (err, out) = reject(&mut cs, at(1), req(1, 1));
     assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::Unavailable });
-    assert_eq!(sent(&out), vec![(UC, error(1, 1, ErrorCode::Unavailable))]);
+    assert_eq!(sent(&out), vec![(UC, error_why(1, 1, ErrorCode::Unavailable, crate::Why::NoDataServer))]);
     assert!(cs.sessions().is_empty());
 }
 
@@ -219,7 +224,7 @@ fn conflicting_req_is_refused_already_exists_and_leaves_the_session_unchanged() 
     ] {
         let (err, out) = reject(&mut cs, at(30), conflicting);
         assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::AlreadyExists });
-        assert_eq!(sent(&out), vec![(UC, error(1, 2, ErrorCode::AlreadyExists))]);
+        assert_eq!(sent(&out), vec![(UC, error_why(1, 2, ErrorCode::AlreadyExists, crate::Why::UidTaken))]);
     }
 }
 
@@ -230,7 +235,8 @@ fn req_with_num_conn_zero_or_above_the_limit_is_refused_invalid_argument() {
     for num_conn in [0, max + 1, u16::MAX] {
         let (err, out) = reject(&mut cs, at(10), req_as(alice(), 1, 1, params(Role::Prod, num_conn), key(1)));
         assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::InvalidArgument });
-        assert_eq!(sent(&out), vec![(UC, error(1, 1, ErrorCode::InvalidArgument))]);
+        let why = crate::Why::NumConn { max: 4 };
+        assert_eq!(sent(&out), vec![(UC, error_why(1, 1, ErrorCode::InvalidArgument, why))]);
     }
     accept(&mut cs, at(20), req_as(alice(), 1, 1, params(Role::Prod, max), key(1)));
 }
@@ -472,7 +478,10 @@ fn lease_expiry_while_listening_reports_deadline_exceeded_and_releases_the_ports
     // The waiting REQ (no Hello came) learns why.
     assert_eq!(
         sent(&out),
-        vec![(DS, Msg::DsRel { uid: uid(1), epoch: EPOCH }), (UC, error(1, 1, ErrorCode::DeadlineExceeded))]
+        vec![
+            (DS, Msg::DsRel { uid: uid(1), epoch: EPOCH }),
+            (UC, error_why(1, 1, ErrorCode::DeadlineExceeded, crate::Why::Lease))
+        ]
     );
     assert_eq!(state(&cs, 1), S::Aborting);
 
@@ -484,9 +493,9 @@ fn lease_expiry_while_listening_reports_deadline_exceeded_and_releases_the_ports
 
     // Retransmissions from the client keep learning why.
     let out = accept(&mut cs, at(60_030), update(1, 3));
-    assert_eq!(sent(&out), vec![(UC, error(1, 3, ErrorCode::DeadlineExceeded))]);
+    assert_eq!(sent(&out), vec![(UC, error_why(1, 3, ErrorCode::DeadlineExceeded, crate::Why::Lease))]);
     let out = accept(&mut cs, at(60_030), req(1, 1));
-    assert_eq!(sent(&out), vec![(UC, error(1, 1, ErrorCode::DeadlineExceeded))]);
+    assert_eq!(sent(&out), vec![(UC, error_why(1, 1, ErrorCode::DeadlineExceeded, crate::Why::Lease))]);
 }
 
 #[test]

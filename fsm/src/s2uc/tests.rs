@@ -63,7 +63,7 @@ fn released(n: u128, role: Role, seq: u32) -> Input {
 }
 
 fn error(n: u128, role: Role, seq: u32, code: ErrorCode) -> Input {
-    from(role, Msg::Error { uid: uid(n), seq, code })
+    from(role, Msg::Error { uid: uid(n), seq, code, why: crate::Why::Unspecified })
 }
 
 fn rel(n: u128, seq: u32) -> Msg {
@@ -449,7 +449,10 @@ fn request_says_the_consumers_hello_alongside_its_req_until_it_is_acknowledged()
     let out = accept(
         &mut uc,
         at(5),
-        from(Role::Cons, Msg::Error { uid: uid(1), seq: HELLO_SEQ | 1, code: ErrorCode::NotFound }),
+        from(
+            Role::Cons,
+            Msg::Error { uid: uid(1), seq: HELLO_SEQ | 1, code: ErrorCode::NotFound, why: crate::Why::Unspecified },
+        ),
     );
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(uc.session(&uid(1)).unwrap().state(), State::Reserving);
@@ -471,7 +474,8 @@ fn request_says_the_consumers_hello_alongside_its_req_until_it_is_acknowledged()
 fn a_hello_refused_for_good_stops_but_decides_nothing() {
     let mut uc = client();
     accept(&mut uc, at(0), start_with(1, Plan::both()));
-    let refusal = Msg::Error { uid: uid(1), seq: HELLO_SEQ | 1, code: ErrorCode::PermissionDenied };
+    let refusal =
+        Msg::Error { uid: uid(1), seq: HELLO_SEQ | 1, code: ErrorCode::PermissionDenied, why: crate::Why::Unspecified };
     let out = accept(&mut uc, at(5), from(Role::Cons, refusal));
     assert!(out.is_empty(), "{out:?}");
     assert_eq!(uc.session(&uid(1)).unwrap().state(), State::Reserving, "the REQ's answer decides");
@@ -543,8 +547,11 @@ fn a_plan_that_drives_no_facility_is_refused() {
 fn not_found_to_a_retransmitted_req_means_the_server_holds_the_first_and_the_session_waits() {
     let mut uc = client();
     accept(&mut uc, at(0), start(1));
-    let (err, out) =
-        reject(&mut uc, at(2_000), from(Role::Prod, Msg::Error { uid: uid(1), seq: 1, code: ErrorCode::NotFound }));
+    let (err, out) = reject(
+        &mut uc,
+        at(2_000),
+        from(Role::Prod, Msg::Error { uid: uid(1), seq: 1, code: ErrorCode::NotFound, why: crate::Why::Unspecified }),
+    );
     assert_eq!(err, ProtocolError::Stale("ERROR"));
     assert!(out.is_empty());
     assert_eq!(state(&uc, 1), State::Reserving);

@@ -8,7 +8,7 @@ use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::time::Instant;
 use crate::timing;
-use crate::types::{Addr, Credentials, ErrorCode, Peer, Role};
+use crate::types::{Addr, Credentials, ErrorCode, Peer, Role, Why};
 
 use super::{Action, Event, Input, Kind, Report, Session, State, Waiter, timer_key};
 
@@ -20,7 +20,7 @@ impl Session {
         let result = match input {
             Input::Call { from, msg } => self.on_call(now, from, msg, out),
             Input::Data(msg) => self.on_data(now, msg, out),
-            Input::DsLost => self.step(now, Event::DsLost, Some(ErrorCode::Aborted), out),
+            Input::DsLost => self.step(now, Event::DsLost, Some((ErrorCode::Aborted, Why::DataServerLost)), out),
             Input::Timer(kind) => self.on_timer(now, kind, out),
         };
         self.settle(out);
@@ -31,7 +31,9 @@ impl Session {
     fn on_call(&mut self, now: Instant, from: Peer, msg: Msg, out: &mut Outbox) -> Result<(), ProtocolError> {
         let uid = self.setup.uid;
         let refuse = |me: &Self, out: &mut Outbox, seq: u32, code: ErrorCode| {
-            me.refuse(from, seq, code, out);
+            // Refused for the session's failure: with what is known of it.
+            let why = if me.failure == Some(code) { me.why } else { Why::Unspecified };
+            me.refuse(from, seq, code, why, out);
             Err(ProtocolError::Refused { uid, code })
         };
         match msg {
@@ -112,11 +114,12 @@ impl Session {
             Msg::Refused { code, .. } => {
                 // What the data server's refusal means to the client: no room, a relay that
                 // cannot run as asked, or (anything else) the session was lost.
-                let code = match code {
-                    ErrorCode::ResourceExhausted | ErrorCode::FailedPrecondition => code,
-                    _ => ErrorCode::Aborted,
+                let failure = match code {
+                    ErrorCode::ResourceExhausted => (code, Why::PortsBusy),
+                    ErrorCode::FailedPrecondition => (code, Why::Unspecified),
+                    _ => (ErrorCode::Aborted, Why::Unspecified),
                 };
-                self.step(now, Event::Refused, Some(code), out)
+                self.step(now, Event::Refused, Some(failure), out)
             }
             Msg::Connected { .. } => self.step(now, Event::Connected, None, out),
             Msg::DsReleased { .. } => self.step(now, Event::DsReleased, None, out),
@@ -130,7 +133,9 @@ impl Session {
                 self.retransmit_ds(now, out);
                 Ok(())
             }
-            TimerKind::Lease => self.step(now, Event::LeaseExpired, Some(ErrorCode::DeadlineExceeded), out),
+            TimerKind::Lease => {
+                self.step(now, Event::LeaseExpired, Some((ErrorCode::DeadlineExceeded, Why::Lease)), out)
+            }
             TimerKind::Tombstone if self.state().is_terminal() => {
                 out.push(Effect::Report { uid: self.setup.uid, report: Report::Forget });
                 Ok(())
@@ -144,13 +149,13 @@ impl Session {
     }
 
     /// Feeds `event` to the machine and carries out the declared action. `failure` is recorded
-    /// as the session's failure code when the transition fails it. Answers to waiting calls
+    /// as the session's failure code (and what more is known) when the transition fails it. Answers to waiting calls
     /// are the business of [`Session::settle`], which runs after every input.
     fn step(
         &mut self,
         now: Instant,
         event: Event,
-        failure: Option<ErrorCode>,
+        failure: Option<(ErrorCode, Why)>,
         out: &mut Outbox,
     ) -> Result<(), ProtocolError> {
         let uid = self.setup.uid;
@@ -158,7 +163,8 @@ impl Session {
         let action = alphabet::fire(&mut self.machine, event)?;
         let state = self.state();
         if matches!(state, State::Aborting | State::Failed) && self.failure.is_none() {
-            self.failure = failure.or(Some(ErrorCode::Aborted));
+            let (code, why) = failure.unwrap_or((ErrorCode::Aborted, Why::Unspecified));
+            (self.failure, self.why) = (Some(code), why);
         }
         match action {
             None | Some(Action::Resp | Action::ReplyReleased | Action::ReportError) => {}
@@ -218,9 +224,9 @@ impl Session {
         let mut tell = |report| out.push(Effect::Report { uid, report });
         let state = *self.machine.state();
         let r = &mut self.reported;
-        if r.state != Some(state) || r.failure != self.failure {
-            (r.state, r.failure) = (Some(state), self.failure);
-            tell(Report::State { state, failure: self.failure });
+        if r.state != Some(state) || r.failure != self.failure || r.why != self.why {
+            (r.state, r.failure, r.why) = (Some(state), self.failure, self.why);
+            tell(Report::State { state, failure: self.failure, why: self.why });
         }
         if r.listeners != self.listeners {
             r.listeners.clone_from(&self.listeners);

@@ -2,7 +2,7 @@
 
 use crate::effect::{Effect, Outbox};
 use crate::msg::Msg;
-use crate::types::{ErrorCode, Peer, Role};
+use crate::types::{ErrorCode, Peer, Role, Why};
 
 use super::{Session, State};
 
@@ -83,7 +83,9 @@ impl Session {
     fn answer(&self, waiter: Waiter, answer: Result<(), ErrorCode>, out: &mut Outbox) {
         let (uid, seq) = (self.setup.uid, waiter.seq);
         let msg = match (answer, waiter.kind) {
-            (Err(code), _) => Msg::Error { uid, seq, code },
+            (Err(code), _) => {
+                Msg::Error { uid, seq, code, why: if self.failure == Some(code) { self.why } else { Why::Unspecified } }
+            }
             (Ok(()), Kind::Req) => {
                 Msg::Resp { uid, seq, listeners: self.listeners.clone(), prod_listeners: self.prod_listeners.clone() }
             }
@@ -95,7 +97,7 @@ impl Session {
     }
 
     /// Answers one call at once with an ERROR, without making it wait.
-    pub(super) fn refuse(&self, from: Peer, seq: u32, code: ErrorCode, out: &mut Outbox) {
-        out.push(Effect::Send { to: from, msg: Msg::Error { uid: self.setup.uid, seq, code } });
+    pub(super) fn refuse(&self, from: Peer, seq: u32, code: ErrorCode, why: Why, out: &mut Outbox) {
+        out.push(Effect::Send { to: from, msg: Msg::Error { uid: self.setup.uid, seq, code, why } });
     }
 }

@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 
 use scistream_fsm::types::UidError;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid, Why};
 
 use super::Limits;
 use crate::{WireError, pb};
@@ -115,6 +115,46 @@ pub fn creds_from_wire(bytes: &[u8]) -> Result<Credentials, WireError> {
 /// bytes.
 pub fn opt_creds_from_wire(bytes: &[u8]) -> Result<Option<Credentials>, WireError> {
     if bytes.is_empty() { Ok(None) } else { creds_from_wire(bytes).map(Some) }
+}
+
+/// The wire form of what an ERROR says beyond its code (`None`: nothing).
+pub fn why_to_wire(why: Why) -> Option<pb::ErrorWhy> {
+    let (kind, a, b) = match why {
+        Why::Unspecified => return None,
+        Why::NumConn { max } => ("NumConn", u64::from(max), 0),
+        Why::AppKeyRequired => ("AppKeyRequired", 0, 0),
+        Why::UidTaken => ("UidTaken", 0, 0),
+        Why::NoDataServer => ("NoDataServer", 0, 0),
+        Why::Ports { asked, free } => ("Ports", u64::from(asked), u64::from(free)),
+        Why::Capacity { capacity, in_use } => ("Capacity", capacity, in_use),
+        Why::PortsBusy => ("PortsBusy", 0, 0),
+        Why::DataServerLost => ("DataServerLost", 0, 0),
+        Why::Lease => ("Lease", 0, 0),
+    };
+    Some(pb::ErrorWhy { kind: kind.to_owned(), a, b })
+}
+
+/// What an ERROR says beyond its code, validated: a kind this build does not know, or numbers
+/// out of their range, are refused; absent is nothing more.
+pub fn why_from_wire(why: Option<&pb::ErrorWhy>) -> Result<Why, WireError> {
+    let Some(w) = why else { return Ok(Why::Unspecified) };
+    let bad = || WireError::BadWhy(w.kind.chars().take(40).collect());
+    let small = |n: u64| u16::try_from(n).map_err(|_| bad());
+    let (a, b) = (w.a, w.b);
+    let plain = |why: Why| if a == 0 && b == 0 { Ok(why) } else { Err(bad()) };
+    match w.kind.as_str() {
+        "" => plain(Why::Unspecified),
+        "NumConn" if b == 0 => Ok(Why::NumConn { max: small(a)? }),
+        "AppKeyRequired" => plain(Why::AppKeyRequired),
+        "UidTaken" => plain(Why::UidTaken),
+        "NoDataServer" => plain(Why::NoDataServer),
+        "Ports" => Ok(Why::Ports { asked: small(a)?, free: u32::try_from(b).map_err(|_| bad())? }),
+        "Capacity" => Ok(Why::Capacity { capacity: a, in_use: b }),
+        "PortsBusy" => plain(Why::PortsBusy),
+        "DataServerLost" => plain(Why::DataServerLost),
+        "Lease" => plain(Why::Lease),
+        _ => Err(bad()),
+    }
 }
 
 /// The wire value of an error code.

@@ -192,6 +192,8 @@ pub struct SessionStatus {
     pub owner: String,
     /// The data-server node it is placed on (its address, or `embedded`).
     pub node: String,
+    /// Why it failed, in words (empty when only the code is known).
+    pub failure_reason: String,
 }
 
 /// A session's traffic through one facility's data server ("in": towards the target).
@@ -262,6 +264,7 @@ pub fn session_status_to_wire(s: &SessionStatus) -> pb::SessionStatus {
         rate_out: s.traffic.rate_out,
         owner: s.owner.clone(),
         node: s.node.clone(),
+        failure_reason: s.failure_reason.clone(),
     }
 }
 
@@ -294,5 +297,6 @@ pub fn session_status_from_wire(s: &pb::SessionStatus) -> Result<SessionStatus, 
         },
         owner: s.owner.clone(),
         node: s.node.clone(),
+        failure_reason: s.failure_reason.clone(),
     })
 }

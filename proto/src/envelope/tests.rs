@@ -3,7 +3,7 @@ use std::collections::BTreeSet;
 use proptest::prelude::*;
 use prost::Message as _;
 use scistream_fsm::types::AddrError;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Role, SessionParams, Token, Uid};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Role, SessionParams, Token, Uid, Why};
 
 use super::*;
 use crate::arb;
@@ -28,7 +28,8 @@ fn one_of_each() -> Vec<Msg> {
         Msg::ProdLstn { uid: UID, seq: 6, prod_listeners: addrs.clone() },
         Msg::Updated { uid: UID, seq: 7 },
         Msg::Released { uid: UID, seq: 8 },
-        Msg::Error { uid: UID, seq: 9, code: ErrorCode::Aborted },
+        Msg::Error { uid: UID, seq: 9, code: ErrorCode::Aborted, why: Why::Unspecified },
+        Msg::Error { uid: UID, seq: 9, code: ErrorCode::ResourceExhausted, why: Why::Ports { asked: 5, free: 4 } },
         Msg::Hello { uid: UID, seq: 10, key, prod_listeners: addrs.clone() },
         Msg::HelloAck { uid: UID, seq: 11, listeners: addrs.clone() },
         Msg::DsBoot { inc: 12 },
@@ -96,8 +97,22 @@ fn envelope_with_empty_uid_is_refused() {
 
 #[test]
 fn envelope_with_unspecified_error_code_is_refused() {
-    let body = Body::Error(pb::EnvError { uid: uid_to_wire(UID), seq: 1, code: 0 });
+    let body = Body::Error(pb::EnvError { uid: uid_to_wire(UID), seq: 1, code: 0, why: None });
     assert_eq!(decode_body(body), Err(WireError::UnspecifiedErrorCode));
+}
+
+#[test]
+fn an_error_explanation_this_build_does_not_know_or_out_of_range_is_refused() {
+    let code = pb::ErrorCode::ResourceExhausted as i32;
+    let with = |kind: &str, a: u64, b: u64| {
+        let why = Some(pb::ErrorWhy { kind: kind.into(), a, b });
+        decode_body(Body::Error(pb::EnvError { uid: uid_to_wire(UID), seq: 1, code, why }))
+    };
+    assert_eq!(with("Gremlins", 0, 0), Err(WireError::BadWhy("Gremlins".into())));
+    assert_eq!(with("NumConn", 70_000, 0), Err(WireError::BadWhy("NumConn".into())));
+    assert_eq!(with("Lease", 1, 0), Err(WireError::BadWhy("Lease".into())));
+    let ok = with("Ports", 5, 4).expect("decodes");
+    assert!(matches!(ok, Msg::Error { why: Why::Ports { asked: 5, free: 4 }, .. }), "{ok:?}");
 }
 
 #[test]

@@ -205,3 +205,30 @@ fn a_hello_with_a_wrong_app_key_is_permission_denied_and_the_right_key_still_wor
         assert_eq!(await_state(&c, uid, "Established").await.targets, producer());
     });
 }
+
+#[test]
+fn a_refused_request_says_once_which_facility_refused_it_and_what_to_change() {
+    let _serial = shared();
+    let dir = Scratch::new("cp-why");
+    let prod = Server::start(&dir.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&dir.0, &ServerOpts { port_range: free_range(8), ..ServerOpts::default() }).unwrap();
+    let mut flags = prod.client_flags();
+    flags.extend(cons.client_flags());
+    flags.extend(args(&["request", "--prod-s2cs", &prod.addr, "--cons-s2cs", &cons.addr, "--num-conn", "5"]));
+    let out = run("s2uc", &flags, Duration::from_secs(30)).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("at the producer's facility: no data server has 5 free ports (the most any has is 4)"),
+        "names the facility and the reason: {stderr}"
+    );
+    assert_eq!(stderr.matches("resource exhausted").count(), 1, "the code once: {stderr}");
+
+    // The gRPC status itself carries the reason, for any client (SciStream 1.2's print it).
+    runtime().block_on(async {
+        let c = client(&prod).await;
+        let err = c.req(fresh_uid(), Role::Prod, 5, 0, Some(key(1))).await.expect_err("refused");
+        let text = err.to_string();
+        assert!(text.starts_with("resource exhausted: no data server has 5 free ports"), "{text}");
+    });
+}

@@ -47,7 +47,7 @@ fn data_server_refusal_fails_the_reservation_with_its_code() {
     let refused = |n, code| from_ds(Msg::Refused { uid: uid(n), inc: INC, code });
 
     let out = accept(&mut cs, at(20), refused(1, ErrorCode::ResourceExhausted));
-    assert_eq!(sent(&out), vec![(UC, error(1, 1, ErrorCode::ResourceExhausted))]);
+    assert_eq!(sent(&out), vec![(UC, error_why(1, 1, ErrorCode::ResourceExhausted, crate::Why::PortsBusy))]);
     assert_eq!(state(&cs, 1), S::Failed);
     assert!(cancels(&out, lease_key(uid(1))));
 
@@ -84,9 +84,9 @@ fn a_new_data_server_incarnation_fails_live_sessions_with_aborted_and_reattaches
 
     let out = accept(&mut cs, at(100), from_ds(Msg::DsBoot { inc: INC + 1 }));
     let msgs = sent(&out);
-    assert!(msgs.contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{msgs:?}");
+    assert!(msgs.contains(&(UC, error_why(1, 1, ErrorCode::Aborted, crate::Why::DataServerLost))), "{msgs:?}");
     assert!(msgs.contains(&(UC, Msg::Released { uid: uid(2), seq: 4 })), "{msgs:?}");
-    assert!(msgs.contains(&(UC, error(3, 1, ErrorCode::Aborted))), "{msgs:?}");
+    assert!(msgs.contains(&(UC, error_why(3, 1, ErrorCode::Aborted, crate::Why::DataServerLost))), "{msgs:?}");
     assert!(msgs.contains(&(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })), "{msgs:?}");
     assert_eq!(cs.state(), State::Attaching);
     assert_eq!((state(&cs, 1), state(&cs, 2), state(&cs, 3)), (S::Failed, S::Released, S::Failed));
@@ -124,7 +124,7 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
         at(100),
         from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![], pool: POOL }),
     );
-    assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
+    assert!(sent(&out).contains(&(UC, error_why(1, 1, ErrorCode::Aborted, crate::Why::DataServerLost))), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
     assert_eq!(cs.state(), State::Serving);
     accept(&mut cs, at(110), req(2, 1));
@@ -143,7 +143,7 @@ fn a_data_server_restarted_behind_a_delayed_attach_is_recognised_by_its_incarnat
         at(20),
         from_ds(Msg::Lstn { uid: uid(1), inc: INC + 1, host: "gw.prod".into(), ports: vec![5000, 5001] }),
     );
-    assert!(sent(&out).contains(&(UC, error(1, 1, ErrorCode::Aborted))), "{out:?}");
+    assert!(sent(&out).contains(&(UC, error_why(1, 1, ErrorCode::Aborted, crate::Why::DataServerLost))), "{out:?}");
     assert!(sent(&out).contains(&(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })), "{out:?}");
     assert_eq!(state(&cs, 1), S::Failed);
 }

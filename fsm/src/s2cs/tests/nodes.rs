@@ -74,7 +74,8 @@ fn a_node_without_room_for_the_ports_or_the_rate_is_skipped_and_none_left_is_res
     // Only 2 ports left anywhere.
     let (err, out) = reject(&mut cs, at(12), req_with(3, 3, 1));
     assert_eq!(err, ProtocolError::Refused { uid: uid(3), code: ErrorCode::ResourceExhausted });
-    assert_eq!(sent(&out), vec![(UC, error(3, 1, ErrorCode::ResourceExhausted))]);
+    let why = crate::Why::Ports { asked: 3, free: 2 };
+    assert_eq!(sent(&out), vec![(UC, error_why(3, 1, ErrorCode::ResourceExhausted, why))]);
     assert!(cs.core().session(&uid(3)).is_none(), "a refused REQ leaves nothing behind");
     // A rate the only node with ports cannot carry... node 1 has no capacity limit: it fits.
     assert_eq!(placed(&accept(&mut cs, at(13), req_with(4, 2, 5000)), 4), N1);
