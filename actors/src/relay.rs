@@ -98,7 +98,8 @@ impl RelayActor {
         let listeners = std::mem::take(&mut state.listeners);
         // SciStream 1.2's unit: --rate=20000 is 20 MB/s.
         let limit = (rate > 0).then(|| u64::from(rate) * 1000);
-        state.relay = Some(Relay::start(listeners, targets, legs, state.counters.clone(), limit));
+        state.relay =
+            Some(Relay::start(&state.uid.to_string(), listeners, targets, legs, state.counters.clone(), limit));
         Ok(())
     }
 }

@@ -253,7 +253,7 @@ impl S2csActor {
                 Ds::Embedded { .. } => book.get(&v.uid).map(|c| SessionTraffic::from(&c.snapshot())),
                 Ds::Remote(nodes) => nodes
                     .get(v.node.index())
-                    .and_then(|n| n.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&v.uid).copied()),
+                    .and_then(|n| n.seen.lock().unwrap_or_else(|e| e.into_inner()).get(&v.uid).cloned()),
             };
             counted.unwrap_or_default()
         };

@@ -17,6 +17,12 @@
 //! - A WAN connection that does not authenticate as the session is closed before anything is
 //!   forwarded (the target is not even dialled) and counted as refused.
 //! - Dropping the [`Relay`] (REL) closes the listeners and every connection at once.
+//! - A path that does not work shows: a target that cannot be reached, a WAN handshake that
+//!   fails and a connection reset mid-stream are counted ([`Counters`]), logged at WARN naming
+//!   the session and the peer (at most one line per session every [`WARN_EVERY`], saying how
+//!   many were not logged), and the last failure to reach the target is kept as the session's
+//!   [`Traffic::problem`] until a connection reaches it again: status shows the session
+//!   degraded, with the reason.
 
 use std::io;
 use std::sync::Arc;
@@ -49,10 +55,61 @@ pub struct Counters {
     pub rate_in: AtomicU64,
     /// Bytes per second back from the target over the last second.
     pub rate_out: AtomicU64,
+    /// Connections whose target could not be reached (TCP connect failed).
+    pub dial_failures: AtomicU64,
+    /// Connections whose WAN handshake with the producer's gateway failed (consumer side).
+    pub handshake_failures: AtomicU64,
+    /// Connections ended by an error after both legs were up.
+    pub resets: AtomicU64,
+    /// The last failure to reach the target, until a connection reaches it again.
+    problem: std::sync::Mutex<Option<String>>,
+    /// When a WARN line was last logged, and how many were held back since.
+    warned: std::sync::Mutex<(Option<tokio::time::Instant>, u64)>,
+}
+
+/// At most one WARN line per session this often (the ones held back are counted in the next).
+pub const WARN_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+impl Counters {
+    /// Logs `what` at WARN for `session`, unless a line was logged less than [`WARN_EVERY`] ago.
+    fn warn(&self, session: &str, what: impl FnOnce() -> String) {
+        let held = {
+            let mut w = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+            let now = tokio::time::Instant::now();
+            if w.0.is_some_and(|at| now.duration_since(at) < WARN_EVERY) {
+                w.1 += 1;
+                return;
+            }
+            let held = w.1;
+            *w = (Some(now), 0);
+            held
+        };
+        let what = what();
+        if held > 0 {
+            tracing::warn!(session, "{what} ({held} more since the last line)");
+        } else {
+            tracing::warn!(session, "{what}");
+        }
+    }
+
+    /// Records a failure to reach the target: counted, kept as the session's problem, logged.
+    fn path_failed(&self, session: &str, counter: &AtomicU64, what: String) {
+        counter.fetch_add(1, Ordering::Relaxed);
+        self.warn(session, || what.clone());
+        *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
+    }
+
+    /// A connection reached its target: the path works.
+    fn path_works(&self) {
+        let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        if p.is_some() {
+            *p = None;
+        }
+    }
 }
 
 /// A snapshot of [`Counters`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Traffic {
     /// Bytes from the accepting side to the target.
     pub bytes_in: u64,
@@ -70,6 +127,15 @@ pub struct Traffic {
     pub rate_in: u64,
     /// Bytes per second back from the target, last second.
     pub rate_out: u64,
+    /// Connections whose target could not be reached.
+    pub dial_failures: u64,
+    /// Connections whose WAN handshake with the producer's gateway failed.
+    pub handshake_failures: u64,
+    /// Connections ended by an error after both legs were up.
+    pub resets: u64,
+    /// The last failure to reach the target, until a connection reaches it again: the
+    /// session's path is degraded while there is one.
+    pub problem: Option<String>,
 }
 
 impl From<&Traffic> for scistream_proto::convert::SessionTraffic {
@@ -83,6 +149,10 @@ impl From<&Traffic> for scistream_proto::convert::SessionTraffic {
             refused: t.refused,
             rate_in: t.rate_in,
             rate_out: t.rate_out,
+            dial_failures: t.dial_failures,
+            handshake_failures: t.handshake_failures,
+            resets: t.resets,
+            problem: t.problem.clone().unwrap_or_default(),
         }
     }
 }
@@ -99,6 +169,10 @@ impl Counters {
             refused: self.refused.load(Ordering::Relaxed),
             rate_in: self.rate_in.load(Ordering::Relaxed),
             rate_out: self.rate_out.load(Ordering::Relaxed),
+            dial_failures: self.dial_failures.load(Ordering::Relaxed),
+            handshake_failures: self.handshake_failures.load(Ordering::Relaxed),
+            resets: self.resets.load(Ordering::Relaxed),
+            problem: self.problem.lock().unwrap_or_else(|e| e.into_inner()).clone(),
         }
     }
 }
@@ -159,8 +233,9 @@ impl Relay {
     /// Starts relaying from `listeners` to `targets` (must not be empty), legs secured per
     /// `legs`, counting into `counters` (shared with whoever reports the session's traffic).
     /// With `rate` (bytes per second), the data coming back from the targets — the producer's
-    /// — is held to it, across all the session's connections.
+    /// — is held to it, across all the session's connections. `session` names it in logs.
     pub fn start(
+        session: &str,
         listeners: Vec<TcpListener>,
         targets: Vec<Addr>,
         legs: Legs,
@@ -170,9 +245,12 @@ impl Relay {
         assert!(!targets.is_empty(), "a relay needs a target");
         let bucket = rate.map(|r| Arc::new(Bucket::new(r)));
         let mut tasks = JoinSet::new();
+        let session: Arc<str> = Arc::from(session);
         for (i, listener) in listeners.into_iter().enumerate() {
             let target = targets[i % targets.len()].clone();
-            tasks.spawn(accept_loop(listener, target, legs.clone(), counters.clone(), bucket.clone()));
+            let at =
+                Arc::new(Conn { session: session.clone(), target, legs: legs.clone(), counters: counters.clone() });
+            tasks.spawn(accept_loop(listener, at, bucket.clone()));
         }
         tasks.spawn(sample_rates(counters.clone()));
         Self { tasks, counters }
@@ -230,27 +308,58 @@ async fn sample_rates(c: Arc<Counters>) {
     }
 }
 
-async fn accept_loop(
-    listener: TcpListener,
+/// What every connection accepted on one listener shares: its session, target, legs and
+/// counters.
+struct Conn {
+    session: Arc<str>,
     target: Addr,
     legs: Legs,
     counters: Arc<Counters>,
-    bucket: Option<Arc<Bucket>>,
-) {
+}
+
+impl Conn {
+    /// What the target is, for a person: the producer's gateway when the dialled leg is the
+    /// WAN's, the producer's application behind a producer's gateway.
+    fn target_is(&self) -> String {
+        match self.legs {
+            Legs::DialTls(_) => format!("the producer's gateway at {}", self.target),
+            Legs::AcceptTls(_) => format!("the producer's application at {}", self.target),
+            Legs::Plain => format!("the target {}", self.target),
+        }
+    }
+}
+
+/// How a relayed connection ended badly: before it reached its target (counted by [`open`]),
+/// or after both legs were up.
+enum Failure {
+    Opening(io::Error),
+    Flowing(io::Error),
+}
+
+async fn accept_loop(listener: TcpListener, at: Arc<Conn>, bucket: Option<Arc<Bucket>>) {
     // Connections live in this task's set: aborting the accept loop drops them all.
     let mut conns = JoinSet::new();
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((inbound, peer)) => {
-                    counters.total.fetch_add(1, Ordering::Relaxed);
-                    let (target, legs, counters, bucket) = (target.clone(), legs.clone(), counters.clone(), bucket.clone());
+                    at.counters.total.fetch_add(1, Ordering::Relaxed);
+                    let (at, bucket) = (at.clone(), bucket.clone());
                     conns.spawn(async move {
+                        let c = &at.counters;
                         // Counted open until this task ends, also when REL aborts it.
-                        let _open = OpenConnection::new(&counters);
-                        if let Err(e) = relay_one(inbound, &target, &legs, &counters, bucket.as_deref()).await {
-                            counters.failed.fetch_add(1, Ordering::Relaxed);
-                            tracing::debug!(%peer, %target, "relayed connection failed: {e}");
+                        let _open = OpenConnection::new(c);
+                        match relay_one(inbound, &at, bucket.as_deref()).await {
+                            Ok(()) => {}
+                            Err(Failure::Opening(e)) => {
+                                c.failed.fetch_add(1, Ordering::Relaxed);
+                                tracing::debug!(%peer, target = %at.target, "relayed connection not opened: {e}");
+                            }
+                            Err(Failure::Flowing(e)) => {
+                                c.failed.fetch_add(1, Ordering::Relaxed);
+                                c.resets.fetch_add(1, Ordering::Relaxed);
+                                c.warn(&at.session, || format!("a connection from {peer} to {} broke mid-stream: {e}", at.target_is()));
+                            }
                         }
                     });
                 }
@@ -291,13 +400,24 @@ impl Leg for tokio_rustls::client::TlsStream<TcpStream> {
 /// How long a WAN handshake may take.
 const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
+/// Dials the target of `at`; a failure is the path's problem.
+async fn dial(at: &Conn) -> io::Result<TcpStream> {
+    match TcpStream::connect((at.target.host.as_str(), at.target.port)).await {
+        Ok(s) => Ok(s),
+        Err(e) => {
+            at.counters.path_failed(
+                &at.session,
+                &at.counters.dial_failures,
+                format!("cannot reach {}: {e}", at.target_is()),
+            );
+            Err(e)
+        }
+    }
+}
+
 /// Opens both legs of one accepted connection, per `legs`.
-async fn open(
-    inbound: TcpStream,
-    target: &Addr,
-    legs: &Legs,
-    counters: &Counters,
-) -> io::Result<(Box<dyn Leg>, Box<dyn Leg>)> {
+async fn open(inbound: TcpStream, at: &Conn) -> io::Result<(Box<dyn Leg>, Box<dyn Leg>)> {
+    let (target, legs, counters) = (&at.target, &at.legs, &*at.counters);
     arm(&inbound);
     inbound.set_nodelay(true)?;
     let inbound: Box<dyn Leg> = match legs {
@@ -305,19 +425,19 @@ async fn open(
             Ok(Ok(tls)) => Box::new(tls),
             Ok(Err(e)) => {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%target, "WAN connection refused: it did not authenticate as the session ({e})");
+                tracing::warn!(session = %at.session, %target, "WAN connection refused: it did not authenticate as the session ({e})");
                 return Err(e);
             }
             Err(_) => {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%target, "WAN connection refused: no TLS handshake within {HANDSHAKE:?}");
+                tracing::warn!(session = %at.session, %target, "WAN connection refused: no TLS handshake within {HANDSHAKE:?}");
                 return Err(io::ErrorKind::TimedOut.into());
             }
         },
         Legs::Plain | Legs::DialTls(_) => Box::new(inbound),
     };
     // The target may not be there: the client is already armed to see a reset.
-    let outbound = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    let outbound = dial(at).await?;
     arm(&outbound);
     outbound.set_nodelay(true)?;
     let outbound: Box<dyn Leg> = match legs {
@@ -326,30 +446,31 @@ async fn open(
             match tokio::time::timeout(HANDSHAKE, connector.connect(name, outbound)).await {
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
-                    tracing::warn!(%target, "the producer's gateway did not authenticate as the session: {e}");
+                    let what = format!("{} did not authenticate as the session: {e}", at.target_is());
+                    counters.path_failed(&at.session, &counters.handshake_failures, what);
                     return Err(e);
                 }
-                Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                Err(_) => {
+                    let what = format!("no TLS handshake with {} within {HANDSHAKE:?}", at.target_is());
+                    counters.path_failed(&at.session, &counters.handshake_failures, what);
+                    return Err(io::ErrorKind::TimedOut.into());
+                }
             }
         }
         Legs::Plain | Legs::AcceptTls(_) => Box::new(outbound),
     };
+    counters.path_works();
     Ok((inbound, outbound))
 }
 
-/// Forwards one accepted connection to `target` until both directions end.
-async fn relay_one(
-    inbound: TcpStream,
-    target: &Addr,
-    legs: &Legs,
-    counters: &Counters,
-    bucket: Option<&Bucket>,
-) -> io::Result<()> {
+/// Forwards one accepted connection to its target until both directions end.
+async fn relay_one(inbound: TcpStream, at: &Conn, bucket: Option<&Bucket>) -> Result<(), Failure> {
     #[cfg(target_os = "linux")]
-    if matches!(legs, Legs::Plain) {
-        return relay_plain(inbound, target, counters, bucket).await;
+    if matches!(at.legs, Legs::Plain) {
+        return relay_plain(inbound, at, bucket).await;
     }
-    let (inbound, outbound) = open(inbound, target, legs, counters).await?;
+    let counters = &*at.counters;
+    let (inbound, outbound) = open(inbound, at).await.map_err(Failure::Opening)?;
     let (mut in_r, mut in_w) = tokio::io::split(inbound);
     let (mut out_r, mut out_w) = tokio::io::split(outbound);
     let result = {
@@ -366,22 +487,19 @@ async fn relay_one(
         disarm(in_r.unsplit(in_w).tcp());
         disarm(out_r.unsplit(out_w).tcp());
     }
-    result
+    result.map_err(Failure::Flowing)
 }
 
 /// Forwards a connection whose legs are both plain TCP with `splice(2)`: zero copy.
 #[cfg(target_os = "linux")]
-async fn relay_plain(
-    inbound: TcpStream,
-    target: &Addr,
-    counters: &Counters,
-    bucket: Option<&Bucket>,
-) -> io::Result<()> {
+async fn relay_plain(inbound: TcpStream, at: &Conn, bucket: Option<&Bucket>) -> Result<(), Failure> {
+    let counters = &*at.counters;
     arm(&inbound);
-    inbound.set_nodelay(true)?;
-    let outbound = TcpStream::connect((target.host.as_str(), target.port)).await?;
+    inbound.set_nodelay(true).map_err(Failure::Opening)?;
+    let outbound = dial(at).await.map_err(Failure::Opening)?;
     arm(&outbound);
-    outbound.set_nodelay(true)?;
+    outbound.set_nodelay(true).map_err(Failure::Opening)?;
+    counters.path_works();
     let up = splice::pump(&inbound, &outbound, &counters.bytes_in, None);
     let down = splice::pump(&outbound, &inbound, &counters.bytes_out, bucket);
     tokio::pin!(up, down);
@@ -393,7 +511,7 @@ async fn relay_plain(
         disarm(&inbound);
         disarm(&outbound);
     }
-    result
+    result.map_err(Failure::Flowing)
 }
 
 /// Until both directions of a connection ended cleanly, closing its sockets resets them

@@ -607,6 +607,10 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                     "refused_connections": v.traffic.refused,
                     "rate_in": v.traffic.rate_in, "rate_out": v.traffic.rate_out,
                     "owner": v.owner, "node": v.node,
+                    "path": if v.traffic.problem.is_empty() { "ok" } else { "degraded" },
+                    "problem": (!v.traffic.problem.is_empty()).then_some(&v.traffic.problem),
+                    "dial_failures": v.traffic.dial_failures, "handshake_failures": v.traffic.handshake_failures,
+                    "resets": v.traffic.resets,
                 })
             );
         } else {
@@ -628,15 +632,24 @@ fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) 
                     .unwrap_or_default()
             );
             say!(
-                "    traffic: in {} B ({} B/s), out {} B ({} B/s), connections {} open / {} total, {} refused",
+                "    traffic: in {} B ({} B/s), out {} B ({} B/s), connections {} open / {} total, {} refused, {} reset",
                 t.bytes_in,
                 t.rate_in,
                 t.bytes_out,
                 t.rate_out,
                 t.open,
                 t.total,
-                t.refused
+                t.refused,
+                t.resets
             );
+            if !t.problem.is_empty() {
+                say!(
+                    "    path DEGRADED: {} ({} failed dials, {} failed handshakes)",
+                    t.problem,
+                    t.dial_failures,
+                    t.handshake_failures
+                );
+            }
         }
     }
 }

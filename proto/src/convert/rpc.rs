@@ -197,7 +197,7 @@ pub struct SessionStatus {
 }
 
 /// A session's traffic through one facility's data server ("in": towards the target).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SessionTraffic {
     /// Bytes towards the target.
     pub bytes_in: u64,
@@ -213,7 +213,19 @@ pub struct SessionTraffic {
     pub rate_in: u64,
     /// Bytes per second back, last second.
     pub rate_out: u64,
+    /// Connections whose target could not be reached.
+    pub dial_failures: u64,
+    /// Connections whose WAN handshake with the producer's gateway failed.
+    pub handshake_failures: u64,
+    /// Connections ended by an error mid-stream.
+    pub resets: u64,
+    /// The last failure to reach the target, until a connection reaches it again (empty: none):
+    /// the path is degraded while it is set.
+    pub problem: String,
 }
+
+/// Longest problem text kept from a node or a server (characters); the rest is cut.
+pub const MAX_PROBLEM: usize = 512;
 
 /// One session's counters as a data server node reports them (`DataServer.Traffic`).
 pub fn node_traffic_to_wire(uid: Uid, t: &SessionTraffic) -> pb::NodeTraffic {
@@ -226,6 +238,10 @@ pub fn node_traffic_to_wire(uid: Uid, t: &SessionTraffic) -> pb::NodeTraffic {
         refused: t.refused,
         rate_in: t.rate_in,
         rate_out: t.rate_out,
+        dial_failures: t.dial_failures,
+        handshake_failures: t.handshake_failures,
+        resets: t.resets,
+        problem: t.problem.clone(),
     }
 }
 
@@ -239,6 +255,10 @@ pub fn node_traffic_from_wire(t: &pb::NodeTraffic) -> Result<(Uid, SessionTraffi
         refused: t.refused,
         rate_in: t.rate_in,
         rate_out: t.rate_out,
+        dial_failures: t.dial_failures,
+        handshake_failures: t.handshake_failures,
+        resets: t.resets,
+        problem: t.problem.chars().take(MAX_PROBLEM).collect(),
     };
     Ok((super::field::uid_from_wire(&t.uid)?, traffic))
 }
@@ -262,6 +282,10 @@ pub fn session_status_to_wire(s: &SessionStatus) -> pb::SessionStatus {
         refused_connections: s.traffic.refused,
         rate_in: s.traffic.rate_in,
         rate_out: s.traffic.rate_out,
+        dial_failures: s.traffic.dial_failures,
+        handshake_failures: s.traffic.handshake_failures,
+        resets: s.traffic.resets,
+        problem: s.traffic.problem.clone(),
         owner: s.owner.clone(),
         node: s.node.clone(),
         failure_reason: s.failure_reason.clone(),
@@ -294,6 +318,10 @@ pub fn session_status_from_wire(s: &pb::SessionStatus) -> Result<SessionStatus, 
             refused: s.refused_connections,
             rate_in: s.rate_in,
             rate_out: s.rate_out,
+            dial_failures: s.dial_failures,
+            handshake_failures: s.handshake_failures,
+            resets: s.resets,
+            problem: s.problem.chars().take(MAX_PROBLEM).collect(),
         },
         owner: s.owner.clone(),
         node: s.node.clone(),

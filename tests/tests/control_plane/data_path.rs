@@ -167,3 +167,71 @@ fn inbound_then_outbound_request_carry_bytes_over_the_sessions_tls_leg() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// Connects to `addr`, sends a few bytes and reads until the connection ends (a reset or a
+/// clean end: nothing crosses either way).
+fn try_through(addr: &str) {
+    let mut c = TcpStream::connect(addr).expect("the gateway's listener accepts");
+    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let _ = c.write_all(b"anyone there?");
+    let mut sink = Vec::new();
+    let _ = c.read_to_end(&mut sink);
+    assert!(sink.is_empty(), "nothing came back");
+}
+
+#[test]
+fn a_path_that_does_not_work_shows_in_status_with_its_reason_and_in_the_log() {
+    use crate::testkit::{client, eventually, fresh_uid, runtime};
+    let _serial = shared();
+    let (dp, dc) = (Scratch::new("dp-broken-p"), Scratch::new("dp-broken-c"));
+    let mut prod = Server::start(&dp.0, &ServerOpts { port_range: free_range(2), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&dc.0, &ServerOpts { port_range: free_range(2), ..ServerOpts::default() }).unwrap();
+    // The producer application is not listening.
+    let app_port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let uid = fresh_uid();
+    let rt = runtime();
+    let (p, c) = rt.block_on(async { (client(&prod).await, client(&cons).await) });
+    rt.block_on(scistream_tests::establish(&p, &c, uid, app_port)).expect("established");
+    let cons_listener = rt.block_on(c.status(uid)).expect("status").listeners[0].to_string();
+
+    try_through(&cons_listener);
+    eventually(Duration::from_secs(10), "the producer's facility shows the broken path", || {
+        rt.block_on(p.status(uid)).is_ok_and(|s| !s.traffic.problem.is_empty())
+    });
+    let at_prod = rt.block_on(p.status(uid)).unwrap();
+    assert_eq!(at_prod.state, "Established");
+    assert!(
+        at_prod
+            .traffic
+            .problem
+            .starts_with(&format!("cannot reach the producer's application at 127.0.0.1:{app_port}")),
+        "{:?}",
+        at_prod.traffic.problem
+    );
+    assert_eq!(at_prod.traffic.dial_failures, 1);
+    let line = prod.log();
+    assert!(
+        line.lines().any(|l| l.contains("WARN") && l.contains(&uid.to_string()) && l.contains("cannot reach")),
+        "a WARN line names the session and the peer: {line}"
+    );
+    // The consumer's side reached the producer's gateway; the connection then broke.
+    let at_cons = rt.block_on(c.status(uid)).unwrap();
+    assert!(at_cons.traffic.problem.is_empty(), "{:?}", at_cons.traffic.problem);
+    eventually(Duration::from_secs(10), "the consumer's gateway counts the reset", || {
+        rt.block_on(c.status(uid)).is_ok_and(|s| s.traffic.resets == 1)
+    });
+    // s2uc says it too.
+    let mut a = trust(&[&prod]);
+    a.extend(args(&["status", &uid.to_string(), "--s2cs", &prod.addr]));
+    let out = scistream_tests::run("s2uc", &a, Duration::from_secs(20)).unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("path DEGRADED: cannot reach the producer's application"), "{text}");
+
+    // The producer's gateway dies: the consumer's side shows it without anyone reading logs.
+    prod.kill9();
+    try_through(&cons_listener);
+    eventually(Duration::from_secs(10), "the consumer's facility shows the peer gateway gone", || {
+        rt.block_on(c.status(uid))
+            .is_ok_and(|s| s.traffic.problem.starts_with("cannot reach the producer's gateway at"))
+    });
+}

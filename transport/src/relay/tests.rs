@@ -59,7 +59,7 @@ async fn round_trip(port: u16, data: Vec<u8>) -> io::Result<Vec<u8>> {
 async fn every_byte_arrives_over_many_concurrent_connections_with_sizes_across_buffer_boundaries() {
     let target = echo_target().await;
     let ((l1, p1), (l2, p2)) = (listener().await, listener().await);
-    let relay = Relay::start(vec![l1, l2], vec![at(target)], Legs::Plain, Arc::default(), None);
+    let relay = Relay::start("test", vec![l1, l2], vec![at(target)], Legs::Plain, Arc::default(), None);
     let sizes = [0, 1, BUF - 1, BUF, BUF + 1, 3 * BUF + 7, 1 << 20];
     let mut tasks = Vec::new();
     for (i, size) in sizes.iter().cycle().take(28).enumerate() {
@@ -106,7 +106,7 @@ async fn connections_are_spread_round_robin_over_fewer_targets() {
         ls.push(l);
         ports.push(p);
     }
-    let relay = Relay::start(ls, vec![at(ta), at(tb)], Legs::Plain, Arc::default(), None);
+    let relay = Relay::start("test", ls, vec![at(ta), at(tb)], Legs::Plain, Arc::default(), None);
     let mut reached = Vec::new();
     for p in &ports {
         reached.push(round_trip(*p, b"ping".to_vec()).await.expect("relayed"));
@@ -127,7 +127,7 @@ async fn a_half_close_is_passed_on_and_the_other_direction_keeps_flowing() {
         s.shutdown().await.expect("close");
     });
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
+    let _relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let back = tokio::time::timeout(BOUND, round_trip(port, vec![7; 1000])).await.expect("in time").expect("ok");
     assert_eq!(back, b"got 1000");
 }
@@ -144,14 +144,84 @@ async fn a_target_that_breaks_mid_stream_shows_as_an_error_at_the_client() {
         drop(s); // a reset, not an end of stream
     });
     let (lr, port) = listener().await;
-    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
+    let relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(b"hello").await.expect("send");
     let mut got = Vec::new();
     let end = tokio::time::timeout(BOUND, c.read_to_end(&mut got)).await.expect("in time");
     assert!(end.is_err(), "a broken target must not look like a clean end of stream (read {} bytes)", got.len());
     tokio::time::sleep(Duration::from_millis(50)).await;
-    assert_eq!(relay.traffic().failed, 1);
+    let t = relay.traffic();
+    assert_eq!((t.failed, t.resets, t.dial_failures), (1, 1, 0), "{t:?}");
+    assert_eq!(t.problem, None, "the target was reached: the path works, one connection broke");
+}
+
+#[tokio::test]
+async fn a_target_that_cannot_be_reached_makes_the_path_degraded_until_a_connection_reaches_it() {
+    // A port nobody listens on, then a target listening there.
+    let (l, target) = listener().await;
+    drop(l);
+    let (lr, port) = listener().await;
+    let relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
+    for _ in 0..3 {
+        let end = tokio::time::timeout(BOUND, round_trip(port, vec![1; 10])).await.expect("in time");
+        assert!(end.is_err() || end.is_ok_and(|b| b.is_empty()), "nothing comes back from a target that is not there");
+    }
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let t = relay.traffic();
+    assert_eq!((t.dial_failures, t.failed, t.resets), (3, 3, 0), "{t:?}");
+    let problem = t.problem.expect("the path is degraded");
+    assert!(problem.starts_with(&format!("cannot reach the target 127.0.0.1:{target}: ")), "{problem}");
+    // The target comes up: the next connection reaches it, and the path works again.
+    let l = TcpListener::bind(("127.0.0.1", target)).await.expect("the port is free again");
+    tokio::spawn(async move {
+        let (mut s, _) = l.accept().await.expect("accept");
+        let mut all = Vec::new();
+        let _ = s.read_to_end(&mut all).await;
+        let _ = s.write_all(&all).await;
+    });
+    let back = tokio::time::timeout(BOUND, round_trip(port, vec![2; 10])).await.expect("in time").expect("ok");
+    assert_eq!(back, vec![2; 10]);
+    assert_eq!(relay.traffic().problem, None);
+    assert_eq!(relay.traffic().dial_failures, 3, "the count stays");
+}
+
+#[tokio::test]
+async fn a_producer_gateway_that_is_not_the_session_s_makes_the_consumer_side_degraded() {
+    let target = echo_target().await;
+    let (prod_id, cons_id) = (
+        crate::wan::SessionIdentity::derive(&scistream_fsm::Credentials([1; 32])).expect("identity"),
+        crate::wan::SessionIdentity::derive(&scistream_fsm::Credentials([2; 32])).expect("identity"),
+    );
+    let (wan, wan_port) = listener().await;
+    let prod_gw = Relay::start(
+        "prod",
+        vec![wan],
+        vec![at(target)],
+        Legs::AcceptTls(tokio_rustls::TlsAcceptor::from(prod_id.server_config().expect("server config"))),
+        Arc::default(),
+        None,
+    );
+    let (lan, lan_port) = listener().await;
+    let cons_gw = Relay::start(
+        "cons",
+        vec![lan],
+        vec![at(wan_port)],
+        Legs::DialTls(tokio_rustls::TlsConnector::from(cons_id.client_config().expect("client config"))),
+        Arc::default(),
+        None,
+    );
+    let end = tokio::time::timeout(BOUND, round_trip(lan_port, vec![3; 10])).await.expect("in time");
+    assert!(end.is_err() || end.is_ok_and(|b| b.is_empty()), "nothing crosses");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let t = cons_gw.traffic();
+    assert_eq!(t.handshake_failures, 1, "{t:?}");
+    let problem = t.problem.expect("degraded at the consumer's gateway");
+    assert!(
+        problem.starts_with(&format!("the producer's gateway at 127.0.0.1:{wan_port} did not authenticate")),
+        "{problem}"
+    );
+    assert_eq!(prod_gw.traffic().refused, 1, "and refused at the producer's");
 }
 
 #[tokio::test]
@@ -164,7 +234,7 @@ async fn a_client_that_breaks_mid_stream_shows_as_an_error_at_the_target() {
         let _ = tx.send(s.read_to_end(&mut got).await.map(|_| got.len()));
     });
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
+    let _relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(&[9; 5000]).await.expect("send");
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -179,7 +249,7 @@ async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
     let (gone, target) = listener().await;
     drop(gone);
     let (lr, port) = listener().await;
-    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
+    let _relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     let mut got = Vec::new();
     let end = tokio::time::timeout(BOUND, c.read_to_end(&mut got)).await.expect("in time");
@@ -190,7 +260,7 @@ async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
 async fn dropping_the_relay_closes_its_listeners_and_connections() {
     let target = echo_target().await;
     let (lr, port) = listener().await;
-    let relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
+    let relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
     c.write_all(b"x").await.expect("send");
     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -214,6 +284,7 @@ mod wan_chain {
         let id = SessionIdentity::derive(&scistream_fsm::Credentials([creds; 32])).expect("identity");
         let (wan, wan_port) = listener().await;
         let prod_gw = Relay::start(
+            "prod",
             vec![wan],
             vec![at(target)],
             Legs::AcceptTls(tokio_rustls::TlsAcceptor::from(id.server_config().expect("server config"))),
@@ -222,6 +293,7 @@ mod wan_chain {
         );
         let (lan, lan_port) = listener().await;
         let cons_gw = Relay::start(
+            "cons",
             vec![lan],
             vec![at(wan_port)],
             Legs::DialTls(tokio_rustls::TlsConnector::from(id.client_config().expect("client config"))),
@@ -300,7 +372,7 @@ async fn the_producers_data_is_held_to_the_sessions_rate_across_its_connections(
     });
     let (lr, port) = listener().await;
     let rate = 256 * 1024;
-    let _relay = Relay::start(vec![lr], vec![at(target)], Legs::Plain, Arc::default(), Some(rate));
+    let _relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), Some(rate));
     let t = std::time::Instant::now();
     let read_all = |port| async move {
         let mut s = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
