@@ -401,6 +401,23 @@ impl Lab {
         must("ip", &["-n", &self.ns(host), "link", "set", "wan0", "up"])?;
         self.add_routes(host)
     }
+
+    /// Cuts `host`'s LAN link (`ip link set lan0 down` in it): the other end of the veth
+    /// loses its carrier, so the host and its LAN neighbour no longer reach each other. The
+    /// host's own addresses stay local to it (a gateway's control server still reaches its
+    /// data server's link on the gateway's LAN address).
+    pub fn cut_lan(&self, host: Host) -> Result<()> {
+        must("ip", &["-n", &self.ns(host), "link", "set", "lan0", "down"]).map(drop)
+    }
+
+    /// Restores `host`'s LAN link and every route the cut may have taken, at both ends.
+    pub fn restore_lan(&self, host: Host) -> Result<()> {
+        must("ip", &["-n", &self.ns(host), "link", "set", "lan0", "up"])?;
+        for h in Host::ALL {
+            self.add_routes(h)?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Lab {
