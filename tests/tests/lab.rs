@@ -9,15 +9,16 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use scistream_tests::lab::gateway::{CONTROL_PORT, Gateway, GatewaySpec, LINK_PORT, RANGE};
 use scistream_tests::lab::{
-    CONS_IP, Daemon, GWA_LAN_IP, GWA_WAN_IP, GWB_LAN_IP, GWB_WAN_IP, Host, Lab, Listening, NsChild, PROD_IP,
-    lab_namespaces, note,
+    CONS_IP, GWA_LAN_IP, GWA_WAN_IP, GWB_LAN_IP, GWB_WAN_IP, Host, Lab, Listening, NsChild, PROD_IP, lab_namespaces,
+    note,
 };
 use scistream_tests::{Scratch, args, bin, json_lines};
 use serde_json::Value;
@@ -25,12 +26,6 @@ use serde_json::Value;
 /// One lab at a time: two cores, and the faults are timed.
 static SERIAL: Mutex<()> = Mutex::new(());
 
-/// The port every gateway's control server serves on (each lab host has its own ports).
-const CONTROL_PORT: u16 = 5000;
-/// The port every data server node's link is served on.
-const LINK_PORT: u16 = 5010;
-/// The ports the data server nodes hand out.
-const RANGE: (u16, u16) = (5100, 5119);
 /// The producer application's port on `prod`.
 const APP_PORT: u16 = 7000;
 
@@ -136,81 +131,6 @@ impl Drop for EchoApp {
     }
 }
 
-/// One facility's gateway: its data server node and its control server, both in its host.
-struct Gateway {
-    ds: Daemon,
-    cs: Daemon,
-    /// The control server's certificate, which the user's and the producer's tools pin.
-    cs_cert: PathBuf,
-}
-
-impl Gateway {
-    /// Starts `s2ds` (link on `lan`, WAN-facing listeners on `wan`, LAN-facing ones on `lan`)
-    /// and `s2cs --s2ds` (control on `control`, and `cs_extra` flags) in `host`; with `state`,
-    /// the control server keeps its sessions in a state folder.
-    fn start(lab: &Lab, host: Host, dir: &Path, addrs: [&str; 3], state: bool, cs_extra: &[&str]) -> Self {
-        let [lan, wan, control] = addrs;
-        let dir = dir.join(host.name());
-        let (ds_dir, cs_dir) = (dir.join("ds"), dir.join("cs"));
-        for (tool, d, ip) in [("s2ds", &ds_dir, lan), ("s2cs", &cs_dir, control)] {
-            std::fs::create_dir_all(d).expect("mkdir");
-            let mut a = args(&["gen-cert", "--listener-ip", ip, "--force", "--out-dir"]);
-            a.push(d.display().to_string());
-            let out = scistream_tests::run(tool, &a, Duration::from_secs(20)).expect("gen-cert");
-            assert!(out.status.success(), "{tool} gen-cert: {}", String::from_utf8_lossy(&out.stderr));
-        }
-        let p = |d: &Path, f: &str| d.join(f).display().to_string();
-        let range = format!("{}-{}", RANGE.0, RANGE.1);
-        let link = format!("{lan}:{LINK_PORT}");
-        let ds_args = args(&[
-            "--listen",
-            &link,
-            "--cert",
-            &p(&ds_dir, "cert.pem"),
-            "--key",
-            &p(&ds_dir, "key.pem"),
-            "--trust",
-            &p(&cs_dir, "cert.pem"),
-            "--port-range",
-            &range,
-            "--wan-ip",
-            wan,
-            "--lan-ip",
-            lan,
-        ]);
-        let ds = Daemon::start(lab, host, "s2ds", ds_args, &dir.join("s2ds.log")).expect("s2ds starts");
-        assert_eq!(ds.addr, link, "s2ds serves its link where it is told");
-        let mut cs_args = args(&[
-            "--listener-ip",
-            control,
-            "--port",
-            &CONTROL_PORT.to_string(),
-            "--s2ds",
-            &link,
-            "--s2ds-trust",
-            &p(&ds_dir, "cert.pem"),
-            "--server-crt",
-            &p(&cs_dir, "cert.pem"),
-            "--server-key",
-            &p(&cs_dir, "key.pem"),
-        ]);
-        if state {
-            cs_args.extend(args(&["--state-dir", &p(&dir, "state")]));
-        }
-        cs_args.extend(args(cs_extra));
-        let cs = Daemon::start(lab, host, "s2cs", cs_args, &dir.join("s2cs.log")).expect("s2cs starts");
-        assert_eq!(cs.addr, format!("{control}:{CONTROL_PORT}"), "s2cs serves where it is told");
-        eventually(Duration::from_secs(15), "the control server links to its node", || {
-            ds.log().contains("control server linked")
-        });
-        Self { ds, cs, cs_cert: cs_dir.join("cert.pem") }
-    }
-
-    fn trust(&self) -> Vec<String> {
-        vec!["--server-cert".into(), self.cs_cert.display().to_string()]
-    }
-}
-
 /// Both facilities' gateways, each on its own addresses: control servers on the WAN
 /// addresses (where the user's host reaches them; the producer's host reaches gwa's through
 /// its route to gwa), data server links on the LAN addresses.
@@ -220,9 +140,11 @@ fn gateways(lab: &Lab, dir: &Path, state: bool) -> (Gateway, Gateway) {
 
 /// [`gateways`] whose control servers get more flags (gwa's, gwb's), e.g. `--hello-timeout`.
 fn gateways_with(lab: &Lab, dir: &Path, state: bool, cs_extra: [&[&str]; 2]) -> (Gateway, Gateway) {
-    let a = Gateway::start(lab, Host::Gwa, dir, [GWA_LAN_IP, GWA_WAN_IP, GWA_WAN_IP], state, cs_extra[0]);
-    let b = Gateway::start(lab, Host::Gwb, dir, [GWB_LAN_IP, GWB_WAN_IP, GWB_WAN_IP], state, cs_extra[1]);
-    (a, b)
+    let start = |mut spec: GatewaySpec, extra: &[&str]| {
+        (spec.state, spec.cs_extra) = (state, args(extra));
+        Gateway::start(lab, dir, &spec).unwrap_or_else(|e| panic!("{:?} starts: {e:#}", spec.host))
+    };
+    (start(GatewaySpec::a(), cs_extra[0]), start(GatewaySpec::b(), cs_extra[1]))
 }
 
 /// An `s2uc --json request` (2 connections) running on `user`, past its `created` line.
