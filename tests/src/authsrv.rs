@@ -87,7 +87,8 @@ fn fresh() -> String {
 
 /// The running server.
 pub struct AuthServer {
-    /// `http://127.0.0.1:PORT`, the base the endpoints hang under (`--auth-url`).
+    /// `http://IP:PORT` (127.0.0.1 unless started on another socket), the base the endpoints
+    /// hang under (`--auth-url`).
     pub base: String,
     state: Shared,
     stop: Option<(tokio::sync::oneshot::Sender<()>, std::thread::JoinHandle<()>)>,
@@ -98,6 +99,13 @@ impl AuthServer {
     /// until [`set_user`](Self::set_user) says otherwise; tokens live an hour until
     /// [`set_lifetime`](Self::set_lifetime).
     pub fn start(facilities: &[Facility]) -> Result<Self> {
+        Self::start_on(facilities, vec![std::net::TcpListener::bind("127.0.0.1:0").context("auth server bind")?])
+    }
+
+    /// [`start`](Self::start) on sockets bound already, all serving the same server; the
+    /// first names its [`base`](Self::base). (The lab binds the same loopback port in each
+    /// host that calls the server: a socket stays in the network namespace it was made in.)
+    pub fn start_on(facilities: &[Facility], listeners: Vec<std::net::TcpListener>) -> Result<Self> {
         let state: Shared = Arc::new(Mutex::new(Inner {
             user: "alice".into(),
             lifetime: 3600,
@@ -117,16 +125,21 @@ impl AuthServer {
             .route("/v2/oauth2/token/introspect", post(introspect))
             .route("/v2/oauth2/token/revoke", post(revoke))
             .with_state(state.clone());
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").context("auth server bind")?;
-        listener.set_nonblocking(true)?;
-        let addr: SocketAddr = listener.local_addr()?;
+        let addr: SocketAddr = listeners.first().context("no socket to serve on")?.local_addr()?;
+        for l in &listeners {
+            l.set_nonblocking(true)?;
+        }
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("auth server runtime")?;
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let thread = std::thread::spawn(move || {
             rt.block_on(async move {
-                let Ok(listener) = tokio::net::TcpListener::from_std(listener) else { return };
+                let mut serving = tokio::task::JoinSet::new();
+                for l in listeners {
+                    let Ok(l) = tokio::net::TcpListener::from_std(l) else { return };
+                    serving.spawn(std::future::IntoFuture::into_future(axum::serve(l, app.clone())));
+                }
                 tokio::select! {
-                    _ = axum::serve(listener, app) => {}
+                    _ = serving.join_next() => {}
                     _ = rx => {}
                 }
             });

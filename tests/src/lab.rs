@@ -36,6 +36,8 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 
+pub mod gateway;
+
 /// How long any one command of the lab (`ip`, `ss`, `sysctl`, `kill`) may take.
 const CMD_LIMIT: Duration = Duration::from_secs(10);
 
@@ -401,6 +403,23 @@ impl Lab {
         must("ip", &["-n", &self.ns(host), "link", "set", "wan0", "up"])?;
         self.add_routes(host)
     }
+
+    /// Cuts `host`'s LAN link (`ip link set lan0 down` in it): the other end of the veth
+    /// loses its carrier, so the host and its LAN neighbour no longer reach each other. The
+    /// host's own addresses stay local to it (a gateway's control server still reaches its
+    /// data server's link on the gateway's LAN address).
+    pub fn cut_lan(&self, host: Host) -> Result<()> {
+        must("ip", &["-n", &self.ns(host), "link", "set", "lan0", "down"]).map(drop)
+    }
+
+    /// Restores `host`'s LAN link and every route the cut may have taken, at both ends.
+    pub fn restore_lan(&self, host: Host) -> Result<()> {
+        must("ip", &["-n", &self.ns(host), "link", "set", "lan0", "up"])?;
+        for h in Host::ALL {
+            self.add_routes(h)?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Lab {
@@ -465,6 +484,25 @@ impl NsChild {
             let _ = c.wait();
         }
     }
+
+    /// Sends it SIGTERM (by its pid) and waits for it to exit, at most `limit` (then kills
+    /// it and fails); its exit code (None: ended by a signal).
+    pub fn terminate(&mut self, limit: Duration) -> Result<Option<i32>> {
+        let mut child = self.child.take().context("not running")?;
+        must("kill", &["-TERM", &child.id().to_string()])?;
+        let started = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status.code());
+            }
+            if started.elapsed() > limit {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("still running {limit:?} after SIGTERM; stderr: {}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 impl Drop for NsChild {
@@ -520,6 +558,12 @@ impl Daemon {
         if let Some(mut c) = self.child.take() {
             c.kill9();
         }
+    }
+
+    /// Stops it with SIGTERM, within `limit`; its exit code.
+    pub fn terminate(&mut self, limit: Duration) -> Result<Option<i32>> {
+        let mut c = self.child.take().with_context(|| format!("{} is not running", self.name))?;
+        c.terminate(limit).with_context(|| format!("{} in {}", self.name, self.ns))
     }
 
     /// Starts it again with the same flags (after [`Daemon::kill9`], or kills it first).

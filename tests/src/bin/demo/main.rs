@@ -4,6 +4,10 @@
 //! application serving `--size` bytes of verifiable data, orchestration by `s2uc request` and
 //! `appctrl` over TLS, a consumer reading through the consumer's gateway and checking every
 //! byte. Exits non-zero on any mismatch or leftover.
+//!
+//! With `--hosts` the same stream crosses the multi-host lab (docs/lab.md): each party on a
+//! host of its own (network namespaces, root needed), each gateway running `s2cs` with a remote
+//! `s2ds`. Where the lab cannot be built it says why and exits 2.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -14,10 +18,13 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail};
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
-use scistream_tests::authsrv::{AuthServer, Facility, browse_for_code};
-use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, listening, run, trust};
+use scistream_tests::lab::{CONS_IP, PROD_IP, USER_IP};
+use scistream_tests::{Scratch, args};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+mod site;
+use site::Site;
 
 /// A complete two-facility stream on this machine.
 #[derive(Parser)]
@@ -29,6 +36,9 @@ struct Cli {
     /// Parallel connections (num_conn).
     #[arg(long, default_value_t = 4)]
     streams: u16,
+    /// Run each party on a host of its own: the multi-host lab's network namespaces (root).
+    #[arg(long)]
+    hosts: bool,
 }
 
 fn parse_size(s: &str) -> Result<u64, String> {
@@ -87,9 +97,8 @@ async fn produce(listener: TcpListener, k: u16, len: u64) -> Result<()> {
     Ok(())
 }
 
-/// The consumer application: reads stream `k` from `addr` and checks every byte.
-async fn consume(addr: String, k: u16, len: u64, done: Arc<AtomicU64>) -> Result<u64> {
-    let mut s = TcpStream::connect(&addr).await.with_context(|| format!("connecting to {addr}"))?;
+/// The consumer application: reads stream `k` from `s` and checks every byte.
+async fn consume(mut s: TcpStream, k: u16, len: u64, done: Arc<AtomicU64>) -> Result<u64> {
     let (mut buf, mut want) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
     let mut got = 0u64;
     // Reads land on 8-byte positions only at chunk starts, so keep a carry of partial data.
@@ -144,6 +153,15 @@ fn gbit(bytes: u64, d: Duration) -> f64 {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    if cli.hosts
+        && let Err(why) = Site::hosts_available()
+    {
+        eprintln!(
+            "scistream-demo: --hosts needs the multi-host lab, which cannot be built here: {why}. \
+             Run it as root on Linux with `ip netns` (iproute2), or without --hosts on loopback."
+        );
+        return ExitCode::from(2);
+    }
     match demo(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -158,23 +176,26 @@ async fn demo(cli: Cli) -> Result<()> {
     if cli.streams == 0 {
         bail!("--streams must be at least 1");
     }
+    let where_ = if cli.hosts {
+        format!("across the lab's hosts (prod {PROD_IP} -> gwa -> WAN -> gwb -> cons {CONS_IP}; user {USER_IP})")
+    } else {
+        "on 127.0.0.1".to_owned()
+    };
     println!(
-        "SciStream-rs demo: {:.2} GiB over {} connections, producer facility -> consumer facility on 127.0.0.1",
+        "SciStream-rs demo: {:.2} GiB over {} connections, producer facility -> consumer facility {where_}",
         cli.size as f64 / f64::from(1u32 << 30),
         cli.streams
     );
-    step(1, "certificates, a local OAuth2 server, two s2cs daemons checking tokens");
+    if cli.hosts {
+        step(1, "five hosts, certificates, an OAuth2 server, two gateways (s2cs + remote s2ds) checking tokens");
+    } else {
+        step(1, "certificates, a local OAuth2 server, two s2cs daemons checking tokens");
+    }
     let (da, db, user) = (Scratch::new("demo-prod"), Scratch::new("demo-cons"), Scratch::new("demo-user"));
-    let facility = |f: &str| Facility { client_id: format!("facility-{f}"), secret: format!("secret-{f}") };
-    let auth = AuthServer::start(&[facility("prod"), facility("cons")])?;
-    let opts = |n, f: &str| {
-        let mut extra = auth.s2cs_flags(&facility(f), &format!("scistream:{f}"));
-        extra.push("--require-auth".into());
-        ServerOpts { port_range: free_range(n), hello_timeout: 60.0, extra, ..ServerOpts::default() }
-    };
-    let prod = Server::start(&da.0, &opts(cli.streams + 4, "prod"))?;
-    let cons = Server::start(&db.0, &opts(cli.streams + 4, "cons"))?;
-    println!("ok (producer facility {}, consumer facility {}, authorization {})", prod.addr, cons.addr, auth.base);
+    let site = if cli.hosts { Site::hosts()? } else { Site::loopback(cli.streams, (&da, &db))? };
+    let (prod, cons) = site.control();
+    let (prod, cons) = (prod.to_owned(), cons.to_owned());
+    println!("ok (producer facility {prod}, consumer facility {cons}, authorization {})", site.auth_base());
 
     step(2, "identity: s2uc login (OAuth2, PKCE) for each facility's scope");
     let cfg = user.0.join("config");
@@ -183,23 +204,25 @@ async fn demo(cli: Cli) -> Result<()> {
         cfg.join("s2uc.toml"),
         format!(
             "auth-url = \"{}\"\nclient-id = \"s2uc\"\n[scopes]\n\"{}\" = \"scistream:prod\"\n\"{}\" = \"scistream:cons\"\n",
-            auth.base, prod.addr, cons.addr
+            site.auth_base(),
+            prod,
+            cons
         ),
     )?;
     let cfg_flag = args(&["--config-dir", cfg.to_str().context("a UTF-8 path")?]);
     for scope in ["scistream:prod", "scistream:cons"] {
         let mut begin = cfg_flag.clone();
         begin.extend(args(&["login", "--scope", scope, "--url-only"]));
-        let out = run("s2uc", &begin, Duration::from_secs(30))?;
+        let out = site.s2uc(&begin, Duration::from_secs(30))?;
         let url = String::from_utf8_lossy(&out.stdout).lines().next().unwrap_or_default().to_owned();
         if !out.status.success() || url.is_empty() {
             bail!("s2uc login --url-only: {}", String::from_utf8_lossy(&out.stderr));
         }
         // The user opens the URL and logs in; the server sends the browser back with a code.
-        let code = browse_for_code(&url)?;
+        let code = site.browse_for_code(&url)?;
         let mut finish = cfg_flag.clone();
         finish.extend(args(&["login", "--code", &code]));
-        let out = run("s2uc", &finish, Duration::from_secs(30))?;
+        let out = site.s2uc(&finish, Duration::from_secs(30))?;
         if !out.status.success() {
             bail!("s2uc login --code: {}", String::from_utf8_lossy(&out.stderr));
         }
@@ -210,29 +233,41 @@ async fn demo(cli: Cli) -> Result<()> {
     let mut producer = Vec::new();
     let mut app_addrs = Vec::new();
     for k in 0..cli.streams {
-        let l = TcpListener::bind("127.0.0.1:0").await?;
-        app_addrs.push(format!("127.0.0.1:{}", l.local_addr()?.port()));
+        let (l, addr): (TcpListener, String) = site.producer_listener()?;
+        app_addrs.push(addr);
         producer.push(tokio::spawn(produce(l, k, share(cli.size, cli.streams, k))));
     }
 
     step(3, "orchestration: s2uc request + appctrl over TLS");
+    let (trust_prod, trust_both) = site.trust();
     let mut both = cfg_flag.clone();
-    both.extend(trust(&[&prod, &cons]));
+    both.extend(trust_both);
     let streams = cli.streams.to_string();
     let started = Instant::now();
-    let request = Request::start(&both, &prod.addr, &cons.addr, &["--num-conn", &streams, "--rate", "0"])?;
-    let mut hello_args = args(&[&request.uid, "--s2cs", &prod.addr, "--key", &request.app_key]);
-    hello_args.extend(trust(&[&prod]));
+    let mut request = both.clone();
+    request.extend(args(&["--json", "request", "--prod-s2cs", &prod, "--cons-s2cs", &cons]));
+    request.extend(args(&["--num-conn", &streams, "--rate", "0"]));
+    let (process, lines) = site.s2uc_background(&request)?;
+    let next_json = |what: &str| -> Result<serde_json::Value> {
+        let line = lines
+            .recv_timeout(Duration::from_secs(60))
+            .with_context(|| format!("s2uc request printed no {what} line: {}", site.s2uc_log()))?;
+        serde_json::from_str(&line).with_context(|| format!("s2uc printed {line:?}"))
+    };
+    let created = next_json("created")?;
+    let field = |k: &str| created[k].as_str().map(str::to_owned).with_context(|| format!("no {k} in {created}"));
+    let (uid, app_key) = (field("uid")?, field("app_key")?);
+    let mut hello_args = args(&[&uid, "--s2cs", &prod, "--key", &app_key]);
+    hello_args.extend(trust_prod);
     hello_args.extend(args(&["--listeners", &app_addrs.join(",")]));
-    let hello = run("appctrl", &hello_args, Duration::from_secs(60))?;
+    let hello = site.appctrl(&hello_args, Duration::from_secs(60))?;
     if !hello.status.success() {
         bail!("appctrl: {}", String::from_utf8_lossy(&hello.stderr));
     }
-    let established = request.next_json(Duration::from_secs(60))?;
-    let uid = request.uid.clone();
-    let out = request.process.wait(Duration::from_secs(30))?;
+    let established = next_json("established")?;
+    let out = process.wait(Duration::from_secs(30))?;
     if !out.status.success() || established["event"] != "established" {
-        bail!("s2uc request: {established} {}", String::from_utf8_lossy(&out.stderr));
+        bail!("s2uc request: {established} {}{}", String::from_utf8_lossy(&out.stderr), site.s2uc_log());
     }
     let setup = started.elapsed();
     println!("established in {:.1} ms (s2uc and appctrl processes included)", setup.as_secs_f64() * 1e3);
@@ -255,7 +290,8 @@ async fn demo(cli: Cli) -> Result<()> {
     let mut consumers = Vec::new();
     for (k, addr) in consumer_side.iter().enumerate() {
         let k = u16::try_from(k)?;
-        consumers.push(tokio::spawn(consume(addr.clone(), k, share(cli.size, cli.streams, k), done.clone())));
+        let s = site.consumer_connect(addr).await?;
+        consumers.push(tokio::spawn(consume(s, k, share(cli.size, cli.streams, k), done.clone())));
     }
     let ticker = {
         let (bar, done) = (bar.clone(), done.clone());
@@ -339,35 +375,22 @@ async fn demo(cli: Cli) -> Result<()> {
 
     step(6, "release and shutdown");
     let mut release = both.clone();
-    release.extend(args(&["release", &uid, "--s2cs", &prod.addr, "--s2cs", &cons.addr]));
-    let rel = run("s2uc", &release, Duration::from_secs(30))?;
+    release.extend(args(&["release", &uid, "--s2cs", &prod, "--s2cs", &cons]));
+    let rel = site.s2uc(&release, Duration::from_secs(30))?;
     if !rel.status.success() {
         bail!("release: {}", String::from_utf8_lossy(&rel.stderr));
     }
-    let ports: Vec<u16> = consumer_side
+    let session: Vec<String> = consumer_side
         .iter()
-        .chain(
-            established["producer_listeners"]
-                .as_str()
-                .unwrap_or_default()
-                .split(',')
-                .map(str::to_string)
-                .collect::<Vec<_>>()
-                .iter(),
-        )
-        .filter_map(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse().ok()))
+        .cloned()
+        .chain(established["producer_listeners"].as_str().unwrap_or_default().split(',').map(str::to_string))
         .collect();
-    let left: Vec<u16> = ports.iter().copied().filter(|p| listening(*p)).collect();
+    let left = site.still_listening(&session)?;
     if !left.is_empty() {
         bail!("ports still listening after release: {left:?}");
     }
-    for (name, server) in [("producer", prod), ("consumer", cons)] {
-        match server.terminate()? {
-            Some(0) => {}
-            code => bail!("the {name} facility's s2cs exited with {code:?}"),
-        }
-    }
-    println!("ok: every session port closed, both daemons exited 0");
+    let daemons = site.shutdown()?;
+    println!("ok: every session port closed, {daemons} exited 0");
     println!(
         "summary: setup {:.1} ms, {:.2} Gbit/s, {} bytes verified, 0 mismatches",
         setup.as_secs_f64() * 1e3,
