@@ -596,8 +596,6 @@ fn fault_the_producers_gateway_lan_cut_before_the_hello_the_session_waits_and_co
 }
 
 #[test]
-#[ignore = "appctrl gives up at its first connect (No route to host, ~3 s into the cut) instead of \
-            retrying: bins/src/bin/appctrl.rs connects eagerly, outside the controller's core"]
 fn fault_the_producers_gateway_lan_cut_while_appctrl_says_hello_it_keeps_trying_and_completes() {
     lan_cut_during_setup("lan-cut-appctrl-retries", HelloFrom::DuringTheCut);
 }

@@ -30,7 +30,7 @@ struct Cli {
     #[arg(long, alias = "prod_listeners")]
     listeners: Option<String>,
     /// How long to keep saying Hello, seconds.
-    #[arg(long = "hello-timeout", default_value = "60", value_parser = scistream_bins::parse_secs)]
+    #[arg(long = "hello-timeout", default_value = "180", value_parser = scistream_bins::parse_secs)]
     hello_timeout: Duration,
     #[command(flatten)]
     conn: ConnectOpts,
