@@ -354,6 +354,15 @@ impl Actor for S2csActor {
             }
             S2csMsg::Query(q) => Self::answer(st, q),
             S2csMsg::FromDs(node, msg) => {
+                let core = st.driver.core();
+                if let Some(uid) = msg.uid()
+                    && core.session(&uid).is_none_or(|e| e.node != node)
+                {
+                    // Never trusted: the core refuses it (and has the node release ports it
+                    // reserved for it).
+                    let name = st.names.get(node.index()).map_or("?", String::as_str);
+                    tracing::warn!(node = name, %uid, "the data server reports {} for a session this control server does not hold there; refused", msg.name());
+                }
                 let from = Peer::DataServer(st.driver.core().config().facility, node);
                 Self::step(&myself, st, s2cs::Input::Msg { from, caller: None, msg }, None).await?;
             }

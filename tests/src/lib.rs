@@ -266,6 +266,17 @@ impl Node {
         }
     }
 
+    /// Its OS process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// The TCP ports it listens on now (its session listeners and its link), read with `ss`.
+    pub fn listening_ports(&self) -> Result<Vec<u16>> {
+        let Some(pid) = self.pid() else { return Ok(Vec::new()) };
+        listening_ports_of(pid)
+    }
+
     /// Sends it `signal` (`STOP`, `CONT`, ...) by its pid.
     pub fn signal(&self, signal: &str) -> Result<()> {
         let pid = self.child.as_ref().context("not running")?.id().to_string();
@@ -287,6 +298,24 @@ impl Drop for Node {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The TCP ports process `pid` listens on, from `ss -ltnpH` (bounded in time).
+pub fn listening_ports_of(pid: u32) -> Result<Vec<u16>> {
+    let child = Command::new("ss").args(["-ltnpH"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let out = match wait_within(child, Duration::from_secs(10))? {
+        Ok(out) => out,
+        Err(out) => bail!("ss did not answer: {}", String::from_utf8_lossy(&out.stderr)),
+    };
+    let tag = format!("pid={pid},");
+    let mut ports: Vec<u16> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(&tag))
+        .filter_map(|l| l.split_whitespace().nth(3).and_then(|a| a.rsplit_once(':')).and_then(|(_, p)| p.parse().ok()))
+        .collect();
+    ports.sort_unstable();
+    ports.dedup();
+    Ok(ports)
 }
 
 /// A range of `n` ports unlikely to be in use: drawn per process from 20000–32767, below the

@@ -99,6 +99,13 @@ impl Session {
         match msg {
             Msg::Lstn { host, ports, .. } => {
                 if !alphabet::allows(&self.machine, Event::Lstn) {
+                    if self.state().is_terminal() {
+                        // Ports reserved for a session that is over (a StartLstn that overtook
+                        // its failure, say): the node gives them back now, not at its lease.
+                        let (uid, epoch) = (self.setup.uid, self.setup.epoch);
+                        let to = Peer::DataServer(self.setup.facility, self.setup.node);
+                        out.push(Effect::Send { to, msg: Msg::DsRel { uid, epoch } });
+                    }
                     return Err(ProtocolError::Stale("Lstn"));
                 }
                 if self.listeners.is_empty() {

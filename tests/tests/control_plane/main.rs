@@ -15,6 +15,7 @@ mod isolation;
 mod liveness;
 mod nodes;
 mod pool;
+mod real_properties;
 mod refusals;
 mod shutdown;
 mod two_facilities;

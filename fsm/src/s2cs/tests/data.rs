@@ -392,3 +392,28 @@ fn a_session_after_a_long_idle_time_is_not_failed_for_the_silence_nobody_asked_a
     assert_eq!(sent(&out), vec![(DS, Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] })]);
     assert_eq!(state(&cs, 1), S::Reserving);
 }
+
+#[test]
+fn ports_a_restarted_data_server_reserves_for_a_session_already_failed_are_given_back_at_once() {
+    let mut cs = serving();
+    accept(&mut cs, at(10), req(1, 1));
+    // The data server restarts before answering; the session fails with it.
+    accept(&mut cs, at(20), from_ds(Msg::DsBoot { inc: INC + 1 }));
+    accept(
+        &mut cs,
+        at(21),
+        from_ds(Msg::AttachAck { epoch: EPOCH, attachment: 1, inc: INC + 1, held: vec![], pool: POOL }),
+    );
+    assert_eq!(state(&cs, 1), S::Failed);
+    // A StartLstn of the session that overtook its failure (production runs the session in an
+    // actor of its own) reaches the new incarnation, which reserves ports: they come back now.
+    let before = cs.session(&uid(1)).cloned();
+    let (err, out) = reject(
+        &mut cs,
+        at(30),
+        from_ds(Msg::Lstn { uid: uid(1), inc: INC + 1, host: "gw.prod".into(), ports: vec![5000] }),
+    );
+    assert_eq!(err, ProtocolError::Stale("Lstn"));
+    assert_eq!(sent(&out), vec![(DS, Msg::DsRel { uid: uid(1), epoch: EPOCH })]);
+    assert_eq!(cs.session(&uid(1)).cloned(), before, "the session is unchanged");
+}
