@@ -92,6 +92,17 @@ pub fn parse_hex<const N: usize>(text: &str, what: &str) -> Result<[u8; N], Stri
 /// durations must not overflow).
 pub const MAX_SECS: f64 = 1e9;
 
+/// An optional number of seconds in a configuration file, with the flags' checks
+/// ([`parse_secs`]: positive, at most its maximum). For `#[serde(deserialize_with = ...)]`.
+///
+/// # Errors
+/// A value that is not a number of seconds the flags would accept.
+pub fn de_opt_secs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+    use serde::Deserialize as _;
+    let v = Option::<f64>::deserialize(d)?;
+    v.map(|s| parse_secs(&s.to_string()).map_err(serde::de::Error::custom)).transpose()
+}
+
 /// Parses a duration in seconds (fractions allowed), at most [`MAX_SECS`].
 pub fn parse_secs(text: &str) -> Result<Duration, String> {
     let secs: f64 = text.parse().map_err(|_| format!("{text:?} is not a number of seconds"))?;

@@ -162,8 +162,14 @@ struct RunArgs {
     /// How long a session may wait for the producer's Hello and its UpdateTargets, seconds
     /// [default: 180, as SciStream 1.2].
     #[arg(long, alias = "hello_timeout", value_parser = scistream_bins::parse_secs)]
-    #[serde(default, with = "secs")]
+    #[serde(default, deserialize_with = "scistream_bins::de_opt_secs")]
     hello_timeout: Option<Duration>,
+    /// How long a finished session is remembered (its status shown, retransmissions of its
+    /// last calls answered), seconds [default: 300]. Memory grows with setups per second times
+    /// this.
+    #[arg(long, value_parser = scistream_bins::parse_secs)]
+    #[serde(default, deserialize_with = "scistream_bins::de_opt_secs")]
+    tombstone: Option<Duration>,
     /// Serve sessions whose UpdateTargets brings no WAN credentials (SciStream 1.2 clients)
     /// with a plain-text WAN leg; without this flag they are refused (FAILED_PRECONDITION).
     #[arg(long, alias = "allow_plain_wan")]
@@ -188,18 +194,6 @@ struct RunArgs {
     config: Option<PathBuf>,
 }
 
-mod secs {
-    use std::time::Duration;
-
-    use serde::{Deserialize, Deserializer};
-
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
-        // The flags' parser, so the file gets the same checks (positive, at most MAX_SECS).
-        let v = Option::<f64>::deserialize(d)?;
-        v.map(|s| scistream_bins::parse_secs(&s.to_string()).map_err(serde::de::Error::custom)).transpose()
-    }
-}
-
 /// Settings after merging flags over the file over the defaults.
 struct Settings {
     state_dir: Option<PathBuf>,
@@ -209,6 +203,7 @@ struct Settings {
     tls: Option<(PathBuf, PathBuf)>,
     verbose: u8,
     hello_timeout: Duration,
+    tombstone: Duration,
     max_num_conn: u16,
     allow_plain_wan: bool,
     capacity: Option<u64>,
@@ -312,6 +307,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         tls,
         verbose: cli.verbose.max(file.verbose),
         hello_timeout: cli.hello_timeout.or(file.hello_timeout).unwrap_or(Profile::production().hello_timeout),
+        tombstone: cli.tombstone.or(file.tombstone).unwrap_or(Profile::production().tombstone),
         max_num_conn: cli.max_num_conn.or(file.max_num_conn).unwrap_or(64),
         allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
         capacity: cli.capacity.or(file.capacity),
@@ -425,8 +421,10 @@ async fn serve(s: Settings) -> Result<()> {
         .await
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(s.ip, s.port)))?;
     let local = listener.local_addr()?;
-    // Every timer of both cores comes from the one profile: only the Hello timeout is a flag.
-    let timing = Profile { hello_timeout: s.hello_timeout, ..Profile::production() }.seeded(rand::random());
+    // Every timer of both cores comes from the one profile: only the Hello timeout and the
+    // tombstones are flags.
+    let timing = Profile { hello_timeout: s.hello_timeout, tombstone: s.tombstone, ..Profile::production() }
+        .seeded(rand::random());
     let epoch = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
     let ds = match ds {
         DataServerSite::Embedded { mut cfg, bind } => {

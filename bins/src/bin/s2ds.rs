@@ -98,6 +98,11 @@ struct RunArgs {
     /// --max-num-conn must not exceed it].
     #[arg(long)]
     max_num_conn: Option<u16>,
+    /// How long a finished session is remembered (retransmissions of its last messages
+    /// answered), seconds [default: 300].
+    #[arg(long, value_parser = scistream_bins::parse_secs)]
+    #[serde(default, deserialize_with = "scistream_bins::de_opt_secs")]
+    tombstone: Option<Duration>,
     /// The rate this node can carry, kB/s (the unit of a session's --rate): its control server
     /// places sessions on it only while their rates fit; a session without a rate takes all of
     /// it [default: no limit].
@@ -124,6 +129,7 @@ struct Settings {
     allow_plain_wan: bool,
     max_num_conn: u16,
     capacity: Option<u64>,
+    tombstone: Duration,
     verbose: u8,
 }
 
@@ -166,6 +172,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
         max_num_conn,
         capacity,
+        tombstone: cli.tombstone.or(file.tombstone).unwrap_or(Profile::production().tombstone),
         verbose: cli.verbose.max(file.verbose),
     })
 }
@@ -190,7 +197,7 @@ async fn serve(s: Settings) -> Result<()> {
     let listener =
         tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("cannot listen on {}", s.listen))?;
     let local = listener.local_addr()?;
-    let timing = Profile::production().seeded(rand::random());
+    let timing = Profile { tombstone: s.tombstone, ..Profile::production() }.seeded(rand::random());
     // The incarnation grows across restarts: the control server tells a restarted node from a
     // late message of the old one.
     let inc = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
