@@ -37,7 +37,8 @@ pub struct IdFields {
 
 impl ExtraTokenFields for IdFields {}
 
-type TokenAnswer = StandardTokenResponse<IdFields, BasicTokenType>;
+/// A token endpoint's answer (to a code exchange or a refresh), as `oauth2` parses its JSON.
+pub type TokenAnswer = StandardTokenResponse<IdFields, BasicTokenType>;
 
 type Client = oauth2::Client<
     BasicErrorResponse,
@@ -113,7 +114,16 @@ impl PendingLogin {
             _ => OAuthError::Store(format!("reading {}: {e}", path.display())),
         })?;
         let _ = std::fs::remove_file(&path);
-        let p: Self = serde_json::from_str(&text).map_err(|e| OAuthError::Store(format!("{}: {e}", path.display())))?;
+        Self::parse(&text, max_age).map_err(|e| match e {
+            OAuthError::Store(e) => OAuthError::Store(format!("{}: {e}", path.display())),
+            e => e,
+        })
+    }
+
+    /// A waiting login from the text [`save`](Self::save) wrote; refused once older than
+    /// `max_age`.
+    pub fn parse(text: &str, max_age: Duration) -> Result<Self, OAuthError> {
+        let p: Self = serde_json::from_str(text).map_err(|e| OAuthError::Store(e.to_string()))?;
         let age = unix_now() - p.started_at;
         if age < 0 || age > i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX) {
             return Err(OAuthError::Config(format!("the waiting login began {age} s ago: run `s2uc login` again")));
@@ -280,7 +290,10 @@ impl LoginConfig {
     }
 }
 
-fn stored(scope: &str, answer: &TokenAnswer, before: Option<&StoredToken>) -> Result<StoredToken, OAuthError> {
+/// The entry to store for `scope` from a token endpoint's answer; `before` is the entry it
+/// refreshes (whose refresh token and identity carry over when the answer has none). Refused
+/// when the answer grants other scopes only.
+pub fn stored(scope: &str, answer: &TokenAnswer, before: Option<&StoredToken>) -> Result<StoredToken, OAuthError> {
     if let Some(granted) = answer.scopes()
         && !granted.iter().any(|s| **s == scope)
     {
@@ -319,6 +332,42 @@ pub fn id_token_name(jwt: &str) -> Option<String> {
         .find_map(|k| claims.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_owned))
 }
 
+/// What the loopback catcher makes of one request: the answer's status line and body, and
+/// how the login ends (`None`: not this login's redirect, the wait goes on).
+#[derive(Debug)]
+pub struct Callback {
+    /// The HTTP status, e.g. `404 Not Found`.
+    pub status: &'static str,
+    /// The page shown in the browser.
+    pub body: &'static str,
+    /// The code, or the server's refusal, when the request is this login's redirect.
+    pub outcome: Option<Result<String, OAuthError>>,
+}
+
+/// Reads a request head the loopback catcher received (`GET /callback?code=…&state=… HTTP/1.1`,
+/// whatever bytes a local process sent): only `/callback` with the login's `state` ends the
+/// login.
+pub fn callback(head: &[u8], state: &str) -> Callback {
+    let head = String::from_utf8_lossy(head);
+    let target = head.split_whitespace().nth(1).unwrap_or("/");
+    let url = Url::parse(&format!("http://loopback{target}")).ok();
+    let param =
+        |k: &str| url.as_ref().and_then(|u| u.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned()));
+    let ours = param("state").is_some_and(|s| s == state);
+    let (status, body, outcome) = match (url.as_ref().map(Url::path), ours, param("code"), param("error")) {
+        (Some("/callback"), true, _, Some(err)) => {
+            let why = param("error_description").unwrap_or_default();
+            ("400 Bad Request", "Login refused.", Some(Err(OAuthError::Refused(format!("{err} {why}")))))
+        }
+        (Some("/callback"), true, Some(code), None) => {
+            ("200 OK", "Logged in: you may close this window.", Some(Ok(code)))
+        }
+        (Some("/callback"), false, _, _) => ("400 Bad Request", "Not this login's redirect.", None),
+        _ => ("404 Not Found", "Not here.", None),
+    };
+    Callback { status, body, outcome }
+}
+
 /// Waits on `listener` (a loopback port, the login's redirect) for the browser to bring the
 /// code back: `GET /callback?code=…&state=STATE`. Answers the code. Requests without the
 /// login's `state` (a favicon, another local process, a web page probing localhost) get an
@@ -341,24 +390,7 @@ pub async fn loopback_code(
                     Ok(Ok(k)) => n += k,
                 }
             }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let target = head.split_whitespace().nth(1).unwrap_or("/");
-            let url = Url::parse(&format!("http://loopback{target}")).ok();
-            let param = |k: &str| {
-                url.as_ref().and_then(|u| u.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned()))
-            };
-            let ours = param("state").is_some_and(|s| s == state);
-            let (status, body, outcome) = match (url.as_ref().map(Url::path), ours, param("code"), param("error")) {
-                (Some("/callback"), true, _, Some(err)) => {
-                    let why = param("error_description").unwrap_or_default();
-                    ("400 Bad Request", "Login refused.", Some(Err(OAuthError::Refused(format!("{err} {why}")))))
-                }
-                (Some("/callback"), true, Some(code), None) => {
-                    ("200 OK", "Logged in: you may close this window.", Some(Ok(code)))
-                }
-                (Some("/callback"), false, _, _) => ("400 Bad Request", "Not this login's redirect.", None),
-                _ => ("404 Not Found", "Not here.", None),
-            };
+            let Callback { status, body, outcome } = callback(&buf[..n], state);
             let reply = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}\n");
             let _ = sock.write_all(reply.as_bytes()).await;
             let _ = sock.shutdown().await;

@@ -100,7 +100,7 @@ impl TokenStore {
     fn load(&self) -> Result<File, OAuthError> {
         let path = self.path();
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Ok(text) => parse(&text).map_err(|e| {
                 OAuthError::Store(format!("{} is damaged ({e}); delete it and log in again", path.display()))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
@@ -176,6 +176,15 @@ impl TokenStore {
         }
         Ok(had)
     }
+}
+
+fn parse(text: &str) -> Result<File, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+/// The entries of a token file's text, as [`TokenStore::all`] reads them from `tokens.json`.
+pub fn parse_file(text: &str) -> Result<Vec<StoredToken>, OAuthError> {
+    parse(text).map(|f| f.tokens.into_values().collect()).map_err(|e| OAuthError::Store(e.to_string()))
 }
 
 /// The store's advisory lock (`None`: none could be had), released on drop.
