@@ -12,7 +12,8 @@
 # FUZZ_KEEP=1 adds what the run finds to fuzz/corpus/ (else it goes to a scratch folder);
 # CARGO_TARGET_DIR as for cargo.
 #
-# Each target runs on the committed seeds (fuzz/corpus/<target>/) for SECONDS, with debug
+# Each target runs on the committed seeds (fuzz/corpus/<target>/) and the dictionary of edge
+# numbers (fuzz/numbers.dict) for SECONDS, with debug
 # assertions and overflow checks on (`cargo fuzz build --debug-assertions`), so an integer
 # overflow is a crash here even though release builds would wrap.
 set -euo pipefail
@@ -54,7 +55,7 @@ run_one() {
     corpus=("$scratch/$t" "corpus/$t")
   fi
   if "$bindir/$t" "${corpus[@]}" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 \
-    -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$scratch/$t.log" 2>&1; then
+    -dict=numbers.dict -print_final_stats=1 -artifact_prefix="artifacts/$t/" >"$scratch/$t.log" 2>&1; then
     echo ok >"$scratch/$t.result"
   else
     echo CRASH >"$scratch/$t.result"

@@ -279,11 +279,17 @@ def main():
     write("token_store", "tokens", b"\x00" + TOKENS.encode())
     write("token_store", "tokens-empty", b'\x00{"tokens":{}}')
     write("token_store", "pending-login", b"\x01" + PENDING.encode())
+    rng = random.Random(12)
+    for i in range(3):
+        write("token_store", "structured-tokens-" + str(i), b"\x02" + bytes(rng.randrange(256) for _ in range(120)))
+        write("token_store", "structured-pending-" + str(i), b"\x03" + bytes(rng.randrange(256) for _ in range(60)))
+        write("token_answer", "structured-" + str(i), b"\x01" + bytes(rng.randrange(256) for _ in range(80)))
+        write("introspection_answer", "structured-" + str(i), b"\x00" + bytes(rng.randrange(256) for _ in range(60)))
 
     for i, a in enumerate(INTROSPECTIONS):
         write("introspection_answer", str(i), json.dumps(a))
     for i, a in enumerate(TOKEN_ANSWERS):
-        write("token_answer", str(i), b"\x01" + json.dumps(a).encode())
+        write("token_answer", str(i), b"\x02" + json.dumps(a).encode())
     write("token_answer", "id-token", b"\x00" + JWT.encode())
 
     for i, h in enumerate(HTTP):

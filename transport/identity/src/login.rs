@@ -124,7 +124,8 @@ impl PendingLogin {
     /// `max_age`.
     pub fn parse(text: &str, max_age: Duration) -> Result<Self, OAuthError> {
         let p: Self = serde_json::from_str(text).map_err(|e| OAuthError::Store(e.to_string()))?;
-        let age = unix_now() - p.started_at;
+        // Saturating: the start time comes from a file, which may hold any number.
+        let age = unix_now().saturating_sub(p.started_at);
         if age < 0 || age > i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX) {
             return Err(OAuthError::Config(format!("the waiting login began {age} s ago: run `s2uc login` again")));
         }
@@ -315,7 +316,8 @@ pub fn stored(scope: &str, answer: &TokenAnswer, before: Option<&StoredToken>) -
             .refresh_token()
             .map(|r| r.secret().clone())
             .or_else(|| before.and_then(|b| b.refresh_token.clone())),
-        expires_at: answer.expires_in().map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
+        // Saturating: the server says how long, and may say anything up to u64::MAX seconds.
+        expires_at: answer.expires_in().map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
         identity,
         obtained_at: now,
     })
@@ -451,6 +453,31 @@ mod tests {
         old.started_at -= 3600;
         old.save(&store).unwrap();
         assert!(PendingLogin::take(&store, Duration::from_secs(600)).unwrap_err().to_string().contains("ago"));
+    }
+
+    /// Found by the `token_answer` fuzz target: an `expires_in` near `i64::MAX` seconds
+    /// overflowed the expiry (a panic in a debug build; in a release build a token that had
+    /// expired before it was issued, refreshed at every use).
+    #[test]
+    fn a_huge_expires_in_saturates_into_a_far_expiry() {
+        for secs in [i64::MAX as u64, u64::MAX] {
+            let answer: TokenAnswer = serde_json::from_value(serde_json::json!({
+                "access_token": "a", "token_type": "Bearer", "expires_in": secs,
+            }))
+            .unwrap();
+            let t = stored("scope:a", &answer, None).unwrap();
+            assert_eq!(t.expires_at, Some(i64::MAX), "expires_in {secs}");
+        }
+    }
+
+    /// Seen while writing the `token_store` fuzz target (its structure-aware pending-login mode
+    /// reaches it): a start time far in the past overflowed the login's age.
+    #[test]
+    fn a_damaged_start_time_is_a_stale_login_not_an_overflow() {
+        let text =
+            r#"{"url":"u","scope":"s","redirect":"r","verifier":"v","state":"s","started_at":-9223372036854775808}"#;
+        let e = PendingLogin::parse(text, Duration::from_secs(900)).unwrap_err();
+        assert!(e.to_string().contains("ago"), "{e}");
     }
 
     #[tokio::test]

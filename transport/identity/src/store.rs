@@ -49,8 +49,9 @@ impl std::fmt::Debug for StoredToken {
 
 impl StoredToken {
     /// Seconds until the access token expires at `now` (negative once it has), if known.
+    /// Saturates: the expiry comes from a file, which may hold any number.
     pub fn remaining(&self, now: i64) -> Option<i64> {
-        self.expires_at.map(|e| e - now)
+        self.expires_at.map(|e| e.saturating_sub(now))
     }
 }
 
@@ -354,6 +355,19 @@ mod tests {
         std::fs::write(store.path(), "{not json").unwrap();
         let e = store.get("a").unwrap_err().to_string();
         assert!(e.contains("damaged") && e.contains("tokens.json"), "{e}");
+    }
+
+    /// Found by the `token_store` fuzz target: an expiry far in the past overflowed (a panic
+    /// in a debug build; in a release build it wrapped into a token that never expires, so
+    /// `s2uc` never refreshed it).
+    #[test]
+    fn a_damaged_expiry_saturates_instead_of_overflowing() {
+        let text =
+            r#"{"tokens":{"s":{"scope":"s","access_token":"a","expires_at":-9223372036854775808,"obtained_at":0}}}"#;
+        let t = parse_file(text).unwrap().remove(0);
+        assert_eq!(t.remaining(1_750_000_000), Some(i64::MIN), "long expired, not about to");
+        let far = StoredToken { expires_at: Some(i64::MAX), ..t };
+        assert_eq!(far.remaining(-1), Some(i64::MAX));
     }
 
     #[test]
