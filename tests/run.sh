@@ -11,6 +11,7 @@ fi
 
 echo "== cargo fmt --check"
 cargo fmt --all -- --check
+(cd fuzz && cargo fmt --all -- --check)   # the fuzz targets: a workspace of their own
 
 echo "== cargo clippy --all-targets"
 cargo clippy --workspace --all-targets --locked -- -D warnings
@@ -40,5 +41,12 @@ elif [ -n "$skipped" ]; then
 else
   echo "lab: did not run"
 fi
+
+# Fuzzing (docs/fuzzing.md): every cargo-fuzz target for 15 s on its committed seeds, two at a
+# time (about 2 minutes after the build); a crash fails the run. Installs cargo-fuzz if missing.
+# Longer: fuzz/run-long.sh [SECONDS].
+echo "== fuzz"
+bash fuzz/run.sh 15
+
 # cargo closes on the last crate's doc-tests (often none): print the whole suite's count last.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"

@@ -108,6 +108,15 @@ impl UserAuth {
                 Err(e) => return Err(anyhow!(e).context(format!("reading {}", path.display()))),
             },
         };
+        Self::resolve(opts, file, store)
+    }
+
+    /// The settings `opts` and the text of an `s2uc.toml` make, with tokens kept in `store`.
+    pub fn from_settings_text(opts: &AuthOpts, text: &str, store: TokenStore) -> Result<Self> {
+        Self::resolve(opts, toml::from_str(text).context("parsing s2uc.toml")?, Ok(store))
+    }
+
+    fn resolve(opts: &AuthOpts, file: FileSettings, store: Result<TokenStore, String>) -> Result<Self> {
         let base = opts.auth_url.clone().or_else(|| file.auth_url.clone()).unwrap_or_else(|| oauth::GLOBUS_AUTH.into());
         let endpoints = Endpoints::under(&base).context("--auth-url")?;
         let redirect = match &file.redirect_url {

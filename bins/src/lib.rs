@@ -5,11 +5,13 @@
 //! its own), `s2uc` (the user's client: one command orchestrates both facilities) and
 //! `appctrl` (the application controller's Hello). This library holds what they share:
 //! logging, address lists, shutdown signals, exit codes, a data server's addresses and
-//! `gen-cert` ([`gateway`]), how to reach a control server ([`client`]) and the user's
-//! identity: login, tokens and which scope each control server needs ([`auth`]).
+//! `gen-cert` ([`gateway`]), the daemons' flags and config files ([`config`]), how to reach a
+//! control server ([`client`]) and the user's identity: login, tokens and which scope each
+//! control server needs ([`auth`]).
 
 pub mod auth;
 pub mod client;
+pub mod config;
 pub mod gateway;
 
 use std::time::Duration;
@@ -54,11 +56,16 @@ pub fn init_logging(verbose: u8) {
 }
 
 /// Parses a listener list: `host:port,host:port`, whitespace-separated, or SciStream 1.2's
-/// printed Python list (`['host:port', 'host:port']`).
+/// printed Python list (`['host:port', 'host:port']`); IPv6 hosts in brackets (`[::1]:5000`),
+/// as [`format_addrs`] prints them.
 pub fn parse_addrs(text: &str) -> Result<Vec<Addr>, String> {
-    let cleaned: String = text.chars().map(|c| if matches!(c, '[' | ']' | '\'' | '"') { ' ' } else { c }).collect();
-    let addrs: Result<Vec<Addr>, String> = cleaned
+    // Only a Python list's own brackets go: an address ends in its port, never in `]`, so a
+    // text in brackets is a list, and the brackets of an IPv6 host stay with it.
+    let trimmed = text.trim();
+    let items = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(trimmed);
+    let addrs: Result<Vec<Addr>, String> = items
         .split(|c: char| c == ',' || c.is_whitespace())
+        .map(|s| s.trim_matches(['\'', '"']))
         .filter(|s| !s.is_empty())
         .map(|s| s.parse::<Addr>().map_err(|e| e.to_string()))
         .collect();
@@ -147,9 +154,29 @@ mod tests {
         assert_eq!(format_addrs(&want), "10.0.0.1:5100,gw:5101");
     }
 
+    /// Found by the `listener_list` fuzz target: every bracket used to be dropped, so
+    /// `[::1]:5000` read as host `:` port 1 and an error, and what `format_addrs` printed for an
+    /// IPv6 listener could not be read back.
+    #[test]
+    fn ipv6_listeners_read_back_as_printed() {
+        let want = vec![Addr::new("::1", 5000), Addr::new("fe80::1", 7001), Addr::new("gw", 5101)];
+        assert_eq!(format_addrs(&want), "[::1]:5000,[fe80::1]:7001,gw:5101");
+        for text in [
+            "[::1]:5000,[fe80::1]:7001,gw:5101",
+            "[::1]:5000 [fe80::1]:7001 gw:5101",
+            "['[::1]:5000', '[fe80::1]:7001', 'gw:5101']",
+            " [\"[::1]:5000\",\"[fe80::1]:7001\",\"gw:5101\"] ",
+        ] {
+            assert_eq!(parse_addrs(text), Ok(want.clone()), "{text}");
+        }
+        // The fuzzer's input: no longer a list of two made-up hosts.
+        assert!(parse_addrs("[[::1]:5:5000").is_err());
+    }
+
     #[test]
     fn bad_listener_lists_say_what_is_wrong() {
         assert!(parse_addrs("").unwrap_err().contains("no host:port"));
+        assert!(parse_addrs("[]").unwrap_err().contains("no host:port"));
         assert!(parse_addrs("gw").unwrap_err().contains("no port"));
         assert!(parse_addrs("gw:0").unwrap_err().contains("invalid port"));
     }

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use ractor::Actor;
 use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
+use scistream_bins::config::s2cs::RunArgs;
 use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
@@ -22,7 +23,6 @@ use scistream_transport::node::LinkTls;
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
 use scistream_transport::store::SessionStore;
 use scistream_transport::tls;
-use serde::Deserialize;
 
 /// SciStream control server (S2CS), with its embedded data server (S2DS) or linked to an
 /// `s2ds` node.
@@ -57,141 +57,6 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
-}
-
-/// Flags of the daemon; every one can also come from `--config FILE` (flags win).
-#[derive(Args, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RunArgs {
-    /// Address to serve on and to bind the data server's listeners on [default: 127.0.0.1].
-    #[arg(long, alias = "listener_ip")]
-    listener_ip: Option<IpAddr>,
-    /// Control port [default: 5000]; 0 picks a free one (printed at start).
-    #[arg(long)]
-    port: Option<u16>,
-    /// Ports the data server hands out, FIRST-LAST [default: 5100-5200].
-    #[arg(long, alias = "port_range")]
-    port_range: Option<String>,
-    /// Address the WAN-facing listeners bind (a producer facility's, which the other gateway
-    /// dials) [default: --listener-ip].
-    #[arg(long)]
-    wan_ip: Option<IpAddr>,
-    /// Address the LAN-facing listeners bind (a consumer facility's, which the consumer dials)
-    /// [default: --listener-ip].
-    #[arg(long)]
-    lan_ip: Option<IpAddr>,
-    /// Host the other gateway dials for WAN-facing listeners, when it is not --wan-ip (a NAT's
-    /// public address, or a name).
-    #[arg(long)]
-    public_addr: Option<String>,
-    /// A data server node (`s2ds --listen`) to use instead of the embedded data server, as
-    /// HOST:PORT; repeatable (each session is placed on one node: the least loaded by rate,
-    /// then by sessions, of those with room for it). The links are mutual TLS with this
-    /// server's --server-crt and --server-key.
-    #[arg(long)]
-    #[serde(default)]
-    s2ds: Vec<String>,
-    /// A certificate (PEM) the data server node must present one of: the facility's CA, or
-    /// the node's own self-signed certificate; repeatable.
-    #[arg(long = "s2ds-trust")]
-    #[serde(default)]
-    s2ds_trust: Vec<PathBuf>,
-    /// Data server backend [default: native]; SciStream 1.2's haproxy/nginx/stunnel are not used.
-    #[arg(long = "type")]
-    #[serde(rename = "type")]
-    backend: Option<String>,
-    /// Server certificate (PEM).
-    #[arg(long, alias = "server_crt")]
-    server_crt: Option<PathBuf>,
-    /// Server private key (PEM).
-    #[arg(long, alias = "server_key")]
-    server_key: Option<PathBuf>,
-    /// Plain gRPC without TLS: for tests only.
-    #[arg(long)]
-    #[serde(default)]
-    insecure: bool,
-    /// More logging (-v debug, -vv trace).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    #[serde(default)]
-    verbose: u8,
-    /// OAuth2 client id of this facility: with its secret, every call needs a token, checked
-    /// by introspection.
-    #[arg(long, alias = "client_id")]
-    client_id: Option<String>,
-    /// OAuth2 client secret of this facility (or SCISTREAM_CLIENT_SECRET; in a config file
-    /// use client-secret-file). Without one authentication is OFF, as in SciStream 1.2.
-    #[arg(long, alias = "client_secret", env = "SCISTREAM_CLIENT_SECRET", hide_env_values = true)]
-    #[serde(skip)]
-    client_secret: Option<String>,
-    /// File whose first line is the client secret.
-    #[arg(long)]
-    client_secret_file: Option<PathBuf>,
-    /// Authorization server; its endpoints are under /v2/oauth2/ as Globus Auth lays them out
-    /// [default: <https://auth.globus.org>].
-    #[arg(long)]
-    auth_url: Option<String>,
-    /// The introspection endpoint, when it is not where --auth-url puts it.
-    #[arg(long)]
-    introspect_url: Option<String>,
-    /// The scope a caller's token must grant; a bare client id (UUID) means
-    /// <https://auth.globus.org/scopes/ID/scistream> [default: that of --client-id].
-    #[arg(long)]
-    scope: Option<String>,
-    /// Refuse to start without authentication (no client secret).
-    #[arg(long)]
-    #[serde(default)]
-    require_auth: bool,
-    /// An identity (a token's subject) that may query, update and release every session,
-    /// repeatable; everybody else manages only their own.
-    #[arg(long = "operator")]
-    #[serde(default)]
-    operators: Vec<String>,
-    /// Longest time a token's positive introspection is trusted, seconds; a revoked token
-    /// keeps working this long at most (0: ask every time) [default: 60].
-    #[arg(long)]
-    auth_cache_ttl: Option<u64>,
-    /// Most introspection answers cached [default: 10000].
-    #[arg(long)]
-    auth_cache_size: Option<usize>,
-    /// Serve requests without an app key (SciStream 1.2 clients send none): such a session
-    /// accepts only a Hello without a key, so its uid is its only secret, as in 1.2. Without
-    /// this flag they are refused (PERMISSION_DENIED).
-    #[arg(long, alias = "allow_keyless_sessions")]
-    #[serde(default)]
-    allow_keyless_sessions: bool,
-    /// How long a session may wait for the producer's Hello and its UpdateTargets, seconds
-    /// [default: 180, as SciStream 1.2].
-    #[arg(long, alias = "hello_timeout", value_parser = scistream_bins::parse_secs)]
-    #[serde(default, deserialize_with = "scistream_bins::de_opt_secs")]
-    hello_timeout: Option<Duration>,
-    /// How long a finished session is remembered (its status shown, retransmissions of its
-    /// last calls answered), seconds [default: 300]. Memory grows with setups per second times
-    /// this.
-    #[arg(long, value_parser = scistream_bins::parse_secs)]
-    #[serde(default, deserialize_with = "scistream_bins::de_opt_secs")]
-    tombstone: Option<Duration>,
-    /// Serve sessions whose UpdateTargets brings no WAN credentials (SciStream 1.2 clients)
-    /// with a plain-text WAN leg; without this flag they are refused (FAILED_PRECONDITION).
-    #[arg(long, alias = "allow_plain_wan")]
-    #[serde(default)]
-    allow_plain_wan: bool,
-    /// The facility's capacity in the rate unit (kB/s, as --rate): requests whose rates would
-    /// exceed what is left are refused (RESOURCE_EXHAUSTED) [default: no limit].
-    #[arg(long)]
-    capacity: Option<u64>,
-    /// Largest num_conn a request may ask for [default: 64].
-    #[arg(long, alias = "max_num_conn")]
-    max_num_conn: Option<u16>,
-    /// Folder of the durable store of established sessions (made owner-only), from which a
-    /// restart recovers them: with data server nodes (--s2ds) their streams go on across the
-    /// restart [default: $STATE_DIRECTORY (systemd's StateDirectory=), else no store: a
-    /// restart forgets every session].
-    #[arg(long)]
-    state_dir: Option<PathBuf>,
-    /// TOML file with any of these settings (kebab-case keys).
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
 }
 
 /// Settings after merging flags over the file over the defaults.
@@ -273,7 +138,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
     let file: RunArgs = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            RunArgs::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => RunArgs::default(),
     };

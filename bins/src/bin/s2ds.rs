@@ -9,10 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 use ractor::Actor;
 use scistream_actors::s2ds::TrafficBook;
 use scistream_actors::{S2dsActor, S2dsArgs, S2dsMsg};
+use scistream_bins::config::s2ds::RunArgs;
 use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
@@ -21,7 +22,6 @@ use scistream_proto::Limits;
 use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, NodeService, TrafficSource, Uplink};
 use scistream_transport::tls;
-use serde::Deserialize;
 
 /// SciStream data server node (S2DS): listeners and relays of one gateway node, driven by its
 /// facility's control server over mutual TLS.
@@ -57,67 +57,6 @@ enum Cmd {
     },
 }
 
-/// Flags of the daemon; every one can also come from `--config FILE` (flags win).
-#[derive(Args, Default, Deserialize)]
-#[serde(deny_unknown_fields, rename_all = "kebab-case")]
-struct RunArgs {
-    /// Address the control server's link is served on, IP:PORT [default: 127.0.0.1:5010]; port
-    /// 0 picks a free one (printed at start).
-    #[arg(long)]
-    listen: Option<SocketAddr>,
-    /// This node's certificate (PEM), which the control server must trust.
-    #[arg(long)]
-    cert: Option<PathBuf>,
-    /// This node's private key (PEM).
-    #[arg(long)]
-    key: Option<PathBuf>,
-    /// A certificate (PEM) the control server must present one of: the facility's CA, or the
-    /// control server's own self-signed certificate; repeatable.
-    #[arg(long = "trust")]
-    #[serde(default)]
-    trust: Vec<PathBuf>,
-    /// Ports this node hands out, FIRST-LAST [default: 5100-5200].
-    #[arg(long)]
-    port_range: Option<String>,
-    /// Address the WAN-facing listeners bind (a producer facility's) [default: the --listen IP].
-    #[arg(long)]
-    wan_ip: Option<IpAddr>,
-    /// Address the LAN-facing listeners bind (a consumer facility's) [default: the --listen IP].
-    #[arg(long)]
-    lan_ip: Option<IpAddr>,
-    /// Host the other gateway dials for WAN-facing listeners, when it is not --wan-ip (a NAT's
-    /// public address, or a name).
-    #[arg(long)]
-    public_addr: Option<String>,
-    /// Relay sessions whose control server allows a plain-text WAN leg (SciStream 1.2 clients
-    /// bring no credentials); without this flag such a relay is refused (FAILED_PRECONDITION).
-    #[arg(long)]
-    #[serde(default)]
-    allow_plain_wan: bool,
-    /// Largest num_conn a StartLstn may ask for [default: 64; the control server's
-    /// --max-num-conn must not exceed it].
-    #[arg(long)]
-    max_num_conn: Option<u16>,
-    /// How long a finished session is remembered (retransmissions of its last messages
-    /// answered), seconds [default: 300].
-    #[arg(long, value_parser = scistream_bins::parse_secs)]
-    #[serde(default, deserialize_with = "scistream_bins::de_opt_secs")]
-    tombstone: Option<Duration>,
-    /// The rate this node can carry, kB/s (the unit of a session's --rate): its control server
-    /// places sessions on it only while their rates fit; a session without a rate takes all of
-    /// it [default: no limit].
-    #[arg(long)]
-    capacity: Option<u64>,
-    /// More logging (-v debug, -vv trace).
-    #[arg(short, long, action = clap::ArgAction::Count)]
-    #[serde(default)]
-    verbose: u8,
-    /// TOML file with any of these settings (kebab-case keys).
-    #[arg(long)]
-    #[serde(skip)]
-    config: Option<PathBuf>,
-}
-
 /// Settings after merging flags over the file over the defaults.
 struct Settings {
     listen: SocketAddr,
@@ -137,7 +76,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
     let file: RunArgs = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            RunArgs::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
         }
         None => RunArgs::default(),
     };

@@ -18,7 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use oauth2::basic::BasicClient;
+use oauth2::basic::{BasicClient, BasicTokenIntrospectionResponse};
 use oauth2::{
     AccessToken, ClientId, ClientSecret, EndpointNotSet, EndpointSet, IntrospectionUrl, TokenIntrospectionResponse,
 };
@@ -142,29 +142,40 @@ impl IntrospectAuth {
                 tracing::warn!("token introspection failed: {e}");
                 AuthError::Unavailable("the facility cannot check tokens right now; try again later".into())
             })?;
-        let now = unix_now();
-        if !answer.active() {
-            return Err(AuthError::Unauthenticated);
-        }
-        let exp = answer.exp().map(|t| t.timestamp());
-        if exp.is_some_and(|exp| exp <= now) || answer.nbf().is_some_and(|nbf| nbf.timestamp() > now) {
-            return Err(AuthError::Unauthenticated);
-        }
-        let who = answer.sub().or(answer.username()).filter(|s| !s.is_empty());
-        let Some(who) = who.map(|s| Principal(s.to_owned())) else {
-            tracing::warn!("introspection says a token is active but names no subject; refused");
-            return Err(AuthError::Unauthenticated);
-        };
-        if !answer.scopes().is_some_and(|s| s.iter().any(|s| **s == self.scope)) {
-            tracing::info!(caller = %who.0, "token without the facility's scope refused");
-            return Err(AuthError::WrongScope);
-        }
-        let mut life = self.ttl;
-        if let Some(exp) = exp {
-            life = life.min(Duration::from_secs(u64::try_from(exp - now).unwrap_or(0)));
-        }
-        Ok((who, life))
+        verdict(&answer, &self.scope, self.ttl, unix_now())
     }
+}
+
+/// What an introspection answer says of the caller at `now` (seconds since the Unix epoch):
+/// its identity and how long to trust that, when the token is active, within its validity, names
+/// a subject and grants `scope`; trusted for `ttl` at most, never past the token's expiry.
+pub fn verdict(
+    answer: &BasicTokenIntrospectionResponse,
+    scope: &str,
+    ttl: Duration,
+    now: i64,
+) -> Result<(Principal, Duration), AuthError> {
+    if !answer.active() {
+        return Err(AuthError::Unauthenticated);
+    }
+    let exp = answer.exp().map(|t| t.timestamp());
+    if exp.is_some_and(|exp| exp <= now) || answer.nbf().is_some_and(|nbf| nbf.timestamp() > now) {
+        return Err(AuthError::Unauthenticated);
+    }
+    let who = answer.sub().or(answer.username()).filter(|s| !s.is_empty());
+    let Some(who) = who.map(|s| Principal(s.to_owned())) else {
+        tracing::warn!("introspection says a token is active but names no subject; refused");
+        return Err(AuthError::Unauthenticated);
+    };
+    if !answer.scopes().is_some_and(|s| s.iter().any(|s| **s == scope)) {
+        tracing::info!(caller = %who.0, "token without the facility's scope refused");
+        return Err(AuthError::WrongScope);
+    }
+    let mut life = ttl;
+    if let Some(exp) = exp {
+        life = life.min(Duration::from_secs(u64::try_from(exp - now).unwrap_or(0)));
+    }
+    Ok((who, life))
 }
 
 impl Authenticator for IntrospectAuth {

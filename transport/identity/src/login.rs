@@ -37,7 +37,8 @@ pub struct IdFields {
 
 impl ExtraTokenFields for IdFields {}
 
-type TokenAnswer = StandardTokenResponse<IdFields, BasicTokenType>;
+/// A token endpoint's answer (to a code exchange or a refresh), as `oauth2` parses its JSON.
+pub type TokenAnswer = StandardTokenResponse<IdFields, BasicTokenType>;
 
 type Client = oauth2::Client<
     BasicErrorResponse,
@@ -113,8 +114,18 @@ impl PendingLogin {
             _ => OAuthError::Store(format!("reading {}: {e}", path.display())),
         })?;
         let _ = std::fs::remove_file(&path);
-        let p: Self = serde_json::from_str(&text).map_err(|e| OAuthError::Store(format!("{}: {e}", path.display())))?;
-        let age = unix_now() - p.started_at;
+        Self::parse(&text, max_age).map_err(|e| match e {
+            OAuthError::Store(e) => OAuthError::Store(format!("{}: {e}", path.display())),
+            e => e,
+        })
+    }
+
+    /// A waiting login from the text [`save`](Self::save) wrote; refused once older than
+    /// `max_age`.
+    pub fn parse(text: &str, max_age: Duration) -> Result<Self, OAuthError> {
+        let p: Self = serde_json::from_str(text).map_err(|e| OAuthError::Store(e.to_string()))?;
+        // Saturating: the start time comes from a file, which may hold any number.
+        let age = unix_now().saturating_sub(p.started_at);
         if age < 0 || age > i64::try_from(max_age.as_secs()).unwrap_or(i64::MAX) {
             return Err(OAuthError::Config(format!("the waiting login began {age} s ago: run `s2uc login` again")));
         }
@@ -280,7 +291,10 @@ impl LoginConfig {
     }
 }
 
-fn stored(scope: &str, answer: &TokenAnswer, before: Option<&StoredToken>) -> Result<StoredToken, OAuthError> {
+/// The entry to store for `scope` from a token endpoint's answer; `before` is the entry it
+/// refreshes (whose refresh token and identity carry over when the answer has none). Refused
+/// when the answer grants other scopes only.
+pub fn stored(scope: &str, answer: &TokenAnswer, before: Option<&StoredToken>) -> Result<StoredToken, OAuthError> {
     if let Some(granted) = answer.scopes()
         && !granted.iter().any(|s| **s == scope)
     {
@@ -302,7 +316,8 @@ fn stored(scope: &str, answer: &TokenAnswer, before: Option<&StoredToken>) -> Re
             .refresh_token()
             .map(|r| r.secret().clone())
             .or_else(|| before.and_then(|b| b.refresh_token.clone())),
-        expires_at: answer.expires_in().map(|d| now + i64::try_from(d.as_secs()).unwrap_or(i64::MAX / 2)),
+        // Saturating: the server says how long, and may say anything up to u64::MAX seconds.
+        expires_at: answer.expires_in().map(|d| now.saturating_add(i64::try_from(d.as_secs()).unwrap_or(i64::MAX))),
         identity,
         obtained_at: now,
     })
@@ -317,6 +332,42 @@ pub fn id_token_name(jwt: &str) -> Option<String> {
     ["preferred_username", "email", "sub"]
         .iter()
         .find_map(|k| claims.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty()).map(str::to_owned))
+}
+
+/// What the loopback catcher makes of one request: the answer's status line and body, and
+/// how the login ends (`None`: not this login's redirect, the wait goes on).
+#[derive(Debug)]
+pub struct Callback {
+    /// The HTTP status, e.g. `404 Not Found`.
+    pub status: &'static str,
+    /// The page shown in the browser.
+    pub body: &'static str,
+    /// The code, or the server's refusal, when the request is this login's redirect.
+    pub outcome: Option<Result<String, OAuthError>>,
+}
+
+/// Reads a request head the loopback catcher received (`GET /callback?code=…&state=… HTTP/1.1`,
+/// whatever bytes a local process sent): only `/callback` with the login's `state` ends the
+/// login.
+pub fn callback(head: &[u8], state: &str) -> Callback {
+    let head = String::from_utf8_lossy(head);
+    let target = head.split_whitespace().nth(1).unwrap_or("/");
+    let url = Url::parse(&format!("http://loopback{target}")).ok();
+    let param =
+        |k: &str| url.as_ref().and_then(|u| u.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned()));
+    let ours = param("state").is_some_and(|s| s == state);
+    let (status, body, outcome) = match (url.as_ref().map(Url::path), ours, param("code"), param("error")) {
+        (Some("/callback"), true, _, Some(err)) => {
+            let why = param("error_description").unwrap_or_default();
+            ("400 Bad Request", "Login refused.", Some(Err(OAuthError::Refused(format!("{err} {why}")))))
+        }
+        (Some("/callback"), true, Some(code), None) => {
+            ("200 OK", "Logged in: you may close this window.", Some(Ok(code)))
+        }
+        (Some("/callback"), false, _, _) => ("400 Bad Request", "Not this login's redirect.", None),
+        _ => ("404 Not Found", "Not here.", None),
+    };
+    Callback { status, body, outcome }
 }
 
 /// Waits on `listener` (a loopback port, the login's redirect) for the browser to bring the
@@ -341,24 +392,7 @@ pub async fn loopback_code(
                     Ok(Ok(k)) => n += k,
                 }
             }
-            let head = String::from_utf8_lossy(&buf[..n]);
-            let target = head.split_whitespace().nth(1).unwrap_or("/");
-            let url = Url::parse(&format!("http://loopback{target}")).ok();
-            let param = |k: &str| {
-                url.as_ref().and_then(|u| u.query_pairs().find(|(key, _)| key == k).map(|(_, v)| v.into_owned()))
-            };
-            let ours = param("state").is_some_and(|s| s == state);
-            let (status, body, outcome) = match (url.as_ref().map(Url::path), ours, param("code"), param("error")) {
-                (Some("/callback"), true, _, Some(err)) => {
-                    let why = param("error_description").unwrap_or_default();
-                    ("400 Bad Request", "Login refused.", Some(Err(OAuthError::Refused(format!("{err} {why}")))))
-                }
-                (Some("/callback"), true, Some(code), None) => {
-                    ("200 OK", "Logged in: you may close this window.", Some(Ok(code)))
-                }
-                (Some("/callback"), false, _, _) => ("400 Bad Request", "Not this login's redirect.", None),
-                _ => ("404 Not Found", "Not here.", None),
-            };
+            let Callback { status, body, outcome } = callback(&buf[..n], state);
             let reply = format!("HTTP/1.1 {status}\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n{body}\n");
             let _ = sock.write_all(reply.as_bytes()).await;
             let _ = sock.shutdown().await;
@@ -419,6 +453,31 @@ mod tests {
         old.started_at -= 3600;
         old.save(&store).unwrap();
         assert!(PendingLogin::take(&store, Duration::from_secs(600)).unwrap_err().to_string().contains("ago"));
+    }
+
+    /// Found by the `token_answer` fuzz target: an `expires_in` near `i64::MAX` seconds
+    /// overflowed the expiry (a panic in a debug build; in a release build a token that had
+    /// expired before it was issued, refreshed at every use).
+    #[test]
+    fn a_huge_expires_in_saturates_into_a_far_expiry() {
+        for secs in [i64::MAX as u64, u64::MAX] {
+            let answer: TokenAnswer = serde_json::from_value(serde_json::json!({
+                "access_token": "a", "token_type": "Bearer", "expires_in": secs,
+            }))
+            .unwrap();
+            let t = stored("scope:a", &answer, None).unwrap();
+            assert_eq!(t.expires_at, Some(i64::MAX), "expires_in {secs}");
+        }
+    }
+
+    /// Seen while writing the `token_store` fuzz target (its structure-aware pending-login mode
+    /// reaches it): a start time far in the past overflowed the login's age.
+    #[test]
+    fn a_damaged_start_time_is_a_stale_login_not_an_overflow() {
+        let text =
+            r#"{"url":"u","scope":"s","redirect":"r","verifier":"v","state":"s","started_at":-9223372036854775808}"#;
+        let e = PendingLogin::parse(text, Duration::from_secs(900)).unwrap_err();
+        assert!(e.to_string().contains("ago"), "{e}");
     }
 
     #[tokio::test]

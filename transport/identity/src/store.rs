@@ -49,8 +49,9 @@ impl std::fmt::Debug for StoredToken {
 
 impl StoredToken {
     /// Seconds until the access token expires at `now` (negative once it has), if known.
+    /// Saturates: the expiry comes from a file, which may hold any number.
     pub fn remaining(&self, now: i64) -> Option<i64> {
-        self.expires_at.map(|e| e - now)
+        self.expires_at.map(|e| e.saturating_sub(now))
     }
 }
 
@@ -100,7 +101,7 @@ impl TokenStore {
     fn load(&self) -> Result<File, OAuthError> {
         let path = self.path();
         match std::fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map_err(|e| {
+            Ok(text) => parse(&text).map_err(|e| {
                 OAuthError::Store(format!("{} is damaged ({e}); delete it and log in again", path.display()))
             }),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(File::default()),
@@ -176,6 +177,15 @@ impl TokenStore {
         }
         Ok(had)
     }
+}
+
+fn parse(text: &str) -> Result<File, serde_json::Error> {
+    serde_json::from_str(text)
+}
+
+/// The entries of a token file's text, as [`TokenStore::all`] reads them from `tokens.json`.
+pub fn parse_file(text: &str) -> Result<Vec<StoredToken>, OAuthError> {
+    parse(text).map(|f| f.tokens.into_values().collect()).map_err(|e| OAuthError::Store(e.to_string()))
 }
 
 /// The store's advisory lock (`None`: none could be had), released on drop.
@@ -345,6 +355,19 @@ mod tests {
         std::fs::write(store.path(), "{not json").unwrap();
         let e = store.get("a").unwrap_err().to_string();
         assert!(e.contains("damaged") && e.contains("tokens.json"), "{e}");
+    }
+
+    /// Found by the `token_store` fuzz target: an expiry far in the past overflowed (a panic
+    /// in a debug build; in a release build it wrapped into a token that never expires, so
+    /// `s2uc` never refreshed it).
+    #[test]
+    fn a_damaged_expiry_saturates_instead_of_overflowing() {
+        let text =
+            r#"{"tokens":{"s":{"scope":"s","access_token":"a","expires_at":-9223372036854775808,"obtained_at":0}}}"#;
+        let t = parse_file(text).unwrap().remove(0);
+        assert_eq!(t.remaining(1_750_000_000), Some(i64::MIN), "long expired, not about to");
+        let far = StoredToken { expires_at: Some(i64::MAX), ..t };
+        assert_eq!(far.remaining(-1), Some(i64::MAX));
     }
 
     #[test]
