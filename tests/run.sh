@@ -48,5 +48,11 @@ fi
 echo "== fuzz"
 bash fuzz/run.sh 15
 
+# The soak (tests/src/bin/bench_soak.rs): a minute of churn on the debug build the tests just
+# made; open files, bound ports and live sessions back at baseline and RSS flat, or it fails.
+# The full soak: cargo run --release -p scistream-tests --bin bench-soak (10 minutes).
+echo "== soak"
+cargo run --quiet --locked -p scistream-tests --bin bench-soak -- --seconds 60 --every 10 | tail -n 18
+
 # cargo closes on the last crate's doc-tests (often none): print the whole suite's count last.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
