@@ -318,6 +318,27 @@ pub fn listening_ports_of(pid: u32) -> Result<Vec<u16>> {
     Ok(ports)
 }
 
+/// A producer application on 127.0.0.1 that reads each connection to its end, then sends it
+/// all back and half-closes; returns its port. Its threads live as long as the test process.
+pub fn echo_producer() -> u16 {
+    use std::io::{Read as _, Write as _};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = l.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut s) = conn else { return };
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                if s.read_to_end(&mut all).is_ok() {
+                    let _ = s.write_all(&all);
+                    let _ = s.shutdown(std::net::Shutdown::Write);
+                }
+            });
+        }
+    });
+    port
+}
+
 /// A range of `n` ports unlikely to be in use: drawn per process from 20000–32767, below the
 /// kernel's ephemeral ports (32768 and up), so no client connection sits in it.
 pub fn free_range(n: u16) -> String {

@@ -2,34 +2,15 @@
 //! daemon over mutual TLS, and the stream crosses the nodes' listeners.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
-use scistream_tests::{Node, Request, Scratch, Server, ServerOpts, args, free_range, trust};
+use scistream_tests::{Node, Request, Scratch, Server, ServerOpts, args, echo_producer, free_range, trust};
 use serde_json::Value;
 
 use scistream_fsm::{ErrorCode, Role};
 
 use crate::testkit::{client, eventually, fresh_uid, key, refusal, runtime, shared};
-
-/// A producer application on 127.0.0.1 echoing each connection back whole.
-fn echo_producer() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { return };
-            std::thread::spawn(move || {
-                let mut all = Vec::new();
-                if s.read_to_end(&mut all).is_ok() {
-                    let _ = s.write_all(&all);
-                    let _ = s.shutdown(std::net::Shutdown::Write);
-                }
-            });
-        }
-    });
-    port
-}
 
 /// Whether something listens at `addr`.
 fn bound(addr: &str) -> bool {

@@ -16,11 +16,11 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use scistream_fsm::{ErrorCode, Role, Uid};
-use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range};
+use scistream_tests::{Node, Scratch, Server, ServerOpts, args, echo_producer, free_range};
 use scistream_transport::client::{CallError, ControlClient};
 
 use crate::testkit::{client, fresh_uid, key, runtime, shared};
@@ -56,25 +56,6 @@ struct Tracked {
     released: bool,
     /// A node of its restarted since it was established: its stream is gone.
     lost: bool,
-}
-
-/// A producer application echoing each connection back whole.
-fn echo_producer() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let port = l.local_addr().expect("addr").port();
-    std::thread::spawn(move || {
-        for conn in l.incoming() {
-            let Ok(mut s) = conn else { return };
-            std::thread::spawn(move || {
-                let mut all = Vec::new();
-                if s.read_to_end(&mut all).is_ok() {
-                    let _ = s.write_all(&all);
-                    let _ = s.shutdown(std::net::Shutdown::Write);
-                }
-            });
-        }
-    });
-    port
 }
 
 fn echo(listener: &str, n: usize) -> bool {
