@@ -2,7 +2,7 @@
 //! fuzzer's bytes (for the round-trip targets) and the fixed inputs the parsers are called with.
 
 use arbitrary::{Result, Unstructured};
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Pool, Role, SessionParams, Token, Uid};
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Pool, Role, SessionParams, Token, Uid, Why};
 
 /// The fixed "now" of the targets that judge times (seconds since the Unix epoch), so a crash
 /// replays the same on any day.
@@ -16,6 +16,22 @@ pub fn role(u: &mut Unstructured<'_>) -> Result<Role> {
 /// An error code.
 pub fn error_code(u: &mut Unstructured<'_>) -> Result<ErrorCode> {
     u.choose(&ErrorCode::ALL).copied()
+}
+
+/// What an ERROR says beyond its code: every variant, with arbitrary numbers.
+pub fn why(u: &mut Unstructured<'_>) -> Result<Why> {
+    Ok(match u.int_in_range(0..=9)? {
+        0 => Why::Unspecified,
+        1 => Why::NumConn { max: u.arbitrary()? },
+        2 => Why::AppKeyRequired,
+        3 => Why::UidTaken,
+        4 => Why::NoDataServer,
+        5 => Why::Ports { asked: u.arbitrary()?, free: u.arbitrary()? },
+        6 => Why::Capacity { capacity: u.arbitrary()?, in_use: u.arbitrary()? },
+        7 => Why::PortsBusy,
+        8 => Why::DataServerLost,
+        _ => Why::Lease,
+    })
 }
 
 /// A uid.
@@ -80,7 +96,7 @@ pub fn msg(u: &mut Unstructured<'_>, max_num_conn: u16) -> Result<Msg> {
         5 => Msg::ProdLstn { uid: uid(u)?, seq: u.arbitrary()?, prod_listeners: addrs(u)? },
         6 => Msg::Updated { uid: uid(u)?, seq: u.arbitrary()? },
         7 => Msg::Released { uid: uid(u)?, seq: u.arbitrary()? },
-        8 => Msg::Error { uid: uid(u)?, seq: u.arbitrary()?, code: error_code(u)? },
+        8 => Msg::Error { uid: uid(u)?, seq: u.arbitrary()?, code: error_code(u)?, why: why(u)? },
         9 => Msg::Hello { uid: uid(u)?, seq: u.arbitrary()?, key: AppKey(u.arbitrary()?), prod_listeners: addrs(u)? },
         10 => Msg::HelloAck { uid: uid(u)?, seq: u.arbitrary()?, listeners: addrs(u)? },
         11 => Msg::DsBoot { inc: u.arbitrary()? },
