@@ -40,5 +40,11 @@ elif [ -n "$skipped" ]; then
 else
   echo "lab: did not run"
 fi
+# loom's model checker over the single-flight core (transport/flights, docs/identity.md): a
+# build of that dependency-free crate and loom alone, in a target folder of its own (the cfg
+# changes every crate's build); the models run in about a second.
+echo "== loom (scistream-flights)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+  cargo test -p scistream-flights --release --locked loom 2>&1 | tee -a "$log"
 # cargo closes on the last crate's doc-tests (often none): print the whole suite's count last.
 awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$log"
