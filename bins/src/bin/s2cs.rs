@@ -16,7 +16,8 @@ use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
-use scistream_identity::{self as oauth, introspect::IntrospectAuth, introspect::IntrospectConfig};
+use scistream_identity::introspect::{DEFAULT_MAX_INFLIGHT, IntrospectAuth, IntrospectConfig, PeerLimit};
+use scistream_identity::{self as oauth};
 use scistream_proto::Limits;
 use scistream_transport::node::LinkTls;
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
@@ -153,6 +154,23 @@ struct RunArgs {
     /// Most introspection answers cached [default: 10000].
     #[arg(long)]
     auth_cache_size: Option<usize>,
+    /// Most introspections in flight at once; callers beyond wait for a turn (at most their
+    /// call's deadline and 10 s, then UNAVAILABLE) (0: no limit) [default: 16].
+    #[arg(long)]
+    auth_max_inflight: Option<usize>,
+    /// Unknown tokens (not in the cache, no check of the same token in flight) one client
+    /// address (IPv4, or IPv6 /64) may have introspected, per second; beyond, calls are refused
+    /// RESOURCE_EXHAUSTED unchecked (0: no limit) [default: 5].
+    #[arg(long)]
+    auth_peer_rate: Option<f64>,
+    /// Unknown tokens one client address may have introspected in a burst before
+    /// --auth-peer-rate applies [default: 20].
+    #[arg(long)]
+    auth_peer_burst: Option<u32>,
+    /// Most client addresses whose unknown tokens are counted; the one seen least recently is
+    /// forgotten first [default: 10000].
+    #[arg(long)]
+    auth_peers: Option<usize>,
     /// Serve requests without an app key (SciStream 1.2 clients send none): such a session
     /// accepts only a Hello without a key, so its uid is its only secret, as in 1.2. Without
     /// this flag they are refused (PERMISSION_DENIED).
@@ -349,6 +367,18 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
         None => oauth::Endpoints::under(&base).context("--auth-url")?.introspect,
     };
     let scope = cli.scope.clone().or_else(|| file.scope.clone()).unwrap_or_else(|| client_id.clone());
+    let default = PeerLimit::DEFAULT;
+    let peer_limit = PeerLimit {
+        rate: cli.auth_peer_rate.or(file.auth_peer_rate).unwrap_or(default.rate),
+        burst: cli.auth_peer_burst.or(file.auth_peer_burst).unwrap_or(default.burst),
+        peers: cli.auth_peers.or(file.auth_peers).unwrap_or(default.peers),
+    };
+    if !peer_limit.rate.is_finite() || peer_limit.rate < 0.0 {
+        bail!("--auth-peer-rate must be a number of tokens per second, 0 or more");
+    }
+    if peer_limit.rate > 0.0 && (peer_limit.burst == 0 || peer_limit.peers == 0) {
+        bail!("--auth-peer-burst and --auth-peers must be at least 1 (--auth-peer-rate 0 turns the limit off)");
+    }
     Ok(Some(IntrospectConfig {
         url,
         client_id,
@@ -357,6 +387,8 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
         cache_ttl: Duration::from_secs(cli.auth_cache_ttl.or(file.auth_cache_ttl).unwrap_or(60)),
         cache_size: cli.auth_cache_size.or(file.auth_cache_size).unwrap_or(10_000),
         timeout: Duration::from_secs(10),
+        max_inflight: cli.auth_max_inflight.or(file.auth_max_inflight).unwrap_or(DEFAULT_MAX_INFLIGHT),
+        peer_limit,
     }))
 }
 
@@ -385,7 +417,15 @@ async fn serve(s: Settings) -> Result<()> {
     };
     let auth: Arc<dyn Authenticator> = match s.auth.clone() {
         Some(cfg) => {
-            tracing::info!(introspection = %cfg.url, scope = %cfg.scope, cache_ttl = ?cfg.cache_ttl, "authentication on");
+            tracing::info!(
+                introspection = %cfg.url,
+                scope = %cfg.scope,
+                cache_ttl = ?cfg.cache_ttl,
+                max_inflight = cfg.max_inflight,
+                peer_rate = cfg.peer_limit.rate,
+                peer_burst = cfg.peer_limit.burst,
+                "authentication on"
+            );
             Arc::new(IntrospectAuth::new(cfg)?)
         }
         None => {
