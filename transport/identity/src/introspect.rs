@@ -22,7 +22,8 @@
 //!   beyond it waits for a turn, at most its call's deadline and the introspection timeout,
 //!   then gets UNAVAILABLE;
 //! - **a token bucket per caller address** ([`PeerLimit`]), charged only when a call would
-//!   send a request (a cached answer and a wait for another caller's flight are free): over it
+//!   send a request (a cached answer and a wait for another caller's flight are free) and
+//!   refunded when the token proves valid, so it counts bad tokens: over it
 //!   the call is refused RESOURCE_EXHAUSTED ([`AuthError::Throttled`]) without asking, with a
 //!   warning in the log at most every [`WARN_EVERY`].
 
@@ -193,6 +194,9 @@ impl IntrospectAuth {
                 return Err(AuthError::Throttled);
             }
             let answer = self.introspect(key, token).await;
+            if answer.is_ok() {
+                lock(&self.peers).refund(PeerKey::of(peer));
+            }
             leader.complete(answer.clone());
             return answer;
         }

@@ -1,5 +1,7 @@
 //! What unknown tokens may cost per caller address: a token bucket per peer, charged before a
-//! token the cache does not know is sent to the authorization server.
+//! token the cache does not know is sent to the authorization server, and refunded when that
+//! token turns out valid (so the bucket counts bad tokens: a legitimate client does not drain
+//! its own).
 //!
 //! Pure data with the time passed in; [`IntrospectAuth`](super::IntrospectAuth) holds it under
 //! one mutex and never awaits while holding it. Memory is bounded: at most
@@ -157,6 +159,16 @@ impl Peers {
         Verdict::Refuse { warn: Some(std::mem::take(&mut self.unreported)) }
     }
 
+    /// Gives `peer` back the token its last admitted request cost: the token it asked about
+    /// was valid. The bucket counts unknown tokens that turned out bad, so a legitimate client
+    /// (even under `--auth-cache-ttl 0`, where every call is introspected) never empties its own.
+    pub(crate) fn refund(&mut self, peer: PeerKey) {
+        let burst = f64::from(self.limit.burst);
+        if let Some(b) = self.buckets.get_mut(&peer) {
+            b.tokens = (b.tokens + 1.0).min(burst);
+        }
+    }
+
     /// How many addresses are tracked.
     #[cfg(test)]
     pub(crate) fn tracked(&self) -> usize {
@@ -236,6 +248,17 @@ mod tests {
             assert_eq!(p.admit(v4(1), t0 + Duration::from_secs(1)), Verdict::Refuse { warn: None });
         }
         assert_eq!(p.admit(v4(1), t0 + WARN_EVERY), Verdict::Refuse { warn: Some(10) });
+    }
+
+    #[test]
+    fn a_valid_token_gives_its_charge_back() {
+        let mut p = Peers::new(limit(0.001, 2, 10));
+        let t0 = Instant::now();
+        for _ in 0..100 {
+            assert_eq!(p.admit(v4(1), t0), Verdict::Admit);
+            p.refund(v4(1));
+        }
+        assert_eq!(admitted(&mut p, v4(1), t0, 10), 2, "still the whole burst, no more");
     }
 
     #[test]

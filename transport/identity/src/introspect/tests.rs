@@ -316,6 +316,27 @@ async fn bogus_tokens_from_one_address_cost_at_most_its_burst_and_another_addres
     assert_eq!(endpoint.received(), 6);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_tokens_do_not_drain_their_addresss_bucket() {
+    let endpoint = Endpoint::start(true).await;
+    // No cache: every call is introspected, and charged.
+    let auth = IntrospectAuth::new(IntrospectConfig {
+        cache_ttl: Duration::ZERO,
+        peer_limit: PeerLimit { rate: 0.001, burst: 2, peers: 10 },
+        ..config(&endpoint.url)
+    })
+    .unwrap();
+    for _ in 0..10 {
+        assert_eq!(auth.authenticate(Some("good-w"), peer(3)).await, Ok(Principal("id-good-w".into())));
+    }
+    assert_eq!(endpoint.received(), 10);
+    // The bad ones still find the whole burst, and no more.
+    for i in 0..2 {
+        assert_eq!(auth.authenticate(Some(&format!("bad-{i}")), peer(3)).await, Err(AuthError::Unauthenticated));
+    }
+    assert_eq!(auth.authenticate(Some("bad-2"), peer(3)).await, Err(AuthError::Throttled));
+}
+
 #[test]
 fn debug_never_shows_the_secret() {
     let cfg = config(&Url::parse("http://127.0.0.1:1/introspect").unwrap());
