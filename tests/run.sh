@@ -42,7 +42,7 @@ else
 fi
 # loom's model checker over the single-flight core (transport/flights, docs/identity.md): a
 # build of that dependency-free crate and loom alone, in a target folder of its own (the cfg
-# changes every crate's build); the models run in about a second.
+# changes every crate's build): about a minute to build the first time, the models under a second.
 echo "== loom (scistream-flights)"
 RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
   cargo test -p scistream-flights --release --locked loom 2>&1 | tee -a "$log"
