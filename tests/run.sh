@@ -42,6 +42,13 @@ else
   echo "lab: did not run"
 fi
 
+# loom's model checker over the single-flight core (transport/flights, docs/identity.md): a
+# build of that dependency-free crate and loom alone, in a target folder of its own (the cfg
+# changes every crate's build): about a minute to build the first time, the models under a second.
+echo "== loom (scistream-flights)"
+RUSTFLAGS="--cfg loom" CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-target}/loom" \
+  cargo test -p scistream-flights --release --locked loom 2>&1 | tee -a "$log"
+
 # Fuzzing (docs/fuzzing.md): every cargo-fuzz target for 15 s on its committed seeds, two at a
 # time (about 2 minutes after the build); a crash fails the run. Installs cargo-fuzz if missing.
 # Longer: fuzz/run-long.sh [SECONDS].

@@ -67,6 +67,9 @@ struct Inner {
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
     introspections: u64,
+    introspect_delay: std::time::Duration,
+    introspecting: u64,
+    most_introspecting: u64,
     refreshes: u64,
     revocations: u64,
 }
@@ -116,6 +119,9 @@ impl AuthServer {
             access: HashMap::new(),
             refresh: HashMap::new(),
             introspections: 0,
+            introspect_delay: std::time::Duration::ZERO,
+            introspecting: 0,
+            most_introspecting: 0,
             refreshes: 0,
             revocations: 0,
         }));
@@ -218,9 +224,21 @@ impl AuthServer {
             || g.refresh.get(token).is_some_and(|r| !r.revoked)
     }
 
-    /// Introspection calls answered so far.
+    /// How long each introspection takes to answer from now on (a distant server's latency);
+    /// the server keeps answering others meanwhile.
+    pub fn set_introspect_delay(&self, delay: std::time::Duration) {
+        lock(&self.state).introspect_delay = delay;
+    }
+
+    /// Introspection calls answered so far (counted when they arrive).
     pub fn introspections(&self) -> u64 {
         lock(&self.state).introspections
+    }
+
+    /// The most introspection calls that were in progress at once (they overlap only with
+    /// [`set_introspect_delay`](Self::set_introspect_delay)).
+    pub fn most_concurrent_introspections(&self) -> u64 {
+        lock(&self.state).most_introspecting
     }
 
     /// Refresh grants answered so far.
@@ -381,13 +399,25 @@ struct TokenParam {
 }
 
 async fn introspect(State(s): State<Shared>, headers: HeaderMap, Form(f): Form<TokenParam>) -> Response {
-    let mut g = lock(&s);
-    let authorized = basic_auth(&headers)
-        .is_some_and(|(id, secret)| g.facilities.iter().any(|c| c.client_id == id && c.secret == secret));
-    if !authorized {
-        return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "introspection needs client credentials");
+    let delay = {
+        let mut g = lock(&s);
+        let authorized = basic_auth(&headers)
+            .is_some_and(|(id, secret)| g.facilities.iter().any(|c| c.client_id == id && c.secret == secret));
+        if !authorized {
+            return oauth_error(StatusCode::UNAUTHORIZED, "invalid_client", "introspection needs client credentials");
+        }
+        g.introspections += 1;
+        g.introspecting += 1;
+        g.most_introspecting = g.most_introspecting.max(g.introspecting);
+        g.introspect_delay
+    };
+    // Counted out however the call ends (a client that gives up drops this future).
+    let counted = Introspecting(s.clone());
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
     }
-    g.introspections += 1;
+    drop(counted);
+    let g = lock(&s);
     match g.access.get(&f.token) {
         Some(a) if !a.revoked && (a.exp > now() || g.expired_active) => Json(json!({
             "active": true,
@@ -400,6 +430,15 @@ async fn introspect(State(s): State<Shared>, headers: HeaderMap, Form(f): Form<T
         }))
         .into_response(),
         _ => Json(json!({"active": false})).into_response(),
+    }
+}
+
+/// One introspection in progress.
+struct Introspecting(Shared);
+
+impl Drop for Introspecting {
+    fn drop(&mut self) {
+        lock(&self.0).introspecting -= 1;
     }
 }
 

@@ -28,7 +28,8 @@
 //!   of protocol messages each way over mutual TLS): the node's service and the control
 //!   server's self-healing link;
 //! - [`server`]: the `scistream.Control` gRPC service of a control server, each call's token
-//!   checked by the [`Authenticator`](server::Authenticator) it is given; a translator only:
+//!   checked by the [`Authenticator`](server::Authenticator) it is given (with the caller's
+//!   address, so an authenticator can bound what one address costs it); a translator only:
 //!   it submits each call and returns the one answer the cores give it.
 //!
 //! A control server's state: [`store`], its durable record of every established session

@@ -130,7 +130,7 @@ fn unexpected(rpc: &str, msg: &Msg) -> Status {
 #[tonic::async_trait]
 impl pb::control_server::Control for ControlService {
     async fn req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
-        let (caller, token) = self.auth.caller(request.metadata()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::request_from_wire(request.get_ref(), &self.limits).map_err(wire)?;
         let msg = Msg::Req {
             uid: args.uid,
@@ -150,7 +150,7 @@ impl pb::control_server::Control for ControlService {
     }
 
     async fn update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
-        let (caller, token) = self.auth.caller(request.metadata()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
         let creds = args.creds.unwrap_or_else(Credentials::default);
         let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote: args.remote, creds };
@@ -163,7 +163,7 @@ impl pb::control_server::Control for ControlService {
     }
 
     async fn release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
-        let (caller, token) = self.auth.caller(request.metadata()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
         let mut rx =
             self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) })?;
@@ -190,7 +190,7 @@ impl pb::control_server::Control for ControlService {
     }
 
     async fn listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
-        let (caller, token) = self.auth.caller(request.metadata()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
         let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
         let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
@@ -203,14 +203,14 @@ impl pb::control_server::Control for ControlService {
     }
 
     async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::SessionStatus>, Status> {
-        let (caller, _) = self.auth.caller(request.metadata()).await?;
+        let (caller, _) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::uid_from_wire(&request.get_ref().uid).map_err(wire)?;
         let view = self.status_of(caller, uid).await?;
         Ok(Response::new(view_to_wire(&view)))
     }
 
     async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::SessionList>, Status> {
-        let (caller, _) = self.auth.caller(request.metadata()).await?;
+        let (caller, _) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let (reply, rx) = oneshot::channel();
         let name = caller.0.clone();
         if !self.backend.query(Query::List { caller, reply }) {

@@ -297,6 +297,18 @@ pub enum Trust {
 /// the TCP connect, the TLS handshake and the whole opening; the channel has `TCP_NODELAY` and
 /// reconnects by itself later if the connection drops.
 pub async fn connect(addr: &str, trust: &Trust, timeout: Duration) -> Result<Channel, TlsError> {
+    connect_from(addr, trust, None, timeout).await
+}
+
+/// As [`connect`], from the local address `local` (the system's choice when `None`): a client
+/// on a host with several addresses, or a test posing as another host on loopback
+/// (`127.0.0.2`).
+pub async fn connect_from(
+    addr: &str,
+    trust: &Trust,
+    local: Option<std::net::IpAddr>,
+    timeout: Duration,
+) -> Result<Channel, TlsError> {
     let target = parse_addr(addr)?;
     let tls = ClientTlsConfig::new().domain_name(target.host.clone()).timeout(timeout);
     let tls = match trust {
@@ -306,7 +318,8 @@ pub async fn connect(addr: &str, trust: &Trust, timeout: Duration) -> Result<Cha
     };
     let endpoint = Endpoint::from_shared(format!("https://{target}"))
         .and_then(|e| e.tls_config(tls))
-        .map_err(|e| TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&e) })?;
+        .map_err(|e| TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&e) })?
+        .local_address(local);
     open(addr, endpoint, timeout).await
 }
 

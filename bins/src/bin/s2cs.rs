@@ -17,7 +17,8 @@ use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
-use scistream_identity::{self as oauth, introspect::IntrospectAuth, introspect::IntrospectConfig};
+use scistream_identity::introspect::{DEFAULT_MAX_INFLIGHT, IntrospectAuth, IntrospectConfig, PeerLimit};
+use scistream_identity::{self as oauth};
 use scistream_proto::Limits;
 use scistream_transport::node::LinkTls;
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
@@ -210,6 +211,18 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
         None => oauth::Endpoints::under(&base).context("--auth-url")?.introspect,
     };
     let scope = cli.scope.clone().or_else(|| file.scope.clone()).unwrap_or_else(|| client_id.clone());
+    let default = PeerLimit::DEFAULT;
+    let peer_limit = PeerLimit {
+        rate: cli.auth_peer_rate.or(file.auth_peer_rate).unwrap_or(default.rate),
+        burst: cli.auth_peer_burst.or(file.auth_peer_burst).unwrap_or(default.burst),
+        peers: cli.auth_peers.or(file.auth_peers).unwrap_or(default.peers),
+    };
+    if !peer_limit.rate.is_finite() || peer_limit.rate < 0.0 {
+        bail!("--auth-peer-rate must be a number of tokens per second, 0 or more");
+    }
+    if peer_limit.rate > 0.0 && (peer_limit.burst == 0 || peer_limit.peers == 0) {
+        bail!("--auth-peer-burst and --auth-peers must be at least 1 (--auth-peer-rate 0 turns the limit off)");
+    }
     Ok(Some(IntrospectConfig {
         url,
         client_id,
@@ -218,6 +231,8 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
         cache_ttl: Duration::from_secs(cli.auth_cache_ttl.or(file.auth_cache_ttl).unwrap_or(60)),
         cache_size: cli.auth_cache_size.or(file.auth_cache_size).unwrap_or(10_000),
         timeout: Duration::from_secs(10),
+        max_inflight: cli.auth_max_inflight.or(file.auth_max_inflight).unwrap_or(DEFAULT_MAX_INFLIGHT),
+        peer_limit,
     }))
 }
 
@@ -246,7 +261,15 @@ async fn serve(s: Settings) -> Result<()> {
     };
     let auth: Arc<dyn Authenticator> = match s.auth.clone() {
         Some(cfg) => {
-            tracing::info!(introspection = %cfg.url, scope = %cfg.scope, cache_ttl = ?cfg.cache_ttl, "authentication on");
+            tracing::info!(
+                introspection = %cfg.url,
+                scope = %cfg.scope,
+                cache_ttl = ?cfg.cache_ttl,
+                max_inflight = cfg.max_inflight,
+                peer_rate = cfg.peer_limit.rate,
+                peer_burst = cfg.peer_limit.burst,
+                "authentication on"
+            );
             Arc::new(IntrospectAuth::new(cfg)?)
         }
         None => {

@@ -101,6 +101,23 @@ pub struct RunArgs {
     /// Most introspection answers cached [default: 10000].
     #[arg(long)]
     pub auth_cache_size: Option<usize>,
+    /// Most introspections in flight at once; callers beyond wait for a turn (at most their
+    /// call's deadline and 10 s, then UNAVAILABLE) (0: no limit) [default: 16].
+    #[arg(long)]
+    pub auth_max_inflight: Option<usize>,
+    /// Unknown tokens (not in the cache, no check of the same token in flight) one client
+    /// address (IPv4, or IPv6 /64) may have introspected, per second; beyond, calls are refused
+    /// RESOURCE_EXHAUSTED unchecked (0: no limit) [default: 5].
+    #[arg(long)]
+    pub auth_peer_rate: Option<f64>,
+    /// Unknown tokens one client address may have introspected in a burst before
+    /// --auth-peer-rate applies [default: 20].
+    #[arg(long)]
+    pub auth_peer_burst: Option<u32>,
+    /// Most client addresses whose unknown tokens are counted; the one seen least recently is
+    /// forgotten first [default: 10000].
+    #[arg(long)]
+    pub auth_peers: Option<usize>,
     /// Serve requests without an app key (SciStream 1.2 clients send none): such a session
     /// accepts only a Hello without a key, so its uid is its only secret, as in 1.2. Without
     /// this flag they are refused (PERMISSION_DENIED).

@@ -11,6 +11,7 @@ mod bad_input;
 mod data_path;
 mod held_ports;
 mod identity;
+mod introspection;
 mod isolation;
 mod liveness;
 mod nodes;

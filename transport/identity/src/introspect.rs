@@ -12,8 +12,25 @@
 //! expires first. A revoked token is therefore accepted for at most the TTL. When the
 //! authorization server cannot be asked the call fails UNAVAILABLE with a generic message (the
 //! detail goes to the log): nothing is ever let through because the check could not be made.
+//!
+//! Under pressure, what a token the cache does not know may cost is bounded three ways:
+//! - **one question per token** ([`scistream_flights`]): concurrent calls with the same
+//!   uncached token wait for one introspection and share its answer, a refusal or an
+//!   UNAVAILABLE included (the latter shared, never cached); a caller that gives up leaves the
+//!   others to ask again, one of them leading;
+//! - **a limit on introspections in flight** ([`IntrospectConfig::max_inflight`]): a caller
+//!   beyond it waits for a turn, at most its call's deadline and the introspection timeout,
+//!   then gets UNAVAILABLE;
+//! - **a token bucket per caller address** ([`PeerLimit`]), charged only when a call would
+//!   send a request (a cached answer and a wait for another caller's flight are free) and
+//!   refunded when the token proves valid, so it counts bad tokens: over it
+//!   the call is refused RESOURCE_EXHAUSTED ([`AuthError::Throttled`]) without asking, with a
+//!   warning in the log at most every [`WARN_EVERY`].
 
-use std::collections::HashMap;
+mod cache;
+mod peers;
+
+use std::net::IpAddr;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -22,13 +39,24 @@ use oauth2::basic::{BasicClient, BasicTokenIntrospectionResponse};
 use oauth2::{
     AccessToken, ClientId, ClientSecret, EndpointNotSet, EndpointSet, IntrospectionUrl, TokenIntrospectionResponse,
 };
+use scistream_flights::{Flights, Join};
 use scistream_fsm::Principal;
 use scistream_transport::server::{AuthError, AuthFuture, Authenticator};
+use tokio::sync::Semaphore;
 
+use self::cache::{Answer, Cache, Key, digest};
+use self::peers::{PeerKey, Peers, Verdict};
+pub use self::peers::{PeerLimit, WARN_EVERY};
 use super::{OAuthError, Url, unix_now};
 
 /// Longest time a refusal is remembered (never longer than the configured TTL).
 pub const REFUSAL_TTL: Duration = Duration::from_secs(10);
+
+/// `s2cs`'s default limit on introspections in flight.
+pub const DEFAULT_MAX_INFLIGHT: usize = 16;
+
+/// What a caller hears when the check could not be made (the reason goes to the log).
+const CANNOT_CHECK: &str = "the facility cannot check tokens right now; try again later";
 
 /// How a facility checks tokens.
 #[derive(Clone)]
@@ -45,8 +73,12 @@ pub struct IntrospectConfig {
     pub cache_ttl: Duration,
     /// Most answers cached at once.
     pub cache_size: usize,
-    /// Deadline of one introspection call.
+    /// Deadline of one introspection call, and longest wait for a turn under `max_inflight`.
     pub timeout: Duration,
+    /// Most introspections in flight at once; 0: no limit.
+    pub max_inflight: usize,
+    /// What unknown tokens may cost per caller address.
+    pub peer_limit: PeerLimit,
 }
 
 impl std::fmt::Debug for IntrospectConfig {
@@ -58,6 +90,9 @@ impl std::fmt::Debug for IntrospectConfig {
             .field("scope", &self.scope)
             .field("cache_ttl", &self.cache_ttl)
             .field("cache_size", &self.cache_size)
+            .field("timeout", &self.timeout)
+            .field("max_inflight", &self.max_inflight)
+            .field("peer_limit", &self.peer_limit)
             .finish()
     }
 }
@@ -71,7 +106,16 @@ pub struct IntrospectAuth {
     scope: String,
     ttl: Duration,
     cache: Mutex<Cache>,
+    flights: Flights<Key, Answer>,
+    /// Turns to introspect; `None`: no limit.
+    turns: Option<Semaphore>,
+    /// Longest wait for a turn.
+    wait: Duration,
+    peers: Mutex<Peers>,
+    /// When the last warning that callers found no turn was logged.
+    busy_warned: Mutex<Option<Instant>>,
     asked: AtomicU64,
+    throttled: AtomicU64,
 }
 
 impl std::fmt::Debug for IntrospectAuth {
@@ -101,7 +145,13 @@ impl IntrospectAuth {
             scope: cfg.scope,
             ttl: cfg.cache_ttl,
             cache: Mutex::new(Cache::new(cfg.cache_size)),
+            flights: Flights::new(),
+            turns: (cfg.max_inflight > 0).then(|| Semaphore::new(cfg.max_inflight)),
+            wait: cfg.timeout,
+            peers: Mutex::new(Peers::new(cfg.peer_limit)),
+            busy_warned: Mutex::new(None),
             asked: AtomicU64::new(0),
+            throttled: AtomicU64::new(0),
         })
     }
 
@@ -110,22 +160,100 @@ impl IntrospectAuth {
         self.asked.load(Ordering::Relaxed)
     }
 
-    async fn check(&self, token: &str) -> Result<Principal, AuthError> {
+    /// How many calls were refused unchecked for their address's limit.
+    pub fn throttled(&self) -> u64 {
+        self.throttled.load(Ordering::Relaxed)
+    }
+
+    fn cached(&self, key: &Key) -> Option<Answer> {
+        lock(&self.cache).get(key, Instant::now())
+    }
+
+    async fn check(&self, token: &str, peer: Option<IpAddr>) -> Answer {
         let key = digest(token);
-        if let Some(answer) = self.cache.lock().unwrap_or_else(|e| e.into_inner()).get(&key, Instant::now()) {
+        loop {
+            if let Some(answer) = self.cached(&key) {
+                return answer;
+            }
+            let leader = match self.flights.join(key) {
+                Join::Lead(leader) => leader,
+                Join::Follow(flight) => match flight.await {
+                    Some(answer) => return answer,
+                    // Its leader gave up (its caller left, or its address was over the limit).
+                    None => continue,
+                },
+            };
+            // A flight that ended between the look-up and the join left its answer here.
+            if let Some(answer) = self.cached(&key) {
+                leader.complete(answer.clone());
+                return answer;
+            }
+            if !self.admit(peer) {
+                // Abandoned, not answered: each follower is charged to its own address.
+                drop(leader);
+                return Err(AuthError::Throttled);
+            }
+            let answer = self.introspect(key, token).await;
+            if answer.is_ok() {
+                lock(&self.peers).refund(PeerKey::of(peer));
+            }
+            leader.complete(answer.clone());
             return answer;
         }
+    }
+
+    /// Charges `peer` one request to the authorization server; `false` when over its limit.
+    fn admit(&self, peer: Option<IpAddr>) -> bool {
+        let who = PeerKey::of(peer);
+        let verdict = lock(&self.peers).admit(who, Instant::now());
+        let Verdict::Refuse { warn } = verdict else { return true };
+        self.throttled.fetch_add(1, Ordering::Relaxed);
+        if let Some(refused) = warn {
+            tracing::warn!(
+                peer = %who,
+                refused,
+                "unknown tokens over the per-address limit refused without introspection ({refused} calls since the last warning, the latest from {who})"
+            );
+        }
+        false
+    }
+
+    /// Asks in turn (bounded wait), caches what is worth caching, answers.
+    async fn introspect(&self, key: Key, token: &str) -> Answer {
+        let _turn = match &self.turns {
+            None => None,
+            Some(turns) => match tokio::time::timeout(self.wait, turns.acquire()).await {
+                Ok(Ok(turn)) => Some(turn),
+                _ => {
+                    self.warn_busy();
+                    return Err(AuthError::Unavailable(CANNOT_CHECK.into()));
+                }
+            },
+        };
         let answer = self.ask(token).await;
         let life = match &answer {
             Ok((_, life)) => *life,
+            // Shared with the callers waiting for it, never kept.
             Err(AuthError::Unavailable(_)) => Duration::ZERO,
             Err(_) => self.ttl.min(REFUSAL_TTL),
         };
         let answer = answer.map(|(who, _)| who);
         if !life.is_zero() {
-            self.cache.lock().unwrap_or_else(|e| e.into_inner()).put(key, answer.clone(), Instant::now() + life);
+            lock(&self.cache).put(key, answer.clone(), Instant::now() + life);
         }
         answer
+    }
+
+    fn warn_busy(&self) {
+        let now = Instant::now();
+        let mut last = lock(&self.busy_warned);
+        if last.is_none_or(|t| now.saturating_duration_since(t) >= WARN_EVERY) {
+            *last = Some(now);
+            tracing::warn!(
+                wait = ?self.wait,
+                "no turn to introspect within the wait: every allowed introspection is in flight; callers get UNAVAILABLE"
+            );
+        }
     }
 
     /// Asks the authorization server; the identity and how long to trust the answer.
@@ -140,7 +268,7 @@ impl IntrospectAuth {
             .map_err(|e| {
                 let e = super::request_error(e);
                 tracing::warn!("token introspection failed: {e}");
-                AuthError::Unavailable("the facility cannot check tokens right now; try again later".into())
+                AuthError::Unavailable(CANNOT_CHECK.into())
             })?;
         verdict(&answer, &self.scope, self.ttl, unix_now())
     }
@@ -179,137 +307,19 @@ pub fn verdict(
 }
 
 impl Authenticator for IntrospectAuth {
-    fn authenticate<'a>(&'a self, token: Option<&'a str>) -> AuthFuture<'a> {
+    fn authenticate<'a>(&'a self, token: Option<&'a str>, peer: Option<IpAddr>) -> AuthFuture<'a> {
         Box::pin(async move {
             match token {
-                Some(t) => self.check(t).await,
+                Some(t) => self.check(t, peer).await,
                 None => Err(AuthError::Unauthenticated),
             }
         })
     }
 }
 
-type Key = [u8; 32];
-
-fn digest(token: &str) -> Key {
-    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
-    let mut key = [0u8; 32];
-    key.copy_from_slice(d.as_ref());
-    key
-}
-
-type Answer = Result<Principal, AuthError>;
-
-/// Answers until they expire; at most `cap` of them.
-struct Cache {
-    cap: usize,
-    map: HashMap<Key, (Answer, Instant)>,
-}
-
-impl Cache {
-    fn new(cap: usize) -> Self {
-        Self { cap, map: HashMap::new() }
-    }
-
-    fn get(&mut self, key: &Key, now: Instant) -> Option<Answer> {
-        match self.map.get(key) {
-            Some((who, until)) if *until > now => Some(who.clone()),
-            Some(_) => {
-                self.map.remove(key);
-                None
-            }
-            None => None,
-        }
-    }
-
-    fn put(&mut self, key: Key, who: Answer, until: Instant) {
-        if self.cap == 0 {
-            return;
-        }
-        if self.map.len() >= self.cap && !self.map.contains_key(&key) {
-            let now = Instant::now();
-            self.map.retain(|_, (_, u)| *u > now);
-            if self.map.len() >= self.cap
-                && let Some(first) = self.map.iter().min_by_key(|(_, (_, u))| *u).map(|(k, _)| *k)
-            {
-                self.map.remove(&first);
-            }
-        }
-        self.map.insert(key, (who, until));
-    }
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn p(s: &str) -> Principal {
-        Principal(s.into())
-    }
-
-    #[test]
-    fn cache_answers_until_expiry() {
-        let mut c = Cache::new(4);
-        let t0 = Instant::now();
-        c.put(digest("a"), Ok(p("alice")), t0 + Duration::from_secs(5));
-        assert_eq!(c.get(&digest("a"), t0), Some(Ok(p("alice"))));
-        assert_eq!(c.get(&digest("b"), t0), None);
-        assert_eq!(c.get(&digest("a"), t0 + Duration::from_secs(5)), None);
-        assert!(c.map.is_empty(), "an expired answer is dropped when seen");
-    }
-
-    #[test]
-    fn full_cache_evicts_what_expires_first() {
-        let mut c = Cache::new(2);
-        let t0 = Instant::now() + Duration::from_secs(100);
-        c.put(digest("late"), Ok(p("l")), t0 + Duration::from_secs(50));
-        c.put(digest("soon"), Ok(p("s")), t0 + Duration::from_secs(10));
-        c.put(digest("new"), Ok(p("n")), t0 + Duration::from_secs(30));
-        assert_eq!(c.map.len(), 2);
-        assert_eq!(c.get(&digest("soon"), t0), None);
-        assert_eq!(c.get(&digest("late"), t0), Some(Ok(p("l"))));
-        assert_eq!(c.get(&digest("new"), t0), Some(Ok(p("n"))));
-    }
-
-    #[test]
-    fn zero_sized_cache_holds_nothing() {
-        let mut c = Cache::new(0);
-        c.put(digest("a"), Ok(p("alice")), Instant::now() + Duration::from_secs(5));
-        assert_eq!(c.get(&digest("a"), Instant::now()), None);
-    }
-
-    #[test]
-    fn debug_never_shows_the_secret() {
-        let cfg = IntrospectConfig {
-            url: Url::parse("http://127.0.0.1:1/introspect").unwrap(),
-            client_id: "facility".into(),
-            client_secret: "s3cr3t-value".into(),
-            scope: "scistream".into(),
-            cache_ttl: Duration::from_secs(60),
-            cache_size: 10,
-            timeout: Duration::from_secs(1),
-        };
-        assert!(!format!("{cfg:?}").contains("s3cr3t"));
-        let auth = IntrospectAuth::new(cfg).unwrap();
-        assert!(!format!("{auth:?}").contains("s3cr3t"));
-    }
-
-    #[tokio::test]
-    async fn unreachable_server_is_unavailable_never_open() {
-        // A port nothing listens on: bind one, learn it, close it.
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let auth = IntrospectAuth::new(IntrospectConfig {
-            url: Url::parse(&format!("http://127.0.0.1:{port}/introspect")).unwrap(),
-            client_id: "facility".into(),
-            client_secret: "secret".into(),
-            scope: "scistream".into(),
-            cache_ttl: Duration::from_secs(60),
-            cache_size: 10,
-            timeout: Duration::from_secs(2),
-        })
-        .unwrap();
-        assert!(matches!(auth.authenticate(Some("tok")).await, Err(AuthError::Unavailable(_))));
-        assert_eq!(auth.authenticate(None).await, Err(AuthError::Unauthenticated));
-        assert_eq!(auth.introspections(), 1, "no token, no call");
-    }
-}
+mod tests;

@@ -10,14 +10,17 @@
 //! - [`store`]: where `s2uc` keeps its tokens: one entry per scope in a file of mode 0600;
 //! - [`introspect`]: the facility's side (`s2cs --client-id/--client-secret`): every caller's
 //!   token checked by RFC 7662 introspection with the facility's client credentials, positive
-//!   answers cached for a bounded time in a bounded cache, never failing open.
+//!   answers cached for a bounded time in a bounded cache, never failing open; under pressure,
+//!   one introspection per token however many calls carry it (`scistream-flights`), a cap on
+//!   introspections in flight, and a token bucket per caller address for unknown tokens.
 //!
 //! Its contract with the control plane: [`IntrospectAuth`](introspect::IntrospectAuth)
 //! implements `scistream-transport`'s
 //! [`Authenticator`](scistream_transport::server::Authenticator): given the token
-//! `scistream-transport` read from a call's metadata, it answers the caller's identity (the
-//! token's subject, a [`Principal`](scistream_fsm::Principal)) or why not (no valid token, a
-//! token without the facility's scope, or the authorization server unavailable). The control
+//! `scistream-transport` read from a call's metadata (and the caller's address), it answers
+//! the caller's identity (the token's subject, a [`Principal`](scistream_fsm::Principal)) or
+//! why not (no valid token, a token without the facility's scope, too many unknown tokens from
+//! that address, or the authorization server unavailable). The control
 //! server sees nothing else of OAuth2, and this crate nothing of sessions.
 //!
 //! Defaults follow Globus Auth, the authorization server SciStream 1.2 uses: endpoints under

@@ -1,6 +1,7 @@
 //! Who is calling: the token in the `authorization` metadata, checked by an [`Authenticator`].
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr};
 use std::pin::Pin;
 
 use scistream_fsm::Principal;
@@ -19,6 +20,10 @@ pub enum AuthError {
     /// The authorization server could not be asked.
     #[error("authorization server unavailable: {0}")]
     Unavailable(String),
+    /// The caller's address sent more unknown tokens than the facility checks for one address;
+    /// the token was not checked.
+    #[error("too many unknown tokens from this address; try again later")]
+    Throttled,
 }
 
 impl From<AuthError> for Status {
@@ -27,6 +32,7 @@ impl From<AuthError> for Status {
             AuthError::Unauthenticated => Self::unauthenticated(e.to_string()),
             AuthError::WrongScope => Self::permission_denied(e.to_string()),
             AuthError::Unavailable(_) => Self::unavailable(e.to_string()),
+            AuthError::Throttled => Self::resource_exhausted(e.to_string()),
         }
     }
 }
@@ -39,14 +45,15 @@ pub type CallerFuture<'a> = Pin<Box<dyn Future<Output = Result<(Principal, Strin
 
 /// Checks a caller's token.
 pub trait Authenticator: Send + Sync + 'static {
-    /// The identity `token` proves.
-    fn authenticate<'a>(&'a self, token: Option<&'a str>) -> AuthFuture<'a>;
+    /// The identity `token` proves, for a caller at `peer` (its IP address, when the
+    /// connection has one): an authenticator may limit what one address costs it.
+    fn authenticate<'a>(&'a self, token: Option<&'a str>, peer: Option<IpAddr>) -> AuthFuture<'a>;
 
-    /// The caller of a request: its identity and its raw token (never logged).
-    fn caller<'a>(&'a self, md: &'a MetadataMap) -> CallerFuture<'a> {
+    /// The caller of a request from `peer`: its identity and its raw token (never logged).
+    fn caller<'a>(&'a self, md: &'a MetadataMap, peer: Option<SocketAddr>) -> CallerFuture<'a> {
         Box::pin(async move {
             let token = crate::auth::token_from_metadata(md);
-            let who = self.authenticate(token.as_deref()).await?;
+            let who = self.authenticate(token.as_deref(), peer.map(|p| p.ip())).await?;
             Ok((who, token.unwrap_or_default()))
         })
     }
@@ -58,7 +65,7 @@ pub trait Authenticator: Send + Sync + 'static {
 pub struct OpenAuth;
 
 impl Authenticator for OpenAuth {
-    fn authenticate<'a>(&'a self, _token: Option<&'a str>) -> AuthFuture<'a> {
+    fn authenticate<'a>(&'a self, _token: Option<&'a str>, _peer: Option<IpAddr>) -> AuthFuture<'a> {
         Box::pin(async { Ok(Principal("anonymous".into())) })
     }
 }
