@@ -14,12 +14,14 @@ use ractor::Actor;
 use scistream_actors::s2ds::TrafficBook;
 use scistream_actors::{S2dsActor, S2dsArgs, S2dsMsg};
 use scistream_bins::gateway::{self, Sides, parse_range};
+use scistream_bins::limits::PortArgs;
 use scistream_bins::{EXIT_USAGE, shutdown_signal};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Role, s2ds};
 use scistream_proto::Limits;
 use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, NodeService, TrafficSource, Uplink};
+use scistream_transport::ports::{PortLimits, TlsInfo};
 use scistream_transport::tls;
 use serde::Deserialize;
 
@@ -107,6 +109,10 @@ struct RunArgs {
     #[arg(short, long, action = clap::ArgAction::Count)]
     #[serde(default)]
     verbose: u8,
+    /// The link port's limits (in the file, the `[limits]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    limits: PortArgs,
     /// TOML file with any of these settings (kebab-case keys).
     #[arg(long)]
     #[serde(skip)]
@@ -125,6 +131,7 @@ struct Settings {
     max_num_conn: u16,
     capacity: Option<u64>,
     verbose: u8,
+    limits: PortLimits,
 }
 
 fn settings(cli: RunArgs) -> Result<Settings> {
@@ -156,7 +163,9 @@ fn settings(cli: RunArgs) -> Result<Settings> {
     if capacity == Some(0) {
         bail!("--capacity 0: a node that can carry nothing serves nobody; leave it out for no limit");
     }
+    let limits = cli.limits.merge(&file.limits)?;
     Ok(Settings {
+        limits,
         listen,
         cert,
         key,
@@ -248,10 +257,9 @@ async fn serve(s: Settings) -> Result<()> {
         // Close every listener and relay before the link drains.
         relays.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     };
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(tls::serve_mutual_tls_incoming(listener, tls_cfg).await, signal)
-        .await?;
+    tracing::info!(limits = ?s.limits, "link port limits");
+    let incoming = tls::serve_mutual_tls_incoming(listener, tls_cfg, &s.limits).await;
+    s.limits.server::<TlsInfo>().add_service(service).serve_with_incoming_shutdown(incoming, signal).await?;
     actor.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     let _ = handle.await;
     tracing::info!("stopped; every listener closed");

@@ -12,6 +12,7 @@ mod data_path;
 mod held_ports;
 mod identity;
 mod isolation;
+mod limits;
 mod liveness;
 mod nodes;
 mod pool;
