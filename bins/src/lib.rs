@@ -5,14 +5,15 @@
 //! its own), `s2uc` (the user's client: one command orchestrates both facilities) and
 //! `appctrl` (the application controller's Hello). This library holds what they share:
 //! logging, address lists, shutdown signals, exit codes, a data server's addresses and
-//! `gen-cert` ([`gateway`]), the daemons' flags and config files ([`config`]), how to reach a
-//! control server ([`client`]) and the user's identity: login, tokens and which scope each
-//! control server needs ([`auth`]).
+//! `gen-cert` ([`gateway`]), the daemons' flags and config files ([`config`]), the limits of a
+//! daemon's port ([`limits`]), how to reach a control server ([`client`]) and the user's
+//! identity: login, tokens and which scope each control server needs ([`auth`]).
 
 pub mod auth;
 pub mod client;
 pub mod config;
 pub mod gateway;
+pub mod limits;
 
 use std::time::Duration;
 

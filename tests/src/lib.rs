@@ -6,6 +6,7 @@
 //! beside the code they test (`fsm`, `proto`, `sim`).
 
 pub mod authsrv;
+pub mod flood;
 pub mod lab;
 
 use std::io::{BufRead, BufReader, Read};

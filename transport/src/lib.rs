@@ -20,6 +20,8 @@
 //! - [`tls`]: the server's TLS 1.3 configuration from PEM files, the stream of TLS connections
 //!   tonic's server consumes (handshakes run concurrently; failures never reach tonic), and
 //!   client channels that trust a pinned certificate or the system's roots;
+//! - [`ports`]: what one gRPC port lets its peers hold (connections, streams, calls in flight,
+//!   idle and handshake timeouts), before any authentication;
 //! - [`certgen`]: self-signed server certificates for facilities without a CA;
 //! - [`auth`]: the caller's token in `authorization` metadata, raw as 1.2 sends it or `Bearer`;
 //! - [`client`]: [`ControlClient`](client::ControlClient), one typed method per rpc, each with
@@ -47,6 +49,7 @@ pub mod auth;
 pub mod certgen;
 pub mod client;
 pub mod node;
+pub mod ports;
 pub mod relay;
 pub mod server;
 pub mod store;

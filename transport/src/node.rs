@@ -391,8 +391,9 @@ mod tests {
         let uplink = Uplink::default();
         let traffic: TrafficSource = Arc::new(Vec::new);
         let svc = NodeService::new(inbound, uplink.clone(), traffic, Limits::DEFAULT).into_server();
-        let incoming = tls::serve_mutual_tls_incoming(listener, cfg).await;
-        tokio::spawn(tonic::transport::Server::builder().serve_with_incoming_shutdown(
+        let limits = crate::ports::PortLimits::default();
+        let incoming = tls::serve_mutual_tls_incoming(listener, cfg, &limits).await;
+        tokio::spawn(limits.server::<tls::TlsInfo>().serve_with_incoming_shutdown(
             svc,
             incoming,
             std::future::pending(),

@@ -2,37 +2,30 @@
 //! TLS connections for tonic's server, and client channels.
 //!
 //! The server side speaks TLS 1.3 only and offers ALPN `h2`. Handshakes run concurrently, one
-//! task per connection, bounded by [`HANDSHAKE_TIMEOUT`]: a slow or hostile client never delays
-//! another, and a failed handshake is logged and dropped instead of reaching tonic.
+//! task per connection, bounded by the port's handshake timeout ([`HANDSHAKE_TIMEOUT`] by
+//! default) and within its connection cap ([`crate::ports`]): a slow or hostile client never
+//! delays another, and a failed handshake is logged and dropped instead of reaching tonic.
 
 use std::error::Error as StdError;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use scistream_fsm::Addr;
 use scistream_fsm::types::AddrError;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
-use tokio_stream::Stream;
 use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint};
 
-/// How long a client may take to complete its TLS handshake before the server drops it.
-pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub use crate::ports::TlsInfo;
+use crate::ports::{self, Incoming, PortLimits};
 
-/// Completed handshakes waiting for tonic to pick them up.
-const QUEUE: usize = 64;
-
-/// How long the accept loop pauses after a failure of the listening socket itself (for
-/// instance out of file descriptors), so it does not spin.
-const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+/// How long a client may take to complete its TLS handshake before the server drops it, unless
+/// the port's [`PortLimits::handshake_timeout`] says otherwise.
+pub const HANDSHAKE_TIMEOUT: Duration = PortLimits::DEFAULT.handshake_timeout;
 
 /// Why a TLS configuration or a client channel could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -190,94 +183,58 @@ pub async fn connect_mutual(
     open(addr, endpoint, timeout).await
 }
 
-/// The TLS connections of a listener, for `tonic::transport::Server::serve_with_incoming*`.
+/// The TLS connections of a listener within its [`PortLimits`], for
+/// `tonic::transport::Server::serve_with_incoming*` of [`PortLimits::server`]`::<`[`TlsInfo`]`>`.
 ///
 /// It yields only completed handshakes and never an error: a failed or timed-out handshake is
-/// logged at debug level with the peer's address and dropped. Dropping the stream (tonic does
-/// when it shuts down) closes the listening socket.
-#[derive(Debug)]
-pub struct TlsIncoming {
-    rx: mpsc::Receiver<TlsStream<TcpStream>>,
-    accept: JoinHandle<()>,
-}
+/// logged at debug level with the peer's address and dropped.
+pub type TlsIncoming = Incoming<TlsStream<TcpStream>>;
 
-impl Stream for TlsIncoming {
-    type Item = Result<TlsStream<TcpStream>, io::Error>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.rx.poll_recv(cx).map(|conn| conn.map(Ok))
-    }
-}
-
-impl Drop for TlsIncoming {
-    fn drop(&mut self) {
-        self.accept.abort();
-    }
-}
-
-/// Accepts TCP connections on `listener` and performs their TLS handshakes with `cfg`, each in
-/// its own task. The result is the `incoming` argument of tonic's
-/// `Server::builder().add_service(..).serve_with_incoming_shutdown(incoming, signal)` (or,
-/// without tonic's `router` feature, `Server::builder().serve_with_incoming_shutdown(svc,
-/// incoming, signal)`): the
-/// stream's items are `tokio_rustls::server::TlsStream<TcpStream>`, for which tonic provides
-/// `Connected` (its connect info is a `TlsConnectInfo<TcpConnectInfo>`, peer address included).
+/// Accepts TCP connections on `listener` within `limits` (the connection cap, the handshake
+/// and idle timeouts: [`crate::ports`]) and performs their TLS handshakes with `cfg`, each in
+/// its own task. The result is the `incoming` argument of
+/// `limits.server::<TlsInfo>().add_service(..).serve_with_incoming_shutdown(incoming, signal)`:
+/// that server tracks the calls of each connection, which the idle timeout needs, and hands
+/// the calls tonic's own connect info (`Request::remote_addr` works).
 ///
 /// Accepted sockets get `TCP_NODELAY`. Must run inside a tokio runtime.
-pub async fn serve_tls_incoming(listener: TcpListener, cfg: Arc<rustls::ServerConfig>) -> TlsIncoming {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(cfg), tx, false));
-    TlsIncoming { rx, accept }
+pub async fn serve_tls_incoming(
+    listener: TcpListener,
+    cfg: Arc<rustls::ServerConfig>,
+    limits: &PortLimits,
+) -> TlsIncoming {
+    tls_incoming(listener, cfg, limits, false)
 }
 
 /// As [`serve_tls_incoming`], for a [`mutual_server_config`]: a peer refused in the handshake
 /// (no certificate, or one the facility does not trust) is logged as a warning, since on a
 /// facility's LAN that is a misconfiguration or an intruder, not Internet noise.
-pub async fn serve_mutual_tls_incoming(listener: TcpListener, cfg: Arc<rustls::ServerConfig>) -> TlsIncoming {
-    let (tx, rx) = mpsc::channel(QUEUE);
-    let accept = tokio::spawn(accept_loop(listener, TlsAcceptor::from(cfg), tx, true));
-    TlsIncoming { rx, accept }
+pub async fn serve_mutual_tls_incoming(
+    listener: TcpListener,
+    cfg: Arc<rustls::ServerConfig>,
+    limits: &PortLimits,
+) -> TlsIncoming {
+    tls_incoming(listener, cfg, limits, true)
 }
 
-async fn accept_loop(listener: TcpListener, acceptor: TlsAcceptor, tx: mpsc::Sender<TlsStream<TcpStream>>, loud: bool) {
-    loop {
-        let (tcp, peer) = match listener.accept().await {
-            Ok(conn) => conn,
-            Err(err) if is_per_connection(&err) => {
-                tracing::debug!(error = %err, "control connection lost before accept");
-                continue;
+fn tls_incoming(listener: TcpListener, cfg: Arc<rustls::ServerConfig>, limits: &PortLimits, loud: bool) -> TlsIncoming {
+    let acceptor = TlsAcceptor::from(cfg);
+    ports::incoming(listener, limits, move |tcp, peer| {
+        let accept = acceptor.accept(tcp);
+        async move {
+            match accept.await {
+                Ok(tls) => Some(tls),
+                Err(err) if loud => {
+                    tracing::warn!(%peer, error = %err, "peer refused in the tls handshake");
+                    None
+                }
+                Err(err) => {
+                    tracing::debug!(%peer, error = %err, "tls handshake failed");
+                    None
+                }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "accepting control connections failed");
-                tokio::time::sleep(ACCEPT_BACKOFF).await;
-                continue;
-            }
-        };
-        if tx.is_closed() {
-            return;
         }
-        if let Err(err) = tcp.set_nodelay(true) {
-            tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
-        }
-        let (acceptor, tx) = (acceptor.clone(), tx.clone());
-        tokio::spawn(async move {
-            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                // A closed receiver means the server stopped: the connection is dropped.
-                Ok(Ok(tls)) => drop(tx.send(tls).await),
-                Ok(Err(err)) if loud => tracing::warn!(%peer, error = %err, "peer refused in the tls handshake"),
-                Ok(Err(err)) => tracing::debug!(%peer, error = %err, "tls handshake failed"),
-                Err(_) => tracing::debug!(%peer, "tls handshake timed out"),
-            }
-        });
-    }
-}
-
-/// Errors of `accept` that concern one connection, not the listening socket.
-fn is_per_connection(err: &io::Error) -> bool {
-    matches!(
-        err.kind(),
-        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset | io::ErrorKind::ConnectionRefused
-    )
+    })
 }
 
 /// Which certificates a client trusts to authenticate a control server.

@@ -21,9 +21,11 @@ use scistream_identity::introspect::{DEFAULT_MAX_INFLIGHT, IntrospectAuth, Intro
 use scistream_identity::{self as oauth};
 use scistream_proto::Limits;
 use scistream_transport::node::LinkTls;
+use scistream_transport::ports::{self, PortLimits, TlsInfo};
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
 use scistream_transport::store::SessionStore;
 use scistream_transport::tls;
+use tonic::transport::server::TcpConnectInfo;
 
 /// SciStream control server (S2CS), with its embedded data server (S2DS) or linked to an
 /// `s2ds` node.
@@ -76,6 +78,7 @@ struct Settings {
     auth: Option<IntrospectConfig>,
     operators: Vec<Principal>,
     allow_keyless_sessions: bool,
+    limits: PortLimits,
 }
 
 /// Where the data server runs.
@@ -165,7 +168,9 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         .clone()
         .or_else(|| file.state_dir.clone())
         .or_else(|| std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let limits = cli.limits.merge(&file.limits)?;
     Ok(Settings {
+        limits,
         state_dir,
         ip,
         port: cli.port.or(file.port).unwrap_or(5000),
@@ -382,12 +387,20 @@ async fn serve(s: Settings) -> Result<()> {
         // actor answers every waiting call UNAVAILABLE.
         sessions.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     };
-    let router = tonic::transport::Server::builder().add_service(service);
+    let limits = &s.limits;
+    tracing::info!(?limits, "control port limits");
     match tls_cfg {
-        Some(cfg) => router.serve_with_incoming_shutdown(tls::serve_tls_incoming(listener, cfg).await, signal).await?,
+        Some(cfg) => {
+            let incoming = tls::serve_tls_incoming(listener, cfg, limits).await;
+            limits.server::<TlsInfo>().add_service(service).serve_with_incoming_shutdown(incoming, signal).await?
+        }
         None => {
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(listener);
-            router.serve_with_incoming_shutdown(incoming, signal).await?
+            let incoming = ports::serve_tcp_incoming(listener, limits);
+            limits
+                .server::<TcpConnectInfo>()
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await?
         }
     }
     // Every session's listeners close with the actor tree.

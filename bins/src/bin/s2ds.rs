@@ -21,6 +21,7 @@ use scistream_fsm::{Role, s2ds};
 use scistream_proto::Limits;
 use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, NodeService, TrafficSource, Uplink};
+use scistream_transport::ports::{PortLimits, TlsInfo};
 use scistream_transport::tls;
 
 /// SciStream data server node (S2DS): listeners and relays of one gateway node, driven by its
@@ -70,6 +71,7 @@ struct Settings {
     capacity: Option<u64>,
     tombstone: Duration,
     verbose: u8,
+    limits: PortLimits,
 }
 
 fn settings(cli: RunArgs) -> Result<Settings> {
@@ -101,7 +103,9 @@ fn settings(cli: RunArgs) -> Result<Settings> {
     if capacity == Some(0) {
         bail!("--capacity 0: a node that can carry nothing serves nobody; leave it out for no limit");
     }
+    let limits = cli.limits.merge(&file.limits)?;
     Ok(Settings {
+        limits,
         listen,
         cert,
         key,
@@ -194,10 +198,9 @@ async fn serve(s: Settings) -> Result<()> {
         // Close every listener and relay before the link drains.
         relays.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     };
-    tonic::transport::Server::builder()
-        .add_service(service)
-        .serve_with_incoming_shutdown(tls::serve_mutual_tls_incoming(listener, tls_cfg).await, signal)
-        .await?;
+    tracing::info!(limits = ?s.limits, "link port limits");
+    let incoming = tls::serve_mutual_tls_incoming(listener, tls_cfg, &s.limits).await;
+    s.limits.server::<TlsInfo>().add_service(service).serve_with_incoming_shutdown(incoming, signal).await?;
     actor.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     let _ = handle.await;
     tracing::info!("stopped; every listener closed");

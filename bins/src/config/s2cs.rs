@@ -153,6 +153,10 @@ pub struct RunArgs {
     /// restart forgets every session].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// The control port's limits (in the file, the `[limits]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub limits: crate::limits::PortArgs,
     /// TOML file with any of these settings (kebab-case keys).
     #[arg(long)]
     #[serde(skip)]

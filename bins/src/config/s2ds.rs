@@ -62,6 +62,10 @@ pub struct RunArgs {
     #[arg(short, long, action = clap::ArgAction::Count)]
     #[serde(default)]
     pub verbose: u8,
+    /// The link port's limits (in the file, the `[limits]` table).
+    #[command(flatten)]
+    #[serde(default)]
+    pub limits: crate::limits::PortArgs,
     /// TOML file with any of these settings (kebab-case keys).
     #[arg(long)]
     #[serde(skip)]

@@ -13,6 +13,7 @@ mod held_ports;
 mod identity;
 mod introspection;
 mod isolation;
+mod limits;
 mod liveness;
 mod nodes;
 mod pool;

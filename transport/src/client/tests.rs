@@ -99,12 +99,13 @@ async fn serve(canned: Canned) -> TestServer {
     let cert = test_cert();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
-    let incoming = tls::serve_tls_incoming(listener, tls::server_config(&cert.cert, &cert.key).unwrap()).await;
+    let limits = crate::ports::PortLimits::default();
+    let incoming = tls::serve_tls_incoming(listener, tls::server_config(&cert.cert, &cert.key).unwrap(), &limits).await;
     let seen = Seen::default();
     let svc = ControlServer::new(Canner { canned, seen: seen.clone() });
     let (stop, stopped) = oneshot::channel::<()>();
     // Without tonic's `router` feature a server serves one service directly.
-    let server = tonic::transport::Server::builder().serve_with_incoming_shutdown(svc, incoming, async {
+    let server = limits.server::<tls::TlsInfo>().serve_with_incoming_shutdown(svc, incoming, async {
         drop(stopped.await);
     });
     tokio::spawn(server);

@@ -19,7 +19,7 @@ async fn incoming() -> (SocketAddr, TlsIncoming, crate::testkit::TestCert) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let cfg = server_config(&cert.cert, &cert.key).unwrap();
-    (addr, serve_tls_incoming(listener, cfg).await, cert)
+    (addr, serve_tls_incoming(listener, cfg, &PortLimits::default()).await, cert)
 }
 
 /// Completes a TLS handshake as a client limited to `versions`.
@@ -79,8 +79,8 @@ async fn tls13_client_is_accepted_and_yielded() {
     assert_eq!(client.get_ref().1.protocol_version(), Some(rustls::ProtocolVersion::TLSv1_3));
     assert_eq!(client.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
     let server = tokio::time::timeout(BOUND, incoming.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(server.get_ref().0.peer_addr().unwrap(), client.get_ref().0.local_addr().unwrap());
-    assert!(server.get_ref().0.nodelay().unwrap());
+    assert_eq!(server.get_ref().get_ref().0.peer_addr().unwrap(), client.get_ref().0.local_addr().unwrap());
+    assert!(server.get_ref().get_ref().0.nodelay().unwrap());
 }
 
 #[tokio::test]
@@ -90,7 +90,7 @@ async fn tls12_only_client_is_refused_and_not_yielded() {
     // The next item is the next good client, not an error for the refused one.
     let good = handshake(addr, &cert.pem.cert_pem, &[&rustls::version::TLS13]).await.unwrap();
     let server = tokio::time::timeout(BOUND, incoming.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(server.get_ref().0.peer_addr().unwrap(), good.get_ref().0.local_addr().unwrap());
+    assert_eq!(server.get_ref().get_ref().0.peer_addr().unwrap(), good.get_ref().0.local_addr().unwrap());
 }
 
 #[tokio::test]
@@ -105,7 +105,7 @@ async fn garbage_and_stalled_handshakes_do_not_block_other_clients() {
         .expect("a stalled handshake delayed another client")
         .unwrap();
     let server = tokio::time::timeout(BOUND, incoming.next()).await.unwrap().unwrap().unwrap();
-    assert_eq!(server.get_ref().0.peer_addr().unwrap(), good.get_ref().0.local_addr().unwrap());
+    assert_eq!(server.get_ref().get_ref().0.peer_addr().unwrap(), good.get_ref().0.local_addr().unwrap());
 }
 
 #[tokio::test]
