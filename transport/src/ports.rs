@@ -134,6 +134,11 @@ impl Throttled {
     }
 }
 
+/// The tail of a rate-limited refusal's log line: how many were not logged since the last.
+pub(crate) fn held_back(n: u64) -> String {
+    if n == 0 { String::new() } else { format!(" ({n} more refused since the last such line)") }
+}
+
 /// The bounded connections of a listener, for `Server::serve_with_incoming*`.
 ///
 /// It yields only connections that completed their handshake and never an error. Dropping it
@@ -209,7 +214,8 @@ where
                 tracing::warn!(
                     %peer,
                     max_connections = limits.max_connections,
-                    "control connection refused: too many open; {held} more refused since the last such line"
+                    "control connection refused: too many open{}",
+                    held_back(held)
                 );
             }
             continue;

@@ -183,8 +183,8 @@ pub async fn connect_mutual(
     open(addr, endpoint, timeout).await
 }
 
-/// The TLS connections of a listener within its [`PortLimits`], for
-/// `tonic::transport::Server::serve_with_incoming*` of [`PortLimits::server`]`::<`[`TlsInfo`]`>`.
+/// The TLS connections of a listener within its [`PortLimits`], for the
+/// `serve_with_incoming*` of the server [`PortLimits::server`] builds for [`TlsInfo`].
 ///
 /// It yields only completed handshakes and never an error: a failed or timed-out handshake is
 /// logged at debug level with the peer's address and dropped.

@@ -15,8 +15,8 @@ use tonic::codegen::Service;
 use tonic::codegen::http::{Request, Response};
 use tower_layer::Layer;
 
-use super::Throttled;
 use super::conn::{CallGuard, ConnInfo};
+use super::{Throttled, held_back};
 
 /// The layer of [`super::PortLimits::server`]: `I` is the connect info inside [`ConnInfo`].
 #[derive(Debug)]
@@ -89,10 +89,7 @@ where
         };
         let Ok(slot) = self.layer.slots.clone().try_acquire_owned() else {
             if let Some(held) = self.layer.refused.note() {
-                tracing::warn!(
-                    max_calls = self.layer.max,
-                    "call refused: too many in flight; {held} more refused since the last such line"
-                );
+                tracing::warn!(max_calls = self.layer.max, "call refused: too many in flight{}", held_back(held));
             }
             let refused =
                 Status::resource_exhausted("too many calls in flight at this server; retry later").into_http();
