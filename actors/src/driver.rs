@@ -9,7 +9,7 @@ use std::fmt::Debug;
 use std::time::Duration;
 
 use ractor::{ActorRef, Message};
-use scistream_fsm::{Core, Effect, Instant, Outbox, TimerKey};
+use scistream_fsm::{Core, Effect, Instant, Outbox, ProtocolError, TimerKey};
 
 /// A core, its clock and its armed timers, inside an actor whose messages are `M`.
 #[derive(Debug)]
@@ -22,6 +22,8 @@ pub struct Driver<C, M> {
     wrap: fn(TimerKey, u64) -> M,
     /// The actor's name in logs.
     name: &'static str,
+    /// Why the core refused the last input, if it did.
+    refused: Option<ProtocolError>,
 }
 
 impl<C: Core, M: Message> Driver<C, M>
@@ -30,7 +32,15 @@ where
 {
     /// Drives `core`; fired timers come back to the actor as `wrap(key, generation)`.
     pub fn new(core: C, wrap: fn(TimerKey, u64) -> M, name: &'static str) -> Self {
-        Self { core, origin: tokio::time::Instant::now(), armed: BTreeMap::new(), generation: 0, wrap, name }
+        Self {
+            core,
+            origin: tokio::time::Instant::now(),
+            armed: BTreeMap::new(),
+            generation: 0,
+            wrap,
+            name,
+            refused: None,
+        }
     }
 
     /// The core.
@@ -48,7 +58,8 @@ where
     /// protocol) and its effects (an ERROR for the sender) are returned all the same.
     pub fn step(&mut self, me: &ActorRef<M>, input: C::Input) -> Outbox {
         let mut out = Outbox::new();
-        if let Err(e) = self.core.step(self.now(), input, &mut out) {
+        self.refused = self.core.step(self.now(), input, &mut out).err();
+        if let Some(e) = &self.refused {
             tracing::debug!("{} refused an input: {e}", self.name);
         }
         out.retain(|effect| match effect {
@@ -68,6 +79,11 @@ where
             _ => true,
         });
         out
+    }
+
+    /// Why the core refused the last input it was stepped with (`None`: it took it).
+    pub fn refused(&self) -> Option<&ProtocolError> {
+        self.refused.as_ref()
     }
 
     /// Whether a fired timer is still the armed one (and disarms it): only then feed it.

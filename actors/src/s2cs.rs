@@ -17,7 +17,7 @@ use std::sync::Arc;
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use scistream_fsm::alphabet::Alphabet;
 use scistream_fsm::s2cs::Record;
-use scistream_fsm::{Effect, Faces, Msg, Node, Peer, TimerKey, Uid, s2cs, s2ds, session};
+use scistream_fsm::{Effect, Faces, Msg, Node, Peer, ProtocolError, TimerKey, Uid, s2cs, s2ds, session};
 use scistream_proto::Limits;
 use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, LinkTls, NodeLink, TrafficSeen};
@@ -354,17 +354,14 @@ impl Actor for S2csActor {
             }
             S2csMsg::Query(q) => Self::answer(st, q),
             S2csMsg::FromDs(node, msg) => {
-                let core = st.driver.core();
-                if let Some(uid) = msg.uid()
-                    && core.session(&uid).is_none_or(|e| e.node != node)
-                {
-                    // Never trusted: the core refuses it (and has the node release ports it
-                    // reserved for it).
-                    let name = st.names.get(node.index()).map_or("?", String::as_str);
-                    tracing::warn!(node = name, %uid, "the data server reports {} for a session this control server does not hold there; refused", msg.name());
-                }
                 let from = Peer::DataServer(st.driver.core().config().facility, node);
+                let what = msg.name();
                 Self::step(&myself, st, s2cs::Input::Msg { from, caller: None, msg }, None).await?;
+                if let Some(ProtocolError::UnknownSession(uid)) = st.driver.refused() {
+                    // The core refused it (and had the node release ports it reserved for it).
+                    let name = st.names.get(node.index()).map_or("?", String::as_str);
+                    tracing::warn!(node = name, %uid, "the data server reports {what} for a session this control server does not hold there; refused");
+                }
             }
             S2csMsg::Up(Upward::ToDs(node, msg)) => Self::to_ds(st, node, msg),
             S2csMsg::Up(Upward::Report(uid, report)) => {

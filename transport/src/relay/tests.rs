@@ -186,19 +186,17 @@ async fn a_target_that_cannot_be_reached_makes_the_path_degraded_until_a_connect
     assert_eq!(relay.traffic().dial_failures, 3, "the count stays");
 }
 
-#[tokio::test]
-async fn a_producer_gateway_that_is_not_the_session_s_makes_the_consumer_side_degraded() {
-    let target = echo_target().await;
-    let (prod_id, cons_id) = (
-        crate::wan::SessionIdentity::derive(&scistream_fsm::Credentials([1; 32])).expect("identity"),
-        crate::wan::SessionIdentity::derive(&scistream_fsm::Credentials([2; 32])).expect("identity"),
-    );
+/// The consumer gateway (plain in, TLS out with the credentials `cons`) dialling the producer
+/// gateway (TLS in with `prod`, plain out to `target`). Returns the consumer-side port, the
+/// producer gateway's WAN port and both relays.
+async fn gateways(prod: u8, cons: u8, target: u16) -> (u16, u16, Relay, Relay) {
+    let id = |c: u8| crate::wan::SessionIdentity::derive(&scistream_fsm::Credentials([c; 32])).expect("identity");
     let (wan, wan_port) = listener().await;
     let prod_gw = Relay::start(
         "prod",
         vec![wan],
         vec![at(target)],
-        Legs::AcceptTls(tokio_rustls::TlsAcceptor::from(prod_id.server_config().expect("server config"))),
+        Legs::AcceptTls(tokio_rustls::TlsAcceptor::from(id(prod).server_config().expect("server config"))),
         Arc::default(),
         None,
     );
@@ -207,10 +205,18 @@ async fn a_producer_gateway_that_is_not_the_session_s_makes_the_consumer_side_de
         "cons",
         vec![lan],
         vec![at(wan_port)],
-        Legs::DialTls(tokio_rustls::TlsConnector::from(cons_id.client_config().expect("client config"))),
+        Legs::DialTls(tokio_rustls::TlsConnector::from(id(cons).client_config().expect("client config"))),
         Arc::default(),
         None,
     );
+    (lan_port, wan_port, cons_gw, prod_gw)
+}
+
+#[tokio::test]
+async fn a_producer_gateway_that_is_not_the_session_s_makes_the_consumer_side_degraded() {
+    let target = echo_target().await;
+    // Each gateway holds another session's credentials.
+    let (lan_port, wan_port, cons_gw, prod_gw) = gateways(1, 2, target).await;
     let end = tokio::time::timeout(BOUND, round_trip(lan_port, vec![3; 10])).await.expect("in time");
     assert!(end.is_err() || end.is_ok_and(|b| b.is_empty()), "nothing crosses");
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -281,26 +287,7 @@ mod wan_chain {
     /// consumer → [consumer gateway: plain in, TLS out] → [producer gateway: TLS in, plain out]
     /// → echo producer. Returns the consumer-side port and both relays.
     async fn chain(creds: u8, target: u16) -> (u16, u16, Relay, Relay) {
-        let id = SessionIdentity::derive(&scistream_fsm::Credentials([creds; 32])).expect("identity");
-        let (wan, wan_port) = listener().await;
-        let prod_gw = Relay::start(
-            "prod",
-            vec![wan],
-            vec![at(target)],
-            Legs::AcceptTls(tokio_rustls::TlsAcceptor::from(id.server_config().expect("server config"))),
-            Arc::default(),
-            None,
-        );
-        let (lan, lan_port) = listener().await;
-        let cons_gw = Relay::start(
-            "cons",
-            vec![lan],
-            vec![at(wan_port)],
-            Legs::DialTls(tokio_rustls::TlsConnector::from(id.client_config().expect("client config"))),
-            Arc::default(),
-            None,
-        );
-        (lan_port, wan_port, cons_gw, prod_gw)
+        gateways(creds, creds, target).await
     }
 
     #[tokio::test]
