@@ -23,7 +23,8 @@ pub async fn call(client: &ControlClient, role: Role, msg: Msg) -> Option<(Msg, 
             }),
         ),
         Msg::ReqListeners { seq, .. } => {
-            (seq, client.listeners(uid).await.map(|l| Msg::ProdLstn { uid, seq, prod_listeners: l.prod_listeners }))
+            let answer = client.listeners(uid).await;
+            (seq, answer.map(|l| Msg::ProdLstn { uid, seq, listeners: l.listeners, prod_listeners: l.prod_listeners }))
         }
         Msg::Update { seq, remote, creds, .. } => {
             (seq, client.update(uid, role, &remote, Some(creds)).await.map(|_| Msg::Updated { uid, seq }))
@@ -52,8 +53,9 @@ pub fn explain(e: &CallError) -> String {
 }
 
 /// The protocol code of a failed call: a translation of the wire, as proto's conversions are.
-/// What is not the server's protocol answer (deadline, connection lost, a server failure, an
-/// rpc a SciStream 1.2 server lacks) is UNAVAILABLE, which the cores treat as transient.
+/// An rpc the server lacks (a SciStream 1.2 server has no `listeners`) is UNIMPLEMENTED. What
+/// is not the server's protocol answer (deadline, connection lost, a server failure) is
+/// UNAVAILABLE, which the cores treat as transient.
 /// SciStream 1.2 servers answer UNKNOWN for a uid they do not hold (their ValidationException):
 /// NOT_FOUND, which is what it says.
 pub fn code_of(e: &CallError) -> ErrorCode {
@@ -61,8 +63,7 @@ pub fn code_of(e: &CallError) -> ErrorCode {
         CallError::Status { code, .. } => *code,
         CallError::Server { code: tonic::Code::Unknown, .. } => ErrorCode::NotFound,
         CallError::BadAnswer(_) => ErrorCode::InvalidArgument,
-        CallError::Deadline | CallError::Unavailable(_) | CallError::Server { .. } | CallError::Unimplemented(_) => {
-            ErrorCode::Unavailable
-        }
+        CallError::Unimplemented(_) => ErrorCode::Unimplemented,
+        CallError::Deadline | CallError::Unavailable(_) | CallError::Server { .. } => ErrorCode::Unavailable,
     }
 }

@@ -132,7 +132,10 @@ pub enum Effect {
 /// Something a participant reports to its user (printed by the CLI, handed to applications).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Notice {
-    /// S2UC: the session exists; hand `key` to the producer's controller.
+    /// S2UC: the producer's facility admitted a session whose Hello comes from outside (its
+    /// data server bound the session's listeners, or a SciStream 1.2 server cannot tell):
+    /// hand `key` to the producer's controller. Never said for a session the facility refused,
+    /// nor for plans where the client says every Hello itself.
     Created {
         /// Session.
         uid: Uid,

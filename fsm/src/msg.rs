@@ -76,13 +76,17 @@ pub enum Msg {
         /// The producer's listeners when the Hello has arrived, else empty.
         prod_listeners: Vec<Addr>,
     },
-    /// Producer S2CS → S2UC: the producer's listeners from its Hello (ProdLstn).
+    /// S2CS → S2UC: the answer to ReqListeners (ProdLstn): what the facility knows of the
+    /// session now.
     ProdLstn {
         /// Session.
         uid: Uid,
         /// Echo of the latest request's sequence number.
         seq: u32,
-        /// The producer's listeners.
+        /// This facility's listeners, once its data server bound them (empty before): the
+        /// facility admitted the session.
+        listeners: Vec<Addr>,
+        /// The producer's listeners, once its Hello arrived (empty before).
         prod_listeners: Vec<Addr>,
     },
     /// S2CS → S2UC: the bridges are up.

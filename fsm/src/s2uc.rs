@@ -132,9 +132,40 @@ pub struct Config {
 /// phase of the session.
 pub const HELLO_SEQ: u32 = 1 << 31;
 
-/// Whether `seq` is that of a Hello a client said (its answers never move a session).
+/// Marks the sequence numbers of the client's admission probes (ReqListeners to the producer's
+/// facility while its REQ is held for the Hello); they carry [`HELLO_SEQ`] too, since their
+/// answers never move a session either.
+pub const PROBE_SEQ: u32 = HELLO_SEQ | 1 << 30;
+
+/// Whether `seq` is that of a Hello or an admission probe the client said beside its REQ (their
+/// answers never move a session).
 pub const fn is_hello_seq(seq: u32) -> bool {
     seq & HELLO_SEQ != 0
+}
+
+/// Whether `seq` is that of an admission probe.
+pub const fn is_probe_seq(seq: u32) -> bool {
+    seq & PROBE_SEQ == PROBE_SEQ
+}
+
+/// What the client knows of the producer's facility admitting a session whose Hello comes from
+/// outside (`s2uc request`, `prod-req`). A SciStream 1.2 server answers such a REQ only once the
+/// Hello is in, so the REQ cannot say it; the client asks with ReqListeners beside it until the
+/// facility's listeners are bound, and only then tells the user to start the producer's
+/// controller ([`Notice::Created`](crate::Notice::Created)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Admission {
+    /// Nobody outside waits for it: the client says every Hello itself, or drives no
+    /// producer's side.
+    #[default]
+    NotNeeded,
+    /// Asking, while the session is reserving.
+    Probing,
+    /// Announced: the facility had bound the session's listeners, or cannot tell (a 1.2
+    /// server lacks ReqListeners).
+    Announced,
+    /// The facility refused the probe for good: the REQ's own answer tells why.
+    Refused,
 }
 
 /// What the client does at one facility.
@@ -158,6 +189,12 @@ pub struct Plan {
 }
 
 impl Plan {
+    /// Whether the producer's Hello comes from outside (its controller, started by the user),
+    /// so the user must be told when the facility admitted the session.
+    pub fn awaits_controller(&self) -> bool {
+        self.sides[0].driven && self.sides[0].hello.is_none()
+    }
+
     /// Both facilities (`s2uc request`): the producer's controller says its Hello (appctrl);
     /// the client says the consumer's, which a 1.2 consumer server waits for.
     pub fn both() -> Self {
@@ -223,6 +260,10 @@ pub struct Session {
     pub failure: Option<ErrorCode>,
     /// Hellos said so far.
     pub hellos: u32,
+    /// Whether the producer's facility admitted the session, as far as the client knows.
+    pub admission: Admission,
+    /// Admission probes sent so far.
+    pub probes: u32,
 }
 
 impl Session {
@@ -291,6 +332,7 @@ impl S2uc {
 
 impl Session {
     fn new(num_conn: u16, rate: u32, key: AppKey, creds: Credentials, plan: Plan) -> Self {
+        let admission = if plan.awaits_controller() { Admission::Probing } else { Admission::NotNeeded };
         let [prod, cons] = plan.sides;
         let side = |plan: SidePlan| Side { plan, ..Side::default() };
         Self {
@@ -305,6 +347,8 @@ impl Session {
             sides: [side(prod), side(cons)],
             failure: None,
             hellos: 0,
+            admission,
+            probes: 0,
         }
     }
 }

@@ -260,11 +260,15 @@ pub enum ErrorCode {
     FailedPrecondition,
     /// The session was lost: its data server restarted or its client gave up.
     Aborted,
+    /// The server does not serve this request at all: a SciStream 1.2 server lacks the rpcs
+    /// SciStream-rs added (ReqListeners). Never sent by our servers; a client learns it from
+    /// the call.
+    Unimplemented,
 }
 
 impl ErrorCode {
     /// Every code, in declaration order.
-    pub const ALL: [Self; 10] = [
+    pub const ALL: [Self; 11] = [
         Self::InvalidArgument,
         Self::NotFound,
         Self::AlreadyExists,
@@ -275,6 +279,7 @@ impl ErrorCode {
         Self::Unavailable,
         Self::FailedPrecondition,
         Self::Aborted,
+        Self::Unimplemented,
     ];
 
     /// Whether a sender should keep retrying after this answer.
@@ -296,6 +301,7 @@ impl fmt::Display for ErrorCode {
             Self::Unavailable => "unavailable",
             Self::FailedPrecondition => "failed precondition",
             Self::Aborted => "aborted",
+            Self::Unimplemented => "unimplemented",
         };
         f.write_str(s)
     }

@@ -194,7 +194,12 @@ fn uid() -> impl Strategy<Value = Uid> + Clone {
 }
 
 fn seq() -> impl Strategy<Value = u32> + Clone {
-    0u32..=4
+    // Mostly a phase's, sometimes a Hello's or an admission probe's the client said.
+    prop_oneof![
+        8 => 0u32..=4,
+        1 => (1u32..=3).prop_map(|n| s2uc::HELLO_SEQ | n),
+        1 => (1u32..=3).prop_map(|n| s2uc::PROBE_SEQ | n),
+    ]
 }
 
 fn delay() -> impl Strategy<Value = u64> {
@@ -337,7 +342,8 @@ fn cs_answer() -> impl Strategy<Value = Msg> {
     prop_oneof![
         4 => (uid(), seq(), addrs(), prod_listeners)
             .prop_map(|(uid, seq, listeners, prod_listeners)| Msg::Resp { uid, seq, listeners, prod_listeners }),
-        2 => (uid(), seq(), addrs()).prop_map(|(uid, seq, prod_listeners)| Msg::ProdLstn { uid, seq, prod_listeners }),
+        2 => (uid(), seq(), addrs(), addrs())
+            .prop_map(|(uid, seq, listeners, prod_listeners)| Msg::ProdLstn { uid, seq, listeners, prod_listeners }),
         3 => (uid(), seq()).prop_map(|(uid, seq)| Msg::Updated { uid, seq }),
         3 => (uid(), seq()).prop_map(|(uid, seq)| Msg::Released { uid, seq }),
         1 => (uid(), seq(), code()).prop_map(|(uid, seq, code)| Msg::Error { uid, seq, code, why: scistream_fsm::Why::Unspecified }),
@@ -443,9 +449,13 @@ fn s2uc_happy_path() -> Vec<s2uc::Input> {
             creds: Credentials([1; 32]),
             plan: s2uc::Plan::both(),
         },
+        answer(
+            Role::Prod,
+            Msg::ProdLstn { uid: u, seq: s2uc::PROBE_SEQ | 1, listeners: gw("p"), prod_listeners: vec![] },
+        ),
         answer(Role::Prod, Msg::Resp { uid: u, seq: 1, listeners: gw("p"), prod_listeners: vec![] }),
         answer(Role::Cons, Msg::Resp { uid: u, seq: 1, listeners: gw("c"), prod_listeners: vec![] }),
-        answer(Role::Prod, Msg::ProdLstn { uid: u, seq: 2, prod_listeners: gw("app") }),
+        answer(Role::Prod, Msg::ProdLstn { uid: u, seq: 2, listeners: gw("p"), prod_listeners: gw("app") }),
         answer(Role::Prod, Msg::Updated { uid: u, seq: 3 }),
         answer(Role::Cons, Msg::Updated { uid: u, seq: 3 }),
     ]

@@ -93,7 +93,7 @@ pub fn msg(u: &mut Unstructured<'_>, max_num_conn: u16) -> Result<Msg> {
         },
         3 => Msg::Rel { uid: uid(u)?, seq: u.arbitrary()?, token: token(u)? },
         4 => Msg::Resp { uid: uid(u)?, seq: u.arbitrary()?, listeners: addrs(u)?, prod_listeners: addrs(u)? },
-        5 => Msg::ProdLstn { uid: uid(u)?, seq: u.arbitrary()?, prod_listeners: addrs(u)? },
+        5 => Msg::ProdLstn { uid: uid(u)?, seq: u.arbitrary()?, listeners: addrs(u)?, prod_listeners: addrs(u)? },
         6 => Msg::Updated { uid: uid(u)?, seq: u.arbitrary()? },
         7 => Msg::Released { uid: uid(u)?, seq: u.arbitrary()? },
         8 => Msg::Error { uid: uid(u)?, seq: u.arbitrary()?, code: error_code(u)?, why: why(u)? },

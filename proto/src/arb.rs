@@ -97,7 +97,12 @@ pub(crate) fn msg() -> impl Strategy<Value = Msg> {
         (uid(), s(), token()).prop_map(|(uid, seq, token)| Msg::Rel { uid, seq, token }),
         (uid(), s(), addrs(), addrs())
             .prop_map(|(uid, seq, listeners, prod_listeners)| { Msg::Resp { uid, seq, listeners, prod_listeners } }),
-        (uid(), s(), addrs()).prop_map(|(uid, seq, prod_listeners)| Msg::ProdLstn { uid, seq, prod_listeners }),
+        (uid(), s(), addrs(), addrs()).prop_map(|(uid, seq, listeners, prod_listeners)| Msg::ProdLstn {
+            uid,
+            seq,
+            listeners,
+            prod_listeners
+        }),
         (uid(), s()).prop_map(|(uid, seq)| Msg::Updated { uid, seq }),
         (uid(), s()).prop_map(|(uid, seq)| Msg::Released { uid, seq }),
         (uid(), s(), error_code(), why()).prop_map(|(uid, seq, code, why)| Msg::Error { uid, seq, code, why }),

@@ -97,10 +97,11 @@ fn body_of(msg: &Msg) -> Body {
             listeners: addrs_to_wire(listeners),
             prod_listeners: addrs_to_wire(prod_listeners),
         }),
-        Msg::ProdLstn { uid, seq, prod_listeners } => Body::ProdLstn(pb::EnvProdLstn {
+        Msg::ProdLstn { uid, seq, listeners, prod_listeners } => Body::ProdLstn(pb::EnvProdLstn {
             uid: uid_to_wire(*uid),
             seq: *seq,
             prod_listeners: addrs_to_wire(prod_listeners),
+            listeners: addrs_to_wire(listeners),
         }),
         Msg::Updated { uid, seq } => Body::Updated(ack(*uid, *seq)),
         Msg::Released { uid, seq } => Body::Released(ack(*uid, *seq)),
@@ -191,6 +192,7 @@ fn msg_of(body: Body, limits: &Limits) -> Result<Msg, WireError> {
         Body::ProdLstn(m) => Msg::ProdLstn {
             uid: uid_from_wire(&m.uid)?,
             seq: m.seq,
+            listeners: addrs_from_wire(&m.listeners)?,
             prod_listeners: addrs_from_wire(&m.prod_listeners)?,
         },
         Body::Updated(m) => Msg::Updated { uid: uid_from_wire(&m.uid)?, seq: m.seq },

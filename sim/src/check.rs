@@ -39,13 +39,16 @@ pub enum Prop {
     SessionsSettle,
     /// After all releases every port is free and no reservation is left.
     AllPortsFree,
+    /// A client tells its user to start the producer's controller only for a session the
+    /// producer's control server admitted for that user, with its listeners bound.
+    AnnouncedAdmitted,
     /// A property a script added ([`crate::script::Property`]), by its name.
     Scripted(&'static str),
 }
 
 impl Prop {
     /// Every property, in report order.
-    pub const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::BridgeNeedsCredentials,
         Self::PortsExclusive,
         Self::ReleasedPortsFree,
@@ -57,6 +60,7 @@ impl Prop {
         Self::BoundedDrive,
         Self::SessionsSettle,
         Self::AllPortsFree,
+        Self::AnnouncedAdmitted,
     ];
 
     /// When it must hold.
@@ -81,6 +85,7 @@ impl Prop {
             Self::BoundedDrive => "bounded-drive",
             Self::SessionsSettle => "sessions-settle",
             Self::AllPortsFree => "all-ports-free",
+            Self::AnnouncedAdmitted => "announced-admitted",
             Self::Scripted(name) => name,
         }
     }

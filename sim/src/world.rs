@@ -230,6 +230,9 @@ pub struct World<'a> {
     os: Vec<BTreeMap<u16, Uid>>,
     /// Ports another process holds, per data-server node.
     foreign: Vec<BTreeSet<u16>>,
+    /// The sessions the producer's control server has held with listeners bound, with their
+    /// owners: the ones a client may announce.
+    admitted: BTreeSet<(Uid, Principal)>,
     plans: Vec<Plan>,
     by_uid: BTreeMap<Uid, Vec<usize>>,
     seen: BTreeMap<Peer, BTreeMap<Uid, Seen>>,
@@ -309,6 +312,7 @@ impl<'a> World<'a> {
             generation: 0,
             os: vec![BTreeMap::new(); all_nodes],
             foreign,
+            admitted: BTreeSet::new(),
             plans,
             by_uid,
             seen: BTreeMap::new(),

@@ -575,7 +575,7 @@ pub fn trust(servers: &[&Server]) -> Vec<String> {
 }
 
 /// `s2uc --json request` between two facilities, running in the background, past the
-/// `created` line it prints at once.
+/// `created` line it prints once the producer's facility admitted the session.
 #[derive(Debug)]
 pub struct Request {
     /// The `s2uc` process.

@@ -196,7 +196,9 @@ impl pb::control_server::Control for ControlService {
         let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
         match next(&mut rx).await? {
             // The producer's listeners, empty while its Hello is not in.
-            Msg::ProdLstn { prod_listeners, .. } => Ok(Response::new(convert::response_to_wire(&[], &prod_listeners))),
+            Msg::ProdLstn { listeners, prod_listeners, .. } => {
+                Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
+            }
             Msg::Error { code, why, .. } => Err(refusal(code, why, "listeners")),
             other => Err(unexpected("listeners", &other)),
         }

@@ -443,8 +443,9 @@ struct Setup<'a> {
     /// Which facilities, and how.
     plan: s2uc::Plan,
     size: &'a Size,
-    /// Print the uid and app key as soon as the session exists, with the `appctrl` command
-    /// for the producer's controller at this control server (commands that wait for it).
+    /// Print the uid and app key once the producer's facility admitted the session, with the
+    /// `appctrl` command for the producer's controller at this control server (commands that
+    /// wait for it).
     announce: Option<&'a str>,
 }
 
@@ -545,8 +546,9 @@ fn consumer_key(json: bool, key: AppKey) {
     }
 }
 
-/// Prints the session's uid and app key at once, so they reach the producer's controller
-/// while this command waits for its Hello.
+/// Prints the session's uid and app key once the producer's facility admitted the session (its
+/// listeners are bound), so they reach the producer's controller while this command waits for
+/// its Hello; a refused session is never announced.
 fn announce(json: bool, uid: Uid, key: AppKey, prod_s2cs: &str) {
     if json {
         say!("{}", json!({"event": "created", "uid": uid.to_string(), "app_key": hex(&key.0)}));

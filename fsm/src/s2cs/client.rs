@@ -51,8 +51,8 @@ impl S2cs {
             if e.is_terminal() && e.summary.prod_listeners.is_empty() {
                 return refuse(out, from, uid, seq, e.summary.failure.unwrap_or(ErrorCode::Aborted));
             }
-            let prod_listeners = e.summary.prod_listeners.clone();
-            out.push(Effect::Send { to: from, msg: Msg::ProdLstn { uid, seq, prod_listeners } });
+            let (listeners, prod_listeners) = (e.summary.listeners.clone(), e.summary.prod_listeners.clone());
+            out.push(Effect::Send { to: from, msg: Msg::ProdLstn { uid, seq, listeners, prod_listeners } });
             return Ok(());
         }
         out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });

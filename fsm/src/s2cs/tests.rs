@@ -387,15 +387,21 @@ fn hello_while_releasing_is_refused_and_changes_nothing() {
 #[test]
 fn req_listeners_is_a_query_answered_with_what_is_known() {
     let mut cs = serving();
-    listening(&mut cs, 1);
     let poll = |seq| from_uc(alice(), Msg::ReqListeners { uid: uid(1), seq, token: Token::default() });
+    let answer =
+        |seq, listeners, prod_listeners| vec![(UC, Msg::ProdLstn { uid: uid(1), seq, listeners, prod_listeners })];
+    // Admitted, its ports not bound yet: the facility holds it, with no listeners to show.
+    accept(&mut cs, at(10), req(1, 1));
+    let out = accept(&mut cs, at(15), poll(2));
+    assert_eq!(sent(&out), answer(2, vec![], vec![]));
+    accept(&mut cs, at(20), lstn(1, vec![5000, 5001]));
     let before = cs.clone();
-    let out = accept(&mut cs, at(30), poll(2));
-    assert_eq!(sent(&out), vec![(UC, Msg::ProdLstn { uid: uid(1), seq: 2, prod_listeners: vec![] })]);
+    let out = accept(&mut cs, at(30), poll(3));
+    assert_eq!(sent(&out), answer(3, gw(&[5000, 5001]), vec![]), "bound: the client may announce it");
     assert_eq!(cs, before, "a query changes nothing");
     accept(&mut cs, at(31), hello(1, 1, key(1)));
-    let out = accept(&mut cs, at(32), poll(3));
-    assert_eq!(sent(&out), vec![(UC, Msg::ProdLstn { uid: uid(1), seq: 3, prod_listeners: prod_listeners() })]);
+    let out = accept(&mut cs, at(32), poll(4));
+    assert_eq!(sent(&out), answer(4, gw(&[5000, 5001]), prod_listeners()));
 }
 
 #[test]

@@ -7,7 +7,7 @@ use crate::msg::Msg;
 use crate::time::Instant;
 use crate::types::{AppKey, Credentials, ErrorCode, Peer, Role, SessionParams, Uid};
 
-use super::{Action, Event, HELLO_SEQ, Plan, S2uc, Session, State, side_index};
+use super::{Action, Admission, Event, HELLO_SEQ, PROBE_SEQ, Plan, S2uc, Session, State, side_index};
 
 /// An input to the user client.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,7 +55,6 @@ impl S2uc {
                     return Err(ProtocolError::Refused { uid, code: ErrorCode::InvalidArgument });
                 }
                 self.sessions.insert(uid, Session::new(num_conn, rate, key, creds, plan));
-                out.push(Effect::Notify(Notice::Created { uid, key }));
                 out.push(Effect::SetTimer { key: deadline_key(uid), at: now + self.cfg.timing.setup_deadline() });
                 self.step(now, uid, Event::Start, out)
             }
@@ -87,7 +86,7 @@ impl S2uc {
                         self.step(now, uid, Event::Deadline, out)
                     }
                     TimerKind::Hello => {
-                        self.send_hellos(now, uid, out);
+                        self.send_asides(now, uid, out);
                         Ok(())
                     }
                     TimerKind::Lease | TimerKind::Tombstone | TimerKind::Attach(_) | TimerKind::Heartbeat(_) => {
@@ -109,10 +108,41 @@ impl S2uc {
             return Err(ProtocolError::Misdirected(msg.name()));
         }
         match msg {
+            // The answers to the admission probe: they never move the session either.
+            Msg::ProdLstn { seq, listeners, .. } if super::is_probe_seq(seq) => {
+                if role != Role::Prod || s.admission != Admission::Probing || state != State::Reserving {
+                    return Err(ProtocolError::Stale("ProdLstn"));
+                }
+                // Empty: the facility holds the session but its data server has not bound the
+                // listeners yet; the probe timer asks again.
+                if !listeners.is_empty() {
+                    announce(s, uid, out);
+                }
+                Ok(())
+            }
+            Msg::Error { seq, code, .. } if super::is_probe_seq(seq) => {
+                if s.admission != Admission::Probing || state != State::Reserving {
+                    return Err(ProtocolError::Stale("ERROR"));
+                }
+                match code {
+                    // Not there yet (the REQ may still be on its way), or busy: asked again.
+                    ErrorCode::NotFound | ErrorCode::Unavailable => {}
+                    // A SciStream 1.2 server cannot tell: the user is told at once, as 1.2 did.
+                    ErrorCode::Unimplemented => announce(s, uid, out),
+                    // The facility refused the session: the REQ's own answer tells why.
+                    _ => {
+                        s.admission = Admission::Refused;
+                        if !s.asides_pending() {
+                            out.push(Effect::CancelTimer { key: hello_key(uid) });
+                        }
+                    }
+                }
+                Ok(())
+            }
             // The answers to a Hello this client says: they never move the session.
             Msg::HelloAck { .. } => {
                 s.sides[i].hello_done = true;
-                if s.sides.iter().all(|side| side.plan.hello.is_none() || side.hello_done) {
+                if !s.asides_pending() {
                     out.push(Effect::CancelTimer { key: hello_key(uid) });
                 }
                 Ok(())
@@ -128,6 +158,10 @@ impl S2uc {
             Msg::Resp { listeners, prod_listeners, .. } if state == State::Reserving => {
                 if listeners.is_empty() || usize::from(s.num_conn) != listeners.len() {
                     return Err(ProtocolError::Stale("RESP"));
+                }
+                if role == Role::Prod && matches!(s.admission, Admission::Probing | Admission::Refused) {
+                    // The REQ's own answer: the facility admitted it (the Hello is in already).
+                    announce(s, uid, out);
                 }
                 s.sides[i].listeners = listeners;
                 if role == Role::Prod && !prod_listeners.is_empty() && s.prod_listeners.is_empty() {
@@ -211,7 +245,7 @@ impl S2uc {
             s.attempts = 0;
             self.send_phase(now, uid, out);
             if action == Some(Action::SendReq) {
-                self.send_hellos(now, uid, out);
+                self.send_asides(now, uid, out);
             }
             let s = &self.sessions[&uid];
             if action == Some(Action::SendRel) && s.driven().all(|(_, side)| side.released) {
@@ -295,14 +329,22 @@ impl S2uc {
 }
 
 impl S2uc {
-    /// Says (again) the Hellos the session's plan asks of this client and that are not
-    /// answered yet, while it is reserving, and arms their own timer.
-    fn send_hellos(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
+    /// Says (again), beside the REQ while the session is reserving, the Hellos the session's
+    /// plan asks of this client that are not answered yet and the admission probe while the
+    /// producer's facility has not admitted it, and arms their own timer.
+    fn send_asides(&mut self, now: Instant, uid: Uid, out: &mut Outbox) {
+        let token = self.cfg.token.clone();
         let Some(s) = self.sessions.get_mut(&uid) else { return };
         if s.state() != State::Reserving {
             return;
         }
         let mut sent = false;
+        if s.admission == Admission::Probing {
+            s.probes += 1;
+            let msg = Msg::ReqListeners { uid, seq: PROBE_SEQ | s.probes, token };
+            out.push(Effect::Send { to: Peer::ControlServer(Role::Prod), msg });
+            sent = true;
+        }
         for role in Role::ALL {
             let side = &s.sides[side_index(role)];
             let Some(prod_listeners) = side.plan.hello.clone().filter(|_| side.plan.driven && !side.hello_done) else {
@@ -315,9 +357,27 @@ impl S2uc {
         }
         if sent {
             let t = &self.cfg.timing;
-            let delay = t.app_backoff.delay(s.hellos, crate::timing::salt(t.jitter_seed, Some(uid)));
+            let attempts = s.hellos.max(s.probes);
+            let delay = t.app_backoff.delay(attempts, crate::timing::salt(t.jitter_seed, Some(uid)));
             out.push(Effect::SetTimer { key: hello_key(uid), at: now + delay });
         }
+    }
+}
+
+/// Tells the user the producer's facility admitted the session: start its controller.
+fn announce(s: &mut Session, uid: Uid, out: &mut Outbox) {
+    s.admission = Admission::Announced;
+    out.push(Effect::Notify(Notice::Created { uid, key: s.key }));
+    if !s.asides_pending() {
+        out.push(Effect::CancelTimer { key: hello_key(uid) });
+    }
+}
+
+impl Session {
+    /// Whether a Hello or the admission probe still waits for its answer.
+    fn asides_pending(&self) -> bool {
+        self.admission == Admission::Probing
+            || self.sides.iter().any(|side| side.plan.driven && side.plan.hello.is_some() && !side.hello_done)
     }
 }
 

@@ -51,7 +51,7 @@ fn resp(n: u128, role: Role) -> Input {
 }
 
 fn prod_lstn(n: u128, seq: u32) -> Input {
-    from(Role::Prod, Msg::ProdLstn { uid: uid(n), seq, prod_listeners: app() })
+    from(Role::Prod, Msg::ProdLstn { uid: uid(n), seq, listeners: gw(Role::Prod), prod_listeners: app() })
 }
 
 fn updated(n: u128, role: Role) -> Input {
@@ -108,10 +108,10 @@ fn client() -> S2uc {
 }
 
 #[test]
-fn start_announces_the_app_key_and_sends_req_to_both_sides_with_the_same_seq() {
+fn start_sends_req_to_both_sides_with_the_same_seq_and_asks_whether_the_producers_side_admitted_it() {
     let mut uc = client();
     let out = accept(&mut uc, at(0), start(1));
-    assert_eq!(notices(&out), vec![Notice::Created { uid: uid(1), key: key(1) }]);
+    assert_eq!(notices(&out), vec![], "nothing is announced before the producer's facility admitted it");
     let token = s2uc_config().token;
     let req = |role| Msg::Req {
         uid: uid(1),
@@ -120,10 +120,96 @@ fn start_announces_the_app_key_and_sends_req_to_both_sides_with_the_same_seq() {
         params: SessionParams { role, num_conn: 2, rate: 100 },
         key: key(1),
     };
-    assert_eq!(sent(&out), vec![(PROD, req(Role::Prod)), (CONS, req(Role::Cons))]);
+    assert_eq!(sent(&out), vec![(PROD, req(Role::Prod)), (CONS, req(Role::Cons)), (PROD, probe(1, 1))]);
     assert_eq!(timer_at(&out, deadline(1)), Some(at(0) + s2uc_config().timing.setup_deadline()));
     assert_eq!(timer_at(&out, retransmit(1)), Some(at(0) + BACKOFF.delay(1, 0)));
+    assert_eq!(timer_at(&out, hello_key(1)), Some(at(0) + BACKOFF.delay(1, 0)));
     assert_eq!(state(&uc, 1), State::Reserving);
+}
+
+/// The client's `n`th admission probe of session 1.
+fn probe(n: u128, k: u32) -> Msg {
+    Msg::ReqListeners { uid: uid(n), seq: PROBE_SEQ | k, token: s2uc_config().token }
+}
+
+fn probe_answer(n: u128, k: u32, listeners: Vec<Addr>) -> Input {
+    from(Role::Prod, Msg::ProdLstn { uid: uid(n), seq: PROBE_SEQ | k, listeners, prod_listeners: vec![] })
+}
+
+fn probe_error(n: u128, k: u32, code: ErrorCode) -> Input {
+    from(Role::Prod, Msg::Error { uid: uid(n), seq: PROBE_SEQ | k, code, why: crate::Why::Unspecified })
+}
+
+#[test]
+fn the_session_is_announced_once_the_producers_facility_bound_its_listeners_and_not_before() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    // The REQ is not there yet, then it is but its ports are not bound: asked again each time.
+    let out = accept(&mut uc, at(1), probe_error(1, 1, ErrorCode::NotFound));
+    assert!(out.is_empty(), "{out:?}");
+    let out = accept(&mut uc, at(20), Input::Timer(hello_key(1)));
+    assert_eq!(sent(&out), vec![(PROD, probe(1, 2))]);
+    assert_eq!(timer_at(&out, hello_key(1)), Some(at(20) + BACKOFF.delay(2, 0)));
+    let out = accept(&mut uc, at(21), probe_answer(1, 2, vec![]));
+    assert!(out.is_empty(), "{out:?}");
+    let out = accept(&mut uc, at(60), Input::Timer(hello_key(1)));
+    assert_eq!(sent(&out), vec![(PROD, probe(1, 3))]);
+    // Bound: announced, once, and asked no more.
+    let out = accept(&mut uc, at(61), probe_answer(1, 3, gw(Role::Prod)));
+    assert_eq!(notices(&out), vec![Notice::Created { uid: uid(1), key: key(1) }]);
+    assert!(cancels(&out, hello_key(1)));
+    let (err, out) = reject(&mut uc, at(62), probe_answer(1, 2, gw(Role::Prod)));
+    assert_eq!(err, ProtocolError::Stale("ProdLstn"));
+    assert!(out.is_empty(), "a late answer announces nothing again: {out:?}");
+    let out = accept(&mut uc, at(200), Input::Timer(hello_key(1)));
+    assert!(sent(&out).is_empty(), "{out:?}");
+    assert_eq!(state(&uc, 1), State::Reserving, "the probe never moves the session");
+}
+
+#[test]
+fn a_session_the_producers_facility_refused_is_never_announced() {
+    let mut uc = client();
+    let mut all = accept(&mut uc, at(0), start(1));
+    // The facility has no room: its REQ is refused at once, and it holds nothing to probe.
+    all.extend(accept(&mut uc, at(1), probe_error(1, 1, ErrorCode::NotFound)));
+    let exhausted = error(1, Role::Prod, 1, ErrorCode::ResourceExhausted);
+    all.extend(accept(&mut uc, at(2), exhausted));
+    all.extend(accept(&mut uc, at(3), released(1, Role::Cons, 2)));
+    all.extend(accept(&mut uc, at(20), Input::Timer(hello_key(1))));
+    assert_eq!(notices(&all), vec![Notice::Failed { uid: uid(1), code: ErrorCode::ResourceExhausted }]);
+    assert!(!sent(&all).contains(&(PROD, probe(1, 2))), "no probe after the session failed: {all:?}");
+}
+
+#[test]
+fn a_probe_refused_for_good_stops_and_leaves_the_answer_to_the_req() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let out = accept(&mut uc, at(1), probe_error(1, 1, ErrorCode::Aborted));
+    assert!(notices(&out).is_empty() && cancels(&out, hello_key(1)), "{out:?}");
+    assert_eq!(state(&uc, 1), State::Reserving);
+    // If the REQ is answered after all, the facility did admit it: announced then.
+    let out = accept(&mut uc, at(10), resp(1, Role::Prod));
+    assert_eq!(notices(&out), vec![Notice::Created { uid: uid(1), key: key(1) }]);
+}
+
+#[test]
+fn a_server_without_req_listeners_gets_the_session_announced_at_once_as_1_2_did() {
+    let mut uc = client();
+    accept(&mut uc, at(0), start(1));
+    let out = accept(&mut uc, at(1), probe_error(1, 1, ErrorCode::Unimplemented));
+    assert_eq!(notices(&out), vec![Notice::Created { uid: uid(1), key: key(1) }]);
+    let out = accept(&mut uc, at(20), Input::Timer(hello_key(1)));
+    assert!(sent(&out).is_empty(), "{out:?}");
+}
+
+#[test]
+fn plans_whose_hellos_the_client_says_itself_never_probe_nor_announce() {
+    for plan in [Plan::producer(Some(prod_app())), Plan::consumer(gw(Role::Prod), true)] {
+        let mut uc = client();
+        let out = accept(&mut uc, at(0), start_with(1, plan));
+        assert!(!sent(&out).iter().any(|(_, m)| matches!(m, Msg::ReqListeners { .. })), "{out:?}");
+        assert!(notices(&out).is_empty(), "{out:?}");
+    }
 }
 
 #[test]
@@ -445,6 +531,9 @@ fn request_says_the_consumers_hello_alongside_its_req_until_it_is_acknowledged()
     let hello = Msg::Hello { uid: uid(1), seq: HELLO_SEQ | 1, key: key(1), prod_listeners: vec![] };
     assert!(sent(&out).contains(&(CONS, hello)), "{out:?}");
     assert_eq!(timer_at(&out, hello_key(1)), Some(at(0) + BACKOFF.delay(1, 0)));
+    // The producer's facility admitted it (the probe beside the Hello stops).
+    let out = accept(&mut uc, at(1), probe_answer(1, 1, gw(Role::Prod)));
+    assert!(!cancels(&out, hello_key(1)), "the consumer's Hello is not answered yet: {out:?}");
     // The REQ is not there yet: NOT_FOUND to the Hello is no failure; the Hello goes again.
     let out = accept(
         &mut uc,
@@ -474,6 +563,7 @@ fn request_says_the_consumers_hello_alongside_its_req_until_it_is_acknowledged()
 fn a_hello_refused_for_good_stops_but_decides_nothing() {
     let mut uc = client();
     accept(&mut uc, at(0), start_with(1, Plan::both()));
+    accept(&mut uc, at(1), probe_answer(1, 1, gw(Role::Prod)));
     let refusal =
         Msg::Error { uid: uid(1), seq: HELLO_SEQ | 1, code: ErrorCode::PermissionDenied, why: crate::Why::Unspecified };
     let out = accept(&mut uc, at(5), from(Role::Cons, refusal));
@@ -487,7 +577,8 @@ fn a_hello_refused_for_good_stops_but_decides_nothing() {
 fn prod_req_drives_the_producer_side_alone() {
     let mut uc = client();
     let out = accept(&mut uc, at(0), start_with(1, Plan::producer(None)));
-    assert_eq!(sent(&out).iter().map(|(to, m)| (*to, m.name())).collect::<Vec<_>>(), vec![(PROD, "REQ")]);
+    let names = sent(&out).iter().map(|(to, m)| (*to, m.name())).collect::<Vec<_>>();
+    assert_eq!(names, vec![(PROD, "REQ"), (PROD, "ReqListeners")]);
     // The server answers once the producer's Hello is in: the listeners and where it listens.
     let resp = Msg::Resp { uid: uid(1), seq: 1, listeners: gw(Role::Prod), prod_listeners: prod_app() };
     let out = accept(&mut uc, at(10), from(Role::Prod, resp));

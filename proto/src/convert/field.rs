@@ -170,6 +170,7 @@ pub fn error_code_to_wire(code: ErrorCode) -> pb::ErrorCode {
         ErrorCode::Unavailable => pb::ErrorCode::Unavailable,
         ErrorCode::FailedPrecondition => pb::ErrorCode::FailedPrecondition,
         ErrorCode::Aborted => pb::ErrorCode::Aborted,
+        ErrorCode::Unimplemented => pb::ErrorCode::Unimplemented,
     }
 }
 
@@ -188,5 +189,6 @@ pub fn error_code_from_wire(raw: i32) -> Result<ErrorCode, WireError> {
         pb::ErrorCode::Unavailable => ErrorCode::Unavailable,
         pb::ErrorCode::FailedPrecondition => ErrorCode::FailedPrecondition,
         pb::ErrorCode::Aborted => ErrorCode::Aborted,
+        pb::ErrorCode::Unimplemented => ErrorCode::Unimplemented,
     })
 }

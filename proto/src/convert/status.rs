@@ -18,6 +18,7 @@ pub fn status_code(code: ErrorCode) -> Code {
         ErrorCode::Unavailable => Code::Unavailable,
         ErrorCode::FailedPrecondition => Code::FailedPrecondition,
         ErrorCode::Aborted => Code::Aborted,
+        ErrorCode::Unimplemented => Code::Unimplemented,
     }
 }
 
@@ -36,6 +37,7 @@ pub fn error_code_from_status(code: Code) -> Option<ErrorCode> {
         Code::Unavailable => ErrorCode::Unavailable,
         Code::FailedPrecondition => ErrorCode::FailedPrecondition,
         Code::Aborted => ErrorCode::Aborted,
+        Code::Unimplemented => ErrorCode::Unimplemented,
         _ => return None,
     })
 }

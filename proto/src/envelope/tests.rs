@@ -25,7 +25,7 @@ fn one_of_each() -> Vec<Msg> {
         Msg::Update { uid: UID, seq: 3, token: token(), remote: addrs.clone(), creds },
         Msg::Rel { uid: UID, seq: 4, token: token() },
         Msg::Resp { uid: UID, seq: 5, listeners: addrs.clone(), prod_listeners: vec![] },
-        Msg::ProdLstn { uid: UID, seq: 6, prod_listeners: addrs.clone() },
+        Msg::ProdLstn { uid: UID, seq: 6, listeners: addrs.clone(), prod_listeners: addrs.clone() },
         Msg::Updated { uid: UID, seq: 7 },
         Msg::Released { uid: UID, seq: 8 },
         Msg::Error { uid: UID, seq: 9, code: ErrorCode::Aborted, why: Why::Unspecified },

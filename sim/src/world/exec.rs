@@ -192,6 +192,13 @@ impl World<'_> {
             |w: &Self, uid: Uid| w.by_uid.get(&uid).and_then(|ix| ix.iter().copied().find(|i| w.plans[*i].client == c));
         match n {
             Notice::Created { uid, .. } => {
+                let user = scistream_fsm::Principal(format!("user{c}"));
+                if !self.admitted.contains(&(uid, user)) {
+                    self.violate(
+                        Prop::AnnouncedAdmitted,
+                        format!("{node} announced {uid}, which the producer's control server never admitted for it"),
+                    );
+                }
                 if let Some(i) = plan(self, uid)
                     && let Some(after) = self.plans[i].hello_after_ms
                 {

@@ -38,6 +38,16 @@ impl World<'_> {
                     Some(uid) => looks.push((uid, c.session(&uid).map(look_cs))),
                     None => looks.extend(c.sessions().iter().map(|(u, s)| (*u, Some(look_cs(s))))),
                 }
+                if r == Role::Prod {
+                    // What a client may announce from now on (announced-admitted).
+                    for (uid, _) in looks.iter() {
+                        if let Some(e) = c.core().session(uid)
+                            && !e.summary.listeners.is_empty()
+                        {
+                            self.admitted.insert((*uid, e.owner.clone()));
+                        }
+                    }
+                }
             }
             Peer::DataServer(r, n) => {
                 let Some(d) = &self.ds[self.ds_index(r, n)] else { return };

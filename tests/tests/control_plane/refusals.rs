@@ -218,6 +218,9 @@ fn a_refused_request_says_once_which_facility_refused_it_and_what_to_change() {
     let out = run("s2uc", &flags, Duration::from_secs(30)).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{stderr}");
+    // Nothing told the user to start a producer's controller for a session that never was.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.is_empty(), "s2uc announced a refused session: {stdout}");
     assert!(
         stderr.contains("at the producer's facility: no data server has 5 free ports (the most any has is 4)"),
         "names the facility and the reason: {stderr}"

@@ -63,6 +63,12 @@ fn s2uc_request_with_appctrl_establishes_a_stream_across_two_facilities_and_rele
     assert_eq!(field(&request.created, "event"), "created");
     let (uid, app_key) = (request.uid.clone(), request.app_key.clone());
     assert_eq!(app_key.len(), 32, "the app key is 16 bytes in hex");
+    // Announced only once the producer's facility admitted it: its listeners are bound already.
+    let admitted = status_json(cert, &uid, &prod);
+    assert_eq!(field(&admitted, "state"), "Listening", "{admitted}");
+    for port in listener_ports(field(&admitted, "listeners")) {
+        assert!(listening(port), "port {port} of the announced session does not listen");
+    }
 
     let app_listeners = "127.0.0.1:7000,127.0.0.1:7001,127.0.0.1:7002";
     let hello = run(
