@@ -117,8 +117,8 @@ fn an_error_explanation_this_build_does_not_know_or_out_of_range_is_refused() {
 
 #[test]
 fn envelope_with_unknown_error_code_is_refused() {
-    let body = Body::Refused(pb::EnvRefused { uid: uid_to_wire(UID), inc: 1, code: 11 });
-    assert_eq!(decode_body(body), Err(WireError::UnknownErrorCode(11)));
+    let body = Body::Refused(pb::EnvRefused { uid: uid_to_wire(UID), inc: 1, code: 12 });
+    assert_eq!(decode_body(body), Err(WireError::UnknownErrorCode(12)));
 }
 
 #[test]
