@@ -8,6 +8,7 @@
 pub mod authsrv;
 pub mod flood;
 pub mod lab;
+pub mod props;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -652,10 +653,20 @@ pub async fn establish(
     uid: scistream_fsm::Uid,
     prod_port: u16,
 ) -> Result<Duration> {
-    use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role};
+    establish_to(p, c, uid, scistream_fsm::Addr::new("127.0.0.1", prod_port)).await
+}
+
+/// As [`establish`], the producer listening at `producer`.
+pub async fn establish_to(
+    p: &scistream_transport::client::ControlClient,
+    c: &scistream_transport::client::ControlClient,
+    uid: scistream_fsm::Uid,
+    producer: scistream_fsm::Addr,
+) -> Result<Duration> {
+    use scistream_fsm::{AppKey, Credentials, ErrorCode, Role};
     use scistream_transport::client::CallError;
     let (key, creds) = (AppKey(*uuid::Uuid::new_v4().as_bytes()), Credentials([7; 32]));
-    let prod = vec![Addr::new("127.0.0.1", prod_port)];
+    let prod = vec![producer];
     let t = std::time::Instant::now();
     let hello = async {
         loop {

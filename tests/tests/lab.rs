@@ -20,6 +20,7 @@ use scistream_tests::lab::{
     CONS_IP, GWA_LAN_IP, GWA_WAN_IP, GWB_LAN_IP, GWB_WAN_IP, Host, Lab, Listening, NsChild, PROD_IP, lab_namespaces,
     note,
 };
+use scistream_tests::props::{self, LabFacilities, Sizing};
 use scistream_tests::{Scratch, args, bin, json_lines};
 use serde_json::Value;
 
@@ -722,4 +723,21 @@ fn fault_s2uc_killed_during_setup_its_session_is_listed_releasable_and_else_expi
         assert_eq!(got, (Some("Failed"), Some("deadline exceeded")), "{host:?}: {st}");
     }
     stop_and_check_nothing_left(&lab, (a, b));
+}
+
+/// The simulator's properties on the real daemons across the lab (`scistream_tests::props`):
+/// random setups, setups left without a Hello, streams from the consumer's host, releases,
+/// `kill -9` and restart of either gateway's control server or node, the invariants checked
+/// after every step, the control calls made from the user's host on the WAN.
+/// `SCISTREAM_PROPS_SEED=N SCISTREAM_PROPS_RUNS=1` replays a run; the seed is printed first.
+#[test]
+fn random_sequences_across_the_lab_keep_the_simulators_invariants() {
+    let Some((_turn, lab)) = lab("random_sequences_across_the_lab_keep_the_simulators_invariants") else { return };
+    let sizing = Sizing::from_env(1);
+    for run in 0..sizing.runs {
+        let mut env = LabFacilities::start(&lab).expect("both gateways and the producer start");
+        let seed = sizing.first.wrapping_add(run);
+        LabFacilities::run_as_user(&lab, |rt| props::run(&mut env, rt, seed, sizing.steps))
+            .expect("entering the user's host");
+    }
 }
