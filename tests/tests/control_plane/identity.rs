@@ -262,7 +262,12 @@ fn login_at_prompt(cfg: &Path, scope: &str) -> String {
     writeln!(stdin, "{code}").unwrap();
     drop(stdin);
     let out = process.wait(Duration::from_secs(30)).unwrap();
-    let rest: Vec<String> = lines.try_iter().collect();
+    // Everything it printed: the reader thread may still be passing the last lines on (under
+    // load it is, after the process exited), until it reaches the end of the pipe.
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(line);
+    }
     assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
     rest.join("\n")
 }
@@ -413,7 +418,12 @@ fn s2uc_login_through_a_loopback_redirect_and_its_failures() {
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     let out = process.wait(Duration::from_secs(20)).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(lines.try_iter().any(|l| l.contains("as dana")));
+    // Until the end of its output (the reader thread may still be passing lines on).
+    let mut said = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        said.push(line);
+    }
+    assert!(said.iter().any(|l| l.contains("as dana")), "{said:?}");
 
     // A code replayed with another login's PKCE verifier is refused by the server.
     let (_, first, _) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
