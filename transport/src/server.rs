@@ -97,8 +97,9 @@ impl ControlService {
         name: &'static str,
         body: impl Future<Output = Result<T, Status>>,
     ) -> Result<T, Status> {
+        use tracing::Instrument as _;
         let started = std::time::Instant::now();
-        let out = body.await;
+        let out = body.instrument(tracing::info_span!("rpc", rpc = name)).await;
         if let Some(o) = &self.observer {
             let code = out.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
             o(name, code, started.elapsed());
