@@ -35,6 +35,8 @@ pub enum S2dsMsg {
     Refresh(crate::metrics::DsMetrics, tokio::sync::oneshot::Sender<()>),
     /// Whether a control server is attached, and how many sessions are not over.
     Health(tokio::sync::oneshot::Sender<NodeHealth>),
+    /// Drain: offer no port, admit no new session (the core's [`s2ds::Input::Drain`]).
+    Drain,
 }
 
 /// What a node says of itself for its health checks.
@@ -231,6 +233,7 @@ impl Actor for S2dsActor {
                 let _ = done.send(());
                 return Ok(());
             }
+            S2dsMsg::Drain => s2ds::Input::Drain,
             S2dsMsg::Health(reply) => {
                 let core = st.driver.core();
                 let holding = core

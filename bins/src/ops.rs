@@ -383,3 +383,29 @@ where
         }
     }
 }
+
+/// How long open connections may take to finish once a shutdown began (a control server's
+/// link to a node is a stream that never ends by itself).
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// Runs `serving` (a tonic server with graceful shutdown) to its end, or until
+/// [`SHUTDOWN_GRACE`] after `began` fired, when the connections still open are dropped.
+pub async fn bounded_shutdown<E>(
+    serving: impl Future<Output = Result<(), E>>,
+    began: tokio::sync::oneshot::Receiver<()>,
+) -> Result<(), E> {
+    let grace = async {
+        if began.await.is_ok() {
+            tokio::time::sleep(SHUTDOWN_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        done = serving => done,
+        () = grace => {
+            tracing::info!("connections still open {SHUTDOWN_GRACE:?} after the shutdown began: closed");
+            Ok(())
+        }
+    }
+}

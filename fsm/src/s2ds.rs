@@ -157,6 +157,11 @@ pub enum Input {
     },
     /// The driver lost a session's listeners or bridges (its session actor died).
     SessionLost(Uid),
+    /// The operator asked the node to drain (SIGTERM): it offers no port from now on (its
+    /// AttachAcks, heartbeats' answers included, say so, and its control server places no new
+    /// session on it), refuses a StartLstn for a new session RESOURCE_EXHAUSTED, and keeps
+    /// the sessions it holds.
+    Drain,
     /// Every listener of a session is bound.
     Bound(Uid),
     /// A session's `port` could not be bound (another process holds it).
@@ -181,6 +186,7 @@ pub struct S2ds {
     /// Ports found held by another process: never handed out again.
     busy: BTreeSet<u16>,
     sessions: BTreeMap<Uid, Session>,
+    draining: bool,
 }
 
 impl S2ds {
@@ -196,6 +202,7 @@ impl S2ds {
             free,
             busy: BTreeSet::new(),
             sessions: BTreeMap::new(),
+            draining: false,
         }
     }
 
@@ -224,6 +231,11 @@ impl S2ds {
         &self.free
     }
 
+    /// Whether it drains ([`Input::Drain`]).
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
     /// Ports set aside because another process held them.
     pub fn busy_ports(&self) -> &BTreeSet<u16> {
         &self.busy
@@ -232,6 +244,10 @@ impl S2ds {
     /// Steps the core.
     pub fn handle(&mut self, now: Instant, input: Input, out: &mut Outbox) -> Result<(), ProtocolError> {
         match input {
+            Input::Drain => {
+                self.draining = true;
+                Ok(())
+            }
             Input::Boot => {
                 self.boot_attempts = 1;
                 self.send_boot(now, out);
@@ -359,7 +375,7 @@ impl S2ds {
             return Ok(());
         }
         let n = usize::from(num_conn);
-        if n == 0 || self.free.len() < n {
+        if self.draining || n == 0 || self.free.len() < n {
             self.refuse(uid, ErrorCode::ResourceExhausted, out);
             return Err(ProtocolError::Refused { uid, code: ErrorCode::ResourceExhausted });
         }
@@ -534,6 +550,9 @@ impl S2ds {
         let (first, last) = (u32::from(*self.cfg.ports.start()), u32::from(*self.cfg.ports.end()));
         let range = if first > last { 0 } else { last - first + 1 };
         let ports = range.saturating_sub(u32::try_from(self.busy_ports().len()).unwrap_or(u32::MAX));
+        if self.draining {
+            return Pool { ports: 0, capacity: self.cfg.capacity };
+        }
         Pool { ports, capacity: self.cfg.capacity }
     }
 

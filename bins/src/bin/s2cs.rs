@@ -566,6 +566,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         let _ = stopped_tx.send(stopped);
     });
     let sessions = actor.clone();
+    let (began_tx, began) = tokio::sync::oneshot::channel::<()>();
     let outcome = Arc::new(std::sync::Mutex::new(Stopped::Cut));
     let told = outcome.clone();
     let signal = async move {
@@ -576,27 +577,28 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         // Hello, and would hold the graceful shutdown up until its lease ends. Stopping the
         // actor answers every waiting call UNAVAILABLE.
         sessions.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
+        let _ = began_tx.send(());
     };
     let limits = &s.limits;
     tracing::info!(?limits, "control port limits");
     match tls_cfg {
         Some(cfg) => {
             let incoming = tls::serve_live_tls_incoming(listener, cfg, limits, false).await;
-            limits
+            let serving = limits
                 .server::<TlsInfo>()
                 .add_service(health_service)
                 .add_service(service)
-                .serve_with_incoming_shutdown(incoming, signal)
-                .await?
+                .serve_with_incoming_shutdown(incoming, signal);
+            ops::bounded_shutdown(serving, began).await?;
         }
         None => {
             let incoming = ports::serve_tcp_incoming(listener, limits);
-            limits
+            let serving = limits
                 .server::<TcpConnectInfo>()
                 .add_service(health_service)
                 .add_service(service)
-                .serve_with_incoming_shutdown(incoming, signal)
-                .await?
+                .serve_with_incoming_shutdown(incoming, signal);
+            ops::bounded_shutdown(serving, began).await?;
         }
     }
     // Every session's listeners close with the actor tree.

@@ -296,8 +296,9 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         let timeout = current.drain_timeout;
         ops::notify(&[NotifyState::Stopping]);
         health.set_draining();
+        let _ = node.send_message(S2dsMsg::Drain);
         tracing::info!(
-            "{which}: draining for at most {timeout:?}: the sessions here go on until released (a second signal ends them now)"
+            "{which}: draining for at most {timeout:?}: no port offered to new sessions; the sessions here go on until released (a second signal ends them now)"
         );
         let stopped = ops::drain(&mut signals, timeout, || async { node_health(&node).await.map(|h| h.holding) }).await;
         let _ = stopped_tx.send(stopped);
@@ -305,16 +306,19 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     let relays = actor.clone();
     let outcome = Arc::new(std::sync::Mutex::new(Stopped::Cut));
     let told = outcome.clone();
+    let (began_tx, began) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         let stopped = stopped_rx.await.unwrap_or(Stopped::Cut);
         *told.lock().unwrap_or_else(|e| e.into_inner()) = stopped;
         tracing::info!(?stopped, "shutting down");
         // Close every listener and relay before the link drains.
         relays.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
+        let _ = began_tx.send(());
     };
     tracing::info!(limits = ?s.limits, "link port limits");
     let incoming = tls::serve_live_tls_incoming(listener, tls_cfg, &s.limits, true).await;
-    s.limits.server::<TlsInfo>().add_service(service).serve_with_incoming_shutdown(incoming, signal).await?;
+    let serving = s.limits.server::<TlsInfo>().add_service(service).serve_with_incoming_shutdown(incoming, signal);
+    ops::bounded_shutdown(serving, began).await?;
     actor.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     let _ = handle.await;
     tracing::info!("stopped; every listener closed");

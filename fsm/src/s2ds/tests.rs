@@ -562,3 +562,27 @@ fn a_newer_attachment_of_the_same_epoch_drops_what_it_does_not_keep_and_a_repeat
     accept(&mut ds, at(14), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
     assert_eq!(state(&ds, 2), State::Reserving);
 }
+
+#[test]
+fn a_draining_node_offers_no_port_refuses_new_sessions_and_keeps_its_own() {
+    let mut ds = attached();
+    reserve(&mut ds, 10, 1, 2);
+    accept(&mut ds, at(20), Input::Drain);
+    assert!(ds.draining());
+    // A new session: refused, nothing bound.
+    let (err, out) = reject(&mut ds, at(21), start_lstn(2, 1));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(2), code: ErrorCode::ResourceExhausted });
+    assert_eq!(to_cs(&out), vec![Msg::Refused { uid: uid(2), inc: INC, code: ErrorCode::ResourceExhausted }]);
+    // Its answer to the next heartbeat tells its control server it has no port to offer.
+    let out = accept(&mut ds, at(30), from_cs(Msg::Attach { epoch: EPOCH, attachment: 1, keep: vec![] }));
+    assert!(
+        matches!(to_cs(&out).as_slice(), [Msg::AttachAck { pool: Pool { ports: 0, .. }, .. }]),
+        "{:?}",
+        to_cs(&out)
+    );
+    // The session it holds goes on: its bridges start, and are reported up.
+    accept(&mut ds, at(40), start_conn(1, 5));
+    assert_eq!(state(&ds, 1), State::Updating);
+    accept(&mut ds, at(41), Input::BridgesUp(uid(1)));
+    assert_eq!(state(&ds, 1), State::Bridging);
+}

@@ -45,7 +45,7 @@ impl World<'_> {
             | s2ds::Input::SessionLost(uid)
             | s2ds::Input::Bound(uid) => Some(*uid),
             s2ds::Input::BindFailed { uid, .. } => Some(*uid),
-            s2ds::Input::Boot => None,
+            s2ds::Input::Boot | s2ds::Input::Drain => None,
         };
         let mut out = std::mem::take(&mut self.scratch);
         let res = core.handle(self.now, input, &mut out);

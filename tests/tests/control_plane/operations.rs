@@ -275,3 +275,45 @@ fn a_node_serves_metrics_and_readiness_and_drains_on_sigterm() {
     let code = node.wait_exit(Duration::from_secs(15)).unwrap().expect("exited");
     assert_eq!(code, Some(0), "no session to drain: exit 0\n{}", node.log());
 }
+
+#[test]
+fn a_draining_node_gets_no_new_session_and_exits_0_once_its_own_ended() {
+    let _serial = shared();
+    let dir = Scratch::new("ops-node-drain");
+    let mut a = Node::start(&dir.0, &free_range(4), &["--drain-timeout", "60"]).unwrap();
+    let b = Node::start_trusting(&dir.0, &free_range(4), &[], &a.link()).unwrap();
+    let opts = ServerOpts { node: Some(a.link()), more_nodes: vec![b.link()], ..ServerOpts::default() };
+    let server = Server::start(&dir.0, &opts).unwrap();
+    let rt = runtime();
+    let c = rt.block_on(crate::testkit::client(&server));
+    let node_of = |uid| rt.block_on(c.status(uid)).expect("status").node;
+    let req = |uid| rt.block_on(c.req(uid, Role::Cons, 1, 0, Some(key(0))));
+    // One session on each node: the next would go to the first, node a, on a tie.
+    let (first, second) = (fresh_uid(), fresh_uid());
+    req(first).expect("first REQ");
+    req(second).expect("second REQ");
+    assert_eq!((node_of(first), node_of(second)), (a.addr.clone(), b.addr.clone()), "one session per node");
+
+    a.signal("TERM").unwrap();
+    // Until the control server hears of the drain (the node's next heartbeat answer), a session
+    // placed on a is refused there; after, new sessions go to b.
+    let mut placed = Vec::new();
+    eventually(Duration::from_secs(20), "a new session placed on the other node", || match req(fresh_uid()) {
+        Ok(l) => {
+            placed.push(l);
+            true
+        }
+        Err(CallError::Status { code: ErrorCode::ResourceExhausted, .. }) => {
+            std::thread::sleep(Duration::from_millis(300));
+            false
+        }
+        Err(e) => panic!("a REQ while node a drains: {e}"),
+    });
+    let list = rt.block_on(c.list()).expect("list");
+    let on_a = list.iter().filter(|v| v.node == a.addr && v.state == "Listening").count();
+    assert_eq!(on_a, 1, "node a holds only the session it had before its drain: {list:?}");
+    assert_eq!(a.wait_exit(Duration::from_millis(500)).unwrap(), None, "node a still serves its session");
+    rt.block_on(c.release(first)).expect("release the first session");
+    let code = a.wait_exit(Duration::from_secs(15)).unwrap().expect("node a exited once its session was released");
+    assert_eq!(code, Some(0), "its one session ended: exit 0\n{}", a.log());
+}
