@@ -124,21 +124,47 @@ fn image_build_copies_every_workspace_member() {
     }
 }
 
+/// A one-shot `/readyz`: answers the first request with `status`, on a port of its own.
+fn readyz(status: &'static str) -> (u16, std::thread::JoinHandle<String>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let served = std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        conn.set_read_timeout(Some(std::time::Duration::from_secs(10))).unwrap();
+        let mut request = Vec::new();
+        let mut buf = [0u8; 1024];
+        while !request.ends_with(b"\r\n\r\n") {
+            match conn.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => request.extend_from_slice(&buf[..n]),
+            }
+        }
+        let _ = write!(conn, "HTTP/1.0 {status}\r\nContent-Type: text/plain\r\n\r\n{status}\n");
+        String::from_utf8_lossy(&request).lines().next().unwrap_or_default().to_owned()
+    });
+    (port, served)
+}
+
 #[test]
-fn health_check_command_is_accepted_by_the_daemons() {
-    // Nothing listens on a port just released: the daemon must say "not ready" (1), not
-    // "usage" (2), so HEALTHCHECK's command line is one it takes.
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+fn health_check_command_is_one_the_daemons_take() {
+    // HEALTHCHECK runs `<daemon> health --metrics-addr 127.0.0.1:PORT`: 0 when /readyz says
+    // 200, 1 when it says otherwise; 2 would be a command line the daemon refuses.
     for daemon in ["s2cs", "s2ds"] {
-        let out = Command::new(scistream_tests::bin(daemon))
-            .args(["health", "--metrics-addr", &format!("127.0.0.1:{port}")])
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(1),
-            "{daemon} health against a closed port: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
+        for (status, want) in [("200 OK", 0), ("503 Service Unavailable", 1)] {
+            let (port, served) = readyz(status);
+            let out = Command::new(scistream_tests::bin(daemon))
+                .args(["health", "--metrics-addr", &format!("127.0.0.1:{port}")])
+                .output()
+                .unwrap();
+            assert_eq!(
+                out.status.code(),
+                Some(want),
+                "{daemon} health against /readyz answering {status}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            let request = served.join().unwrap();
+            assert!(request.starts_with("GET /readyz "), "{daemon} health asked {request:?}");
+        }
     }
 }

@@ -276,6 +276,11 @@ fn pods_run_the_configmap_as_the_daemons_read_it() {
             .filter(|o| selected(&objects, o).iter().any(|(_, x)| std::ptr::eq(*x, *w)))
             .collect();
         let [svc] = data[..] else { panic!("{}: not one LoadBalancer Service", s(w, "/metadata/name")) };
+        assert_eq!(
+            svc.pointer("/spec/publishNotReadyAddresses"),
+            Some(&Value::Bool(true)),
+            "relays cut while draining"
+        );
         let mut ports = BTreeSet::new();
         for p in list(svc, "/spec/ports") {
             assert_eq!(p["port"], p["targetPort"], "a relay's port must reach the same port (it is advertised)");
@@ -291,6 +296,11 @@ fn pods_run_the_configmap_as_the_daemons_read_it() {
         .filter(|o| s(o, "/kind") == "Service" && s(o, "/spec/type") == "LoadBalancer")
         .find(|o| selected(&objects, o).iter().any(|(_, x)| std::ptr::eq(*x, *cs_w)))
         .expect("a LoadBalancer Service for s2cs");
+    assert_eq!(
+        control.pointer("/spec/publishNotReadyAddresses"),
+        Some(&Value::Bool(true)),
+        "the control Service would cut the held sessions' calls off while s2cs drains"
+    );
     let reaches: Vec<Option<u64>> =
         list(control, "/spec/ports").iter().map(|p| container_port(cs_w, &p["targetPort"])).collect();
     assert_eq!(reaches, [Some(u64::from(cs.port))], "the control Service reaches s2cs's port");

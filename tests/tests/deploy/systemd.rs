@@ -149,6 +149,10 @@ fn check_unit(daemon: &str) -> Result<(Vec<String>, toml::Table)> {
     let lines = unit(&name);
     ensure!(one(&name, &lines, "Type") == "notify", "{name}: Type= must be notify (the daemons send READY=1)");
     ensure!(one(&name, &lines, "ExecReload") == "/bin/kill -HUP $MAINPID", "{name}: ExecReload= must send SIGHUP");
+    ensure!(
+        service(&lines, "SuccessExitStatus").iter().any(|v| v.split_whitespace().any(|c| c == "3")),
+        "{name}: SuccessExitStatus= lacks 3 (a drain that ended sessions at its timeout is a clean stop)"
+    );
     for (key, value) in HARDENING {
         ensure!(service(&lines, key).contains(&value), "{name}: {key}={value} is gone");
     }
