@@ -233,6 +233,13 @@ fn ask_ready(addr: &str) -> Result<(bool, String)> {
     Ok((status == "200", body))
 }
 
+/// Tells systemd that the daemon reloads: `RELOADING=1` with the `MONOTONIC_USEC` it needs.
+pub fn notify_reloading() {
+    let usec = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_nsec()) / 1000);
+    notify(&[sd_notify::NotifyState::Reloading, sd_notify::NotifyState::MonotonicUsec(usec)]);
+}
+
 /// Tells systemd (when it started us with `Type=notify`) what the daemon does now: no-op
 /// without `$NOTIFY_SOCKET`.
 pub fn notify(states: &[sd_notify::NotifyState<'_>]) {

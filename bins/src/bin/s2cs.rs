@@ -301,7 +301,7 @@ impl Live {
     /// Reads the configuration file and the certificates again and applies what can change
     /// while serving; a file that does not read keeps every setting as it was.
     fn reload(&mut self) {
-        ops::notify(&[NotifyState::Reloading, monotonic_now()]);
+        ops::notify_reloading();
         match self.try_reload() {
             Ok(()) => tracing::info!("reloaded"),
             Err(e) => tracing::error!("reload refused, the settings in force are kept: {e:#}"),
@@ -383,13 +383,6 @@ fn same_ds(a: &DataServer, b: &DataServer) -> bool {
         (DataServer::Remote { addrs: a, tls: s }, DataServer::Remote { addrs: b, tls: t }) => a == b && s == t,
         _ => false,
     }
-}
-
-/// systemd's MONOTONIC_USEC for a RELOADING notification.
-fn monotonic_now() -> NotifyState<'static> {
-    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .map_or(0, |t| i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_nsec()) / 1000);
-    NotifyState::MonotonicUsec(ts)
 }
 
 async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<Stopped> {

@@ -283,7 +283,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         let which = loop {
             match signals.next().await {
                 ops::Signal::Reload => {
-                    ops::notify(&[NotifyState::Reloading]);
+                    ops::notify_reloading();
                     match reload(&cli_args, &mut current, &live_tls, log.as_ref()) {
                         Ok(()) => tracing::info!("reloaded"),
                         Err(e) => tracing::error!("reload refused, the settings in force are kept: {e:#}"),

@@ -162,16 +162,14 @@ fn sighup_applies_a_new_capacity_and_certificate_and_a_bad_file_changes_nothing(
     });
 }
 
-#[test]
-fn systemd_is_told_ready_reloading_and_stopping() {
-    let _serial = shared();
-    let dir = Scratch::new("ops-notify");
-    let socket_path = dir.0.join("notify.sock");
+/// Runs `daemon args` with a notify socket: it must say READY=1, then on SIGHUP RELOADING=1
+/// (with MONOTONIC_USEC) and READY=1, then on SIGTERM STOPPING=1, and exit 0 (nothing to drain).
+fn notifies(dir: &std::path::Path, daemon: &str, args: &[String]) {
+    let socket_path = dir.join(format!("{daemon}-notify.sock"));
     let socket = UnixDatagram::bind(&socket_path).unwrap();
     socket.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let range = free_range(2);
-    let child = Command::new(bin("s2cs"))
-        .args(["--insecure", "--listener-ip", "127.0.0.1", "--port", "0", "--port-range", &range])
+    let child = Command::new(bin(daemon))
+        .args(args)
         .env("NOTIFY_SOCKET", &socket_path)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -182,23 +180,45 @@ fn systemd_is_told_ready_reloading_and_stopping() {
     let read = |want: &str| {
         let mut buf = [0u8; 512];
         for _ in 0..5 {
-            let n = socket.recv(&mut buf).expect("a notification within 10 s");
+            let n = socket.recv(&mut buf).unwrap_or_else(|e| panic!("{daemon}: no notification within 10 s ({e})"));
             let text = String::from_utf8_lossy(&buf[..n]).to_string();
             if text.contains(want) {
                 return text;
             }
         }
-        panic!("no {want}");
+        panic!("{daemon}: no {want}");
     };
-    assert!(read("READY=1").contains("READY=1"));
+    read("READY=1");
     assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
     let reloading = read("RELOADING=1");
-    assert!(reloading.contains("MONOTONIC_USEC="), "systemd needs the time with RELOADING: {reloading}");
+    assert!(reloading.contains("MONOTONIC_USEC="), "{daemon}: systemd needs the time with RELOADING: {reloading}");
     read("READY=1");
     assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
     read("STOPPING=1");
-    let out = guard.wait(Duration::from_secs(10)).unwrap();
-    assert_eq!(out.status.code(), Some(0), "nothing to drain: exit 0");
+    let out = guard.wait(Duration::from_secs(15)).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{daemon}: nothing to drain: exit 0");
+}
+
+#[test]
+fn systemd_is_told_ready_reloading_and_stopping_by_both_daemons() {
+    let _serial = shared();
+    let dir = Scratch::new("ops-notify");
+    let range = free_range(2);
+    notifies(
+        &dir.0,
+        "s2cs",
+        &args(&["--insecure", "--listener-ip", "127.0.0.1", "--port", "0", "--port-range", &range]),
+    );
+    let made =
+        run("s2ds", &args(&["gen-cert", "--listener-ip", "127.0.0.1", "--out-dir", dir.0.to_str().unwrap()]), CALL)
+            .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let (cert, key) = (dir.0.join("cert.pem"), dir.0.join("key.pem"));
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let range = free_range(2);
+    let node =
+        args(&["--listen", "127.0.0.1:0", "--cert", cert, "--key", key, "--trust", cert, "--port-range", &range]);
+    notifies(&dir.0, "s2ds", &node);
 }
 
 #[test]
