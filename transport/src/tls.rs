@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use scistream_fsm::Addr;
 use scistream_fsm::types::AddrError;
@@ -44,7 +45,7 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
         /// The decoding error.
-        error: io::Error,
+        error: rustls::pki_types::pem::Error,
     },
     /// A certificate file holds no certificate.
     #[error("no certificate in {0}")]
@@ -336,7 +337,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn certs_from_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = rustls_pemfile::certs(&mut &pem[..])
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| TlsError::Pem { path: path.to_owned(), error })?;
     if certs.is_empty() {
@@ -346,9 +347,11 @@ fn certs_from_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>
 }
 
 fn key_from_pem(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
-    rustls_pemfile::private_key(&mut &pem[..])
-        .map_err(|error| TlsError::Pem { path: path.to_owned(), error })?
-        .ok_or_else(|| TlsError::NoPrivateKey(path.to_owned()))
+    // The first PKCS#8, PKCS#1 or SEC1 key in the file, as rustls-pemfile's `private_key` did.
+    PrivateKeyDer::from_pem_slice(pem).map_err(|error| match error {
+        pem::Error::NoItemsFound => TlsError::NoPrivateKey(path.to_owned()),
+        error => TlsError::Pem { path: path.to_owned(), error },
+    })
 }
 
 #[cfg(test)]
