@@ -251,7 +251,11 @@ pub enum Trust {
 
 /// Opens a TLS channel to the control server at `addr` (`host:port`, IPv6 hosts in brackets).
 ///
-/// The server must present a certificate for `host` that `trust` vouches for. `timeout` bounds
+/// The server must present a certificate for `host` that `trust` vouches for. A certificate in
+/// a trusted file is also pinned: a server presenting exactly that certificate is accepted
+/// even when it is marked a CA (as `openssl req -x509` makes them), its names and validity
+/// still checked. A failed handshake is explained in the error (a name mismatch, an expired
+/// certificate, an unknown issuer …) with what to do about it. `timeout` bounds
 /// the TCP connect, the TLS handshake and the whole opening; the channel has `TCP_NODELAY` and
 /// reconnects by itself later if the connection drops.
 pub async fn connect(addr: &str, trust: &Trust, timeout: Duration) -> Result<Channel, TlsError> {
@@ -269,16 +273,23 @@ pub async fn connect_from(
 ) -> Result<Channel, TlsError> {
     let target = parse_addr(addr)?;
     let tls = ClientTlsConfig::new().domain_name(target.host.clone()).timeout(timeout);
-    let tls = match trust {
-        Trust::System => tls.with_native_roots(),
-        Trust::File(path) => tls.ca_certificate(bundle(std::slice::from_ref(path))?),
-        Trust::Files(paths) => tls.ca_certificate(bundle(paths)?),
+    let endpoint = Endpoint::from_shared(format!("https://{target}"));
+    let pinned = !matches!(trust, Trust::System);
+    let endpoint = match trust {
+        Trust::System => endpoint.and_then(|e| e.tls_config(tls.with_native_roots())),
+        Trust::File(path) => {
+            let verifier = Arc::new(pin::PinnedOrRoots::new(pins(std::slice::from_ref(path))?));
+            endpoint.and_then(|e| e.tls_config_with_verifier(tls, verifier))
+        }
+        Trust::Files(paths) => {
+            let verifier = Arc::new(pin::PinnedOrRoots::new(pins(paths)?));
+            endpoint.and_then(|e| e.tls_config_with_verifier(tls, verifier))
+        }
     };
-    let endpoint = Endpoint::from_shared(format!("https://{target}"))
-        .and_then(|e| e.tls_config(tls))
+    let endpoint = endpoint
         .map_err(|e| TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&e) })?
         .local_address(local);
-    open(addr, endpoint, timeout).await
+    open_tls(addr, endpoint, timeout, &target.host, pinned).await
 }
 
 /// Opens a plain-text channel to `addr` (`host:port`): for tests only, it logs a warning.
@@ -295,6 +306,30 @@ async fn open(addr: &str, endpoint: Endpoint, timeout: Duration) -> Result<Chann
     match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(err)) => Err(TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&err) }),
+        Err(_) => Err(TlsError::Connect { addr: addr.to_owned(), reason: format!("timed out after {timeout:?}") }),
+    }
+}
+
+/// As [`open`], a failed TLS handshake with `host` explained in words a user can act on (the
+/// library's own words follow, in brackets). `pinned`: the user gave certificate files.
+async fn open_tls(
+    addr: &str,
+    endpoint: Endpoint,
+    timeout: Duration,
+    host: &str,
+    pinned: bool,
+) -> Result<Channel, TlsError> {
+    let endpoint = endpoint.connect_timeout(timeout).tcp_nodelay(true);
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(err)) => {
+            let chain = error_chain(&err);
+            let reason = match explain::explain(&err, host, pinned) {
+                Some(words) => format!("{words} [{chain}]"),
+                None => chain,
+            };
+            Err(TlsError::Connect { addr: addr.to_owned(), reason })
+        }
         Err(_) => Err(TlsError::Connect { addr: addr.to_owned(), reason: format!("timed out after {timeout:?}") }),
     }
 }
@@ -318,6 +353,15 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
         cause = err.source();
     }
     out
+}
+
+/// The certificates of every file: what the user trusts, each as a CA and as a pin.
+fn pins(paths: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut all = Vec::new();
+    for path in paths {
+        all.extend(certs_from_pem(path, &read(path)?)?);
+    }
+    Ok(all)
 }
 
 /// The certificates of every file, checked and joined into one PEM bundle.
@@ -354,5 +398,7 @@ fn key_from_pem(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsEr
     })
 }
 
+mod explain;
+mod pin;
 #[cfg(test)]
 mod tests;

@@ -20,6 +20,7 @@ mod pool;
 mod real_properties;
 mod refusals;
 mod shutdown;
+mod tls_trust;
 mod two_facilities;
 
 mod testkit;
