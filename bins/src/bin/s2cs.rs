@@ -79,6 +79,8 @@ struct Settings {
     operators: Vec<Principal>,
     allow_keyless_sessions: bool,
     limits: PortLimits,
+    /// Given to REQs without a rate (0: none).
+    default_rate: u32,
 }
 
 /// Where the data server runs.
@@ -185,6 +187,7 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         auth,
         operators: cli.operators.into_iter().chain(file.operators).map(Principal).collect(),
         allow_keyless_sessions: cli.allow_keyless_sessions || file.allow_keyless_sessions,
+        default_rate: cli.default_rate.or(file.default_rate).unwrap_or(0),
     })
 }
 
@@ -336,6 +339,7 @@ async fn serve(s: Settings) -> Result<()> {
             require_app_keys: !s.allow_keyless_sessions,
             allow_plain_wan: s.allow_plain_wan,
             capacity: s.capacity,
+            default_rate: s.default_rate,
             operators: s.operators.clone(),
         },
         epoch,
