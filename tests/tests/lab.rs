@@ -607,7 +607,7 @@ fn list(lab: &Lab, gw: &Gateway) -> Vec<Value> {
     a.extend(args(&["--json", "list", "--s2cs", &gw.cs.addr]));
     let out = lab.run(Host::User, &bin("s2uc"), &a, Duration::from_secs(20)).expect("s2uc list");
     assert!(out.status.success(), "s2uc list: {}", String::from_utf8_lossy(&out.stderr));
-    json_lines(&out).expect("json")
+    scistream_tests::json_list(&out).expect("json")
 }
 
 /// The state `s2uc list` at `gw` shows for `uid`, if it lists it.

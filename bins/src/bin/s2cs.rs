@@ -60,6 +60,8 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    #[command(flatten)]
+    Manuals(scistream_bins::manuals::Manuals),
 }
 
 /// Settings after merging flags over the file over the defaults.
@@ -246,6 +248,9 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::Manuals(m)) = &cli.cmd {
+        return m.print::<Cli>();
+    }
     if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
         return gateway::gen_cert_command("s2cs", listener_ip, hostname, &out_dir, days, force);
     }

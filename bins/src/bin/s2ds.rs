@@ -56,6 +56,8 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    #[command(flatten)]
+    Manuals(scistream_bins::manuals::Manuals),
 }
 
 /// Settings after merging flags over the file over the defaults.
@@ -122,6 +124,9 @@ fn settings(cli: RunArgs) -> Result<Settings> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(Cmd::Manuals(m)) = &cli.cmd {
+        return m.print::<Cli>();
+    }
     if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
         return gateway::gen_cert_command("s2ds", listener_ip, hostname, &out_dir, days, force);
     }
