@@ -26,6 +26,7 @@
 
 pub mod appctrl;
 pub mod driver;
+pub mod metrics;
 pub mod relay;
 pub mod remote;
 pub mod s2cs;

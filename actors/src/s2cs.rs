@@ -26,6 +26,7 @@ use scistream_transport::store::SessionStore;
 use tokio::sync::oneshot;
 
 use crate::driver::Driver;
+use crate::metrics::{self, CodeLabel, CsMetrics, StateLabel};
 use crate::s2ds::{S2dsActor, S2dsArgs, S2dsMsg, TrafficBook};
 use crate::session::{Answer, SessionActor, SessionArgs, SessionMsg, Upward};
 
@@ -46,6 +47,25 @@ pub enum S2csMsg {
     WhenReady(oneshot::Sender<()>),
     /// A session's actor could not be started: the session is lost.
     Lost(Uid),
+    /// Set the metrics' gauges from the state now, then answer.
+    Refresh(oneshot::Sender<()>),
+    /// Drain: admit no new session (the core's [`s2cs::Input::Drain`]).
+    Drain,
+    /// New capacity and operators (the core's [`s2cs::Input::Reconfigure`]).
+    Reconfigure(Option<u64>, Vec<scistream_fsm::Principal>),
+    /// Whether it serves (a data server attached), and how many sessions hold resources.
+    Health(oneshot::Sender<Serving>),
+}
+
+/// What a control server says of itself for its health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Serving {
+    /// A data server (node) is attached: requests can be served.
+    pub attached: bool,
+    /// It drains.
+    pub draining: bool,
+    /// Sessions holding (or about to hold) ports and capacity.
+    pub holding: usize,
 }
 
 /// What the S2CS actor starts with.
@@ -61,6 +81,8 @@ pub struct S2csArgs {
     pub store: Option<Arc<SessionStore>>,
     /// What the store held at start: sessions to host again.
     pub recovered: Vec<Record>,
+    /// Where it counts what happens, if anywhere.
+    pub metrics: Option<CsMetrics>,
 }
 
 /// Where a control server's data server runs.
@@ -119,6 +141,9 @@ pub struct S2csState {
     /// The nodes' names, indexed by [`Node`].
     names: Vec<String>,
     ready: Vec<oneshot::Sender<()>>,
+    metrics: Option<CsMetrics>,
+    /// When each session still setting up was admitted (for the setup latency).
+    born: BTreeMap<Uid, std::time::Instant>,
 }
 
 /// The control server actor.
@@ -134,6 +159,29 @@ impl ActorBackend {
     pub async fn ready(&self) -> bool {
         let (tx, rx) = oneshot::channel();
         self.0.send_message(S2csMsg::WhenReady(tx)).is_ok() && rx.await.is_ok()
+    }
+
+    /// Stops admitting new sessions; the ones held go on. `false` once it stopped.
+    pub fn drain(&self) -> bool {
+        self.0.send_message(S2csMsg::Drain).is_ok()
+    }
+
+    /// Takes a new capacity and new operators for what it admits from now on.
+    pub fn reconfigure(&self, capacity: Option<u64>, operators: Vec<scistream_fsm::Principal>) -> bool {
+        self.0.send_message(S2csMsg::Reconfigure(capacity, operators)).is_ok()
+    }
+
+    /// What it says of itself now; `None` once it stopped.
+    pub async fn health(&self) -> Option<Serving> {
+        let (tx, rx) = oneshot::channel();
+        self.0.send_message(S2csMsg::Health(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Sets the metrics' gauges from the control server's state now; `false` once it stopped.
+    pub async fn refresh(&self) -> bool {
+        let (tx, rx) = oneshot::channel();
+        self.0.send_message(S2csMsg::Refresh(tx)).is_ok() && rx.await.is_ok()
     }
 }
 
@@ -179,6 +227,7 @@ impl S2csActor {
                 }
                 Effect::Spawn(core) => {
                     let uid = core.uid();
+                    st.born.insert(uid, std::time::Instant::now());
                     let me = myself.clone();
                     let up = Arc::new(move |u| {
                         let _ = me.send_message(S2csMsg::Up(u));
@@ -269,6 +318,47 @@ impl S2csActor {
         }
     }
 
+    /// Counts a session's change of state: a setup when it first reaches Established, a
+    /// failure by its code.
+    fn count(st: &mut S2csState, uid: Uid, before: Option<session::State>, report: &session::Report) {
+        let session::Report::State { state, failure, .. } = report else { return };
+        let established = *state == session::State::Established;
+        // A session is timed from its admission to Established; it is forgotten there or at its end.
+        let born = if established || state.is_terminal() { st.born.remove(&uid) } else { None };
+        let Some(m) = &st.metrics else { return };
+        if established && before != Some(session::State::Established) {
+            m.setups.inc();
+            if let Some(at) = born {
+                m.setup_seconds.observe(at.elapsed().as_secs_f64());
+            }
+        } else if *state == session::State::Failed {
+            let code = failure.map_or_else(|| "aborted".to_owned(), |c| c.to_string());
+            m.failures.get_or_create(&CodeLabel { code }).inc();
+        }
+    }
+
+    /// Sets the gauges: sessions by state, nodes up and down, live sessions' traffic.
+    fn refresh(st: &S2csState) {
+        let Some(m) = &st.metrics else { return };
+        let core = st.driver.core();
+        metrics::set_states(
+            &m.sessions,
+            core.sessions().values().map(|e| e.summary.state.unwrap_or(session::State::Idle).name()),
+        );
+        let up = core.nodes().iter().filter(|n| n.state() == s2cs::State::Serving).count();
+        let down = core.nodes().len() - up;
+        for (state, n) in [("up", up), ("down", down)] {
+            m.nodes.get_or_create(&StateLabel { state: state.into() }).set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+        if let Ds::Embedded { .. } = &st.ds {
+            let book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
+            let live = book.iter().filter(|(uid, _)| core.session(uid).is_some_and(|e| !e.is_terminal()));
+            let all: Vec<(String, scistream_transport::relay::Traffic)> =
+                live.map(|(uid, c)| (uid.to_string(), c.snapshot())).collect();
+            m.traffic.set(all.iter().map(|(u, t)| (u.clone(), t)));
+        }
+    }
+
     async fn spawn_ds(myself: &ActorRef<S2csMsg>, args: S2dsArgs) -> Result<ActorRef<S2dsMsg>, ActorProcessingErr> {
         let (ds, _) = Actor::spawn_linked(None, S2dsActor, args, myself.get_cell()).await?;
         Ok(ds)
@@ -337,6 +427,8 @@ impl Actor for S2csActor {
             store: args.store,
             names,
             ready: Vec::new(),
+            metrics: args.metrics,
+            born: BTreeMap::new(),
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;
         Ok(st)
@@ -365,7 +457,32 @@ impl Actor for S2csActor {
             }
             S2csMsg::Up(Upward::ToDs(node, msg)) => Self::to_ds(st, node, msg),
             S2csMsg::Up(Upward::Report(uid, report)) => {
+                let before = st.driver.core().session(&uid).and_then(|e| e.summary.state);
+                let counted = report.clone();
                 Self::step(&myself, st, s2cs::Input::Report { uid, report }, None).await?;
+                Self::count(st, uid, before, &counted);
+            }
+            S2csMsg::Refresh(done) => {
+                Self::refresh(st);
+                let _ = done.send(());
+            }
+            S2csMsg::Drain => {
+                if !st.driver.core().draining() {
+                    let holding = st.driver.core().holding();
+                    tracing::info!(holding, "draining: no new session is admitted; the sessions held go on");
+                }
+                Self::step(&myself, st, s2cs::Input::Drain, None).await?;
+            }
+            S2csMsg::Reconfigure(capacity, operators) => {
+                Self::step(&myself, st, s2cs::Input::Reconfigure { capacity, operators }, None).await?;
+            }
+            S2csMsg::Health(reply) => {
+                let core = st.driver.core();
+                let _ = reply.send(Serving {
+                    attached: core.state() == s2cs::State::Serving,
+                    draining: core.draining(),
+                    holding: core.holding(),
+                });
             }
             S2csMsg::Timer(key, generation) => {
                 if st.driver.fired(key, generation) {

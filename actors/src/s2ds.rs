@@ -8,6 +8,7 @@ use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
+use scistream_fsm::alphabet::Alphabet as _;
 use scistream_fsm::{Effect, ErrorCode, Faces, Msg, Outbox, Peer, Role, TimerKey, Uid, s2ds};
 use scistream_transport::relay::Counters;
 
@@ -30,6 +31,19 @@ pub enum S2dsMsg {
     Timer(TimerKey, u64),
     /// A session's relay started, or could not.
     Bridges(Uid, Result<(), ErrorCode>),
+    /// Set these metrics' gauges from the state now, then answer.
+    Refresh(crate::metrics::DsMetrics, tokio::sync::oneshot::Sender<()>),
+    /// Whether a control server is attached, and how many sessions are not over.
+    Health(tokio::sync::oneshot::Sender<NodeHealth>),
+}
+
+/// What a node says of itself for its health checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NodeHealth {
+    /// A control server is attached.
+    pub attached: bool,
+    /// Sessions not over.
+    pub holding: usize,
 }
 
 /// What the S2DS actor starts with.
@@ -202,6 +216,31 @@ impl Actor for S2dsActor {
             }
             S2dsMsg::Bridges(uid, Ok(())) => s2ds::Input::BridgesUp(uid),
             S2dsMsg::Bridges(uid, Err(code)) => s2ds::Input::BridgesFailed { uid, code },
+            S2dsMsg::Refresh(m, done) => {
+                let core = st.driver.core();
+                let live = |s: &s2ds::Session| !matches!(s.state(), s2ds::State::Released | s2ds::State::Failed);
+                crate::metrics::set_states(&m.sessions, core.sessions().values().map(|s| s.state().name()));
+                m.attached.set(i64::from(core.epoch().is_some()));
+                let book = st.args.traffic.lock().unwrap_or_else(|e| e.into_inner());
+                let all: Vec<(String, scistream_transport::relay::Traffic)> = book
+                    .iter()
+                    .filter(|(uid, _)| core.sessions().get(uid).is_some_and(live))
+                    .map(|(uid, c)| (uid.to_string(), c.snapshot()))
+                    .collect();
+                m.traffic.set(all.iter().map(|(u, t)| (u.clone(), t)));
+                let _ = done.send(());
+                return Ok(());
+            }
+            S2dsMsg::Health(reply) => {
+                let core = st.driver.core();
+                let holding = core
+                    .sessions()
+                    .values()
+                    .filter(|s| !matches!(s.state(), s2ds::State::Released | s2ds::State::Failed))
+                    .count();
+                let _ = reply.send(NodeHealth { attached: core.epoch().is_some(), holding });
+                return Ok(());
+            }
         };
         Self::step(&myself, st, input).await;
         Ok(())

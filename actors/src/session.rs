@@ -61,7 +61,13 @@ pub struct SessionActor;
 
 impl SessionActor {
     fn step(myself: &ActorRef<SessionMsg>, st: &mut SessionState, input: session::Input) {
+        let before = st.driver.core().state();
+        tracing::trace!(?input, "session input");
         let mut out = st.driver.step(myself, input);
+        let after = st.driver.core().state();
+        if after != before {
+            tracing::debug!(from = ?before, to = ?after, "session state");
+        }
         // Reports go up before any answer goes out: a caller who hears the answer and then asks
         // for the status (through the control server's mailbox, behind the report) sees the
         // state the answer told it.
@@ -101,6 +107,8 @@ impl Actor for SessionActor {
         msg: SessionMsg,
         st: &mut SessionState,
     ) -> Result<(), ActorProcessingErr> {
+        // Every line logged while the session steps carries its uid (no await below).
+        let _span = tracing::info_span!("session", uid = %st.driver.core().uid()).entered();
         match msg {
             SessionMsg::Input(input, answer) => {
                 if let (session::Input::Call { from, .. }, Some(tx)) = (&input, answer) {

@@ -90,6 +90,31 @@ where
     }
 }
 
+/// As [`run_daemon`], for a daemon that drains: logs in `format` (`serve` gets the handle that
+/// changes the level), and exits 0 when every session had ended before it stopped,
+/// [`crate::ops::EXIT_UNDRAINED`] when it ended sessions still running.
+pub fn run_draining<F, Fut>(name: &str, verbose: u8, format: crate::LogFormat, serve: F) -> std::process::ExitCode
+where
+    F: FnOnce(Option<crate::LogLevel>) -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<crate::ops::Stopped>>,
+{
+    let log = crate::init_logging_as(verbose, format);
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!("file descriptor limit {n}"),
+        Err(e) => tracing::warn!("cannot raise the file descriptor limit: {e}"),
+    }
+    let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match rt.block_on(serve(log)) {
+        Ok(crate::ops::Stopped::Drained) => std::process::ExitCode::SUCCESS,
+        Ok(crate::ops::Stopped::Cut) => std::process::ExitCode::from(crate::ops::EXIT_UNDRAINED),
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("{name}: {e:#}");
+            std::process::ExitCode::from(crate::EXIT_FAILED)
+        }
+    }
+}
+
 /// `gen-cert` as a daemon's subcommand: prints what it wrote, or the error (exit 1).
 pub fn gen_cert_command(
     name: &str,

@@ -16,6 +16,7 @@ pub mod config;
 pub mod gateway;
 pub mod limits;
 pub mod manuals;
+pub mod ops;
 pub mod units;
 
 use std::time::Duration;
@@ -39,24 +40,73 @@ pub const EXIT_USAGE: u8 = 2;
 /// Exit status of a command that failed at a remote end (refused, unreachable, deadline).
 pub const EXIT_FAILED: u8 = 1;
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object per line (timestamp, level, message, fields, the spans with the
+    /// session's uid).
+    Json,
+}
+
 /// Starts logging to stderr: `info` by default, `debug` with `-v`, `trace` with `-vv`;
 /// `RUST_LOG` overrides.
 pub fn init_logging(verbose: u8) {
+    let _ = init_logging_as(verbose, LogFormat::Text);
+}
+
+/// A daemon's log level, changeable while it runs (SIGHUP).
+pub struct LogLevel(tracing_subscriber::reload::Handle<tracing_subscriber::EnvFilter, tracing_subscriber::Registry>);
+
+impl LogLevel {
+    /// Logs at the level `verbose` says from now on (unless `RUST_LOG` decides).
+    pub fn set(&self, verbose: u8) -> Result<(), String> {
+        self.0.reload(filter(verbose)).map_err(|e| e.to_string())
+    }
+}
+
+fn filter(verbose: u8) -> tracing_subscriber::EnvFilter {
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
+}
+
+/// As [`init_logging`], in `format`; the handle changes the level later. `None` when logging
+/// was set up already.
+pub fn init_logging_as(verbose: u8, format: LogFormat) -> Option<LogLevel> {
     use std::io::IsTerminal;
-    let ansi = std::io::stderr().is_terminal();
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(ansi)
-        .with_target(false)
-        .try_init();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let (level, handle) = tracing_subscriber::reload::Layer::new(filter(verbose));
+    let registry = tracing_subscriber::registry().with(level);
+    let done = match format {
+        LogFormat::Text => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(std::io::stderr)
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_target(false),
+            )
+            .try_init(),
+        LogFormat::Json => registry
+            .with(
+                tracing_subscriber::fmt::layer()
+                    .json()
+                    .with_writer(std::io::stderr)
+                    .with_current_span(true)
+                    .with_span_list(true)
+                    .with_target(false),
+            )
+            .try_init(),
+    };
+    done.ok().map(|()| LogLevel(handle))
 }
 
 /// Parses a listener list: `host:port,host:port`, whitespace-separated, or SciStream 1.2's

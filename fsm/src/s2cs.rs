@@ -154,6 +154,18 @@ pub enum Input {
     },
     /// The driver lost a session's core (its actor died): whatever it held is released.
     SessionDied(Uid),
+    /// The operator asked the server to drain (SIGTERM): from now on no new session is
+    /// admitted (a REQ for a uid it does not hold is refused UNAVAILABLE, `Why::Draining`, so
+    /// that clients retry, against its successor); the sessions it holds go on.
+    Drain,
+    /// The operator changed what may change while serving (SIGHUP): the facility's capacity
+    /// and its operators. Admitted sessions keep what they were admitted with.
+    Reconfigure {
+        /// The facility's capacity, kB/s (`None`: no limit).
+        capacity: Option<u64>,
+        /// Identities that may manage every session.
+        operators: Vec<Principal>,
+    },
 }
 
 /// What the control server's core keeps of one session.
@@ -296,6 +308,8 @@ pub struct S2cs {
     sessions: BTreeMap<Uid, Entry>,
     /// Records to host again at boot (a restart).
     recovering: Vec<Record>,
+    /// Draining: no new session is admitted.
+    draining: bool,
 }
 
 impl S2cs {
@@ -309,7 +323,17 @@ impl S2cs {
     /// node the configuration no longer has is hosted and failed at once.
     pub fn recover(cfg: Config, epoch: u64, records: Vec<Record>) -> Self {
         let nodes = (0..cfg.nodes.max(1)).map(|_| NodeLink::new()).collect();
-        Self { cfg, epoch, nodes, sessions: BTreeMap::new(), recovering: records }
+        Self { cfg, epoch, nodes, sessions: BTreeMap::new(), recovering: records, draining: false }
+    }
+
+    /// Whether it drains ([`Input::Drain`]).
+    pub fn draining(&self) -> bool {
+        self.draining
+    }
+
+    /// How many sessions hold (or may hold) ports and capacity: what a drain waits for.
+    pub fn holding(&self) -> usize {
+        self.sessions.values().filter(|e| e.holds_resources()).count()
     }
 
     /// Its configuration.
@@ -415,6 +439,15 @@ impl S2cs {
                 } else if was == established && e.summary.state != established {
                     out.push(Effect::Unpersist { uid });
                 }
+                Ok(())
+            }
+            Input::Drain => {
+                self.draining = true;
+                Ok(())
+            }
+            Input::Reconfigure { capacity, operators } => {
+                self.cfg.capacity = capacity;
+                self.cfg.operators = operators;
                 Ok(())
             }
             Input::SessionDied(uid) => {

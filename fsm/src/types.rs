@@ -346,6 +346,8 @@ pub enum Why {
     DataServerLost,
     /// The session was not established within its lease (no Hello, or no UpdateTargets).
     Lease,
+    /// The control server is draining (it is shutting down): no new session is admitted.
+    Draining,
 }
 
 impl fmt::Display for Why {
@@ -367,6 +369,7 @@ impl fmt::Display for Why {
             Self::PortsBusy => f.write_str("the data server could not bind the session's ports (other processes hold them)"),
             Self::DataServerLost => f.write_str("its data server restarted or stopped answering"),
             Self::Lease => f.write_str("not established within its lease (no Hello or no UpdateTargets in time)"),
+            Self::Draining => f.write_str("the control server is shutting down and admits no new session; try again later"),
         }
     }
 }

@@ -20,7 +20,7 @@ pub fn error_code(u: &mut Unstructured<'_>) -> Result<ErrorCode> {
 
 /// What an ERROR says beyond its code: every variant, with arbitrary numbers.
 pub fn why(u: &mut Unstructured<'_>) -> Result<Why> {
-    Ok(match u.int_in_range(0..=9)? {
+    Ok(match u.int_in_range(0..=10)? {
         0 => Why::Unspecified,
         1 => Why::NumConn { max: u.arbitrary()? },
         2 => Why::AppKeyRequired,
@@ -30,6 +30,7 @@ pub fn why(u: &mut Unstructured<'_>) -> Result<Why> {
         6 => Why::Capacity { capacity: u.arbitrary()?, in_use: u.arbitrary()? },
         7 => Why::PortsBusy,
         8 => Why::DataServerLost,
+        9 => Why::Draining,
         _ => Why::Lease,
     })
 }

@@ -72,6 +72,7 @@ fn why() -> impl Strategy<Value = Why> {
         Just(Why::PortsBusy),
         Just(Why::DataServerLost),
         Just(Why::Lease),
+        Just(Why::Draining),
     ]
 }
 

@@ -279,6 +279,27 @@ impl Node {
         listening_ports_of(pid)
     }
 
+    /// Its exit code once it exited within `limit` (`None` inside: ended by a signal);
+    /// `Ok(None)` outside when it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<Option<Option<i32>>> {
+        let child = self.child.as_mut().context("not running")?;
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(Some(status.code()));
+            }
+            if start.elapsed() >= limit {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where it serves metrics and health, as its log says (with `--metrics-addr`).
+    pub fn metrics_addr(&self) -> Option<String> {
+        metrics_addr_in(&self.log())
+    }
+
     /// Sends it `signal` (`STOP`, `CONT`, ...) by its pid.
     pub fn signal(&self, signal: &str) -> Result<()> {
         let pid = self.child.as_ref().context("not running")?.id().to_string();
@@ -485,6 +506,56 @@ impl Server {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Sends it `signal` (`HUP`, `TERM`, ...) by its pid.
+    pub fn signal(&self, signal: &str) -> Result<()> {
+        let pid = self.child.id().to_string();
+        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status()?;
+        if !status.success() {
+            bail!("kill -{signal} {pid} failed");
+        }
+        Ok(())
+    }
+
+    /// Its exit code once it exited within `limit` (`None` inside: ended by a signal);
+    /// `Ok(None)` outside when it still runs.
+    pub fn wait_exit(&mut self, limit: Duration) -> Result<Option<Option<i32>>> {
+        let start = std::time::Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status.code()));
+            }
+            if start.elapsed() >= limit {
+                return Ok(None);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Where it serves metrics and health, as its log says (with `--metrics-addr`).
+    pub fn metrics_addr(&self) -> Option<String> {
+        metrics_addr_in(&self.log())
+    }
+}
+
+/// The metrics address a daemon's log announces.
+pub fn metrics_addr_in(log: &str) -> Option<String> {
+    let line = log.lines().find(|l| l.contains("metrics and health served over HTTP"))?;
+    let at = line.split_once("addr=")?.1;
+    Some(at.split_whitespace().next()?.to_owned())
+}
+
+/// `GET path` over HTTP/1.0 from `addr` (5 s bounds): its status code and body.
+pub fn http_get(addr: &str, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(addr).with_context(|| format!("connecting to {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut all = String::new();
+    s.read_to_string(&mut all)?;
+    let code = all.split_whitespace().nth(1).context("no status line")?.parse()?;
+    let body = all.split_once("\r\n\r\n").map_or("", |(_, b)| b).to_owned();
+    Ok((code, body))
 }
 
 impl Drop for Server {

@@ -36,6 +36,37 @@ use tokio::task::JoinSet;
 /// Buffer per direction of a relayed connection.
 pub const BUF: usize = 64 * 1024;
 
+/// Every session's traffic in this process since it started, ended sessions included (what
+/// the daemons' metrics report as totals). One relay engine per process: process-wide.
+#[derive(Debug, Default)]
+pub struct Totals {
+    /// Bytes towards the targets.
+    pub bytes_in: AtomicU64,
+    /// Bytes back from the targets.
+    pub bytes_out: AtomicU64,
+    /// Connections accepted.
+    pub connections: AtomicU64,
+    /// WAN connections refused: they did not authenticate as their session.
+    pub refused: AtomicU64,
+    /// Connections whose target could not be reached.
+    pub dial_failures: AtomicU64,
+    /// WAN handshakes with the producer's gateway that failed.
+    pub handshake_failures: AtomicU64,
+    /// Connections ended by an error after both legs were up.
+    pub resets: AtomicU64,
+}
+
+/// The process's relay totals.
+pub static TOTALS: Totals = Totals {
+    bytes_in: AtomicU64::new(0),
+    bytes_out: AtomicU64::new(0),
+    connections: AtomicU64::new(0),
+    refused: AtomicU64::new(0),
+    dial_failures: AtomicU64::new(0),
+    handshake_failures: AtomicU64::new(0),
+    resets: AtomicU64::new(0),
+};
+
 /// A session's traffic so far.
 #[derive(Debug, Default)]
 pub struct Counters {
@@ -92,9 +123,11 @@ impl Counters {
         }
     }
 
-    /// Records a failure to reach the target: counted, kept as the session's problem, logged.
-    fn path_failed(&self, session: &str, counter: &AtomicU64, what: String) {
+    /// Records a failure to reach the target: counted (in `counter` and the process's
+    /// `total`), kept as the session's problem, logged.
+    fn path_failed(&self, session: &str, counter: &AtomicU64, total: &AtomicU64, what: String) {
         counter.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(1, Ordering::Relaxed);
         self.warn(session, || what.clone());
         *self.problem.lock().unwrap_or_else(|e| e.into_inner()) = Some(what);
     }
@@ -344,6 +377,7 @@ async fn accept_loop(listener: TcpListener, at: Arc<Conn>, bucket: Option<Arc<Bu
             accepted = listener.accept() => match accepted {
                 Ok((inbound, peer)) => {
                     at.counters.total.fetch_add(1, Ordering::Relaxed);
+                    TOTALS.connections.fetch_add(1, Ordering::Relaxed);
                     let (at, bucket) = (at.clone(), bucket.clone());
                     conns.spawn(async move {
                         let c = &at.counters;
@@ -358,6 +392,7 @@ async fn accept_loop(listener: TcpListener, at: Arc<Conn>, bucket: Option<Arc<Bu
                             Err(Failure::Flowing(e)) => {
                                 c.failed.fetch_add(1, Ordering::Relaxed);
                                 c.resets.fetch_add(1, Ordering::Relaxed);
+                                TOTALS.resets.fetch_add(1, Ordering::Relaxed);
                                 c.warn(&at.session, || format!("a connection from {peer} to {} broke mid-stream: {e}", at.target_is()));
                             }
                         }
@@ -408,6 +443,7 @@ async fn dial(at: &Conn) -> io::Result<TcpStream> {
             at.counters.path_failed(
                 &at.session,
                 &at.counters.dial_failures,
+                &TOTALS.dial_failures,
                 format!("cannot reach {}: {e}", at.target_is()),
             );
             Err(e)
@@ -425,11 +461,13 @@ async fn open(inbound: TcpStream, at: &Conn) -> io::Result<(Box<dyn Leg>, Box<dy
             Ok(Ok(tls)) => Box::new(tls),
             Ok(Err(e)) => {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
+                TOTALS.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(session = %at.session, %target, "WAN connection refused: it did not authenticate as the session ({e})");
                 return Err(e);
             }
             Err(_) => {
                 counters.refused.fetch_add(1, Ordering::Relaxed);
+                TOTALS.refused.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(session = %at.session, %target, "WAN connection refused: no TLS handshake within {HANDSHAKE:?}");
                 return Err(io::ErrorKind::TimedOut.into());
             }
@@ -447,12 +485,12 @@ async fn open(inbound: TcpStream, at: &Conn) -> io::Result<(Box<dyn Leg>, Box<dy
                 Ok(Ok(tls)) => Box::new(tls),
                 Ok(Err(e)) => {
                     let what = format!("{} did not authenticate as the session: {e}", at.target_is());
-                    counters.path_failed(&at.session, &counters.handshake_failures, what);
+                    counters.path_failed(&at.session, &counters.handshake_failures, &TOTALS.handshake_failures, what);
                     return Err(e);
                 }
                 Err(_) => {
                     let what = format!("no TLS handshake with {} within {HANDSHAKE:?}", at.target_is());
-                    counters.path_failed(&at.session, &counters.handshake_failures, what);
+                    counters.path_failed(&at.session, &counters.handshake_failures, &TOTALS.handshake_failures, what);
                     return Err(io::ErrorKind::TimedOut.into());
                 }
             }
@@ -474,8 +512,8 @@ async fn relay_one(inbound: TcpStream, at: &Conn, bucket: Option<&Bucket>) -> Re
     let (mut in_r, mut in_w) = tokio::io::split(inbound);
     let (mut out_r, mut out_w) = tokio::io::split(outbound);
     let result = {
-        let up = pump(&mut in_r, &mut out_w, &counters.bytes_in, None);
-        let down = pump(&mut out_r, &mut in_w, &counters.bytes_out, bucket);
+        let up = pump(&mut in_r, &mut out_w, [&counters.bytes_in, &TOTALS.bytes_in], None);
+        let down = pump(&mut out_r, &mut in_w, [&counters.bytes_out, &TOTALS.bytes_out], bucket);
         tokio::pin!(up, down);
         // A clean end of one direction waits for the other; an error ends both at once.
         tokio::select! {
@@ -500,8 +538,8 @@ async fn relay_plain(inbound: TcpStream, at: &Conn, bucket: Option<&Bucket>) -> 
     arm(&outbound);
     outbound.set_nodelay(true).map_err(Failure::Opening)?;
     counters.path_works();
-    let up = splice::pump(&inbound, &outbound, &counters.bytes_in, None);
-    let down = splice::pump(&outbound, &inbound, &counters.bytes_out, bucket);
+    let up = splice::pump(&inbound, &outbound, [&counters.bytes_in, &TOTALS.bytes_in], None);
+    let down = splice::pump(&outbound, &inbound, [&counters.bytes_out, &TOTALS.bytes_out], bucket);
     tokio::pin!(up, down);
     let result = tokio::select! {
         r = &mut up => match r { Ok(()) => down.await, e => e },
@@ -527,7 +565,7 @@ fn disarm(s: &TcpStream) {
 }
 
 /// Copies `from` into `to` until end of stream, then half-closes `to`; paced by `bucket`.
-async fn pump<R, W>(from: &mut R, to: &mut W, count: &AtomicU64, bucket: Option<&Bucket>) -> io::Result<()>
+async fn pump<R, W>(from: &mut R, to: &mut W, count: [&AtomicU64; 2], bucket: Option<&Bucket>) -> io::Result<()>
 where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -542,7 +580,9 @@ where
             b.take(n).await;
         }
         to.write_all(&buf[..n]).await?;
-        count.fetch_add(n as u64, Ordering::Relaxed);
+        for c in count {
+            c.fetch_add(n as u64, Ordering::Relaxed);
+        }
     }
 }
 

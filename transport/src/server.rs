@@ -71,12 +71,40 @@ pub struct ControlService {
     auth: Arc<dyn Authenticator>,
     limits: Limits,
     next: AtomicU32,
+    observer: Option<RpcObserver>,
 }
+
+/// Told of every rpc served: its name (one of the service's seven), its gRPC status code, and
+/// how long it took (for metrics).
+pub type RpcObserver = Arc<dyn Fn(&'static str, tonic::Code, std::time::Duration) + Send + Sync>;
 
 impl ControlService {
     /// A service over `backend`, authenticating with `auth`.
     pub fn new(backend: Arc<dyn Backend>, auth: Arc<dyn Authenticator>, limits: Limits) -> Self {
-        Self { backend, auth, limits, next: AtomicU32::new(0) }
+        Self { backend, auth, limits, next: AtomicU32::new(0), observer: None }
+    }
+
+    /// The same service, telling `observer` of every rpc it serves.
+    #[must_use]
+    pub fn with_observer(mut self, observer: RpcObserver) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Runs rpc `name`'s body and tells the observer how it ended and how long it took.
+    async fn observed<T>(
+        &self,
+        name: &'static str,
+        body: impl Future<Output = Result<T, Status>>,
+    ) -> Result<T, Status> {
+        use tracing::Instrument as _;
+        let started = std::time::Instant::now();
+        let out = body.instrument(tracing::info_span!("rpc", rpc = name)).await;
+        if let Some(o) = &self.observer {
+            let code = out.as_ref().map_or_else(Status::code, |_| tonic::Code::Ok);
+            o(name, code, started.elapsed());
+        }
+        out
     }
 
     /// The tonic server for this service.
@@ -127,9 +155,9 @@ fn unexpected(rpc: &str, msg: &Msg) -> Status {
     Status::internal(format!("{rpc}: the control server answered {}", msg.name()))
 }
 
-#[tonic::async_trait]
-impl pb::control_server::Control for ControlService {
-    async fn req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
+/// The rpcs themselves, each observed by [`ControlService::observed`].
+impl ControlService {
+    async fn do_req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::request_from_wire(request.get_ref(), &self.limits).map_err(wire)?;
         let msg = Msg::Req {
@@ -149,7 +177,7 @@ impl pb::control_server::Control for ControlService {
         }
     }
 
-    async fn update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
+    async fn do_update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
         let creds = args.creds.unwrap_or_else(Credentials::default);
@@ -162,7 +190,7 @@ impl pb::control_server::Control for ControlService {
         }
     }
 
-    async fn release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
+    async fn do_release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
         let mut rx =
@@ -174,7 +202,7 @@ impl pb::control_server::Control for ControlService {
         }
     }
 
-    async fn hello(&self, request: Request<pb::Hello>) -> Result<Response<pb::AppResponse>, Status> {
+    async fn do_hello(&self, request: Request<pb::Hello>) -> Result<Response<pb::AppResponse>, Status> {
         let args = convert::hello_from_wire(request.get_ref()).map_err(wire)?;
         let key = args.key.unwrap_or_else(AppKey::default);
         let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners: args.prod_listeners };
@@ -189,7 +217,7 @@ impl pb::control_server::Control for ControlService {
         }
     }
 
-    async fn listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
+    async fn do_listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
         let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
@@ -204,14 +232,14 @@ impl pb::control_server::Control for ControlService {
         }
     }
 
-    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::SessionStatus>, Status> {
+    async fn do_status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::SessionStatus>, Status> {
         let (caller, _) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::uid_from_wire(&request.get_ref().uid).map_err(wire)?;
         let view = self.status_of(caller, uid).await?;
         Ok(Response::new(view_to_wire(&view)))
     }
 
-    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::SessionList>, Status> {
+    async fn do_list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::SessionList>, Status> {
         let (caller, _) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let (reply, rx) = oneshot::channel();
         let name = caller.0.clone();
@@ -220,6 +248,37 @@ impl pb::control_server::Control for ControlService {
         }
         let views = rx.await.map_err(|_| Status::unavailable("control server stopped"))?;
         Ok(Response::new(pb::SessionList { sessions: views.iter().map(view_to_wire).collect(), caller: name }))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::control_server::Control for ControlService {
+    async fn req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
+        self.observed("req", self.do_req(request)).await
+    }
+
+    async fn update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
+        self.observed("update", self.do_update(request)).await
+    }
+
+    async fn release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
+        self.observed("release", self.do_release(request)).await
+    }
+
+    async fn hello(&self, request: Request<pb::Hello>) -> Result<Response<pb::AppResponse>, Status> {
+        self.observed("hello", self.do_hello(request)).await
+    }
+
+    async fn listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
+        self.observed("listeners", self.do_listeners(request)).await
+    }
+
+    async fn status(&self, request: Request<pb::StatusRequest>) -> Result<Response<pb::SessionStatus>, Status> {
+        self.observed("status", self.do_status(request)).await
+    }
+
+    async fn list(&self, request: Request<pb::ListRequest>) -> Result<Response<pb::SessionList>, Status> {
+        self.observed("list", self.do_list(request)).await
     }
 }
 

@@ -204,7 +204,7 @@ pub async fn serve_tls_incoming(
     cfg: Arc<rustls::ServerConfig>,
     limits: &PortLimits,
 ) -> TlsIncoming {
-    tls_incoming(listener, cfg, limits, false)
+    tls_incoming(listener, LiveConfig::new(cfg), limits, false)
 }
 
 /// As [`serve_tls_incoming`], for a [`mutual_server_config`]: a peer refused in the handshake
@@ -215,13 +215,46 @@ pub async fn serve_mutual_tls_incoming(
     cfg: Arc<rustls::ServerConfig>,
     limits: &PortLimits,
 ) -> TlsIncoming {
-    tls_incoming(listener, cfg, limits, true)
+    tls_incoming(listener, LiveConfig::new(cfg), limits, true)
 }
 
-fn tls_incoming(listener: TcpListener, cfg: Arc<rustls::ServerConfig>, limits: &PortLimits, loud: bool) -> TlsIncoming {
-    let acceptor = TlsAcceptor::from(cfg);
+/// As [`serve_tls_incoming`] (`mutual`: as [`serve_mutual_tls_incoming`]), with a
+/// configuration that can be replaced while serving: each new connection's handshake uses the
+/// one current when it was accepted (certificates rotated on SIGHUP); open connections keep
+/// theirs.
+pub async fn serve_live_tls_incoming(
+    listener: TcpListener,
+    live: LiveConfig,
+    limits: &PortLimits,
+    mutual: bool,
+) -> TlsIncoming {
+    tls_incoming(listener, live, limits, mutual)
+}
+
+/// A server's TLS configuration, replaceable while it serves ([`serve_live_tls_incoming`]).
+#[derive(Debug, Clone)]
+pub struct LiveConfig(Arc<std::sync::RwLock<Arc<rustls::ServerConfig>>>);
+
+impl LiveConfig {
+    /// Starts with `cfg`.
+    pub fn new(cfg: Arc<rustls::ServerConfig>) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(cfg)))
+    }
+
+    /// New connections use `cfg` from now on.
+    pub fn replace(&self, cfg: Arc<rustls::ServerConfig>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = cfg;
+    }
+
+    /// The configuration new connections use.
+    pub fn current(&self) -> Arc<rustls::ServerConfig> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+fn tls_incoming(listener: TcpListener, live: LiveConfig, limits: &PortLimits, loud: bool) -> TlsIncoming {
     ports::incoming(listener, limits, move |tcp, peer| {
-        let accept = acceptor.accept(tcp);
+        let accept = TlsAcceptor::from(live.current()).accept(tcp);
         async move {
             match accept.await {
                 Ok(tls) => Some(tls),

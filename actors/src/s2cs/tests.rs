@@ -54,6 +54,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
         },
         store: None,
         recovered: Vec::new(),
+        metrics: None,
     };
     let (actor, _) = Actor::spawn(None, S2csActor, args).await.expect("actor starts");
     assert!(ActorBackend(actor.clone()).ready().await, "attached to its data server");

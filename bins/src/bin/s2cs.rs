@@ -10,21 +10,26 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use prometheus_client::registry::Registry;
 use ractor::Actor;
+use scistream_actors::metrics::CsMetrics;
 use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
 use scistream_bins::config::s2cs::RunArgs;
 use scistream_bins::gateway::{self, Sides, parse_range};
-use scistream_bins::{EXIT_USAGE, shutdown_signal};
+use scistream_bins::ops::{self, Stopped};
+use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
 use scistream_identity::introspect::{DEFAULT_MAX_INFLIGHT, IntrospectAuth, IntrospectConfig, PeerLimit};
 use scistream_identity::{self as oauth};
 use scistream_proto::Limits;
+use scistream_proto::pb::control_server::ControlServer;
 use scistream_transport::node::LinkTls;
 use scistream_transport::ports::{self, PortLimits, TlsInfo};
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
 use scistream_transport::store::SessionStore;
 use scistream_transport::tls;
+use sd_notify::NotifyState;
 use tonic::transport::server::TcpConnectInfo;
 
 /// SciStream control server (S2CS), with its embedded data server (S2DS) or linked to an
@@ -60,11 +65,19 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Ask a running s2cs whether it is ready (its `/readyz` on --metrics-addr): exit status 0
+    /// when it is, 1 when not or unreachable. For container health checks.
+    Health {
+        /// Where the server serves its metrics and health (its --metrics-addr).
+        #[arg(long)]
+        metrics_addr: String,
+    },
     #[command(flatten)]
     Manuals(scistream_bins::manuals::Manuals),
 }
 
 /// Settings after merging flags over the file over the defaults.
+#[derive(Clone)]
 struct Settings {
     state_dir: Option<PathBuf>,
     ip: IpAddr,
@@ -81,11 +94,18 @@ struct Settings {
     operators: Vec<Principal>,
     allow_keyless_sessions: bool,
     limits: PortLimits,
+    metrics_addr: Option<SocketAddr>,
+    drain_timeout: Duration,
+    log_format: LogFormat,
     /// Given to REQs without a rate (0: none).
     default_rate: u32,
 }
 
+/// How long a drain lets sessions go on by default.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Where the data server runs.
+#[derive(Clone)]
 enum DataServer {
     /// In this process: its ports and addresses.
     Embedded { ports: std::ops::RangeInclusive<u16>, sides: Sides },
@@ -142,7 +162,8 @@ fn data_server(cli: &RunArgs, file: &RunArgs, ip: IpAddr, identity: Option<(Path
     Ok(DataServer::Remote { addrs, tls: LinkTls { cert, key, trust } })
 }
 
-fn settings(cli: RunArgs) -> Result<Settings> {
+fn settings(cli: &RunArgs) -> Result<Settings> {
+    let cli = cli.clone();
     let file: RunArgs = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -189,6 +210,9 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         auth,
         operators: cli.operators.into_iter().chain(file.operators).map(Principal).collect(),
         allow_keyless_sessions: cli.allow_keyless_sessions || file.allow_keyless_sessions,
+        metrics_addr: cli.metrics_addr.or(file.metrics_addr),
+        drain_timeout: cli.drain_timeout.or(file.drain_timeout).unwrap_or(DRAIN_TIMEOUT),
+        log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
         default_rate: cli.default_rate.or(file.default_rate).unwrap_or(0),
     })
 }
@@ -248,31 +272,148 @@ fn auth_settings(cli: &RunArgs, file: &RunArgs) -> Result<Option<IntrospectConfi
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::Manuals(m)) = &cli.cmd {
-        return m.print::<Cli>();
+    match cli.cmd {
+        Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) => {
+            return gateway::gen_cert_command("s2cs", listener_ip, hostname, &out_dir, days, force);
+        }
+        Some(Cmd::Health { metrics_addr }) => return ops::health_command("s2cs", &metrics_addr),
+        Some(Cmd::Manuals(m)) => return m.print::<Cli>(),
+        None => {}
     }
-    if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
-        return gateway::gen_cert_command("s2cs", listener_ip, hostname, &out_dir, days, force);
-    }
-    let s = match settings(cli.run) {
+    let s = match settings(&cli.run) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("s2cs: {e:#}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    gateway::run_daemon("s2cs", s.verbose, serve(s))
+    let (verbose, format) = (s.verbose, s.log_format);
+    gateway::run_draining("s2cs", verbose, format, move |log| serve(s, cli.run, log))
 }
 
-async fn serve(s: Settings) -> Result<()> {
+/// What SIGHUP may change while serving, and where it goes.
+struct Live {
+    /// The command line, to read the configuration file again.
+    args: RunArgs,
+    /// The settings in force.
+    settings: Settings,
+    tls: Option<tls::LiveConfig>,
+    auth: Arc<ops::LiveAuth>,
+    backend: ActorBackend,
+    log: Option<LogLevel>,
+}
+
+impl Live {
+    /// Reads the configuration file and the certificates again and applies what can change
+    /// while serving; a file that does not read keeps every setting as it was.
+    fn reload(&mut self) {
+        ops::notify(&[NotifyState::Reloading, monotonic_now()]);
+        match self.try_reload() {
+            Ok(()) => tracing::info!("reloaded"),
+            Err(e) => tracing::error!("reload refused, the settings in force are kept: {e:#}"),
+        }
+        ops::notify(&[NotifyState::Ready]);
+    }
+
+    fn try_reload(&mut self) -> Result<()> {
+        let new = settings(&self.args)?;
+        let old = &self.settings;
+        // Build everything first: nothing changes unless all of it reads.
+        let tls_cfg = match (&new.tls, &self.tls) {
+            (Some((crt, key)), Some(_)) => Some(tls::server_config(crt, key)?),
+            _ => None,
+        };
+        let auth = match new.auth.clone() {
+            Some(cfg) => {
+                let a = Arc::new(IntrospectAuth::new(cfg)?);
+                (a.clone() as Arc<dyn Authenticator>, Some(a))
+            }
+            None => (Arc::new(OpenAuth) as Arc<dyn Authenticator>, None),
+        };
+        let fixed = [
+            ("--listener-ip", old.ip != new.ip),
+            ("--port", old.port != new.port),
+            ("the data server (--s2ds, --port-range, --wan-ip, --lan-ip, --public-addr)", !same_ds(&old.ds, &new.ds)),
+            ("--insecure / TLS on or off", old.tls.is_some() != new.tls.is_some()),
+            ("--state-dir", old.state_dir != new.state_dir),
+            ("--hello-timeout", old.hello_timeout != new.hello_timeout),
+            ("--tombstone", old.tombstone != new.tombstone),
+            ("--max-num-conn", old.max_num_conn != new.max_num_conn),
+            ("--allow-plain-wan", old.allow_plain_wan != new.allow_plain_wan),
+            ("--allow-keyless-sessions", old.allow_keyless_sessions != new.allow_keyless_sessions),
+            ("the control port's [limits]", format!("{:?}", old.limits) != format!("{:?}", new.limits)),
+            ("--metrics-addr", old.metrics_addr != new.metrics_addr),
+            ("--log-format", old.log_format != new.log_format),
+        ];
+        for (what, changed) in fixed {
+            if changed {
+                tracing::warn!(
+                    "{what} changed in the configuration: it cannot change while serving; restart to apply it"
+                );
+            }
+        }
+        if let (Some(cfg), Some(live)) = (tls_cfg, &self.tls) {
+            live.replace(cfg);
+            tracing::info!("certificate and key read again: new connections use them");
+        }
+        match &auth.1 {
+            Some(_) => tracing::info!("authentication settings applied (with a fresh introspection cache)"),
+            None if old.auth.is_some() => tracing::warn!("authentication is now OFF: every caller is trusted"),
+            None => {}
+        }
+        self.auth.replace(auth.0, auth.1);
+        if old.capacity != new.capacity || old.operators != new.operators {
+            tracing::info!(capacity = ?new.capacity, operators = new.operators.len(), "capacity and operators applied to new sessions");
+        }
+        self.backend.reconfigure(new.capacity, new.operators.clone());
+        if let Some(log) = &self.log
+            && old.verbose != new.verbose
+        {
+            match log.set(new.verbose) {
+                Ok(()) => tracing::info!(verbose = new.verbose, "log level applied"),
+                Err(e) => tracing::warn!("cannot change the log level: {e}"),
+            }
+        }
+        if old.drain_timeout != new.drain_timeout {
+            tracing::info!(drain_timeout = ?new.drain_timeout, "drain timeout applied");
+        }
+        self.settings = new;
+        Ok(())
+    }
+}
+
+/// Whether two data-server settings are the same.
+fn same_ds(a: &DataServer, b: &DataServer) -> bool {
+    match (a, b) {
+        (DataServer::Embedded { ports: p, sides: s }, DataServer::Embedded { ports: q, sides: t }) => p == q && s == t,
+        (DataServer::Remote { addrs: a, tls: s }, DataServer::Remote { addrs: b, tls: t }) => a == b && s == t,
+        _ => false,
+    }
+}
+
+/// systemd's MONOTONIC_USEC for a RELOADING notification.
+fn monotonic_now() -> NotifyState<'static> {
+    let ts = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .map_or(0, |t| i128::from(t.tv_sec()) * 1_000_000 + i128::from(t.tv_nsec()) / 1000);
+    NotifyState::MonotonicUsec(ts)
+}
+
+async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<Stopped> {
+    // At once: from here on SIGHUP, SIGTERM and SIGINT are the daemon's to handle.
+    let mut signals = ops::Signals::install()?;
+    let health = ops::Health::starting("attaching to the data server");
+    let metrics_listener = match s.metrics_addr {
+        Some(addr) => Some(ops::bind(addr).await?),
+        None => None,
+    };
     let tls_cfg = match &s.tls {
-        Some((crt, key)) => Some(tls::server_config(crt, key)?),
+        Some((crt, key)) => Some(tls::LiveConfig::new(tls::server_config(crt, key)?)),
         None => {
             tracing::warn!("--insecure: the control channel is plain gRPC without TLS; use only for tests");
             None
         }
     };
-    let auth: Arc<dyn Authenticator> = match s.auth.clone() {
+    let (auth, introspect): (Arc<dyn Authenticator>, Option<Arc<IntrospectAuth>>) = match s.auth.clone() {
         Some(cfg) => {
             tracing::info!(
                 introspection = %cfg.url,
@@ -283,15 +424,24 @@ async fn serve(s: Settings) -> Result<()> {
                 peer_burst = cfg.peer_limit.burst,
                 "authentication on"
             );
-            Arc::new(IntrospectAuth::new(cfg)?)
+            let a = Arc::new(IntrospectAuth::new(cfg)?);
+            (a.clone(), Some(a))
         }
         None => {
             tracing::warn!(
                 "no --client-secret: authentication is OFF and every caller is trusted (as SciStream 1.2 without credentials)"
             );
-            Arc::new(OpenAuth)
+            (Arc::new(OpenAuth), None)
         }
     };
+    let auth = ops::LiveAuth::new(auth, introspect);
+    let mut registry = Registry::default();
+    let cs_metrics = CsMetrics::default();
+    cs_metrics.register(&mut registry);
+    let rpc_metrics = ops::RpcMetrics::default();
+    rpc_metrics.register(&mut registry);
+    registry.register_collector(Box::new(ops::RelayTotals));
+    registry.register_collector(Box::new(ops::IntrospectionCounters(auth.clone())));
     let ds = match &s.ds {
         DataServer::Embedded { ports, sides } => DataServerSite::Embedded {
             cfg: Box::new(s2ds::Config {
@@ -351,6 +501,7 @@ async fn serve(s: Settings) -> Result<()> {
         ds,
         store: store.clone(),
         recovered,
+        metrics: Some(cs_metrics),
     };
     let (actor, handle) =
         Actor::spawn(None, S2csActor, args).await.map_err(|e| anyhow!("starting the control server: {e}"))?;
@@ -367,11 +518,24 @@ async fn serve(s: Settings) -> Result<()> {
         }
         DataServer::Embedded { .. } => {}
     }
-    let service = ControlService::new(Arc::new(backend), auth, Limits { max_num_conn: s.max_num_conn }).into_server();
-    let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
-    tokio::spawn(async move {
-        let _ = tx.send(shutdown_signal().await);
-    });
+    let service = ControlService::new(Arc::new(backend.clone()), auth.clone(), Limits { max_num_conn: s.max_num_conn })
+        .with_observer(rpc_metrics.observer())
+        .into_server();
+    // The standard gRPC health service, beside the control service (no token needed).
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    reporter.set_not_serving::<ControlServer<ControlService>>().await;
+    if let Some(l) = metrics_listener {
+        let b = backend.clone();
+        let refresh: ops::Refresh = Arc::new(move || {
+            let b = b.clone();
+            Box::pin(async move {
+                b.refresh().await;
+            })
+        });
+        tracing::info!(addr = %l.local_addr()?, "metrics and health served over HTTP: /metrics, /healthz, /readyz");
+        ops::serve(l, registry, health.clone(), refresh);
+    }
+    tokio::spawn(watch_health(backend.clone(), health.clone(), reporter.clone()));
     let mode = if tls_cfg.is_some() { "TLS 1.3" } else { "INSECURE plain gRPC" };
     if s.allow_keyless_sessions {
         tracing::warn!(
@@ -387,10 +551,34 @@ async fn serve(s: Settings) -> Result<()> {
         }
     }
     println!("s2cs ready on {local}");
+    ops::notify(&[NotifyState::Ready]);
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<Stopped>();
+    let mut live =
+        Live { args: cli_args, settings: s.clone(), tls: tls_cfg.clone(), auth, backend: backend.clone(), log };
+    let drainer = backend.clone();
+    tokio::spawn(async move {
+        let which = loop {
+            match signals.next().await {
+                ops::Signal::Reload => live.reload(),
+                ops::Signal::Stop(which) => break which,
+            }
+        };
+        let timeout = live.settings.drain_timeout;
+        ops::notify(&[NotifyState::Stopping]);
+        health.set_draining();
+        reporter.set_not_serving::<ControlServer<ControlService>>().await;
+        drainer.drain();
+        tracing::info!("{which}: draining for at most {timeout:?} (a second signal ends the sessions now)");
+        let stopped = ops::drain(&mut signals, timeout, || async { drainer.health().await.map(|h| h.holding) }).await;
+        let _ = stopped_tx.send(stopped);
+    });
     let sessions = actor.clone();
+    let outcome = Arc::new(std::sync::Mutex::new(Stopped::Cut));
+    let told = outcome.clone();
     let signal = async move {
-        let which = rx.await.unwrap_or("shutdown");
-        tracing::info!("{which}: shutting down");
+        let stopped = stopped_rx.await.unwrap_or(Stopped::Cut);
+        *told.lock().unwrap_or_else(|e| e.into_inner()) = stopped;
+        tracing::info!(?stopped, "shutting down");
         // Stop the sessions before tonic drains its calls: a producer's REQ waits for its
         // Hello, and would hold the graceful shutdown up until its lease ends. Stopping the
         // actor answers every waiting call UNAVAILABLE.
@@ -400,13 +588,19 @@ async fn serve(s: Settings) -> Result<()> {
     tracing::info!(?limits, "control port limits");
     match tls_cfg {
         Some(cfg) => {
-            let incoming = tls::serve_tls_incoming(listener, cfg, limits).await;
-            limits.server::<TlsInfo>().add_service(service).serve_with_incoming_shutdown(incoming, signal).await?
+            let incoming = tls::serve_live_tls_incoming(listener, cfg, limits, false).await;
+            limits
+                .server::<TlsInfo>()
+                .add_service(health_service)
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await?
         }
         None => {
             let incoming = ports::serve_tcp_incoming(listener, limits);
             limits
                 .server::<TcpConnectInfo>()
+                .add_service(health_service)
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, signal)
                 .await?
@@ -419,5 +613,27 @@ async fn serve(s: Settings) -> Result<()> {
         store.flush();
     }
     tracing::info!("stopped; every listener closed");
-    Ok(())
+    let stopped = *outcome.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(stopped)
+}
+
+/// Keeps readiness (`/readyz`, the gRPC health service) in step with the control server: ready
+/// while a data server is attached and it does not drain.
+async fn watch_health(backend: ActorBackend, health: Arc<ops::Health>, reporter: tonic_health::server::HealthReporter) {
+    let mut was = None;
+    loop {
+        let Some(h) = backend.health().await else { return };
+        let ready = h.attached && !h.draining;
+        if was != Some(ready) {
+            if ready {
+                health.set_ready(true, "");
+                reporter.set_serving::<ControlServer<ControlService>>().await;
+            } else {
+                health.set_ready(false, if h.draining { "draining" } else { "no data server attached" });
+                reporter.set_not_serving::<ControlServer<ControlService>>().await;
+            }
+            was = Some(ready);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

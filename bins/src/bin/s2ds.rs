@@ -10,12 +10,16 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
+use prometheus_client::registry::Registry;
 use ractor::Actor;
+use scistream_actors::metrics::DsMetrics;
+use scistream_actors::s2ds::NodeHealth;
 use scistream_actors::s2ds::TrafficBook;
 use scistream_actors::{S2dsActor, S2dsArgs, S2dsMsg};
 use scistream_bins::config::s2ds::RunArgs;
 use scistream_bins::gateway::{self, Sides, parse_range};
-use scistream_bins::{EXIT_USAGE, shutdown_signal};
+use scistream_bins::ops::{self, Stopped};
+use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Role, s2ds};
 use scistream_proto::Limits;
@@ -23,6 +27,7 @@ use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, NodeService, TrafficSource, Uplink};
 use scistream_transport::ports::{PortLimits, TlsInfo};
 use scistream_transport::tls;
+use sd_notify::NotifyState;
 
 /// SciStream data server node (S2DS): listeners and relays of one gateway node, driven by its
 /// facility's control server over mutual TLS.
@@ -56,11 +61,19 @@ enum Cmd {
         #[arg(long)]
         force: bool,
     },
+    /// Ask a running s2ds whether it is ready (its `/readyz` on --metrics-addr): exit status 0
+    /// when it is, 1 when not or unreachable. For container health checks.
+    Health {
+        /// Where the node serves its metrics and health (its --metrics-addr).
+        #[arg(long)]
+        metrics_addr: String,
+    },
     #[command(flatten)]
     Manuals(scistream_bins::manuals::Manuals),
 }
 
 /// Settings after merging flags over the file over the defaults.
+#[derive(Clone)]
 struct Settings {
     listen: SocketAddr,
     cert: PathBuf,
@@ -74,9 +87,13 @@ struct Settings {
     tombstone: Duration,
     verbose: u8,
     limits: PortLimits,
+    metrics_addr: Option<SocketAddr>,
+    drain_timeout: Duration,
+    log_format: LogFormat,
 }
 
-fn settings(cli: RunArgs) -> Result<Settings> {
+fn settings(cli: &RunArgs) -> Result<Settings> {
+    let cli = cli.clone();
     let file: RunArgs = match &cli.config {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -119,29 +136,78 @@ fn settings(cli: RunArgs) -> Result<Settings> {
         capacity,
         tombstone: cli.tombstone.or(file.tombstone).unwrap_or(Profile::production().tombstone),
         verbose: cli.verbose.max(file.verbose),
+        metrics_addr: cli.metrics_addr.or(file.metrics_addr),
+        drain_timeout: cli.drain_timeout.or(file.drain_timeout).unwrap_or(Duration::from_secs(30)),
+        log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
     })
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Cmd::Manuals(m)) = &cli.cmd {
-        return m.print::<Cli>();
+    match cli.cmd {
+        Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) => {
+            return gateway::gen_cert_command("s2ds", listener_ip, hostname, &out_dir, days, force);
+        }
+        Some(Cmd::Health { metrics_addr }) => return ops::health_command("s2ds", &metrics_addr),
+        Some(Cmd::Manuals(m)) => return m.print::<Cli>(),
+        None => {}
     }
-    if let Some(Cmd::GenCert { listener_ip, hostname, out_dir, days, force }) = cli.cmd {
-        return gateway::gen_cert_command("s2ds", listener_ip, hostname, &out_dir, days, force);
-    }
-    let s = match settings(cli.run) {
+    let s = match settings(&cli.run) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("s2ds: {e:#}");
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    gateway::run_daemon("s2ds", s.verbose, serve(s))
+    let (verbose, format) = (s.verbose, s.log_format);
+    gateway::run_draining("s2ds", verbose, format, move |log| serve(s, cli.run, log))
 }
 
-async fn serve(s: Settings) -> Result<()> {
-    let tls_cfg = tls::mutual_server_config(&s.cert, &s.key, &s.trust)?;
+/// SIGHUP: reads the configuration file and the certificates again; applies the link's
+/// certificate, key and trusted certificates, the log level and the drain timeout; names what
+/// can change only at a restart. A file that does not read changes nothing.
+fn reload(args: &RunArgs, old: &mut Settings, live: &tls::LiveConfig, log: Option<&LogLevel>) -> Result<()> {
+    let new = settings(args)?;
+    let cfg = tls::mutual_server_config(&new.cert, &new.key, &new.trust)?;
+    let fixed = [
+        ("--listen", old.listen != new.listen),
+        ("--port-range", old.ports != new.ports),
+        ("--wan-ip, --lan-ip or --public-addr", old.sides != new.sides),
+        ("--allow-plain-wan", old.allow_plain_wan != new.allow_plain_wan),
+        ("--max-num-conn", old.max_num_conn != new.max_num_conn),
+        ("--capacity", old.capacity != new.capacity),
+        ("--tombstone", old.tombstone != new.tombstone),
+        ("the link port's [limits]", format!("{:?}", old.limits) != format!("{:?}", new.limits)),
+        ("--metrics-addr", old.metrics_addr != new.metrics_addr),
+        ("--log-format", old.log_format != new.log_format),
+    ];
+    for (what, changed) in fixed {
+        if changed {
+            tracing::warn!("{what} changed in the configuration: it cannot change while serving; restart to apply it");
+        }
+    }
+    live.replace(cfg);
+    tracing::info!("certificate, key and trusted certificates read again: new link connections use them");
+    if let Some(log) = log
+        && old.verbose != new.verbose
+    {
+        match log.set(new.verbose) {
+            Ok(()) => tracing::info!(verbose = new.verbose, "log level applied"),
+            Err(e) => tracing::warn!("cannot change the log level: {e}"),
+        }
+    }
+    *old = new;
+    Ok(())
+}
+
+async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<Stopped> {
+    let mut signals = ops::Signals::install()?;
+    let health = ops::Health::starting("no control server attached yet");
+    let metrics_listener = match s.metrics_addr {
+        Some(addr) => Some(ops::bind(addr).await?),
+        None => None,
+    };
+    let tls_cfg = tls::LiveConfig::new(tls::mutual_server_config(&s.cert, &s.key, &s.trust)?);
     let listener =
         tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("cannot listen on {}", s.listen))?;
     let local = listener.local_addr()?;
@@ -191,23 +257,89 @@ async fn serve(s: Settings) -> Result<()> {
         lan = %s.sides.advertise.lan,
         "s2ds serving its control server's link (mutual TLS 1.3)"
     );
+    if let Some(l) = metrics_listener {
+        let mut registry = Registry::default();
+        let m = DsMetrics::default();
+        m.register(&mut registry);
+        registry.register_collector(Box::new(ops::RelayTotals));
+        let a = actor.clone();
+        let refresh: ops::Refresh = Arc::new(move || {
+            let (a, m) = (a.clone(), m.clone());
+            Box::pin(async move {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if a.send_message(S2dsMsg::Refresh(m, tx)).is_ok() {
+                    let _ = rx.await;
+                }
+            })
+        });
+        tracing::info!(addr = %l.local_addr()?, "metrics and health served over HTTP: /metrics, /healthz, /readyz");
+        ops::serve(l, registry, health.clone(), refresh);
+    }
+    tokio::spawn(watch_health(actor.clone(), health.clone()));
     println!("s2ds ready on {local}");
-    let (tx, rx) = tokio::sync::oneshot::channel::<&'static str>();
+    ops::notify(&[NotifyState::Ready]);
+    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<Stopped>();
+    let live_tls = tls_cfg.clone();
+    let node = actor.clone();
+    let mut current = s.clone();
     tokio::spawn(async move {
-        let _ = tx.send(shutdown_signal().await);
+        let which = loop {
+            match signals.next().await {
+                ops::Signal::Reload => {
+                    ops::notify(&[NotifyState::Reloading]);
+                    match reload(&cli_args, &mut current, &live_tls, log.as_ref()) {
+                        Ok(()) => tracing::info!("reloaded"),
+                        Err(e) => tracing::error!("reload refused, the settings in force are kept: {e:#}"),
+                    }
+                    ops::notify(&[NotifyState::Ready]);
+                }
+                ops::Signal::Stop(which) => break which,
+            }
+        };
+        let timeout = current.drain_timeout;
+        ops::notify(&[NotifyState::Stopping]);
+        health.set_draining();
+        tracing::info!(
+            "{which}: draining for at most {timeout:?}: the sessions here go on until released (a second signal ends them now)"
+        );
+        let stopped = ops::drain(&mut signals, timeout, || async { node_health(&node).await.map(|h| h.holding) }).await;
+        let _ = stopped_tx.send(stopped);
     });
     let relays = actor.clone();
+    let outcome = Arc::new(std::sync::Mutex::new(Stopped::Cut));
+    let told = outcome.clone();
     let signal = async move {
-        let which = rx.await.unwrap_or("shutdown");
-        tracing::info!("{which}: shutting down");
+        let stopped = stopped_rx.await.unwrap_or(Stopped::Cut);
+        *told.lock().unwrap_or_else(|e| e.into_inner()) = stopped;
+        tracing::info!(?stopped, "shutting down");
         // Close every listener and relay before the link drains.
         relays.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     };
     tracing::info!(limits = ?s.limits, "link port limits");
-    let incoming = tls::serve_mutual_tls_incoming(listener, tls_cfg, &s.limits).await;
+    let incoming = tls::serve_live_tls_incoming(listener, tls_cfg, &s.limits, true).await;
     s.limits.server::<TlsInfo>().add_service(service).serve_with_incoming_shutdown(incoming, signal).await?;
     actor.stop_and_wait(Some("shutdown".into()), Some(Duration::from_secs(10))).await.ok();
     let _ = handle.await;
     tracing::info!("stopped; every listener closed");
-    Ok(())
+    let stopped = *outcome.lock().unwrap_or_else(|e| e.into_inner());
+    Ok(stopped)
+}
+
+async fn node_health(node: &ractor::ActorRef<S2dsMsg>) -> Option<NodeHealth> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    node.send_message(S2dsMsg::Health(tx)).ok()?;
+    rx.await.ok()
+}
+
+/// Keeps `/readyz` in step with the node: ready while a control server is attached.
+async fn watch_health(node: ractor::ActorRef<S2dsMsg>, health: Arc<ops::Health>) {
+    let mut was = None;
+    loop {
+        let Some(h) = node_health(&node).await else { return };
+        if was != Some(h.attached) {
+            health.set_ready(h.attached, "no control server attached");
+            was = Some(h.attached);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
 }

@@ -8,7 +8,7 @@ use clap::Args;
 use serde::Deserialize;
 
 /// Flags of the daemon; every one can also come from `--config FILE` (flags win).
-#[derive(Args, Default, Deserialize)]
+#[derive(Args, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
 pub struct RunArgs {
     /// Address to serve on and to bind the data server's listeners on [default: 127.0.0.1].
@@ -157,6 +157,19 @@ pub struct RunArgs {
     #[command(flatten)]
     #[serde(default)]
     pub limits: crate::limits::PortArgs,
+    /// Serve Prometheus metrics (`/metrics`), liveness (`/healthz`) and readiness (`/readyz`)
+    /// over plain HTTP on HOST:PORT (keep it on a management network) [default: off].
+    #[arg(long)]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// On SIGTERM or SIGINT, how long established streams may go on (no new session is
+    /// admitted) before they are ended, seconds; a second signal ends them at once
+    /// [default: 30].
+    #[arg(long, value_parser = crate::parse_secs)]
+    #[serde(default, deserialize_with = "crate::de_opt_secs")]
+    pub drain_timeout: Option<Duration>,
+    /// Log lines as `text` or as `json` (one object per line) [default: text].
+    #[arg(long)]
+    pub log_format: Option<crate::LogFormat>,
     /// TOML file with any of these settings (kebab-case keys).
     #[arg(long)]
     #[serde(skip)]

@@ -90,6 +90,9 @@ impl S2cs {
             out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
             return Ok(());
         }
+        if self.draining {
+            return refuse_why(out, from, uid, seq, ErrorCode::Unavailable, Why::Draining);
+        }
         let node = match self.place(params) {
             Ok(node) => node,
             Err((code, why)) => return refuse_why(out, from, uid, seq, code, why),

@@ -662,3 +662,39 @@ fn without_a_default_rate_a_req_without_a_rate_stays_unlimited() {
     accept(&mut cs, at(10), req_as(alice(), 1, 1, SessionParams { role: Role::Prod, num_conn: 1, rate: 0 }, key(1)));
     assert_eq!(cs.session(&uid(1)).expect("held").params().rate, 0);
 }
+
+#[test]
+fn a_draining_server_admits_no_new_session_and_keeps_serving_the_ones_it_holds() {
+    let mut cs = serving();
+    listening(&mut cs, 1);
+    assert_eq!(cs.core().holding(), 1);
+    accept(&mut cs, at(21), Input::Drain);
+    assert!(cs.core().draining());
+    // A new uid: refused UNAVAILABLE (its client retries, against the server's successor).
+    let (err, out) = reject(&mut cs, at(22), req(2, 1));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(2), code: ErrorCode::Unavailable });
+    assert_eq!(sent(&out), vec![(UC, error_why(2, 1, ErrorCode::Unavailable, crate::Why::Draining))]);
+    assert!(cs.session(&uid(2)).is_none(), "a refused REQ holds nothing");
+    // The session it holds goes on: its Hello, its UpdateTargets, its release.
+    accept(&mut cs, at(25), hello(1, 1, key(1)));
+    accept(&mut cs, at(30), update(1, 3));
+    accept(&mut cs, at(40), from_ds(Msg::Connected { uid: uid(1), inc: INC }));
+    assert_eq!(state(&cs, 1), S::Established);
+    assert_eq!(cs.core().holding(), 1, "an established session holds its ports until released");
+}
+
+#[test]
+fn a_new_capacity_applies_to_what_is_admitted_from_then_on() {
+    let mut cs = serving_with(Config { capacity: Some(1000), ..serving().config().clone() });
+    accept(&mut cs, at(10), req_as(alice(), 1, 1, SessionParams { rate: 800, ..params(Role::Prod, 2) }, key(1)));
+    let ask = |n| req_as(alice(), n, 1, SessionParams { rate: 400, ..params(Role::Prod, 2) }, key(1));
+    let (err, _) = reject(&mut cs, at(11), ask(2));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(2), code: ErrorCode::ResourceExhausted });
+    accept(&mut cs, at(12), Input::Reconfigure { capacity: Some(2000), operators: Vec::new() });
+    accept(&mut cs, at(13), ask(3));
+    assert!(cs.session(&uid(1)).is_some(), "the session admitted before is kept");
+    accept(&mut cs, at(14), Input::Reconfigure { capacity: Some(100), operators: Vec::new() });
+    assert!(cs.session(&uid(3)).is_some(), "a lower capacity fails nothing admitted");
+    let (err, _) = reject(&mut cs, at(15), ask(4));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::ResourceExhausted });
+}

@@ -130,6 +130,7 @@ pub fn why_to_wire(why: Why) -> Option<pb::ErrorWhy> {
         Why::PortsBusy => ("PortsBusy", 0, 0),
         Why::DataServerLost => ("DataServerLost", 0, 0),
         Why::Lease => ("Lease", 0, 0),
+        Why::Draining => ("Draining", 0, 0),
     };
     Some(pb::ErrorWhy { kind: kind.to_owned(), a, b })
 }
@@ -153,6 +154,7 @@ pub fn why_from_wire(why: Option<&pb::ErrorWhy>) -> Result<Why, WireError> {
         "PortsBusy" => plain(Why::PortsBusy),
         "DataServerLost" => plain(Why::DataServerLost),
         "Lease" => plain(Why::Lease),
+        "Draining" => plain(Why::Draining),
         _ => Err(bad()),
     }
 }

@@ -27,7 +27,7 @@ impl World<'_> {
             s2cs::Input::Msg { msg, .. } => msg.uid(),
             s2cs::Input::Timer(key) => key.uid,
             s2cs::Input::Report { uid, .. } | s2cs::Input::SessionDied(uid) => Some(*uid),
-            s2cs::Input::Boot => None,
+            s2cs::Input::Boot | s2cs::Input::Drain | s2cs::Input::Reconfigure { .. } => None,
         };
         let mut out = std::mem::take(&mut self.scratch);
         let res = core.handle(self.now, input, &mut out);

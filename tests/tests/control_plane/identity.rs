@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use scistream_fsm::{ErrorCode, Role};
+use scistream_fsm::{AppKey, ErrorCode, Role};
 use scistream_identity::Url;
 use scistream_tests::authsrv::{AuthServer, Facility, browse_for_code};
 use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, bin, free_range, run};
@@ -262,7 +262,12 @@ fn login_at_prompt(cfg: &Path, scope: &str) -> String {
     writeln!(stdin, "{code}").unwrap();
     drop(stdin);
     let out = process.wait(Duration::from_secs(30)).unwrap();
-    let rest: Vec<String> = lines.try_iter().collect();
+    // Everything it printed: the reader thread may still be passing the last lines on (under
+    // load it is, after the process exited), until it reaches the end of the pipe.
+    let mut rest = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        rest.push(line);
+    }
     assert!(out.status.success(), "login failed: {}", String::from_utf8_lossy(&out.stderr));
     rest.join("\n")
 }
@@ -413,7 +418,12 @@ fn s2uc_login_through_a_loopback_redirect_and_its_failures() {
     assert!(page.starts_with("HTTP/1.1 200"), "{page}");
     let out = process.wait(Duration::from_secs(20)).unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(lines.try_iter().any(|l| l.contains("as dana")));
+    // Until the end of its output (the reader thread may still be passing lines on).
+    let mut said = Vec::new();
+    while let Ok(line) = lines.recv_timeout(Duration::from_secs(10)) {
+        said.push(line);
+    }
+    assert!(said.iter().any(|l| l.contains("as dana")), "{said:?}");
 
     // A code replayed with another login's PKCE verifier is refused by the server.
     let (_, first, _) = s2uc(&cfg, &["login", "--scope", SCOPE_B, "--url-only"]);
@@ -490,4 +500,93 @@ fn sessions_without_an_app_key_are_refused_unless_the_facility_allows_them() {
         c.hello(uid, Role::Cons, &prod, None).await.expect("the keyless Hello");
     });
     assert!(lax.log().contains("--allow-keyless-sessions"), "the facility is warned: {}", lax.log());
+}
+
+/// Hex of `bytes`, lowercase, as the tools print secrets.
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn no_secret_reaches_any_log_at_any_level_in_either_format() {
+    let _serial = shared();
+    let dir = Scratch::new("id-nosecret");
+    let auth = AuthServer::start(&facilities()).unwrap();
+    // Trace level, every crate's: the most a log can say. One server logs text, the other JSON.
+    let a = start(&dir.0, &auth, "a", &["-vv"]);
+    let b = start(&dir.0, &auth, "b", &["-vv", "--log-format", "json"]);
+    let (token_a, token_b) = (auth.mint("alice", SCOPE_A, 600), auth.mint("alice", SCOPE_B, 600));
+    let uid = fresh_uid();
+    let app_key = AppKey(*uuid::Uuid::new_v4().as_bytes());
+    let mut wan = [0u8; 32];
+    wan[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    wan[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+    let wan = scistream_fsm::Credentials(wan);
+    let producer = scistream_fsm::Addr::new("127.0.0.1", scistream_tests::echo_producer());
+    runtime().block_on(async {
+        let (p, c) = (as_user(&a, Some(&token_a)).await, as_user(&b, Some(&token_b)).await);
+        let hello = async {
+            loop {
+                match p.hello(uid, Role::Prod, std::slice::from_ref(&producer), Some(app_key)).await {
+                    Err(scistream_transport::client::CallError::Status { code: ErrorCode::NotFound, .. }) => {
+                        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                    }
+                    other => return other,
+                }
+            }
+        };
+        let (pl, cl, h) = tokio::join!(
+            p.req(uid, Role::Prod, 1, 0, Some(app_key)),
+            c.req(uid, Role::Cons, 1, 0, Some(app_key)),
+            hello
+        );
+        let (pl, cl) = (pl.expect("producer's REQ"), cl.expect("consumer's REQ"));
+        h.expect("Hello");
+        p.update(uid, Role::Prod, &pl.prod_listeners, Some(wan)).await.expect("producer's update");
+        c.update(uid, Role::Cons, &pl.listeners, Some(wan)).await.expect("consumer's update");
+        let listener = cl.listeners[0].to_string();
+        assert!(scistream_tests::props::echo_through(&listener, 10_000), "the stream carries bytes");
+        // A wrong token and a wrong key too: refusals are logged, their secrets are not.
+        let _ = as_user(&a, Some("wrong-token-0123456789")).await.list().await;
+        let _ = p.hello(uid, Role::Prod, std::slice::from_ref(&producer), Some(AppKey([0x42; 16]))).await;
+        p.release(uid).await.expect("release A");
+        c.release(uid).await.expect("release B");
+    });
+    let logs = [("s2cs a (text)", a.log()), ("s2cs b (json)", b.log())];
+    let secrets = [
+        ("facility A's access token", token_a.clone()),
+        ("facility B's access token", token_b.clone()),
+        ("a wrong token", "wrong-token-0123456789".to_owned()),
+        ("facility A's client secret", "secret-a".to_owned()),
+        ("facility B's client secret", "secret-b".to_owned()),
+        ("the app key", hex(&app_key.0)),
+        ("a wrong app key", hex(&[0x42; 16])),
+        ("the WAN credentials", hex(&wan.0)),
+    ];
+    for (name, log) in &logs {
+        assert!(log.lines().count() > 50, "{name} logged little at trace level: is -vv on?\n{log}");
+        for (what, secret) in &secrets {
+            assert!(!log.contains(secret.as_str()), "{what} is in the log of {name}");
+        }
+    }
+    let json: Vec<serde_json::Value> = logs[1]
+        .1
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    // What the session's core logs while it steps carries the session's uid, in its span.
+    let in_session: Vec<&serde_json::Value> = json
+        .iter()
+        .filter(|v| v["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["name"] == "session")))
+        .collect();
+    assert!(
+        !in_session.is_empty(),
+        "no line logged inside a session's span; lines with spans: {:?}",
+        json.iter().filter(|v| v.get("spans").is_some()).take(5).collect::<Vec<_>>()
+    );
+    assert!(
+        in_session.iter().all(|v| v["spans"].as_array().is_some_and(|s| s.iter().any(|s| s["uid"] == uid.to_string()))),
+        "a line of the session's span without its uid"
+    );
 }

@@ -17,6 +17,7 @@ mod isolation;
 mod limits;
 mod liveness;
 mod nodes;
+mod operations;
 mod pool;
 mod real_properties;
 mod refusals;

@@ -1,12 +1,14 @@
 //! 1.2 defect: cleanup only on Ctrl-C, not on SIGTERM (what service managers send). Ours
-//! shuts down on either: exit code 0, every session's listeners and the control port closed,
-//! and a call still waiting is answered instead of holding the shutdown up.
+//! drains on either (no new session; those held go on for `--drain-timeout`), then shuts down:
+//! every session's listeners and the control port closed, a call still waiting answered
+//! instead of holding the shutdown up, and exit code 3 when sessions were still running at the
+//! end of the drain (0 when none was: `operations.rs`).
 
 use std::path::Path;
 use std::time::Duration;
 
 use scistream_fsm::{Addr, ErrorCode, Role};
-use scistream_tests::{Scratch, Server, ServerOpts, free_range, listening};
+use scistream_tests::{Scratch, Server, ServerOpts, args, free_range, listening};
 use scistream_transport::client::{CallError, Listeners};
 use tokio::task::JoinHandle;
 
@@ -52,7 +54,8 @@ fn logs(dir: &Path) -> String {
 /// more, and the waiting call got an answer.
 fn assert_stopped(rt: &tokio::runtime::Runtime, dir: &Path, signal: &str, control: u16, busy: Busy) {
     let log = logs(dir);
-    assert!(log.contains(&format!("{signal}: shutting down")), "no shutdown on {signal} in the log:\n{log}");
+    assert!(log.contains(&format!("{signal}: draining")), "no drain on {signal} in the log:\n{log}");
+    assert!(log.contains("drain timeout (1s) reached"), "the drain ended at its timeout:\n{log}");
     assert!(log.contains("stopped; every listener closed"), "the shutdown did not finish:\n{log}");
     for port in busy.ports {
         assert!(!listening(port), "session port {port} still listens after the shutdown");
@@ -66,26 +69,28 @@ fn assert_stopped(rt: &tokio::runtime::Runtime, dir: &Path, signal: &str, contro
 }
 
 #[test]
-fn sigterm_stops_the_server_with_code_0_closing_every_listener_and_the_control_port() {
+fn sigterm_drains_then_stops_with_code_3_closing_every_listener_and_the_control_port() {
     let _serial = shared();
     let dir = Scratch::new("cp-sigterm");
-    let server = Server::start(&dir.0, &ServerOpts { port_range: free_range(6), ..ServerOpts::default() }).unwrap();
+    let opts =
+        ServerOpts { port_range: free_range(6), extra: args(&["--drain-timeout", "1"]), ..ServerOpts::default() };
+    let server = Server::start(&dir.0, &opts).unwrap();
     let rt = runtime();
     let busy = rt.block_on(occupy(&server.addr, server.cert.as_deref().expect("TLS")));
     let control = port_of(&server.addr);
-    assert_eq!(server.terminate().expect("SIGTERM"), Some(0), "exit code after SIGTERM");
+    assert_eq!(server.terminate().expect("SIGTERM"), Some(3), "exit code after SIGTERM: sessions were cut");
     assert_stopped(&rt, &dir.0, "SIGTERM", control, busy);
 }
 
 #[test]
-fn sigint_stops_the_server_with_code_0_closing_every_listener_and_the_control_port() {
+fn sigint_drains_then_stops_with_code_3_closing_every_listener_and_the_control_port() {
     let _serial = shared();
     let dir = Scratch::new("cp-sigint");
     RawServer::gen_cert(&dir.0);
     let range = free_range(6);
-    let mut server = RawServer::start(&dir.0, &["--port-range", &range]);
+    let mut server = RawServer::start(&dir.0, &["--port-range", &range, "--drain-timeout", "1"]);
     let rt = runtime();
     let busy = rt.block_on(occupy(&server.addr, &dir.0.join("cert.pem")));
-    assert_eq!(server.signal("INT"), Some(0), "exit code after SIGINT");
+    assert_eq!(server.signal("INT"), Some(3), "exit code after SIGINT: sessions were cut");
     assert_stopped(&rt, &dir.0, "SIGINT", port_of(&server.addr), busy);
 }

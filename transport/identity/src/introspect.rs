@@ -116,6 +116,7 @@ pub struct IntrospectAuth {
     busy_warned: Mutex<Option<Instant>>,
     asked: AtomicU64,
     throttled: AtomicU64,
+    hits: AtomicU64,
 }
 
 impl std::fmt::Debug for IntrospectAuth {
@@ -152,6 +153,7 @@ impl IntrospectAuth {
             busy_warned: Mutex::new(None),
             asked: AtomicU64::new(0),
             throttled: AtomicU64::new(0),
+            hits: AtomicU64::new(0),
         })
     }
 
@@ -165,6 +167,11 @@ impl IntrospectAuth {
         self.throttled.load(Ordering::Relaxed)
     }
 
+    /// How many calls were answered from the cache.
+    pub fn cache_hits(&self) -> u64 {
+        self.hits.load(Ordering::Relaxed)
+    }
+
     fn cached(&self, key: &Key) -> Option<Answer> {
         lock(&self.cache).get(key, Instant::now())
     }
@@ -173,6 +180,7 @@ impl IntrospectAuth {
         let key = digest(token);
         loop {
             if let Some(answer) = self.cached(&key) {
+                self.hits.fetch_add(1, Ordering::Relaxed);
                 return answer;
             }
             let leader = match self.flights.join(key) {

@@ -19,7 +19,7 @@ pub(super) const PIPE: usize = 64 * 1024;
 pub(super) async fn pump(
     from: &TcpStream,
     to: &TcpStream,
-    count: &AtomicU64,
+    count: [&AtomicU64; 2],
     bucket: Option<&Bucket>,
 ) -> io::Result<()> {
     let (pipe_r, pipe_w) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
@@ -47,7 +47,9 @@ pub(super) async fn pump(
             match to.try_io(Interest::WRITABLE, || Ok(splice(&pipe_r, None, to, None, left, flags)?)) {
                 Ok(m) => {
                     left -= m;
-                    count.fetch_add(m as u64, Ordering::Relaxed);
+                    for c in count {
+                        c.fetch_add(m as u64, Ordering::Relaxed);
+                    }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => return Err(e),
