@@ -15,8 +15,8 @@ use clap_complete::Shell;
 /// The subcommands that print a binary's completions and manual.
 #[derive(Subcommand, Debug, Clone)]
 pub enum Manuals {
-    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell), e.g.
-    /// `source <(s2uc completions bash)`, or save it where the shell loads completions.
+    /// Print a completion script for SHELL (bash, zsh, fish, elvish, powershell): load it with
+    /// `source <(NAME completions bash)`, or save it where the shell loads completions.
     Completions {
         /// The shell.
         shell: Shell,

@@ -19,7 +19,7 @@ use scistream_fsm::{AppKey, Role, Uid};
 
 /// SciStream application controller.
 #[derive(Parser)]
-#[command(name = "appctrl", version, about, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
+#[command(name = "appctrl", version, subcommand_negates_reqs = true, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// The session.
     #[arg(required = true)]

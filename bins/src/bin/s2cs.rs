@@ -35,7 +35,7 @@ use tonic::transport::server::TcpConnectInfo;
 /// SciStream control server (S2CS), with its embedded data server (S2DS) or linked to an
 /// `s2ds` node.
 #[derive(Parser)]
-#[command(name = "s2cs", version, about)]
+#[command(name = "s2cs", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,

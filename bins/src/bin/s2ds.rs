@@ -32,7 +32,7 @@ use sd_notify::NotifyState;
 /// SciStream data server node (S2DS): listeners and relays of one gateway node, driven by its
 /// facility's control server over mutual TLS.
 #[derive(Parser)]
-#[command(name = "s2ds", version, about)]
+#[command(name = "s2ds", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,

@@ -359,6 +359,7 @@ fn every_binary_prints_its_completions_and_man_page() {
     assert!(page.contains("default\\-rate"), "s2cs's page names --default-rate");
     let page = text(&run("appctrl", &args(&["man"]), LIMIT).unwrap().stdout);
     assert!(page.contains("grace"), "appctrl's page names --grace");
+    assert!(page.contains("appctrl \\- SciStream application controller"), "its own NAME line: {page:.300}");
     // Bash completes a subcommand of s2uc from its first letters.
     let script = dir.0.join("s2uc.bash");
     let complete = Command::new("bash")

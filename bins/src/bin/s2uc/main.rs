@@ -37,7 +37,7 @@ use show::hex;
 
 /// SciStream user client.
 #[derive(Parser)]
-#[command(name = "s2uc", version, about)]
+#[command(name = "s2uc", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
