@@ -10,8 +10,10 @@ use scistream_transport::tls::{self, Trust};
 /// How to reach control servers. (No `Debug`: it holds the token.)
 #[derive(Args, Clone)]
 pub struct ConnectOpts {
-    /// A control server's certificate or CA (PEM), repeatable (one per facility); without it
-    /// the system's roots are trusted.
+    /// A control server's own certificate, pinned (accepted even when marked a CA, as
+    /// `openssl req -x509` makes them; its names and dates still checked), or the CA that
+    /// signed it (PEM), repeatable (one per facility); without it the system's roots are
+    /// trusted.
     #[arg(long, alias = "server_cert", global = true)]
     pub server_cert: Vec<PathBuf>,
     /// Plain gRPC without TLS: for tests only.

@@ -113,6 +113,10 @@ pub struct Config {
     /// The facility's capacity in the rate unit (kB/s): the rates of the sessions holding
     /// resources may not add up to more; an unlimited rate (0) takes all of it. `None`: no limit.
     pub capacity: Option<u64>,
+    /// The rate (kB/s) given to a REQ that asks for none (rate 0); 0 keeps such sessions
+    /// unlimited. The session then holds, reports and is paced at this rate as if its REQ had
+    /// asked for it, and a retransmission of that REQ (still rate 0) is the same request.
+    pub default_rate: u32,
     /// Identities that may query, update and release any session (operators); everybody
     /// else only their own.
     pub operators: Vec<Principal>,

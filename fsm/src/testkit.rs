@@ -85,6 +85,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
         require_app_keys: false,
         allow_plain_wan: false,
         capacity: None,
+        default_rate: 0,
         operators: Vec::new(),
     }
 }

@@ -418,6 +418,7 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
             require_app_keys,
             allow_plain_wan: require_app_keys,
             capacity: None,
+            default_rate: 0,
             operators: Vec::new(),
         };
         (Just(S2cs::new(cfg, EPOCH)), prop::collection::vec((delay(), input), 0..80))

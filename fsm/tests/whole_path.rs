@@ -101,6 +101,7 @@ impl World {
                 require_app_keys: false,
                 allow_plain_wan: false,
                 capacity: None,
+                default_rate: 0,
                 operators: Vec::new(),
             };
             S2cs::new(cfg, 1)

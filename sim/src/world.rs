@@ -704,6 +704,7 @@ fn cs_cfg(sc: &Scenario, config: &Drawn, seed: u64, r: Role, epoch: u64) -> s2cs
         require_app_keys: config.require_app_keys,
         allow_plain_wan: config.allow_plain_wan,
         capacity: sc.config.capacity,
+        default_rate: 0,
         operators: if config.operators { vec![Principal("operator".into())] } else { Vec::new() },
     }
 }

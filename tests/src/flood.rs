@@ -14,6 +14,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
+use rustls::pki_types::pem::PemObject as _;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
@@ -37,7 +39,7 @@ pub const REFUSED_STREAM: u32 = 0x7;
 pub fn client_config(cert: &Path) -> Result<Arc<rustls::ClientConfig>> {
     let pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut &pem[..]) {
+    for c in CertificateDer::pem_slice_iter(&pem) {
         roots.add(c?)?;
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -53,11 +55,11 @@ pub fn client_config(cert: &Path) -> Result<Arc<rustls::ClientConfig>> {
 pub fn mutual_client_config(trust: &Path, cert: &Path, key: &Path) -> Result<Arc<rustls::ClientConfig>> {
     let pem = std::fs::read(trust).with_context(|| format!("reading {}", trust.display()))?;
     let mut roots = rustls::RootCertStore::empty();
-    for c in rustls_pemfile::certs(&mut &pem[..]) {
+    for c in CertificateDer::pem_slice_iter(&pem) {
         roots.add(c?)?;
     }
-    let chain = rustls_pemfile::certs(&mut &std::fs::read(cert)?[..]).collect::<Result<Vec<_>, _>>()?;
-    let key = rustls_pemfile::private_key(&mut &std::fs::read(key)?[..])?.context("no private key")?;
+    let chain = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_file(key).with_context(|| format!("no private key in {}", key.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?

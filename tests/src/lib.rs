@@ -694,6 +694,15 @@ pub fn json_lines(out: &Output) -> Result<Vec<serde_json::Value>> {
     text.lines().map(|l| serde_json::from_str(l).with_context(|| format!("{l:?} is not JSON"))).collect()
 }
 
+/// The sessions `s2uc --json list` printed: one JSON array.
+pub fn json_list(out: &Output) -> Result<Vec<serde_json::Value>> {
+    let text = String::from_utf8_lossy(&out.stdout);
+    match serde_json::from_str(text.trim()).with_context(|| format!("{text:?} is not JSON"))? {
+        serde_json::Value::Array(all) => Ok(all),
+        other => bail!("s2uc list --json printed {other}, not an array"),
+    }
+}
+
 /// The first string `key` among `lines` (as [`json_lines`] reads them).
 pub fn json_field(lines: &[serde_json::Value], key: &str) -> Result<String> {
     lines.iter().find_map(|v| v[key].as_str().map(str::to_owned)).with_context(|| format!("no {key} in {lines:?}"))

@@ -607,7 +607,7 @@ fn list(lab: &Lab, gw: &Gateway) -> Vec<Value> {
     a.extend(args(&["--json", "list", "--s2cs", &gw.cs.addr]));
     let out = lab.run(Host::User, &bin("s2uc"), &a, Duration::from_secs(20)).expect("s2uc list");
     assert!(out.status.success(), "s2uc list: {}", String::from_utf8_lossy(&out.stderr));
-    json_lines(&out).expect("json")
+    scistream_tests::json_list(&out).expect("json")
 }
 
 /// The state `s2uc list` at `gw` shows for `uid`, if it lists it.
@@ -656,7 +656,18 @@ fn fault_appctrl_killed_at_its_hello_the_session_expires_by_its_lease_and_frees_
     assert_eq!(out.status.code(), Some(1), "s2uc request: {err}");
     assert!(err.contains("deadline exceeded") && err.contains("everything it held is released"), "{err}");
     assert!(took >= Duration::from_secs(SHORT_LEASE), "failed after {took:?}, before the lease");
-    assert!(req.lines.try_recv().is_err(), "s2uc printed a line after created");
+    // After `created`, only the failure, as a JSON event (the words are on stderr).
+    let mut after = Vec::new();
+    while let Ok(line) = req.lines.recv_timeout(Duration::from_secs(5)) {
+        after.push(line);
+    }
+    assert_eq!(after.len(), 1, "s2uc printed more after created: {after:?}");
+    let failed: Value = serde_json::from_str(&after[0]).expect("a JSON event");
+    assert_eq!(
+        (failed["event"].as_str(), failed["code"].as_str(), failed["exit_code"].as_u64()),
+        (Some("error"), Some("DEADLINE_EXCEEDED"), Some(1)),
+        "{failed}"
+    );
     nodes_hold(&lab, 0, Duration::from_secs(10), "both facilities free the session's ports");
     let st = status(&lab, &a, &req.uid);
     assert_eq!((st["state"].as_str(), st["failure"].as_str()), (Some("Failed"), Some("deadline exceeded")), "{st}");

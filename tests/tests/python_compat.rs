@@ -208,11 +208,7 @@ fn replay_12_against_s2cs(insecure: bool) -> Result<()> {
         list_args.extend(args(&["--json", "list", "--s2cs", &server.addr]));
         let list = run("s2uc", &list_args, CMD_BOUND)?;
         assert!(list.status.success(), "s2uc list: {}", String::from_utf8_lossy(&list.stderr));
-        let sessions: Vec<Value> = String::from_utf8_lossy(&list.stdout)
-            .lines()
-            .map(serde_json::from_str)
-            .collect::<Result<_, _>>()
-            .context("s2uc list --json")?;
+        let sessions: Vec<Value> = scistream_tests::json_list(&list).context("s2uc list --json")?;
         assert!(sessions.len() >= 3, "the replay made sessions at {}: {sessions:?}", server.addr);
         for s in &sessions {
             assert_eq!(s["state"], "Released", "a session the replay left behind at {}: {s}", server.addr);

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use scistream_fsm::Addr;
 use scistream_fsm::types::AddrError;
@@ -44,7 +45,7 @@ pub enum TlsError {
         /// The file.
         path: PathBuf,
         /// The decoding error.
-        error: io::Error,
+        error: rustls::pki_types::pem::Error,
     },
     /// A certificate file holds no certificate.
     #[error("no certificate in {0}")]
@@ -283,7 +284,11 @@ pub enum Trust {
 
 /// Opens a TLS channel to the control server at `addr` (`host:port`, IPv6 hosts in brackets).
 ///
-/// The server must present a certificate for `host` that `trust` vouches for. `timeout` bounds
+/// The server must present a certificate for `host` that `trust` vouches for. A certificate in
+/// a trusted file is also pinned: a server presenting exactly that certificate is accepted
+/// even when it is marked a CA (as `openssl req -x509` makes them), its names and validity
+/// still checked. A failed handshake is explained in the error (a name mismatch, an expired
+/// certificate, an unknown issuer …) with what to do about it. `timeout` bounds
 /// the TCP connect, the TLS handshake and the whole opening; the channel has `TCP_NODELAY` and
 /// reconnects by itself later if the connection drops.
 pub async fn connect(addr: &str, trust: &Trust, timeout: Duration) -> Result<Channel, TlsError> {
@@ -301,16 +306,23 @@ pub async fn connect_from(
 ) -> Result<Channel, TlsError> {
     let target = parse_addr(addr)?;
     let tls = ClientTlsConfig::new().domain_name(target.host.clone()).timeout(timeout);
-    let tls = match trust {
-        Trust::System => tls.with_native_roots(),
-        Trust::File(path) => tls.ca_certificate(bundle(std::slice::from_ref(path))?),
-        Trust::Files(paths) => tls.ca_certificate(bundle(paths)?),
+    let endpoint = Endpoint::from_shared(format!("https://{target}"));
+    let pinned = !matches!(trust, Trust::System);
+    let endpoint = match trust {
+        Trust::System => endpoint.and_then(|e| e.tls_config(tls.with_native_roots())),
+        Trust::File(path) => {
+            let verifier = Arc::new(pin::PinnedOrRoots::new(pins(std::slice::from_ref(path))?));
+            endpoint.and_then(|e| e.tls_config_with_verifier(tls, verifier))
+        }
+        Trust::Files(paths) => {
+            let verifier = Arc::new(pin::PinnedOrRoots::new(pins(paths)?));
+            endpoint.and_then(|e| e.tls_config_with_verifier(tls, verifier))
+        }
     };
-    let endpoint = Endpoint::from_shared(format!("https://{target}"))
-        .and_then(|e| e.tls_config(tls))
+    let endpoint = endpoint
         .map_err(|e| TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&e) })?
         .local_address(local);
-    open(addr, endpoint, timeout).await
+    open_tls(addr, endpoint, timeout, &target.host, pinned).await
 }
 
 /// Opens a plain-text channel to `addr` (`host:port`): for tests only, it logs a warning.
@@ -327,6 +339,30 @@ async fn open(addr: &str, endpoint: Endpoint, timeout: Duration) -> Result<Chann
     match tokio::time::timeout(timeout, endpoint.connect()).await {
         Ok(Ok(channel)) => Ok(channel),
         Ok(Err(err)) => Err(TlsError::Connect { addr: addr.to_owned(), reason: error_chain(&err) }),
+        Err(_) => Err(TlsError::Connect { addr: addr.to_owned(), reason: format!("timed out after {timeout:?}") }),
+    }
+}
+
+/// As [`open`], a failed TLS handshake with `host` explained in words a user can act on (the
+/// library's own words follow, in brackets). `pinned`: the user gave certificate files.
+async fn open_tls(
+    addr: &str,
+    endpoint: Endpoint,
+    timeout: Duration,
+    host: &str,
+    pinned: bool,
+) -> Result<Channel, TlsError> {
+    let endpoint = endpoint.connect_timeout(timeout).tcp_nodelay(true);
+    match tokio::time::timeout(timeout, endpoint.connect()).await {
+        Ok(Ok(channel)) => Ok(channel),
+        Ok(Err(err)) => {
+            let chain = error_chain(&err);
+            let reason = match explain::explain(&err, host, pinned) {
+                Some(words) => format!("{words} [{chain}]"),
+                None => chain,
+            };
+            Err(TlsError::Connect { addr: addr.to_owned(), reason })
+        }
         Err(_) => Err(TlsError::Connect { addr: addr.to_owned(), reason: format!("timed out after {timeout:?}") }),
     }
 }
@@ -352,6 +388,15 @@ pub fn error_chain(err: &(dyn StdError + 'static)) -> String {
     out
 }
 
+/// The certificates of every file: what the user trusts, each as a CA and as a pin.
+fn pins(paths: &[PathBuf]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let mut all = Vec::new();
+    for path in paths {
+        all.extend(certs_from_pem(path, &read(path)?)?);
+    }
+    Ok(all)
+}
+
 /// The certificates of every file, checked and joined into one PEM bundle.
 fn bundle(paths: &[PathBuf]) -> Result<Certificate, TlsError> {
     let mut pem = Vec::new();
@@ -369,7 +414,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
 }
 
 fn certs_from_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let certs = rustls_pemfile::certs(&mut &pem[..])
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|error| TlsError::Pem { path: path.to_owned(), error })?;
     if certs.is_empty() {
@@ -379,10 +424,14 @@ fn certs_from_pem(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>
 }
 
 fn key_from_pem(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
-    rustls_pemfile::private_key(&mut &pem[..])
-        .map_err(|error| TlsError::Pem { path: path.to_owned(), error })?
-        .ok_or_else(|| TlsError::NoPrivateKey(path.to_owned()))
+    // The first PKCS#8, PKCS#1 or SEC1 key in the file, as rustls-pemfile's `private_key` did.
+    PrivateKeyDer::from_pem_slice(pem).map_err(|error| match error {
+        pem::Error::NoItemsFound => TlsError::NoPrivateKey(path.to_owned()),
+        error => TlsError::Pem { path: path.to_owned(), error },
+    })
 }
 
+mod explain;
+mod pin;
 #[cfg(test)]
 mod tests;

@@ -38,6 +38,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             require_app_keys: false,
             allow_plain_wan: false,
             capacity: None,
+            default_rate: 0,
             operators: Vec::new(),
         },
         epoch: 1,

@@ -35,7 +35,7 @@ use tonic::transport::server::TcpConnectInfo;
 /// SciStream control server (S2CS), with its embedded data server (S2DS) or linked to an
 /// `s2ds` node.
 #[derive(Parser)]
-#[command(name = "s2cs", version, about)]
+#[command(name = "s2cs", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -72,6 +72,8 @@ enum Cmd {
         #[arg(long)]
         metrics_addr: String,
     },
+    #[command(flatten)]
+    Manuals(scistream_bins::manuals::Manuals),
 }
 
 /// Settings after merging flags over the file over the defaults.
@@ -95,6 +97,8 @@ struct Settings {
     metrics_addr: Option<SocketAddr>,
     drain_timeout: Duration,
     log_format: LogFormat,
+    /// Given to REQs without a rate (0: none).
+    default_rate: u32,
 }
 
 /// How long a drain lets sessions go on by default.
@@ -209,6 +213,7 @@ fn settings(cli: &RunArgs) -> Result<Settings> {
         metrics_addr: cli.metrics_addr.or(file.metrics_addr),
         drain_timeout: cli.drain_timeout.or(file.drain_timeout).unwrap_or(DRAIN_TIMEOUT),
         log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+        default_rate: cli.default_rate.or(file.default_rate).unwrap_or(0),
     })
 }
 
@@ -272,6 +277,7 @@ fn main() -> ExitCode {
             return gateway::gen_cert_command("s2cs", listener_ip, hostname, &out_dir, days, force);
         }
         Some(Cmd::Health { metrics_addr }) => return ops::health_command("s2cs", &metrics_addr),
+        Some(Cmd::Manuals(m)) => return m.print::<Cli>(),
         None => {}
     }
     let s = match settings(&cli.run) {
@@ -481,6 +487,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
             require_app_keys: !s.allow_keyless_sessions,
             allow_plain_wan: s.allow_plain_wan,
             capacity: s.capacity,
+            default_rate: s.default_rate,
             operators: s.operators.clone(),
         },
         epoch,

@@ -32,7 +32,7 @@ use sd_notify::NotifyState;
 /// SciStream data server node (S2DS): listeners and relays of one gateway node, driven by its
 /// facility's control server over mutual TLS.
 #[derive(Parser)]
-#[command(name = "s2ds", version, about)]
+#[command(name = "s2ds", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Option<Cmd>,
@@ -68,6 +68,8 @@ enum Cmd {
         #[arg(long)]
         metrics_addr: String,
     },
+    #[command(flatten)]
+    Manuals(scistream_bins::manuals::Manuals),
 }
 
 /// Settings after merging flags over the file over the defaults.
@@ -147,6 +149,7 @@ fn main() -> ExitCode {
             return gateway::gen_cert_command("s2ds", listener_ip, hostname, &out_dir, days, force);
         }
         Some(Cmd::Health { metrics_addr }) => return ops::health_command("s2ds", &metrics_addr),
+        Some(Cmd::Manuals(m)) => return m.print::<Cli>(),
         None => {}
     }
     let s = match settings(&cli.run) {

@@ -174,6 +174,10 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// The rate given to requests that ask for none (rate 0), in kB/s as --rate (10000 is
+    /// 10 MB/s) [default: none: such sessions are not paced].
+    #[arg(long)]
+    pub default_rate: Option<u32>,
 }
 
 impl RunArgs {

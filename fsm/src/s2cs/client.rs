@@ -67,9 +67,14 @@ impl S2cs {
         msg: Msg,
         out: &mut Outbox,
     ) -> Result<(), ProtocolError> {
-        let Msg::Req { uid, seq, params, key, .. } = msg else {
+        let Msg::Req { uid, seq, mut params, key, token } = msg else {
             return Err(ProtocolError::Misdirected(msg.name()));
         };
+        // The facility's default rate, before anything compares or places the request.
+        if params.rate == 0 {
+            params.rate = self.cfg.default_rate;
+        }
+        let msg = Msg::Req { uid, seq, params, key, token };
         if params.num_conn == 0 || params.num_conn > self.cfg.max_num_conn {
             let why = Why::NumConn { max: self.cfg.max_num_conn };
             return refuse_why(out, from, uid, seq, ErrorCode::InvalidArgument, why);

@@ -635,6 +635,35 @@ fn a_req_beyond_the_facilitys_remaining_capacity_is_resource_exhausted() {
 }
 
 #[test]
+fn a_req_without_a_rate_gets_the_facilitys_default_rate_and_its_retransmission_is_the_same_req() {
+    let mut cfg = s2cs_config(Role::Prod);
+    cfg.default_rate = 2_000;
+    cfg.capacity = Some(5_000);
+    let mut cs = serving_with(cfg);
+    let with_rate =
+        |n: u128, seq, rate| req_as(alice(), n, seq, SessionParams { role: Role::Prod, num_conn: 1, rate }, key(1));
+    accept(&mut cs, at(10), with_rate(1, 1, 0));
+    assert_eq!(cs.session(&uid(1)).expect("held").params().rate, 2_000, "rate 0 asks for none: the default");
+    // The same REQ again (rate still 0) is a retransmission, not a conflict.
+    accept(&mut cs, at(11), with_rate(1, 2, 0));
+    // A rate asked for is kept.
+    accept(&mut cs, at(12), with_rate(2, 1, 500));
+    assert_eq!(cs.session(&uid(2)).expect("held").params().rate, 500);
+    // The default counts against the capacity as a rate asked for: 2,000 + 500 + 2,000 fit in
+    // 5,000, one more 2,000 does not.
+    accept(&mut cs, at(13), with_rate(3, 1, 0));
+    let (err, _) = reject(&mut cs, at(14), with_rate(4, 1, 0));
+    assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::ResourceExhausted });
+}
+
+#[test]
+fn without_a_default_rate_a_req_without_a_rate_stays_unlimited() {
+    let mut cs = serving_with(s2cs_config(Role::Prod));
+    accept(&mut cs, at(10), req_as(alice(), 1, 1, SessionParams { role: Role::Prod, num_conn: 1, rate: 0 }, key(1)));
+    assert_eq!(cs.session(&uid(1)).expect("held").params().rate, 0);
+}
+
+#[test]
 fn a_draining_server_admits_no_new_session_and_keeps_serving_the_ones_it_holds() {
     let mut cs = serving();
     listening(&mut cs, 1);

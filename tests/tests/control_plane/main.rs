@@ -7,6 +7,7 @@
 //! fails; every wait is bounded. The liveness test times a call, so it runs alone (see
 //! [`testkit::exclusive`]).
 
+mod appctrl_signals;
 mod bad_input;
 mod data_path;
 mod held_ports;
@@ -21,6 +22,8 @@ mod pool;
 mod real_properties;
 mod refusals;
 mod shutdown;
+mod tls_trust;
 mod two_facilities;
+mod user_cli;
 
 mod testkit;

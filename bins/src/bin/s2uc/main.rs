@@ -29,9 +29,15 @@ macro_rules! say {
     }};
 }
 
+mod show;
+mod wait;
+mod watch;
+
+use show::hex;
+
 /// SciStream user client.
 #[derive(Parser)]
-#[command(name = "s2uc", version, about)]
+#[command(name = "s2uc", version)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -52,8 +58,9 @@ struct Size {
     /// Parallel connections.
     #[arg(long, alias = "num_conn", default_value_t = 5)]
     num_conn: u16,
-    /// Rate (SciStream 1.2 unit: 20000 means 20 MB/s; 0 unlimited).
-    #[arg(long, default_value_t = 10000)]
+    /// Rate in kB/s, SciStream 1.2's unit (20000 is 20 MB/s); 0: none asked, so the facility's
+    /// default rate (`s2cs --default-rate`), unlimited unless it sets one.
+    #[arg(long, default_value_t = 0)]
     rate: u32,
     /// How long to wait for the producer's Hello, seconds.
     #[arg(long, alias = "hello_timeout", default_value = "180", value_parser = scistream_bins::parse_secs)]
@@ -143,13 +150,22 @@ enum Cmd {
         #[arg(long, alias = "producer-s2cs", alias = "consumer-s2cs", required = true)]
         s2cs: Vec<String>,
     },
-    /// A session as one control server holds it.
+    /// A session as one control server holds it; with --watch, its live throughput.
     Status {
         /// The session.
         uid: Uid,
         /// The control server.
         #[arg(long, default_value = "localhost:5000")]
         s2cs: String,
+        /// Refresh until the session ends (released or failed), Ctrl-C, or --count refreshes.
+        #[arg(long)]
+        watch: bool,
+        /// Seconds between refreshes of --watch.
+        #[arg(long, default_value = "1", value_parser = scistream_bins::parse_secs, requires = "watch")]
+        interval: Duration,
+        /// Stop --watch after this many refreshes.
+        #[arg(long, requires = "watch", value_parser = clap::value_parser!(u64).range(1..))]
+        count: Option<u64>,
     },
     /// Your sessions at one control server.
     List {
@@ -190,23 +206,41 @@ enum Cmd {
         #[arg(long)]
         show_token: bool,
     },
+    #[command(flatten)]
+    Manuals(scistream_bins::manuals::Manuals),
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // A bad command line is an `error` event too when --json was asked for.
+            if e.use_stderr() && std::env::args().any(|a| a == "--json") {
+                let text = e.render().to_string();
+                let first = text.lines().next().unwrap_or_default().trim_start_matches("error: ");
+                say!("{}", show::error_event(first, None, EXIT_USAGE));
+            }
+            e.exit();
+        }
+    };
+    if let Cmd::Manuals(m) = &cli.cmd {
+        return m.print::<Cli>();
+    }
     init_logging(cli.verbose);
+    let json = cli.json;
     let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
     match rt.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             if e.downcast_ref::<scistream_bins::auth::Pending>().is_some() {
                 return ExitCode::SUCCESS;
             }
             eprintln!("s2uc: error: {e:#}");
-            if e.chain().any(|c| {
-                c.downcast_ref::<CallError>()
-                    .is_some_and(|c| matches!(c, CallError::Status { code: ErrorCode::Unauthenticated, .. }))
-            }) {
+            let code = e.chain().find_map(|c| match c.downcast_ref::<CallError>() {
+                Some(CallError::Status { code, .. }) => Some(*code),
+                _ => None,
+            });
+            if code == Some(ErrorCode::Unauthenticated) {
                 eprintln!(
                     "s2uc: hint: log in for the control server's scope (`s2uc login --scope SCOPE`), or set its scope in s2uc.toml"
                 );
@@ -214,13 +248,13 @@ fn main() -> ExitCode {
             let usage = e.downcast_ref::<Usage>().is_some()
                 || e.downcast_ref::<CallError>()
                     .is_some_and(|c| matches!(c, CallError::Status { code: ErrorCode::InvalidArgument, .. }));
-            ExitCode::from(if usage { EXIT_USAGE } else { EXIT_FAILED })
+            let exit = if usage { EXIT_USAGE } else { EXIT_FAILED };
+            if json {
+                say!("{}", show::error_event(&format!("{e:#}"), code, exit));
+            }
+            ExitCode::from(exit)
         }
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn fresh_session() -> (Uid, AppKey, Credentials) {
@@ -245,7 +279,7 @@ impl Reach<'_> {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
+async fn run(cli: Cli) -> Result<ExitCode> {
     // A setup uses its tokens until the Hello is in and both UpdateTargets are answered.
     let lasting = match &cli.cmd {
         Cmd::Request { size, .. }
@@ -257,11 +291,20 @@ async fn run(cli: Cli) -> Result<()> {
     };
     let auth = UserAuth::load(&cli.auth)?.lasting(lasting);
     let conn = &Reach { conn: &cli.conn, auth: &auth };
+    let json = cli.json;
     match cli.cmd {
-        Cmd::Request { prod_s2cs, cons_s2cs, size } => request(conn, cli.json, &prod_s2cs, &cons_s2cs, &size).await,
+        Cmd::Request { prod_s2cs, cons_s2cs, size } => request(conn, json, &prod_s2cs, &cons_s2cs, &size).await,
         Cmd::Login { code, url_only, loopback, within } => {
             let how = LoginHow { code, url_only, loopback, within };
-            let t = auth.login(&how, &mut |url| say!("{url}")).await?;
+            let t = auth
+                .login(&how, &mut |url| {
+                    if json {
+                        say!("{}", json!({"event": "login-url", "url": url}));
+                    } else {
+                        say!("{url}");
+                    }
+                })
+                .await?;
             let who = t.identity.as_deref().unwrap_or("(the server did not say who)");
             if cli.json {
                 say!(
@@ -271,7 +314,7 @@ async fn run(cli: Cli) -> Result<()> {
             } else {
                 say!("logged in for {} as {who}; tokens in {}", t.scope, auth.store()?.path().display());
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::Logout { force } => {
             let done = auth.logout(force).await?;
@@ -281,27 +324,32 @@ async fn run(cli: Cli) -> Result<()> {
                     cli.auth.scope.as_ref().map(|s| format!(" for {s}")).unwrap_or_default()
                 );
             }
-            let mut failed = 0;
+            let mut failed = Vec::new();
             for (scope, outcome) in &done {
                 match outcome {
-                    Ok(()) => say!("logged out of {scope} (revoked and forgotten)"),
+                    Ok(()) if !json => say!("logged out of {scope} (revoked and forgotten)"),
+                    Ok(()) => {}
                     Err(e) => {
-                        failed += 1;
+                        failed.push(json!({"scope": scope, "error": e}));
                         eprintln!("s2uc: {scope}: {e}");
                     }
                 }
             }
-            if failed > 0 && !force {
-                bail!("{failed} token(s) could not be revoked");
+            if json {
+                let out: Vec<&String> = done.iter().filter(|(_, o)| o.is_ok()).map(|(s, _)| s).collect();
+                say!("{}", json!({"event": "logged-out", "scopes": out, "failed": failed, "forced": force}));
             }
-            Ok(())
+            if !failed.is_empty() && !force {
+                bail!("{} token(s) could not be revoked", failed.len());
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::CheckAuth { s2cs, show_token } => {
             let r = auth.check(&cli.conn, s2cs.as_deref()).await?;
             let left = r.token.remaining(scistream_identity::unix_now());
             if cli.json {
                 let mut v = json!({
-                    "scope": r.token.scope, "identity": r.token.identity, "expires_at": r.token.expires_at,
+                    "event": "auth", "scope": r.token.scope, "identity": r.token.identity, "expires_at": r.token.expires_at,
                     "expires_in": left, "refreshable": r.token.refresh_token.is_some(),
                 });
                 if let Some((addr, caller, n)) = &r.accepted {
@@ -332,20 +380,21 @@ async fn run(cli: Cli) -> Result<()> {
                     say!("token      {}", r.token.access_token);
                 }
             }
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::ProdReq { s2cs, size } => {
             let (uid, key, creds) = fresh_session();
             let c = conn.client(&s2cs).await?;
             let spec = Setup { uid, key, creds, plan: s2uc::Plan::producer(None), size: &size, announce: Some(&s2cs) };
-            let done = setup(conn, cli.json, prod_client(&c, &size), c, spec).await?;
-            report(cli.json, uid, &[("listeners", &done.prod_listeners), ("prod_listeners", &done.prod_app)]);
-            secret(cli.json, "credentials", &hex(&creds.0));
-            Ok(())
+            let done = setup(conn, json, prod_client(&c, &size), c, spec).await?;
+            let fields: [(&str, &[Addr]); 2] =
+                [("listeners", &done.prod_listeners), ("prod_listeners", &done.prod_app)];
+            show::requested(json, uid, &fields, &[("credentials", hex(&creds.0), CREDS_FOR)]);
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::ConsReq { s2cs, size, uid, prod_lstn, credentials } => {
             let remote = parse_addrs(&prod_lstn).map_err(|e| anyhow!("PROD_LSTN: {e}"))?;
-            consumer_side(conn, cli.json, &s2cs, &size, uid, remote, credentials).await
+            consumer_side(conn, json, &s2cs, &size, uid, remote, credentials).await
         }
         Cmd::InboundRequest { s2cs, remote_ip, receiver_ports, size } => {
             let prod: Vec<Addr> = receiver_ports
@@ -358,51 +407,64 @@ async fn run(cli: Cli) -> Result<()> {
             // The client says the producer's Hello itself, naming where the service listens.
             let plan = s2uc::Plan::producer(Some(prod.clone()));
             let spec = Setup { uid, key, creds, plan, size: &size, announce: None };
-            let done = setup(conn, cli.json, prod_client(&c, &size), c, spec).await?;
-            report(cli.json, uid, &[("listeners", &done.prod_listeners), ("prod_listeners", &prod)]);
-            secret(cli.json, "credentials", &hex(&creds.0));
-            Ok(())
+            let done = setup(conn, json, prod_client(&c, &size), c, spec).await?;
+            let fields: [(&str, &[Addr]); 2] = [("listeners", &done.prod_listeners), ("prod_listeners", &prod)];
+            show::requested(json, uid, &fields, &[("credentials", hex(&creds.0), CREDS_FOR)]);
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::OutboundRequest { s2cs, size, uid, remote_listeners, credentials } => {
             let remote = parse_addrs(&remote_listeners).map_err(|e| anyhow!("REMOTE_LISTENERS: {e}"))?;
-            consumer_side(conn, cli.json, &s2cs, &size, uid, remote, credentials).await
+            consumer_side(conn, json, &s2cs, &size, uid, remote, credentials).await
         }
         Cmd::Release { uid, s2cs } => {
-            let mut found = false;
+            let (mut released, mut absent) = (Vec::new(), Vec::new());
             for addr in &s2cs {
                 let c = conn.client(addr).await?;
                 match c.release(uid).await {
                     Ok(()) => {
-                        found = true;
+                        released.push(addr.clone());
                         eprintln!("released {uid} at {addr}");
                     }
                     Err(CallError::Status { code: ErrorCode::NotFound, .. }) => {
+                        absent.push(addr.clone());
                         eprintln!("{addr} holds no session {uid}");
                     }
                     Err(e) => return Err(anyhow!(e).context(format!("releasing {uid} at {addr}"))),
                 }
             }
-            if !found {
+            if released.is_empty() {
                 bail!("no control server held session {uid}");
             }
-            Ok(())
+            if json {
+                let v = json!({"event": "released", "uid": uid.to_string(), "released_at": released, "not_held_at": absent});
+                say!("{v}");
+            }
+            Ok(ExitCode::SUCCESS)
         }
-        Cmd::Status { uid, s2cs } => {
+        Cmd::Status { uid, s2cs, watch: true, interval, count } => {
+            let c = conn.client(&s2cs).await?;
+            watch::watch(&c, json, uid, interval, count).await
+        }
+        Cmd::Status { uid, s2cs, .. } => {
             let c = conn.client(&s2cs).await?;
             let v = c.status(uid).await?;
-            print_status(cli.json, &[v]);
-            Ok(())
+            show::status(json, &v);
+            Ok(ExitCode::SUCCESS)
         }
         Cmd::List { s2cs } => {
             let c = conn.client(&s2cs).await?;
             let all = c.list().await?;
-            print_status(cli.json, &all);
-            Ok(())
+            show::list(json, &all);
+            Ok(ExitCode::SUCCESS)
         }
+        Cmd::Manuals(_) => unreachable!("printed before the runtime starts"),
     }
 }
 
-async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str, size: &Size) -> Result<()> {
+/// Who the WAN credentials a 1.2-style producer-side command prints are for.
+const CREDS_FOR: &str = "pass it to the other side's cons-req/outbound-request --credentials";
+
+async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str, size: &Size) -> Result<ExitCode> {
     if prod_s2cs == cons_s2cs {
         return Err(anyhow!(Usage(format!(
             "--prod-s2cs and --cons-s2cs are both {prod_s2cs}: the two facilities need their own control servers"
@@ -432,7 +494,7 @@ async fn request(conn: &Reach<'_>, json: bool, prod_s2cs: &str, cons_s2cs: &str,
         say!("consumer-side listeners: {}", format_addrs(&done.cons_listeners));
         say!("producer application:    {}", format_addrs(&done.prod_app));
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// One session for the user client's core to set up.
@@ -477,6 +539,8 @@ async fn setup(
     let start = s2uc::Input::Start { uid, num_conn: size.num_conn, rate: size.rate, key, creds, plan };
     actor.send_message(S2ucMsg::Command(start)).map_err(|_| anyhow!("the client stopped"))?;
     let mut interrupted = false;
+    // Shows on a terminal that the command waits for the producer's Hello, and how long.
+    let mut waiting = wait::Indicator::new(json, Instant::now() + size.hello_timeout);
     let outcome = loop {
         let notice = tokio::select! {
             n = rx.recv() => n,
@@ -486,11 +550,13 @@ async fn setup(
                 let _ = actor.send_message(S2ucMsg::Command(s2uc::Input::Release(uid)));
                 continue;
             }
+            () = waiting.tick() => continue,
         };
         match notice.map(|(n, why)| (n, why.unwrap_or_default())) {
             Some((Notice::Created { .. }, _)) => {
                 if let Some(at) = at {
-                    announce(json, uid, key, at);
+                    show::announce(json, uid, key, at);
+                    waiting.start();
                 }
             }
             Some((Notice::Established { prod_listeners, cons_listeners, prod_app_listeners, .. }, _)) => {
@@ -508,6 +574,7 @@ async fn setup(
             None => break Err(anyhow!("the client stopped")),
         }
     };
+    waiting.clear();
     actor.stop(None);
     let _ = handle.await;
     outcome
@@ -524,7 +591,7 @@ async fn consumer_side(
     uid: Uid,
     remote: Vec<Addr>,
     creds: Option<Credentials>,
-) -> Result<()> {
+) -> Result<ExitCode> {
     // Every session gets its own app key, the consumer's side too: a keyless session would
     // accept anybody's Hello for its uid.
     let key = AppKey(rand::random());
@@ -532,126 +599,11 @@ async fn consumer_side(
     let plan = s2uc::Plan::consumer(remote, true);
     let spec = Setup { uid, key, creds: creds.unwrap_or_default(), plan, size, announce: None };
     let done = setup(conn, json, c.clone(), c, spec).await?;
-    report(json, uid, &[("listeners", &done.cons_listeners)]);
-    consumer_key(json, key);
-    Ok(())
-}
-
-/// Prints the consumer side's app key, for a consumer controller's `appctrl --role CONS --key`.
-fn consumer_key(json: bool, key: AppKey) {
-    if json {
-        say!("{}", json!({"app_key": hex(&key.0)}));
-    } else {
-        say!("app key {} (secret: for the consumer's appctrl --role CONS --key)", hex(&key.0));
-    }
-}
-
-/// Prints the session's uid and app key once the producer's facility admitted the session (its
-/// listeners are bound), so they reach the producer's controller while this command waits for
-/// its Hello; a refused session is never announced.
-fn announce(json: bool, uid: Uid, key: AppKey, prod_s2cs: &str) {
-    if json {
-        say!("{}", json!({"event": "created", "uid": uid.to_string(), "app_key": hex(&key.0)}));
-    } else {
-        say!("uid {uid}");
-        say!("app key {}", hex(&key.0));
-        say!(
-            "waiting for the producer's Hello: appctrl {uid} --s2cs {prod_s2cs} --key {} --listeners HOST:PORT,...",
-            hex(&key.0)
-        );
-    }
-    use std::io::Write;
-    let _ = std::io::stdout().flush();
-}
-
-/// Prints a secret the user must hand to the other facility's operator (and nobody else).
-fn secret(json: bool, name: &str, value: &str) {
-    if json {
-        say!("{}", json!({ name: value }));
-    } else {
-        say!("{name} {value} (secret: pass it to the other side's cons-req/outbound-request --credentials)");
-    }
+    let key_for = "for the consumer's appctrl --role CONS --key";
+    show::requested(json, uid, &[("listeners", &done.cons_listeners)], &[("app_key", hex(&key.0), key_for)]);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_creds(s: &str) -> Result<Credentials, String> {
     scistream_bins::parse_hex(s, "credentials").map(Credentials)
-}
-
-fn report(json: bool, uid: Uid, fields: &[(&str, &[Addr])]) {
-    if json {
-        let mut m = serde_json::Map::new();
-        m.insert("uid".into(), uid.to_string().into());
-        for (k, v) in fields {
-            m.insert((*k).into(), format_addrs(v).into());
-        }
-        say!("{}", serde_json::Value::Object(m));
-    } else {
-        say!("uid {uid}");
-        for (k, v) in fields {
-            say!("{k} {}", format_addrs(v));
-        }
-    }
-}
-
-fn print_status(json: bool, all: &[scistream_transport::client::SessionStatus]) {
-    for v in all {
-        if json {
-            say!(
-                "{}",
-                json!({
-                    "uid": v.uid.to_string(), "state": v.state, "role": v.params.role.as_wire(), "num_conn": v.params.num_conn,
-                    "rate": v.params.rate, "listeners": format_addrs(&v.listeners),
-                    "prod_listeners": format_addrs(&v.prod_listeners), "targets": format_addrs(&v.targets),
-                    "failure": v.failure.map(|c| c.to_string()),
-                    "failure_reason": (!v.failure_reason.is_empty()).then_some(&v.failure_reason),
-                    "bytes_in": v.traffic.bytes_in, "bytes_out": v.traffic.bytes_out,
-                    "open_connections": v.traffic.open, "total_connections": v.traffic.total,
-                    "refused_connections": v.traffic.refused,
-                    "rate_in": v.traffic.rate_in, "rate_out": v.traffic.rate_out,
-                    "owner": v.owner, "node": v.node,
-                    "path": if v.traffic.problem.is_empty() { "ok" } else { "degraded" },
-                    "problem": (!v.traffic.problem.is_empty()).then_some(&v.traffic.problem),
-                    "dial_failures": v.traffic.dial_failures, "handshake_failures": v.traffic.handshake_failures,
-                    "resets": v.traffic.resets,
-                })
-            );
-        } else {
-            let t = &v.traffic;
-            say!(
-                "{} {} {} num_conn={} listeners={} targets={} node={}{}",
-                v.uid,
-                v.params.role,
-                v.state,
-                v.params.num_conn,
-                format_addrs(&v.listeners),
-                format_addrs(&v.targets),
-                if v.node.is_empty() { "?" } else { &v.node },
-                v.failure
-                    .map(|c| match v.failure_reason.as_str() {
-                        "" => format!(" failure={c}"),
-                        why => format!(" failure={c} ({why})"),
-                    })
-                    .unwrap_or_default()
-            );
-            say!(
-                "    traffic: in {} B ({} B/s), out {} B ({} B/s), connections {} open / {} total, {} refused, {} reset",
-                t.bytes_in,
-                t.rate_in,
-                t.bytes_out,
-                t.rate_out,
-                t.open,
-                t.total,
-                t.refused,
-                t.resets
-            );
-            if !t.problem.is_empty() {
-                say!(
-                    "    path DEGRADED: {} ({} failed dials, {} failed handshakes)",
-                    t.problem,
-                    t.dial_failures,
-                    t.handshake_failures
-                );
-            }
-        }
-    }
 }
