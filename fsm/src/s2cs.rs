@@ -158,11 +158,13 @@ pub enum Input {
     /// admitted (a REQ for a uid it does not hold is refused UNAVAILABLE, `Why::Draining`, so
     /// that clients retry, against its successor); the sessions it holds go on.
     Drain,
-    /// The operator changed what may change while serving (SIGHUP): the facility's capacity
-    /// and its operators. Admitted sessions keep what they were admitted with.
+    /// The operator changed what may change while serving (SIGHUP): the facility's capacity,
+    /// its default rate and its operators. Admitted sessions keep what they were admitted with.
     Reconfigure {
         /// The facility's capacity, kB/s (`None`: no limit).
         capacity: Option<u64>,
+        /// The rate given to requests that ask for none (0: unlimited).
+        default_rate: u32,
         /// Identities that may manage every session.
         operators: Vec<Principal>,
     },
@@ -445,8 +447,9 @@ impl S2cs {
                 self.draining = true;
                 Ok(())
             }
-            Input::Reconfigure { capacity, operators } => {
+            Input::Reconfigure { capacity, default_rate, operators } => {
                 self.cfg.capacity = capacity;
+                self.cfg.default_rate = default_rate;
                 self.cfg.operators = operators;
                 Ok(())
             }

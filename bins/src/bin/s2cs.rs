@@ -362,10 +362,15 @@ impl Live {
             None => {}
         }
         self.auth.replace(auth.0, auth.1);
-        if old.capacity != new.capacity || old.operators != new.operators {
-            tracing::info!(capacity = ?new.capacity, operators = new.operators.len(), "capacity and operators applied to new sessions");
+        if old.capacity != new.capacity || old.default_rate != new.default_rate || old.operators != new.operators {
+            tracing::info!(
+                capacity = ?new.capacity,
+                default_rate = new.default_rate,
+                operators = new.operators.len(),
+                "capacity, default rate and operators applied to new sessions"
+            );
         }
-        self.backend.reconfigure(new.capacity, new.operators.clone());
+        self.backend.reconfigure(new.capacity, new.default_rate, new.operators.clone());
         if let Some(log) = &self.log
             && old.verbose != new.verbose
         {

@@ -143,7 +143,8 @@ fn sighup_applies_a_new_capacity_and_certificate_and_a_bad_file_changes_nothing(
     // A new certificate (and key) in the same files: new connections get it.
     let old = dir.0.join("old.pem");
     std::fs::copy(&cert, &old).unwrap();
-    write_config(&config, "capacity = 2000\n");
+    // And, in the same reload, a default rate for requests that ask for none.
+    write_config(&config, "capacity = 5000\ndefault-rate = 300\n");
     let own = cert.parent().unwrap();
     let made = run(
         "s2cs",
@@ -159,6 +160,10 @@ fn sighup_applies_a_new_capacity_and_certificate_and_a_bad_file_changes_nothing(
         assert!(fresh.is_ok(), "a client trusting the new certificate: {:?}", fresh.err());
         let stale = tls::connect(&server.addr, &Trust::File(old.clone()), CALL).await;
         assert!(stale.is_err(), "a client trusting only the old certificate is refused after the rotation");
+        let c = connect(&server.addr, &cert).await;
+        let uid = fresh_uid();
+        c.req(uid, Role::Cons, 1, 0, Some(key(0))).await.expect("a REQ asking no rate");
+        assert_eq!(c.status(uid).await.expect("status").params.rate, 300, "the reloaded default rate");
     });
 }
 
