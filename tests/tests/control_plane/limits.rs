@@ -281,8 +281,21 @@ fn a_data_server_nodes_link_port_is_bounded_and_its_link_is_never_idle() {
             assert!(matches!(read, Ok(Ok(0) | Err(_))), "a connection without a handshake is still open: {read:?}");
         }
         // A peer the node trusts, silent after its handshake, is closed after the idle timeout.
-        let (mut silent, failed) = flood::silent_connections(&node.addr, &cfg, 3, 3, ANSWERED).await;
-        assert_eq!(failed, 0, "connections within the node's cap were refused once the others were gone");
+        // The node frees a slot just after the client sees its connection end: on a loaded
+        // machine the first attempt may still find one taken, so it is tried again (bounded).
+        let started = std::time::Instant::now();
+        let mut silent = loop {
+            let (silent, failed) = flood::silent_connections(&node.addr, &cfg, 3, 3, ANSWERED).await;
+            if failed == 0 {
+                break silent;
+            }
+            assert!(
+                started.elapsed() < ANSWERED,
+                "connections within the node's cap were refused once the others were gone ({failed} of 3)"
+            );
+            drop(silent);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
         for conn in &mut silent {
             assert!(flood::closed_within(conn, ANSWERED).await, "a silent link connection outlived its idle timeout");
         }
