@@ -212,8 +212,10 @@ impl S2csActor {
         let held = st.driver.core().sessions().len();
         let out = st.driver.step(myself, input);
         if st.driver.core().sessions().len() < held {
-            // The core forgot sessions (tombstones): forget their traffic too.
+            // The core forgot sessions (tombstones, lost actors): forget their traffic and
+            // their setup clocks too.
             let core = st.driver.core();
+            st.born.retain(|uid, _| core.session(uid).is_some());
             let mut book = st.traffic.lock().unwrap_or_else(|e| e.into_inner());
             book.retain(|uid, _| core.session(uid).is_some());
             if let Ds::Remote(nodes) = &st.ds {

@@ -220,13 +220,12 @@ impl Actor for S2dsActor {
             S2dsMsg::Bridges(uid, Err(code)) => s2ds::Input::BridgesFailed { uid, code },
             S2dsMsg::Refresh(m, done) => {
                 let core = st.driver.core();
-                let live = |s: &s2ds::Session| !matches!(s.state(), s2ds::State::Released | s2ds::State::Failed);
                 crate::metrics::set_states(&m.sessions, core.sessions().values().map(|s| s.state().name()));
                 m.attached.set(i64::from(core.epoch().is_some()));
                 let book = st.args.traffic.lock().unwrap_or_else(|e| e.into_inner());
                 let all: Vec<(String, scistream_transport::relay::Traffic)> = book
                     .iter()
-                    .filter(|(uid, _)| core.sessions().get(uid).is_some_and(live))
+                    .filter(|(uid, _)| core.sessions().get(uid).is_some_and(|s| !s.state().is_terminal()))
                     .map(|(uid, c)| (uid.to_string(), c.snapshot()))
                     .collect();
                 m.traffic.set(all.iter().map(|(u, t)| (u.clone(), t)));
@@ -236,11 +235,7 @@ impl Actor for S2dsActor {
             S2dsMsg::Drain => s2ds::Input::Drain,
             S2dsMsg::Health(reply) => {
                 let core = st.driver.core();
-                let holding = core
-                    .sessions()
-                    .values()
-                    .filter(|s| !matches!(s.state(), s2ds::State::Released | s2ds::State::Failed))
-                    .count();
+                let holding = core.sessions().values().filter(|s| !s.state().is_terminal()).count();
                 let _ = reply.send(NodeHealth { attached: core.epoch().is_some(), holding });
                 return Ok(());
             }

@@ -416,3 +416,25 @@ pub async fn bounded_shutdown<E>(
         }
     }
 }
+
+/// Keeps `health` in step with what `probe` says every 250 ms (`Ok`: ready; `Err`: why not;
+/// `None`: the daemon stopped, and so does this), and tells `changed` each time readiness
+/// turns.
+pub async fn follow_readiness<P, PF, C, CF>(health: Arc<Health>, mut probe: P, mut changed: C)
+where
+    P: FnMut() -> PF,
+    PF: Future<Output = Option<Result<(), &'static str>>>,
+    C: FnMut(bool) -> CF,
+    CF: Future<Output = ()>,
+{
+    let mut was = None;
+    while let Some(now) = probe().await {
+        let ready = now.is_ok();
+        if was != Some(ready) {
+            health.set_ready(ready, now.err().unwrap_or(""));
+            changed(ready).await;
+            was = Some(ready);
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}

@@ -282,17 +282,7 @@ impl Node {
     /// Its exit code once it exited within `limit` (`None` inside: ended by a signal);
     /// `Ok(None)` outside when it still runs.
     pub fn wait_exit(&mut self, limit: Duration) -> Result<Option<Option<i32>>> {
-        let child = self.child.as_mut().context("not running")?;
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = child.try_wait()? {
-                return Ok(Some(status.code()));
-            }
-            if start.elapsed() >= limit {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exit_within(self.child.as_mut().context("not running")?, limit)
     }
 
     /// Where it serves metrics and health, as its log says (with `--metrics-addr`).
@@ -302,12 +292,7 @@ impl Node {
 
     /// Sends it `signal` (`STOP`, `CONT`, ...) by its pid.
     pub fn signal(&self, signal: &str) -> Result<()> {
-        let pid = self.child.as_ref().context("not running")?.id().to_string();
-        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status()?;
-        if !status.success() {
-            bail!("kill -{signal} {pid} failed");
-        }
-        Ok(())
+        send_signal(self.child.as_ref().context("not running")?.id(), signal)
     }
 
     /// Starts it again on the same address (after [`Node::kill9`]).
@@ -509,32 +494,42 @@ impl Server {
 
     /// Sends it `signal` (`HUP`, `TERM`, ...) by its pid.
     pub fn signal(&self, signal: &str) -> Result<()> {
-        let pid = self.child.id().to_string();
-        let status = Command::new("kill").args([&format!("-{signal}"), &pid]).status()?;
-        if !status.success() {
-            bail!("kill -{signal} {pid} failed");
-        }
-        Ok(())
+        send_signal(self.child.id(), signal)
     }
 
     /// Its exit code once it exited within `limit` (`None` inside: ended by a signal);
     /// `Ok(None)` outside when it still runs.
     pub fn wait_exit(&mut self, limit: Duration) -> Result<Option<Option<i32>>> {
-        let start = std::time::Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(Some(status.code()));
-            }
-            if start.elapsed() >= limit {
-                return Ok(None);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        exit_within(&mut self.child, limit)
     }
 
     /// Where it serves metrics and health, as its log says (with `--metrics-addr`).
     pub fn metrics_addr(&self) -> Option<String> {
         metrics_addr_in(&self.log())
+    }
+}
+
+/// Sends `signal` (`HUP`, `TERM`, ...) to process `pid` (one the harness started).
+fn send_signal(pid: u32, signal: &str) -> Result<()> {
+    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status()?;
+    if !status.success() {
+        bail!("kill -{signal} {pid} failed");
+    }
+    Ok(())
+}
+
+/// `child`'s exit code once it exited within `limit` (`None` inside: ended by a signal);
+/// `Ok(None)` outside when it still runs.
+fn exit_within(child: &mut Child, limit: Duration) -> Result<Option<Option<i32>>> {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status.code()));
+        }
+        if start.elapsed() >= limit {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 

@@ -533,7 +533,33 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         tracing::info!(addr = %l.local_addr()?, "metrics and health served over HTTP: /metrics, /healthz, /readyz");
         ops::serve(l, registry, health.clone(), refresh);
     }
-    tokio::spawn(watch_health(backend.clone(), health.clone(), reporter.clone()));
+    // Ready (`/readyz`, the gRPC health service) while a data server is attached and it does
+    // not drain.
+    let (b, r) = (backend.clone(), reporter.clone());
+    tokio::spawn(ops::follow_readiness(
+        health.clone(),
+        move || {
+            let b = b.clone();
+            async move {
+                let h = b.health().await?;
+                Some(match (h.attached, h.draining) {
+                    (_, true) => Err("draining"),
+                    (false, _) => Err("no data server attached"),
+                    (true, false) => Ok(()),
+                })
+            }
+        },
+        move |ready| {
+            let r = r.clone();
+            async move {
+                if ready {
+                    r.set_serving::<ControlServer<ControlService>>().await;
+                } else {
+                    r.set_not_serving::<ControlServer<ControlService>>().await;
+                }
+            }
+        },
+    ));
     let mode = if tls_cfg.is_some() { "TLS 1.3" } else { "INSECURE plain gRPC" };
     if s.allow_keyless_sessions {
         tracing::warn!(
@@ -615,25 +641,4 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     tracing::info!("stopped; every listener closed");
     let stopped = *outcome.lock().unwrap_or_else(|e| e.into_inner());
     Ok(stopped)
-}
-
-/// Keeps readiness (`/readyz`, the gRPC health service) in step with the control server: ready
-/// while a data server is attached and it does not drain.
-async fn watch_health(backend: ActorBackend, health: Arc<ops::Health>, reporter: tonic_health::server::HealthReporter) {
-    let mut was = None;
-    loop {
-        let Some(h) = backend.health().await else { return };
-        let ready = h.attached && !h.draining;
-        if was != Some(ready) {
-            if ready {
-                health.set_ready(true, "");
-                reporter.set_serving::<ControlServer<ControlService>>().await;
-            } else {
-                health.set_ready(false, if h.draining { "draining" } else { "no data server attached" });
-                reporter.set_not_serving::<ControlServer<ControlService>>().await;
-            }
-            was = Some(ready);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }

@@ -2,13 +2,13 @@
 //! and relays; its facility's control server (`s2cs --s2ds HOST:PORT`) drives it over the
 //! `scistream.DataServer` link, mutual TLS on the facility's LAN.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow};
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use ractor::Actor;
@@ -16,16 +16,16 @@ use scistream_actors::metrics::DsMetrics;
 use scistream_actors::s2ds::NodeHealth;
 use scistream_actors::s2ds::TrafficBook;
 use scistream_actors::{S2dsActor, S2dsArgs, S2dsMsg};
-use scistream_bins::config::s2ds::RunArgs;
-use scistream_bins::gateway::{self, Sides, parse_range};
+use scistream_bins::config::s2ds::{RunArgs, Settings};
+use scistream_bins::gateway;
 use scistream_bins::ops::{self, Stopped};
-use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel};
+use scistream_bins::{EXIT_USAGE, LogLevel};
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Role, s2ds};
 use scistream_proto::Limits;
 use scistream_proto::convert::SessionTraffic;
 use scistream_transport::node::{Inbound, NodeService, TrafficSource, Uplink};
-use scistream_transport::ports::{PortLimits, TlsInfo};
+use scistream_transport::ports::TlsInfo;
 use scistream_transport::tls;
 use sd_notify::NotifyState;
 
@@ -72,76 +72,6 @@ enum Cmd {
     Manuals(scistream_bins::manuals::Manuals),
 }
 
-/// Settings after merging flags over the file over the defaults.
-#[derive(Clone)]
-struct Settings {
-    listen: SocketAddr,
-    cert: PathBuf,
-    key: PathBuf,
-    trust: Vec<PathBuf>,
-    ports: std::ops::RangeInclusive<u16>,
-    sides: Sides,
-    allow_plain_wan: bool,
-    max_num_conn: u16,
-    capacity: Option<u64>,
-    tombstone: Duration,
-    verbose: u8,
-    limits: PortLimits,
-    metrics_addr: Option<SocketAddr>,
-    drain_timeout: Duration,
-    log_format: LogFormat,
-}
-
-fn settings(cli: &RunArgs) -> Result<Settings> {
-    let cli = cli.clone();
-    let file: RunArgs = match &cli.config {
-        Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-            RunArgs::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
-        }
-        None => RunArgs::default(),
-    };
-    let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5010)));
-    let (Some(cert), Some(key)) = (cli.cert.or(file.cert), cli.key.or(file.key)) else {
-        bail!("the link is mutual TLS: give --cert and --key (make them with `s2ds gen-cert --listener-ip IP`)");
-    };
-    let trust: Vec<PathBuf> = cli.trust.into_iter().chain(file.trust).collect();
-    if trust.is_empty() {
-        bail!("give --trust, the certificate the control server must present (the facility's CA, or its own)");
-    }
-    let ports = parse_range(&cli.port_range.or(file.port_range).unwrap_or_else(|| "5100-5200".into()))
-        .map_err(|e| anyhow!(e))?;
-    let public = cli.public_addr.or(file.public_addr);
-    let sides = Sides::resolve(listen.ip(), cli.wan_ip.or(file.wan_ip), cli.lan_ip.or(file.lan_ip), public.as_deref())
-        .map_err(|e| anyhow!(e))?;
-    let max_num_conn = cli.max_num_conn.or(file.max_num_conn).unwrap_or(64);
-    if max_num_conn == 0 {
-        bail!("--max-num-conn 0: a session needs at least one connection");
-    }
-    let capacity = cli.capacity.or(file.capacity);
-    if capacity == Some(0) {
-        bail!("--capacity 0: a node that can carry nothing serves nobody; leave it out for no limit");
-    }
-    let limits = cli.limits.merge(&file.limits)?;
-    Ok(Settings {
-        limits,
-        listen,
-        cert,
-        key,
-        trust,
-        ports,
-        sides,
-        allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
-        max_num_conn,
-        capacity,
-        tombstone: cli.tombstone.or(file.tombstone).unwrap_or(Profile::production().tombstone),
-        verbose: cli.verbose.max(file.verbose),
-        metrics_addr: cli.metrics_addr.or(file.metrics_addr),
-        drain_timeout: cli.drain_timeout.or(file.drain_timeout).unwrap_or(Duration::from_secs(30)),
-        log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
-    })
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.cmd {
@@ -152,7 +82,7 @@ fn main() -> ExitCode {
         Some(Cmd::Manuals(m)) => return m.print::<Cli>(),
         None => {}
     }
-    let s = match settings(&cli.run) {
+    let s = match cli.run.settings() {
         Ok(s) => s,
         Err(e) => {
             eprintln!("s2ds: {e:#}");
@@ -167,7 +97,7 @@ fn main() -> ExitCode {
 /// certificate, key and trusted certificates, the log level and the drain timeout; names what
 /// can change only at a restart. A file that does not read changes nothing.
 fn reload(args: &RunArgs, old: &mut Settings, live: &tls::LiveConfig, log: Option<&LogLevel>) -> Result<()> {
-    let new = settings(args)?;
+    let new = args.settings()?;
     let cfg = tls::mutual_server_config(&new.cert, &new.key, &new.trust)?;
     let fixed = [
         ("--listen", old.listen != new.listen),
@@ -275,7 +205,16 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         tracing::info!(addr = %l.local_addr()?, "metrics and health served over HTTP: /metrics, /healthz, /readyz");
         ops::serve(l, registry, health.clone(), refresh);
     }
-    tokio::spawn(watch_health(actor.clone(), health.clone()));
+    // Ready while a control server is attached.
+    let n = actor.clone();
+    tokio::spawn(ops::follow_readiness(
+        health.clone(),
+        move || {
+            let n = n.clone();
+            async move { node_health(&n).await.map(|h| if h.attached { Ok(()) } else { Err("no control server attached") }) }
+        },
+        |_| async {},
+    ));
     println!("s2ds ready on {local}");
     ops::notify(&[NotifyState::Ready]);
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<Stopped>();
@@ -333,17 +272,4 @@ async fn node_health(node: &ractor::ActorRef<S2dsMsg>) -> Option<NodeHealth> {
     let (tx, rx) = tokio::sync::oneshot::channel();
     node.send_message(S2dsMsg::Health(tx)).ok()?;
     rx.await.ok()
-}
-
-/// Keeps `/readyz` in step with the node: ready while a control server is attached.
-async fn watch_health(node: ractor::ActorRef<S2dsMsg>, health: Arc<ops::Health>) {
-    let mut was = None;
-    loop {
-        let Some(h) = node_health(&node).await else { return };
-        if was != Some(h.attached) {
-            health.set_ready(h.attached, "no control server attached");
-            was = Some(h.attached);
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }

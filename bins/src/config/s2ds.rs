@@ -4,8 +4,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
+use anyhow::{Context, Result, anyhow, bail};
 use clap::Args;
+use scistream_transport::ports::PortLimits;
 use serde::Deserialize;
+
+use crate::LogFormat;
+use crate::gateway::{Sides, parse_range};
 
 /// Flags of the daemon; every one can also come from `--config FILE` (flags win).
 #[derive(Args, Clone, Default, Deserialize)]
@@ -90,4 +95,98 @@ impl RunArgs {
     pub fn from_toml(text: &str) -> Result<Self, toml::de::Error> {
         toml::from_str(text)
     }
+}
+
+/// Settings after merging flags over the file over the defaults.
+#[derive(Clone)]
+pub struct Settings {
+    /// The link's address.
+    pub listen: SocketAddr,
+    /// Its certificate (PEM).
+    pub cert: PathBuf,
+    /// Its key (PEM).
+    pub key: PathBuf,
+    /// Certificates its control server must present one of.
+    pub trust: Vec<PathBuf>,
+    /// The ports it hands out.
+    pub ports: std::ops::RangeInclusive<u16>,
+    /// Where its listeners bind and are advertised.
+    pub sides: Sides,
+    /// Whether a session without credentials may have a plain WAN leg.
+    pub allow_plain_wan: bool,
+    /// Largest num_conn.
+    pub max_num_conn: u16,
+    /// Its capacity, kB/s.
+    pub capacity: Option<u64>,
+    /// How long finished sessions are remembered.
+    pub tombstone: Duration,
+    /// Log level.
+    pub verbose: u8,
+    /// The link port's limits.
+    pub limits: PortLimits,
+    /// Where metrics and health are served.
+    pub metrics_addr: Option<SocketAddr>,
+    /// How long a drain lets sessions go on.
+    pub drain_timeout: Duration,
+    /// How log lines are written.
+    pub log_format: LogFormat,
+}
+
+impl RunArgs {
+    /// The settings these flags give with the `--config` file they name, as the daemon starts
+    /// (and reloads) with them.
+    pub fn settings(&self) -> Result<Settings> {
+        let file: Self = match &self.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+                Self::from_toml(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Self::default(),
+        };
+        merge(self.clone(), file)
+    }
+}
+
+/// Merges flags (`cli`) over a configuration file's settings (`file`) over the defaults, with
+/// every check the daemon makes before it serves (short of reading the files named).
+pub fn merge(cli: RunArgs, file: RunArgs) -> Result<Settings> {
+    let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5010)));
+    let (Some(cert), Some(key)) = (cli.cert.or(file.cert), cli.key.or(file.key)) else {
+        bail!("the link is mutual TLS: give --cert and --key (make them with `s2ds gen-cert --listener-ip IP`)");
+    };
+    let trust: Vec<PathBuf> = cli.trust.into_iter().chain(file.trust).collect();
+    if trust.is_empty() {
+        bail!("give --trust, the certificate the control server must present (the facility's CA, or its own)");
+    }
+    let ports = parse_range(&cli.port_range.or(file.port_range).unwrap_or_else(|| "5100-5200".into()))
+        .map_err(|e| anyhow!(e))?;
+    let public = cli.public_addr.or(file.public_addr);
+    let sides = Sides::resolve(listen.ip(), cli.wan_ip.or(file.wan_ip), cli.lan_ip.or(file.lan_ip), public.as_deref())
+        .map_err(|e| anyhow!(e))?;
+    let max_num_conn = cli.max_num_conn.or(file.max_num_conn).unwrap_or(64);
+    if max_num_conn == 0 {
+        bail!("--max-num-conn 0: a session needs at least one connection");
+    }
+    let capacity = cli.capacity.or(file.capacity);
+    if capacity == Some(0) {
+        bail!("--capacity 0: a node that can carry nothing serves nobody; leave it out for no limit");
+    }
+    let limits = cli.limits.merge(&file.limits)?;
+    Ok(Settings {
+        limits,
+        listen,
+        cert,
+        key,
+        trust,
+        ports,
+        sides,
+        allow_plain_wan: cli.allow_plain_wan || file.allow_plain_wan,
+        max_num_conn,
+        capacity,
+        tombstone: cli.tombstone.or(file.tombstone).unwrap_or(scistream_fsm::timing::Profile::production().tombstone),
+        verbose: cli.verbose.max(file.verbose),
+        metrics_addr: cli.metrics_addr.or(file.metrics_addr),
+        drain_timeout: cli.drain_timeout.or(file.drain_timeout).unwrap_or(Duration::from_secs(30)),
+        log_format: cli.log_format.or(file.log_format).unwrap_or_default(),
+    })
 }

@@ -1,7 +1,8 @@
 //! A shipped configuration as the daemon reads it: the file through `RunArgs::from_toml`, the
 //! flags its unit, image or pod adds through the daemon's clap definitions, then the checks
-//! `s2cs` and `s2ds` make on the merged settings before they serve (bins/src/bin/s2cs.rs and
-//! s2ds.rs, `settings`), short of reading the files they name.
+//! the daemon makes on the merged settings before it serves, short of reading the files they
+//! name: `s2ds`'s own (`config::s2ds::merge`); for `s2cs`, a restatement of those in
+//! bins/src/bin/s2cs.rs (`settings`), whose merge still reads the files it names.
 
 use std::net::{IpAddr, SocketAddr};
 use std::ops::RangeInclusive;
@@ -135,29 +136,24 @@ pub(crate) struct S2ds {
     pub max_num_conn: u16,
 }
 
-/// Reads an `s2ds` configuration file plus command-line `args` as `s2ds` would.
+/// Reads an `s2ds` configuration file plus command-line `args` as `s2ds` does: its own merge
+/// and checks ([`s2ds::merge`]), short of reading the files it names.
 pub(crate) fn s2ds(text: &str, args: &[String]) -> Result<S2ds> {
     let file = s2ds::RunArgs::from_toml(text).context("s2ds's parser refuses the file")?;
     let cli: s2ds::RunArgs = flags("s2ds", args)?;
     ensure!(cli.config.is_some(), "s2ds is not given --config");
-    let listen = cli.listen.or(file.listen).unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 5010)));
-    let (Some(cert), Some(key)) = (cli.cert.or(file.cert), cli.key.or(file.key)) else {
-        bail!("no cert or key: s2ds refuses to start");
-    };
-    let trust: Vec<PathBuf> = cli.trust.into_iter().chain(file.trust).collect();
-    ensure!(!trust.is_empty(), "no trust: s2ds refuses to start");
-    let ports = parse_range(&cli.port_range.or(file.port_range).unwrap_or_else(|| "5100-5200".into()))
-        .map_err(|e| anyhow!(e))?;
-    let public = cli.public_addr.or(file.public_addr);
-    let sides = Sides::resolve(listen.ip(), cli.wan_ip.or(file.wan_ip), cli.lan_ip.or(file.lan_ip), public.as_deref())
-        .map_err(|e| anyhow!(e))?;
-    let max_num_conn = cli.max_num_conn.or(file.max_num_conn).unwrap_or(64);
-    ensure!(max_num_conn > 0, "max-num-conn 0: s2ds refuses it");
-    ensure!(cli.capacity.or(file.capacity) != Some(0), "capacity 0: s2ds refuses it");
-    cli.limits.merge(&file.limits).context("limits")?;
-    let mut files = vec![cert.clone(), key];
-    files.extend(trust.iter().cloned());
-    Ok(S2ds { files, cert, trust, listen, ports, sides, max_num_conn })
+    let s = s2ds::merge(cli, file).context("s2ds refuses to start")?;
+    let mut files = vec![s.cert.clone(), s.key];
+    files.extend(s.trust.iter().cloned());
+    Ok(S2ds {
+        files,
+        cert: s.cert,
+        trust: s.trust,
+        listen: s.listen,
+        ports: s.ports,
+        sides: s.sides,
+        max_num_conn: s.max_num_conn,
+    })
 }
 
 /// A control server and its data server agree: the node is dialed where it listens and each

@@ -12,12 +12,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use rustls::CertificateError;
 use rustls::client::WebPkiServerVerifier;
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
+use rustls::client::danger::{ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 
 /// Accepts a server certificate equal to one of `pins` (names and validity checked), or one
 /// the WebPKI verifier accepts with the pins as roots.
@@ -26,7 +26,7 @@ pub(super) struct PinnedOrRoots {
     pins: Vec<CertificateDer<'static>>,
     /// `None` when no pin can serve as a trust anchor (then only the pins are accepted).
     webpki: Option<Arc<WebPkiServerVerifier>>,
-    provider: Arc<CryptoProvider>,
+    algs: WebPkiSupportedAlgorithms,
 }
 
 impl PinnedOrRoots {
@@ -36,7 +36,7 @@ impl PinnedOrRoots {
         let mut roots = rustls::RootCertStore::empty();
         roots.add_parsable_certificates(pins.iter().cloned());
         let webpki = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone()).build().ok();
-        Self { pins, webpki, provider }
+        Self { pins, webpki, algs: provider.signature_verification_algorithms }
     }
 }
 
@@ -61,27 +61,7 @@ impl ServerCertVerifier for PinnedOrRoots {
         }
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
+    crate::wan::signature_checks!();
 }
 
 /// Refuses a certificate outside its validity period (WebPKI checks it on the other path).
@@ -98,84 +78,17 @@ fn check_validity(cert: &CertificateDer<'_>, now: UnixTime) -> Result<(), rustls
     Ok(())
 }
 
-/// One DER element: its tag, its content and what follows it.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
-        (len, &rest[n..])
-    };
-    (rest.len() >= len).then(|| (tag, &rest[..len], &rest[len..]))
-}
-
-/// The validity period of an X.509 certificate (DER), as seconds since the Unix epoch:
-/// `Certificate ::= SEQUENCE { tbsCertificate SEQUENCE { [0] version OPTIONAL, serialNumber,
-/// signature, issuer, validity SEQUENCE { notBefore, notAfter }, … } … }`.
+/// The validity period of an X.509 certificate (DER), as seconds since the Unix epoch.
 pub(super) fn validity(der: &[u8]) -> Option<(u64, u64)> {
-    const SEQUENCE: u8 = 0x30;
-    let (SEQUENCE, cert, _) = element(der)? else { return None };
-    let (SEQUENCE, mut tbs, _) = element(cert)? else { return None };
-    if tbs.first() == Some(&0xa0) {
-        tbs = element(tbs)?.2;
-    }
-    for _ in ["serialNumber", "signature", "issuer"] {
-        tbs = element(tbs)?.2;
-    }
-    let (SEQUENCE, times, _) = element(tbs)? else { return None };
-    let (tag, before, rest) = element(times)?;
-    let not_before = time(tag, before)?;
-    let (tag, after, _) = element(rest)?;
-    Some((not_before, time(tag, after)?))
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let v = cert.validity();
+    Some((u64::try_from(v.not_before.timestamp()).ok()?, u64::try_from(v.not_after.timestamp()).ok()?))
 }
 
-/// An X.509 time (UTCTime `YYMMDDHHMMSSZ`, GeneralizedTime `YYYYMMDDHHMMSSZ`) in Unix seconds.
-fn time(tag: u8, text: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
-    let (year, rest) = match tag {
-        0x17 if text.len() == 12 => {
-            // RFC 5280: two-digit years from 50 are 19xx, below 50 are 20xx.
-            let yy: i64 = text[..2].parse().ok()?;
-            (if yy >= 50 { 1900 + yy } else { 2000 + yy }, &text[2..])
-        }
-        0x18 if text.len() == 14 => (text[..4].parse().ok()?, &text[4..]),
-        _ => return None,
-    };
-    let field = |i: usize| rest.get(i..i + 2)?.parse::<i64>().ok();
-    let (month, day, hour, minute, second) = (field(0)?, field(2)?, field(4)?, field(6)?, field(8)?);
-    let days = days_from_civil(year, month, day);
-    u64::try_from(days * 86_400 + hour * 3600 + minute * 60 + second).ok()
-}
-
-/// Days from 1970-01-01 to the proleptic Gregorian date `y-m-d` (H. Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-/// `YYYY-MM-DD HH:MM:SS UTC` of a Unix time, for messages.
+/// A Unix time for messages (`Dec  1 00:36:41 2026 +00:00`).
 pub(super) fn utc(secs: u64) -> String {
-    let secs = i64::try_from(secs).unwrap_or(i64::MAX);
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // The inverse of `days_from_civil`.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, rem % 3600 / 60, rem % 60)
+    i64::try_from(secs)
+        .ok()
+        .and_then(|s| x509_parser::time::ASN1Time::from_timestamp(s).ok())
+        .map_or_else(|| format!("{secs} s after 1970"), |t| t.to_string())
 }
