@@ -46,6 +46,7 @@
 //!   the session's credentials.
 
 pub mod auth;
+pub mod backend;
 pub mod certgen;
 pub mod client;
 pub mod node;

@@ -11,7 +11,8 @@
 //!   through one buffer of [`BUF`] bytes per direction. Memory per relayed connection is fixed
 //!   either way: two pipes or two buffers, plus the sockets.
 //! - A clean end of stream on one side is passed on as a half-close (FIN) on the other; the
-//!   other direction keeps flowing until it ends too.
+//!   other direction keeps flowing until it ends too. On the WAN leg, a TCP FIN without TLS's
+//!   close_notify is such an end too: Nginx and HAProxy half-close a TLS stream that way.
 //! - A broken leg (a reset, an error) is passed on as a reset: the other end sees an error,
 //!   never a clean end of stream, so no truncation goes unnoticed.
 //! - A WAN connection that does not authenticate as the session is closed before anything is
@@ -572,7 +573,13 @@ where
 {
     let mut buf = vec![0u8; BUF];
     loop {
-        let n = from.read(&mut buf).await?;
+        let n = match from.read(&mut buf).await {
+            // A TLS peer that ends its direction with a TCP FIN and no close_notify (Nginx and
+            // HAProxy do, to half-close): the end of that direction, as OpenSSL-based peers
+            // take it. A reset or any other error still ends the connection as broken.
+            Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => 0,
+            r => r?,
+        };
         if n == 0 {
             return to.shutdown().await;
         }

@@ -37,6 +37,8 @@ pub enum WanError {
 pub struct SessionIdentity {
     cert: CertificateDer<'static>,
     key: PrivatePkcs8KeyDer<'static>,
+    cert_pem: String,
+    key_pem: String,
 }
 
 impl std::fmt::Debug for SessionIdentity {
@@ -66,12 +68,22 @@ impl SessionIdentity {
         params.not_after = rcgen::date_time_ymd(2100, 1, 1);
         params.serial_number = Some(rcgen::SerialNumber::from(1u64));
         let cert = params.self_signed(&key_pair).map_err(|e| WanError::Derive(e.to_string()))?;
-        Ok(Self { cert: cert.der().clone(), key: pkcs8.clone_key() })
+        Ok(Self { cert: cert.der().clone(), key: pkcs8.clone_key(), cert_pem: cert.pem(), key_pem: key_pair.serialize_pem() })
     }
 
     /// The session's certificate.
     pub fn certificate(&self) -> &CertificateDer<'static> {
         &self.cert
+    }
+
+    /// The session's certificate in PEM, for a proxy backend's files.
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The session's private key in PEM (PKCS#8), for a proxy backend's private files.
+    pub fn key_pem(&self) -> &str {
+        &self.key_pem
     }
 
     /// The producer gateway's side: serves this identity and requires it from the client.
