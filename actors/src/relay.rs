@@ -4,14 +4,18 @@
 //! start (a session waiting for its Hello holds only its listeners, no actor); stopping it
 //! closes every listener and connection at once. Starting the relay is a call: the data server
 //! reports BridgesUp only once the relay runs, and a relay that cannot start is a refusal with
-//! its reason, never a session that claims to forward.
+//! its reason, never a session that claims to forward. What forwards is the data server's
+//! [`Backend`] (the native relay, or a proxy child per session); a forwarding that ends on
+//! its own (a proxy died) fails this actor, so the data server fails the session.
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use scistream_fsm::{Addr, Credentials, ErrorCode, Role, Uid};
-use scistream_transport::relay::{Counters, Legs, Relay};
+use scistream_transport::backend::{Backend, Forwarding, Session, StartError};
+use scistream_transport::relay::Counters;
+use scistream_transport::wan::WanError;
 use tokio::net::{TcpListener, TcpSocket};
 
 /// A port that could not be bound (another process holds it, or the address is not local).
@@ -36,6 +40,8 @@ pub struct RelayArgs {
     pub counters: Arc<Counters>,
     /// Whether a session without credentials may have a plain WAN leg.
     pub allow_plain_wan: bool,
+    /// What forwards.
+    pub backend: Arc<dyn Backend>,
 }
 
 /// Messages to a relay actor.
@@ -55,16 +61,27 @@ pub enum RelayMsg {
         /// The outcome: `Ok` once forwarding, or the code to refuse the session with.
         reply: RpcReplyPort<Result<(), ErrorCode>>,
     },
+    /// The forwarding ended on its own (a proxy died): why.
+    Ended(String),
 }
 
 /// The relay actor's state: what it holds.
-#[derive(Debug)]
 pub struct RelayState {
     uid: Uid,
     listeners: Vec<TcpListener>,
-    relay: Option<Relay>,
+    forwarding: Option<Box<dyn Forwarding>>,
     counters: Arc<Counters>,
     allow_plain_wan: bool,
+    backend: Arc<dyn Backend>,
+}
+
+impl std::fmt::Debug for RelayState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayState")
+            .field("uid", &self.uid)
+            .field("forwarding", &self.forwarding.as_ref().map(|f| f.describe()))
+            .finish_non_exhaustive()
+    }
 }
 
 /// The per-session relay actor.
@@ -73,33 +90,59 @@ pub struct RelayActor;
 
 impl RelayActor {
     /// Starts forwarding, once: a repeated start of a running relay is a success.
-    fn start(
+    async fn start(
+        myself: &ActorRef<RelayMsg>,
         state: &mut RelayState,
         targets: Vec<Addr>,
         creds: Credentials,
         role: Role,
         rate: u32,
     ) -> Result<(), ErrorCode> {
-        if state.relay.is_some() {
+        if state.forwarding.is_some() {
             return Ok(());
         }
+        // What is wrong with the request itself is refused before the listeners are handed
+        // over, so a corrected start may follow.
         if targets.is_empty() {
             tracing::warn!(uid = %state.uid, "refusing to start a relay without targets");
             return Err(ErrorCode::InvalidArgument);
         }
-        let legs = Legs::for_session(role, &creds, state.allow_plain_wan).map_err(|e| {
-            tracing::warn!(uid = %state.uid, "cannot start the relay: {e}");
+        if creds == Credentials::default() && !state.allow_plain_wan {
+            tracing::warn!(uid = %state.uid, "refusing a plain WAN leg: {}", WanError::PlainNotAllowed);
+            return Err(ErrorCode::FailedPrecondition);
+        }
+        if state.listeners.is_empty() {
+            // A start that failed gave its listeners away: the session cannot forward.
+            return Err(ErrorCode::Aborted);
+        }
+        let session = Session {
+            uid: state.uid,
+            listeners: std::mem::take(&mut state.listeners),
+            targets,
+            role,
+            creds,
+            allow_plain_wan: state.allow_plain_wan,
+            // SciStream 1.2's unit: --rate=20000 is 20 MB/s.
+            rate: (rate > 0).then(|| u64::from(rate) * 1000),
+            counters: state.counters.clone(),
+        };
+        let mut forwarding = state.backend.start(session).await.map_err(|e| {
+            tracing::warn!(uid = %state.uid, backend = %state.backend.kind(), "cannot start the relay: {e}");
             match e {
-                scistream_transport::wan::WanError::PlainNotAllowed => ErrorCode::FailedPrecondition,
-                _ => ErrorCode::Aborted,
+                StartError::NoTargets => ErrorCode::InvalidArgument,
+                StartError::Wan(WanError::PlainNotAllowed) | StartError::Unsupported(_) => {
+                    ErrorCode::FailedPrecondition
+                }
+                StartError::Wan(_) | StartError::Proxy(_) => ErrorCode::Aborted,
             }
         })?;
-        tracing::info!(uid = %state.uid, ?targets, ?legs, "forwarding");
-        let listeners = std::mem::take(&mut state.listeners);
-        // SciStream 1.2's unit: --rate=20000 is 20 MB/s.
-        let limit = (rate > 0).then(|| u64::from(rate) * 1000);
-        state.relay =
-            Some(Relay::start(&state.uid.to_string(), listeners, targets, legs, state.counters.clone(), limit));
+        let ended = forwarding.ended();
+        let me = myself.clone();
+        tokio::spawn(async move {
+            let why = ended.await;
+            let _ = me.send_message(RelayMsg::Ended(why));
+        });
+        state.forwarding = Some(forwarding);
         Ok(())
     }
 }
@@ -127,32 +170,42 @@ impl Actor for RelayActor {
         Ok(RelayState {
             uid: args.uid,
             listeners: args.listeners,
-            relay: None,
+            forwarding: None,
             counters: args.counters,
             allow_plain_wan: args.allow_plain_wan,
+            backend: args.backend,
         })
     }
 
     async fn handle(
         &self,
-        _: ActorRef<RelayMsg>,
+        myself: ActorRef<RelayMsg>,
         msg: RelayMsg,
         state: &mut RelayState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             RelayMsg::Bridges { targets, creds, role, rate, reply } => {
-                let _ = reply.send(Self::start(state, targets, creds, role, rate));
+                let _ = reply.send(Self::start(&myself, state, targets, creds, role, rate).await);
+            }
+            RelayMsg::Ended(why) => {
+                // Nothing forwards any more: failing here fails the session at its data server
+                // (what the forwarding held, its folder and key, is removed first).
+                if let Some(f) = state.forwarding.take() {
+                    f.stop().await;
+                }
+                return Err(format!("its forwarding ended: {why}").into());
             }
         }
         Ok(())
     }
 
     async fn post_stop(&self, _: ActorRef<RelayMsg>, state: &mut RelayState) -> Result<(), ActorProcessingErr> {
-        tracing::debug!(uid = %state.uid, traffic = ?state.relay.as_ref().map(Relay::traffic), "session closed");
+        tracing::debug!(uid = %state.uid, traffic = ?state.counters.snapshot(), "session closed");
         state.listeners.clear();
-        // Wait for the listeners to close: the pool may hand their ports out again at once.
-        if let Some(relay) = state.relay.take() {
-            relay.shutdown().await;
+        // Wait for the listeners to close (a proxy to exit): the pool may hand their ports out
+        // again at once.
+        if let Some(f) = state.forwarding.take() {
+            f.stop().await;
         }
         Ok(())
     }

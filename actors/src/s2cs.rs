@@ -94,6 +94,8 @@ pub enum DataServerSite {
         cfg: Box<s2ds::Config>,
         /// Where it binds its listeners, per side they face.
         bind: Faces<IpAddr>,
+        /// What forwards its sessions (`--type`).
+        backend: Arc<dyn scistream_transport::backend::Backend>,
     },
     /// On gateway nodes of the facility's LAN (`s2ds` daemons), at least one.
     Remote {
@@ -403,7 +405,7 @@ impl Actor for S2csActor {
             return Err("no data-server node".into());
         }
         let ds = match args.ds {
-            DataServerSite::Embedded { cfg, bind } => {
+            DataServerSite::Embedded { cfg, bind, backend } => {
                 let me = myself.clone();
                 let args = S2dsArgs {
                     cfg: *cfg,
@@ -412,6 +414,7 @@ impl Actor for S2csActor {
                     upstream: Arc::new(move |msg| me.send_message(S2csMsg::FromDs(Node(0), msg)).is_ok()),
                     traffic: traffic.clone(),
                     allow_plain_wan: cs.allow_plain_wan,
+                    backend,
                 };
                 Ds::Embedded { actor: Self::spawn_ds(&myself, args.clone()).await?, args: Box::new(args) }
             }

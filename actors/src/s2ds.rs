@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use ractor::{Actor, ActorProcessingErr, ActorRef, SupervisionEvent};
 use scistream_fsm::alphabet::Alphabet as _;
 use scistream_fsm::{Effect, ErrorCode, Faces, Msg, Outbox, Peer, Role, TimerKey, Uid, s2ds};
+use scistream_transport::backend::Backend;
 use scistream_transport::relay::Counters;
 
 use crate::driver::Driver;
@@ -64,6 +65,8 @@ pub struct S2dsArgs {
     pub traffic: TrafficBook,
     /// Whether sessions without credentials may have a plain WAN leg.
     pub allow_plain_wan: bool,
+    /// What forwards sessions (`--type`).
+    pub backend: Arc<dyn Backend>,
 }
 
 impl std::fmt::Debug for S2dsArgs {
@@ -151,6 +154,7 @@ impl S2dsActor {
                             listeners,
                             counters: counters.unwrap_or_default(),
                             allow_plain_wan: st.args.allow_plain_wan,
+                            backend: st.args.backend.clone(),
                         };
                         match Actor::spawn_linked(None, RelayActor, args, myself.get_cell()).await {
                             Ok((relay, _)) => {

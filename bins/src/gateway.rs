@@ -85,7 +85,7 @@ where
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("{name}: {e:#}");
-            std::process::ExitCode::from(crate::EXIT_FAILED)
+            failed(&e)
         }
     }
 }
@@ -110,8 +110,18 @@ where
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("{name}: {e:#}");
-            std::process::ExitCode::from(crate::EXIT_FAILED)
+            failed(&e)
         }
+    }
+}
+
+/// The exit status of a daemon that could not serve: 2 when its configuration cannot run here
+/// (a backend's proxy missing or too old: the operator's to fix, as a bad flag is), else 1.
+fn failed(e: &anyhow::Error) -> std::process::ExitCode {
+    if e.downcast_ref::<scistream_transport::backend::SetupError>().is_some() {
+        std::process::ExitCode::from(crate::EXIT_USAGE)
+    } else {
+        std::process::ExitCode::from(crate::EXIT_FAILED)
     }
 }
 

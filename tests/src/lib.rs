@@ -738,29 +738,52 @@ pub async fn establish_to(
     uid: scistream_fsm::Uid,
     producer: scistream_fsm::Addr,
 ) -> Result<Duration> {
+    let t = std::time::Instant::now();
+    setup(p, c, uid, producer, 1).await?;
+    Ok(t.elapsed())
+}
+
+/// As [`establish_to`], with `num_conn` connections; returns the consumer gateway's
+/// listeners, where the consumer connects.
+pub async fn setup(
+    p: &scistream_transport::client::ControlClient,
+    c: &scistream_transport::client::ControlClient,
+    uid: scistream_fsm::Uid,
+    producer: scistream_fsm::Addr,
+    num_conn: u16,
+) -> Result<Vec<scistream_fsm::Addr>> {
     use scistream_fsm::{AppKey, Credentials, ErrorCode, Role};
     use scistream_transport::client::CallError;
     let (key, creds) = (AppKey(*uuid::Uuid::new_v4().as_bytes()), Credentials([7; 32]));
     let prod = vec![producer];
-    let t = std::time::Instant::now();
+    // The Hello is retried while the REQ has not made the session (NOT_FOUND), for at most
+    // 10 s: a REQ that fails must not leave it spinning.
+    let started = std::time::Instant::now();
     let hello = async {
         loop {
             match p.hello(uid, Role::Prod, &prod, Some(key)).await {
-                Err(CallError::Status { code: ErrorCode::NotFound, .. }) => tokio::task::yield_now().await,
+                Err(CallError::Status { code: ErrorCode::NotFound, .. })
+                    if started.elapsed() < Duration::from_secs(10) =>
+                {
+                    tokio::time::sleep(Duration::from_millis(1)).await
+                }
                 other => return other,
             }
         }
     };
-    let (pl, cl, h) =
-        tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
-    let (pl, _cl, _h) = (pl?, cl?, h?);
+    let (pl, cl, h) = tokio::join!(
+        p.req(uid, Role::Prod, num_conn, 0, Some(key)),
+        c.req(uid, Role::Cons, num_conn, 0, Some(key)),
+        hello
+    );
+    let (pl, cl, _h) = (pl?, cl?, h?);
     let (a, b) = tokio::join!(
         p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds)),
         c.update(uid, Role::Cons, &pl.listeners, Some(creds))
     );
     a?;
     b?;
-    Ok(t.elapsed())
+    Ok(cl.listeners)
 }
 
 /// Resident memory of process `pid` in MB (NaN when it cannot be read).

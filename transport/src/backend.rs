@@ -51,15 +51,15 @@ pub enum Kind {
 
 impl Kind {
     /// Every kind, in the order the docs list them.
-    pub const ALL: [Kind; 4] = [Kind::Native, Kind::Haproxy, Kind::Nginx, Kind::Stunnel];
+    pub const ALL: [Self; 4] = [Self::Native, Self::Haproxy, Self::Nginx, Self::Stunnel];
 
     /// The name `--type` takes and logs show.
     pub fn name(self) -> &'static str {
         match self {
-            Kind::Native => "native",
-            Kind::Haproxy => "haproxy",
-            Kind::Nginx => "nginx",
-            Kind::Stunnel => "stunnel",
+            Self::Native => "native",
+            Self::Haproxy => "haproxy",
+            Self::Nginx => "nginx",
+            Self::Stunnel => "stunnel",
         }
     }
 }
@@ -78,7 +78,7 @@ impl std::str::FromStr for Kind {
     fn from_str(s: &str) -> Result<Self, String> {
         let lower = s.trim().to_ascii_lowercase();
         let name = lower.strip_suffix("subprocess").unwrap_or(&lower);
-        Kind::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
+        Self::ALL.into_iter().find(|k| k.name() == name).ok_or_else(|| {
             format!("unknown data server type {s:?}: use native, haproxy, nginx or stunnel (1.2's HaproxySubprocess, NginxSubprocess and StunnelSubprocess are accepted)")
         })
     }
@@ -136,7 +136,9 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The proxy's program is not installed.
-    #[error("--type {kind}: `{program}` is not installed (or not on PATH); install the Debian package {package} (apt-get install {package})")]
+    #[error(
+        "--type {kind}: `{program}` is not installed (or not on PATH); install the Debian package {package} (apt-get install {package})"
+    )]
     Missing {
         /// The backend.
         kind: Kind,

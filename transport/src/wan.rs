@@ -68,7 +68,12 @@ impl SessionIdentity {
         params.not_after = rcgen::date_time_ymd(2100, 1, 1);
         params.serial_number = Some(rcgen::SerialNumber::from(1u64));
         let cert = params.self_signed(&key_pair).map_err(|e| WanError::Derive(e.to_string()))?;
-        Ok(Self { cert: cert.der().clone(), key: pkcs8.clone_key(), cert_pem: cert.pem(), key_pem: key_pair.serialize_pem() })
+        Ok(Self {
+            cert: cert.der().clone(),
+            key: pkcs8.clone_key(),
+            cert_pem: cert.pem(),
+            key_pem: key_pair.serialize_pem(),
+        })
     }
 
     /// The session's certificate.

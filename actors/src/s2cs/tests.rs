@@ -51,6 +51,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
                 capacity: None,
             }),
             bind: Faces::both(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+            backend: std::sync::Arc::new(scistream_transport::backend::native::Native),
         },
         store: None,
         recovered: Vec::new(),
@@ -266,6 +267,7 @@ async fn a_relay_answers_once_it_forwards_or_says_why_it_cannot() {
         listeners: crate::relay::bind_all(IpAddr::V4(Ipv4Addr::LOCALHOST), &ports).expect("binds"),
         counters: Default::default(),
         allow_plain_wan: false,
+        backend: std::sync::Arc::new(scistream_transport::backend::native::Native),
     };
     let bridges = |relay: ActorRef<RelayMsg>, targets: Vec<Addr>, creds| async move {
         let asked = relay.call(|reply| RelayMsg::Bridges { targets, creds, role: Role::Cons, rate: 0, reply }, None);

@@ -15,6 +15,7 @@ use ractor::Actor;
 use scistream_actors::metrics::CsMetrics;
 use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
 use scistream_bins::config::s2cs::RunArgs;
+use scistream_bins::config::{BackendSettings, default_runtime_dir};
 use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::ops::{self, Stopped};
 use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel};
@@ -107,13 +108,19 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(30);
 /// Where the data server runs.
 #[derive(Clone)]
 enum DataServer {
-    /// In this process: its ports and addresses.
-    Embedded { ports: std::ops::RangeInclusive<u16>, sides: Sides },
+    /// In this process: its ports, addresses and backend.
+    Embedded { ports: std::ops::RangeInclusive<u16>, sides: Sides, backend: BackendSettings },
     /// On nodes: their link addresses, this server's certificate and what it trusts them by.
     Remote { addrs: Vec<String>, tls: LinkTls },
 }
 
-fn data_server(cli: &RunArgs, file: &RunArgs, ip: IpAddr, identity: Option<(PathBuf, PathBuf)>) -> Result<DataServer> {
+fn data_server(
+    cli: &RunArgs,
+    file: &RunArgs,
+    (ip, port): (IpAddr, u16),
+    state_dir: Option<&std::path::Path>,
+    identity: Option<(PathBuf, PathBuf)>,
+) -> Result<DataServer> {
     // The command line's nodes replace the file's.
     let addrs = if cli.s2ds.is_empty() { file.s2ds.clone() } else { cli.s2ds.clone() };
     let trust: Vec<PathBuf> = cli.s2ds_trust.iter().chain(&file.s2ds_trust).cloned().collect();
@@ -128,9 +135,22 @@ fn data_server(cli: &RunArgs, file: &RunArgs, ip: IpAddr, identity: Option<(Path
         let public = cli.public_addr.as_deref().or(file.public_addr.as_deref());
         let sides = Sides::resolve(ip, cli.wan_ip.or(file.wan_ip), cli.lan_ip.or(file.lan_ip), public)
             .map_err(|e| anyhow!(e))?;
-        return Ok(DataServer::Embedded { ports, sides });
+        let backend = BackendSettings::merge(
+            cli.backend.as_deref().or(file.backend.as_deref()),
+            cli.runtime_dir.clone().or_else(|| file.runtime_dir.clone()),
+            cli.proxy_program.clone().or_else(|| file.proxy_program.clone()),
+            || match state_dir {
+                Some(dir) => dir.join("run"),
+                None => default_runtime_dir("s2cs", port),
+            },
+        )?;
+        return Ok(DataServer::Embedded { ports, sides, backend });
     }
+    let proxy = cli.backend.as_deref().or(file.backend.as_deref()).is_some_and(|t| !t.eq_ignore_ascii_case("native"));
     let node_only = [
+        ("--type", proxy),
+        ("--runtime-dir", cli.runtime_dir.is_some() || file.runtime_dir.is_some()),
+        ("--proxy-program", cli.proxy_program.is_some() || file.proxy_program.is_some()),
         ("--port-range", cli.port_range.is_some() || file.port_range.is_some()),
         ("--wan-ip", cli.wan_ip.is_some() || file.wan_ip.is_some()),
         ("--lan-ip", cli.lan_ip.is_some() || file.lan_ip.is_some()),
@@ -172,15 +192,11 @@ fn settings(cli: &RunArgs) -> Result<Settings> {
         None => RunArgs::default(),
     };
     let auth = auth_settings(&cli, &file)?;
-    let backend = cli.backend.clone().or_else(|| file.backend.clone()).unwrap_or_else(|| "native".into());
-    if backend != "native" {
-        bail!("--type {backend:?}: only the native data server is supported (SciStream 1.2's proxies are not used)");
-    }
     let insecure = cli.insecure || file.insecure;
     let crt = cli.server_crt.clone().or_else(|| file.server_crt.clone());
     let key = cli.server_key.clone().or_else(|| file.server_key.clone());
     let ip = cli.listener_ip.or(file.listener_ip).unwrap_or(IpAddr::from([127, 0, 0, 1]));
-    let ds = data_server(&cli, &file, ip, crt.clone().zip(key.clone()))?;
+    let crt_key = crt.clone().zip(key.clone());
     let tls = match (insecure, crt, key) {
         (true, _, _) => None,
         (false, Some(c), Some(k)) => Some((c, k)),
@@ -193,12 +209,14 @@ fn settings(cli: &RunArgs) -> Result<Settings> {
         .clone()
         .or_else(|| file.state_dir.clone())
         .or_else(|| std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from));
+    let port = cli.port.or(file.port).unwrap_or(5000);
+    let ds = data_server(&cli, &file, (ip, port), state_dir.as_deref(), crt_key)?;
     let limits = cli.limits.merge(&file.limits)?;
     Ok(Settings {
         limits,
         state_dir,
         ip,
-        port: cli.port.or(file.port).unwrap_or(5000),
+        port,
         ds,
         tls,
         verbose: cli.verbose.max(file.verbose),
@@ -390,7 +408,10 @@ impl Live {
 /// Whether two data-server settings are the same.
 fn same_ds(a: &DataServer, b: &DataServer) -> bool {
     match (a, b) {
-        (DataServer::Embedded { ports: p, sides: s }, DataServer::Embedded { ports: q, sides: t }) => p == q && s == t,
+        (
+            DataServer::Embedded { ports: p, sides: s, backend: b },
+            DataServer::Embedded { ports: q, sides: t, backend: c },
+        ) => p == q && s == t && b == c,
         (DataServer::Remote { addrs: a, tls: s }, DataServer::Remote { addrs: b, tls: t }) => a == b && s == t,
         _ => false,
     }
@@ -441,7 +462,8 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     registry.register_collector(Box::new(ops::RelayTotals));
     registry.register_collector(Box::new(ops::IntrospectionCounters(auth.clone())));
     let ds = match &s.ds {
-        DataServer::Embedded { ports, sides } => DataServerSite::Embedded {
+        DataServer::Embedded { ports, sides, backend } => DataServerSite::Embedded {
+            backend: backend.open()?,
             cfg: Box::new(s2ds::Config {
                 facility: Role::Prod,
                 ports: ports.clone(),
@@ -476,9 +498,9 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         .seeded(rand::random());
     let epoch = u64::try_from(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_micros())?;
     let ds = match ds {
-        DataServerSite::Embedded { mut cfg, bind } => {
+        DataServerSite::Embedded { mut cfg, bind, backend } => {
             cfg.timing = timing;
-            DataServerSite::Embedded { cfg, bind }
+            DataServerSite::Embedded { cfg, bind, backend }
         }
         remote => remote,
     };
@@ -567,8 +589,8 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         );
     }
     match &s.ds {
-        DataServer::Embedded { ports, sides } => {
-            tracing::info!(%local, ?ports, wan = %sides.advertise.wan, lan = %sides.advertise.lan, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
+        DataServer::Embedded { ports, sides, backend } => {
+            tracing::info!(%local, ?ports, wan = %sides.advertise.wan, lan = %sides.advertise.lan, backend = %backend.kind, hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");
         }
         DataServer::Remote { addrs, .. } => {
             tracing::info!(%local, nodes = %addrs.join(", "), hello_timeout = ?s.hello_timeout, "s2cs serving ({mode})");

@@ -104,6 +104,7 @@ fn reload(args: &RunArgs, old: &mut Settings, live: &tls::LiveConfig, log: Optio
         ("--port-range", old.ports != new.ports),
         ("--wan-ip, --lan-ip or --public-addr", old.sides != new.sides),
         ("--allow-plain-wan", old.allow_plain_wan != new.allow_plain_wan),
+        ("--type, --runtime-dir or --proxy-program", old.backend != new.backend),
         ("--max-num-conn", old.max_num_conn != new.max_num_conn),
         ("--capacity", old.capacity != new.capacity),
         ("--tombstone", old.tombstone != new.tombstone),
@@ -138,6 +139,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         None => None,
     };
     let tls_cfg = tls::LiveConfig::new(tls::mutual_server_config(&s.cert, &s.key, &s.trust)?);
+    let backend = s.backend.open()?;
     let listener =
         tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("cannot listen on {}", s.listen))?;
     let local = listener.local_addr()?;
@@ -170,6 +172,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         }),
         traffic: book,
         allow_plain_wan: s.allow_plain_wan,
+        backend,
     };
     let (actor, handle) =
         Actor::spawn(None, S2dsActor, args).await.map_err(|e| anyhow!("starting the data server: {e}"))?;
@@ -183,6 +186,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         %local,
         ports = ?s.ports,
         capacity = ?s.capacity,
+        backend = %s.backend.kind,
         wan = %s.sides.advertise.wan,
         lan = %s.sides.advertise.lan,
         "s2ds serving its control server's link (mutual TLS 1.3)"

@@ -44,10 +44,21 @@ pub struct RunArgs {
     #[arg(long = "s2ds-trust")]
     #[serde(default)]
     pub s2ds_trust: Vec<PathBuf>,
-    /// Data server backend [default: native]; SciStream 1.2's haproxy/nginx/stunnel are not used.
+    /// What forwards the embedded data server's sessions: native (this program's relay),
+    /// haproxy, nginx or stunnel (one supervised process per session; 1.2's HaproxySubprocess,
+    /// NginxSubprocess and StunnelSubprocess are accepted) [default: native]. With --s2ds, set
+    /// it on each node.
     #[arg(long = "type")]
     #[serde(rename = "type")]
     pub backend: Option<String>,
+    /// Where a proxy backend keeps each session's private folder (configuration, key, pid)
+    /// [default: $RUNTIME_DIRECTORY, else run/ under --state-dir, else scistream-s2cs-UID-PORT
+    /// under the temporary folder].
+    #[arg(long)]
+    pub runtime_dir: Option<PathBuf>,
+    /// The proxy's program for --type haproxy, nginx or stunnel, when not the one on PATH.
+    #[arg(long)]
+    pub proxy_program: Option<PathBuf>,
     /// Server certificate (PEM).
     #[arg(long, alias = "server_crt")]
     pub server_crt: Option<PathBuf>,

@@ -49,6 +49,19 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(default)]
     pub allow_plain_wan: bool,
+    /// What forwards sessions: native (this program's relay), haproxy, nginx or stunnel (one
+    /// supervised process per session; 1.2's HaproxySubprocess, NginxSubprocess and
+    /// StunnelSubprocess are accepted) [default: native].
+    #[arg(long = "type")]
+    #[serde(rename = "type")]
+    pub backend: Option<String>,
+    /// Where a proxy backend keeps each session's private folder (configuration, key, pid)
+    /// [default: $RUNTIME_DIRECTORY, else scistream-s2ds-UID-PORT under the temporary folder].
+    #[arg(long)]
+    pub runtime_dir: Option<PathBuf>,
+    /// The proxy's program for --type haproxy, nginx or stunnel, when not the one on PATH.
+    #[arg(long)]
+    pub proxy_program: Option<PathBuf>,
     /// Largest num_conn a StartLstn may ask for [default: 64; the control server's
     /// --max-num-conn must not exceed it].
     #[arg(long)]
@@ -120,6 +133,8 @@ pub struct Settings {
     pub capacity: Option<u64>,
     /// How long finished sessions are remembered.
     pub tombstone: Duration,
+    /// What forwards sessions.
+    pub backend: crate::config::BackendSettings,
     /// Log level.
     pub verbose: u8,
     /// The link port's limits.
@@ -172,8 +187,15 @@ pub fn merge(cli: RunArgs, file: RunArgs) -> Result<Settings> {
         bail!("--capacity 0: a node that can carry nothing serves nobody; leave it out for no limit");
     }
     let limits = cli.limits.merge(&file.limits)?;
+    let backend = crate::config::BackendSettings::merge(
+        cli.backend.or(file.backend).as_deref(),
+        cli.runtime_dir.or(file.runtime_dir),
+        cli.proxy_program.or(file.proxy_program),
+        || crate::config::default_runtime_dir("s2ds", listen.port()),
+    )?;
     Ok(Settings {
         limits,
+        backend,
         listen,
         cert,
         key,

@@ -1,7 +1,9 @@
 //! `bench-data`: throughput of two relay hops on loopback, side by side in one run: direct,
-//! our gateways (plain and TLS WAN leg), HAProxy (with and without splice), nginx stream,
-//! socat, stunnel (TLS 1.3); P = 1, 4, 16 parallel streams from an in-process load generator
-//! whose streams run on all cores. Installs missing peers with apt-get. Writes the table to
+//! our gateways (plain and TLS WAN leg), our gateways with each proxy backend (`s2cs --type
+//! haproxy|nginx|stunnel`, TLS WAN leg), and the proxies alone: HAProxy (with and without
+//! splice), nginx stream, socat, stunnel (TLS 1.3); P = 1, 4, 16 parallel streams from an
+//! in-process load generator whose streams run on all cores. Then, per backend, the setup
+//! latency of a session and the memory of a gateway and its proxies relaying 100 connections. Installs missing peers with apt-get. Writes the table to
 //! stdout and `bench-data.md`, the numbers to `bench-data.csv` and a bar chart to
 //! `bench-data.svg` (in `--out`, default the current folder).
 //!
@@ -214,52 +216,131 @@ fn peer_chain(kind: &str, dir: &Path, front: u16, mid: u16, sink: u16) -> Result
     Ok(procs)
 }
 
-/// Our two gateways with one session whose producer is the sink; returns the consumer-side
-/// port. TLS: credentials minted; plain: none, with --allow-plain-wan.
-async fn our_chain(dir: &Path, tls: bool, sink: u16) -> Result<(u16, Server, Server)> {
-    let opts =
-        ServerOpts { port_range: free_range(4), extra: vec!["--allow-plain-wan".into()], ..ServerOpts::default() };
-    let ps = Server::start(dir, &opts)?;
-    let cs = Server::start(dir, &ServerOpts { port_range: free_range(4), ..opts.clone() })?;
-    let call = Duration::from_secs(30);
-    let (p, c) = (connect_as(&ps, None, call).await?, connect_as(&cs, None, call).await?);
-    let uid = Uid(uuid::Uuid::new_v4());
-    let key = AppKey(*uuid::Uuid::new_v4().as_bytes());
-    let creds = tls.then(|| Credentials(*uuid::Uuid::new_v4().as_bytes().repeat(2).first_chunk::<32>().expect("32")));
-    let producer = [Addr::new("127.0.0.1", sink)];
-    // The Hello waits for the REQ to make the session (NOT_FOUND until then); anything else,
-    // or ten seconds of it, is a failure.
-    let hello = async {
-        let started = std::time::Instant::now();
-        loop {
-            match p.hello(uid, Role::Prod, &producer, Some(key)).await {
-                Ok(_) => return anyhow::Ok(()),
-                Err(CallError::Status { code: ErrorCode::NotFound, .. })
-                    if started.elapsed() < Duration::from_secs(10) =>
-                {
-                    tokio::time::sleep(Duration::from_millis(5)).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
+/// Our two gateways, their embedded data servers forwarding with `backend` (`--type`); each
+/// proxy's runtime folder under `dir`.
+fn gateways(dir: &Path, backend: &str) -> Result<Gateways> {
+    static N: AtomicU64 = AtomicU64::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let start = |side: &str| {
+        let rt = dir.join(format!("rt-{backend}-{side}-{n}"));
+        let extra = vec![
+            "--allow-plain-wan".into(),
+            "--type".into(),
+            backend.into(),
+            "--runtime-dir".into(),
+            rt.display().to_string(),
+        ];
+        Server::start(dir, &ServerOpts { port_range: free_range(4), extra, ..ServerOpts::default() }).map(|s| (s, rt))
     };
-    let (pl, cl, h) =
-        tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
-    let (pl, cl) = (pl?, cl?);
-    h?;
-    p.update(uid, Role::Prod, &producer, creds).await?;
-    c.update(uid, Role::Cons, &pl.listeners, creds).await?;
-    Ok((cl.listeners[0].port, ps, cs))
+    let (prod, _) = start("prod")?;
+    let (cons, cons_rt) = start("cons")?;
+    Ok(Gateways { prod, cons, cons_rt })
 }
+
+/// Two gateways and where the consumer gateway's proxies run.
+struct Gateways {
+    prod: Server,
+    cons: Server,
+    cons_rt: PathBuf,
+}
+
+impl Gateways {
+    /// Resident memory of the consumer gateway and its proxies, MB.
+    fn cons_rss(&self) -> f64 {
+        let marker = self.cons_rt.join("session-").as_os_str().as_encoded_bytes().to_vec();
+        let children: f64 = std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+            .filter(|p| {
+                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker))
+            })
+            .map(rss_mb)
+            .filter(|r| r.is_finite())
+            .sum();
+        rss_mb(self.cons.pid()) + children
+    }
+
+    /// One session whose producer is the sink; returns the consumer-side port, the session and
+    /// how long its setup took (REQs, Hello, UpdateTargets: the proxies started and up). TLS:
+    /// credentials minted; plain: none (the gateways allow plain WAN legs).
+    async fn session(&self, tls: bool, sink: u16) -> Result<(u16, Uid, Duration)> {
+        let call = Duration::from_secs(30);
+        let (p, c) = (connect_as(&self.prod, None, call).await?, connect_as(&self.cons, None, call).await?);
+        let uid = Uid(uuid::Uuid::new_v4());
+        let key = AppKey(*uuid::Uuid::new_v4().as_bytes());
+        let creds =
+            tls.then(|| Credentials(*uuid::Uuid::new_v4().as_bytes().repeat(2).first_chunk::<32>().expect("32")));
+        let producer = [Addr::new("127.0.0.1", sink)];
+        let started = Instant::now();
+        // The Hello waits for the REQ to make the session (NOT_FOUND until then); anything
+        // else, or ten seconds of it, is a failure.
+        let hello = async {
+            loop {
+                match p.hello(uid, Role::Prod, &producer, Some(key)).await {
+                    Ok(_) => return anyhow::Ok(()),
+                    Err(CallError::Status { code: ErrorCode::NotFound, .. })
+                        if started.elapsed() < Duration::from_secs(10) =>
+                    {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        };
+        let (pl, cl, h) =
+            tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
+        let (pl, cl) = (pl?, cl?);
+        h?;
+        let (a, b) =
+            tokio::join!(p.update(uid, Role::Prod, &producer, creds), c.update(uid, Role::Cons, &pl.listeners, creds));
+        a?;
+        b?;
+        Ok((cl.listeners[0].port, uid, started.elapsed()))
+    }
+
+    /// Releases a session at both gateways.
+    async fn release(&self, uid: Uid) -> Result<()> {
+        let call = Duration::from_secs(30);
+        let (p, c) = (connect_as(&self.prod, None, call).await?, connect_as(&self.cons, None, call).await?);
+        p.release(uid).await?;
+        c.release(uid).await?;
+        Ok(())
+    }
+}
+
+/// The chains through our gateways: the name in the table, the backend, whether TLS.
+const OURS: [(&str, &str, bool); 5] = [
+    ("ours plain", "native", false),
+    ("ours TLS", "native", true),
+    ("s2cs haproxy TLS", "haproxy", true),
+    ("s2cs nginx TLS", "nginx", true),
+    ("s2cs stunnel TLS", "stunnel", true),
+];
+
+/// Setups measured per backend.
+const SETUPS: usize = 15;
 
 #[tokio::main]
 async fn main() -> Result<()> {
     let cli = Cli::parse();
     ensure_peers()?;
     let dir = Scratch::new("bench-data");
-    let names = ["direct", "ours plain", "ours TLS", "haproxy-splice", "haproxy", "nginx", "socat", "stunnel"];
+    let names = [
+        "direct",
+        "ours plain",
+        "ours TLS",
+        "s2cs haproxy TLS",
+        "s2cs nginx TLS",
+        "s2cs stunnel TLS",
+        "haproxy-splice",
+        "haproxy",
+        "nginx",
+        "socat",
+        "stunnel",
+    ];
     let mut results: Vec<(&str, usize, f64)> = Vec::new();
-    let rss;
     let partial = !cli.only.is_empty();
     if let Some(bad) = cli.only.iter().find(|o| !names.contains(&o.as_str())) {
         anyhow::bail!("--only {bad:?}: the chains are {}", names.join(", "));
@@ -267,37 +348,47 @@ async fn main() -> Result<()> {
     for name in names.into_iter().filter(|n| !partial || cli.only.iter().any(|o| o == n)) {
         for &p in &cli.streams {
             let (sink_port, received) = sink().await?;
-            let gbps = match name {
-                "direct" => load(sink_port, p, cli.seconds, &received).await?,
-                "ours plain" | "ours TLS" => {
-                    let (front, ps, cs) = our_chain(&dir.0, name == "ours TLS", sink_port).await?;
-                    let g = load(front, p, cli.seconds, &received).await?;
-                    drop((ps, cs));
-                    g
+            let gbps = match OURS.iter().find(|o| o.0 == name) {
+                _ if name == "direct" => load(sink_port, p, cli.seconds, &received).await?,
+                Some((_, backend, tls)) => {
+                    let g = gateways(&dir.0, backend)?;
+                    let (front, _, _) = g.session(*tls, sink_port).await?;
+                    load(front, p, cli.seconds, &received).await?
                 }
-                peer => {
+                None => {
                     let (front, mid) = (free_port()?, free_port()?);
-                    let _procs = peer_chain(peer, &dir.0, front, mid, sink_port)?;
+                    let _procs = peer_chain(name, &dir.0, front, mid, sink_port)?;
                     load(front, p, cli.seconds, &received).await?
                 }
             };
-            eprintln!("bench-data: {name:<15} P={p:<3} {gbps:6.2} Gbit/s");
+            eprintln!("bench-data: {name:<17} P={p:<3} {gbps:6.2} Gbit/s");
             results.push((name, p, gbps));
         }
     }
     if partial {
         return Ok(());
     }
-    // Memory of a gateway relaying 100 connections at once.
-    {
+    // Per backend: setup latency (a proxy's start is on that path) and the memory of a
+    // consumer gateway, its proxies included, relaying 100 connections at once (TLS WAN leg).
+    let mut per_backend: Vec<(&str, Duration, Duration, f64)> = Vec::new();
+    for backend in ["native", "haproxy", "nginx", "stunnel"] {
+        let g = gateways(&dir.0, backend)?;
         let (sink_port, received) = sink().await?;
-        let (front, ps, cs) = our_chain(&dir.0, true, sink_port).await?;
-        let pid = cs.pid();
+        let mut took = Vec::new();
+        for _ in 0..SETUPS {
+            let (_, uid, t) = g.session(true, sink_port).await?;
+            took.push(t);
+            g.release(uid).await?;
+        }
+        took.sort();
+        let (p50, max) = (took[took.len() / 2], took[took.len() - 1]);
+        let (front, _, _) = g.session(true, sink_port).await?;
         let handle = tokio::spawn(async move { load(front, 100, 2.0, &received).await });
         tokio::time::sleep(Duration::from_millis(1500)).await;
-        rss = rss_mb(pid);
+        let rss = g.cons_rss();
         let _ = handle.await;
-        drop((ps, cs));
+        eprintln!("bench-data: {backend:<8} setup p50 {p50:?} max {max:?}; RSS with 100 connections {rss:.1} MB");
+        per_backend.push((backend, p50, max, rss));
     }
 
     let get = |n: &str, p: usize| results.iter().find(|r| r.0 == n && r.1 == p).map_or(f64::NAN, |r| r.2);
@@ -328,6 +419,9 @@ async fn main() -> Result<()> {
     for (label, a, b, target) in [
         ("ours plain / haproxy-splice", "ours plain", "haproxy-splice", "≥ 1.2"),
         ("ours TLS / stunnel", "ours TLS", "stunnel", "≥ 1.5"),
+        ("s2cs haproxy TLS / ours TLS", "s2cs haproxy TLS", "ours TLS", ""),
+        ("s2cs nginx TLS / ours TLS", "s2cs nginx TLS", "ours TLS", ""),
+        ("s2cs stunnel TLS / ours TLS", "s2cs stunnel TLS", "ours TLS", ""),
     ] {
         let _ = write!(md, "| {label} |");
         for p in &cli.streams {
@@ -337,7 +431,14 @@ async fn main() -> Result<()> {
     }
     let _ = writeln!(
         md,
-        "\nGateway (consumer side, TLS WAN leg) RSS while relaying 100 connections: {rss:.1} MB (target ≤ 64 MB)."
+        "\n| backend (`--type`) | setup p50 ms | setup max ms | consumer gateway + proxies RSS, 100 connections (MB) |\n|---|---:|---:|---:|"
+    );
+    for (b, p50, max, rss) in &per_backend {
+        let _ = writeln!(md, "| {b} | {:.1} | {:.1} | {rss:.1} |", p50.as_secs_f64() * 1e3, max.as_secs_f64() * 1e3);
+    }
+    let _ = writeln!(
+        md,
+        "\nSetup: REQ at both gateways, the Hello, UpdateTargets at both (TLS WAN leg), {SETUPS} sessions one after another, each released; a proxy backend starts a process per session at each gateway on that path. RSS: the consumer gateway's s2cs plus its proxy processes while relaying 100 connections of one session (native: target ≤ 64 MB)."
     );
     println!("{md}");
     std::fs::create_dir_all(&cli.out)?;

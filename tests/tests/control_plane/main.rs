@@ -8,6 +8,7 @@
 //! [`testkit::exclusive`]).
 
 mod appctrl_signals;
+mod backends;
 mod bad_input;
 mod data_path;
 mod held_ports;

@@ -35,6 +35,9 @@ pub const SETPRIV: &str = "setpriv";
 /// Names of the folders sessions run in, under the runtime folder.
 const SESSION_PREFIX: &str = "session-";
 
+/// Names of the sessions' control sockets, under the runtime folder.
+const SOCKET_PREFIX: &str = "sock-";
+
 /// Spawning is serialised: a listener's descriptor is made inheritable only for the one spawn
 /// that passes it on.
 static SPAWNING: Mutex<()> = Mutex::new(());
@@ -86,7 +89,8 @@ impl RuntimeDir {
         // system handed to someone else since is left alone).
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for e in entries.flatten() {
-                if let Some(pid) = std::fs::read_to_string(e.path().join("pid")).ok().and_then(|s| s.trim().parse().ok())
+                if let Some(pid) =
+                    std::fs::read_to_string(e.path().join("pid")).ok().and_then(|s| s.trim().parse().ok())
                     && names(pid, e.path().as_os_str().as_encoded_bytes())
                 {
                     pids.insert(pid);
@@ -110,14 +114,32 @@ impl RuntimeDir {
         if let Ok(entries) = std::fs::read_dir(&self.root) {
             for e in entries.flatten() {
                 let name = e.file_name();
-                if name.to_string_lossy().starts_with(SESSION_PREFIX) {
-                    if let Err(err) = std::fs::remove_dir_all(e.path()) {
-                        tracing::warn!("cannot remove {}: {err}", e.path().display());
-                    }
+                if name.to_string_lossy().starts_with(SOCKET_PREFIX) {
+                    let _ = std::fs::remove_file(e.path());
+                } else if name.to_string_lossy().starts_with(SESSION_PREFIX)
+                    && let Err(err) = std::fs::remove_dir_all(e.path())
+                {
+                    tracing::warn!("cannot remove {}: {err}", e.path().display());
                 }
             }
         }
         pids.into_iter().collect()
+    }
+
+    /// A path for a session's control socket, `n` a number no other session of this process
+    /// has (see [`RuntimeDir::socket`]).
+    pub fn socket_in(root: &Path, n: u64) -> PathBuf {
+        root.join(format!("{SOCKET_PREFIX}{n}.sock"))
+    }
+
+    /// A fresh path for a session's control socket (short, unlike a session folder's files:
+    /// a unix socket's path is limited).
+    pub fn socket(&self) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let path = Self::socket_in(&self.root, NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        // A previous run's (reaped) socket of the same name goes.
+        let _ = std::fs::remove_file(&path);
+        path
     }
 
     /// A fresh private folder named `name` (whatever was there before is removed).
@@ -173,7 +195,8 @@ pub fn listening_ports(pid: i32) -> BTreeSet<u16> {
     if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
         for fd in fds.flatten() {
             if let Ok(link) = std::fs::read_link(fd.path())
-                && let Some(inode) = link.to_str().and_then(|l| l.strip_prefix("socket:[")).and_then(|l| l.strip_suffix(']'))
+                && let Some(inode) =
+                    link.to_str().and_then(|l| l.strip_prefix("socket:[")).and_then(|l| l.strip_suffix(']'))
             {
                 inodes.insert(inode.to_string());
             }
@@ -185,7 +208,9 @@ pub fn listening_ports(pid: i32) -> BTreeSet<u16> {
         for line in text.lines().skip(1) {
             let f: Vec<&str> = line.split_whitespace().collect();
             // sl local_address rem_address st tx:rx tr:when retrnsmt uid timeout inode
-            if f.len() > 9 && f[3] == "0A" && inodes.contains(f[9])
+            if f.len() > 9
+                && f[3] == "0A"
+                && inodes.contains(f[9])
                 && let Some(port) = f[1].rsplit_once(':').and_then(|(_, p)| u16::from_str_radix(p, 16).ok())
             {
                 ports.insert(port);

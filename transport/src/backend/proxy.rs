@@ -88,6 +88,9 @@ pub struct Listener {
 pub struct Plan {
     /// The session's private folder.
     pub dir: PathBuf,
+    /// A path for a control socket of the session's (HAProxy's admin socket): in the runtime
+    /// folder, short enough for a unix socket, never another session's.
+    pub socket: PathBuf,
     /// Its listeners.
     pub listeners: Vec<Listener>,
     /// Its WAN leg's files; `None`: plain.
@@ -158,6 +161,18 @@ impl ProxyBackend {
             Kind::Stunnel => stunnel::check(program)?,
             Kind::Native => unreachable!("the native backend runs no proxy"),
         };
+        // HAProxy takes at most 97 bytes for a unix socket's path: the sessions' admin sockets,
+        // in the runtime folder itself, must fit.
+        let longest = RuntimeDir::socket_in(runtime_dir, u64::MAX);
+        if kind == Kind::Haproxy && longest.as_os_str().len() > 97 {
+            return Err(SetupError::RuntimeDir {
+                path: runtime_dir.to_path_buf(),
+                what: format!(
+                    "too long for HAProxy's admin sockets in it ({} bytes of the 97 HAProxy takes for a socket's path): choose a shorter --runtime-dir",
+                    longest.as_os_str().len()
+                ),
+            });
+        }
         let dir = RuntimeDir::prepare(runtime_dir)?;
         let ended = dir.reap();
         if !ended.is_empty() {
@@ -191,6 +206,7 @@ impl ProxyBackend {
             let tls = write_tls(&dir, &id, Side::Accept).map_err(|e| unfit(e.to_string()))?;
             let plan = Plan {
                 dir: dir.clone(),
+                socket: dir.join("t.sock"),
                 listeners: vec![Listener {
                     addr: SocketAddr::from(([127, 0, 0, 1], 1)),
                     fd: 3,
@@ -237,10 +253,14 @@ impl ProxyBackend {
             None
         };
         let failed = |what: String| StartError::Proxy(format!("{}: {what}", self.kind));
-        let dir = self.dir.session(&s.uid.to_string()).map_err(|e| failed(format!("cannot make its folder: {e}")))?;
-        let outcome = self.run(s, identity, &dir).await;
+        // The uid in 32 hex digits: HAProxy's admin socket path must stay short (see open).
+        let name = format!("{:032x}", s.uid.0.as_u128());
+        let dir = self.dir.session(&name).map_err(|e| failed(format!("cannot make its folder: {e}")))?;
+        let socket = self.dir.socket();
+        let outcome = self.run(s, identity, &dir, socket.clone()).await;
         if outcome.is_err() {
             let _ = std::fs::remove_dir_all(&dir);
+            let _ = std::fs::remove_file(&socket);
         }
         outcome
     }
@@ -251,6 +271,7 @@ impl ProxyBackend {
         s: Session,
         identity: Option<SessionIdentity>,
         dir: &Path,
+        socket: PathBuf,
     ) -> Result<Box<dyn Forwarding>, StartError> {
         let failed = |what: String| StartError::Proxy(format!("{}: {what}", self.kind));
         let dir = dir.to_path_buf();
@@ -259,7 +280,9 @@ impl ProxyBackend {
             Role::Cons => Side::Dial,
         };
         let tls = match &identity {
-            Some(id) => Some(write_tls(&dir, id, side).map_err(|e| failed(format!("cannot write its TLS files: {e}")))?),
+            Some(id) => {
+                Some(write_tls(&dir, id, side).map_err(|e| failed(format!("cannot write its TLS files: {e}")))?)
+            }
             None => None,
         };
         let mut fds: Vec<OwnedFd> = Vec::with_capacity(s.listeners.len());
@@ -272,7 +295,7 @@ impl ProxyBackend {
             fds.push(fd);
         }
         let n = u64::try_from(listeners.len().max(1)).unwrap_or(1);
-        let plan = Plan { dir: dir.clone(), listeners, tls, rate_per_conn: s.rate.map(|r| (r / n).max(1)) };
+        let plan = Plan { dir: dir.clone(), socket, listeners, tls, rate_per_conn: s.rate.map(|r| (r / n).max(1)) };
         if s.rate.is_some() && self.kind != Kind::Nginx {
             tracing::warn!(uid = %s.uid, backend = %self.kind, "the session asks for a rate, which {} cannot enforce: it is forwarded at full speed", self.kind);
         }
@@ -308,7 +331,15 @@ impl ProxyBackend {
             }
             _ => None,
         };
-        Ok(Box::new(ProxyForwarding { kind: self.kind, child: Arc::new(child), dir, log, poll, _counters: s.counters }))
+        Ok(Box::new(ProxyForwarding {
+            kind: self.kind,
+            child: Arc::new(child),
+            dir,
+            socket: plan.socket,
+            log,
+            poll,
+            _counters: s.counters,
+        }))
     }
 }
 
@@ -343,12 +374,10 @@ async fn wait_up(child: &Child, ready: &Ready, ports: &[u16]) -> Result<(), Stri
             return Err(format!("it exited at start ({how})"));
         }
         let up = match ready {
-            Ready::AdminSocket(sock) => haproxy::admin(sock, "show info").await.is_ok_and(|info| {
-                info.lines().any(|l| l.trim() == format!("Pid: {}", child.pid()))
-            }),
-            Ready::PidFile(file) => {
-                std::fs::read_to_string(file).is_ok_and(|p| p.trim() == child.pid().to_string())
-            }
+            Ready::AdminSocket(sock) => haproxy::admin(sock, "show info")
+                .await
+                .is_ok_and(|info| info.lines().any(|l| l.trim() == format!("Pid: {}", child.pid()))),
+            Ready::PidFile(file) => std::fs::read_to_string(file).is_ok_and(|p| p.trim() == child.pid().to_string()),
             Ready::Listening => {
                 let held = child::listening_ports(child.pid());
                 ports.iter().all(|p| held.contains(p))
@@ -378,12 +407,15 @@ pub fn find(program: &str) -> Option<PathBuf> {
 pub fn locate(kind: Kind, given: Option<&Path>, names: &[&str], package: &'static str) -> Result<PathBuf, SetupError> {
     use std::os::unix::fs::PermissionsExt as _;
     match given {
-        Some(p) if std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) => Ok(p.to_path_buf()),
+        Some(p) if std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0) => {
+            Ok(p.to_path_buf())
+        }
         Some(p) => Err(SetupError::Missing { kind, program: p.display().to_string(), package }),
-        None => names
-            .iter()
-            .find_map(|n| find(n))
-            .ok_or_else(|| SetupError::Missing { kind, program: names[0].into(), package }),
+        None => names.iter().find_map(|n| find(n)).ok_or_else(|| SetupError::Missing {
+            kind,
+            program: names[0].into(),
+            package,
+        }),
     }
 }
 
@@ -423,6 +455,7 @@ struct ProxyForwarding {
     kind: Kind,
     child: Arc<Child>,
     dir: PathBuf,
+    socket: PathBuf,
     log: PathBuf,
     poll: Option<tokio::task::JoinHandle<()>>,
     _counters: Arc<Counters>,
@@ -455,6 +488,7 @@ impl Forwarding for ProxyForwarding {
             if let Err(e) = std::fs::remove_dir_all(&self.dir) {
                 tracing::warn!("cannot remove {}: {e}", self.dir.display());
             }
+            let _ = std::fs::remove_file(&self.socket);
         })
     }
 
@@ -471,9 +505,14 @@ impl Drop for ProxyForwarding {
             p.abort();
         }
         if self.child.exited().is_none() {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(self.child.pid()), nix::sys::signal::Signal::SIGKILL);
-            let _ = std::fs::remove_dir_all(&self.dir);
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(self.child.pid()),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
+        // Gone already after stop(); after a death, the key it held goes too.
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_file(&self.socket);
     }
 }
 

@@ -22,8 +22,10 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
     let kind = Kind::Haproxy;
     let program = super::locate(kind, program, &["haproxy"], "haproxy")?;
     let (_, text) = output(&program, &["-v"]).map_err(|what| SetupError::Unfit { kind, what })?;
-    let v = version_after(&text, "version ")
-        .ok_or_else(|| SetupError::Unfit { kind, what: format!("cannot read the version of {}: {text:?}", program.display()) })?;
+    let v = version_after(&text, "version ").ok_or_else(|| SetupError::Unfit {
+        kind,
+        what: format!("cannot read the version of {}: {text:?}", program.display()),
+    })?;
     if v < MIN {
         return Err(SetupError::Unfit {
             kind,
@@ -91,7 +93,7 @@ fn config(plan: &Plan, admin: &Path, bind: impl Fn(&super::Listener) -> String) 
 
 /// One session's configuration and command.
 pub(super) fn render(_: &Installed, plan: &Plan) -> Rendered {
-    let admin = plan.dir.join("admin.sock");
+    let admin = plan.socket.clone();
     let cfg = plan.dir.join("haproxy.cfg");
     Rendered {
         config: ("haproxy.cfg", config(plan, &admin, |l| format!("fd@{}", l.fd))),
@@ -106,7 +108,7 @@ pub(super) fn render(_: &Installed, plan: &Plan) -> Rendered {
 pub(super) fn test(inst: &Installed, accept: &Plan, dial: &Plan) -> Result<(), String> {
     for (name, plan) in [("accept", accept), ("dial", dial)] {
         let path = plan.dir.join(format!("test-{name}.cfg"));
-        let text = config(plan, &plan.dir.join("test.sock"), |l| l.addr.to_string());
+        let text = config(plan, &plan.socket, |l| l.addr.to_string());
         super::child::write_private(&path, text.as_bytes()).map_err(|e| e.to_string())?;
         let (ok, said) = output(&inst.program, &["-c", "-f", &path.to_string_lossy()])?;
         if !ok {
@@ -133,7 +135,11 @@ pub(super) async fn admin(sock: &Path, command: &str) -> std::io::Result<String>
 
 /// Reads the session's traffic from HAProxy's statistics every second into `counters`, until
 /// the process ends: bytes each way, connections open and in all.
-pub(super) async fn count(sock: PathBuf, counters: Arc<Counters>, mut exit: tokio::sync::watch::Receiver<Option<String>>) {
+pub(super) async fn count(
+    sock: PathBuf,
+    counters: Arc<Counters>,
+    mut exit: tokio::sync::watch::Receiver<Option<String>>,
+) {
     loop {
         if let Ok(csv) = admin(&sock, "show stat").await {
             let t = totals(&csv);

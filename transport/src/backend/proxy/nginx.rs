@@ -20,12 +20,17 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
     let kind = Kind::Nginx;
     let program = super::locate(kind, program, &["nginx"], "nginx and libnginx-mod-stream")?;
     let (_, text) = output(&program, &["-V"]).map_err(|what| SetupError::Unfit { kind, what })?;
-    let v = version_after(&text, "nginx/")
-        .ok_or_else(|| SetupError::Unfit { kind, what: format!("cannot read the version of {}: {text:?}", program.display()) })?;
+    let v = version_after(&text, "nginx/").ok_or_else(|| SetupError::Unfit {
+        kind,
+        what: format!("cannot read the version of {}: {text:?}", program.display()),
+    })?;
     if v < MIN {
         return Err(SetupError::Unfit {
             kind,
-            what: format!("Nginx {}.{}.{} is too old: {}.{}.{} or later is needed (Debian package nginx)", v.0, v.1, v.2, MIN.0, MIN.1, MIN.2),
+            what: format!(
+                "Nginx {}.{}.{} is too old: {}.{}.{} or later is needed (Debian package nginx)",
+                v.0, v.1, v.2, MIN.0, MIN.1, MIN.2
+            ),
         });
     }
     let flags: Vec<&str> = text.split_whitespace().collect();
@@ -36,7 +41,9 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
             .iter()
             .find_map(|f| f.strip_prefix("--modules-path="))
             .map(PathBuf::from)
-            .or_else(|| flags.iter().find_map(|f| f.strip_prefix("--prefix=")).map(|p| PathBuf::from(p).join("modules")))
+            .or_else(|| {
+                flags.iter().find_map(|f| f.strip_prefix("--prefix=")).map(|p| PathBuf::from(p).join("modules"))
+            })
             .unwrap_or_else(|| PathBuf::from("/usr/lib/nginx/modules"));
         let module = dir.join("ngx_stream_module.so");
         if !module.is_file() {
@@ -52,11 +59,15 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
     } else {
         return Err(SetupError::Unfit {
             kind,
-            what: "this Nginx was built without its stream module: install Debian's nginx with libnginx-mod-stream".into(),
+            what: "this Nginx was built without its stream module: install Debian's nginx with libnginx-mod-stream"
+                .into(),
         });
     };
     if !flags.contains(&"--with-stream_ssl_module") {
-        return Err(SetupError::Unfit { kind, what: "this Nginx was built without stream_ssl_module: TLS WAN legs need it".into() });
+        return Err(SetupError::Unfit {
+            kind,
+            what: "this Nginx was built without stream_ssl_module: TLS WAN legs need it".into(),
+        });
     }
     Ok(Installed { program, version: format!("{}.{}.{}", v.0, v.1, v.2), stream_module })
 }

@@ -20,19 +20,27 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
     let kind = Kind::Stunnel;
     let program = super::locate(kind, program, &["stunnel", "stunnel4"], "stunnel4")?;
     let (_, text) = output(&program, &["-version"]).map_err(|what| SetupError::Unfit { kind, what })?;
-    let v = version_after(&text, "stunnel ")
-        .ok_or_else(|| SetupError::Unfit { kind, what: format!("cannot read the version of {}: {text:?}", program.display()) })?;
+    let v = version_after(&text, "stunnel ").ok_or_else(|| SetupError::Unfit {
+        kind,
+        what: format!("cannot read the version of {}: {text:?}", program.display()),
+    })?;
     if v < MIN {
         return Err(SetupError::Unfit {
             kind,
-            what: format!("stunnel {}.{} is too old: {}.{} or later is needed (Debian package stunnel4)", v.0, v.1, MIN.0, MIN.1),
+            what: format!(
+                "stunnel {}.{} is too old: {}.{} or later is needed (Debian package stunnel4)",
+                v.0, v.1, MIN.0, MIN.1
+            ),
         });
     }
     let ssl = version_after(&text, "with OpenSSL ").unwrap_or((0, 0, 0));
     if ssl < MIN_OPENSSL {
         return Err(SetupError::Unfit {
             kind,
-            what: format!("stunnel {}.{} runs on OpenSSL {}.{}.{}, without TLS 1.3: OpenSSL 1.1.1 or later is needed", v.0, v.1, ssl.0, ssl.1, ssl.2),
+            what: format!(
+                "stunnel {}.{} runs on OpenSSL {}.{}.{}, without TLS 1.3: OpenSSL 1.1.1 or later is needed",
+                v.0, v.1, ssl.0, ssl.1, ssl.2
+            ),
         });
     }
     Ok(Installed { program, version: format!("{}.{}", v.0, v.1), stream_module: None })

@@ -79,7 +79,9 @@ async fn round_trip(to: SocketAddr, n: usize, seed: u8) {
     };
     let mut back = Vec::with_capacity(n);
     let recv = async { r.read_to_end(&mut back).await.unwrap() };
-    tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(send, recv) }).await.expect("the echo did not come back in 30 s");
+    tokio::time::timeout(Duration::from_secs(30), async { tokio::join!(send, recv) })
+        .await
+        .expect("the echo did not come back in 30 s");
     assert!(back == data, "{} bytes sent through {to}, {} came back, or other bytes", n, back.len());
 }
 
@@ -95,7 +97,9 @@ fn running_in(dir: &std::path::Path) -> Vec<i32> {
         .flatten()
         .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
         .filter(|p| super::child::alive(*p))
-        .filter(|p| std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle)))
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
         .collect()
 }
 
@@ -115,7 +119,8 @@ async fn every_pair_of_backends_relays_byte_exact_over_the_pinned_wan_leg() {
             let lan_addrs: Vec<SocketAddr> = lan.iter().map(|l| l.local_addr().unwrap()).collect();
             let p = prod.start(session(uid, Role::Prod, wan, vec![producer.clone()], creds)).await;
             let p = p.unwrap_or_else(|e| panic!("{} as the producer's gateway: {e}", prod.kind()));
-            let c = cons.start(session(uid, Role::Cons, lan, wan_addrs.iter().copied().map(addr).collect(), creds)).await;
+            let c =
+                cons.start(session(uid, Role::Cons, lan, wan_addrs.iter().copied().map(addr).collect(), creds)).await;
             let c = c.unwrap_or_else(|e| panic!("{} as the consumer's gateway: {e}", cons.kind()));
             for (k, to) in lan_addrs.iter().enumerate() {
                 round_trip(*to, 300_000 + k * 7, k as u8).await;
@@ -154,12 +159,16 @@ async fn a_wan_connection_without_the_session_certificate_reaches_no_producer() 
         let other = backend::native::Native;
         let lan = listeners(1).await;
         let lan_at = lan[0].local_addr().unwrap();
-        let wrong = other.start(session(fresh(), Role::Cons, lan, vec![addr(at)], Credentials([10; 32]))).await.unwrap();
+        let wrong =
+            other.start(session(fresh(), Role::Cons, lan, vec![addr(at)], Credentials([10; 32]))).await.unwrap();
         if let Ok(mut s) = TcpStream::connect(lan_at).await {
             let _ = s.write_all(b"secret-free bytes").await;
             let mut buf = [0u8; 64];
             let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf)).await;
-            assert!(!matches!(n, Ok(Ok(k)) if k > 0), "{kind}: bytes came back over a connection with the wrong certificate");
+            assert!(
+                !matches!(n, Ok(Ok(k)) if k > 0),
+                "{kind}: bytes came back over a connection with the wrong certificate"
+            );
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert_eq!(accepted.load(Ordering::SeqCst), 0, "{kind}: an unauthenticated connection reached the producer");
@@ -174,8 +183,14 @@ async fn plain_wan_legs_only_when_allowed_and_never_with_stunnel() {
     let (producer, _) = echo().await;
     for kind in [Kind::Haproxy, Kind::Nginx, Kind::Stunnel] {
         let b = open(kind, tmp.path());
-        let refused = b.start(session(fresh(), Role::Prod, listeners(1).await, vec![producer.clone()], Credentials::default())).await;
-        assert!(matches!(refused, Err(StartError::Wan(crate::wan::WanError::PlainNotAllowed))), "{kind}: {refused:?}", refused = refused.err());
+        let refused = b
+            .start(session(fresh(), Role::Prod, listeners(1).await, vec![producer.clone()], Credentials::default()))
+            .await;
+        assert!(
+            matches!(refused, Err(StartError::Wan(crate::wan::WanError::PlainNotAllowed))),
+            "{kind}: {refused:?}",
+            refused = refused.err()
+        );
         let mut s = session(fresh(), Role::Prod, listeners(1).await, vec![producer.clone()], Credentials::default());
         s.allow_plain_wan = true;
         let at = s.listeners[0].local_addr().unwrap();
@@ -198,7 +213,10 @@ async fn a_proxy_that_dies_ends_its_forwarding_with_the_reason() {
     let (producer, _) = echo().await;
     for kind in [Kind::Haproxy, Kind::Nginx, Kind::Stunnel] {
         let b = open(kind, tmp.path());
-        let mut f = b.start(session(fresh(), Role::Prod, listeners(1).await, vec![producer.clone()], Credentials([4; 32]))).await.unwrap();
+        let mut f = b
+            .start(session(fresh(), Role::Prod, listeners(1).await, vec![producer.clone()], Credentials([4; 32])))
+            .await
+            .unwrap();
         let pid: i32 = f.describe().rsplit(' ').next().unwrap().parse().unwrap();
         let ended = f.ended();
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
@@ -245,7 +263,7 @@ async fn session_files_are_private_and_haproxy_counts_the_traffic() {
     let at = s.listeners[0].local_addr().unwrap();
     let uid = s.uid;
     let f = b.start(s).await.unwrap();
-    let dir = tmp.path().join("rt-haproxy").join(format!("session-{uid}"));
+    let dir = tmp.path().join("rt-haproxy").join(format!("session-{:032x}", uid.0.as_u128()));
     assert_eq!(std::fs::metadata(&dir).unwrap().mode() & 0o777, 0o700);
     for e in std::fs::read_dir(&dir).unwrap().flatten() {
         let m = std::fs::symlink_metadata(e.path()).unwrap();
@@ -306,10 +324,22 @@ fn a_missing_or_too_old_proxy_is_refused_at_start_naming_the_package() {
     }
     // An Nginx without its stream module.
     let fake = tmp.path().join("nginx-no-stream");
-    std::fs::write(&fake, "#!/bin/sh\necho 'nginx version: nginx/1.22.1\nconfigure arguments: --with-http_ssl_module' >&2\n").unwrap();
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\necho 'nginx version: nginx/1.22.1\nconfigure arguments: --with-http_ssl_module' >&2\n",
+    )
+    .unwrap();
     std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
     let e = backend::open(Kind::Nginx, &rt, Some(&fake)).unwrap_err().to_string();
     assert!(e.contains("stream module") && e.contains("libnginx-mod-stream"), "{e}");
+}
+
+#[test]
+fn a_runtime_folder_too_long_for_haproxys_sockets_is_refused_at_start() {
+    let long = std::path::PathBuf::from("/tmp").join("x".repeat(80));
+    let e = backend::open(Kind::Haproxy, &long, None).unwrap_err().to_string();
+    assert!(e.contains("too long") && e.contains("--runtime-dir"), "{e}");
+    assert!(!long.exists(), "the folder was made anyway");
 }
 
 #[test]
