@@ -134,6 +134,9 @@ pub struct Installed {
     pub version: String,
     /// Nginx's stream module, when it is a dynamic module to load.
     pub stream_module: Option<PathBuf>,
+    /// Whether it runs on OpenSSL 3 (which can take a TLS peer's FIN without close_notify as
+    /// an end of stream: `IGNORE_UNEXPECTED_EOF`).
+    pub openssl3: bool,
 }
 
 /// A proxy backend.

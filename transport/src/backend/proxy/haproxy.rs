@@ -35,7 +35,7 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
             ),
         });
     }
-    Ok(Installed { program, version: format!("{}.{}.{}", v.0, v.1, v.2), stream_module: None })
+    Ok(Installed { program, version: format!("{}.{}.{}", v.0, v.1, v.2), stream_module: None, openssl3: false })
 }
 
 /// An address for HAProxy's `server` line (IPv6 literals with the `ipv6@` prefix).

@@ -69,7 +69,7 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
             what: "this Nginx was built without stream_ssl_module: TLS WAN legs need it".into(),
         });
     }
-    Ok(Installed { program, version: format!("{}.{}.{}", v.0, v.1, v.2), stream_module })
+    Ok(Installed { program, version: format!("{}.{}.{}", v.0, v.1, v.2), stream_module, openssl3: false })
 }
 
 fn config(inst: &Installed, plan: &Plan) -> String {

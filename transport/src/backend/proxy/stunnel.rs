@@ -43,11 +43,14 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
             ),
         });
     }
-    Ok(Installed { program, version: format!("{}.{}", v.0, v.1), stream_module: None })
+    let running =
+        version_after(&text, "Running  with OpenSSL ").or_else(|| version_after(&text, "Running with OpenSSL "));
+    let openssl3 = running.unwrap_or(ssl) >= (3, 0, 0);
+    Ok(Installed { program, version: format!("{}.{}", v.0, v.1), stream_module: None, openssl3 })
 }
 
 /// One session's configuration and command (TLS sessions only: the backend refuses others).
-pub(super) fn render(_: &Installed, plan: &Plan) -> Rendered {
+pub(super) fn render(inst: &Installed, plan: &Plan) -> Rendered {
     let mut c = String::new();
     let _ = writeln!(c, "; SciStream data server: one session's relays (generated; private to the session)");
     let _ = writeln!(c, "foreground = yes");
@@ -66,6 +69,11 @@ pub(super) fn render(_: &Installed, plan: &Plan) -> Rendered {
             let _ = writeln!(c, "CAfile = {}", t.crt.display());
             let _ = writeln!(c, "verifyPeer = yes");
             let _ = writeln!(c, "sslVersionMin = TLSv1.3");
+            if inst.openssl3 {
+                // Nginx half-closes a TLS stream with a bare FIN: the end of that direction,
+                // not a broken connection (the other direction flows on).
+                let _ = writeln!(c, "options = IGNORE_UNEXPECTED_EOF");
+            }
             if t.side == Side::Dial {
                 let _ = writeln!(c, "sni = {NAME}");
             }
