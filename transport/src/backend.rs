@@ -137,14 +137,14 @@ pub enum StartError {
 pub enum SetupError {
     /// The proxy's program is not installed.
     #[error(
-        "--type {kind}: `{program}` is not installed (or not on PATH); install the Debian package {package} (apt-get install {package})"
+        "--type {kind}: `{program}` is not installed (or not on PATH); on Debian: apt-get install {package}"
     )]
     Missing {
         /// The backend.
         kind: Kind,
         /// The program looked for.
         program: String,
-        /// The Debian packages that provide what is missing.
+        /// The Debian packages that provide what is missing, space-separated.
         package: &'static str,
     },
     /// The installed version is too old, or lacks something the backend needs.

@@ -18,7 +18,7 @@ const MIN: (u32, u32, u32) = (1, 21, 4);
 /// Finds Nginx, checks its version and finds its stream module.
 pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
     let kind = Kind::Nginx;
-    let program = super::locate(kind, program, &["nginx"], "nginx and libnginx-mod-stream")?;
+    let program = super::locate(kind, program, &["nginx"], "nginx-light libnginx-mod-stream")?;
     let (_, text) = output(&program, &["-V"]).map_err(|what| SetupError::Unfit { kind, what })?;
     let v = version_after(&text, "nginx/").ok_or_else(|| SetupError::Unfit {
         kind,
