@@ -136,9 +136,7 @@ pub enum StartError {
 #[derive(Debug, thiserror::Error)]
 pub enum SetupError {
     /// The proxy's program is not installed.
-    #[error(
-        "--type {kind}: `{program}` is not installed (or not on PATH); on Debian: apt-get install {package}"
-    )]
+    #[error("--type {kind}: `{program}` is not installed (or not on PATH); on Debian: apt-get install {package}")]
     Missing {
         /// The backend.
         kind: Kind,

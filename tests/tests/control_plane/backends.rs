@@ -212,7 +212,10 @@ fn a_missing_or_too_old_proxy_or_an_unknown_type_stops_the_daemons_at_start_with
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
     let rt = dir.0.join("rt").display().to_string();
     let cases: [(&[&str], &str); 4] = [
-        (&["--type", "nginx", "--proxy-program", "/nonexistent/nginx"], "apt-get install nginx-light libnginx-mod-stream"),
+        (
+            &["--type", "nginx", "--proxy-program", "/nonexistent/nginx"],
+            "apt-get install nginx-light libnginx-mod-stream",
+        ),
         (&["--type", "HaproxySubprocess", "--proxy-program", old.to_str().unwrap()], "too old"),
         (&["--type", "envoy"], "native, haproxy, nginx or stunnel"),
         (&["--type", "native", "--proxy-program", "/usr/sbin/haproxy"], "runs none"),

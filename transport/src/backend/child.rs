@@ -66,10 +66,15 @@ impl RuntimeDir {
             return Err(fail(format!("is owned by uid {}, not by this user (uid {me})", meta.uid())));
         }
         if meta.mode() & 0o077 != 0 {
+            // A shared folder (/tmp) is not to be closed: name a folder of its own instead.
+            let fix = if meta.mode() & 0o002 != 0 {
+                "give the daemon a folder of its own (--runtime-dir)".to_string()
+            } else {
+                format!("`chmod 700 {}`, or give the daemon a folder of its own (--runtime-dir)", root.display())
+            };
             return Err(fail(format!(
-                "is open to others (mode {:o}); it holds private keys: `chmod 700 {}`",
-                meta.mode() & 0o777,
-                root.display()
+                "is open to others (mode {:o}); it holds private keys: {fix}",
+                meta.mode() & 0o777
             )));
         }
         Ok(Self { root: root.to_path_buf() })
@@ -353,6 +358,11 @@ mod tests {
         std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o755)).unwrap();
         let e = RuntimeDir::prepare(&open).unwrap_err().to_string();
         assert!(e.contains("open to others") && e.contains("chmod 700"), "{e}");
+        let shared = tmp.path().join("shared");
+        std::fs::create_dir(&shared).unwrap();
+        std::fs::set_permissions(&shared, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        let e = RuntimeDir::prepare(&shared).unwrap_err().to_string();
+        assert!(e.contains("a folder of its own") && !e.contains("chmod"), "{e}");
         let link = tmp.path().join("link");
         let private = tmp.path().join("private");
         RuntimeDir::prepare(&private).unwrap();
