@@ -422,6 +422,65 @@ pub fn locate(kind: Kind, given: Option<&Path>, names: &[&str], package: &'stati
     }
 }
 
+/// How to find a proxy and read its version.
+pub struct Probe {
+    /// The backend.
+    pub kind: Kind,
+    /// Its name for people.
+    pub name: &'static str,
+    /// Its program's names, first found wins.
+    pub programs: &'static [&'static str],
+    /// The Debian packages to install, space-separated.
+    pub package: &'static str,
+    /// The flag that prints its version.
+    pub flag: &'static str,
+    /// What precedes the version in that output.
+    pub marker: &'static str,
+    /// The oldest version used.
+    pub min: (u32, u32, u32),
+}
+
+/// A proxy found: its program, version and what its version flag printed.
+pub struct Found {
+    /// The program.
+    pub program: PathBuf,
+    /// Its version.
+    pub version: (u32, u32, u32),
+    /// What its version flag printed (stdout and stderr).
+    pub said: String,
+}
+
+impl Probe {
+    /// Finds the program (`given`, else on PATH) and checks its version is at least `min`.
+    pub fn run(&self, given: Option<&Path>) -> Result<Found, SetupError> {
+        let kind = self.kind;
+        let program = locate(kind, given, self.programs, self.package)?;
+        let (_, said) = output(&program, &[self.flag]).map_err(|what| SetupError::Unfit { kind, what })?;
+        let v = version_after(&said, self.marker).ok_or_else(|| SetupError::Unfit {
+            kind,
+            what: format!("cannot read the version of {}: {said:?}", program.display()),
+        })?;
+        if v < self.min {
+            let (m, name, package) = (self.min, self.name, self.package);
+            return Err(SetupError::Unfit {
+                kind,
+                what: format!(
+                    "{name} {}.{}.{} is too old: {}.{}.{} or later is needed (on Debian: apt-get install {package})",
+                    v.0, v.1, v.2, m.0, m.1, m.2
+                ),
+            });
+        }
+        Ok(Found { program, version: v, said })
+    }
+}
+
+impl Found {
+    /// Its version as `x.y.z`.
+    pub fn version_string(&self) -> String {
+        format!("{}.{}.{}", self.version.0, self.version.1, self.version.2)
+    }
+}
+
 /// Runs `program args` and returns what it printed on both outputs.
 pub fn output(program: &Path, args: &[&str]) -> Result<(bool, String), String> {
     let out = std::process::Command::new(program)

@@ -10,32 +10,24 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{Installed, NAME, Plan, Ready, Rendered, Side, output, version_after};
+use super::{Installed, NAME, Plan, Probe, Ready, Rendered, Side, output};
 use crate::backend::{Kind, SetupError};
 use crate::relay::Counters;
 
-/// The oldest HAProxy used: TLS 1.3 settings (`ssl-min-ver`), `log stderr`, `fd@` binds.
-const MIN: (u32, u32, u32) = (2, 0, 0);
-
-/// Finds HAProxy and checks its version.
+/// Finds HAProxy and checks its version (2.0: TLS 1.3 settings with `ssl-min-ver`, `log
+/// stderr`, `fd@` binds).
 pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
-    let kind = Kind::Haproxy;
-    let program = super::locate(kind, program, &["haproxy"], "haproxy")?;
-    let (_, text) = output(&program, &["-v"]).map_err(|what| SetupError::Unfit { kind, what })?;
-    let v = version_after(&text, "version ").ok_or_else(|| SetupError::Unfit {
-        kind,
-        what: format!("cannot read the version of {}: {text:?}", program.display()),
-    })?;
-    if v < MIN {
-        return Err(SetupError::Unfit {
-            kind,
-            what: format!(
-                "HAProxy {}.{}.{} is too old: {}.{} or later is needed (Debian package haproxy)",
-                v.0, v.1, v.2, MIN.0, MIN.1
-            ),
-        });
+    let found = Probe {
+        kind: Kind::Haproxy,
+        name: "HAProxy",
+        programs: &["haproxy"],
+        package: "haproxy",
+        flag: "-v",
+        marker: "version ",
+        min: (2, 0, 0),
     }
-    Ok(Installed { program, version: format!("{}.{}.{}", v.0, v.1, v.2), stream_module: None, openssl3: false })
+    .run(program)?;
+    Ok(Installed { version: found.version_string(), program: found.program, stream_module: None, openssl3: false })
 }
 
 /// An address for HAProxy's `server` line (IPv6 literals with the `ipv6@` prefix).

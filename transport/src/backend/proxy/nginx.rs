@@ -8,31 +8,24 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{Installed, NAME, Plan, Ready, Rendered, Side, bracketed, output, version_after};
+use super::{Installed, NAME, Plan, Probe, Ready, Rendered, Side, bracketed, output};
 use crate::backend::{Kind, SetupError};
 
-/// The oldest Nginx used: `proxy_half_close` (a stream's end passed on one way while the
-/// other flows on, as every backend does).
-const MIN: (u32, u32, u32) = (1, 21, 4);
-
-/// Finds Nginx, checks its version and finds its stream module.
+/// Finds Nginx, checks its version (1.21.4: `proxy_half_close`, a stream's end passed on one
+/// way while the other flows on, as every backend does) and finds its stream module.
 pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
     let kind = Kind::Nginx;
-    let program = super::locate(kind, program, &["nginx"], "nginx-light libnginx-mod-stream")?;
-    let (_, text) = output(&program, &["-V"]).map_err(|what| SetupError::Unfit { kind, what })?;
-    let v = version_after(&text, "nginx/").ok_or_else(|| SetupError::Unfit {
+    let found = Probe {
         kind,
-        what: format!("cannot read the version of {}: {text:?}", program.display()),
-    })?;
-    if v < MIN {
-        return Err(SetupError::Unfit {
-            kind,
-            what: format!(
-                "Nginx {}.{}.{} is too old: {}.{}.{} or later is needed (Debian package nginx)",
-                v.0, v.1, v.2, MIN.0, MIN.1, MIN.2
-            ),
-        });
+        name: "Nginx",
+        programs: &["nginx"],
+        package: "nginx-light libnginx-mod-stream",
+        flag: "-V",
+        marker: "nginx/",
+        min: (1, 21, 4),
     }
+    .run(program)?;
+    let text = &found.said;
     let flags: Vec<&str> = text.split_whitespace().collect();
     let stream_module = if flags.contains(&"--with-stream") {
         None
@@ -69,7 +62,7 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
             what: "this Nginx was built without stream_ssl_module: TLS WAN legs need it".into(),
         });
     }
-    Ok(Installed { program, version: format!("{}.{}.{}", v.0, v.1, v.2), stream_module, openssl3: false })
+    Ok(Installed { version: found.version_string(), program: found.program, stream_module, openssl3: false })
 }
 
 fn config(inst: &Installed, plan: &Plan) -> String {

@@ -6,34 +6,27 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{Installed, NAME, Plan, Ready, Rendered, Side, output, version_after};
+use super::{Installed, NAME, Plan, Probe, Ready, Rendered, Side, version_after};
 use crate::backend::{Kind, SetupError};
-
-/// The oldest stunnel used: `sslVersionMin`.
-const MIN: (u32, u32, u32) = (5, 45, 0);
 
 /// The oldest OpenSSL under it: TLS 1.3.
 const MIN_OPENSSL: (u32, u32, u32) = (1, 1, 1);
 
-/// Finds stunnel and checks its version and its OpenSSL's.
+/// Finds stunnel and checks its version (5.45: `sslVersionMin`) and its OpenSSL's.
 pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
     let kind = Kind::Stunnel;
-    let program = super::locate(kind, program, &["stunnel", "stunnel4"], "stunnel4")?;
-    let (_, text) = output(&program, &["-version"]).map_err(|what| SetupError::Unfit { kind, what })?;
-    let v = version_after(&text, "stunnel ").ok_or_else(|| SetupError::Unfit {
+    let found = Probe {
         kind,
-        what: format!("cannot read the version of {}: {text:?}", program.display()),
-    })?;
-    if v < MIN {
-        return Err(SetupError::Unfit {
-            kind,
-            what: format!(
-                "stunnel {}.{} is too old: {}.{} or later is needed (Debian package stunnel4)",
-                v.0, v.1, MIN.0, MIN.1
-            ),
-        });
+        name: "stunnel",
+        programs: &["stunnel", "stunnel4"],
+        package: "stunnel4",
+        flag: "-version",
+        marker: "stunnel ",
+        min: (5, 45, 0),
     }
-    let ssl = version_after(&text, "with OpenSSL ").unwrap_or((0, 0, 0));
+    .run(program)?;
+    let (text, v) = (&found.said, found.version);
+    let ssl = version_after(text, "with OpenSSL ").unwrap_or((0, 0, 0));
     if ssl < MIN_OPENSSL {
         return Err(SetupError::Unfit {
             kind,
@@ -44,9 +37,9 @@ pub(super) fn check(program: Option<&Path>) -> Result<Installed, SetupError> {
         });
     }
     let running =
-        version_after(&text, "Running  with OpenSSL ").or_else(|| version_after(&text, "Running with OpenSSL "));
+        version_after(text, "Running  with OpenSSL ").or_else(|| version_after(text, "Running with OpenSSL "));
     let openssl3 = running.unwrap_or(ssl) >= (3, 0, 0);
-    Ok(Installed { program, version: format!("{}.{}", v.0, v.1), stream_module: None, openssl3 })
+    Ok(Installed { version: found.version_string(), program: found.program, stream_module: None, openssl3 })
 }
 
 /// One session's configuration and command (TLS sessions only: the backend refuses others).
