@@ -351,6 +351,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("config-space", include_str!("../scenarios/config-space.toml")),
     ("headline", include_str!("../scenarios/headline.toml")),
     ("nodes", include_str!("../scenarios/nodes.toml")),
+    ("crash-s2uc-after-release", include_str!("../scenarios/crash-s2uc-after-release.toml")),
 ];
 
 impl Scenario {

@@ -211,7 +211,13 @@ pub struct World<'a> {
     ds: Vec<Option<s2ds::S2ds>>,
     apps: Vec<Option<prod_app::ProdApp>>,
     cons: Vec<cons_app::ConsApp>,
+    /// Each client's journal: its durable state (the uids of its unfinished sessions).
     journals: Vec<BTreeSet<Uid>>,
+    /// The sessions each client accepted from its user (`Input::Start` taken), by client.
+    started: BTreeSet<(u32, Uid)>,
+    /// The outcome each client reported to its user for a session (`Notice::Released` or
+    /// `Notice::Failed`): after it, the client may legitimately forget the session.
+    outcomes: BTreeMap<(u32, Uid), Option<scistream_fsm::ErrorCode>>,
     epochs: [u64; 2],
     /// Each control server's durable store: the established sessions it persisted.
     stores: [BTreeMap<Uid, s2cs::Record>; 2],
@@ -301,6 +307,8 @@ impl<'a> World<'a> {
             apps: vec![None; n],
             cons: plans.iter().map(|p| cons_app::ConsApp::new(p.uid)).collect(),
             journals: vec![BTreeSet::new(); sc.clients as usize],
+            started: BTreeSet::new(),
+            outcomes: BTreeMap::new(),
             epochs: [1, 1],
             stores: [BTreeMap::new(), BTreeMap::new()],
             incs: vec![1; all_nodes],

@@ -16,8 +16,15 @@ impl World<'_> {
             s2uc::Input::Timer(key) => key.uid,
             s2uc::Input::Recover => None,
         };
+        let start = matches!(input, s2uc::Input::Start { .. });
         let mut out = std::mem::take(&mut self.scratch);
         let res = core.handle(self.now, input, &mut out);
+        if start
+            && res.is_ok()
+            && let Some(uid) = uid
+        {
+            self.started.insert((n, uid));
+        }
         self.finish(Peer::Client(n), uid, res, out);
     }
 
@@ -215,11 +222,13 @@ impl World<'_> {
                     self.schedule(self.now + ms(1), Event::ConsListeners(i, cons_listeners));
                 }
             }
-            Notice::Released { .. } => {
+            Notice::Released { uid } => {
                 self.reached.insert(Reach::Released);
+                self.outcomes.insert((c, uid), None);
             }
-            Notice::Failed { code, .. } => {
+            Notice::Failed { uid, code } => {
                 use scistream_fsm::ErrorCode as E;
+                self.outcomes.insert((c, uid), Some(code));
                 let mark = match code {
                     E::DeadlineExceeded => Some(Reach::FailedDeadline),
                     E::ResourceExhausted => Some(Reach::FailedExhausted),

@@ -164,7 +164,7 @@ impl World<'_> {
         for p in &self.plans {
             let Some(c) = &self.clients[p.client as usize] else { continue };
             let Some(s) = c.session(&p.uid) else {
-                stuck.push(format!("{} never started at s2uc#{}", p.uid, p.client));
+                stuck.extend(self.forgotten(p.client, p.uid));
                 continue;
             };
             if !matches!(s.state(), s2uc::State::Established | s2uc::State::Released | s2uc::State::Failed) {
@@ -177,10 +177,30 @@ impl World<'_> {
         }
     }
 
+    /// Why a client not holding `uid` is wrong, if it is. A client's durable state is its
+    /// journal, the uids of its unfinished sessions: it may forget a session once it reported
+    /// the session's outcome (released, or failed with an ERROR) to its user, and only then.
+    /// A session it accepted and forgot without an outcome was lost.
+    fn forgotten(&self, client: u32, uid: Uid) -> Option<String> {
+        if self.outcomes.contains_key(&(client, uid)) {
+            None
+        } else if self.started.contains(&(client, uid)) {
+            Some(format!("{uid} lost at s2uc#{client}: accepted, no outcome reported, no longer held"))
+        } else {
+            Some(format!("{uid} never started at s2uc#{client}"))
+        }
+    }
+
     /// At the end, after every session was released: every session is over at its client with
     /// an outcome, and nothing holds a port anywhere.
     pub(super) fn final_checks(&mut self) {
         let mut bad = Vec::new();
+        for p in &self.plans {
+            let held = self.clients[p.client as usize].as_ref().is_none_or(|c| c.session(&p.uid).is_some());
+            if !held && let Some(what) = self.forgotten(p.client, p.uid) {
+                bad.push((Prop::SessionsSettle, what));
+            }
+        }
         for (n, c) in self.clients.iter().enumerate() {
             let Some(c) = c else {
                 bad.push((Prop::SessionsSettle, format!("s2uc#{n} is still down at the end")));
