@@ -20,6 +20,7 @@ pub mod net;
 pub mod nodes;
 pub mod run;
 pub mod scenario;
+pub mod swarm;
 pub mod world;
 
 pub use check::{Prop, Reach, Violation};

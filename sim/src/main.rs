@@ -31,6 +31,9 @@ enum Cmd {
     Run(RunArgs),
     /// Replay one seed, optionally printing its event trace.
     Replay(ReplayArgs),
+    /// Swarm testing: every seed draws a world of its own (sessions, clients, ports, network,
+    /// fault rules, partitions, crashes of any node, workload, configuration) and runs in it.
+    Swarm(SwarmArgs),
     /// List the shipped scenarios.
     List,
     /// Measure seeds per second on one core and print a table against the target.
@@ -95,6 +98,25 @@ struct RunArgs {
     /// Threads (each runs a share of the seeds).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+}
+
+#[derive(Args)]
+struct SwarmArgs {
+    /// Seeds: `A..B` (B excluded) or a single seed.
+    #[arg(long, default_value = "0..1000", value_parser = parse_seeds)]
+    seeds: Range<u64>,
+    /// Threads (each runs a share of the seeds).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Run a deliberately broken protocol variant (see `sim run --help`).
+    #[arg(long, default_value = "none", value_parser = parse_defect)]
+    defect: Defect,
+    /// Where a failing seed's world is written as a scenario file.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// Only print the world of each seed as a scenario file; run nothing.
+    #[arg(long)]
+    print: bool,
 }
 
 #[derive(Args)]
@@ -164,6 +186,48 @@ fn replay_command(common: &Common, seed: u64) -> String {
         }
     }
     cmd
+}
+
+fn defect_name(defect: Defect) -> &'static str {
+    Defect::NAMED.iter().find(|(_, d)| *d == defect).map(|(n, _)| *n).unwrap_or("none")
+}
+
+fn swarm(args: &SwarmArgs) -> Result<bool> {
+    if args.print {
+        for seed in args.seeds.clone() {
+            print!("# sim swarm seed {seed}\n{}", scistream_sim::swarm::draw(seed).to_toml());
+        }
+        return Ok(true);
+    }
+    println!(
+        "sim swarm: seeds {}..{} defect {}; each seed draws its own world",
+        args.seeds.start,
+        args.seeds.end,
+        defect_name(args.defect)
+    );
+    let report = run::run_swarm(args.seeds.clone(), args.defect, args.jobs);
+    let n = args.seeds.end - args.seeds.start;
+    let required: &[_] = if n >= run::SWARM_MIN_SEEDS { &run::SWARM_SOMETIMES } else { &[] };
+    print!("{}", report.render(required));
+    if let Some(seed) = report.first_failing_seed() {
+        let sc = scistream_sim::swarm::draw(seed);
+        let path = args.out.join(format!("{}.toml", sc.name));
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        std::fs::write(&path, sc.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+        let mut cmd = format!("sim replay --scenario {} --seed {seed} --trace", path.display());
+        if args.defect != Defect::None {
+            cmd += &format!(" --defect {}", defect_name(args.defect));
+        }
+        println!("FAILED: first failing seed {seed}; its world, written to {}:\n", path.display());
+        print!("{}", sc.to_toml());
+        println!("\nreplay exactly with:\n  {cmd}");
+        println!("keep it as a regression scenario: copy it to sim/scenarios/, add it to BUILTIN and `sweeps!`");
+    } else if !report.unreached.is_empty() {
+        println!("FAILED: required reachability never seen; the runs are vacuous");
+    } else {
+        println!("PASSED");
+    }
+    Ok(report.passed())
 }
 
 fn main() -> ExitCode {
@@ -243,6 +307,7 @@ fn real_main() -> Result<bool> {
             }
             Ok(report.passed())
         }
+        Cmd::Swarm(args) => swarm(&args),
         Cmd::Replay(args) => {
             let sc = load(&args.common)?;
             let out = world::run(&sc, Options { seed: args.seed, trace: args.trace, defect: args.common.defect });
