@@ -225,3 +225,14 @@ fn run_range(world_of: &WorldOf<'_>, seeds: Range<u64>, defect: Defect) -> Parti
     }
     p
 }
+
+/// How many swarm seeds, from `start` on, run until one breaks `prop` under `defect` (the
+/// catching seed counted); `None` if none of `limit` seeds does.
+pub fn seeds_until_caught(defect: Defect, prop: Prop, start: u64, limit: u64) -> Option<u64> {
+    (start..start + limit)
+        .position(|seed| {
+            let sc = crate::swarm::draw(seed);
+            world::run(&sc, Options { seed, trace: false, defect }).violations.iter().any(|v| v.prop == prop)
+        })
+        .map(|n| n as u64 + 1)
+}

@@ -369,6 +369,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("headline", include_str!("../scenarios/headline.toml")),
     ("nodes", include_str!("../scenarios/nodes.toml")),
     ("crash-s2uc-after-release", include_str!("../scenarios/crash-s2uc-after-release.toml")),
+    ("explore-one", include_str!("../scenarios/explore-one.toml")),
+    ("explore-two", include_str!("../scenarios/explore-two.toml")),
 ];
 
 impl Scenario {

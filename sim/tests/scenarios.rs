@@ -60,6 +60,8 @@ sweeps! {
     headline_holds_every_property => "headline",
     nodes_hold_every_property => "nodes",
     crash_s2uc_after_release_holds_every_property => "crash-s2uc-after-release",
+    explore_one_holds_every_property => "explore-one",
+    explore_two_holds_every_property => "explore-two",
 }
 
 /// Runs a broken variant until some seed breaks `prop`; panics if none does within `bound`.
