@@ -14,6 +14,12 @@
 //! checked against the named properties in [`check`]: *always* (at every step, faults or
 //! not), *eventually* (after the faults heal), and *sometimes* (across a batch, so a run where
 //! nothing happens fails). A failing seed replays exactly with `sim replay`.
+//!
+//! Beyond the hand-written scenarios: [`swarm`] draws a whole world per seed (a failing one is
+//! written back as a scenario file), [`world::explore`] checks every choice of a small world
+//! within a bound (interleavings of messages in flight, losses and duplications, a crash of
+//! any node), and [`world::Defect`] holds one broken variant per property, living here and
+//! never in the production cores, to show each property can fire.
 
 pub mod check;
 pub mod net;
