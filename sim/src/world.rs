@@ -27,7 +27,7 @@ use crate::check::{Prop, Reach, Violation};
 use crate::net::{self, Fate, Network};
 use crate::nodes::{self, node_by_name};
 use crate::scenario::Scenario;
-pub use defect::Defect;
+pub use defect::{Defect, Step};
 use plan::Plan;
 
 /// How to run.
