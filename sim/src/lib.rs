@@ -3,7 +3,7 @@
 //! Steps the very cores of `scistream-fsm` — two facilities (control server and data server
 //! each), user clients, producer controllers and consumers — on virtual time, over a network
 //! with named semantics (ordered, unordered, duplicating) and the fault rules of a
-//! [`Scenario`](scenario::Scenario): loss, corruption of the encoded bytes (the production
+//! [`Scenario`]: loss, corruption of the encoded bytes (the production
 //! protobuf decoder runs; a CRC-32 frame check detects the damage and the frame counts as
 //! lost), duplication, reordering, delay, partitions, and crash/restart of any participant.
 //! Intact messages arrive as sent; a sample of them goes through the production encoder and
