@@ -56,7 +56,8 @@ log=$(mktemp)
 SCISTREAM_LAB_REPORT=$(mktemp)
 export SCISTREAM_LAB_REPORT
 trap 'rm -f "$log" "$SCISTREAM_LAB_REPORT"' EXIT
-# The simulator's sweeps run 2,000 seeds of every shipped scenario (SIM_SEEDS overrides).
+# The simulator's sweeps run 2,000 seeds of every shipped scenario (SIM_SEEDS overrides), 5,000
+# swarm seeds (SIM_SWARM_SEEDS) and the small worlds' exhaustive exploration within its CI bound.
 cargo test --workspace --locked 2>&1 | tee "$log"
 ran=$(grep -c '^lab: ran ' "$SCISTREAM_LAB_REPORT" || true)
 skipped=$(grep -m1 '^lab: skipped: ' "$SCISTREAM_LAB_REPORT" || true)

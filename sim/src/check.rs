@@ -42,13 +42,16 @@ pub enum Prop {
     /// A client tells its user to start the producer's controller only for a session the
     /// producer's control server admitted for that user, with its listeners bound.
     AnnouncedAdmitted,
+    /// A session is released at a control server only by its owner's call, or an operator's
+    /// where operators are configured.
+    OwnerReleases,
     /// A property a script added ([`crate::script::Property`]), by its name.
     Scripted(&'static str),
 }
 
 impl Prop {
     /// Every property, in report order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::BridgeNeedsCredentials,
         Self::PortsExclusive,
         Self::ReleasedPortsFree,
@@ -61,6 +64,7 @@ impl Prop {
         Self::SessionsSettle,
         Self::AllPortsFree,
         Self::AnnouncedAdmitted,
+        Self::OwnerReleases,
     ];
 
     /// When it must hold.
@@ -86,6 +90,7 @@ impl Prop {
             Self::SessionsSettle => "sessions-settle",
             Self::AllPortsFree => "all-ports-free",
             Self::AnnouncedAdmitted => "announced-admitted",
+            Self::OwnerReleases => "only-owner-releases",
             Self::Scripted(name) => name,
         }
     }

@@ -31,6 +31,25 @@ enum Cmd {
     Run(RunArgs),
     /// Replay one seed, optionally printing its event trace.
     Replay(ReplayArgs),
+    /// Swarm testing: every seed draws a world of its own (sessions, clients, ports, network,
+    /// fault rules, partitions, crashes of any node, workload, configuration) and runs in it.
+    Swarm(SwarmArgs),
+    /// For each broken variant (or the one named), how many swarm seeds run until one breaks
+    /// the property the variant must trip, from several starting seeds; prints the median.
+    Catch {
+        /// Only this variant.
+        #[arg(long, value_parser = parse_defect)]
+        defect: Option<Defect>,
+        /// Starting seeds: 0, 1,000,000, 2,000,000, …
+        #[arg(long, default_value_t = 7)]
+        starts: u64,
+        /// Give up after this many seeds from a start.
+        #[arg(long, default_value_t = 10_000)]
+        limit: u64,
+    },
+    /// Bounded exhaustive checking: every choice (interleavings of messages in flight, losses
+    /// and duplications, crashes of any node) within the bounds, on a small world.
+    Explore(ExploreArgs),
     /// List the shipped scenarios.
     List,
     /// Measure seeds per second on one core and print a table against the target.
@@ -61,7 +80,7 @@ struct Common {
     /// A shipped scenario's name (see `sim list`) or a scenario file.
     #[arg(long)]
     scenario: String,
-    /// Run a deliberately broken protocol variant: no-retransmit, bridge-before-credentials, leak-ports.
+    /// Run a deliberately broken protocol variant (`sim catch` lists them).
     #[arg(long, default_value = "none", value_parser = parse_defect)]
     defect: Defect,
     #[command(flatten)]
@@ -95,6 +114,59 @@ struct RunArgs {
     /// Threads (each runs a share of the seeds).
     #[arg(long, default_value_t = 1)]
     jobs: usize,
+}
+
+#[derive(Args)]
+struct SwarmArgs {
+    /// Seeds: `A..B` (B excluded) or a single seed.
+    #[arg(long, default_value = "0..1000", value_parser = parse_seeds)]
+    seeds: Range<u64>,
+    /// Threads (each runs a share of the seeds).
+    #[arg(long, default_value_t = 1)]
+    jobs: usize,
+    /// Run a deliberately broken protocol variant (see `sim run --help`).
+    #[arg(long, default_value = "none", value_parser = parse_defect)]
+    defect: Defect,
+    /// Where a failing seed's world is written as a scenario file.
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
+    /// Only print the world of each seed as a scenario file; run nothing.
+    #[arg(long)]
+    print: bool,
+}
+
+#[derive(Args)]
+struct ExploreArgs {
+    /// The small world: a shipped scenario's name or a scenario file.
+    #[arg(long, default_value = "explore-one")]
+    scenario: String,
+    /// The seed drawing the world's workload and latencies.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Steps at which choices are offered.
+    #[arg(long, default_value_t = 4)]
+    depth: u32,
+    /// Messages that may be lost or duplicated on one branch.
+    #[arg(long, default_value_t = 1)]
+    faults: u32,
+    /// Nodes that may crash on one branch.
+    #[arg(long, default_value_t = 1)]
+    crashes: u32,
+    /// Messages due within this long of the next event may arrive first.
+    #[arg(long, default_value_t = 50)]
+    window_ms: u64,
+    /// Steps run as scheduled before the first window of choices.
+    #[arg(long, default_value_t = 0)]
+    skip: u32,
+    /// Windows of `depth` steps explored back to back (each exhaustively), up to the run's end.
+    #[arg(long, default_value_t = 1)]
+    windows: u32,
+    /// Stop at the first violation.
+    #[arg(long)]
+    first: bool,
+    /// Run a deliberately broken protocol variant.
+    #[arg(long, default_value = "none", value_parser = parse_defect)]
+    defect: Defect,
 }
 
 #[derive(Args)]
@@ -164,6 +236,44 @@ fn replay_command(common: &Common, seed: u64) -> String {
         }
     }
     cmd
+}
+
+fn swarm(args: &SwarmArgs) -> Result<bool> {
+    if args.print {
+        for seed in args.seeds.clone() {
+            print!("# sim swarm seed {seed}\n{}", scistream_sim::swarm::draw(seed).to_toml());
+        }
+        return Ok(true);
+    }
+    println!(
+        "sim swarm: seeds {}..{} defect {}; each seed draws its own world",
+        args.seeds.start,
+        args.seeds.end,
+        args.defect.name()
+    );
+    let report = run::run_swarm(args.seeds.clone(), args.defect, args.jobs);
+    let n = args.seeds.end - args.seeds.start;
+    let required: &[_] = if n >= run::SWARM_MIN_SEEDS { &run::SWARM_SOMETIMES } else { &[] };
+    print!("{}", report.render(required));
+    if let Some(seed) = report.first_failing_seed() {
+        let sc = scistream_sim::swarm::draw(seed);
+        let path = args.out.join(format!("{}.toml", sc.name));
+        std::fs::create_dir_all(&args.out).with_context(|| format!("creating {}", args.out.display()))?;
+        std::fs::write(&path, sc.to_toml()).with_context(|| format!("writing {}", path.display()))?;
+        let mut cmd = format!("sim replay --scenario {} --seed {seed} --trace", path.display());
+        if args.defect != Defect::None {
+            cmd += &format!(" --defect {}", args.defect.name());
+        }
+        println!("FAILED: first failing seed {seed}; its world, written to {}:\n", path.display());
+        print!("{}", sc.to_toml());
+        println!("\nreplay exactly with:\n  {cmd}");
+        println!("keep it as a regression scenario: copy it to sim/scenarios/, add it to BUILTIN and `sweeps!`");
+    } else if !report.unreached.is_empty() {
+        println!("FAILED: required reachability never seen; the runs are vacuous");
+    } else {
+        println!("PASSED");
+    }
+    Ok(report.passed())
 }
 
 fn main() -> ExitCode {
@@ -242,6 +352,61 @@ fn real_main() -> Result<bool> {
                 println!("PASSED");
             }
             Ok(report.passed())
+        }
+        Cmd::Swarm(args) => swarm(&args),
+        Cmd::Explore(a) => {
+            let sc = Scenario::load(&a.scenario)?;
+            let bounds = scistream_sim::world::explore::Bounds {
+                depth: a.depth,
+                faults: a.faults,
+                crashes: a.crashes,
+                window_ms: a.window_ms,
+                skip: a.skip,
+                first: a.first,
+                ..Default::default()
+            };
+            let opts = Options { seed: a.seed, trace: false, defect: a.defect };
+            let r = scistream_sim::world::explore::explore_windows(&sc, opts, bounds, a.windows);
+            println!(
+                "explore {} seed {} depth {} skip {} windows {} faults {} crashes {} window {} ms defect {}: {} states explored, {} unique, {} leaves, {:.2} s, {:.0} states/s",
+                a.scenario,
+                a.seed,
+                a.depth,
+                a.skip,
+                a.windows,
+                a.faults,
+                a.crashes,
+                a.window_ms,
+                a.defect.name(),
+                r.explored,
+                r.unique,
+                r.leaves,
+                r.elapsed.as_secs_f64(),
+                r.rate()
+            );
+            for (v, path) in r.violations.values() {
+                println!("VIOLATION {v}\n  reached by {} choices:", path.len());
+                for step in path {
+                    println!("    {step}");
+                }
+            }
+            println!("{}", if r.violations.is_empty() { "PASSED" } else { "FAILED" });
+            Ok(r.violations.is_empty())
+        }
+        Cmd::Catch { defect, starts, limit } => {
+            println!("| broken variant | property | seeds until caught, per start | median |");
+            println!("|---|---|---|---:|");
+            let mut ok = true;
+            for (d, prop) in Defect::CAUGHT_BY.iter().filter(|(d, _)| defect.is_none_or(|x| x == *d)) {
+                let mut n: Vec<Option<u64>> =
+                    (0..starts.max(1)).map(|s| run::seeds_until_caught(*d, *prop, s * 1_000_000, limit)).collect();
+                ok &= n.iter().all(Option::is_some);
+                let shown: Vec<String> = n.iter().map(|x| x.map_or(format!(">{limit}"), |v| v.to_string())).collect();
+                n.sort_by_key(|x| x.unwrap_or(u64::MAX));
+                let median = n[n.len() / 2].map_or(format!(">{limit}"), |v| v.to_string());
+                println!("| {} | {prop} | {} | {median} |", d.name(), shown.join(", "));
+            }
+            Ok(ok)
         }
         Cmd::Replay(args) => {
             let sc = load(&args.common)?;

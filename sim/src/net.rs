@@ -111,7 +111,7 @@ pub struct Copies {
 }
 
 /// The network of one run.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct Network {
     semantics: Semantics,
     lan: [u64; 2],

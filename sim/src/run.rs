@@ -1,5 +1,6 @@
 //! Running a range of seeds of a scenario and reporting every property.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::ops::Range;
@@ -102,6 +103,48 @@ impl Report {
 
 /// Runs `seeds` of `sc` on `jobs` threads.
 pub fn run_seeds(name: &str, sc: &Scenario, seeds: Range<u64>, defect: Defect, jobs: usize) -> Report {
+    let never: Vec<Reach> = sc.never.iter().filter_map(|n| Reach::from_name(n)).collect();
+    run_batch(name, &|_| Cow::Borrowed(sc), seeds, defect, jobs, &sometimes(sc), &never)
+}
+
+/// The marks a batch of swarm seeds must reach between them (`SWARM_MIN_SEEDS` seeds or more):
+/// the drawn worlds establish, stream, release, fail for a deadline, exhaust ports, crash and
+/// recover, keep bridges over a control server's restart, detect corruption, refuse forgeries.
+pub const SWARM_SOMETIMES: [Reach; 10] = [
+    Reach::Established,
+    Reach::Streamed,
+    Reach::Released,
+    Reach::FailedDeadline,
+    Reach::FailedExhausted,
+    Reach::FailedAborted,
+    Reach::Recovered,
+    Reach::BridgesKept,
+    Reach::CorruptionDetected,
+    Reach::ForgeryRefused,
+];
+
+/// Below this many seeds a swarm batch is too small to require [`SWARM_SOMETIMES`].
+pub const SWARM_MIN_SEEDS: u64 = 200;
+
+/// Runs `seeds` of the swarm on `jobs` threads: each seed runs the world it draws
+/// ([`crate::swarm::draw`]).
+pub fn run_swarm(seeds: Range<u64>, defect: Defect, jobs: usize) -> Report {
+    let required: &[Reach] = if seeds.end - seeds.start >= SWARM_MIN_SEEDS { &SWARM_SOMETIMES } else { &[] };
+    run_batch("swarm", &|seed| Cow::Owned(crate::swarm::draw(seed)), seeds, defect, jobs, required, &[])
+}
+
+/// The world a seed runs in.
+type WorldOf<'s> = dyn Fn(u64) -> Cow<'s, Scenario> + Sync + 's;
+
+fn run_batch(
+    name: &str,
+    world_of: &WorldOf<'_>,
+    seeds: Range<u64>,
+    defect: Defect,
+    jobs: usize,
+    required: &[Reach],
+    never: &[Reach],
+) -> Report {
     let started = WallClock::now();
     let jobs = jobs.max(1) as u64;
     let total = seeds.end.saturating_sub(seeds.start);
@@ -111,7 +154,7 @@ pub fn run_seeds(name: &str, sc: &Scenario, seeds: Range<u64>, defect: Defect, j
             .map(|j| {
                 let lo = seeds.start + j * chunk;
                 let hi = (lo + chunk).min(seeds.end);
-                scope.spawn(move || run_range(sc, lo..hi, defect))
+                scope.spawn(move || run_range(world_of, lo..hi, defect))
             })
             .collect();
         handles.into_iter().map(|h| h.join().expect("simulation thread panicked")).collect()
@@ -142,13 +185,8 @@ pub fn run_seeds(name: &str, sc: &Scenario, seeds: Range<u64>, defect: Defect, j
             *report.reached.entry(mark).or_default() += runs;
         }
     }
-    report.unreached = sometimes(sc).into_iter().filter(|m| !report.reached.contains_key(m)).collect();
-    report.forbidden = sc
-        .never
-        .iter()
-        .filter_map(|n| Reach::from_name(n))
-        .filter_map(|m| report.reached.get(&m).map(|runs| (m, *runs)))
-        .collect();
+    report.unreached = required.iter().copied().filter(|m| !report.reached.contains_key(m)).collect();
+    report.forbidden = never.iter().filter_map(|m| report.reached.get(m).map(|runs| (*m, *runs))).collect();
     report.elapsed = started.elapsed();
     report
 }
@@ -165,10 +203,11 @@ struct Partial {
     reached: BTreeMap<Reach, u64>,
 }
 
-fn run_range(sc: &Scenario, seeds: Range<u64>, defect: Defect) -> Partial {
+fn run_range(world_of: &WorldOf<'_>, seeds: Range<u64>, defect: Defect) -> Partial {
     let mut p = Partial { events: 0, established: 0, failures: BTreeMap::new(), reached: BTreeMap::new() };
     for seed in seeds {
-        let out = world::run(sc, Options { seed, trace: false, defect });
+        let sc = world_of(seed);
+        let out = world::run(&sc, Options { seed, trace: false, defect });
         p.events += out.events;
         p.established += u64::from(out.established);
         let mut props: Vec<Prop> = Vec::new();
@@ -185,4 +224,15 @@ fn run_range(sc: &Scenario, seeds: Range<u64>, defect: Defect) -> Partial {
         }
     }
     p
+}
+
+/// How many swarm seeds, from `start` on, run until one breaks `prop` under `defect` (the
+/// catching seed counted); `None` if none of `limit` seeds does.
+pub fn seeds_until_caught(defect: Defect, prop: Prop, start: u64, limit: u64) -> Option<u64> {
+    (start..start + limit)
+        .position(|seed| {
+            let sc = crate::swarm::draw(seed);
+            world::run(&sc, Options { seed, trace: false, defect }).violations.iter().any(|v| v.prop == prop)
+        })
+        .map(|n| n as u64 + 1)
 }

@@ -4,10 +4,10 @@
 use std::path::Path;
 
 use scistream_fsm::timing::{Backoff, Profile};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// A scenario as written in its file. Every duration is in virtual milliseconds.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
     /// Its name.
@@ -73,7 +73,7 @@ pub struct Scenario {
 }
 
 /// How the network orders and repeats messages.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Semantics {
     /// Each link delivers in send order.
@@ -86,7 +86,7 @@ pub enum Semantics {
 }
 
 /// What the users and applications do.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Workload {
     /// Sessions start uniformly in [0, start_window].
@@ -112,18 +112,23 @@ pub struct Workload {
 
 /// The configuration the control and data servers run with. An option left out is drawn per
 /// seed (each value equally likely), so a batch covers both.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigSpace {
     /// Refuse a REQ without an app key.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub require_app_keys: Option<bool>,
     /// Serve an UpdateTargets without credentials with a plain WAN leg.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub allow_plain_wan: Option<bool>,
     /// The operator identity is configured (else its releases are refused).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub operators: Option<bool>,
     /// Each control server's capacity in the rate unit; absent: no limit.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub capacity: Option<u64>,
     /// Each data-server node's capacity in the rate unit, as it announces it; absent: none.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub node_capacity: Option<u64>,
     /// Probability that a data server cannot start a session's relay.
     pub relay_failure: f64,
@@ -131,28 +136,38 @@ pub struct ConfigSpace {
 
 /// Changes to the production timing profile (`scistream_fsm::timing::Profile::production`),
 /// which every simulated core runs by default, as the daemons do. Every field is optional.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Timing {
     /// Deadline of one client call.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub call_deadline_ms: Option<u64>,
     /// A control server's lease from REQ to established (the Hello timeout).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub hello_timeout_ms: Option<u64>,
     /// How much longer a data server's lease runs than its control server's.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ds_lease_margin_ms: Option<u64>,
     /// How long finished sessions are remembered.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub tombstone_ms: Option<u64>,
     /// Control server ↔ data server backoff: [initial, max].
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub server_backoff_ms: Option<[u64; 2]>,
     /// User client backoff: [initial, max].
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub client_backoff_ms: Option<[u64; 2]>,
     /// Application controller backoff: [initial, max].
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub app_backoff_ms: Option<[u64; 2]>,
     /// Jitter of every backoff, percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub jitter_pct: Option<u8>,
     /// How often a control server asks a silent data server whether it is there.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub link_heartbeat_ms: Option<u64>,
     /// How long a control server waits without a word before it takes its data server for lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub link_silence_ms: Option<u64>,
 }
 
@@ -186,7 +201,7 @@ impl Timing {
 
 /// A message fault rule. Matching: sender and receiver kinds (`s2uc`, `s2cs`, `s2ds`, `app`,
 /// or `any`), optionally a message name (`REQ`, `Hello`, …), and a time window.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FaultRule {
     /// Sender kind.
@@ -194,10 +209,12 @@ pub struct FaultRule {
     /// Receiver kind.
     pub to: String,
     /// Message name, if the rule is about one kind of message.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub msg: Option<String>,
     /// Start of the window.
     pub from_ms: u64,
     /// End of the window (default: the scenario's heal time).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub until_ms: Option<u64>,
     /// Probability the message is lost.
     pub loss: f64,
@@ -215,7 +232,7 @@ pub struct FaultRule {
 
 /// A network partition between two groups of nodes (by name: `s2uc#0`, `s2cs/PROD`,
 /// `s2ds/CONS`, `app#3`, or a kind: `s2uc`, `s2cs`, `s2ds`, `app`).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Partition {
     /// One side.
@@ -229,7 +246,7 @@ pub struct Partition {
 }
 
 /// A crash of one node and its restart with its durable state only.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Crash {
     /// Node name (`s2uc#0`, `s2cs/PROD`, `s2cs/CONS`, `s2ds/PROD`, `s2ds/CONS`).
@@ -351,6 +368,9 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("config-space", include_str!("../scenarios/config-space.toml")),
     ("headline", include_str!("../scenarios/headline.toml")),
     ("nodes", include_str!("../scenarios/nodes.toml")),
+    ("crash-s2uc-after-release", include_str!("../scenarios/crash-s2uc-after-release.toml")),
+    ("explore-one", include_str!("../scenarios/explore-one.toml")),
+    ("explore-two", include_str!("../scenarios/explore-two.toml")),
 ];
 
 impl Scenario {
@@ -366,6 +386,11 @@ impl Scenario {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ScenarioError::Read { path: name_or_file.to_string(), source })?;
         Self::parse(name_or_file, &text)
+    }
+
+    /// The scenario as a file `Scenario::parse` reads back to the same scenario.
+    pub fn to_toml(&self) -> String {
+        toml::to_string(self).expect("a scenario serialises")
     }
 
     /// Parses and validates scenario text.

@@ -4,7 +4,9 @@
 //! Every source of nondeterminism is the run's `ChaCha8Rng`, seeded from the seed alone; all
 //! collections iterate in key order. The same scenario and seed give the same trace.
 
+mod defect;
 mod exec;
+pub mod explore;
 mod observe;
 pub mod plan;
 pub mod script;
@@ -17,78 +19,16 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use scistream_fsm::timing::{self, Profile};
 use scistream_fsm::{
-    Effect, Faces, Instant, Msg, Node, Peer, Principal, Role, TimerKey, TimerKind, Token, Uid, cons_app, prod_app,
-    s2cs, s2ds, s2uc,
+    Effect, Faces, Instant, Msg, Node, Peer, Principal, Role, TimerKey, Token, Uid, cons_app, prod_app, s2cs, s2ds,
+    s2uc,
 };
 
 use crate::check::{Prop, Reach, Violation};
 use crate::net::{self, Fate, Network};
 use crate::nodes::{self, node_by_name};
 use crate::scenario::Scenario;
+pub use defect::{Defect, Step};
 use plan::Plan;
-
-/// A deliberately broken protocol variant to run (the simulator's self-test).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Defect {
-    /// The correct protocol.
-    #[default]
-    None,
-    /// Clients never retransmit.
-    NoRetransmit,
-    /// Data servers start bridges before UpdateTargets.
-    BridgeBeforeCredentials,
-    /// Data servers keep ports bound after release.
-    LeakPortsOnRelease,
-    /// Clients send REQs asking for no connections, which the wire refuses.
-    UnencodableRequest,
-}
-
-impl Defect {
-    /// Rewrites the effects a correct core of `node` asked for into the broken variant's: the
-    /// production cores have no test switches, the broken protocols live here.
-    pub fn rewrite(self, node: Peer, out: &mut Vec<Effect>) {
-        match (self, node) {
-            (Self::NoRetransmit, Peer::Client(_)) => {
-                out.retain(|e| !matches!(e, Effect::SetTimer { key, .. } if key.kind == TimerKind::Retransmit));
-            }
-            (Self::BridgeBeforeCredentials, Peer::DataServer(role, _)) => {
-                let early: Vec<Effect> = out
-                    .iter()
-                    .filter_map(|e| match e {
-                        Effect::Listen { uid, ports, .. } => Some(Effect::StartBridges {
-                            uid: *uid,
-                            ports: ports.clone(),
-                            targets: Vec::new(),
-                            creds: scistream_fsm::Credentials::default(),
-                            role,
-                            rate: 0,
-                        }),
-                        _ => None,
-                    })
-                    .collect();
-                out.extend(early);
-            }
-            (Self::LeakPortsOnRelease, Peer::DataServer(..)) => out.retain(|e| !matches!(e, Effect::Unlisten { .. })),
-            (Self::UnencodableRequest, Peer::Client(_)) => {
-                for e in out.iter_mut() {
-                    if let Effect::Send { msg: Msg::Req { params, .. }, .. } = e {
-                        params.num_conn = 0;
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-
-    /// Every variant with its CLI name.
-    pub const NAMED: [(&'static str, Self); 5] = [
-        ("none", Self::None),
-        ("no-retransmit", Self::NoRetransmit),
-        ("bridge-before-credentials", Self::BridgeBeforeCredentials),
-        ("leak-ports", Self::LeakPortsOnRelease),
-        ("unencodable-request", Self::UnencodableRequest),
-    ];
-}
 
 /// How to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -121,8 +61,16 @@ pub struct Outcome {
 /// Something scheduled on the virtual clock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Event {
-    Deliver { from: Peer, to: Peer, wire: Wire },
-    Timer { node: Peer, key: TimerKey, generation: u64 },
+    Deliver {
+        from: Peer,
+        to: Peer,
+        wire: Wire,
+    },
+    Timer {
+        node: Peer,
+        key: TimerKey,
+        generation: u64,
+    },
     Start(usize),
     Hello(usize),
     Release(usize),
@@ -136,6 +84,9 @@ enum Event {
     ConsResult(usize, bool),
     Crash(Peer, u64),
     Restart(Peer),
+    /// The checks look again at a node's session when its lease must have ended, whether or not
+    /// a step concerned it since.
+    LeaseCheck(Peer, Uid),
 }
 
 /// What a delivery carries. The network frames a message with the production encoding only
@@ -149,13 +100,16 @@ enum Wire {
     Damaged(Vec<u8>),
 }
 
+/// The first port of every data server's range.
+pub const FIRST_PORT: u16 = 5100;
+
 /// One message in this many sent goes through the production encoder and decoder and must come
 /// back as itself ([`Prop::WireFaithful`]); every damaged one goes through both anyway.
 pub const ROUND_TRIP_EVERY: u64 = 8;
 
 /// An event on the queue, ordered by its time and then by when it was scheduled (the order
 /// in which events of one instant happen is part of what a seed determines).
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 struct Scheduled {
     at: Instant,
     seq: u64,
@@ -187,6 +141,8 @@ impl Ord for Scheduled {
 struct Seen {
     state: &'static str,
     terminal: bool,
+    /// Holding a reservation its lease bounds.
+    leased: bool,
     since: Instant,
 }
 
@@ -195,6 +151,7 @@ fn ms(v: u64) -> Duration {
 }
 
 /// A simulated cluster during one run.
+#[derive(Clone)]
 pub struct World<'a> {
     sc: &'a Scenario,
     opts: Options,
@@ -211,7 +168,13 @@ pub struct World<'a> {
     ds: Vec<Option<s2ds::S2ds>>,
     apps: Vec<Option<prod_app::ProdApp>>,
     cons: Vec<cons_app::ConsApp>,
+    /// Each client's journal: its durable state (the uids of its unfinished sessions).
     journals: Vec<BTreeSet<Uid>>,
+    /// The sessions each client accepted from its user (`Input::Start` taken), by client.
+    started: BTreeSet<(u32, Uid)>,
+    /// The outcome each client reported to its user for a session (`Notice::Released` or
+    /// `Notice::Failed`): after it, the client may legitimately forget the session.
+    outcomes: BTreeMap<(u32, Uid), Option<scistream_fsm::ErrorCode>>,
     epochs: [u64; 2],
     /// Each control server's durable store: the established sessions it persisted.
     stores: [BTreeMap<Uid, s2cs::Record>; 2],
@@ -233,6 +196,9 @@ pub struct World<'a> {
     /// The sessions the producer's control server has held with listeners bound, with their
     /// owners: the ones a client may announce.
     admitted: BTreeSet<(Uid, Principal)>,
+    /// The listeners the producer's control server held for each session, in every incarnation:
+    /// where a consumer gateway may forward it.
+    prod_gateway: BTreeMap<Uid, BTreeSet<Vec<scistream_fsm::Addr>>>,
     plans: Vec<Plan>,
     by_uid: BTreeMap<Uid, Vec<usize>>,
     seen: BTreeMap<Peer, BTreeMap<Uid, Seen>>,
@@ -244,6 +210,10 @@ pub struct World<'a> {
     trace: Option<Vec<String>>,
     events: u64,
     scratch: Vec<Effect>,
+    /// Set while a forged message is being handled: what the step does beyond answering the
+    /// forger is collected in `forged_effects`.
+    forging: bool,
+    forged_effects: Vec<String>,
 }
 
 /// Runs one seed of a scenario to its end.
@@ -270,7 +240,7 @@ impl<'a> World<'a> {
         let mut foreign = vec![BTreeSet::new(); all_nodes];
         for set in &mut foreign {
             while set.len() < usize::from(sc.busy_ports) {
-                set.insert(5100 + rng.random_range(0..sc.ports));
+                set.insert(FIRST_PORT + rng.random_range(0..sc.ports));
             }
         }
         let config = Drawn {
@@ -301,6 +271,8 @@ impl<'a> World<'a> {
             apps: vec![None; n],
             cons: plans.iter().map(|p| cons_app::ConsApp::new(p.uid)).collect(),
             journals: vec![BTreeSet::new(); sc.clients as usize],
+            started: BTreeSet::new(),
+            outcomes: BTreeMap::new(),
             epochs: [1, 1],
             stores: [BTreeMap::new(), BTreeMap::new()],
             incs: vec![1; all_nodes],
@@ -313,6 +285,7 @@ impl<'a> World<'a> {
             os: vec![BTreeMap::new(); all_nodes],
             foreign,
             admitted: BTreeSet::new(),
+            prod_gateway: BTreeMap::new(),
             plans,
             by_uid,
             seen: BTreeMap::new(),
@@ -324,6 +297,8 @@ impl<'a> World<'a> {
             trace: opts.trace.then(Vec::new),
             events: 0,
             scratch: Vec::new(),
+            forging: false,
+            forged_effects: Vec::new(),
         };
         w.note(|| format!("seed {} scenario {} sessions {}", opts.seed, sc.name, sc.sessions));
         w
@@ -368,13 +343,19 @@ impl<'a> World<'a> {
     /// Processes the next event; `false` once the run is over (nothing left, the end time
     /// passed, or the event budget spent: a livelock, reported as bounded-drive).
     fn step_event(&mut self) -> bool {
-        let max_events = 100_000 + 60_000 * u64::from(self.sc.sessions);
         let Some(Reverse(Scheduled { at, ev, .. })) = self.queue.pop() else { return false };
+        self.run_event(at, ev)
+    }
+
+    /// Processes `ev`, due at `at` (the clock never goes back: an event handled ahead of
+    /// another happens at the later of the two times); `false` once the run is over.
+    fn run_event(&mut self, at: Instant, ev: Event) -> bool {
+        let max_events = 100_000 + 60_000 * u64::from(self.sc.sessions);
         if at > self.end_at {
             self.queue.clear();
             return false;
         }
-        self.now = at;
+        self.now = self.now.max(at);
         self.events += 1;
         if self.events > max_events {
             self.violate(Prop::BoundedDrive, format!("more than {max_events} events: livelock"));
@@ -394,7 +375,11 @@ impl<'a> World<'a> {
     /// scripted end-of-run properties `eventually` names as broken.
     fn into_outcome_with(mut self, eventually: impl FnOnce(&Self) -> Vec<&'static str>) -> Outcome {
         self.now = self.now.max(self.end_at);
-        self.final_checks();
+        // A run its event budget cut short never reached its end: what it holds then says
+        // nothing about the end-of-run properties.
+        if !self.violations.iter().any(|v| v.prop == Prop::BoundedDrive) {
+            self.final_checks();
+        }
         for name in eventually(&self) {
             self.violate(Prop::Scripted(name), "scripted property does not hold at the end".into());
         }
@@ -494,6 +479,7 @@ impl<'a> World<'a> {
             }
             Event::Crash(node, down_ms) => self.crash(node, down_ms),
             Event::Restart(node) => self.restart(node),
+            Event::LeaseCheck(node, uid) => self.observe(node, Some(uid)),
         }
     }
 
@@ -527,8 +513,17 @@ impl<'a> World<'a> {
                     && self.sc.workload.forge > 0.0
                     && self.rng.random_bool(self.sc.workload.forge);
                 let forged = forge.then(|| self.forge(&msg)).flatten();
-                let caller = principal_of(&msg);
+                let caller = self.caller_of(r, &msg, false);
+                let rel = match &msg {
+                    // The identity the token really names, whatever the caller was taken for.
+                    Msg::Rel { uid, .. } => Some((*uid, principal_of(&msg))),
+                    _ => None,
+                };
+                let before = rel.as_ref().and_then(|(uid, _)| self.cs_state(r, *uid));
                 self.step_cs(r, to, s2cs::Input::Msg { from, caller, msg });
+                if let Some((uid, caller)) = rel {
+                    self.check_releaser(r, uid, before, caller.as_ref());
+                }
                 if let Some(f) = forged {
                     self.deliver_forged(r, from, f);
                 }
@@ -611,7 +606,7 @@ impl<'a> World<'a> {
         match node {
             Peer::Client(n) => {
                 if let Some(c) = self.clients[n as usize].take() {
-                    self.journals[n as usize] = c.journal();
+                    self.journals[n as usize] = self.opts.defect.journal(&c);
                 }
             }
             Peer::ControlServer(r) => self.cs[nodes::role_index(r)] = None,
@@ -716,7 +711,7 @@ fn ds_cfg(sc: &Scenario, seed: u64, r: Role, n: Node, inc: u64) -> s2ds::Config 
     };
     s2ds::Config {
         facility: r,
-        ports: 5100..=5100 + (sc.ports - 1),
+        ports: FIRST_PORT..=FIRST_PORT + (sc.ports - 1),
         advertise: Faces { wan: host("wan"), lan: host("lan") },
         timing: timing_of(sc, seed, Peer::DataServer(r, n), inc),
         capacity: sc.config.node_capacity,

@@ -101,3 +101,19 @@ fn diagrams_in_the_repository_are_current() {
     let (code, text, _) = sim(&["diagrams", "--out", out, "--check"]);
     assert_eq!(code, 0, "{text}");
 }
+
+#[test]
+fn a_failing_swarm_seed_prints_its_world_and_a_replay_command_that_reproduces_it() {
+    let dir = std::env::temp_dir().join(format!("sim-swarm-cli-{}", std::process::id()));
+    let out_dir = dir.to_str().expect("utf-8 path");
+    let (code, out, _) = sim(&["swarm", "--seeds", "0..30", "--defect", "leak-ports", "--out", out_dir]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("name = \"swarm-"), "the world is printed as a scenario file:\n{out}");
+    let replay = out.lines().skip_while(|l| !l.starts_with("replay exactly")).nth(1).expect("replay line").trim();
+    assert!(replay.starts_with("sim replay --scenario ") && replay.ends_with("--defect leak-ports"), "{replay}");
+    let args: Vec<&str> = replay.split_whitespace().skip(1).collect();
+    let (code, trace, _) = sim(&args);
+    assert_eq!(code, 1, "the kept world and seed fail again:\n{trace}");
+    assert!(trace.contains("VIOLATION"), "{trace}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

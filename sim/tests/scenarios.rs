@@ -59,6 +59,9 @@ sweeps! {
     config_space_holds_every_property => "config-space",
     headline_holds_every_property => "headline",
     nodes_hold_every_property => "nodes",
+    crash_s2uc_after_release_holds_every_property => "crash-s2uc-after-release",
+    explore_one_holds_every_property => "explore-one",
+    explore_two_holds_every_property => "explore-two",
 }
 
 /// Runs a broken variant until some seed breaks `prop`; panics if none does within `bound`.

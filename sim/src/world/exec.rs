@@ -16,8 +16,17 @@ impl World<'_> {
             s2uc::Input::Timer(key) => key.uid,
             s2uc::Input::Recover => None,
         };
+        let start = matches!(input, s2uc::Input::Start { .. });
         let mut out = std::mem::take(&mut self.scratch);
         let res = core.handle(self.now, input, &mut out);
+        if start
+            && res.is_ok()
+            && let Some(uid) = uid
+        {
+            // The user started the uid anew (after an outcome it may reuse it): a new session.
+            self.started.insert((n, uid));
+            self.outcomes.remove(&(n, uid));
+        }
         self.finish(Peer::Client(n), uid, res, out);
     }
 
@@ -93,7 +102,11 @@ impl World<'_> {
         if let Err(e) = &res {
             self.note(|| format!("{node} refuses: {e}"));
         }
-        self.opts.defect.rewrite(node, &mut out);
+        let step = super::defect::Step { node, now: self.now, forged: self.forging };
+        self.opts.defect.rewrite(step, &mut out);
+        if self.forging {
+            self.note_forged_effects(node, &out);
+        }
         for eff in out.drain(..) {
             self.execute(node, eff);
         }
@@ -215,11 +228,13 @@ impl World<'_> {
                     self.schedule(self.now + ms(1), Event::ConsListeners(i, cons_listeners));
                 }
             }
-            Notice::Released { .. } => {
+            Notice::Released { uid } => {
                 self.reached.insert(Reach::Released);
+                self.outcome(c, uid, None);
             }
-            Notice::Failed { code, .. } => {
+            Notice::Failed { uid, code } => {
                 use scistream_fsm::ErrorCode as E;
+                self.outcome(c, uid, Some(code));
                 let mark = match code {
                     E::DeadlineExceeded => Some(Reach::FailedDeadline),
                     E::ResourceExhausted => Some(Reach::FailedExhausted),
@@ -232,6 +247,19 @@ impl World<'_> {
                 self.reached.extend(mark);
             }
             Notice::Ready { .. } | Notice::Streaming { .. } => {}
+        }
+    }
+
+    /// Client `c` reported `uid`'s outcome to its user: final, across the client's crashes too
+    /// (it may forget the session after it, never report it again).
+    fn outcome(&mut self, c: u32, uid: Uid, code: Option<scistream_fsm::ErrorCode>) {
+        if let Some(first) = self.outcomes.insert((c, uid), code) {
+            let says =
+                |o: Option<scistream_fsm::ErrorCode>| o.map_or("released".to_string(), |e| format!("failed {e}"));
+            self.violate(
+                Prop::TerminalIsFinal,
+                format!("s2uc#{c} reported {uid} {} after it had reported it {}", says(code), says(first)),
+            );
         }
     }
 
@@ -298,15 +326,82 @@ impl World<'_> {
             _ => Peer::Client(u32::MAX),
         };
         self.note(|| format!("{} <- FORGED {} {}", Peer::ControlServer(r), msg.name(), short(uid)));
-        let caller = super::principal_of(&msg);
+        let caller = self.caller_of(r, &msg, true);
+        let rel = matches!(msg, Msg::Rel { .. }).then(|| super::principal_of(&msg));
+        let state = self.cs_state(r, uid);
+        self.forging = true;
         self.step_cs(r, Peer::ControlServer(r), s2cs::Input::Msg { from: forger, caller, msg });
+        self.forging = false;
+        let effects = std::mem::take(&mut self.forged_effects);
+        if let Some(caller) = rel {
+            self.check_releaser(r, uid, state, caller.as_ref());
+        }
         let Some(core) = self.cs[i].as_ref() else { return };
-        if (core.session(&uid).cloned(), core.core().session(&uid).cloned(), core.state()) == before {
+        let unchanged = (core.session(&uid).cloned(), core.core().session(&uid).cloned(), core.state()) == before;
+        if unchanged && effects.is_empty() {
             self.reached.insert(Reach::ForgeryRefused);
-        } else {
+        } else if !unchanged {
             self.violate(
                 Prop::ForgeryChangesNothing,
                 format!("a forged message changed session {uid} at {}", Peer::ControlServer(r)),
+            );
+        } else {
+            self.violate(
+                Prop::ForgeryChangesNothing,
+                format!("a forged message about {uid} made {} {}", Peer::ControlServer(r), effects.join(", ")),
+            );
+        }
+    }
+
+    /// What a step handling a forged message does beyond answering the forger: anything is
+    /// a change (a message to a data server or a client, a port, a record, a notice).
+    fn note_forged_effects(&mut self, node: Peer, out: &[Effect]) {
+        for e in out {
+            let what = match e {
+                Effect::Send { to: Peer::Client(u32::MAX) | Peer::App(u32::MAX), .. } => continue,
+                Effect::Send { to, msg } => format!("send {} to {to}", msg.name()),
+                Effect::SetTimer { .. } | Effect::CancelTimer { .. } => continue,
+                other => format!("{other:?}").chars().take(60).collect(),
+            };
+            self.forged_effects.push(format!("{node}: {what}"));
+        }
+    }
+
+    /// The caller the simulated introspection names for `msg`'s token (a broken variant may
+    /// take it for the session's owner).
+    pub(super) fn caller_of(&self, r: Role, msg: &Msg, forged: bool) -> Option<scistream_fsm::Principal> {
+        let owner = msg.uid().and_then(|uid| {
+            self.cs[nodes::role_index(r)].as_ref().and_then(|c| c.core().session(&uid)).map(|e| e.owner.clone())
+        });
+        self.opts.defect.caller(super::principal_of(msg), owner.as_ref(), forged)
+    }
+
+    /// The state of `uid` at the control server serving `r`.
+    pub(super) fn cs_state(&self, r: Role, uid: Uid) -> Option<scistream_fsm::session::State> {
+        self.cs[nodes::role_index(r)].as_ref().and_then(|c| c.session(&uid)).map(|s| s.state())
+    }
+
+    /// A REL by `caller` that moved `uid` into release at the control server serving `r` came
+    /// from the session's owner, or from an operator where operators are configured.
+    pub(super) fn check_releaser(
+        &mut self,
+        r: Role,
+        uid: Uid,
+        before: Option<scistream_fsm::session::State>,
+        caller: Option<&scistream_fsm::Principal>,
+    ) {
+        use scistream_fsm::session::State as S;
+        let releasing = |s: Option<S>| matches!(s, Some(S::Releasing | S::Released));
+        if releasing(before) || !releasing(self.cs_state(r, uid)) {
+            return;
+        }
+        let Some(s) = self.cs[nodes::role_index(r)].as_ref().and_then(|c| c.session(&uid)) else { return };
+        let owner = s.owner().clone();
+        let operator = self.config.operators && caller.is_some_and(|c| c.0 == "operator");
+        if caller != Some(&owner) && !operator {
+            self.violate(
+                Prop::OwnerReleases,
+                format!("{} released {uid} (owner {}) on a call by {caller:?}", Peer::ControlServer(r), owner.0),
             );
         }
     }

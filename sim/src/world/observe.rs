@@ -11,6 +11,7 @@ use crate::check::Prop;
 use crate::nodes;
 
 /// What a node's session looks like to the checks.
+#[derive(Clone)]
 pub(super) struct Look {
     state: &'static str,
     terminal: bool,
@@ -45,6 +46,12 @@ impl World<'_> {
                             && !e.summary.listeners.is_empty()
                         {
                             self.admitted.insert((*uid, e.owner.clone()));
+                        }
+                        // Where a consumer gateway may forward the session to (maps-agree).
+                        if let Some(s) = c.session(uid)
+                            && !s.listeners.is_empty()
+                        {
+                            self.prod_gateway.entry(*uid).or_default().insert(s.listeners.clone());
                         }
                     }
                 }
@@ -101,11 +108,16 @@ impl World<'_> {
             }
             let newly_established = look.established && prev.is_none_or(|p| p.state != look.state);
             let newly_terminal = look.terminal && prev.is_none_or(|p| !p.terminal);
-            seen.insert(uid, Seen { state: look.state, terminal: look.terminal, since });
-            if let Peer::ControlServer(_) = node
+            if look.leased && prev.is_none_or(|p| !p.leased || p.since != since) {
+                // Looked at again when the lease must have ended, even if nothing steps it by
+                // then (a reservation whose lease timer is lost).
+                self.schedule(since + lease + Duration::from_millis(2), super::Event::LeaseCheck(node, uid));
+            }
+            seen.insert(uid, Seen { state: look.state, terminal: look.terminal, leased: look.leased, since });
+            if let Peer::ControlServer(r) = node
                 && newly_established
             {
-                self.check_maps(uid);
+                self.check_maps(r, uid);
             }
             if let Peer::DataServer(r, n) = node
                 && newly_terminal
@@ -116,34 +128,56 @@ impl World<'_> {
         *self.seen.entry(node).or_default() = seen;
     }
 
-    /// Both control servers agree on an established session's connection map.
-    fn check_maps(&mut self, uid: Uid) {
-        let (Some(p), Some(c)) = (&self.cs[0], &self.cs[1]) else { return };
-        let (Some(p), Some(c)) = (p.session(&uid), c.session(&uid)) else { return };
-        let est = session::State::Established;
-        if p.state() != est || c.state() != est {
-            return;
-        }
-        let (Some((p_targets, p_creds)), Some((c_targets, c_creds))) = (&p.bridge, &c.bridge) else {
-            self.violate(Prop::MapsAgree, format!("established session {uid} without a connection map"));
+    /// An established session's connection map, checked at each control server on its own as
+    /// it becomes established (the other side may be down, or not there yet): its owner is the
+    /// client that asked for it, its credentials the ones that client minted, the producer
+    /// gateway forwards to where the producer listens, the consumer gateway to listeners the
+    /// producer gateway held for the session; and when both sides are established, they agree.
+    fn check_maps(&mut self, r: Role, uid: Uid) {
+        let Some(me) = self.cs[nodes::role_index(r)].as_ref().and_then(|c| c.session(&uid)) else { return };
+        let at = Peer::ControlServer(r);
+        let Some((targets, creds)) = &me.bridge else {
+            self.violate(Prop::MapsAgree, format!("{at}: established session {uid} without a connection map"));
             return;
         };
-        let problem = if p.owner() != c.owner() {
-            Some("different owners")
-        } else if p_creds != c_creds {
-            Some("different credentials")
-        } else if *c_targets != p.listeners {
-            Some("consumer gateway does not forward to the producer gateway's listeners")
-        } else if !self.by_uid[&uid].iter().any(|i| self.plans[*i].prod_listeners == *p_targets) {
+        let plans: Vec<&super::Plan> = self.by_uid.get(&uid).into_iter().flatten().map(|i| &self.plans[*i]).collect();
+        let owner = me.owner();
+        let problem = if !plans.iter().any(|p| owner.0 == format!("user{}", p.client)) {
+            Some(format!("owned by {owner:?}, who never asked for it"))
+        } else if !plans.iter().any(|p| p.creds == *creds) {
+            Some("credentials no client minted for it".to_string())
+        } else if r == Role::Prod && !plans.iter().any(|p| p.prod_listeners == *targets) {
             // Compared with where the producer really listens: after a restart of the producer's
             // control server the map comes from the client, which learnt it from the Hello the
             // old incarnation accepted.
-            Some("producer gateway does not forward to the producer's listeners")
+            Some("the producer gateway does not forward to the producer's listeners".to_string())
+        } else if r == Role::Cons && !self.prod_gateway.get(&uid).is_some_and(|held| held.contains(targets)) {
+            Some("the consumer gateway does not forward to listeners the producer gateway held".to_string())
         } else {
-            None
+            self.disagreement(uid).map(str::to_string)
         };
         if let Some(what) = problem {
-            self.violate(Prop::MapsAgree, format!("session {uid}: {what}"));
+            self.violate(Prop::MapsAgree, format!("{at} session {uid}: {what}"));
+        }
+    }
+
+    /// Where both control servers hold `uid` established, what they disagree on.
+    fn disagreement(&self, uid: Uid) -> Option<&'static str> {
+        let (Some(p), Some(c)) = (&self.cs[0], &self.cs[1]) else { return None };
+        let (Some(p), Some(c)) = (p.session(&uid), c.session(&uid)) else { return None };
+        let est = session::State::Established;
+        if p.state() != est || c.state() != est {
+            return None;
+        }
+        let (Some((_, p_creds)), Some((c_targets, c_creds))) = (&p.bridge, &c.bridge) else { return None };
+        if p.owner() != c.owner() {
+            Some("the facilities hold different owners")
+        } else if p_creds != c_creds {
+            Some("the facilities hold different credentials")
+        } else if *c_targets != p.listeners {
+            Some("the consumer gateway does not forward to the producer gateway's listeners")
+        } else {
+            None
         }
     }
 
@@ -164,7 +198,7 @@ impl World<'_> {
         for p in &self.plans {
             let Some(c) = &self.clients[p.client as usize] else { continue };
             let Some(s) = c.session(&p.uid) else {
-                stuck.push(format!("{} never started at s2uc#{}", p.uid, p.client));
+                stuck.extend(self.forgotten(p.client, p.uid));
                 continue;
             };
             if !matches!(s.state(), s2uc::State::Established | s2uc::State::Released | s2uc::State::Failed) {
@@ -177,10 +211,30 @@ impl World<'_> {
         }
     }
 
+    /// Why a client not holding `uid` is wrong, if it is. A client's durable state is its
+    /// journal, the uids of its unfinished sessions: it may forget a session once it reported
+    /// the session's outcome (released, or failed with an ERROR) to its user, and only then.
+    /// A session it accepted and forgot without an outcome was lost.
+    fn forgotten(&self, client: u32, uid: Uid) -> Option<String> {
+        if self.outcomes.contains_key(&(client, uid)) {
+            None
+        } else if self.started.contains(&(client, uid)) {
+            Some(format!("{uid} lost at s2uc#{client}: accepted, no outcome reported, no longer held"))
+        } else {
+            Some(format!("{uid} never started at s2uc#{client}"))
+        }
+    }
+
     /// At the end, after every session was released: every session is over at its client with
     /// an outcome, and nothing holds a port anywhere.
     pub(super) fn final_checks(&mut self) {
         let mut bad = Vec::new();
+        for p in &self.plans {
+            let held = self.clients[p.client as usize].as_ref().is_none_or(|c| c.session(&p.uid).is_some());
+            if !held && let Some(what) = self.forgotten(p.client, p.uid) {
+                bad.push((Prop::SessionsSettle, what));
+            }
+        }
         for (n, c) in self.clients.iter().enumerate() {
             let Some(c) = c else {
                 bad.push((Prop::SessionsSettle, format!("s2uc#{n} is still down at the end")));

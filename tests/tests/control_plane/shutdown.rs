@@ -13,7 +13,7 @@ use scistream_transport::client::{CallError, Listeners};
 use tokio::task::JoinHandle;
 
 use crate::testkit::{
-    CALL, RawServer, await_state, connect, creds, fresh_uid, key, port_of, ports, runtime, shared, within,
+    CALL, RawServer, await_state, connect, creds, eventually, fresh_uid, key, port_of, ports, runtime, shared, within,
 };
 
 /// What a server holds when it is told to stop.
@@ -62,9 +62,11 @@ fn assert_stopped(rt: &tokio::runtime::Runtime, dir: &Path, signal: &str, contro
     }
     assert!(!listening(control), "the control port {control} still listens after the shutdown");
     let answer = rt.block_on(within(CALL, "the waiting REQ", busy.waiting)).expect("REQ task");
+    // The server's own answer, not the client's transport error: a process that exits without
+    // answering would leave only the latter.
     assert!(
-        matches!(answer, Err(CallError::Status { code: ErrorCode::Unavailable, .. } | CallError::Unavailable(_))),
-        "the waiting REQ is told the server is gone: {answer:?}"
+        matches!(answer, Err(CallError::Status { code: ErrorCode::Unavailable, .. })),
+        "the waiting REQ is answered UNAVAILABLE by the server: {answer:?}"
     );
 }
 
@@ -74,11 +76,24 @@ fn sigterm_drains_then_stops_with_code_3_closing_every_listener_and_the_control_
     let dir = Scratch::new("cp-sigterm");
     let opts =
         ServerOpts { port_range: free_range(6), extra: args(&["--drain-timeout", "1"]), ..ServerOpts::default() };
-    let server = Server::start(&dir.0, &opts).unwrap();
+    let mut server = Server::start(&dir.0, &opts).unwrap();
     let rt = runtime();
-    let busy = rt.block_on(occupy(&server.addr, server.cert.as_deref().expect("TLS")));
+    let cert = server.cert.clone().expect("TLS");
+    let busy = rt.block_on(occupy(&server.addr, &cert));
     let control = port_of(&server.addr);
-    assert_eq!(server.terminate().expect("SIGTERM"), Some(3), "exit code after SIGTERM: sessions were cut");
+    let probe = rt.block_on(connect(&server.addr, &cert));
+    server.signal("TERM").expect("SIGTERM");
+    // Probed while it shuts down, not once it has exited: the server itself refuses a new
+    // session with UNAVAILABLE (an exit on SIGTERM would leave only a transport error).
+    eventually(Duration::from_secs(5), "a new session refused UNAVAILABLE while shutting down", || {
+        match rt.block_on(probe.req(fresh_uid(), Role::Cons, 1, 0, Some(key(2)))) {
+            Err(CallError::Status { code: ErrorCode::Unavailable, .. }) => true,
+            Ok(_) => false, // the signal is not handled yet
+            Err(other) => panic!("a new session while shutting down: {other:?}"),
+        }
+    });
+    let code = server.wait_exit(Duration::from_secs(20)).expect("waits").expect("exits after its drain");
+    assert_eq!(code, Some(3), "exit code after SIGTERM: sessions were cut");
     assert_stopped(&rt, &dir.0, "SIGTERM", control, busy);
 }
 
