@@ -61,10 +61,11 @@ fn s2cs_with_a_port_range_whose_first_port_is_after_its_last_exits_2() {
 }
 
 #[test]
-fn s2cs_with_a_1_2_proxy_type_exits_2() {
-    let (code, stderr) = fails("s2cs", &["--insecure", "--port", "0", "--type", "haproxy"]);
+fn s2cs_with_an_unknown_data_server_type_exits_2_naming_the_types() {
+    // SciStream 1.2's types run (control_plane/backends.rs); one it never had does not.
+    let (code, stderr) = fails("s2cs", &["--insecure", "--port", "0", "--type", "EnvoySubprocess"]);
     assert_eq!(code, Some(2), "{stderr}");
-    assert!(stderr.contains("haproxy"), "the message names the type: {stderr}");
+    assert!(stderr.contains("EnvoySubprocess") && stderr.contains("native, haproxy, nginx or stunnel"), "{stderr}");
 }
 
 #[test]
