@@ -51,8 +51,9 @@ pub enum S2csMsg {
     Refresh(oneshot::Sender<()>),
     /// Drain: admit no new session (the core's [`s2cs::Input::Drain`]).
     Drain,
-    /// New capacity, default rate and operators (the core's [`s2cs::Input::Reconfigure`]).
-    Reconfigure(Option<u64>, u32, Vec<scistream_fsm::Principal>),
+    /// New capacity, default rate, operators and policy (the core's
+    /// [`s2cs::Input::Reconfigure`]).
+    Reconfigure(Option<u64>, u32, Vec<scistream_fsm::Principal>, Box<scistream_fsm::policy::Policy>),
     /// Whether it serves (a data server attached), and how many sessions hold resources.
     Health(oneshot::Sender<Serving>),
 }
@@ -166,14 +167,15 @@ impl ActorBackend {
         self.0.send_message(S2csMsg::Drain).is_ok()
     }
 
-    /// Takes a new capacity, default rate and operators for what it admits from now on.
+    /// Takes a new capacity, default rate, operators and policy for what it admits from now on.
     pub fn reconfigure(
         &self,
         capacity: Option<u64>,
         default_rate: u32,
         operators: Vec<scistream_fsm::Principal>,
+        policy: scistream_fsm::policy::Policy,
     ) -> bool {
-        self.0.send_message(S2csMsg::Reconfigure(capacity, default_rate, operators)).is_ok()
+        self.0.send_message(S2csMsg::Reconfigure(capacity, default_rate, operators, Box::new(policy))).is_ok()
     }
 
     /// What it says of itself now; `None` once it stopped.
@@ -480,8 +482,8 @@ impl Actor for S2csActor {
                 }
                 Self::step(&myself, st, s2cs::Input::Drain, None).await?;
             }
-            S2csMsg::Reconfigure(capacity, default_rate, operators) => {
-                let input = s2cs::Input::Reconfigure { capacity, default_rate, operators };
+            S2csMsg::Reconfigure(capacity, default_rate, operators, policy) => {
+                let input = s2cs::Input::Reconfigure { capacity, default_rate, operators, policy };
                 Self::step(&myself, st, input, None).await?;
             }
             S2csMsg::Health(reply) => {

@@ -29,6 +29,7 @@ pub mod diagram;
 pub mod effect;
 pub mod error;
 pub mod msg;
+pub mod policy;
 pub mod prod_app;
 pub mod s2cs;
 pub mod s2ds;
@@ -47,5 +48,6 @@ pub use msg::{Msg, Token};
 pub use step::Core;
 pub use time::Instant;
 pub use types::{
-    Addr, AppKey, Credentials, ErrorCode, Face, Faces, Node, Peer, Pool, Principal, Role, SessionParams, Uid, Why,
+    Addr, AppKey, Credentials, ErrorCode, Face, Faces, Guard, Limit, Node, Peer, Pool, Principal, Role, SessionParams,
+    Uid, Why,
 };

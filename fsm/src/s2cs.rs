@@ -44,6 +44,7 @@ use crate::alphabet;
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
+use crate::policy::Policy;
 use crate::session::{self, Summary};
 use crate::time::Instant;
 use crate::timing::{self, Profile};
@@ -118,8 +119,10 @@ pub struct Config {
     /// asked for it, and a retransmission of that REQ (still rate 0) is the same request.
     pub default_rate: u32,
     /// Identities that may query, update and release any session (operators); everybody
-    /// else only their own.
+    /// else only their own. Quotas do not hold them.
     pub operators: Vec<Principal>,
+    /// What the facility's gateway may reach and who may ask for what ([`Policy`]).
+    pub policy: Policy,
 }
 
 impl Config {
@@ -159,7 +162,10 @@ pub enum Input {
     /// that clients retry, against its successor); the sessions it holds go on.
     Drain,
     /// The operator changed what may change while serving (SIGHUP): the facility's capacity,
-    /// its default rate and its operators. Admitted sessions keep what they were admitted with.
+    /// its default rate, its operators and its policy. Admitted sessions keep what they were
+    /// admitted with: a new policy holds calls from now on (a Hello or UpdateTargets, also of
+    /// an established session, and every new REQ); what the data server already dials, it
+    /// goes on dialling.
     Reconfigure {
         /// The facility's capacity, kB/s (`None`: no limit).
         capacity: Option<u64>,
@@ -167,6 +173,8 @@ pub enum Input {
         default_rate: u32,
         /// Identities that may manage every session.
         operators: Vec<Principal>,
+        /// The destination policy and the quotas.
+        policy: Box<Policy>,
     },
 }
 
@@ -447,10 +455,11 @@ impl S2cs {
                 self.draining = true;
                 Ok(())
             }
-            Input::Reconfigure { capacity, default_rate, operators } => {
+            Input::Reconfigure { capacity, default_rate, operators, policy } => {
                 self.cfg.capacity = capacity;
                 self.cfg.default_rate = default_rate;
                 self.cfg.operators = operators;
+                self.cfg.policy = *policy;
                 Ok(())
             }
             Input::SessionDied(uid) => {

@@ -103,6 +103,7 @@ impl World {
                 capacity: None,
                 default_rate: 0,
                 operators: Vec::new(),
+                policy: Default::default(),
             };
             S2cs::new(cfg, 1)
         };

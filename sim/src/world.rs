@@ -706,6 +706,7 @@ fn cs_cfg(sc: &Scenario, config: &Drawn, seed: u64, r: Role, epoch: u64) -> s2cs
         capacity: sc.config.capacity,
         default_rate: 0,
         operators: if config.operators { vec![Principal("operator".into())] } else { Vec::new() },
+        policy: Default::default(),
     }
 }
 

@@ -40,6 +40,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             capacity: None,
             default_rate: 0,
             operators: Vec::new(),
+            policy: Default::default(),
         },
         epoch: 1,
         ds: DataServerSite::Embedded {

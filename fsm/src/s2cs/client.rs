@@ -4,9 +4,10 @@
 use crate::effect::{Effect, Outbox};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
+use crate::policy::Dialled;
 use crate::session::{self, Session, Setup, Summary};
 use crate::time::Instant;
-use crate::types::{AppKey, ErrorCode, Peer, Principal, Uid, Why};
+use crate::types::{AppKey, ErrorCode, Limit, Peer, Principal, Role, Uid, Why};
 
 use super::{Entry, S2cs};
 
@@ -45,6 +46,12 @@ impl S2cs {
         let Some(e) = self.sessions.get(&uid) else { return refuse(out, from, uid, seq, ErrorCode::NotFound) };
         if !self.cfg.may_manage(&e.owner, &caller) {
             return refuse(out, from, uid, seq, ErrorCode::PermissionDenied);
+        }
+        if let Msg::Update { remote, .. } = &msg
+            && let Err(why) = self.cfg.policy.admit_all(Dialled::of(e.params.role), remote)
+        {
+            // Before the session sees it: nothing is dialled.
+            return refuse_why(out, from, uid, seq, ErrorCode::PermissionDenied, why);
         }
         if let Msg::ReqListeners { .. } = msg {
             // A pure query: what is known now (the producer's listeners may still be empty).
@@ -93,6 +100,18 @@ impl S2cs {
         if self.draining {
             return refuse_why(out, from, uid, seq, ErrorCode::Unavailable, Why::Draining);
         }
+        if !self.cfg.operators.contains(&caller) {
+            let held = self.sessions.values().filter(|e| e.owner == caller && e.holds_resources()).count();
+            let held = u32::try_from(held).unwrap_or(u32::MAX);
+            if let Err(why) = self.cfg.policy.quotas.of(&caller).check(params, held) {
+                // Not allowed at all is a permission; a number beyond the quota, a quota.
+                let code = match why {
+                    Why::Quota { limit: Limit::MayRequest | Limit::Role(_), .. } => ErrorCode::PermissionDenied,
+                    _ => ErrorCode::ResourceExhausted,
+                };
+                return refuse_why(out, from, uid, seq, code, why);
+            }
+        }
         let node = match self.place(params) {
             Ok(node) => node,
             Err((code, why)) => return refuse_why(out, from, uid, seq, code, why),
@@ -134,6 +153,13 @@ impl S2cs {
         // A session made without a key (a 1.2 client) matches only a Hello without one.
         if !e.key.ct_eq(key) {
             return refuse(out, from, uid, seq, ErrorCode::PermissionDenied);
+        }
+        // A producer's listeners are where its gateway will dial; a consumer's are not used.
+        if let Msg::Hello { prod_listeners, .. } = &msg
+            && e.params.role == Role::Prod
+            && let Err(why) = self.cfg.policy.admit_all(Dialled::Target, prod_listeners)
+        {
+            return refuse_why(out, from, uid, seq, ErrorCode::PermissionDenied, why);
         }
         out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
         Ok(())
