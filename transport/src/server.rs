@@ -6,9 +6,12 @@
 //! and turns it into the gRPC reply. When and what a call is answered is the protocol cores'
 //! decision (`scistream-fsm`): a producer's `req` waits for the producer's Hello, as SciStream
 //! 1.2's server does, bounded by the session's lease (DEADLINE_EXCEEDED). Errors carry the
-//! protocol's code as their gRPC status code.
+//! protocol's code as their gRPC status code. The host names a Hello or an UpdateTargets
+//! names are resolved here, once: the core sees, checks against the facility's policy, and
+//! has dialled, the addresses they resolved to.
 
 mod auth_check;
+mod resolve;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -181,7 +184,8 @@ impl ControlService {
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
         let creds = args.creds.unwrap_or_else(Credentials::default);
-        let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote: args.remote, creds };
+        let remote = resolve::resolve_all(args.remote).await;
+        let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote, creds };
         let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
         match next(&mut rx).await? {
             Msg::Updated { .. } => Ok(Response::new(pb::Response::default())),
@@ -205,7 +209,8 @@ impl ControlService {
     async fn do_hello(&self, request: Request<pb::Hello>) -> Result<Response<pb::AppResponse>, Status> {
         let args = convert::hello_from_wire(request.get_ref()).map_err(wire)?;
         let key = args.key.unwrap_or_else(AppKey::default);
-        let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners: args.prod_listeners };
+        let prod_listeners = resolve::resolve_all(args.prod_listeners).await;
+        let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners };
         // The app key, not a token, proves the controller.
         let mut rx = self.submit(Peer::App(self.id()), None, msg)?;
         match next(&mut rx).await? {

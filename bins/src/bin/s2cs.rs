@@ -17,7 +17,8 @@ use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
 use scistream_bins::config::s2cs::RunArgs;
 use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::ops::{self, Stopped};
-use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel};
+use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel, policy};
+use scistream_fsm::policy::Policy;
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
 use scistream_identity::introspect::{DEFAULT_MAX_INFLIGHT, IntrospectAuth, IntrospectConfig, PeerLimit};
@@ -99,6 +100,10 @@ struct Settings {
     log_format: LogFormat,
     /// Given to REQs without a rate (0: none).
     default_rate: u32,
+    /// The destination policy and quotas (its own addresses filled in once it listens).
+    policy: Policy,
+    /// Authentication off on an address that is not loopback, by the operator's word.
+    allow_anonymous: bool,
 }
 
 /// How long a drain lets sessions go on by default.
@@ -194,7 +199,18 @@ fn settings(cli: &RunArgs) -> Result<Settings> {
         .or_else(|| file.state_dir.clone())
         .or_else(|| std::env::var_os("STATE_DIRECTORY").filter(|v| !v.is_empty()).map(PathBuf::from));
     let limits = cli.limits.merge(&file.limits)?;
+    let targets = policy::rules("allow-target", cli.allow_targets.as_ref(), file.allow_targets.as_ref())?;
+    let peers = policy::rules("allow-peer", cli.allow_peers.as_ref(), file.allow_peers.as_ref())?;
+    let policy = policy::policy(targets, peers, &file.quota, file.default_quota.as_ref())?;
+    let allow_anonymous = cli.allow_anonymous || file.allow_anonymous;
+    if auth.is_none() && !ip.is_loopback() && !allow_anonymous {
+        bail!(
+            "authentication is off (no client secret) and --listener-ip {ip} is not loopback: anyone who reaches it could use this gateway; give --client-id and --client-secret, or say --allow-anonymous"
+        );
+    }
     Ok(Settings {
+        policy,
+        allow_anonymous,
         limits,
         state_dir,
         ip,
@@ -301,6 +317,10 @@ struct Live {
     auth: Arc<ops::LiveAuth>,
     backend: ActorBackend,
     log: Option<LogLevel>,
+    /// The control server's own addresses: never a target.
+    own: Vec<SocketAddr>,
+    /// What `/healthz` says of authentication.
+    health: Arc<ops::Health>,
 }
 
 impl Live {
@@ -362,6 +382,7 @@ impl Live {
             None => {}
         }
         self.auth.replace(auth.0, auth.1);
+        self.health.set_anonymous(new.auth.is_none());
         if old.capacity != new.capacity || old.default_rate != new.default_rate || old.operators != new.operators {
             tracing::info!(
                 capacity = ?new.capacity,
@@ -370,7 +391,17 @@ impl Live {
                 "capacity, default rate and operators applied to new sessions"
             );
         }
-        self.backend.reconfigure(new.capacity, new.default_rate, new.operators.clone());
+        let mut policy = new.policy.clone();
+        policy.own.clone_from(&self.own);
+        if policy != self.settings.policy_with(&self.own) {
+            tracing::info!(
+                rules = policy.rules(),
+                quotas = policy.quotas.rules.len(),
+                "policy applied to new calls; established sessions are kept"
+            );
+        }
+        scistream_transport::relay::set_policy(Some(policy.clone()));
+        self.backend.reconfigure(new.capacity, new.default_rate, new.operators.clone(), policy);
         if let Some(log) = &self.log
             && old.verbose != new.verbose
         {
@@ -387,6 +418,13 @@ impl Live {
     }
 }
 
+impl Settings {
+    /// Its policy with the control server's own addresses.
+    fn policy_with(&self, own: &[SocketAddr]) -> Policy {
+        Policy { own: own.to_vec(), ..self.policy.clone() }
+    }
+}
+
 /// Whether two data-server settings are the same.
 fn same_ds(a: &DataServer, b: &DataServer) -> bool {
     match (a, b) {
@@ -400,6 +438,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     // At once: from here on SIGHUP, SIGTERM and SIGINT are the daemon's to handle.
     let mut signals = ops::Signals::install()?;
     let health = ops::Health::starting("attaching to the data server");
+    health.set_anonymous(s.auth.is_none());
     let metrics_listener = match s.metrics_addr {
         Some(addr) => Some(ops::bind(addr).await?),
         None => None,
@@ -424,6 +463,13 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
             );
             let a = Arc::new(IntrospectAuth::new(cfg)?);
             (a.clone(), Some(a))
+        }
+        None if s.allow_anonymous && !s.ip.is_loopback() => {
+            tracing::warn!(
+                ip = %s.ip,
+                "--allow-anonymous: authentication is OFF on an address that is not loopback; every caller is trusted, as `anonymous`"
+            );
+            (Arc::new(OpenAuth), None)
         }
         None => {
             tracing::warn!(
@@ -470,6 +516,19 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         .await
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(s.ip, s.port)))?;
     let local = listener.local_addr()?;
+    // Its own ports are never a target: the control port and the metrics port.
+    let own: Vec<SocketAddr> =
+        std::iter::once(local).chain(metrics_listener.as_ref().and_then(|l| l.local_addr().ok())).collect();
+    let policy = s.policy_with(&own);
+    let count = |r: &Option<Vec<_>>| r.as_ref().map_or_else(|| "any".to_owned(), |r| format!("{} rules", r.len()));
+    tracing::info!(
+        allow_targets = %count(&policy.targets),
+        allow_peers = %count(&policy.peers),
+        quotas = policy.quotas.rules.len(),
+        "destination policy (any: every address but the control server's own ports)"
+    );
+    // The embedded data server's relays check every dial again.
+    scistream_transport::relay::set_policy(Some(policy.clone()));
     // Every timer of both cores comes from the one profile: only the Hello timeout and the
     // tombstones are flags.
     let timing = Profile { hello_timeout: s.hello_timeout, tombstone: s.tombstone, ..Profile::production() }
@@ -494,6 +553,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
             capacity: s.capacity,
             default_rate: s.default_rate,
             operators: s.operators.clone(),
+            policy,
         },
         epoch,
         ds,
@@ -577,8 +637,16 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     println!("s2cs ready on {local}");
     ops::notify(&[NotifyState::Ready]);
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<Stopped>();
-    let mut live =
-        Live { args: cli_args, settings: s.clone(), tls: tls_cfg.clone(), auth, backend: backend.clone(), log };
+    let mut live = Live {
+        args: cli_args,
+        settings: s.clone(),
+        tls: tls_cfg.clone(),
+        auth,
+        backend: backend.clone(),
+        log,
+        own,
+        health: health.clone(),
+    };
     let drainer = backend.clone();
     tokio::spawn(async move {
         let which = loop {
