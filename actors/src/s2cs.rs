@@ -84,6 +84,8 @@ pub struct S2csArgs {
     pub recovered: Vec<Record>,
     /// Where it counts what happens, if anywhere.
     pub metrics: Option<CsMetrics>,
+    /// Where its audit trail goes (`None`: nowhere).
+    pub audit: Option<Arc<crate::audit::AuditSink>>,
 }
 
 /// Where a control server's data server runs.
@@ -145,6 +147,9 @@ pub struct S2csState {
     metrics: Option<CsMetrics>,
     /// When each session still setting up was admitted (for the setup latency).
     born: BTreeMap<Uid, std::time::Instant>,
+    audit: Option<Arc<crate::audit::AuditSink>>,
+    /// The network address of the call being stepped, for its audit records.
+    caller_addr: Option<(Peer, std::net::SocketAddr)>,
 }
 
 /// The control server actor.
@@ -277,6 +282,12 @@ impl S2csActor {
                 Effect::Unpersist { uid } => {
                     if let Some(store) = &st.store {
                         store.remove(uid);
+                    }
+                }
+                Effect::Audit(a) => {
+                    if let Some(sink) = &st.audit {
+                        let peer = st.caller_addr.filter(|(p, _)| Some(*p) == a.from).map(|(_, addr)| addr);
+                        sink.write(&a, peer);
                     }
                 }
                 other => tracing::debug!("control server effect not for it: {other:?}"),
@@ -438,6 +449,8 @@ impl Actor for S2csActor {
             ready: Vec::new(),
             metrics: args.metrics,
             born: BTreeMap::new(),
+            audit: args.audit,
+            caller_addr: None,
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;
         Ok(st)
@@ -450,8 +463,12 @@ impl Actor for S2csActor {
         st: &mut S2csState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            S2csMsg::Call(Call { from, caller, msg, answers }) => {
-                Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers))).await?;
+            S2csMsg::Call(Call { from, caller, msg, answers, remote }) => {
+                st.caller_addr = remote.map(|r| (from, r));
+                let stepped =
+                    Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers))).await;
+                st.caller_addr = None;
+                stepped?;
             }
             S2csMsg::Query(q) => Self::answer(st, q),
             S2csMsg::FromDs(node, msg) => {

@@ -24,6 +24,7 @@
 //! generated into `docs/fsm/*.mmd` by [`diagram`].
 
 pub mod alphabet;
+pub mod audit;
 pub mod cons_app;
 pub mod diagram;
 pub mod effect;

@@ -41,6 +41,7 @@ mod server;
 pub use server::ControlServer;
 
 use crate::alphabet;
+use crate::audit::{Audit, Decision};
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
@@ -442,6 +443,25 @@ impl S2cs {
                     false
                 };
                 e.summary.apply(report);
+                let ended = match e.summary.state {
+                    Some(session::State::Released) => Some(Decision::Released),
+                    Some(session::State::Failed) if e.summary.why == Why::Lease => Some(Decision::Expired),
+                    _ => None,
+                };
+                if let Some(decision) = ended
+                    && e.summary.state != was
+                {
+                    let a = Audit {
+                        decision,
+                        uid,
+                        identity: e.owner.clone(),
+                        role: e.params.role,
+                        addrs: e.summary.targets.clone(),
+                        from: None,
+                        why: e.summary.why,
+                    };
+                    out.push(Effect::Audit(Box::new(a)));
+                }
                 if e.summary.state == established && (was != established || bridge) {
                     if let Some(r) = record(uid, e) {
                         out.push(Effect::Persist(Box::new(r)));

@@ -35,6 +35,8 @@ pub struct Call {
     pub msg: Msg,
     /// Where the core's answer to `from` goes (exactly one).
     pub answers: mpsc::UnboundedSender<Msg>,
+    /// The caller's network address, when known (for the audit trail).
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 pub use scistream_proto::convert::SessionStatus as SessionView;
@@ -120,9 +122,15 @@ impl ControlService {
     }
 
     /// Submits `msg` from `from` and returns the receiver of the core's answers.
-    fn submit(&self, from: Peer, caller: Option<Principal>, msg: Msg) -> Result<mpsc::UnboundedReceiver<Msg>, Status> {
+    fn submit(
+        &self,
+        from: Peer,
+        caller: Option<Principal>,
+        msg: Msg,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Result<mpsc::UnboundedReceiver<Msg>, Status> {
         let (answers, rx) = mpsc::unbounded_channel();
-        if !self.backend.submit(Call { from, caller, msg, answers }) {
+        if !self.backend.submit(Call { from, caller, msg, answers, remote }) {
             return Err(Status::unavailable("control server is shutting down"));
         }
         Ok(rx)
@@ -161,6 +169,7 @@ fn unexpected(rpc: &str, msg: &Msg) -> Status {
 /// The rpcs themselves, each observed by [`ControlService::observed`].
 impl ControlService {
     async fn do_req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::request_from_wire(request.get_ref(), &self.limits).map_err(wire)?;
         let msg = Msg::Req {
@@ -170,7 +179,7 @@ impl ControlService {
             params: args.params,
             key: args.key.unwrap_or_default(),
         };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
         match next(&mut rx).await? {
             Msg::Resp { listeners, prod_listeners, .. } => {
                 Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
@@ -181,12 +190,13 @@ impl ControlService {
     }
 
     async fn do_update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
         let creds = args.creds.unwrap_or_else(Credentials::default);
         let remote = resolve::resolve_all(args.remote).await;
         let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote, creds };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
         match next(&mut rx).await? {
             Msg::Updated { .. } => Ok(Response::new(pb::Response::default())),
             Msg::Error { code, why, .. } => Err(refusal(code, why, "update")),
@@ -195,10 +205,11 @@ impl ControlService {
     }
 
     async fn do_release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
         let mut rx =
-            self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) })?;
+            self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) }, peer)?;
         match next(&mut rx).await? {
             Msg::Released { .. } => Ok(Response::new(pb::Response::default())),
             Msg::Error { code, why, .. } => Err(refusal(code, why, "release")),
@@ -207,12 +218,13 @@ impl ControlService {
     }
 
     async fn do_hello(&self, request: Request<pb::Hello>) -> Result<Response<pb::AppResponse>, Status> {
+        let peer = request.remote_addr();
         let args = convert::hello_from_wire(request.get_ref()).map_err(wire)?;
         let key = args.key.unwrap_or_else(AppKey::default);
         let prod_listeners = resolve::resolve_all(args.prod_listeners).await;
         let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners };
         // The app key, not a token, proves the controller.
-        let mut rx = self.submit(Peer::App(self.id()), None, msg)?;
+        let mut rx = self.submit(Peer::App(self.id()), None, msg, peer)?;
         match next(&mut rx).await? {
             Msg::HelloAck { listeners, .. } => {
                 Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)))
@@ -223,10 +235,11 @@ impl ControlService {
     }
 
     async fn do_listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
         let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
         match next(&mut rx).await? {
             // The producer's listeners, empty while its Hello is not in.
             Msg::ProdLstn { listeners, prod_listeners, .. } => {

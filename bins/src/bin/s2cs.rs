@@ -12,6 +12,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use ractor::Actor;
+use scistream_actors::audit::AuditSink;
 use scistream_actors::metrics::CsMetrics;
 use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
 use scistream_bins::config::s2cs::RunArgs;
@@ -104,6 +105,8 @@ struct Settings {
     policy: Policy,
     /// Authentication off on an address that is not loopback, by the operator's word.
     allow_anonymous: bool,
+    /// Where the audit trail goes: `log`, or a file.
+    audit: String,
 }
 
 /// How long a drain lets sessions go on by default.
@@ -209,6 +212,7 @@ fn settings(cli: &RunArgs) -> Result<Settings> {
         );
     }
     Ok(Settings {
+        audit: cli.audit.clone().or_else(|| file.audit.clone()).unwrap_or_else(|| "log".into()),
         policy,
         allow_anonymous,
         limits,
@@ -364,6 +368,7 @@ impl Live {
             ("the control port's [limits]", format!("{:?}", old.limits) != format!("{:?}", new.limits)),
             ("--metrics-addr", old.metrics_addr != new.metrics_addr),
             ("--log-format", old.log_format != new.log_format),
+            ("--audit", old.audit != new.audit),
         ];
         for (what, changed) in fixed {
             if changed {
@@ -520,6 +525,11 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     let own: Vec<SocketAddr> =
         std::iter::once(local).chain(metrics_listener.as_ref().and_then(|l| l.local_addr().ok())).collect();
     let policy = s.policy_with(&own);
+    let audit_sink = Arc::new(match s.audit.as_str() {
+        "log" => AuditSink::Log,
+        path => AuditSink::file(std::path::Path::new(path)).with_context(|| format!("--audit {path}"))?,
+    });
+    tracing::info!(audit = %s.audit, "audit trail: one JSON line per decision");
     let count = |r: &Option<Vec<_>>| r.as_ref().map_or_else(|| "any".to_owned(), |r| format!("{} rules", r.len()));
     tracing::info!(
         allow_targets = %count(&policy.targets),
@@ -560,6 +570,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         store: store.clone(),
         recovered,
         metrics: Some(cs_metrics),
+        audit: Some(audit_sink),
     };
     let (actor, handle) =
         Actor::spawn(None, S2csActor, args).await.map_err(|e| anyhow!("starting the control server: {e}"))?;

@@ -154,6 +154,7 @@ impl World<'_> {
                 self.stores[nodes::role_index(r)].remove(&uid);
             }
             Effect::Notify(n) => self.notice(node, n),
+            Effect::Audit(a) => self.note(|| format!("{node} audits {} of {}", a.decision.name(), short(a.uid))),
             // A control server's cores route these among themselves (`ControlServer`).
             Effect::Spawn(_) | Effect::ToSession { .. } | Effect::Report { .. } | Effect::Retire { .. } => {
                 self.note(|| format!("{node} leaked an effect between its cores"));
