@@ -18,6 +18,7 @@ mod limits;
 mod liveness;
 mod nodes;
 mod operations;
+mod policy;
 mod pool;
 mod real_properties;
 mod refusals;
