@@ -106,7 +106,7 @@ fn targets_and_peers_outside_the_policy_are_permission_denied_naming_the_rule_an
             let why = refused_saying(
                 &format!("Hello naming {target}"),
                 ErrorCode::PermissionDenied,
-                c.hello(prod, Role::Prod, &[target.clone()], Some(key(2))).await,
+                c.hello(prod, Role::Prod, std::slice::from_ref(&target), Some(key(2))).await,
             );
             assert!(why.contains(rule), "{target}: {why}");
         }
