@@ -42,13 +42,17 @@ pub enum Prop {
     /// A client tells its user to start the producer's controller only for a session the
     /// producer's control server admitted for that user, with its listeners bound.
     AnnouncedAdmitted,
+    /// No data server starts a bridge to an address its facility's policy refuses (a
+    /// producer's target outside `allow-targets`, a peer outside `allow-peers`, the control
+    /// server's own port), whatever the faults.
+    TargetsWithinPolicy,
     /// A property a script added ([`crate::script::Property`]), by its name.
     Scripted(&'static str),
 }
 
 impl Prop {
     /// Every property, in report order.
-    pub const ALL: [Self; 12] = [
+    pub const ALL: [Self; 13] = [
         Self::BridgeNeedsCredentials,
         Self::PortsExclusive,
         Self::ReleasedPortsFree,
@@ -61,6 +65,7 @@ impl Prop {
         Self::SessionsSettle,
         Self::AllPortsFree,
         Self::AnnouncedAdmitted,
+        Self::TargetsWithinPolicy,
     ];
 
     /// When it must hold.
@@ -86,6 +91,7 @@ impl Prop {
             Self::SessionsSettle => "sessions-settle",
             Self::AllPortsFree => "all-ports-free",
             Self::AnnouncedAdmitted => "announced-admitted",
+            Self::TargetsWithinPolicy => "targets-within-policy",
             Self::Scripted(name) => name,
         }
     }
@@ -155,6 +161,7 @@ reach! {
     RelayFailed => "relay-failed": "A data server could not start a session's relay.",
     OperatorReleased => "operator-released": "An operator released another identity's session.",
     OtherNode => "other-node": "A control server placed a session on a data-server node other than its first.",
+    PolicyRefused => "policy-refused": "A control server refused a producer's target outside its facility's policy.",
 }
 
 impl Reach {

@@ -59,6 +59,7 @@ sweeps! {
     config_space_holds_every_property => "config-space",
     headline_holds_every_property => "headline",
     nodes_hold_every_property => "nodes",
+    rogue_targets_hold_every_property => "rogue-targets",
 }
 
 /// Runs a broken variant until some seed breaks `prop`; panics if none does within `bound`.
