@@ -404,7 +404,14 @@ impl Scenario {
         }
         let probs = self.faults.iter().flat_map(|f| [f.loss, f.corrupt, f.duplicate, f.reorder]);
         let w = &self.workload;
-        let probs = probs.chain([w.hello_never, w.release_during_setup, w.forge, w.legacy, w.operator_release, w.rogue_targets]);
+        let probs = probs.chain([
+            w.hello_never,
+            w.release_during_setup,
+            w.forge,
+            w.legacy,
+            w.operator_release,
+            w.rogue_targets,
+        ]);
         let probs = probs.chain([self.config.relay_failure]);
         if probs.clone().any(|p| !(0.0..=1.0).contains(&p)) {
             return bad("probabilities must be within 0..=1".into());
