@@ -22,6 +22,10 @@
 //! itself), [`session`] (per session at a control server), [`s2ds`] (per session at a data
 //! server), [`prod_app`] and [`cons_app`] (the application controllers). Their diagrams are
 //! generated into `docs/fsm/*.mmd` by [`diagram`].
+//!
+//! The facility's [`policy`] — which addresses its gateway may dial, who may request what —
+//! is pure data the control server's core consults before a session sees a call; each
+//! decision that matters it also says as an [`audit`] record.
 
 pub mod alphabet;
 pub mod audit;

@@ -31,6 +31,12 @@
 //! synchronously: the simulator and the tests drive it; production runs each session core in
 //! an actor of its own.
 //!
+//! Policy ([`Config::policy`], [`crate::policy`]): a REQ beyond its caller's quota, and a
+//! Hello or UpdateTargets naming an address outside the facility's destination policy, are
+//! refused here, before the session sees them (nothing reserved, nothing dialled); the
+//! addresses must reach the core resolved (the driver resolves names once). Each such decision,
+//! each session created, released or expired, is said as [`Effect::Audit`].
+//!
 //! Status, List and ReqListeners are pure queries answered from the registry
 //! ([`S2cs::status`], [`S2cs::list`], and ReqListeners as a message), ownership decided here.
 
