@@ -7,10 +7,12 @@
 //!   gateway dials (the UpdateTargets of a consumer's session) by `allow-peers`. A list that
 //!   is not configured admits every address (SciStream 1.2's behaviour). Whatever the lists
 //!   say, no session may reach the control server's own ports ([`Policy::own`]).
-//! - **Names.** The policy admits addresses, not names: the driver resolves each name once,
-//!   before the core sees the call, and hands the core the address it resolved to (which is
-//!   then the address the data server dials, so DNS cannot smuggle a target in). A host that
-//!   is still a name here did not resolve: refused when the list that applies is configured.
+//! - **Names.** The policy admits addresses, not names: while a list applies
+//!   ([`Policy::rules_apply`]) the driver resolves each name once, before the core sees the
+//!   call, and hands the core the address it resolved to (which is then the address the data
+//!   server dials, so DNS cannot smuggle a target in). A host that is still a name here did
+//!   not resolve: refused when the list that applies is configured; without lists it passes,
+//!   and the relay checks what it resolves to when it dials.
 //! - **Quotas.** Per identity (a token's subject) or group of identities: whether it may
 //!   request at all, as producer and/or consumer, and its most concurrent sessions, num_conn
 //!   and rate ([`Quotas`]). Operators are held to none.
@@ -114,6 +116,12 @@ impl Policy {
             let own = o.ip().to_canonical();
             o.port() == port && (own.is_unspecified() || own == ip || ip.is_loopback() || ip.is_unspecified())
         })
+    }
+
+    /// Whether an allow-list applies (to targets or to peers): then names must reach the core
+    /// resolved.
+    pub fn rules_apply(&self) -> bool {
+        self.targets.is_some() || self.peers.is_some()
     }
 
     /// How many destination rules it holds (for logs).

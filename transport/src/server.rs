@@ -6,15 +6,15 @@
 //! and turns it into the gRPC reply. When and what a call is answered is the protocol cores'
 //! decision (`scistream-fsm`): a producer's `req` waits for the producer's Hello, as SciStream
 //! 1.2's server does, bounded by the session's lease (DEADLINE_EXCEEDED). Errors carry the
-//! protocol's code as their gRPC status code. The host names a Hello or an UpdateTargets
-//! names are resolved here, once: the core sees, checks against the facility's policy, and
-//! has dialled, the addresses they resolved to.
+//! protocol's code as their gRPC status code. Where the facility has allow-lists, the host
+//! names a Hello or an UpdateTargets names are resolved here, once: the core sees, checks
+//! against the facility's policy, and has dialled, the addresses they resolved to.
 
 mod auth_check;
 mod resolve;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Token, Uid, Why};
 use scistream_proto::convert::{self, Limits};
@@ -77,6 +77,7 @@ pub struct ControlService {
     limits: Limits,
     next: AtomicU32,
     observer: Option<RpcObserver>,
+    resolve: Arc<AtomicBool>,
 }
 
 /// Told of every rpc served: its name (one of the service's seven), its gRPC status code, and
@@ -86,7 +87,22 @@ pub type RpcObserver = Arc<dyn Fn(&'static str, tonic::Code, std::time::Duration
 impl ControlService {
     /// A service over `backend`, authenticating with `auth`.
     pub fn new(backend: Arc<dyn Backend>, auth: Arc<dyn Authenticator>, limits: Limits) -> Self {
-        Self { backend, auth, limits, next: AtomicU32::new(0), observer: None }
+        Self { backend, auth, limits, next: AtomicU32::new(0), observer: None, resolve: Arc::default() }
+    }
+
+    /// The same service, resolving the host names a Hello or UpdateTargets names (once, before
+    /// the core sees the call) while `resolve` is set: the facility's allow-lists admit
+    /// addresses, not names. Unset, names pass as they are (the relay checks what they resolve
+    /// to when it dials).
+    #[must_use]
+    pub fn with_resolution(mut self, resolve: Arc<AtomicBool>) -> Self {
+        self.resolve = resolve;
+        self
+    }
+
+    /// `addrs` as the core gets them: resolved while resolution is on.
+    async fn resolved(&self, addrs: Vec<scistream_fsm::Addr>) -> Vec<scistream_fsm::Addr> {
+        if self.resolve.load(Ordering::Relaxed) { resolve::resolve_all(addrs).await } else { addrs }
     }
 
     /// The same service, telling `observer` of every rpc it serves.
@@ -194,7 +210,7 @@ impl ControlService {
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
         let creds = args.creds.unwrap_or_else(Credentials::default);
-        let remote = resolve::resolve_all(args.remote).await;
+        let remote = self.resolved(args.remote).await;
         let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote, creds };
         let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
         match next(&mut rx).await? {
@@ -221,7 +237,7 @@ impl ControlService {
         let peer = request.remote_addr();
         let args = convert::hello_from_wire(request.get_ref()).map_err(wire)?;
         let key = args.key.unwrap_or_else(AppKey::default);
-        let prod_listeners = resolve::resolve_all(args.prod_listeners).await;
+        let prod_listeners = self.resolved(args.prod_listeners).await;
         let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners };
         // The app key, not a token, proves the controller.
         let mut rx = self.submit(Peer::App(self.id()), None, msg, peer)?;

@@ -325,6 +325,8 @@ struct Live {
     own: Vec<SocketAddr>,
     /// What `/healthz` says of authentication.
     health: Arc<ops::Health>,
+    /// Whether the gRPC handler resolves names (while an allow-list applies).
+    resolve: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Live {
@@ -406,6 +408,7 @@ impl Live {
             );
         }
         scistream_transport::relay::set_policy(Some(policy.clone()));
+        self.resolve.store(policy.rules_apply(), std::sync::atomic::Ordering::Relaxed);
         self.backend.reconfigure(new.capacity, new.default_rate, new.operators.clone(), policy);
         if let Some(log) = &self.log
             && old.verbose != new.verbose
@@ -537,6 +540,9 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         quotas = policy.quotas.rules.len(),
         "destination policy (any: every address but the control server's own ports)"
     );
+    // Names are resolved before the core checks them only where a list applies: without one
+    // the core admits names as they are, and the relay checks what they resolve to.
+    let resolve = Arc::new(std::sync::atomic::AtomicBool::new(policy.rules_apply()));
     // The embedded data server's relays check every dial again.
     scistream_transport::relay::set_policy(Some(policy.clone()));
     // Every timer of both cores comes from the one profile: only the Hello timeout and the
@@ -589,6 +595,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     }
     let service = ControlService::new(Arc::new(backend.clone()), auth.clone(), Limits { max_num_conn: s.max_num_conn })
         .with_observer(rpc_metrics.observer())
+        .with_resolution(resolve.clone())
         .into_server();
     // The standard gRPC health service, beside the control service (no token needed).
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -657,6 +664,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         log,
         own,
         health: health.clone(),
+        resolve,
     };
     let drainer = backend.clone();
     tokio::spawn(async move {
