@@ -12,8 +12,8 @@ use crate::remote;
 /// Messages to the controller actor.
 #[derive(Debug)]
 pub enum AppCtrlMsg {
-    /// The control server's answer.
-    Answer(Msg),
+    /// The control server's answer, with its explanation when it is an ERROR.
+    Answer(Msg, Option<String>),
     /// A core timer fired.
     Timer(TimerKey, u64),
 }
@@ -33,8 +33,8 @@ pub struct AppCtrlArgs {
     pub key: AppKey,
     /// Where a producer listens (empty for a consumer).
     pub listeners: Vec<Addr>,
-    /// Where the core's notices go (Ready or Failed).
-    pub notices: mpsc::UnboundedSender<Notice>,
+    /// Where the core's notices go (Ready or Failed), a failure with the server's words.
+    pub notices: mpsc::UnboundedSender<(Notice, Option<String>)>,
 }
 
 /// The controller actor's state.
@@ -43,7 +43,9 @@ pub struct AppCtrlState {
     driver: Driver<prod_app::ProdApp, AppCtrlMsg>,
     client: ControlClient,
     role: Role,
-    notices: mpsc::UnboundedSender<Notice>,
+    notices: mpsc::UnboundedSender<(Notice, Option<String>)>,
+    /// The server's explanation of the last ERROR, for a Failed notice.
+    why: Option<String>,
 }
 
 /// The application controller actor.
@@ -57,13 +59,14 @@ impl AppCtrlActor {
                 Effect::Send { msg, .. } => {
                     let (client, role, me) = (st.client.clone(), st.role, myself.clone());
                     tokio::spawn(async move {
-                        if let Some((a, _)) = remote::call(&client, role, msg).await {
-                            let _ = me.send_message(AppCtrlMsg::Answer(a));
+                        if let Some((a, why)) = remote::call(&client, role, msg).await {
+                            let _ = me.send_message(AppCtrlMsg::Answer(a, why));
                         }
                     });
                 }
                 Effect::Notify(n) => {
-                    let _ = st.notices.send(n);
+                    let why = matches!(n, Notice::Failed { .. }).then(|| st.why.take()).flatten();
+                    let _ = st.notices.send((n, why));
                 }
                 other => tracing::debug!("controller effect not for it: {other:?}"),
             }
@@ -86,6 +89,7 @@ impl Actor for AppCtrlActor {
             client: args.client,
             role: args.role,
             notices: args.notices,
+            why: None,
         };
         let start = prod_app::Input::Start { uid: args.uid, key: args.key, prod_listeners: args.listeners };
         Self::step(&myself, &mut st, start);
@@ -100,7 +104,10 @@ impl Actor for AppCtrlActor {
     ) -> Result<(), ActorProcessingErr> {
         let input = match msg {
             // The core names its server by the producer's facility; there is only one.
-            AppCtrlMsg::Answer(msg) => prod_app::Input::Msg { from: Peer::ControlServer(Role::Prod), msg },
+            AppCtrlMsg::Answer(msg, why) => {
+                st.why = why;
+                prod_app::Input::Msg { from: Peer::ControlServer(Role::Prod), msg }
+            }
             AppCtrlMsg::Timer(key, generation) => {
                 if !st.driver.fired(key, generation) {
                     return Ok(());

@@ -21,10 +21,14 @@
 //! daemon hosts [`S2dsActor`] there): the control server then reaches it through a
 //! [`scistream_transport::node::NodeLink`] ([`DataServerSite::Remote`]).
 //!
+//! The control server's core says each decision for the audit trail; [`audit`] writes them
+//! to their sink.
+//!
 //! On the user's side, [`S2ucActor`] hosts the user client's core and [`AppCtrlActor`] the
 //! application controller's; both carry their cores' messages as gRPC calls ([`remote`]).
 
 pub mod appctrl;
+pub mod audit;
 pub mod driver;
 pub mod metrics;
 pub mod relay;

@@ -133,6 +133,7 @@ impl RelayActor {
                 StartError::Wan(WanError::PlainNotAllowed) | StartError::Unsupported(_) => {
                     ErrorCode::FailedPrecondition
                 }
+                StartError::Policy(_) => ErrorCode::PermissionDenied,
                 StartError::Wan(_) | StartError::Proxy(_) => ErrorCode::Aborted,
             }
         })?;

@@ -51,8 +51,9 @@ pub enum S2csMsg {
     Refresh(oneshot::Sender<()>),
     /// Drain: admit no new session (the core's [`s2cs::Input::Drain`]).
     Drain,
-    /// New capacity, default rate and operators (the core's [`s2cs::Input::Reconfigure`]).
-    Reconfigure(Option<u64>, u32, Vec<scistream_fsm::Principal>),
+    /// New capacity, default rate, operators and policy (the core's
+    /// [`s2cs::Input::Reconfigure`]).
+    Reconfigure(Option<u64>, u32, Vec<scistream_fsm::Principal>, Box<scistream_fsm::policy::Policy>),
     /// Whether it serves (a data server attached), and how many sessions hold resources.
     Health(oneshot::Sender<Serving>),
 }
@@ -83,6 +84,8 @@ pub struct S2csArgs {
     pub recovered: Vec<Record>,
     /// Where it counts what happens, if anywhere.
     pub metrics: Option<CsMetrics>,
+    /// Where its audit trail goes (`None`: nowhere).
+    pub audit: Option<Arc<crate::audit::AuditSink>>,
 }
 
 /// Where a control server's data server runs.
@@ -146,6 +149,9 @@ pub struct S2csState {
     metrics: Option<CsMetrics>,
     /// When each session still setting up was admitted (for the setup latency).
     born: BTreeMap<Uid, std::time::Instant>,
+    audit: Option<Arc<crate::audit::AuditSink>>,
+    /// The network address of the call being stepped, for its audit records.
+    caller_addr: Option<(Peer, std::net::SocketAddr)>,
 }
 
 /// The control server actor.
@@ -168,14 +174,15 @@ impl ActorBackend {
         self.0.send_message(S2csMsg::Drain).is_ok()
     }
 
-    /// Takes a new capacity, default rate and operators for what it admits from now on.
+    /// Takes a new capacity, default rate, operators and policy for what it admits from now on.
     pub fn reconfigure(
         &self,
         capacity: Option<u64>,
         default_rate: u32,
         operators: Vec<scistream_fsm::Principal>,
+        policy: scistream_fsm::policy::Policy,
     ) -> bool {
-        self.0.send_message(S2csMsg::Reconfigure(capacity, default_rate, operators)).is_ok()
+        self.0.send_message(S2csMsg::Reconfigure(capacity, default_rate, operators, Box::new(policy))).is_ok()
     }
 
     /// What it says of itself now; `None` once it stopped.
@@ -277,6 +284,12 @@ impl S2csActor {
                 Effect::Unpersist { uid } => {
                     if let Some(store) = &st.store {
                         store.remove(uid);
+                    }
+                }
+                Effect::Audit(a) => {
+                    if let Some(sink) = &st.audit {
+                        let peer = st.caller_addr.filter(|(p, _)| Some(*p) == a.from).map(|(_, addr)| addr);
+                        sink.write(&a, peer);
                     }
                 }
                 other => tracing::debug!("control server effect not for it: {other:?}"),
@@ -439,6 +452,8 @@ impl Actor for S2csActor {
             ready: Vec::new(),
             metrics: args.metrics,
             born: BTreeMap::new(),
+            audit: args.audit,
+            caller_addr: None,
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;
         Ok(st)
@@ -451,8 +466,12 @@ impl Actor for S2csActor {
         st: &mut S2csState,
     ) -> Result<(), ActorProcessingErr> {
         match msg {
-            S2csMsg::Call(Call { from, caller, msg, answers }) => {
-                Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers))).await?;
+            S2csMsg::Call(Call { from, caller, msg, answers, remote }) => {
+                st.caller_addr = remote.map(|r| (from, r));
+                let stepped =
+                    Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers))).await;
+                st.caller_addr = None;
+                stepped?;
             }
             S2csMsg::Query(q) => Self::answer(st, q),
             S2csMsg::FromDs(node, msg) => {
@@ -483,8 +502,8 @@ impl Actor for S2csActor {
                 }
                 Self::step(&myself, st, s2cs::Input::Drain, None).await?;
             }
-            S2csMsg::Reconfigure(capacity, default_rate, operators) => {
-                let input = s2cs::Input::Reconfigure { capacity, default_rate, operators };
+            S2csMsg::Reconfigure(capacity, default_rate, operators, policy) => {
+                let input = s2cs::Input::Reconfigure { capacity, default_rate, operators, policy };
                 Self::step(&myself, st, input, None).await?;
             }
             S2csMsg::Health(reply) => {

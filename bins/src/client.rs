@@ -75,8 +75,9 @@ pub async fn say_hello(
     actor.stop(None);
     let _ = handle.await;
     match outcome {
-        Some(Notice::Ready { listeners, .. }) => Ok(listeners),
-        Some(Notice::Failed { code, .. }) => Err(anyhow::anyhow!("Hello for {uid}: {code}")),
+        Some((Notice::Ready { listeners, .. }, _)) => Ok(listeners),
+        Some((Notice::Failed { code, .. }, Some(why))) => Err(anyhow::anyhow!("Hello for {uid}: {code}: {why}")),
+        Some((Notice::Failed { code, .. }, None)) => Err(anyhow::anyhow!("Hello for {uid}: {code}")),
         other => Err(anyhow::anyhow!("Hello for {uid}: no outcome ({other:?})")),
     }
 }

@@ -6,7 +6,7 @@
 //! `appctrl` (the application controller's Hello). This library holds what they share:
 //! logging, address lists, shutdown signals, exit codes, a data server's addresses and
 //! `gen-cert` ([`gateway`]), the daemons' flags and config files ([`config`]), the limits of a
-//! daemon's port ([`limits`]), the completions and man pages each binary prints
+//! daemon's port ([`limits`]), the facility's policy ([`policy`]), the completions and man pages each binary prints
 //! ([`manuals`]), human units ([`units`]), how to reach a control server ([`client`]) and the user's
 //! identity: login, tokens and which scope each control server needs ([`auth`]).
 
@@ -17,6 +17,7 @@ pub mod gateway;
 pub mod limits;
 pub mod manuals;
 pub mod ops;
+pub mod policy;
 pub mod units;
 
 use std::time::Duration;

@@ -26,6 +26,7 @@ use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use scistream_identity::introspect::IntrospectAuth;
@@ -40,6 +41,7 @@ pub type Refresh = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = ()> + Send>> + Se
 pub struct Health {
     ready: AtomicBool,
     draining: AtomicBool,
+    anonymous: AtomicBool,
     why_not: Mutex<String>,
 }
 
@@ -53,6 +55,17 @@ impl Health {
     pub fn set_ready(&self, ready: bool, why: &str) {
         *self.why_not.lock().unwrap_or_else(|e| e.into_inner()) = why.to_owned();
         self.ready.store(ready, Ordering::SeqCst);
+    }
+
+    /// Whether authentication is off (every caller `anonymous`): said by `/healthz` and
+    /// `/readyz`.
+    pub fn set_anonymous(&self, anonymous: bool) {
+        self.anonymous.store(anonymous, Ordering::SeqCst);
+    }
+
+    /// What `/healthz` and `/readyz` add: authentication off.
+    fn mode(&self) -> &'static str {
+        if self.anonymous.load(Ordering::SeqCst) { " (anonymous: authentication is off)" } else { "" }
     }
 
     /// Draining: never ready again.
@@ -161,7 +174,7 @@ pub fn serve(listener: tokio::net::TcpListener, registry: Registry, health: Arc<
     let shared = Shared { registry: Arc::new(registry), health, refresh };
     let app = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .with_state(shared);
     tokio::spawn(async move {
@@ -190,10 +203,15 @@ async fn metrics(State(s): State<Shared>) -> impl IntoResponse {
     }
 }
 
+async fn healthz(State(s): State<Shared>) -> String {
+    format!("ok{}\n", s.health.mode())
+}
+
 async fn readyz(State(s): State<Shared>) -> impl IntoResponse {
+    let mode = s.health.mode();
     match s.health.verdict() {
-        Ok(()) => (StatusCode::OK, "ready\n".to_owned()),
-        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}\n")),
+        Ok(()) => (StatusCode::OK, format!("ready{mode}\n")),
+        Err(why) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {why}{mode}\n")),
     }
 }
 
@@ -292,7 +310,11 @@ pub struct IntrospectionCounters(pub Arc<LiveAuth>);
 
 impl Collector for IntrospectionCounters {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let Some(a) = self.0.now().1 else { return Ok(()) };
+        let introspect = self.0.now().1;
+        let off = ConstGauge::new(i64::from(introspect.is_none()));
+        let help = "1 while authentication is off (every caller is anonymous), else 0";
+        off.encode(encoder.encode_descriptor("scistream_anonymous", help, None, off.metric_type())?)?;
+        let Some(a) = introspect else { return Ok(()) };
         let all = [
             ("scistream_introspections", "Tokens introspected at the authorization server", a.introspections()),
             ("scistream_introspection_cache_hits", "Tokens answered from the introspection cache", a.cache_hits()),

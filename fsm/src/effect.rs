@@ -36,6 +36,8 @@ pub enum TimerKind {
 /// One thing for the driver to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Effect {
+    /// Control server: write this record to the audit trail.
+    Audit(Box<crate::audit::Audit>),
     /// Send `msg` to `to`.
     Send {
         /// Destination.

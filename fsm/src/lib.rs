@@ -22,13 +22,19 @@
 //! itself), [`session`] (per session at a control server), [`s2ds`] (per session at a data
 //! server), [`prod_app`] and [`cons_app`] (the application controllers). Their diagrams are
 //! generated into `docs/fsm/*.mmd` by [`diagram`].
+//!
+//! The facility's [`policy`] — which addresses its gateway may dial, who may request what —
+//! is pure data the control server's core consults before a session sees a call; each
+//! decision that matters it also says as an [`audit`] record.
 
 pub mod alphabet;
+pub mod audit;
 pub mod cons_app;
 pub mod diagram;
 pub mod effect;
 pub mod error;
 pub mod msg;
+pub mod policy;
 pub mod prod_app;
 pub mod s2cs;
 pub mod s2ds;
@@ -47,5 +53,6 @@ pub use msg::{Msg, Token};
 pub use step::Core;
 pub use time::Instant;
 pub use types::{
-    Addr, AppKey, Credentials, ErrorCode, Face, Faces, Node, Peer, Pool, Principal, Role, SessionParams, Uid, Why,
+    Addr, AppKey, Credentials, ErrorCode, Face, Faces, Guard, Limit, Node, Peer, Pool, Principal, Role, SessionParams,
+    Uid, Why,
 };

@@ -31,6 +31,12 @@
 //! synchronously: the simulator and the tests drive it; production runs each session core in
 //! an actor of its own.
 //!
+//! Policy ([`Config::policy`], [`crate::policy`]): a REQ beyond its caller's quota, and a
+//! Hello or UpdateTargets naming an address outside the facility's destination policy, are
+//! refused here, before the session sees them (nothing reserved, nothing dialled); the
+//! addresses must reach the core resolved (the driver resolves names once). Each such decision,
+//! each session created, released or expired, is said as [`Effect::Audit`].
+//!
 //! Status, List and ReqListeners are pure queries answered from the registry
 //! ([`S2cs::status`], [`S2cs::list`], and ReqListeners as a message), ownership decided here.
 
@@ -41,9 +47,11 @@ mod server;
 pub use server::ControlServer;
 
 use crate::alphabet;
+use crate::audit::{Audit, Decision};
 use crate::effect::{Effect, Outbox, TimerKey, TimerKind};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
+use crate::policy::Policy;
 use crate::session::{self, Summary};
 use crate::time::Instant;
 use crate::timing::{self, Profile};
@@ -118,8 +126,10 @@ pub struct Config {
     /// asked for it, and a retransmission of that REQ (still rate 0) is the same request.
     pub default_rate: u32,
     /// Identities that may query, update and release any session (operators); everybody
-    /// else only their own.
+    /// else only their own. Quotas do not hold them.
     pub operators: Vec<Principal>,
+    /// What the facility's gateway may reach and who may ask for what ([`Policy`]).
+    pub policy: Policy,
 }
 
 impl Config {
@@ -159,7 +169,10 @@ pub enum Input {
     /// that clients retry, against its successor); the sessions it holds go on.
     Drain,
     /// The operator changed what may change while serving (SIGHUP): the facility's capacity,
-    /// its default rate and its operators. Admitted sessions keep what they were admitted with.
+    /// its default rate, its operators and its policy. Admitted sessions keep what they were
+    /// admitted with: a new policy holds calls from now on (a Hello or UpdateTargets, also of
+    /// an established session, and every new REQ); what the data server already dials, it
+    /// goes on dialling.
     Reconfigure {
         /// The facility's capacity, kB/s (`None`: no limit).
         capacity: Option<u64>,
@@ -167,6 +180,8 @@ pub enum Input {
         default_rate: u32,
         /// Identities that may manage every session.
         operators: Vec<Principal>,
+        /// The destination policy and the quotas.
+        policy: Box<Policy>,
     },
 }
 
@@ -434,6 +449,25 @@ impl S2cs {
                     false
                 };
                 e.summary.apply(report);
+                let ended = match e.summary.state {
+                    Some(session::State::Released) => Some(Decision::Released),
+                    Some(session::State::Failed) if e.summary.why == Why::Lease => Some(Decision::Expired),
+                    _ => None,
+                };
+                if let Some(decision) = ended
+                    && e.summary.state != was
+                {
+                    let a = Audit {
+                        decision,
+                        uid,
+                        identity: e.owner.clone(),
+                        role: e.params.role,
+                        addrs: e.summary.targets.clone(),
+                        from: None,
+                        why: e.summary.why,
+                    };
+                    out.push(Effect::Audit(Box::new(a)));
+                }
                 if e.summary.state == established && (was != established || bridge) {
                     if let Some(r) = record(uid, e) {
                         out.push(Effect::Persist(Box::new(r)));
@@ -447,10 +481,11 @@ impl S2cs {
                 self.draining = true;
                 Ok(())
             }
-            Input::Reconfigure { capacity, default_rate, operators } => {
+            Input::Reconfigure { capacity, default_rate, operators, policy } => {
                 self.cfg.capacity = capacity;
                 self.cfg.default_rate = default_rate;
                 self.cfg.operators = operators;
+                self.cfg.policy = *policy;
                 Ok(())
             }
             Input::SessionDied(uid) => {

@@ -87,6 +87,7 @@ pub(crate) fn s2cs_config(facility: Role) -> s2cs::Config {
         capacity: None,
         default_rate: 0,
         operators: Vec::new(),
+        policy: Default::default(),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Domain types shared by every participant.
 
 use std::fmt;
+use std::net::IpAddr;
 use std::str::FromStr;
 
 /// A stream session's identifier, chosen by S2UC (a UUID, as SciStream 1.2 does).
@@ -348,6 +349,76 @@ pub enum Why {
     Lease,
     /// The control server is draining (it is shutting down): no new session is admitted.
     Draining,
+    /// The facility's destination policy refuses an address the call names (nothing was
+    /// dialled).
+    Policy {
+        /// The rule that refused it.
+        guard: Guard,
+        /// The address, as resolved (unspecified for a name that did not resolve).
+        ip: IpAddr,
+        /// Its port.
+        port: u16,
+    },
+    /// The caller's quota refuses the request.
+    Quota {
+        /// The limit it breaks.
+        limit: Limit,
+        /// The limit's value (0 for a yes/no limit).
+        max: u64,
+    },
+}
+
+/// The rule of the destination policy that refused an address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Guard {
+    /// A producer's target outside `allow-targets`.
+    AllowTargets,
+    /// A peer gateway's WAN address outside `allow-peers`.
+    AllowPeers,
+    /// One of the control server's own ports: never a target.
+    OwnPorts,
+    /// A name that did not resolve, where a list applies (the lists admit addresses).
+    Unresolved,
+}
+
+impl Guard {
+    /// Its name in the configuration and on the wire.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::AllowTargets => "allow-targets",
+            Self::AllowPeers => "allow-peers",
+            Self::OwnPorts => "own-ports",
+            Self::Unresolved => "unresolved",
+        }
+    }
+}
+
+/// The limit of a quota that refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Limit {
+    /// The identity may not request sessions (`may-request = false`).
+    MayRequest,
+    /// The identity may not request sessions in this role (`roles`).
+    Role(Role),
+    /// It holds its most concurrent sessions already (`max-sessions`).
+    Sessions,
+    /// num_conn above its `max-num-conn`.
+    NumConn,
+    /// Rate above its `max-rate` (or no rate limit asked for).
+    Rate,
+}
+
+impl Limit {
+    /// Its name in the configuration.
+    pub const fn name(self) -> &'static str {
+        match self {
+            Self::MayRequest => "may-request",
+            Self::Role(_) => "roles",
+            Self::Sessions => "max-sessions",
+            Self::NumConn => "max-num-conn",
+            Self::Rate => "max-rate",
+        }
+    }
 }
 
 impl fmt::Display for Why {
@@ -370,6 +441,25 @@ impl fmt::Display for Why {
             Self::DataServerLost => f.write_str("its data server restarted or stopped answering"),
             Self::Lease => f.write_str("not established within its lease (no Hello or no UpdateTargets in time)"),
             Self::Draining => f.write_str("the control server is shutting down and admits no new session; try again later"),
+            Self::Policy { guard, ip, port } => {
+                let at = std::net::SocketAddr::new(ip, port);
+                match guard {
+                    Guard::AllowTargets => write!(f, "{at} is outside the facility's allow-targets: its gateway may not reach it"),
+                    Guard::AllowPeers => write!(f, "{at} is outside the facility's allow-peers: its gateway may not dial it"),
+                    Guard::OwnPorts => write!(f, "{at} is one of the control server's own ports (own-ports): never a target"),
+                    Guard::Unresolved => write!(
+                        f,
+                        "a host named with port {port} did not resolve; the facility's allow-lists admit addresses only"
+                    ),
+                }
+            }
+            Self::Quota { limit, max } => match limit {
+                Limit::MayRequest => f.write_str("your identity may not request sessions at this facility (quota may-request)"),
+                Limit::Role(role) => write!(f, "your identity may not request {role} sessions at this facility (quota roles)"),
+                Limit::Sessions => write!(f, "your identity holds its most concurrent sessions already (quota max-sessions {max})"),
+                Limit::NumConn => write!(f, "num_conn above your identity's quota (max-num-conn {max})"),
+                Limit::Rate => write!(f, "rate above your identity's quota (max-rate {max} kB/s; a rate is required)"),
+            },
         }
     }
 }

@@ -420,6 +420,7 @@ fn s2cs_case() -> impl Strategy<Value = Case<S2cs>> {
             capacity: None,
             default_rate: 0,
             operators: Vec::new(),
+            policy: Default::default(),
         };
         (Just(S2cs::new(cfg, EPOCH)), prop::collection::vec((delay(), input), 0..80))
     })

@@ -103,6 +103,7 @@ impl World {
                 capacity: None,
                 default_rate: 0,
                 operators: Vec::new(),
+                policy: Default::default(),
             };
             S2cs::new(cfg, 1)
         };
@@ -186,7 +187,7 @@ impl World {
                     };
                     self.data_input(role, outcome);
                 }
-                Effect::Unlisten { .. } | Effect::Persist(_) | Effect::Unpersist { .. } => {}
+                Effect::Unlisten { .. } | Effect::Persist(_) | Effect::Unpersist { .. } | Effect::Audit(_) => {}
                 Effect::StartBridges { uid, .. } => {
                     let Node::Data(role) = node else { panic!("{node:?} starts bridges") };
                     self.data_input(role, s2ds::Input::BridgesUp(uid));

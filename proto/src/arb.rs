@@ -4,7 +4,9 @@
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::select;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Msg, Pool, Role, SessionParams, Token, Uid, Why};
+use scistream_fsm::{
+    Addr, AppKey, Credentials, ErrorCode, Guard, Limit, Msg, Pool, Role, SessionParams, Token, Uid, Why,
+};
 
 use crate::Limits;
 
@@ -73,7 +75,28 @@ fn why() -> impl Strategy<Value = Why> {
         Just(Why::DataServerLost),
         Just(Why::Lease),
         Just(Why::Draining),
+        (guard(), any::<[u8; 16]>(), any::<u16>()).prop_map(|(guard, ip, port)| {
+            // The wire carries IPv4 as IPv4-mapped IPv6, decoded back as IPv4.
+            let ip = std::net::IpAddr::from(ip).to_canonical();
+            Why::Policy { guard, ip, port }
+        }),
+        (limit(), any::<u64>()).prop_map(|(limit, max)| Why::Quota { limit, max }),
     ]
+}
+
+fn guard() -> impl Strategy<Value = Guard> {
+    select(vec![Guard::AllowTargets, Guard::AllowPeers, Guard::OwnPorts, Guard::Unresolved])
+}
+
+fn limit() -> impl Strategy<Value = Limit> {
+    select(vec![
+        Limit::MayRequest,
+        Limit::Role(Role::Prod),
+        Limit::Role(Role::Cons),
+        Limit::Sessions,
+        Limit::NumConn,
+        Limit::Rate,
+    ])
 }
 
 fn ports() -> impl Strategy<Value = Vec<u16>> {

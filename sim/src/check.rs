@@ -45,13 +45,17 @@ pub enum Prop {
     /// A session is released at a control server only by its owner's call, or an operator's
     /// where operators are configured.
     OwnerReleases,
+    /// No data server starts a bridge to an address its facility's policy refuses (a
+    /// producer's target outside `allow-targets`, a peer outside `allow-peers`, the control
+    /// server's own port), whatever the faults.
+    TargetsWithinPolicy,
     /// A property a script added ([`crate::script::Property`]), by its name.
     Scripted(&'static str),
 }
 
 impl Prop {
     /// Every property, in report order.
-    pub const ALL: [Self; 13] = [
+    pub const ALL: [Self; 14] = [
         Self::BridgeNeedsCredentials,
         Self::PortsExclusive,
         Self::ReleasedPortsFree,
@@ -65,6 +69,7 @@ impl Prop {
         Self::AllPortsFree,
         Self::AnnouncedAdmitted,
         Self::OwnerReleases,
+        Self::TargetsWithinPolicy,
     ];
 
     /// When it must hold.
@@ -91,6 +96,7 @@ impl Prop {
             Self::AllPortsFree => "all-ports-free",
             Self::AnnouncedAdmitted => "announced-admitted",
             Self::OwnerReleases => "only-owner-releases",
+            Self::TargetsWithinPolicy => "targets-within-policy",
             Self::Scripted(name) => name,
         }
     }
@@ -160,6 +166,7 @@ reach! {
     RelayFailed => "relay-failed": "A data server could not start a session's relay.",
     OperatorReleased => "operator-released": "An operator released another identity's session.",
     OtherNode => "other-node": "A control server placed a session on a data-server node other than its first.",
+    PolicyRefused => "policy-refused": "A control server refused a producer's target outside its facility's policy.",
 }
 
 impl Reach {

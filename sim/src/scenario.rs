@@ -108,6 +108,10 @@ pub struct Workload {
     pub legacy: f64,
     /// Probability that an operator releases a session at a random moment of its life.
     pub operator_release: f64,
+    /// Probability that a session's producer names, among its listeners, an address its
+    /// facility's policy refuses (the control server's own port): its Hello must be refused
+    /// and nothing bridged to it.
+    pub rogue_targets: f64,
 }
 
 /// The configuration the control and data servers run with. An option left out is drawn per
@@ -291,6 +295,7 @@ impl Default for Workload {
             forge: 0.02,
             legacy: 0.0,
             operator_release: 0.0,
+            rogue_targets: 0.0,
         }
     }
 }
@@ -371,6 +376,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("crash-s2uc-after-release", include_str!("../scenarios/crash-s2uc-after-release.toml")),
     ("explore-one", include_str!("../scenarios/explore-one.toml")),
     ("explore-two", include_str!("../scenarios/explore-two.toml")),
+    ("rogue-targets", include_str!("../scenarios/rogue-targets.toml")),
 ];
 
 impl Scenario {
@@ -423,7 +429,14 @@ impl Scenario {
         }
         let probs = self.faults.iter().flat_map(|f| [f.loss, f.corrupt, f.duplicate, f.reorder]);
         let w = &self.workload;
-        let probs = probs.chain([w.hello_never, w.release_during_setup, w.forge, w.legacy, w.operator_release]);
+        let probs = probs.chain([
+            w.hello_never,
+            w.release_during_setup,
+            w.forge,
+            w.legacy,
+            w.operator_release,
+            w.rogue_targets,
+        ]);
         let probs = probs.chain([self.config.relay_failure]);
         if probs.clone().any(|p| !(0.0..=1.0).contains(&p)) {
             return bad("probabilities must be within 0..=1".into());

@@ -97,6 +97,7 @@ pub fn draw(seed: u64) -> Scenario {
         forge: sometimes(rng, 0.1),
         legacy: sometimes(rng, 0.3),
         operator_release: sometimes(rng, 0.2),
+        rogue_targets: sometimes(rng, 0.1),
     };
     let flag = |rng: &mut ChaCha8Rng| pick(rng, &[None, Some(false), Some(true)]);
     let config = ConfigSpace {

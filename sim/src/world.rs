@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use scistream_fsm::policy::Policy;
 use scistream_fsm::timing::{self, Profile};
 use scistream_fsm::{
     Effect, Faces, Instant, Msg, Node, Peer, Principal, Role, TimerKey, Token, Uid, cons_app, prod_app, s2cs, s2ds,
@@ -701,6 +702,17 @@ fn cs_cfg(sc: &Scenario, config: &Drawn, seed: u64, r: Role, epoch: u64) -> s2cs
         capacity: sc.config.capacity,
         default_rate: 0,
         operators: if config.operators { vec![Principal("operator".into())] } else { Vec::new() },
+        // Its own control port is never a target; no allow-lists (the simulated hosts are
+        // names, which lists do not admit).
+        policy: Policy { own: vec![own_addr(r)], ..Policy::default() },
+    }
+}
+
+/// The simulated control server's own address (documentation ranges): never a target.
+pub(crate) fn own_addr(r: Role) -> std::net::SocketAddr {
+    match r {
+        Role::Prod => std::net::SocketAddr::from(([192, 0, 2, 1], 5000)),
+        Role::Cons => std::net::SocketAddr::from(([198, 51, 100, 1], 5000)),
     }
 }
 

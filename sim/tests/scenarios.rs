@@ -62,6 +62,7 @@ sweeps! {
     crash_s2uc_after_release_holds_every_property => "crash-s2uc-after-release",
     explore_one_holds_every_property => "explore-one",
     explore_two_holds_every_property => "explore-two",
+    rogue_targets_hold_every_property => "rogue-targets",
 }
 
 /// Runs a broken variant until some seed breaks `prop`; panics if none does within `bound`.

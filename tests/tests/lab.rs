@@ -24,6 +24,9 @@ use scistream_tests::props::{self, LabFacilities, Sizing};
 use scistream_tests::{Scratch, args, bin, json_lines};
 use serde_json::Value;
 
+#[path = "lab/policy.rs"]
+mod policy;
+
 /// One lab at a time: two cores, and the faults are timed.
 static SERIAL: Mutex<()> = Mutex::new(());
 

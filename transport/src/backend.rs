@@ -127,6 +127,10 @@ pub enum StartError {
     /// This backend cannot serve what the session needs.
     #[error("{0}")]
     Unsupported(String),
+    /// A target the facility's policy does not admit (checked again where the proxy is told
+    /// where to dial).
+    #[error("{0}")]
+    Policy(String),
     /// The proxy did not start, or did not come up.
     #[error("{0}")]
     Proxy(String),

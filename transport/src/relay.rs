@@ -24,12 +24,16 @@
 //!   many were not logged), and the last failure to reach the target is kept as the session's
 //!   [`Traffic::problem`] until a connection reaches it again: status shows the session
 //!   degraded, with the reason.
+//! - Every dial is held to the facility's destination policy ([`set_policy`]) on the address
+//!   actually dialled; a target it refuses is never connected to (a failure to reach it).
 
 use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use scistream_fsm::Addr;
+
+pub use guard::{admits, resolve_admitted, set_policy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;
@@ -438,7 +442,7 @@ const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Dials the target of `at`; a failure is the path's problem.
 async fn dial(at: &Conn) -> io::Result<TcpStream> {
-    match TcpStream::connect((at.target.host.as_str(), at.target.port)).await {
+    match guard::connect(&at.target, &at.legs).await {
         Ok(s) => Ok(s),
         Err(e) => {
             at.counters.path_failed(
@@ -631,6 +635,7 @@ impl Bucket {
 }
 
 #[cfg(target_os = "linux")]
+mod guard;
 mod splice;
 
 #[cfg(test)]

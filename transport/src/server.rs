@@ -6,12 +6,15 @@
 //! and turns it into the gRPC reply. When and what a call is answered is the protocol cores'
 //! decision (`scistream-fsm`): a producer's `req` waits for the producer's Hello, as SciStream
 //! 1.2's server does, bounded by the session's lease (DEADLINE_EXCEEDED). Errors carry the
-//! protocol's code as their gRPC status code.
+//! protocol's code as their gRPC status code. Where the facility has allow-lists, the host
+//! names a Hello or an UpdateTargets names are resolved here, once: the core sees, checks
+//! against the facility's policy, and has dialled, the addresses they resolved to.
 
 mod auth_check;
+mod resolve;
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
 use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Token, Uid, Why};
 use scistream_proto::convert::{self, Limits};
@@ -32,6 +35,8 @@ pub struct Call {
     pub msg: Msg,
     /// Where the core's answer to `from` goes (exactly one).
     pub answers: mpsc::UnboundedSender<Msg>,
+    /// The caller's network address, when known (for the audit trail).
+    pub remote: Option<std::net::SocketAddr>,
 }
 
 pub use scistream_proto::convert::SessionStatus as SessionView;
@@ -72,6 +77,7 @@ pub struct ControlService {
     limits: Limits,
     next: AtomicU32,
     observer: Option<RpcObserver>,
+    resolve: Arc<AtomicBool>,
 }
 
 /// Told of every rpc served: its name (one of the service's seven), its gRPC status code, and
@@ -81,7 +87,22 @@ pub type RpcObserver = Arc<dyn Fn(&'static str, tonic::Code, std::time::Duration
 impl ControlService {
     /// A service over `backend`, authenticating with `auth`.
     pub fn new(backend: Arc<dyn Backend>, auth: Arc<dyn Authenticator>, limits: Limits) -> Self {
-        Self { backend, auth, limits, next: AtomicU32::new(0), observer: None }
+        Self { backend, auth, limits, next: AtomicU32::new(0), observer: None, resolve: Arc::default() }
+    }
+
+    /// The same service, resolving the host names a Hello or UpdateTargets names (once, before
+    /// the core sees the call) while `resolve` is set: the facility's allow-lists admit
+    /// addresses, not names. Unset, names pass as they are (the relay checks what they resolve
+    /// to when it dials).
+    #[must_use]
+    pub fn with_resolution(mut self, resolve: Arc<AtomicBool>) -> Self {
+        self.resolve = resolve;
+        self
+    }
+
+    /// `addrs` as the core gets them: resolved while resolution is on.
+    async fn resolved(&self, addrs: Vec<scistream_fsm::Addr>) -> Vec<scistream_fsm::Addr> {
+        if self.resolve.load(Ordering::Relaxed) { resolve::resolve_all(addrs).await } else { addrs }
     }
 
     /// The same service, telling `observer` of every rpc it serves.
@@ -117,9 +138,15 @@ impl ControlService {
     }
 
     /// Submits `msg` from `from` and returns the receiver of the core's answers.
-    fn submit(&self, from: Peer, caller: Option<Principal>, msg: Msg) -> Result<mpsc::UnboundedReceiver<Msg>, Status> {
+    fn submit(
+        &self,
+        from: Peer,
+        caller: Option<Principal>,
+        msg: Msg,
+        remote: Option<std::net::SocketAddr>,
+    ) -> Result<mpsc::UnboundedReceiver<Msg>, Status> {
         let (answers, rx) = mpsc::unbounded_channel();
-        if !self.backend.submit(Call { from, caller, msg, answers }) {
+        if !self.backend.submit(Call { from, caller, msg, answers, remote }) {
             return Err(Status::unavailable("control server is shutting down"));
         }
         Ok(rx)
@@ -158,6 +185,7 @@ fn unexpected(rpc: &str, msg: &Msg) -> Status {
 /// The rpcs themselves, each observed by [`ControlService::observed`].
 impl ControlService {
     async fn do_req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::request_from_wire(request.get_ref(), &self.limits).map_err(wire)?;
         let msg = Msg::Req {
@@ -167,7 +195,7 @@ impl ControlService {
             params: args.params,
             key: args.key.unwrap_or_default(),
         };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
         match next(&mut rx).await? {
             Msg::Resp { listeners, prod_listeners, .. } => {
                 Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
@@ -178,11 +206,13 @@ impl ControlService {
     }
 
     async fn do_update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
         let creds = args.creds.unwrap_or_else(Credentials::default);
-        let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote: args.remote, creds };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        let remote = self.resolved(args.remote).await;
+        let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote, creds };
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
         match next(&mut rx).await? {
             Msg::Updated { .. } => Ok(Response::new(pb::Response::default())),
             Msg::Error { code, why, .. } => Err(refusal(code, why, "update")),
@@ -191,10 +221,11 @@ impl ControlService {
     }
 
     async fn do_release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
         let mut rx =
-            self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) })?;
+            self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) }, peer)?;
         match next(&mut rx).await? {
             Msg::Released { .. } => Ok(Response::new(pb::Response::default())),
             Msg::Error { code, why, .. } => Err(refusal(code, why, "release")),
@@ -203,11 +234,13 @@ impl ControlService {
     }
 
     async fn do_hello(&self, request: Request<pb::Hello>) -> Result<Response<pb::AppResponse>, Status> {
+        let peer = request.remote_addr();
         let args = convert::hello_from_wire(request.get_ref()).map_err(wire)?;
         let key = args.key.unwrap_or_else(AppKey::default);
-        let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners: args.prod_listeners };
+        let prod_listeners = self.resolved(args.prod_listeners).await;
+        let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners };
         // The app key, not a token, proves the controller.
-        let mut rx = self.submit(Peer::App(self.id()), None, msg)?;
+        let mut rx = self.submit(Peer::App(self.id()), None, msg, peer)?;
         match next(&mut rx).await? {
             Msg::HelloAck { listeners, .. } => {
                 Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)))
@@ -218,10 +251,11 @@ impl ControlService {
     }
 
     async fn do_listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
+        let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
         let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg)?;
+        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
         match next(&mut rx).await? {
             // The producer's listeners, empty while its Hello is not in.
             Msg::ProdLstn { listeners, prod_listeners, .. } => {

@@ -40,6 +40,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
             capacity: None,
             default_rate: 0,
             operators: Vec::new(),
+            policy: Default::default(),
         },
         epoch: 1,
         ds: DataServerSite::Embedded {
@@ -56,6 +57,7 @@ async fn start(salt: u16) -> ActorRef<S2csMsg> {
         store: None,
         recovered: Vec::new(),
         metrics: None,
+        audit: None,
     };
     let (actor, _) = Actor::spawn(None, S2csActor, args).await.expect("actor starts");
     assert!(ActorBackend(actor.clone()).ready().await, "attached to its data server");
@@ -71,7 +73,7 @@ fn call(actor: &ActorRef<S2csMsg>, n: u32, msg: Msg) -> mpsc::UnboundedReceiver<
     let (answers, rx) = mpsc::unbounded_channel();
     let from = if matches!(msg, Msg::Hello { .. }) { Peer::App(n) } else { Peer::Client(n) };
     let caller = if matches!(msg, Msg::Hello { .. }) { None } else { alice() };
-    assert!(ActorBackend(actor.clone()).submit(Call { from, caller, msg, answers }));
+    assert!(ActorBackend(actor.clone()).submit(Call { from, caller, msg, answers, remote: None }));
     rx
 }
 

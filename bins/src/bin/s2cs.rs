@@ -12,13 +12,15 @@ use anyhow::{Context, Result, anyhow, bail};
 use clap::{Parser, Subcommand};
 use prometheus_client::registry::Registry;
 use ractor::Actor;
+use scistream_actors::audit::AuditSink;
 use scistream_actors::metrics::CsMetrics;
 use scistream_actors::{ActorBackend, DataServerSite, S2csActor, S2csArgs};
 use scistream_bins::config::s2cs::RunArgs;
 use scistream_bins::config::{BackendSettings, default_runtime_dir};
 use scistream_bins::gateway::{self, Sides, parse_range};
 use scistream_bins::ops::{self, Stopped};
-use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel};
+use scistream_bins::{EXIT_USAGE, LogFormat, LogLevel, policy};
+use scistream_fsm::policy::Policy;
 use scistream_fsm::timing::Profile;
 use scistream_fsm::{Principal, Role, s2cs, s2ds};
 use scistream_identity::introspect::{DEFAULT_MAX_INFLIGHT, IntrospectAuth, IntrospectConfig, PeerLimit};
@@ -100,6 +102,12 @@ struct Settings {
     log_format: LogFormat,
     /// Given to REQs without a rate (0: none).
     default_rate: u32,
+    /// The destination policy and quotas (its own addresses filled in once it listens).
+    policy: Policy,
+    /// Authentication off on an address that is not loopback, by the operator's word.
+    allow_anonymous: bool,
+    /// Where the audit trail goes: `log`, or a file.
+    audit: String,
 }
 
 /// How long a drain lets sessions go on by default.
@@ -212,7 +220,19 @@ fn settings(cli: &RunArgs) -> Result<Settings> {
     let port = cli.port.or(file.port).unwrap_or(5000);
     let ds = data_server(&cli, &file, (ip, port), state_dir.as_deref(), crt_key)?;
     let limits = cli.limits.merge(&file.limits)?;
+    let targets = policy::rules("allow-target", cli.allow_targets.as_ref(), file.allow_targets.as_ref())?;
+    let peers = policy::rules("allow-peer", cli.allow_peers.as_ref(), file.allow_peers.as_ref())?;
+    let policy = policy::policy(targets, peers, &file.quota, file.default_quota.as_ref())?;
+    let allow_anonymous = cli.allow_anonymous || file.allow_anonymous;
+    if auth.is_none() && !ip.is_loopback() && !allow_anonymous {
+        bail!(
+            "authentication is off (no client secret) and --listener-ip {ip} is not loopback: anyone who reaches it could use this gateway; give --client-id and --client-secret, or say --allow-anonymous"
+        );
+    }
     Ok(Settings {
+        audit: cli.audit.clone().or_else(|| file.audit.clone()).unwrap_or_else(|| "log".into()),
+        policy,
+        allow_anonymous,
         limits,
         state_dir,
         ip,
@@ -319,6 +339,12 @@ struct Live {
     auth: Arc<ops::LiveAuth>,
     backend: ActorBackend,
     log: Option<LogLevel>,
+    /// The control server's own addresses: never a target.
+    own: Vec<SocketAddr>,
+    /// What `/healthz` says of authentication.
+    health: Arc<ops::Health>,
+    /// Whether the gRPC handler resolves names (while an allow-list applies).
+    resolve: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Live {
@@ -362,6 +388,7 @@ impl Live {
             ("the control port's [limits]", format!("{:?}", old.limits) != format!("{:?}", new.limits)),
             ("--metrics-addr", old.metrics_addr != new.metrics_addr),
             ("--log-format", old.log_format != new.log_format),
+            ("--audit", old.audit != new.audit),
         ];
         for (what, changed) in fixed {
             if changed {
@@ -380,6 +407,7 @@ impl Live {
             None => {}
         }
         self.auth.replace(auth.0, auth.1);
+        self.health.set_anonymous(new.auth.is_none());
         if old.capacity != new.capacity || old.default_rate != new.default_rate || old.operators != new.operators {
             tracing::info!(
                 capacity = ?new.capacity,
@@ -388,7 +416,18 @@ impl Live {
                 "capacity, default rate and operators applied to new sessions"
             );
         }
-        self.backend.reconfigure(new.capacity, new.default_rate, new.operators.clone());
+        let mut policy = new.policy.clone();
+        policy.own.clone_from(&self.own);
+        if policy != self.settings.policy_with(&self.own) {
+            tracing::info!(
+                rules = policy.rules(),
+                quotas = policy.quotas.rules.len(),
+                "policy applied to new calls; established sessions are kept"
+            );
+        }
+        scistream_transport::relay::set_policy(Some(policy.clone()));
+        self.resolve.store(policy.rules_apply(), std::sync::atomic::Ordering::Relaxed);
+        self.backend.reconfigure(new.capacity, new.default_rate, new.operators.clone(), policy);
         if let Some(log) = &self.log
             && old.verbose != new.verbose
         {
@@ -402,6 +441,13 @@ impl Live {
         }
         self.settings = new;
         Ok(())
+    }
+}
+
+impl Settings {
+    /// Its policy with the control server's own addresses.
+    fn policy_with(&self, own: &[SocketAddr]) -> Policy {
+        Policy { own: own.to_vec(), ..self.policy.clone() }
     }
 }
 
@@ -421,6 +467,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     // At once: from here on SIGHUP, SIGTERM and SIGINT are the daemon's to handle.
     let mut signals = ops::Signals::install()?;
     let health = ops::Health::starting("attaching to the data server");
+    health.set_anonymous(s.auth.is_none());
     let metrics_listener = match s.metrics_addr {
         Some(addr) => Some(ops::bind(addr).await?),
         None => None,
@@ -445,6 +492,13 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
             );
             let a = Arc::new(IntrospectAuth::new(cfg)?);
             (a.clone(), Some(a))
+        }
+        None if s.allow_anonymous && !s.ip.is_loopback() => {
+            tracing::warn!(
+                ip = %s.ip,
+                "--allow-anonymous: authentication is OFF on an address that is not loopback; every caller is trusted, as `anonymous`"
+            );
+            (Arc::new(OpenAuth), None)
         }
         None => {
             tracing::warn!(
@@ -492,6 +546,27 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         .await
         .with_context(|| format!("cannot listen on {}", SocketAddr::new(s.ip, s.port)))?;
     let local = listener.local_addr()?;
+    // Its own ports are never a target: the control port and the metrics port.
+    let own: Vec<SocketAddr> =
+        std::iter::once(local).chain(metrics_listener.as_ref().and_then(|l| l.local_addr().ok())).collect();
+    let policy = s.policy_with(&own);
+    let audit_sink = Arc::new(match s.audit.as_str() {
+        "log" => AuditSink::Log,
+        path => AuditSink::file(std::path::Path::new(path)).with_context(|| format!("--audit {path}"))?,
+    });
+    tracing::info!(audit = %s.audit, "audit trail: one JSON line per decision");
+    let count = |r: &Option<Vec<_>>| r.as_ref().map_or_else(|| "any".to_owned(), |r| format!("{} rules", r.len()));
+    tracing::info!(
+        allow_targets = %count(&policy.targets),
+        allow_peers = %count(&policy.peers),
+        quotas = policy.quotas.rules.len(),
+        "destination policy (any: every address but the control server's own ports)"
+    );
+    // Names are resolved before the core checks them only where a list applies: without one
+    // the core admits names as they are, and the relay checks what they resolve to.
+    let resolve = Arc::new(std::sync::atomic::AtomicBool::new(policy.rules_apply()));
+    // The embedded data server's relays check every dial again.
+    scistream_transport::relay::set_policy(Some(policy.clone()));
     // Every timer of both cores comes from the one profile: only the Hello timeout and the
     // tombstones are flags.
     let timing = Profile { hello_timeout: s.hello_timeout, tombstone: s.tombstone, ..Profile::production() }
@@ -516,12 +591,14 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
             capacity: s.capacity,
             default_rate: s.default_rate,
             operators: s.operators.clone(),
+            policy,
         },
         epoch,
         ds,
         store: store.clone(),
         recovered,
         metrics: Some(cs_metrics),
+        audit: Some(audit_sink),
     };
     let (actor, handle) =
         Actor::spawn(None, S2csActor, args).await.map_err(|e| anyhow!("starting the control server: {e}"))?;
@@ -540,6 +617,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     }
     let service = ControlService::new(Arc::new(backend.clone()), auth.clone(), Limits { max_num_conn: s.max_num_conn })
         .with_observer(rpc_metrics.observer())
+        .with_resolution(resolve.clone())
         .into_server();
     // The standard gRPC health service, beside the control service (no token needed).
     let (reporter, health_service) = tonic_health::server::health_reporter();
@@ -599,8 +677,17 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     println!("s2cs ready on {local}");
     ops::notify(&[NotifyState::Ready]);
     let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<Stopped>();
-    let mut live =
-        Live { args: cli_args, settings: s.clone(), tls: tls_cfg.clone(), auth, backend: backend.clone(), log };
+    let mut live = Live {
+        args: cli_args,
+        settings: s.clone(),
+        tls: tls_cfg.clone(),
+        auth,
+        backend: backend.clone(),
+        log,
+        own,
+        health: health.clone(),
+        resolve,
+    };
     let drainer = backend.clone();
     tokio::spawn(async move {
         let which = loop {

@@ -119,6 +119,12 @@ fn reload(args: &RunArgs, old: &mut Settings, live: &tls::LiveConfig, log: Optio
     }
     live.replace(cfg);
     tracing::info!("certificate, key and trusted certificates read again: new link connections use them");
+    let own = old.policy.own.clone();
+    let new = Settings { policy: scistream_fsm::policy::Policy { own, ..new.policy }, ..new };
+    if new.policy != old.policy {
+        tracing::info!(rules = new.policy.rules(), "destination policy applied to new connections");
+    }
+    scistream_transport::relay::set_policy(Some(new.policy.clone()));
     if let Some(log) = log
         && old.verbose != new.verbose
     {
@@ -143,6 +149,11 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     let listener =
         tokio::net::TcpListener::bind(s.listen).await.with_context(|| format!("cannot listen on {}", s.listen))?;
     let local = listener.local_addr()?;
+    // Every dial of its relays is held to the policy; its own ports are never a target.
+    let mut s = s;
+    s.policy.own = std::iter::once(local).chain(metrics_listener.as_ref().and_then(|l| l.local_addr().ok())).collect();
+    tracing::info!(rules = s.policy.rules(), "destination policy (no rules: any address but this node's own ports)");
+    scistream_transport::relay::set_policy(Some(s.policy.clone()));
     let timing = Profile { tombstone: s.tombstone, ..Profile::production() }.seeded(rand::random());
     // The incarnation grows across restarts: the control server tells a restarted node from a
     // late message of the old one.

@@ -189,6 +189,57 @@ pub struct RunArgs {
     /// 10 MB/s) [default: none: such sessions are not paced].
     #[arg(long)]
     pub default_rate: Option<u32>,
+    /// Where producers' targets may be, as NET[:PORTS] (`192.0.2.0/24:7000-7999`,
+    /// `[2001:db8::/32]:*`); repeatable (in the file, `allow-targets = [..]`). A Hello or
+    /// UpdateTargets naming anything else is refused (PERMISSION_DENIED) [default: any address
+    /// but the control server's own ports].
+    #[arg(long = "allow-target", value_name = "NET[:PORTS]")]
+    pub allow_targets: Option<Vec<String>>,
+    /// Where the peer gateways a consumer's gateway dials over the WAN may be, as NET[:PORTS];
+    /// repeatable (in the file, `allow-peers = [..]`) [default: any address but the control
+    /// server's own ports].
+    #[arg(long = "allow-peer", value_name = "NET[:PORTS]")]
+    pub allow_peers: Option<Vec<String>>,
+    /// Serve without authentication (no client secret) on an address that is not loopback:
+    /// every caller is then `anonymous`. Without it such a server refuses to start.
+    #[arg(long)]
+    #[serde(default)]
+    pub allow_anonymous: bool,
+    /// Where the audit trail goes: `log` (the daemon's log, target `audit`), or a file, appended
+    /// to (one JSON object per line) [default: log].
+    #[arg(long, value_name = "log|FILE")]
+    pub audit: Option<String>,
+    /// Quotas per identity or group (in the file only: `[[quota]]` tables); the first naming
+    /// an identity applies to it.
+    #[arg(skip)]
+    #[serde(default)]
+    pub quota: Vec<QuotaArgs>,
+    /// The quota of identities no `[[quota]]` names (in the file only: a `[default-quota]`
+    /// table) [default: unlimited].
+    #[arg(skip)]
+    pub default_quota: Option<QuotaArgs>,
+}
+
+/// One `[[quota]]` (or the `[default-quota]`) of the configuration file.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct QuotaArgs {
+    /// Its name, for logs and refusals' readers.
+    #[serde(default)]
+    pub name: String,
+    /// The identities (token subjects) it applies to (ignored in `[default-quota]`).
+    #[serde(default)]
+    pub identities: Vec<String>,
+    /// Whether they may request sessions at all [default: true].
+    pub may_request: Option<bool>,
+    /// In which roles: "PROD", "CONS" [default: both].
+    pub roles: Option<Vec<String>>,
+    /// Most sessions each may hold at once [default: no limit].
+    pub max_sessions: Option<u32>,
+    /// Largest num_conn [default: --max-num-conn].
+    pub max_num_conn: Option<u16>,
+    /// Largest rate, kB/s; a request for no rate limit is then refused [default: no limit].
+    pub max_rate: Option<u32>,
 }
 
 impl RunArgs {

@@ -101,6 +101,16 @@ pub struct RunArgs {
     #[arg(long)]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Where producers' targets may be, as NET[:PORTS]; repeatable (in the file,
+    /// `allow-targets = [..]`): this node's relays dial nothing else, whatever its control
+    /// server asks [default: any address but this node's own ports]. Give it the control
+    /// server's list.
+    #[arg(long = "allow-target", value_name = "NET[:PORTS]")]
+    pub allow_targets: Option<Vec<String>>,
+    /// Where the peer gateways this node dials over the WAN may be, as NET[:PORTS]; repeatable
+    /// (in the file, `allow-peers = [..]`) [default: any address but this node's own ports].
+    #[arg(long = "allow-peer", value_name = "NET[:PORTS]")]
+    pub allow_peers: Option<Vec<String>>,
 }
 
 impl RunArgs {
@@ -145,6 +155,8 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// How log lines are written.
     pub log_format: LogFormat,
+    /// What its relays may dial (its own addresses filled in once it listens).
+    pub policy: scistream_fsm::policy::Policy,
 }
 
 impl RunArgs {
@@ -193,7 +205,11 @@ pub fn merge(cli: RunArgs, file: RunArgs) -> Result<Settings> {
         cli.proxy_program.or(file.proxy_program),
         || crate::config::default_runtime_dir("s2ds", listen.port()),
     )?;
+    let targets = crate::policy::rules("allow-target", cli.allow_targets.as_ref(), file.allow_targets.as_ref())?;
+    let peers = crate::policy::rules("allow-peer", cli.allow_peers.as_ref(), file.allow_peers.as_ref())?;
+    let policy = crate::policy::policy(targets, peers, &[], None)?;
     Ok(Settings {
+        policy,
         limits,
         backend,
         listen,

@@ -1,12 +1,14 @@
 //! Requests from user clients (REQ, ReqListeners, UpdateTargets, REL) and Hello from the
 //! application controllers: who may do what, decided before the session sees the call.
 
+use crate::audit::{Audit, Decision};
 use crate::effect::{Effect, Outbox};
 use crate::error::ProtocolError;
 use crate::msg::Msg;
+use crate::policy::Dialled;
 use crate::session::{self, Session, Setup, Summary};
 use crate::time::Instant;
-use crate::types::{AppKey, ErrorCode, Peer, Principal, Uid, Why};
+use crate::types::{Addr, AppKey, ErrorCode, Limit, Peer, Principal, Role, Uid, Why};
 
 use super::{Entry, S2cs};
 
@@ -19,6 +21,24 @@ fn refuse(out: &mut Outbox, to: Peer, uid: Uid, seq: u32, code: ErrorCode) -> Re
 fn refuse_why(out: &mut Outbox, to: Peer, uid: Uid, seq: u32, code: ErrorCode, why: Why) -> Result<(), ProtocolError> {
     out.push(Effect::Send { to, msg: Msg::Error { uid, seq, code, why } });
     Err(ProtocolError::Refused { uid, code })
+}
+
+/// The audit record of the policy's verdict on the addresses a call names for session `e`.
+fn audit_targets(out: &mut Outbox, uid: Uid, e: &Entry, addrs: &[Addr], from: Peer, verdict: Result<(), Why>) {
+    let (decision, why) = match verdict {
+        Ok(()) => (Decision::TargetsAccepted, Why::Unspecified),
+        Err(why) => (Decision::TargetsRefused, why),
+    };
+    let a = Audit {
+        decision,
+        uid,
+        identity: e.owner.clone(),
+        role: e.params.role,
+        addrs: addrs.to_vec(),
+        from: Some(from),
+        why,
+    };
+    out.push(Effect::Audit(Box::new(a)));
 }
 
 impl S2cs {
@@ -45,6 +65,14 @@ impl S2cs {
         let Some(e) = self.sessions.get(&uid) else { return refuse(out, from, uid, seq, ErrorCode::NotFound) };
         if !self.cfg.may_manage(&e.owner, &caller) {
             return refuse(out, from, uid, seq, ErrorCode::PermissionDenied);
+        }
+        if let Msg::Update { remote, .. } = &msg {
+            // Before the session sees it: nothing is dialled.
+            let verdict = self.cfg.policy.admit_all(Dialled::of(e.params.role), remote);
+            audit_targets(out, uid, e, remote, from, verdict);
+            if let Err(why) = verdict {
+                return refuse_why(out, from, uid, seq, ErrorCode::PermissionDenied, why);
+            }
         }
         if let Msg::ReqListeners { .. } = msg {
             // A pure query: what is known now (the producer's listeners may still be empty).
@@ -93,6 +121,28 @@ impl S2cs {
         if self.draining {
             return refuse_why(out, from, uid, seq, ErrorCode::Unavailable, Why::Draining);
         }
+        if !self.cfg.operators.contains(&caller) {
+            let held = self.sessions.values().filter(|e| e.owner == caller && e.holds_resources()).count();
+            let held = u32::try_from(held).unwrap_or(u32::MAX);
+            if let Err(why) = self.cfg.policy.quotas.of(&caller).check(params, held) {
+                let a = Audit {
+                    decision: Decision::Refused,
+                    uid,
+                    identity: caller.clone(),
+                    role: params.role,
+                    addrs: Vec::new(),
+                    from: Some(from),
+                    why,
+                };
+                out.push(Effect::Audit(Box::new(a)));
+                // Not allowed at all is a permission; a number beyond the quota, a quota.
+                let code = match why {
+                    Why::Quota { limit: Limit::MayRequest | Limit::Role(_), .. } => ErrorCode::PermissionDenied,
+                    _ => ErrorCode::ResourceExhausted,
+                };
+                return refuse_why(out, from, uid, seq, code, why);
+            }
+        }
         let node = match self.place(params) {
             Ok(node) => node,
             Err((code, why)) => return refuse_why(out, from, uid, seq, code, why),
@@ -115,6 +165,16 @@ impl S2cs {
             owner: caller.clone(),
             params,
         };
+        let a = Audit {
+            decision: Decision::Created,
+            uid,
+            identity: caller.clone(),
+            role: params.role,
+            addrs: Vec::new(),
+            from: Some(from),
+            why: Why::Unspecified,
+        };
+        out.push(Effect::Audit(Box::new(a)));
         let entry = Entry { owner: caller, params, key, creds: None, node, summary: Summary::default() };
         self.sessions.insert(uid, entry);
         out.push(Effect::Spawn(Box::new(Session::new(setup))));
@@ -134,6 +194,16 @@ impl S2cs {
         // A session made without a key (a 1.2 client) matches only a Hello without one.
         if !e.key.ct_eq(key) {
             return refuse(out, from, uid, seq, ErrorCode::PermissionDenied);
+        }
+        // A producer's listeners are where its gateway will dial; a consumer's are not used.
+        if let Msg::Hello { prod_listeners, .. } = &msg
+            && e.params.role == Role::Prod
+        {
+            let verdict = self.cfg.policy.admit_all(Dialled::Target, prod_listeners);
+            audit_targets(out, uid, e, prod_listeners, from, verdict);
+            if let Err(why) = verdict {
+                return refuse_why(out, from, uid, seq, ErrorCode::PermissionDenied, why);
+            }
         }
         out.push(Effect::ToSession { uid, input: session::Input::Call { from, msg } });
         Ok(())

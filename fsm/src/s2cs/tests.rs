@@ -9,6 +9,7 @@ use crate::types::{Addr, AppKey, SessionParams};
 
 mod data;
 mod nodes;
+mod policy;
 
 fn lease_key(uid: Uid) -> TimerKey {
     crate::session::timer_key(uid, TimerKind::Lease)
@@ -690,10 +691,18 @@ fn a_new_capacity_applies_to_what_is_admitted_from_then_on() {
     let ask = |n| req_as(alice(), n, 1, SessionParams { rate: 400, ..params(Role::Prod, 2) }, key(1));
     let (err, _) = reject(&mut cs, at(11), ask(2));
     assert_eq!(err, ProtocolError::Refused { uid: uid(2), code: ErrorCode::ResourceExhausted });
-    accept(&mut cs, at(12), Input::Reconfigure { capacity: Some(2000), default_rate: 0, operators: Vec::new() });
+    accept(
+        &mut cs,
+        at(12),
+        Input::Reconfigure { capacity: Some(2000), default_rate: 0, operators: Vec::new(), policy: Box::default() },
+    );
     accept(&mut cs, at(13), ask(3));
     assert!(cs.session(&uid(1)).is_some(), "the session admitted before is kept");
-    accept(&mut cs, at(14), Input::Reconfigure { capacity: Some(100), default_rate: 0, operators: Vec::new() });
+    accept(
+        &mut cs,
+        at(14),
+        Input::Reconfigure { capacity: Some(100), default_rate: 0, operators: Vec::new(), policy: Box::default() },
+    );
     assert!(cs.session(&uid(3)).is_some(), "a lower capacity fails nothing admitted");
     let (err, _) = reject(&mut cs, at(15), ask(4));
     assert_eq!(err, ProtocolError::Refused { uid: uid(4), code: ErrorCode::ResourceExhausted });

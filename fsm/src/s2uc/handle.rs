@@ -217,8 +217,11 @@ impl S2uc {
                     // A recovered session before Recover: nothing of this phase is ours.
                     return Err(ProtocolError::Stale("ERROR"));
                 }
-                // The side that failed released its part itself (or never had one).
-                s.sides[i].released = true;
+                // The side that failed released its part itself (or never had one) — but for
+                // an UpdateTargets its facility's policy refused: that control server refused
+                // it before its session saw it, and the session still holds its reservation,
+                // for the REL that follows.
+                s.sides[i].released = !(state == State::Updating && code == ErrorCode::PermissionDenied);
                 s.failure = Some(code);
                 self.step(now, uid, Event::Error, out)
             }

@@ -647,3 +647,18 @@ fn not_found_to_a_retransmitted_req_means_the_server_holds_the_first_and_the_ses
     assert!(out.is_empty());
     assert_eq!(state(&uc, 1), State::Reserving);
 }
+
+#[test]
+fn an_update_refused_by_its_facilitys_policy_is_followed_by_rel_there_too() {
+    let mut uc = client();
+    updating(&mut uc, 1);
+    accept(&mut uc, at(30), updated(1, Role::Prod));
+    // Refused before the consumer's session saw it: that session still holds its ports.
+    let out = accept(&mut uc, at(31), error(1, Role::Cons, 3, ErrorCode::PermissionDenied));
+    let rels = sent(&out);
+    assert!(rels.contains(&(PROD, rel(1, 4))) && rels.contains(&(CONS, rel(1, 4))), "{rels:?}");
+    accept(&mut uc, at(40), released(1, Role::Prod, 4));
+    let out = accept(&mut uc, at(41), released(1, Role::Cons, 4));
+    assert_eq!(notices(&out), vec![Notice::Failed { uid: uid(1), code: ErrorCode::PermissionDenied }]);
+    assert_eq!(state(&uc, 1), State::Failed);
+}

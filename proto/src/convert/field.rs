@@ -3,7 +3,9 @@
 use std::fmt::Write as _;
 
 use scistream_fsm::types::UidError;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid, Why};
+use std::net::IpAddr;
+
+use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Guard, Limit, Role, Uid, Why};
 
 use super::Limits;
 use crate::{WireError, pb};
@@ -119,6 +121,25 @@ pub fn opt_creds_from_wire(bytes: &[u8]) -> Result<Option<Credentials>, WireErro
 
 /// The wire form of what an ERROR says beyond its code (`None`: nothing).
 pub fn why_to_wire(why: Why) -> Option<pb::ErrorWhy> {
+    match why {
+        Why::Policy { guard, ip, port } => {
+            let bits = match ip {
+                IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
+                IpAddr::V6(v6) => u128::from(v6),
+            };
+            let (a, b) = ((bits >> 64) as u64, bits as u64);
+            let kind = format!("Policy:{}", guard.name());
+            return Some(pb::ErrorWhy { kind, a, b, c: u64::from(port) });
+        }
+        Why::Quota { limit, max } => {
+            let kind = match limit {
+                Limit::Role(role) => format!("Quota:roles:{role}"),
+                other => format!("Quota:{}", other.name()),
+            };
+            return Some(pb::ErrorWhy { kind, a: max, b: 0, c: 0 });
+        }
+        _ => {}
+    }
     let (kind, a, b) = match why {
         Why::Unspecified => return None,
         Why::NumConn { max } => ("NumConn", u64::from(max), 0),
@@ -131,8 +152,9 @@ pub fn why_to_wire(why: Why) -> Option<pb::ErrorWhy> {
         Why::DataServerLost => ("DataServerLost", 0, 0),
         Why::Lease => ("Lease", 0, 0),
         Why::Draining => ("Draining", 0, 0),
+        Why::Policy { .. } | Why::Quota { .. } => return None,
     };
-    Some(pb::ErrorWhy { kind: kind.to_owned(), a, b })
+    Some(pb::ErrorWhy { kind: kind.to_owned(), a, b, c: 0 })
 }
 
 /// What an ERROR says beyond its code, validated: a kind this build does not know, or numbers
@@ -142,6 +164,29 @@ pub fn why_from_wire(why: Option<&pb::ErrorWhy>) -> Result<Why, WireError> {
     let bad = || WireError::BadWhy(w.kind.chars().take(40).collect());
     let small = |n: u64| u16::try_from(n).map_err(|_| bad());
     let (a, b) = (w.a, w.b);
+    if let Some(guard) = w.kind.strip_prefix("Policy:") {
+        let guard = [Guard::AllowTargets, Guard::AllowPeers, Guard::OwnPorts, Guard::Unresolved]
+            .into_iter()
+            .find(|g| g.name() == guard)
+            .ok_or_else(bad)?;
+        let ip = std::net::Ipv6Addr::from((u128::from(a) << 64) | u128::from(b)).to_canonical();
+        let port = u16::try_from(w.c).map_err(|_| bad())?;
+        return Ok(Why::Policy { guard, ip, port });
+    }
+    if let Some(limit) = w.kind.strip_prefix("Quota:") {
+        let limit = match limit {
+            "roles:PROD" => Limit::Role(Role::Prod),
+            "roles:CONS" => Limit::Role(Role::Cons),
+            other => [Limit::MayRequest, Limit::Sessions, Limit::NumConn, Limit::Rate]
+                .into_iter()
+                .find(|l| l.name() == other)
+                .ok_or_else(bad)?,
+        };
+        return if b == 0 && w.c == 0 { Ok(Why::Quota { limit, max: a }) } else { Err(bad()) };
+    }
+    if w.c != 0 {
+        return Err(bad());
+    }
     let plain = |why: Why| if a == 0 && b == 0 { Ok(why) } else { Err(bad()) };
     match w.kind.as_str() {
         "" => plain(Why::Unspecified),

@@ -105,7 +105,7 @@ fn envelope_with_unspecified_error_code_is_refused() {
 fn an_error_explanation_this_build_does_not_know_or_out_of_range_is_refused() {
     let code = pb::ErrorCode::ResourceExhausted as i32;
     let with = |kind: &str, a: u64, b: u64| {
-        let why = Some(pb::ErrorWhy { kind: kind.into(), a, b });
+        let why = Some(pb::ErrorWhy { kind: kind.into(), a, b, c: 0 });
         decode_body(Body::Error(pb::EnvError { uid: uid_to_wire(UID), seq: 1, code, why }))
     };
     assert_eq!(with("Gremlins", 0, 0), Err(WireError::BadWhy("Gremlins".into())));

@@ -47,6 +47,9 @@ pub enum Defect {
     AnnounceEarly,
     /// The operator's calls are taken for the owner's, configured operator or not.
     OperatorAsOwner,
+    /// Data servers bridge to their control server's own port, which the facility's policy
+    /// never admits: a policy check skipped.
+    PolicyBypassed,
 }
 
 /// Where a step happens, for the rewrite.
@@ -146,6 +149,16 @@ impl Defect {
                     .collect();
                 out.extend(early);
             }
+            (Self::PolicyBypassed, Peer::DataServer(role, _)) => {
+                let own = crate::world::own_addr(role);
+                for e in out.iter_mut() {
+                    if let Effect::StartBridges { targets, .. } = e
+                        && let Some(first) = targets.first_mut()
+                    {
+                        *first = Addr::new(own.ip().to_string(), own.port());
+                    }
+                }
+            }
             _ => {}
         }
     }
@@ -171,7 +184,7 @@ impl Defect {
     }
 
     /// Every variant with its CLI name.
-    pub const NAMED: [(&'static str, Self); 15] = [
+    pub const NAMED: [(&'static str, Self); 16] = [
         ("none", Self::None),
         ("no-retransmit", Self::NoRetransmit),
         ("bridge-before-credentials", Self::BridgeBeforeCredentials),
@@ -187,6 +200,7 @@ impl Defect {
         ("livelock", Self::Livelock),
         ("announce-early", Self::AnnounceEarly),
         ("operator-as-owner", Self::OperatorAsOwner),
+        ("policy-bypassed", Self::PolicyBypassed),
     ];
 
     /// Its CLI name.
@@ -195,7 +209,7 @@ impl Defect {
     }
 
     /// The property each broken variant must trip: every built-in property has at least one.
-    pub const CAUGHT_BY: [(Self, Prop); 15] = [
+    pub const CAUGHT_BY: [(Self, Prop); 16] = [
         (Self::NoRetransmit, Prop::SessionsSettle),
         (Self::BridgeBeforeCredentials, Prop::BridgeNeedsCredentials),
         (Self::LeakPortsOnRelease, Prop::ReleasedPortsFree),
@@ -211,6 +225,7 @@ impl Defect {
         (Self::Livelock, Prop::BoundedDrive),
         (Self::AnnounceEarly, Prop::AnnouncedAdmitted),
         (Self::OperatorAsOwner, Prop::OwnerReleases),
+        (Self::PolicyBypassed, Prop::TargetsWithinPolicy),
     ];
 }
 

@@ -1,6 +1,8 @@
 //! Stepping the cores and carrying out their effects.
 
 use rand::Rng;
+use scistream_fsm::audit::Decision;
+use scistream_fsm::policy::{Dialled, Policy};
 use scistream_fsm::{Effect, Msg, Node, Notice, Peer, Role, Token, Uid, cons_app, prod_app, s2cs, s2ds, s2uc};
 
 use super::{Event, World, ms, short};
@@ -114,6 +116,16 @@ impl World<'_> {
         self.observe(node, uid);
     }
 
+    /// The destination policy facility `r`'s control server runs with (as configured: a
+    /// crashed one comes back with the same).
+    fn cs_policy(&self, r: Role) -> Policy {
+        let own = super::own_addr(r);
+        match &self.cs[nodes::role_index(r)] {
+            Some(cs) => cs.config().policy.clone(),
+            None => Policy { own: vec![own], ..Policy::default() },
+        }
+    }
+
     fn execute(&mut self, node: Peer, eff: Effect) {
         match eff {
             Effect::Send { to, msg } => self.send(node, to, msg),
@@ -139,8 +151,12 @@ impl World<'_> {
                 self.note(|| format!("{node} unlistens {} ports {ports:?}", short(uid)));
                 self.close_streams(uid);
             }
-            Effect::StartBridges { uid, targets, creds, .. } => {
+            Effect::StartBridges { uid, targets, creds, role, .. } => {
                 let Peer::DataServer(r, n) = node else { return };
+                let policy = &self.cs_policy(r);
+                if let Err(why) = policy.admit_all(Dialled::of(role), &targets) {
+                    self.violate(Prop::TargetsWithinPolicy, format!("{node} bridges {uid} outside its policy: {why}"));
+                }
                 let minted = self.by_uid.get(&uid).is_some_and(|ix| ix.iter().any(|i| self.plans[*i].creds == creds));
                 if !minted || targets.is_empty() {
                     self.violate(
@@ -167,6 +183,12 @@ impl World<'_> {
                 self.stores[nodes::role_index(r)].remove(&uid);
             }
             Effect::Notify(n) => self.notice(node, n),
+            Effect::Audit(a) => {
+                if a.decision == Decision::TargetsRefused {
+                    self.reached.insert(Reach::PolicyRefused);
+                }
+                self.note(|| format!("{node} audits {} of {}", a.decision.name(), short(a.uid)));
+            }
             // A control server's cores route these among themselves (`ControlServer`).
             Effect::Spawn(_) | Effect::ToSession { .. } | Effect::Report { .. } | Effect::Retire { .. } => {
                 self.note(|| format!("{node} leaked an effect between its cores"));

@@ -69,8 +69,13 @@ pub fn draw(sc: &Scenario, rng: &mut ChaCha8Rng) -> Vec<Plan> {
         // A 1.2 client's session: no app key, no credentials.
         let legacy = rng.random_bool(w.legacy);
         let operator_release_ms = rng.random_bool(w.operator_release).then(|| start_ms + between(rng, [0, 20_000]));
-        let prod_listeners =
+        let mut prod_listeners: Vec<Addr> =
             (0..num_conn).map(|k| Addr::new("producer", 7000 + (i as u16 % 512) * 16 + k % 16)).collect();
+        // Drawn only where asked, so the other scenarios' seeds keep their runs.
+        if w.rogue_targets > 0.0 && rng.random_bool(w.rogue_targets) {
+            let own = super::own_addr(scistream_fsm::Role::Prod);
+            prod_listeners[0] = Addr::new(own.ip().to_string(), own.port());
+        }
         plans.push(Plan {
             uid,
             client,

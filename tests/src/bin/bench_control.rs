@@ -3,6 +3,11 @@
 //! (measured on this machine when the issue was written; this command does not run 1.2).
 //!
 //! `cargo run --release -p scistream-tests --bin bench-control [-- --setups N --waiting N]`
+//!
+//! It also measures what the facility's destination policy costs a setup: a pair of servers
+//! with `--policy-rules N` rules (default 1,000) in both `allow-targets` and `allow-peers`,
+//! the one that admits the setup's addresses last (every check scans them all), against a
+//! pair without, setups alternating between the pairs. `--policy-only 1` measures only that.
 
 use std::time::{Duration, Instant};
 
@@ -16,10 +21,13 @@ struct Opts {
     concurrency: usize,
     waiting: usize,
     cli_runs: usize,
+    policy_rules: usize,
+    policy_only: bool,
 }
 
 fn opts() -> Result<Opts> {
-    let mut o = Opts { setups: 2_000, concurrency: 32, waiting: 10_000, cli_runs: 20 };
+    let mut o =
+        Opts { setups: 2_000, concurrency: 32, waiting: 10_000, cli_runs: 20, policy_rules: 1_000, policy_only: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         let v: usize = it.next().context("flag without value")?.parse().context("not a number")?;
@@ -28,7 +36,11 @@ fn opts() -> Result<Opts> {
             "--concurrency" => o.concurrency = v,
             "--waiting" => o.waiting = v,
             "--cli-runs" => o.cli_runs = v,
-            other => bail!("unknown flag {other}; known: --setups --concurrency --waiting --cli-runs"),
+            "--policy-rules" => o.policy_rules = v,
+            "--policy-only" => o.policy_only = v != 0,
+            other => bail!(
+                "unknown flag {other}; known: --setups --concurrency --waiting --cli-runs --policy-rules --policy-only"
+            ),
         }
     }
     Ok(o)
@@ -72,6 +84,72 @@ async fn auth_latency(dir: &std::path::Path, ttl: &str, n: usize) -> Result<(Dur
     Ok((pct(&lat, 0.5), pct(&lat, 0.99), auth.introspections() - before))
 }
 
+/// A configuration file with `n` rules in `allow-targets` and in `allow-peers`, none of
+/// which admits loopback but the last.
+fn policy_file(dir: &std::path::Path, n: usize) -> Result<std::path::PathBuf> {
+    let rules = |base: u16| {
+        let mut r: Vec<String> = (0..n.saturating_sub(1))
+            .map(|i| {
+                // Documentation ranges only; none is loopback.
+                let net = ["192.0.2", "198.51.100", "203.0.113"][i % 3];
+                format!("\"{net}.{}/32:{}\"", i % 256, base + (i % 1000) as u16)
+            })
+            .collect();
+        r.push("\"127.0.0.1/32:*\"".into());
+        r.join(", ")
+    };
+    let path = dir.join(format!("policy-{n}.toml"));
+    std::fs::write(&path, format!("allow-targets = [{}]\nallow-peers = [{}]\n", rules(20_000), rules(30_000)))?;
+    Ok(path)
+}
+
+/// Setup latency (p50, p99) without a policy and with one of `rules` rules, setups alternating
+/// between a pair of servers without and a pair with; and the core's check alone, per address.
+async fn policy_latency(dir: &std::path::Path, rules: usize, n: usize) -> Result<[(Duration, Duration); 2]> {
+    let file = policy_file(dir, rules)?;
+    let opts = |extra: Vec<String>| ServerOpts {
+        port_range: free_range(50),
+        hello_timeout: 600.0,
+        extra,
+        ..ServerOpts::default()
+    };
+    let with = args(&["--config", file.to_str().context("path")?]);
+    let (np, nc) = (Server::start(dir, &opts(Vec::new()))?, Server::start(dir, &opts(Vec::new()))?);
+    let (wp, wc) = (Server::start(dir, &opts(with.clone()))?, Server::start(dir, &opts(with))?);
+    let (np, nc) = (client(&np).await?, client(&nc).await?);
+    let (wp, wc) = (client(&wp).await?, client(&wc).await?);
+    for i in 0..20 {
+        setup(&np, &nc, i).await?;
+        setup(&wp, &wc, i).await?;
+    }
+    let (mut none, mut some) = (Vec::with_capacity(n), Vec::with_capacity(n));
+    for i in 0..n {
+        none.push(setup(&np, &nc, i as u16).await?);
+        some.push(setup(&wp, &wc, i as u16).await?);
+    }
+    none.sort();
+    some.sort();
+    Ok([(pct(&none, 0.5), pct(&none, 0.99)), (pct(&some, 0.5), pct(&some, 0.99))])
+}
+
+/// The core's check of one address against `rules` rules, the admitting one last: time per
+/// check.
+fn policy_check_cost(rules: usize) -> Duration {
+    use scistream_fsm::policy::{Dialled, Policy, Rule};
+    let mut list: Vec<Rule> = (0..rules.saturating_sub(1))
+        .map(|i| format!("192.0.2.{}/32:{}", i % 256, 20_000 + i % 1000).parse().expect("rule"))
+        .collect();
+    list.push("127.0.0.1/32".parse().expect("rule"));
+    let policy = Policy { targets: Some(list), ..Policy::default() };
+    let target = [Addr::new("127.0.0.1", 7000)];
+    let reps = 10_000u32;
+    let t = Instant::now();
+    for _ in 0..reps {
+        std::hint::black_box(policy.admit_all(Dialled::Target, std::hint::black_box(&target))).expect("admitted");
+    }
+    t.elapsed() / reps
+}
+
 /// One whole two-facility setup ([`scistream_tests::establish`]), then its release (not timed).
 async fn setup(p: &ControlClient, c: &ControlClient, n: u16) -> Result<Duration> {
     let uid = Uid(uuid::Uuid::new_v4());
@@ -98,6 +176,33 @@ fn ms(d: Duration) -> f64 {
 async fn main() -> Result<()> {
     let o = opts()?;
     let dir = Scratch::new("bench");
+    let policy_n = (o.setups / 4).max(100);
+    let [(n50, n99), (w50, w99)] = policy_latency(&dir.0, o.policy_rules, policy_n).await?;
+    let check = policy_check_cost(o.policy_rules);
+    // The check must not show in p50: within 10 % (or 0.2 ms, the noise of a shared machine).
+    let policy_ok = ms(w50) <= (ms(n50) * 1.1).max(ms(n50) + 0.2);
+    let policy_table = || {
+        println!("| measure | no policy | {} rules | target |", o.policy_rules);
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| two-facility setup, p50 ({policy_n} setups each, alternating) | {:.2} ms | {:.2} ms | within 10 % (or 0.2 ms) |",
+            ms(n50),
+            ms(w50)
+        );
+        println!("| two-facility setup, p99 | {:.2} ms | {:.2} ms | – |", ms(n99), ms(w99));
+        println!(
+            "| the core's check of one address (admitting rule last) | – | {:.1} µs | – |",
+            check.as_secs_f64() * 1e6
+        );
+    };
+    if o.policy_only {
+        policy_table();
+        println!("\n{}", if policy_ok { "the policy does not show in p50" } else { "THE POLICY SHOWS IN p50" });
+        if !policy_ok {
+            std::process::exit(1);
+        }
+        return Ok(());
+    }
     let range = |n| ServerOpts { port_range: free_range(n), hello_timeout: 600.0, ..ServerOpts::default() };
     let ps = Server::start(&dir.0, &range(200))?;
     let cs = Server::start(&dir.0, &range(200))?;
@@ -239,7 +344,10 @@ async fn main() -> Result<()> {
     );
     println!("| s2cs RSS idle → with them waiting | {rss_idle:.1} → {rss_held:.1} MB | – | ≤ 256 MB | – |");
     println!("| CONS req+update+release while they wait | {:.2} ms | server frozen | – | – |", ms(probe));
-    let ok = ms(p50) <= 5.0
+    println!();
+    policy_table();
+    let ok = policy_ok
+        && ms(p50) <= 5.0
         && ms(p99) <= 25.0
         && rate >= 1000.0
         && ms(w50) <= 50.0

@@ -19,6 +19,7 @@ mod limits;
 mod liveness;
 mod nodes;
 mod operations;
+mod policy;
 mod pool;
 mod real_properties;
 mod refusals;

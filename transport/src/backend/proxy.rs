@@ -288,13 +288,25 @@ impl ProxyBackend {
             }
             None => None,
         };
+        // The proxy dials on its own: it is given the addresses the policy admits now,
+        // resolved here, never a name to resolve again (the native relay checks each dial).
+        let mut targets = Vec::with_capacity(s.targets.len());
+        for t in &s.targets {
+            match crate::relay::resolve_admitted(t, s.role).await {
+                Ok(a) => targets.push(Addr { host: a.ip().to_string(), port: a.port() }),
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                    return Err(StartError::Policy(format!("{}: target {t}: {e}", self.kind)));
+                }
+                Err(e) => return Err(failed(format!("cannot resolve the target {t}: {e}"))),
+            }
+        }
         let mut fds: Vec<OwnedFd> = Vec::with_capacity(s.listeners.len());
         let mut listeners = Vec::with_capacity(s.listeners.len());
         for (i, l) in s.listeners.into_iter().enumerate() {
             let addr = l.local_addr().map_err(|e| failed(e.to_string()))?;
             let std = l.into_std().map_err(|e| failed(e.to_string()))?;
             let fd = OwnedFd::from(std);
-            listeners.push(Listener { addr, fd: fd.as_raw_fd(), target: s.targets[i % s.targets.len()].clone() });
+            listeners.push(Listener { addr, fd: fd.as_raw_fd(), target: targets[i % targets.len()].clone() });
             fds.push(fd);
         }
         let n = u64::try_from(listeners.len().max(1)).unwrap_or(1);

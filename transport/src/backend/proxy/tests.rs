@@ -228,26 +228,54 @@ async fn a_proxy_that_dies_ends_its_forwarding_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_proxy_that_cannot_start_fails_the_session_with_what_it_said() {
+async fn a_target_that_does_not_resolve_is_refused_before_any_proxy_starts() {
     let tmp = tempfile::tempdir().unwrap();
     for kind in [Kind::Haproxy, Kind::Nginx, Kind::Stunnel] {
         let b = open(kind, tmp.path());
-        // A target name that does not resolve: each proxy refuses it at start.
         let bad = Addr { host: "no-such-host.invalid".into(), port: 9 };
         let l = listeners(1).await;
         let port = l[0].local_addr().unwrap().port();
         match b.start(session(fresh(), Role::Prod, l, vec![bad], Credentials([5; 32]))).await {
-            Err(StartError::Proxy(why)) => assert!(why.starts_with(&format!("{kind}: ")), "{why}"),
-            Ok(f) => {
-                // stunnel resolves a target only when a connection comes: it starts.
-                assert_eq!(kind, Kind::Stunnel, "{kind} started with a target that does not resolve");
-                f.stop().await;
+            Err(StartError::Proxy(why)) => {
+                assert!(why.starts_with(&format!("{kind}: cannot resolve the target no-such-host.invalid")), "{why}");
             }
-            Err(e) => panic!("{kind}: {e}"),
+            other => panic!("{kind}: {:?}", other.map(|f| f.describe())),
         }
-        assert!(free(port), "{kind}: port held after a failed start");
+        assert!(free(port), "{kind}: port held after a refused start");
         assert_eq!(running_in(&tmp.path().join(format!("rt-{kind}"))), Vec::<i32>::new());
         assert_eq!(std::fs::read_dir(tmp.path().join(format!("rt-{kind}"))).unwrap().count(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_that_exits_at_start_fails_the_session_with_what_it_said() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let tmp = tempfile::tempdir().unwrap();
+    let (producer, _) = echo().await;
+    for (kind, version) in [
+        (Kind::Haproxy, "HAProxy version 2.6.12"),
+        (Kind::Nginx, "nginx version: nginx/1.22.1 --with-stream --with-stream_ssl_module"),
+        (Kind::Stunnel, "stunnel 5.68 on x86_64\nCompiled with OpenSSL 3.0.9"),
+    ] {
+        // A "proxy" that knows its version, passes its configuration test, and dies when run.
+        let fake = tmp.path().join(format!("fake-{kind}"));
+        let script = format!(
+            "#!/bin/sh\ncase \"$1\" in -v|-V|-version) echo '{version}' >&2; exit 0;; -c|-t) exit 0;; esac\necho 'cannot bind: out of luck' >&2\nexit 3\n"
+        );
+        std::fs::write(&fake, script).unwrap();
+        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let rt = tmp.path().join(format!("rt-fake-{kind}"));
+        let b = backend::open(kind, &rt, Some(&fake)).unwrap_or_else(|e| panic!("{e}"));
+        let l = listeners(1).await;
+        let port = l[0].local_addr().unwrap().port();
+        match b.start(session(fresh(), Role::Prod, l, vec![producer.clone()], Credentials([5; 32]))).await {
+            Err(StartError::Proxy(why)) => {
+                assert!(why.contains("exited at start") && why.contains("out of luck"), "{kind}: {why}");
+            }
+            other => panic!("{kind}: {:?}", other.map(|f| f.describe())),
+        }
+        assert!(free(port), "{kind}: port held after a failed start");
+        assert_eq!(std::fs::read_dir(&rt).unwrap().count(), 0, "{kind}: files left");
     }
 }
 
