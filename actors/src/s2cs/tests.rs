@@ -16,10 +16,22 @@ use super::{ActorBackend, DataServerSite, S2csActor, S2csArgs, S2csMsg};
 
 const LEASE: Duration = Duration::from_secs(20);
 
-/// A port range of `n` for this test process and test (`salt`), away from the others'.
+/// A range of `n` free ports for this test process and test (`salt`). An s2ds needs a
+/// contiguous range, which the OS does not hand out, so it is drawn below the kernel's
+/// ephemeral ports (32768 and up, where client connections take theirs) and every port of it
+/// is checked bindable; a busy block is skipped for the next one.
 fn ports(salt: u16, n: u16) -> std::ops::RangeInclusive<u16> {
-    let base = 30_000 + (std::process::id() % 200) as u16 * 100 + salt * 10;
-    base..=base + n - 1
+    const LOW: u32 = 20_000;
+    const BLOCKS: u32 = 120; // of 100 ports: 20000..32000
+    let first = (std::process::id() + u32::from(salt) * 7) % BLOCKS;
+    for i in 0..BLOCKS {
+        let base = (LOW + (first + i) % BLOCKS * 100 + u32::from(salt) * 10) as u16;
+        let range = base..=base + n - 1;
+        if range.clone().all(|p| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return range;
+        }
+    }
+    panic!("no {n} free contiguous ports below the ephemeral range");
 }
 
 async fn start(salt: u16) -> ActorRef<S2csMsg> {
