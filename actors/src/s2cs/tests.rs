@@ -16,10 +16,22 @@ use super::{ActorBackend, DataServerSite, S2csActor, S2csArgs, S2csMsg};
 
 const LEASE: Duration = Duration::from_secs(20);
 
-/// A port range of `n` for this test process and test (`salt`), away from the others'.
+/// A range of `n` free ports for this test process and test (`salt`). An s2ds needs a
+/// contiguous range, which the OS does not hand out, so it is drawn below the kernel's
+/// ephemeral ports (32768 and up, where client connections take theirs) and every port of it
+/// is checked bindable; a busy block is skipped for the next one.
 fn ports(salt: u16, n: u16) -> std::ops::RangeInclusive<u16> {
-    let base = 30_000 + (std::process::id() % 200) as u16 * 100 + salt * 10;
-    base..=base + n - 1
+    const LOW: u32 = 20_000;
+    const BLOCKS: u32 = 120; // of 100 ports: 20000..32000
+    let first = (std::process::id() + u32::from(salt) * 7) % BLOCKS;
+    for i in 0..BLOCKS {
+        let base = (LOW + (first + i) % BLOCKS * 100 + u32::from(salt) * 10) as u16;
+        let range = base..=base + n - 1;
+        if range.clone().all(|p| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, p)).is_ok()) {
+            return range;
+        }
+    }
+    panic!("no {n} free contiguous ports below the ephemeral range");
 }
 
 async fn start(salt: u16) -> ActorRef<S2csMsg> {
@@ -291,4 +303,49 @@ async fn a_relay_answers_once_it_forwards_or_says_why_it_cannot() {
     assert_eq!(bridges(relay.clone(), target.clone(), Credentials([7; 32])).await, Ok(()));
     assert_eq!(bridges(relay.clone(), target, Credentials([7; 32])).await, Ok(()));
     relay.stop_and_wait(None, None).await.unwrap();
+}
+
+/// A backend that records the rate each session is started with and forwards nothing.
+struct RecordsRate(std::sync::Mutex<Vec<Option<u64>>>);
+
+impl scistream_transport::backend::Backend for RecordsRate {
+    fn kind(&self) -> scistream_transport::backend::Kind {
+        scistream_transport::backend::Kind::Native
+    }
+
+    fn start(
+        &self,
+        session: scistream_transport::backend::Session,
+    ) -> scistream_transport::backend::BoxFuture<
+        '_,
+        Result<Box<dyn scistream_transport::backend::Forwarding>, scistream_transport::backend::StartError>,
+    > {
+        self.0.lock().unwrap().push(session.rate);
+        Box::pin(async { Err(scistream_transport::backend::StartError::Unsupported("records only".into())) })
+    }
+}
+
+#[tokio::test]
+async fn a_sessions_rate_is_in_kilobytes_per_second_so_20000_reaches_the_backend_as_20_mb_per_second() {
+    use crate::relay::{RelayActor, RelayArgs, RelayMsg};
+    use ractor::rpc::CallResult;
+    let backend = std::sync::Arc::new(RecordsRate(std::sync::Mutex::default()));
+    let target = vec![Addr::new("127.0.0.1", 9)];
+    for rate in [20_000, 0] {
+        let args = RelayArgs {
+            uid: Uid::from_u128(61),
+            listeners: crate::relay::bind_all(IpAddr::V4(Ipv4Addr::LOCALHOST), &[0]).expect("binds"),
+            counters: Default::default(),
+            allow_plain_wan: false,
+            backend: backend.clone(),
+        };
+        let (relay, _) = Actor::spawn(None, RelayActor, args).await.expect("binds");
+        let (targets, creds) = (target.clone(), Credentials([7; 32]));
+        let asked = relay.call(|reply| RelayMsg::Bridges { targets, creds, role: Role::Prod, rate, reply }, None);
+        let CallResult::Success(answer) = asked.await.expect("relay alive") else { panic!("no answer") };
+        assert_eq!(answer, Err(ErrorCode::FailedPrecondition), "the recording backend refuses every start");
+        relay.stop_and_wait(None, None).await.unwrap();
+    }
+    // SciStream 1.2's unit (docs/data-plane.md, "Rate"): --rate 20000 is 20 MB/s; 0 is unlimited.
+    assert_eq!(*backend.0.lock().unwrap(), vec![Some(20_000_000), None]);
 }

@@ -7,7 +7,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use scistream_tests::{Request, Scratch, Server, ServerOpts, args, free_range, json_field, json_lines, trust};
+use scistream_tests::{
+    Background, Request, Scratch, Server, ServerOpts, args, free_range, json_field, json_lines, trust,
+};
 use serde_json::Value;
 
 use crate::testkit::shared;
@@ -76,9 +78,12 @@ fn bytes_cross_both_gateways_and_a_stranger_at_the_wan_port_never_reaches_the_pr
     let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
     let mut sink = Vec::new();
     let _ = s.read_to_end(&mut sink);
-    std::thread::sleep(Duration::from_millis(200));
+    // Once the gateway has logged the refusal the connection is done with: a count read after
+    // that is final (a fixed sleep could read it before the gateway decided).
+    crate::testkit::eventually(Duration::from_secs(10), "the refusal is logged", || {
+        prod.log().contains("WAN connection refused")
+    });
     assert_eq!(reached.load(Ordering::SeqCst), 1, "an unauthenticated connection reached the producer");
-    assert!(prod.log().contains("WAN connection refused"), "the refusal is logged:\n{}", prod.log());
 
     // The counters, as `s2uc status` shows them at each facility.
     for (server, cert, refused) in [(&prod, &pc, 1), (&cons, &cc, 0)] {
@@ -166,6 +171,83 @@ fn inbound_then_outbound_request_carry_bytes_over_the_sessions_tls_leg() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// SciStream 1.2's other split setup against our own control servers, over TLS: `prod-req`
+/// announces the uid and app key, waits for the producer's Hello (appctrl) and prints the
+/// producer gateway's listeners and the session's WAN credentials; `cons-req --credentials`
+/// takes them. Bytes cross both gateways, and the producer's WAN port still refuses plain
+/// text: the split keeps the pinned TLS leg (a cons-req that dropped the credentials would be
+/// refused FAILED_PRECONDITION; one that made the leg plain would let the stranger through).
+#[test]
+fn prod_req_then_cons_req_with_its_credentials_carry_bytes_over_the_sessions_tls_leg() {
+    let _serial = shared();
+    let (da, db) = (Scratch::new("dp-prodreq"), Scratch::new("dp-consreq"));
+    let prod = Server::start(&da.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let cons = Server::start(&db.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let (app_port, reached) = producer();
+    let bound = Duration::from_secs(30);
+
+    let mut flags = trust(&[&prod]);
+    flags.extend(args(&["--json", "prod-req", "--s2cs", &prod.addr, "--num-conn", "1"]));
+    let mut prod_req = Background::start("s2uc", &flags).unwrap();
+    let lines = prod_req.stdout_lines().unwrap();
+    let next = || json(&lines.recv_timeout(bound).expect("prod-req prints a line in time"));
+    let created = next();
+    assert_eq!(created["event"], "created", "{created}");
+    let (uid, app_key) = (created["uid"].as_str().unwrap().to_owned(), created["app_key"].as_str().unwrap().to_owned());
+    let mut hello = trust(&[&prod]);
+    let listeners = format!("127.0.0.1:{app_port}");
+    hello.extend(args(&[&uid, "--s2cs", &prod.addr, "--key", &app_key, "--listeners", &listeners]));
+    let out = scistream_tests::run("appctrl", &hello, bound).unwrap();
+    assert!(out.status.success(), "appctrl: {}", String::from_utf8_lossy(&out.stderr));
+    let out = prod_req.wait(bound).unwrap();
+    assert!(out.status.success(), "prod-req: {}", String::from_utf8_lossy(&out.stderr));
+    let printed: Vec<Value> = std::iter::from_fn(|| lines.recv_timeout(bound).ok()).map(|l| json(&l)).collect();
+    let field = |key: &str| {
+        printed
+            .iter()
+            .find_map(|v| v[key].as_str().map(str::to_owned))
+            .unwrap_or_else(|| panic!("{key} in {printed:?}"))
+    };
+    let (wan, creds) = (field("listeners"), field("credentials"));
+
+    let mut cons_req = trust(&[&cons]);
+    cons_req.extend(args(&[
+        "--json",
+        "cons-req",
+        "--s2cs",
+        &cons.addr,
+        "--num-conn",
+        "1",
+        "--credentials",
+        &creds,
+        &uid,
+        &wan,
+    ]));
+    let out = scistream_tests::run("s2uc", &cons_req, bound).unwrap();
+    assert!(out.status.success(), "cons-req: {}", String::from_utf8_lossy(&out.stderr));
+    let consumer_side = json_field(&json_lines(&out).unwrap(), "listeners").unwrap();
+
+    let mut s = TcpStream::connect(consumer_side.as_str()).expect("the consumer gateway's listener");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    s.write_all(&sent).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).expect("the producer's echo");
+    assert_eq!(back, sent, "bytes came back changed");
+    assert_eq!(reached.load(Ordering::SeqCst), 1);
+
+    // Plain text at the producer gateway's WAN port: refused before the producer.
+    let mut stranger = TcpStream::connect(wan.split(',').next().unwrap()).expect("the WAN port is open");
+    stranger.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = stranger.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let _ = stranger.read_to_end(&mut Vec::new());
+    crate::testkit::eventually(Duration::from_secs(10), "the refusal is logged", || {
+        prod.log().contains("WAN connection refused")
+    });
+    assert_eq!(reached.load(Ordering::SeqCst), 1, "a plain-text connection reached the producer");
 }
 
 /// Connects to `addr`, sends a few bytes and reads until the connection ends (a reset or a

@@ -1,6 +1,7 @@
 //! 1.2 defect: ten requests waiting for their Hello froze the server. Ours keeps serving other
-//! sessions promptly with a thousand waiting. A liveness check with a generous bound, not a
-//! benchmark.
+//! sessions with a thousand waiting. A liveness check, not a benchmark: each round must finish
+//! while every one of the thousand still waits (checked, not timed), within a bound below their
+//! Hello timeout, so a server frozen until they time out cannot pass.
 
 use std::time::{Duration, Instant};
 
@@ -10,19 +11,24 @@ use scistream_tests::{Scratch, Server, ServerOpts, free_range, listening};
 use crate::testkit::{client, creds, exclusive, fresh_uid, key, ports, runtime, within};
 
 const WAITING: usize = 1_000;
-/// A full round on another session must finish within this while the others wait.
-const ROUND: Duration = Duration::from_secs(2);
+/// The waiting sessions' Hello timeout (and their calls' client timeout): none of them ends
+/// before the rounds are done.
+const HELLO: Duration = Duration::from_secs(300);
+/// A full round on another session must finish within this while the others wait: far below
+/// [`HELLO`], a bound on the wait, not a speed.
+const ROUND: Duration = Duration::from_secs(20);
 
 #[test]
-fn a_thousand_sessions_waiting_for_their_hello_do_not_slow_another_sessions_calls() {
+fn a_thousand_sessions_waiting_for_their_hello_do_not_block_another_sessions_calls() {
     let _alone = exclusive();
     let dir = Scratch::new("cp-liveness");
-    let opts = ServerOpts { port_range: free_range(1_100), ..ServerOpts::default() };
+    let opts =
+        ServerOpts { port_range: free_range(1_100), hello_timeout: HELLO.as_secs_f64(), ..ServerOpts::default() };
     let server = Server::start(&dir.0, &opts).unwrap();
     runtime().block_on(async {
         let mut conns = Vec::new();
         for _ in 0..8 {
-            conns.push(client(&server).await.with_timeout(Duration::from_secs(120)));
+            conns.push(client(&server).await.with_timeout(HELLO));
         }
         let mut waiting = tokio::task::JoinSet::new();
         for n in 0..WAITING {
@@ -51,7 +57,7 @@ fn a_thousand_sessions_waiting_for_their_hello_do_not_slow_another_sessions_call
         for round in 0..3 {
             let uid = fresh_uid();
             let started = Instant::now();
-            let done = within(ROUND * 5, "a consumer round", async {
+            let done = within(ROUND, "a consumer round", async {
                 let l = c.req(uid, Role::Cons, 1, 0, Some(key(0))).await.expect("REQ");
                 c.update(uid, Role::Cons, &target, Some(creds(round))).await.expect("update");
                 c.release(uid).await.expect("release");
@@ -60,7 +66,8 @@ fn a_thousand_sessions_waiting_for_their_hello_do_not_slow_another_sessions_call
             .await;
             let took = started.elapsed();
             eprintln!("round {round}: REQ+update+release in {took:?}");
-            assert!(took < ROUND, "round {round}: REQ+update+release took {took:?} with {WAITING} sessions waiting");
+            // Done while all of them still wait (`len` counts finished tasks too).
+            assert!(waiting.try_join_next().is_none(), "round {round}: a waiting REQ finished meanwhile");
             assert!(!listening(ports(&done.listeners)[0]), "round {round}: the released port still listens");
         }
         // `len` counts finished tasks too: ask whether any finished.

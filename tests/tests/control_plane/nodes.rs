@@ -327,3 +327,27 @@ fn a_facility_with_two_nodes_places_sessions_on_both_and_losing_one_fails_only_i
     let c = establish(&prod, &cons);
     assert_eq!(status(&prod, &uid(&c))["node"], n1.addr.as_str());
 }
+
+/// docs/protocol.md: a failure answers every waiting call with its code, ABORTED when the data
+/// server was lost. A producer's REQ waits for its Hello on a node that is killed and comes
+/// back under a new incarnation: the REQ is answered ABORTED (not left to its Hello's
+/// deadline, 30 s here, which would answer DEADLINE_EXCEEDED).
+#[test]
+fn a_req_waiting_on_a_node_that_dies_is_answered_aborted_once_the_node_is_back() {
+    use crate::testkit::{CALL, await_state, within};
+    let _serial = shared();
+    let dir = Scratch::new("node-dies-waiting");
+    let mut node = Node::start(&dir.0, &free_range(4), &[]).unwrap();
+    let server = Server::start(&dir.0, &ServerOpts { node: Some(node.link()), ..ServerOpts::default() }).unwrap();
+    let rt = runtime();
+    let c = rt.block_on(client(&server));
+    let uid = fresh_uid();
+    let waiting = rt.spawn({
+        let c = c.clone();
+        async move { c.req(uid, Role::Prod, 1, 0, Some(key(1))).await }
+    });
+    rt.block_on(await_state(&c, uid, "Listening"));
+    node.restart().unwrap();
+    let answer = rt.block_on(within(CALL * 2, "the waiting REQ", waiting)).expect("REQ task");
+    assert_eq!(refusal("a REQ waiting on a lost node", answer), ErrorCode::Aborted);
+}

@@ -98,6 +98,28 @@ fn metrics_and_health_follow_sessions_rpcs_and_the_data_server() {
     assert!(!text.contains(&uid.to_string()), "a released session's series are gone:\n{text}");
 }
 
+/// `s2cs --capacity` (kB/s, docs/control-plane.md): sessions are placed while their rates fit;
+/// a release gives its rate back, and a session without a rate takes all of it.
+#[test]
+fn the_capacity_flag_admits_rates_while_they_fit_and_a_release_gives_its_rate_back() {
+    let _serial = shared();
+    let dir = Scratch::new("ops-capacity");
+    let opts = ServerOpts { port_range: free_range(8), extra: args(&["--capacity", "1000"]), ..ServerOpts::default() };
+    let server = Server::start(&dir.0, &opts).unwrap();
+    let cert = server.cert.clone().expect("TLS");
+    let rt = runtime();
+    let c = rt.block_on(connect(&server.addr, &cert));
+    let ask = |uid, rate: u32| rt.block_on(c.req(uid, Role::Cons, 1, rate, Some(key(0))));
+    let first = fresh_uid();
+    ask(first, 600).expect("600 of 1000");
+    assert_eq!(refusal("600 more of 1000", ask(fresh_uid(), 600)), ErrorCode::ResourceExhausted);
+    ask(fresh_uid(), 400).expect("400 more of 1000: exactly full");
+    rt.block_on(c.release(first)).expect("release");
+    ask(fresh_uid(), 600).expect("600 again, once the first session released its rate");
+    // Full again: a session without a rate (it may take all of the node) does not fit.
+    assert_eq!(refusal("a session without a rate on a full node", ask(fresh_uid(), 0)), ErrorCode::ResourceExhausted);
+}
+
 /// A config file for the server of `dir` with `capacity`.
 fn write_config(path: &std::path::Path, text: &str) {
     std::fs::write(path, text).expect("writing the config file");

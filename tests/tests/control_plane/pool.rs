@@ -71,8 +71,9 @@ fn a_producer_whose_hello_never_comes_times_out_with_deadline_exceeded_and_frees
         let answer = within(Duration::from_secs(8), "the REQ's timeout", waiting).await.expect("REQ task");
         let waited = started.elapsed();
         assert_eq!(refusal("REQ without Hello", answer), ErrorCode::DeadlineExceeded);
+        // A lower bound only; the 8 s bound above (the harness's default Hello timeout is 30 s)
+        // is what fails a server that ignores --hello-timeout.
         assert!(waited >= Duration::from_millis(900), "refused after {waited:?}, before the 1 s Hello timeout");
-        assert!(waited < Duration::from_secs(5), "refused only after {waited:?} (Hello timeout 1 s)");
         let failed = await_state(&c, uid, "Failed").await;
         assert_eq!(failed.failure, Some(ErrorCode::DeadlineExceeded));
 

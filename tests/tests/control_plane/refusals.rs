@@ -127,7 +127,7 @@ fn a_conflicting_req_for_a_live_uid_is_already_exists() {
 fn an_identical_req_retransmitted_while_the_session_waits_gets_the_same_listeners_once_the_hello_comes() {
     let _serial = shared();
     let dir = Scratch::new("cp-retransmit");
-    let server = Server::start(&dir.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let server = tracing_server(&dir.0);
     runtime().block_on(async {
         let c = client(&server).await;
         let uid = fresh_uid();
@@ -137,11 +137,12 @@ fn an_identical_req_retransmitted_while_the_session_waits_gets_the_same_listener
         };
         let first = req(&c);
         let listening = await_state(&c, uid, "Listening").await;
+        let taken = reqs_taken(&server);
         // The first call's answer is lost: its client gives up and sends the same REQ again.
         first.abort();
         let again = req(&c);
-        // Let the retransmission reach the server before the Hello does.
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // The retransmission reaches the session before the Hello does (it waits there).
+        until_reqs_taken(&server, taken + 1).await;
         let acked = c.hello(uid, Role::Prod, &producer(), Some(key(1))).await.expect("Hello");
         let again = within(CALL, "the retransmitted REQ", again).await.expect("REQ task").expect("retransmitted REQ");
         assert_eq!(again.listeners, listening.listeners, "the retransmission gets the first REQ's listeners");
@@ -157,7 +158,7 @@ fn an_identical_req_retransmitted_while_the_session_waits_gets_the_same_listener
 fn a_producer_req_overtaken_by_an_identical_one_is_answered_too() {
     let _serial = shared();
     let dir = Scratch::new("cp-overtaken");
-    let server = Server::start(&dir.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
+    let server = tracing_server(&dir.0);
     runtime().block_on(async {
         let c = client(&server).await.with_timeout(Duration::from_secs(3));
         let uid = fresh_uid();
@@ -167,8 +168,12 @@ fn a_producer_req_overtaken_by_an_identical_one_is_answered_too() {
         };
         let first = req();
         await_state(&c, uid, "Listening").await;
+        let taken = reqs_taken(&server);
         let second = req();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Both calls wait on the session when the Hello comes (a second REQ arriving after it
+        // would test an established session's answer instead).
+        until_reqs_taken(&server, taken + 1).await;
+        assert!(!first.is_finished() && !second.is_finished(), "a REQ was answered before the Hello");
         c.hello(uid, Role::Prod, &producer(), Some(key(1))).await.expect("Hello");
         let second = within(CALL, "the second REQ", second).await.expect("task");
         let first = within(CALL, "the first REQ", first).await.expect("task");
@@ -234,4 +239,25 @@ fn a_refused_request_says_once_which_facility_refused_it_and_what_to_change() {
         let text = err.to_string();
         assert!(text.starts_with("resource exhausted: no data server has 5 free ports"), "{text}");
     });
+}
+
+/// A server tracing each input its sessions take (`-vv`), so a test can wait until a call has
+/// reached its session instead of sleeping.
+fn tracing_server(dir: &std::path::Path) -> Server {
+    let opts = ServerOpts { port_range: free_range(4), extra: args(&["-vv"]), ..ServerOpts::default() };
+    Server::start(dir, &opts).unwrap()
+}
+
+/// How many REQs the server's sessions have taken as inputs (from its trace).
+fn reqs_taken(server: &Server) -> usize {
+    server.log().lines().filter(|l| l.contains("session input") && l.contains("msg: Req")).count()
+}
+
+/// Waits (bounded, polling) until the server's sessions have taken `n` REQs.
+async fn until_reqs_taken(server: &Server, n: usize) {
+    let start = std::time::Instant::now();
+    while reqs_taken(server) < n {
+        assert!(start.elapsed() < CALL, "{} of {n} REQs reached their session within {CALL:?}", reqs_taken(server));
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -152,19 +152,40 @@ fn an_appctrl_started_while_its_control_server_is_down_says_its_hello_once_it_is
         "--hello-timeout",
         "40",
     ]);
-    let appctrl = Background::start("appctrl", &hello).unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
+    let mut appctrl = Background::start("appctrl", &hello).unwrap();
+    // Its stderr read as it comes: the server is brought back only once the controller has
+    // said it could not connect (a fixed sleep could restart it before the first attempt).
+    let stderr = appctrl.0.as_mut().expect("running").stderr.take().expect("piped");
+    let (lines, said) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead as _;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            let _ = lines.send(line.clone());
+            all += &line;
+            all.push('\n');
+        }
+        all
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        match said.recv_timeout(left) {
+            Ok(line) if line.contains("trying again") => break,
+            Ok(_) => {}
+            Err(e) => panic!("appctrl never said it could not connect ({e})"),
+        }
+    }
     prod.restart().unwrap();
 
     // The client's retransmitted REQ starts the session afresh at the restarted server, and the
     // controller, which kept trying, says its Hello to it.
     let out = appctrl.wait(Duration::from_secs(45)).unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
+    let err = reader.join().expect("stderr reader");
     if !out.status.success() {
         let s2uc = request.process.wait(Duration::from_secs(10)).unwrap();
         panic!("appctrl: {err}\ns2uc: {}\n{}", String::from_utf8_lossy(&s2uc.stderr), prod.log());
     }
-    assert!(err.contains("trying again"), "appctrl says it could not connect at first: {err}");
     let established = request.next_json(Duration::from_secs(40)).expect("s2uc reports the stream");
     assert_eq!(field(&established, "event"), "established");
     assert_eq!(field(&established, "prod_app_listeners"), "127.0.0.1:7000");

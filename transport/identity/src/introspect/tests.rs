@@ -272,7 +272,9 @@ async fn introspections_in_flight_never_exceed_the_limit() {
     assert_eq!(endpoint.most_in_progress.load(Ordering::SeqCst), 4);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+// On tokio's paused clock (the wait for a turn is a tokio timeout): the call waits the timeout
+// exactly, neither less nor more, whatever the machine's load.
+#[tokio::test(start_paused = true)]
 async fn a_caller_without_a_turn_gets_unavailable_at_the_timeout_without_asking() {
     let endpoint = Endpoint::start(false).await;
     let auth = Arc::new(
@@ -285,11 +287,11 @@ async fn a_caller_without_a_turn_gets_unavailable_at_the_timeout_without_asking(
     );
     // Every turn taken (by an introspection that outlasts the wait).
     let _taken = auth.turns.as_ref().expect("a limit").acquire().await.unwrap();
-    let start = Instant::now();
+    let start = tokio::time::Instant::now();
     let waited = auth.authenticate(Some("good-other"), peer(2)).await;
     assert!(matches!(waited, Err(AuthError::Unavailable(_))), "{waited:?}");
     let took = start.elapsed();
-    assert!(took >= Duration::from_millis(450) && took < Duration::from_secs(3), "waited the timeout: {took:?}");
+    assert!(took.abs_diff(Duration::from_millis(500)) <= Duration::from_millis(2), "waited the timeout: {took:?}");
     assert_eq!(endpoint.received(), 0, "no turn, no request");
 }
 
@@ -355,4 +357,59 @@ async fn unreachable_server_is_unavailable_never_open() {
     assert!(matches!(auth.authenticate(Some("tok"), None).await, Err(AuthError::Unavailable(_))));
     assert_eq!(auth.authenticate(None, None).await, Err(AuthError::Unauthenticated));
     assert_eq!(auth.introspections(), 1, "no token, no call");
+}
+
+#[tokio::test]
+async fn a_refusal_is_cached_for_the_refusal_ttl_only_even_under_a_longer_ttl() {
+    let endpoint = Endpoint::start(true).await;
+    let auth = IntrospectAuth::new(IntrospectConfig { cache_ttl: Duration::from_secs(3600), ..config(&endpoint.url) })
+        .unwrap();
+    let before = Instant::now();
+    for _ in 0..2 {
+        let refused = auth.authenticate(Some("bogus"), peer(3)).await;
+        assert!(matches!(refused, Err(AuthError::Unauthenticated)), "{refused:?}");
+    }
+    let after = Instant::now();
+    assert_eq!(endpoint.received(), 1, "the repeated bogus token was asked about again: its refusal was not cached");
+    // Read the cache at chosen instants instead of waiting: the refusal is kept REFUSAL_TTL, not
+    // the hour a valid token may be (a refusal kept for the TTL fails the second read).
+    let key = cache::digest("bogus");
+    let mut cache = lock(&auth.cache);
+    assert!(cache.get(&key, before + REFUSAL_TTL - Duration::from_millis(500)).is_some(), "forgotten too early");
+    assert!(cache.get(&key, after + REFUSAL_TTL + Duration::from_secs(1)).is_none(), "kept past REFUSAL_TTL");
+}
+
+/// An introspection answer, as the authorization server sends it.
+fn answer(json: &str) -> BasicTokenIntrospectionResponse {
+    serde_json::from_str(json).expect("an RFC 7662 answer")
+}
+
+#[test]
+fn a_valid_tokens_answer_is_trusted_until_the_earlier_of_its_exp_and_the_ttl() {
+    let now = 1_700_000_000;
+    let active = |exp: i64| answer(&format!(r#"{{"active":true,"sub":"alice","scope":"{SCOPE}","exp":{exp}}}"#));
+    let life = |exp, ttl| verdict(&active(exp), SCOPE, ttl, now).map(|(who, life)| (who.0, life));
+    assert_eq!(
+        life(now + 5, Duration::from_secs(60)),
+        Ok(("alice".into(), Duration::from_secs(5))),
+        "exp caps the TTL"
+    );
+    assert_eq!(
+        life(now + 3600, Duration::from_secs(60)),
+        Ok(("alice".into(), Duration::from_secs(60))),
+        "the TTL caps exp"
+    );
+    assert_eq!(life(now, Duration::from_secs(60)), Err(AuthError::Unauthenticated), "expired at exp");
+    let no_exp = answer(&format!(r#"{{"active":true,"sub":"alice","scope":"{SCOPE}"}}"#));
+    assert_eq!(verdict(&no_exp, SCOPE, Duration::from_secs(60), now).map(|a| a.1), Ok(Duration::from_secs(60)));
+}
+
+#[test]
+fn a_token_before_its_nbf_is_refused_and_accepted_from_it() {
+    let now = 1_700_000_000;
+    let with_nbf = |nbf: i64| answer(&format!(r#"{{"active":true,"sub":"alice","scope":"{SCOPE}","nbf":{nbf}}}"#));
+    let ttl = Duration::from_secs(60);
+    assert_eq!(verdict(&with_nbf(now + 1), SCOPE, ttl, now).map(|a| a.1), Err(AuthError::Unauthenticated));
+    assert_eq!(verdict(&with_nbf(now), SCOPE, ttl, now).map(|a| a.1), Ok(ttl));
+    assert_eq!(verdict(&with_nbf(now - 60), SCOPE, ttl, now).map(|a| a.1), Ok(ttl));
 }
