@@ -95,12 +95,27 @@ async fn load(port: u16, p: usize, secs: f64, received: &AtomicU64) -> Result<f6
     Ok((b1 - b0) as f64 * 8.0 / (t1 - t0).as_secs_f64() / 1e9)
 }
 
-/// Peer processes, killed on drop.
+/// Peer processes, ended on drop: SIGTERM first, so a master process (nginx's) ends its
+/// workers too, then SIGKILL for whatever is still running after 2 s.
 struct Procs(Vec<Child>);
 
 impl Drop for Procs {
     fn drop(&mut self) {
+        use nix::sys::signal::{Signal, kill};
+        use nix::unistd::Pid;
+        for c in &self.0 {
+            if let Ok(pid) = i32::try_from(c.id()) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
         for c in &mut self.0 {
+            let started = Instant::now();
+            while started.elapsed() < Duration::from_secs(2) {
+                if matches!(c.try_wait(), Ok(Some(_))) {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = c.kill();
             let _ = c.wait();
         }
