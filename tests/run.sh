@@ -48,6 +48,11 @@ if ! command -v haproxy >/dev/null 2>&1 || ! command -v nginx >/dev/null 2>&1 \
     haproxy nginx-light libnginx-mod-stream stunnel4 util-linux >/dev/null
 fi
 
+# Every platform's crates, not only this one's: the dependency policy's test
+# (tests/tests/dependencies.rs) reads the whole resolve with `cargo metadata --offline`, which a
+# build alone does not download (seen on a fresh machine: android_system_properties missing).
+cargo fetch --locked --quiet
+
 echo "== cargo test"
 log=$(mktemp)
 # The multi-host lab (tests/tests/lab.rs, docs/lab.md) needs root and network namespaces; its

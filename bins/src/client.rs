@@ -68,6 +68,7 @@ pub async fn say_hello(
     let cfg =
         prod_app::Config { timing: Profile { hello_timeout: within, ..Profile::production() }.seeded(rand::random()) };
     let key = key.unwrap_or_default();
+    let started = tokio::time::Instant::now();
     let args = AppCtrlArgs { cfg, client, role, uid, key, listeners: listeners.to_vec(), notices };
     let (actor, handle) =
         Actor::spawn(None, AppCtrlActor, args).await.map_err(|e| anyhow::anyhow!("starting the controller: {e}"))?;
@@ -76,6 +77,18 @@ pub async fn say_hello(
     let _ = handle.await;
     match outcome {
         Some((Notice::Ready { listeners, .. }, _)) => Ok(listeners),
+        // The control server answers a wrong key exactly as a uid it does not hold (so nobody
+        // learns which uids exist): both end here, once the Hello's deadline passes.
+        Some((Notice::Failed { code: scistream_fsm::ErrorCode::DeadlineExceeded, .. }, last))
+            if started.elapsed() >= within =>
+        {
+            let last = last.map(|w| format!(" (its last answer: {w})")).unwrap_or_default();
+            Err(anyhow::anyhow!(
+                "Hello for {uid}: deadline exceeded: the control server did not accept it within {within:?}{last}; \
+                 it holds no session {uid} with this app key: check the uid, that `s2uc request` is still \
+                 running, and --key (a wrong key is answered as an unknown uid)"
+            ))
+        }
         Some((Notice::Failed { code, .. }, Some(why))) => Err(anyhow::anyhow!("Hello for {uid}: {code}: {why}")),
         Some((Notice::Failed { code, .. }, None)) => Err(anyhow::anyhow!("Hello for {uid}: {code}")),
         other => Err(anyhow::anyhow!("Hello for {uid}: no outcome ({other:?})")),

@@ -162,6 +162,32 @@ impl Collector for RelayTotals {
     }
 }
 
+/// The process's bounded gRPC ports ([`scistream_transport::ports::PORT_TOTALS`]): connections
+/// holding a slot now and those refused for want of one, read at each scrape.
+#[derive(Debug)]
+pub struct PortTotals;
+
+impl Collector for PortTotals {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
+        let t = &scistream_transport::ports::PORT_TOTALS;
+        let open = ConstGauge::new(t.open.load(Ordering::Relaxed) as i64);
+        open.encode(encoder.encode_descriptor(
+            "scistream_port_connections",
+            "Connections open now on the control and link ports, TLS handshakes included (capped by --max-connections per port)",
+            None,
+            open.metric_type(),
+        )?)?;
+        let refused = ConstCounter::new(t.refused.load(Ordering::Relaxed));
+        refused.encode(encoder.encode_descriptor(
+            "scistream_port_connections_refused",
+            "Connections closed at accept on the control and link ports: every slot under --max-connections was taken",
+            None,
+            refused.metric_type(),
+        )?)?;
+        Ok(())
+    }
+}
+
 #[derive(Clone)]
 struct Shared {
     registry: Arc<Registry>,

@@ -71,6 +71,10 @@ struct Inner {
     introspecting: u64,
     most_introspecting: u64,
     refreshes: u64,
+    /// Refresh grants refused: the refresh token was revoked (rotated away) or unknown.
+    refused_refreshes: u64,
+    /// How long a refresh grant takes to answer.
+    refresh_delay: std::time::Duration,
     revocations: u64,
 }
 
@@ -123,6 +127,8 @@ impl AuthServer {
             introspecting: 0,
             most_introspecting: 0,
             refreshes: 0,
+            refused_refreshes: 0,
+            refresh_delay: std::time::Duration::ZERO,
             revocations: 0,
         }));
         let app = Router::new()
@@ -246,6 +252,17 @@ impl AuthServer {
         lock(&self.state).refreshes
     }
 
+    /// Refresh grants refused so far: a refresh token spent twice under rotation, or unknown.
+    pub fn refused_refreshes(&self) -> u64 {
+        lock(&self.state).refused_refreshes
+    }
+
+    /// Makes every refresh grant take `delay` before it is decided (0: at once), so callers
+    /// that do not wait for one another overlap.
+    pub fn set_refresh_delay(&self, delay: std::time::Duration) {
+        lock(&self.state).refresh_delay = delay;
+    }
+
     /// Revocation calls answered so far.
     pub fn revocations(&self) -> u64 {
         lock(&self.state).revocations
@@ -343,6 +360,10 @@ fn issue(g: &mut Inner, user: &str, scope: &str, refresh: Option<String>) -> Res
 }
 
 async fn token(State(s): State<Shared>, Form(f): Form<TokenForm>) -> Response {
+    if f.grant_type == "refresh_token" {
+        let delay = lock(&s).refresh_delay;
+        tokio::time::sleep(delay).await;
+    }
     let mut g = lock(&s);
     match f.grant_type.as_str() {
         "authorization_code" => {
@@ -369,6 +390,7 @@ async fn token(State(s): State<Shared>, Form(f): Form<TokenForm>) -> Response {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "refresh_token missing");
             };
             let Some(r) = g.refresh.get(&rt).filter(|r| !r.revoked).cloned() else {
+                g.refused_refreshes += 1;
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "refresh token revoked or unknown");
             };
             g.refreshes += 1;

@@ -161,7 +161,11 @@ fn every_dependency_is_from_crates_io_under_an_allowed_license_and_none_is_banne
         .current_dir(workspace())
         .output()
         .expect("running cargo metadata");
-    assert!(out.status.success(), "cargo metadata: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "cargo metadata (every platform's crates must be downloaded: `cargo fetch --locked`, as tests/run.sh does): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let metadata: Value = serde_json::from_slice(&out.stdout).expect("cargo metadata's JSON");
     let n = metadata["packages"].as_array().map_or(0, Vec::len);
     assert!(n > 100, "the whole resolve, every platform: {n} packages");

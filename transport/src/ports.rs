@@ -31,12 +31,13 @@ mod conn;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio::task::JoinHandle;
 use tokio_stream::Stream;
 use tonic::transport::Server;
@@ -112,6 +113,39 @@ impl PortLimits {
 
 /// The connect info of a TLS connection, as tonic gives it to calls.
 pub type TlsInfo = tonic::transport::server::TlsConnectInfo<tonic::transport::server::TcpConnectInfo>;
+
+/// What the process's bounded ports hold and refused, all of them together (a control server's
+/// port and its nodes' link port, a data server's link port), for the metrics
+/// (`scistream_port_connections`, `scistream_port_connections_refused`).
+#[derive(Debug)]
+pub struct PortTotals {
+    /// Connections holding a slot now, handshakes included.
+    pub open: AtomicU64,
+    /// Connections closed at accept because every slot was taken.
+    pub refused: AtomicU64,
+}
+
+/// This process's [`PortTotals`].
+pub static PORT_TOTALS: PortTotals = PortTotals { open: AtomicU64::new(0), refused: AtomicU64::new(0) };
+
+/// A connection's slot under its port's connection cap, counted in [`PORT_TOTALS`] while held.
+#[derive(Debug)]
+pub(crate) struct Slot(Option<OwnedSemaphorePermit>);
+
+impl Slot {
+    fn new(permit: OwnedSemaphorePermit) -> Self {
+        PORT_TOTALS.open.fetch_add(1, Ordering::Relaxed);
+        Self(Some(permit))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        // The slot is free before the count says so: whoever reads the count may take it.
+        drop(self.0.take());
+        PORT_TOTALS.open.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A count of refusals logged at most once per [`LOG_EVERY`].
 #[derive(Debug, Default)]
@@ -210,6 +244,7 @@ where
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             // Closed at once: the peer sees its handshake fail.
             drop(tcp);
+            PORT_TOTALS.refused.fetch_add(1, Ordering::Relaxed);
             if let Some(held) = refused.note() {
                 tracing::warn!(
                     %peer,
@@ -223,6 +258,7 @@ where
         if let Err(err) = tcp.set_nodelay(true) {
             tracing::debug!(%peer, error = %err, "cannot set TCP_NODELAY");
         }
+        let slot = Slot::new(slot);
         let tx = tx.clone();
         let handshake = handshake(tcp, peer);
         tokio::spawn(async move {

@@ -514,6 +514,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
     let rpc_metrics = ops::RpcMetrics::default();
     rpc_metrics.register(&mut registry);
     registry.register_collector(Box::new(ops::RelayTotals));
+    registry.register_collector(Box::new(ops::PortTotals));
     registry.register_collector(Box::new(ops::IntrospectionCounters(auth.clone())));
     let ds = match &s.ds {
         DataServer::Embedded { ports, sides, backend } => DataServerSite::Embedded {

@@ -207,6 +207,7 @@ async fn serve(s: Settings, cli_args: RunArgs, log: Option<LogLevel>) -> Result<
         let m = DsMetrics::default();
         m.register(&mut registry);
         registry.register_collector(Box::new(ops::RelayTotals));
+        registry.register_collector(Box::new(ops::PortTotals));
         let a = actor.clone();
         let refresh: ops::Refresh = Arc::new(move || {
             let (a, m) = (a.clone(), m.clone());

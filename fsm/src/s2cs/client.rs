@@ -190,11 +190,13 @@ impl S2cs {
             return Err(ProtocolError::Misdirected(msg.name()));
         };
         let (uid, seq) = (*uid, *seq);
-        let Some(e) = self.sessions.get(&uid) else { return refuse(out, from, uid, seq, ErrorCode::NotFound) };
+        // Hello carries no token: the app key is its only credential. A wrong key is answered
+        // exactly as an unknown uid (NOT_FOUND, no reason), so a caller without the key cannot
+        // tell which uids exist; the controller keeps saying Hello until its deadline either way.
         // A session made without a key (a 1.2 client) matches only a Hello without one.
-        if !e.key.ct_eq(key) {
-            return refuse(out, from, uid, seq, ErrorCode::PermissionDenied);
-        }
+        let Some(e) = self.sessions.get(&uid).filter(|e| e.key.ct_eq(key)) else {
+            return refuse(out, from, uid, seq, ErrorCode::NotFound);
+        };
         // A producer's listeners are where its gateway will dial; a consumer's are not used.
         if let Msg::Hello { prod_listeners, .. } = &msg
             && e.params.role == Role::Prod

@@ -307,14 +307,21 @@ fn hello_after_lstn_is_acknowledged_and_answers_the_waiting_req_once() {
 }
 
 #[test]
-fn hello_with_a_wrong_key_is_refused_permission_denied_and_changes_nothing() {
+fn hello_with_a_wrong_key_is_answered_as_an_unknown_uid_and_changes_nothing() {
     let mut cs = serving();
     listening(&mut cs, 1);
+    // What a uid that does not exist gets: the same code, the same (absent) reason.
+    let (unknown_err, unknown_out) = reject(&mut cs, at(29), hello(9, 1, key(9)));
+    assert_eq!(unknown_err, ProtocolError::Refused { uid: uid(9), code: ErrorCode::NotFound });
+    assert_eq!(sent(&unknown_out), vec![(APP, error(9, 1, ErrorCode::NotFound))]);
     for k in [key(2), AppKey::default()] {
         let (err, out) = reject(&mut cs, at(30), hello(1, 1, k));
-        assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::PermissionDenied });
-        assert_eq!(sent(&out), vec![(APP, error(1, 1, ErrorCode::PermissionDenied))]);
+        assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::NotFound });
+        assert_eq!(sent(&out), vec![(APP, error(1, 1, ErrorCode::NotFound))]);
     }
+    // The session is untouched: the right key is still acknowledged.
+    let out = accept(&mut cs, at(31), hello(1, 2, key(1)));
+    assert!(sent(&out).contains(&(APP, Msg::HelloAck { uid: uid(1), seq: 2, listeners: gw(&[5000, 5001]) })));
 }
 
 #[test]
@@ -324,7 +331,7 @@ fn a_session_made_without_an_app_key_accepts_only_a_hello_without_one() {
     accept(&mut cs, at(10), req_as(alice(), 1, 1, params(Role::Prod, 2), AppKey::default()));
     accept(&mut cs, at(11), lstn(1, vec![5000, 5001]));
     let (err, _) = reject(&mut cs, at(30), hello(1, 1, key(2)));
-    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::PermissionDenied });
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::NotFound });
     let out = accept(&mut cs, at(31), hello(1, 2, AppKey::default()));
     assert!(sent(&out).contains(&(APP, Msg::HelloAck { uid: uid(1), seq: 2, listeners: gw(&[5000, 5001]) })));
 }

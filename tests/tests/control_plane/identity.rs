@@ -13,7 +13,7 @@ use scistream_fsm::{AppKey, ErrorCode, Role};
 use scistream_identity::Url;
 use scistream_tests::authsrv::{AuthServer, Facility, browse_for_code};
 use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, bin, free_range, run};
-use scistream_transport::client::ControlClient;
+use scistream_transport::client::{CallError, ControlClient};
 
 use crate::testkit::{CALL, connect_as, creds, fresh_uid, key, refusal, runtime, shared};
 
@@ -89,6 +89,21 @@ fn every_call_needs_an_active_unexpired_token_of_the_facilitys_scope_checked_bef
         let c = as_user(&a, Some(&expired)).await;
         assert_eq!(refusal("list with an expired token called active", c.list().await), ErrorCode::Unauthenticated);
         auth.set_expired_active(false);
+        // Hello takes no token, only the session's app key: without the key, an existing uid is
+        // answered exactly as a missing one (code and message), with or without a token.
+        for token in [None, Some(good.as_str())] {
+            let c = as_user(&a, token).await;
+            let prod = vec!["127.0.0.1:7200".parse().unwrap()];
+            let mut answers = Vec::new();
+            for (uid, k) in [(existing, Some(key(2))), (existing, None), (missing, Some(key(1))), (missing, None)] {
+                match c.hello(uid, Role::Cons, &prod, k).await {
+                    Err(CallError::Status { code, message }) => answers.push((code, message)),
+                    other => panic!("Hello without the session's key (token {}): {other:?}", token.is_some()),
+                }
+            }
+            assert!(answers.iter().all(|a| *a == answers[0]), "Hello told uids apart: {answers:?}");
+            assert_eq!(answers[0].0, ErrorCode::NotFound);
+        }
         // Only an authenticated caller learns that a uid does not exist.
         assert_eq!(refusal("alice's status of a missing uid", alice.status(missing).await), ErrorCode::NotFound);
         let (who, mine) = alice.list_as().await.expect("alice's list");
@@ -350,7 +365,9 @@ fn s2uc_logs_in_with_pkce_streams_across_two_facilities_refreshes_and_logs_out()
     let out = run("appctrl", &bad, Duration::from_secs(30)).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "a wrong app key was accepted");
-    assert!(err.to_lowercase().contains("permission"), "refused as PERMISSION_DENIED: {err}");
+    // Answered as an unknown uid (nothing tells a guesser the uid exists): the controller says
+    // Hello until its deadline, then names both causes the user can check.
+    assert!(err.contains("deadline exceeded") && err.contains("--key"), "said what to check: {err}");
 
     // Refresh: tokens that expire within the margin are renewed before use.
     auth.set_lifetime(30);
@@ -372,6 +389,24 @@ fn s2uc_logs_in_with_pkce_streams_across_two_facilities_refreshes_and_logs_out()
     let refreshed = check_token();
     assert_eq!(auth.refreshes(), before + 3, "rotated refresh tokens were kept and used");
     assert!(auth.is_active(&refreshed));
+    // Four processes sharing the store and its one refresh token, a server that rotates it and
+    // takes 400 ms to answer: under the store's lock one refreshes and the others find the
+    // token it wrote; none spends the old refresh token again (which would be refused, and
+    // leave it using the old access token).
+    auth.set_lifetime(30);
+    login_at_prompt(&cfg, SCOPE_A);
+    auth.set_lifetime(3600);
+    auth.set_refresh_delay(Duration::from_millis(400));
+    let (before, refused_before) = (auth.refreshes(), auth.refused_refreshes());
+    let tokens: Vec<String> = std::thread::scope(|s| {
+        let procs: Vec<_> = (0..4).map(|_| s.spawn(check_token)).collect();
+        procs.into_iter().map(|p| p.join().expect("a check-auth process")).collect()
+    });
+    auth.set_refresh_delay(Duration::ZERO);
+    assert_eq!(auth.refused_refreshes(), refused_before, "a refresh token was spent twice");
+    assert_eq!(auth.refreshes(), before + 1, "one process refreshed, the others used its token");
+    assert!(tokens.iter().all(|t| *t == tokens[0]), "the processes used different tokens");
+    assert!(auth.is_active(&tokens[0]));
     auth.set_rotate_refresh(false);
     auth.set_lifetime(3600);
 
@@ -496,7 +531,7 @@ fn sessions_without_an_app_key_are_refused_unless_the_facility_allows_them() {
         c.req(uid, Role::Cons, 1, 0, None).await.expect("keyless REQ where allowed");
         let prod = vec!["127.0.0.1:7200".parse().unwrap()];
         let keyed = c.hello(uid, Role::Cons, &prod, Some(key(5))).await;
-        assert_eq!(refusal("a keyed Hello for a keyless session", keyed), ErrorCode::PermissionDenied);
+        assert_eq!(refusal("a keyed Hello for a keyless session", keyed), ErrorCode::NotFound);
         c.hello(uid, Role::Cons, &prod, None).await.expect("the keyless Hello");
     });
     assert!(lax.log().contains("--allow-keyless-sessions"), "the facility is warned: {}", lax.log());

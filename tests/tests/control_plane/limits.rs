@@ -15,7 +15,7 @@ use tokio::io::AsyncReadExt as _;
 use scistream_fsm::Role;
 use scistream_tests::authsrv::{AuthServer, Facility};
 use scistream_tests::flood::{self, Flood};
-use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, rss_mb};
+use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, http_get, rss_mb};
 use scistream_transport::client::ControlClient;
 use scistream_transport::ports::PortLimits;
 
@@ -37,7 +37,34 @@ const SCOPE: &str = "scistream:facility-a";
 struct Target {
     server: Server,
     legit: ControlClient,
+    /// Where the server serves its metrics.
+    metrics: String,
     _auth: Option<AuthServer>,
+}
+
+impl Target {
+    /// The value of the unlabelled series `name` on the server's `/metrics`, now.
+    fn metric(&self, name: &str) -> u64 {
+        let (code, body) = http_get(&self.metrics, "/metrics").expect("GET /metrics");
+        assert_eq!(code, 200, "{body}");
+        let prefix = format!("{name} ");
+        let line = body.lines().find_map(|l| l.strip_prefix(&prefix));
+        line.and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("no series {name} in:\n{body}"))
+    }
+
+    /// Waits until exactly `n` connections hold a slot on the server's port (what the server
+    /// counts, not what the client saw), bounded by [`ANSWERED`].
+    async fn slots_held(&self, n: u64, what: &str) {
+        let start = Instant::now();
+        loop {
+            let held = self.metric("scistream_port_connections");
+            if held == n {
+                return;
+            }
+            assert!(start.elapsed() < ANSWERED, "{what}: {held} connections hold a slot after {ANSWERED:?}, not {n}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
 }
 
 async fn target(dir: &Path, auth: bool, flags: &[&str]) -> Target {
@@ -45,20 +72,30 @@ async fn target(dir: &Path, auth: bool, flags: &[&str]) -> Target {
     let auth = auth.then(|| AuthServer::start(std::slice::from_ref(&facility)).unwrap());
     let mut extra = auth.as_ref().map(|a| a.s2cs_flags(&facility, SCOPE)).unwrap_or_default();
     extra.extend(args(flags));
+    extra.extend(args(&["--metrics-addr", "127.0.0.1:0"]));
     let opts = ServerOpts { port_range: free_range(4), extra, ..ServerOpts::default() };
     let server = Server::start(dir, &opts).unwrap();
+    let start = Instant::now();
+    let metrics = loop {
+        match server.metrics_addr() {
+            Some(a) => break a,
+            None if start.elapsed() < ANSWERED => tokio::time::sleep(Duration::from_millis(20)).await,
+            None => panic!("no metrics address in the log after {ANSWERED:?}:\n{}", server.log()),
+        }
+    };
     let token = auth.as_ref().map(|a| a.mint("alice", SCOPE, 600));
     let legit = connect_as(&server.addr, server.cert.as_deref().unwrap(), token.as_deref()).await;
+    let t = Target { server, legit, metrics, _auth: auth };
     // With authentication on, a caller without a token is refused: the server checks.
-    if auth.is_some() {
-        let anonymous = connect_as(&server.addr, server.cert.as_deref().unwrap(), None).await;
+    if t._auth.is_some() {
+        let anonymous = connect_as(&t.server.addr, t.server.cert.as_deref().unwrap(), None).await;
         assert!(anonymous.list().await.is_err(), "authentication is on, yet a call without a token was served");
         drop(anonymous);
-        // Its connection closes as the channel drops; let the server see it go before the
-        // tests count slots.
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        // Its connection closes as the channel drops: the tests count slots once the server
+        // has seen it go.
+        t.slots_held(1, "the anonymous connection gone").await;
     }
-    Target { server, legit, _auth: auth }
+    t
 }
 
 /// Calls `list` every `every` until `stop`; each call's latency and whether it was served.
@@ -185,6 +222,8 @@ fn silent_connections(auth: bool) {
         )
         .await;
         assert_eq!(failed, 0, "connections within the cap of {CAP} were refused");
+        t.slots_held(CAP as u64, "the cap filled").await;
+        let refused_before = t.metric("scistream_port_connections_refused_total");
         let (beyond, refused) = within(
             Duration::from_secs(30),
             "opening connections beyond the cap",
@@ -196,6 +235,8 @@ fn silent_connections(auth: bool) {
             "{} connections beyond the cap of {CAP} were accepted",
             beyond.len()
         );
+        let counted = t.metric("scistream_port_connections_refused_total") - refused_before;
+        assert_eq!(counted, 10, "the server counted {counted} refusals of the 10 connections beyond its cap");
         // Every silent connection is closed after the idle timeout, and not before it: the
         // first was opened after `opened_at`.
         assert!(flood::closed_within(&mut silent[0], IDLE + ANSWERED).await, "a silent connection still open");
@@ -209,6 +250,8 @@ fn silent_connections(auth: bool) {
         let open = closed.iter().filter(|c| !**c).count();
         assert_eq!(open, 0, "{open} silent connections still open {ANSWERED:?} after the first was closed");
         drop(silent);
+        // The server, too, has let them go: only the legitimate client holds a slot.
+        t.slots_held(1, "the silent connections closed").await;
 
         // Their slots are free again: as many new connections are accepted.
         let (again, failed) = within(

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use scistream_fsm::{Addr, AppKey, ErrorCode, Role};
 use scistream_tests::{Scratch, Server, ServerOpts, args, free_range, run};
-use scistream_transport::client::ControlClient;
+use scistream_transport::client::{CallError, ControlClient};
 
 use crate::testkit::{
     CALL, await_state, client, creds, fresh_uid, key, ports, range_ports, refusal, runtime, shared, within,
@@ -182,7 +182,7 @@ fn a_producer_req_overtaken_by_an_identical_one_is_answered_too() {
 }
 
 #[test]
-fn a_hello_with_a_wrong_app_key_is_permission_denied_and_the_right_key_still_works() {
+fn a_hello_with_a_wrong_app_key_is_answered_as_an_unknown_uid_and_the_right_key_still_works() {
     let _serial = shared();
     let dir = Scratch::new("cp-appkey");
     let server = Server::start(&dir.0, &ServerOpts { port_range: free_range(4), ..ServerOpts::default() }).unwrap();
@@ -194,9 +194,20 @@ fn a_hello_with_a_wrong_app_key_is_permission_denied_and_the_right_key_still_wor
             async move { c.req(uid, Role::Prod, 2, 0, Some(key(7))).await }
         });
         let listening = await_state(&c, uid, "Listening").await;
+        // Hello carries no token: a caller guessing uids must not learn which exist, so a wrong
+        // key gets exactly what a uid nobody holds gets, code and message alike.
+        let unknown = match c.hello(fresh_uid(), Role::Prod, &producer(), Some(key(8))).await {
+            Err(CallError::Status { code, message }) => (code, message),
+            other => panic!("a Hello for a uid nobody holds: {other:?}"),
+        };
+        assert_eq!(unknown.0, ErrorCode::NotFound);
         for (k, what) in [(Some(key(8)), "another session's key"), (None, "no key"), (Some(AppKey([0; 16])), "zeros")] {
-            let hello = c.hello(uid, Role::Prod, &producer(), k).await;
-            assert_eq!(refusal(&format!("Hello with {what}"), hello), ErrorCode::PermissionDenied);
+            match c.hello(uid, Role::Prod, &producer(), k).await {
+                Err(CallError::Status { code, message }) => {
+                    assert_eq!((code, message), unknown.clone(), "Hello with {what}: told apart from an unknown uid")
+                }
+                other => panic!("Hello with {what}: expected the unknown uid's refusal, got {other:?}"),
+            }
         }
         let status = c.status(uid).await.expect("status");
         assert_eq!(status.state, "Listening", "a refused Hello changed the session");

@@ -10,7 +10,6 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::Connected;
 
@@ -75,11 +74,11 @@ pub struct Conn<T> {
     pub(super) calls: Arc<Calls>,
     idle_timeout: Duration,
     idle: Pin<Box<Sleep>>,
-    _slot: OwnedSemaphorePermit,
+    _slot: super::Slot,
 }
 
 impl<T> Conn<T> {
-    pub(crate) fn new(io: T, peer: SocketAddr, slot: OwnedSemaphorePermit, idle_timeout: Duration) -> Self {
+    pub(crate) fn new(io: T, peer: SocketAddr, slot: super::Slot, idle_timeout: Duration) -> Self {
         let calls = Arc::new(Calls::new());
         let idle = Box::pin(tokio::time::sleep(idle_timeout));
         Self { io, peer, calls, idle_timeout, idle, _slot: slot }
