@@ -364,9 +364,9 @@ fn a_consumers_hello_is_answered_with_the_listeners_and_pushes_nothing_to_the_cl
     let out = accept(&mut cs, at(12), hello(1, 1, key(1)));
     assert_eq!(sent(&out), vec![(APP, Msg::HelloAck { uid: uid(1), seq: 1, listeners: gw(&[5000, 5001]) })]);
     assert!(cs.session(&uid(1)).expect("held").prod_listeners.is_empty());
-    // The key still has to match.
+    // The key still has to match (a wrong one is answered as an unknown uid).
     let (err, _) = reject(&mut cs, at(13), hello(1, 2, key(2)));
-    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::PermissionDenied });
+    assert_eq!(err, ProtocolError::Refused { uid: uid(1), code: ErrorCode::NotFound });
 }
 
 #[test]

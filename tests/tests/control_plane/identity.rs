@@ -407,6 +407,7 @@ fn s2uc_logs_in_with_pkce_streams_across_two_facilities_refreshes_and_logs_out()
     assert_eq!(auth.refreshes(), before + 1, "one process refreshed, the others used its token");
     assert!(tokens.iter().all(|t| *t == tokens[0]), "the processes used different tokens");
     assert!(auth.is_active(&tokens[0]));
+    let refreshed = tokens[0].clone();
     auth.set_rotate_refresh(false);
     auth.set_lifetime(3600);
 
