@@ -10,12 +10,11 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef};
 use scistream_fsm::{Effect, Msg, Node, Peer, TimerKey, Uid, session};
-use tokio::sync::mpsc;
 
 use crate::driver::Driver;
 
 /// Where the answer to one waiting call goes.
-pub type Answer = mpsc::UnboundedSender<Msg>;
+pub type Answer = tokio::sync::oneshot::Sender<Msg>;
 
 /// What a session asks of its control server's actor.
 #[derive(Debug)]

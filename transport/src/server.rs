@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use scistream_fsm::{AppKey, Credentials, ErrorCode, Msg, Peer, Principal, Token, Uid, Why};
 use scistream_proto::convert::{self, Limits};
 use scistream_proto::pb;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tonic::{Request, Response, Status};
 
 pub use auth_check::{AuthError, AuthFuture, Authenticator, CallerFuture, OpenAuth};
@@ -33,8 +33,9 @@ pub struct Call {
     pub caller: Option<Principal>,
     /// The message.
     pub msg: Msg,
-    /// Where the core's answer to `from` goes (exactly one).
-    pub answers: mpsc::UnboundedSender<Msg>,
+    /// Where the core's answer to `from` goes (exactly one). A oneshot: a waiting call (a
+    /// producer's REQ holds one until its Hello) keeps one slot, not a channel's block of 32.
+    pub answers: oneshot::Sender<Msg>,
     /// The caller's network address, when known (for the audit trail).
     pub remote: Option<std::net::SocketAddr>,
 }
@@ -144,8 +145,8 @@ impl ControlService {
         caller: Option<Principal>,
         msg: Msg,
         remote: Option<std::net::SocketAddr>,
-    ) -> Result<mpsc::UnboundedReceiver<Msg>, Status> {
-        let (answers, rx) = mpsc::unbounded_channel();
+    ) -> Result<oneshot::Receiver<Msg>, Status> {
+        let (answers, rx) = oneshot::channel();
         if !self.backend.submit(Call { from, caller, msg, answers, remote }) {
             return Err(Status::unavailable("control server is shutting down"));
         }
@@ -173,8 +174,8 @@ fn wire(e: scistream_proto::WireError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-async fn next(rx: &mut mpsc::UnboundedReceiver<Msg>) -> Result<Msg, Status> {
-    rx.recv().await.ok_or_else(|| Status::unavailable("control server stopped while serving the call"))
+async fn next(rx: oneshot::Receiver<Msg>) -> Result<Msg, Status> {
+    rx.await.map_err(|_| Status::unavailable("control server stopped while serving the call"))
 }
 
 /// The gRPC status of an answer that is not the one the rpc expects.
@@ -195,8 +196,8 @@ impl ControlService {
             params: args.params,
             key: args.key.unwrap_or_default(),
         };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
-        match next(&mut rx).await? {
+        let rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
+        match next(rx).await? {
             Msg::Resp { listeners, prod_listeners, .. } => {
                 Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
             }
@@ -212,8 +213,8 @@ impl ControlService {
         let creds = args.creds.unwrap_or_else(Credentials::default);
         let remote = self.resolved(args.remote).await;
         let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote, creds };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
-        match next(&mut rx).await? {
+        let rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
+        match next(rx).await? {
             Msg::Updated { .. } => Ok(Response::new(pb::Response::default())),
             Msg::Error { code, why, .. } => Err(refusal(code, why, "update")),
             other => Err(unexpected("update", &other)),
@@ -224,9 +225,9 @@ impl ControlService {
         let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
-        let mut rx =
+        let rx =
             self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) }, peer)?;
-        match next(&mut rx).await? {
+        match next(rx).await? {
             Msg::Released { .. } => Ok(Response::new(pb::Response::default())),
             Msg::Error { code, why, .. } => Err(refusal(code, why, "release")),
             other => Err(unexpected("release", &other)),
@@ -240,8 +241,8 @@ impl ControlService {
         let prod_listeners = self.resolved(args.prod_listeners).await;
         let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners };
         // The app key, not a token, proves the controller.
-        let mut rx = self.submit(Peer::App(self.id()), None, msg, peer)?;
-        match next(&mut rx).await? {
+        let rx = self.submit(Peer::App(self.id()), None, msg, peer)?;
+        match next(rx).await? {
             Msg::HelloAck { listeners, .. } => {
                 Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)))
             }
@@ -255,8 +256,8 @@ impl ControlService {
         let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
         let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
-        let mut rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
-        match next(&mut rx).await? {
+        let rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
+        match next(rx).await? {
             // The producer's listeners, empty while its Hello is not in.
             Msg::ProdLstn { listeners, prod_listeners, .. } => {
                 Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))

@@ -10,7 +10,7 @@ use scistream_fsm::{
     Addr, AppKey, Credentials, ErrorCode, Faces, Msg, Peer, Principal, Role, SessionParams, Token, Uid, s2cs, s2ds,
 };
 use scistream_transport::server::{Backend, Call, Query};
-use tokio::sync::mpsc;
+use tokio::sync::oneshot;
 
 use super::{ActorBackend, DataServerSite, S2csActor, S2csArgs, S2csMsg};
 
@@ -81,16 +81,16 @@ fn alice() -> Option<Principal> {
 }
 
 /// Submits `msg` as call `n` and returns the receiver of its answers.
-fn call(actor: &ActorRef<S2csMsg>, n: u32, msg: Msg) -> mpsc::UnboundedReceiver<Msg> {
-    let (answers, rx) = mpsc::unbounded_channel();
+fn call(actor: &ActorRef<S2csMsg>, n: u32, msg: Msg) -> oneshot::Receiver<Msg> {
+    let (answers, rx) = oneshot::channel();
     let from = if matches!(msg, Msg::Hello { .. }) { Peer::App(n) } else { Peer::Client(n) };
     let caller = if matches!(msg, Msg::Hello { .. }) { None } else { alice() };
     assert!(ActorBackend(actor.clone()).submit(Call { from, caller, msg, answers, remote: None }));
     rx
 }
 
-async fn answer(rx: &mut mpsc::UnboundedReceiver<Msg>) -> Msg {
-    tokio::time::timeout(Duration::from_secs(60), rx.recv()).await.expect("an answer in time").expect("open")
+async fn answer(rx: &mut oneshot::Receiver<Msg>) -> Msg {
+    tokio::time::timeout(Duration::from_secs(60), rx).await.expect("an answer in time").expect("open")
 }
 
 fn req(uid: Uid, role: Role) -> Msg {
