@@ -586,20 +586,38 @@ impl Background {
     }
 }
 
-/// Waits for `child` at most `limit`, polling: `Ok(output)` once it exits, `Err(output)` (what
-/// it wrote until then) when it had to be killed.
+/// Waits for `child` at most `limit`: `Ok(output)` once it exits, `Err(output)` (what it wrote
+/// until then) when it had to be killed. Its pipes are read while it runs (a child writing more
+/// than a pipe holds would otherwise block until the limit), and its exit is seen as it happens,
+/// not at the next turn of a polling loop (the benchmarks time commands through this).
 pub fn wait_within(mut child: Child, limit: Duration) -> Result<Result<Output, Output>> {
-    let start = std::time::Instant::now();
-    loop {
-        if child.try_wait()?.is_some() {
-            return Ok(Ok(child.wait_with_output()?));
-        }
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            return Ok(Err(child.wait_with_output()?));
-        }
-        std::thread::sleep(Duration::from_millis(5));
+    fn drain(pipe: Option<impl Read + Send + 'static>) -> Option<std::thread::JoinHandle<Vec<u8>>> {
+        pipe.map(|mut p| {
+            std::thread::spawn(move || {
+                let mut all = Vec::new();
+                let _ = p.read_to_end(&mut all);
+                all
+            })
+        })
     }
+    let (stdout, stderr) = (drain(child.stdout.take()), drain(child.stderr.take()));
+    let pid = child.id();
+    let (exited, done) = std::sync::mpsc::channel();
+    let waiter = std::thread::spawn(move || {
+        let status = child.wait();
+        let _ = exited.send(());
+        status
+    });
+    // Not reaped until the waiter's wait returns, so the pid is still the child's.
+    let in_time = done.recv_timeout(limit).is_ok();
+    if !in_time {
+        let _ = send_signal(pid, "KILL");
+    }
+    let status = waiter.join().map_err(|_| anyhow::anyhow!("the waiting thread panicked"))??;
+    let read =
+        |h: Option<std::thread::JoinHandle<Vec<u8>>>| h.map(|h| h.join().unwrap_or_default()).unwrap_or_default();
+    let out = Output { status, stdout: read(stdout), stderr: read(stderr) };
+    Ok(if in_time { Ok(out) } else { Err(out) })
 }
 
 impl Drop for Background {
@@ -810,4 +828,35 @@ pub async fn connect_as(
     let cert = server.cert.clone().context("a TLS server")?;
     let channel = tls::connect(&server.addr, &Trust::File(cert), timeout).await?;
     Ok(scistream_transport::client::ControlClient::new(channel, token, timeout)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Command, Stdio};
+    use std::time::{Duration, Instant};
+
+    use super::wait_within;
+
+    fn sh(script: &str) -> std::process::Child {
+        Command::new("sh").args(["-c", script]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap()
+    }
+
+    #[test]
+    fn a_child_writing_more_than_a_pipe_holds_is_read_while_it_runs() {
+        // 1 MB on stdout, 300 KB on stderr: far beyond the 64 KB a pipe holds.
+        let child = sh("head -c 1000000 /dev/zero; head -c 300000 /dev/zero >&2; exit 3");
+        let out = wait_within(child, Duration::from_secs(20)).unwrap().expect("it exited by itself");
+        assert_eq!(out.status.code(), Some(3));
+        assert_eq!((out.stdout.len(), out.stderr.len()), (1_000_000, 300_000));
+    }
+
+    #[test]
+    fn a_child_past_its_limit_is_killed_and_what_it_wrote_kept() {
+        let started = Instant::now();
+        let child = sh("echo before; exec sleep 30");
+        let out = wait_within(child, Duration::from_millis(300)).unwrap().expect_err("killed at its limit");
+        assert!(started.elapsed() < Duration::from_secs(10), "not killed at its limit: {:?}", started.elapsed());
+        assert_eq!(out.stdout, b"before\n");
+        assert_eq!(out.status.code(), None, "ended by a signal");
+    }
 }
