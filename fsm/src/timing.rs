@@ -114,6 +114,15 @@ impl Profile {
         }
     }
 
+    /// Retransmission of a user client's admission probe (ReqListeners to the producer's
+    /// facility until it has bound the session's listeners): a tenth of `app_backoff` at first,
+    /// doubling to its maximum. The first probe goes with the REQ and usually finds the
+    /// listeners not yet bound; they are a millisecond away, not a Hello's round.
+    pub const fn probe_backoff(&self) -> Backoff {
+        let b = self.app_backoff;
+        Backoff { initial: Duration::from_nanos((b.initial.as_nanos() / 10) as u64), ..b }
+    }
+
     /// The control server's lease on a session that is not yet established.
     pub const fn cs_lease(&self) -> Duration {
         self.hello_timeout

@@ -360,8 +360,13 @@ impl S2uc {
         }
         if sent {
             let t = &self.cfg.timing;
-            let attempts = s.hellos.max(s.probes);
-            let delay = t.app_backoff.delay(attempts, crate::timing::salt(t.jitter_seed, Some(uid)));
+            let salt = crate::timing::salt(t.jitter_seed, Some(uid));
+            let mut delay = t.app_backoff.delay(s.hellos.max(s.probes), salt);
+            if s.admission == Admission::Probing {
+                // While the producer's facility has not admitted the session, the user waits
+                // on the probe: asked again at its own, quicker pace.
+                delay = delay.min(t.probe_backoff().delay(s.probes, salt));
+            }
             out.push(Effect::SetTimer { key: hello_key(uid), at: now + delay });
         }
     }

@@ -123,8 +123,17 @@ fn start_sends_req_to_both_sides_with_the_same_seq_and_asks_whether_the_producer
     assert_eq!(sent(&out), vec![(PROD, req(Role::Prod)), (CONS, req(Role::Cons)), (PROD, probe(1, 1))]);
     assert_eq!(timer_at(&out, deadline(1)), Some(at(0) + s2uc_config().timing.setup_deadline()));
     assert_eq!(timer_at(&out, retransmit(1)), Some(at(0) + BACKOFF.delay(1, 0)));
-    assert_eq!(timer_at(&out, hello_key(1)), Some(at(0) + BACKOFF.delay(1, 0)));
+    // The probe is asked again at its own pace, a tenth of the Hellos' (the listeners it waits
+    // for are a data server's bind away).
+    assert_eq!(probe_pace(1), BACKOFF.delay(1, 0) / 10);
+    assert_eq!(timer_at(&out, hello_key(1)), Some(at(0) + probe_pace(1)));
     assert_eq!(state(&uc, 1), State::Reserving);
+}
+
+/// When the client asks the producer's facility again whether it admitted the session, after
+/// its `k`th probe.
+fn probe_pace(k: u32) -> std::time::Duration {
+    s2uc_config().timing.probe_backoff().delay(k, 0)
 }
 
 /// The client's `n`th admission probe of session 1.
@@ -149,7 +158,7 @@ fn the_session_is_announced_once_the_producers_facility_bound_its_listeners_and_
     assert!(out.is_empty(), "{out:?}");
     let out = accept(&mut uc, at(20), Input::Timer(hello_key(1)));
     assert_eq!(sent(&out), vec![(PROD, probe(1, 2))]);
-    assert_eq!(timer_at(&out, hello_key(1)), Some(at(20) + BACKOFF.delay(2, 0)));
+    assert_eq!(timer_at(&out, hello_key(1)), Some(at(20) + probe_pace(2)));
     let out = accept(&mut uc, at(21), probe_answer(1, 2, vec![]));
     assert!(out.is_empty(), "{out:?}");
     let out = accept(&mut uc, at(60), Input::Timer(hello_key(1)));
@@ -530,7 +539,8 @@ fn request_says_the_consumers_hello_alongside_its_req_until_it_is_acknowledged()
     let out = accept(&mut uc, at(0), start_with(1, Plan::both()));
     let hello = Msg::Hello { uid: uid(1), seq: HELLO_SEQ | 1, key: key(1), prod_listeners: vec![] };
     assert!(sent(&out).contains(&(CONS, hello)), "{out:?}");
-    assert_eq!(timer_at(&out, hello_key(1)), Some(at(0) + BACKOFF.delay(1, 0)));
+    // While probing, the shared timer runs at the probe's pace.
+    assert_eq!(timer_at(&out, hello_key(1)), Some(at(0) + probe_pace(1)));
     // The producer's facility admitted it (the probe beside the Hello stops).
     let out = accept(&mut uc, at(1), probe_answer(1, 1, gw(Role::Prod)));
     assert!(!cancels(&out, hello_key(1)), "the consumer's Hello is not answered yet: {out:?}");
