@@ -84,9 +84,10 @@ pub async fn say_hello(
         {
             let last = last.map(|w| format!(" (its last answer: {w})")).unwrap_or_default();
             Err(anyhow::anyhow!(
-                "Hello for {uid}: deadline exceeded: the control server did not accept it within {within:?}{last}; \
+                "Hello for {uid}: deadline exceeded: the control server did not accept it within {:.1} s{last}; \
                  it holds no session {uid} with this app key: check the uid, that `s2uc request` is still \
-                 running, and --key (a wrong key is answered as an unknown uid)"
+                 running, and --key (a wrong key is answered as an unknown uid)",
+                within.as_secs_f64()
             ))
         }
         Some((Notice::Failed { code, .. }, Some(why))) => Err(anyhow::anyhow!("Hello for {uid}: {code}: {why}")),

@@ -30,7 +30,14 @@ fn opts() -> Result<Opts> {
         Opts { setups: 2_000, concurrency: 32, waiting: 10_000, cli_runs: 20, policy_rules: 1_000, policy_only: false };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
-        let v: usize = it.next().context("flag without value")?.parse().context("not a number")?;
+        if flag == "--help" || flag == "-h" {
+            println!(
+                "bench-control [--setups N (2000)] [--concurrency N (32)] [--waiting N (10000)] [--cli-runs N (20)] \
+                 [--policy-rules N (1000)] [--policy-only 0|1]: the control plane's speed and footprint, a table"
+            );
+            std::process::exit(0);
+        }
+        let v: usize = it.next().with_context(|| format!("{flag} needs a value"))?.parse().context("not a number")?;
         match flag.as_str() {
             "--setups" => o.setups = v,
             "--concurrency" => o.concurrency = v,
