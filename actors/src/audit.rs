@@ -16,7 +16,6 @@
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::Mutex;
 
 use scistream_fsm::Why;
 use scistream_fsm::audit::Audit;
@@ -26,8 +25,8 @@ use scistream_fsm::audit::Audit;
 pub enum AuditSink {
     /// The daemon's log, at INFO with target `audit`.
     Log,
-    /// A file, appended to.
-    File(Mutex<std::fs::File>),
+    /// A file, appended to: one write per record, so a record is never split.
+    File(std::fs::File),
 }
 
 impl AuditSink {
@@ -37,7 +36,7 @@ impl AuditSink {
         opts.create(true).append(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-        Ok(Self::File(Mutex::new(opts.open(path)?)))
+        Ok(Self::File(opts.open(path)?))
     }
 
     /// Writes one record; `peer` is the network address of the call that made it, if any.
@@ -46,8 +45,8 @@ impl AuditSink {
         match self {
             Self::Log => tracing::info!(target: "audit", "{line}"),
             Self::File(f) => {
-                let mut f = f.lock().unwrap_or_else(|e| e.into_inner());
-                if let Err(e) = writeln!(f, "{line}").and_then(|()| f.flush()) {
+                // `&File` writes without a lock: the file is opened to append, each write whole.
+                if let Err(e) = (&*f).write_all(format!("{line}\n").as_bytes()) {
                     tracing::error!("cannot write the audit trail: {e}; the record was: {line}");
                 }
             }

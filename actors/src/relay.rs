@@ -70,6 +70,9 @@ pub struct RelayState {
     uid: Uid,
     listeners: Vec<TcpListener>,
     forwarding: Option<Box<dyn Forwarding>>,
+    /// The task waiting for the forwarding to end on its own (never, for the native relay):
+    /// ended with the actor.
+    watch: Option<tokio::task::AbortHandle>,
     counters: Arc<Counters>,
     allow_plain_wan: bool,
     backend: Arc<dyn Backend>,
@@ -139,10 +142,11 @@ impl RelayActor {
         })?;
         let ended = forwarding.ended();
         let me = myself.clone();
-        tokio::spawn(async move {
+        let watch = tokio::spawn(async move {
             let why = ended.await;
             let _ = me.send_message(RelayMsg::Ended(why));
         });
+        state.watch = Some(watch.abort_handle());
         state.forwarding = Some(forwarding);
         Ok(())
     }
@@ -172,6 +176,7 @@ impl Actor for RelayActor {
             uid: args.uid,
             listeners: args.listeners,
             forwarding: None,
+            watch: None,
             counters: args.counters,
             allow_plain_wan: args.allow_plain_wan,
             backend: args.backend,
@@ -203,6 +208,9 @@ impl Actor for RelayActor {
     async fn post_stop(&self, _: ActorRef<RelayMsg>, state: &mut RelayState) -> Result<(), ActorProcessingErr> {
         tracing::debug!(uid = %state.uid, traffic = ?state.counters.snapshot(), "session closed");
         state.listeners.clear();
+        if let Some(watch) = state.watch.take() {
+            watch.abort();
+        }
         // Wait for the listeners to close (a proxy to exit): the pool may hand their ports out
         // again at once.
         if let Some(f) = state.forwarding.take() {

@@ -150,8 +150,6 @@ pub struct S2csState {
     /// When each session still setting up was admitted (for the setup latency).
     born: BTreeMap<Uid, std::time::Instant>,
     audit: Option<Arc<crate::audit::AuditSink>>,
-    /// The network address of the call being stepped, for its audit records.
-    caller_addr: Option<(Peer, std::net::SocketAddr)>,
 }
 
 /// The control server actor.
@@ -211,13 +209,16 @@ impl Backend for ActorBackend {
 
 impl S2csActor {
     /// Steps the core and carries out its effects. `answer` is the answer channel of the call
-    /// `input` carries, if any: it goes with the call to its session, or gets the core's ERROR.
+    /// `input` carries, if any, with the caller's network address (for the audit records): it
+    /// goes with the call to its session, or gets the core's ERROR.
     async fn step(
         myself: &ActorRef<S2csMsg>,
         st: &mut S2csState,
         input: s2cs::Input,
-        mut answer: Option<(Peer, Answer)>,
+        mut answer: Option<(Peer, Answer, Option<std::net::SocketAddr>)>,
     ) -> Result<(), ActorProcessingErr> {
+        // The call's network address, for its audit records (its answer is taken below).
+        let remote = answer.as_ref().and_then(|(peer, _, addr)| addr.map(|a| (*peer, a)));
         let held = st.driver.core().sessions().len();
         let out = st.driver.step(myself, input);
         if st.driver.core().sessions().len() < held {
@@ -237,7 +238,7 @@ impl S2csActor {
             match eff {
                 Effect::Send { to: Peer::DataServer(_, node), msg } => Self::to_ds(st, node, msg),
                 Effect::Send { to, msg } => {
-                    if let Some((_, tx)) = answer.take_if(|(peer, _)| *peer == to) {
+                    if let Some((_, tx, _)) = answer.take_if(|(peer, ..)| *peer == to) {
                         let _ = tx.send(msg);
                     }
                 }
@@ -261,7 +262,9 @@ impl S2csActor {
                 }
                 Effect::ToSession { uid, input } => {
                     let tx = match &input {
-                        session::Input::Call { from, .. } => answer.take_if(|(peer, _)| peer == from).map(|(_, tx)| tx),
+                        session::Input::Call { from, .. } => {
+                            answer.take_if(|(peer, ..)| peer == from).map(|(_, tx, _)| tx)
+                        }
                         _ => None,
                     };
                     match st.sessions.get(&uid) {
@@ -288,7 +291,7 @@ impl S2csActor {
                 }
                 Effect::Audit(a) => {
                     if let Some(sink) = &st.audit {
-                        let peer = st.caller_addr.filter(|(p, _)| Some(*p) == a.from).map(|(_, addr)| addr);
+                        let peer = remote.filter(|(p, _)| Some(*p) == a.from).map(|(_, addr)| addr);
                         sink.write(&a, peer);
                     }
                 }
@@ -453,7 +456,6 @@ impl Actor for S2csActor {
             metrics: args.metrics,
             born: BTreeMap::new(),
             audit: args.audit,
-            caller_addr: None,
         };
         Self::step(&myself, &mut st, s2cs::Input::Boot, None).await?;
         Ok(st)
@@ -467,11 +469,7 @@ impl Actor for S2csActor {
     ) -> Result<(), ActorProcessingErr> {
         match msg {
             S2csMsg::Call(Call { from, caller, msg, answers, remote }) => {
-                st.caller_addr = remote.map(|r| (from, r));
-                let stepped =
-                    Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers))).await;
-                st.caller_addr = None;
-                stepped?;
+                Self::step(&myself, st, s2cs::Input::Msg { from, caller, msg }, Some((from, answers, remote))).await?;
             }
             S2csMsg::Query(q) => Self::answer(st, q),
             S2csMsg::FromDs(node, msg) => {

@@ -49,7 +49,7 @@ pub fn quotas(rules: &[QuotaArgs], default: Option<&QuotaArgs>) -> Result<Quotas
             bail!("[[quota]] {name}: no identities (the [default-quota] holds everybody else)");
         }
         let identities = q.identities.iter().cloned().map(Principal).collect();
-        out.push(QuotaRule { quota: quota(q, &format!("[[quota]] {name}"))?, name, identities });
+        out.push(QuotaRule { quota: quota(q, &format!("[[quota]] {name}"))?, identities });
     }
     if default.is_some_and(|d| !d.identities.is_empty()) {
         bail!("[default-quota] applies to every identity no [[quota]] names: it takes no identities");

@@ -118,9 +118,8 @@ impl Profile {
     /// facility until it has bound the session's listeners): a tenth of `app_backoff` at first,
     /// doubling to its maximum. The first probe goes with the REQ and usually finds the
     /// listeners not yet bound; they are a millisecond away, not a Hello's round.
-    pub const fn probe_backoff(&self) -> Backoff {
-        let b = self.app_backoff;
-        Backoff { initial: Duration::from_nanos((b.initial.as_nanos() / 10) as u64), ..b }
+    pub fn probe_backoff(&self) -> Backoff {
+        Backoff { initial: self.app_backoff.initial / 10, ..self.app_backoff }
     }
 
     /// The control server's lease on a session that is not yet established.

@@ -6,8 +6,8 @@ use scistream_sim::Prop;
 use scistream_sim::run;
 use scistream_sim::world::Defect;
 
-/// Seeds of the swarm a variant may take to be caught (the slowest needs 19 from some starts;
-/// `sim catch` measures them).
+/// Seeds of the swarm a variant may take to be caught (`sim catch` measures how many each
+/// takes: docs/simulation.md, "Seeds until each broken variant is caught").
 const BOUND: u64 = 100;
 
 #[test]

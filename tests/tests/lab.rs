@@ -144,11 +144,22 @@ fn gateways(lab: &Lab, dir: &Path, state: bool) -> (Gateway, Gateway) {
 
 /// [`gateways`] whose control servers get more flags (gwa's, gwb's), e.g. `--hello-timeout`.
 fn gateways_with(lab: &Lab, dir: &Path, state: bool, cs_extra: [&[&str]; 2]) -> (Gateway, Gateway) {
-    let start = |mut spec: GatewaySpec, extra: &[&str]| {
-        (spec.state, spec.cs_extra) = (state, args(extra));
+    gateways_flagged(lab, dir, state, cs_extra, [&[], &[]])
+}
+
+/// [`gateways`] whose control servers and data server nodes get more flags (gwa's, gwb's).
+fn gateways_flagged(
+    lab: &Lab,
+    dir: &Path,
+    state: bool,
+    cs_extra: [&[&str]; 2],
+    ds_extra: [&[&str]; 2],
+) -> (Gateway, Gateway) {
+    let start = |mut spec: GatewaySpec, cs: &[&str], ds: &[&str]| {
+        (spec.state, spec.cs_extra, spec.ds_extra) = (state, args(cs), args(ds));
         Gateway::start(lab, dir, &spec).unwrap_or_else(|e| panic!("{:?} starts: {e:#}", spec.host))
     };
-    (start(GatewaySpec::a(), cs_extra[0]), start(GatewaySpec::b(), cs_extra[1]))
+    (start(GatewaySpec::a(), cs_extra[0], ds_extra[0]), start(GatewaySpec::b(), cs_extra[1], ds_extra[1]))
 }
 
 /// An `s2uc --json request` (2 connections) running on `user`, past its `created` line.
@@ -178,8 +189,12 @@ impl Requested {
 
     /// The producer's Hello for it (`appctrl` flags), naming the echo application.
     fn hello_args(&self, a: &Gateway) -> Vec<String> {
-        let app = format!("{PROD_IP}:{APP_PORT}");
-        let mut hello = args(&[&self.uid, "--s2cs", &a.cs.addr, "--key", &self.key, "--listeners", &app]);
+        self.hello_args_to(a, &format!("{PROD_IP}:{APP_PORT}"))
+    }
+
+    /// [`hello_args`](Self::hello_args) naming `listeners` as the producer's.
+    fn hello_args_to(&self, a: &Gateway, listeners: &str) -> Vec<String> {
+        let mut hello = args(&[&self.uid, "--s2cs", &a.cs.addr, "--key", &self.key, "--listeners", listeners]);
         hello.extend(a.trust());
         hello
     }

@@ -634,8 +634,8 @@ impl Bucket {
     }
 }
 
-#[cfg(target_os = "linux")]
 mod guard;
+#[cfg(target_os = "linux")]
 mod splice;
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ fn unexpected(rpc: &str, msg: &Msg) -> Status {
 impl ControlService {
     async fn do_req(&self, request: Request<pb::Request>) -> Result<Response<pb::Response>, Status> {
         let peer = request.remote_addr();
-        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), peer).await?;
         let args = convert::request_from_wire(request.get_ref(), &self.limits).map_err(wire)?;
         let msg = Msg::Req {
             uid: args.uid,
@@ -208,7 +208,7 @@ impl ControlService {
 
     async fn do_update(&self, request: Request<pb::UpdateTargets>) -> Result<Response<pb::Response>, Status> {
         let peer = request.remote_addr();
-        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), peer).await?;
         let args = convert::update_from_wire(request.get_ref()).map_err(wire)?;
         let creds = args.creds.unwrap_or_else(Credentials::default);
         let remote = self.resolved(args.remote).await;
@@ -223,7 +223,7 @@ impl ControlService {
 
     async fn do_release(&self, request: Request<pb::Release>) -> Result<Response<pb::Response>, Status> {
         let peer = request.remote_addr();
-        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), peer).await?;
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
         let rx =
             self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) }, peer)?;
@@ -253,7 +253,7 @@ impl ControlService {
 
     async fn do_listeners(&self, request: Request<pb::ReqListeners>) -> Result<Response<pb::Response>, Status> {
         let peer = request.remote_addr();
-        let (caller, token) = self.auth.caller(request.metadata(), request.remote_addr()).await?;
+        let (caller, token) = self.auth.caller(request.metadata(), peer).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
         let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
         let rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;

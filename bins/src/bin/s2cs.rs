@@ -27,6 +27,7 @@ use scistream_identity::introspect::{DEFAULT_MAX_INFLIGHT, IntrospectAuth, Intro
 use scistream_identity::{self as oauth};
 use scistream_proto::Limits;
 use scistream_proto::pb::control_server::ControlServer;
+use scistream_transport::backend::Kind;
 use scistream_transport::node::LinkTls;
 use scistream_transport::ports::{self, PortLimits, TlsInfo};
 use scistream_transport::server::{Authenticator, ControlService, OpenAuth};
@@ -154,7 +155,8 @@ fn data_server(
         )?;
         return Ok(DataServer::Embedded { ports, sides, backend });
     }
-    let proxy = cli.backend.as_deref().or(file.backend.as_deref()).is_some_and(|t| !t.eq_ignore_ascii_case("native"));
+    let proxy =
+        cli.backend.as_deref().or(file.backend.as_deref()).is_some_and(|t| !matches!(t.parse(), Ok(Kind::Native)));
     let node_only = [
         ("--type", proxy),
         ("--runtime-dir", cli.runtime_dir.is_some() || file.runtime_dir.is_some()),
@@ -416,9 +418,8 @@ impl Live {
                 "capacity, default rate and operators applied to new sessions"
             );
         }
-        let mut policy = new.policy.clone();
-        policy.own.clone_from(&self.own);
-        if policy != self.settings.policy_with(&self.own) {
+        let policy = new.policy_with(&self.own);
+        if new.policy != old.policy {
             tracing::info!(
                 rules = policy.rules(),
                 quotas = policy.quotas.rules.len(),

@@ -79,8 +79,6 @@ impl Quota {
 /// A quota and the identities it applies to (a group, or one identity).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QuotaRule {
-    /// Its name, for the operator (the configuration's and the logs').
-    pub name: String,
     /// The identities (token subjects) it applies to.
     pub identities: Vec<Principal>,
     /// What they may request.

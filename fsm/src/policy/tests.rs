@@ -142,12 +142,8 @@ fn the_first_quota_rule_naming_an_identity_applies_else_the_default() {
     let loose = Quota { max_sessions: Some(5), ..Quota::default() };
     let quotas = Quotas {
         rules: vec![
-            QuotaRule { name: "alice".into(), identities: vec![Principal("alice".into())], quota: strict },
-            QuotaRule {
-                name: "beamline".into(),
-                identities: vec![Principal("alice".into()), Principal("bob".into())],
-                quota: loose,
-            },
+            QuotaRule { identities: vec![Principal("alice".into())], quota: strict },
+            QuotaRule { identities: vec![Principal("alice".into()), Principal("bob".into())], quota: loose },
         ],
         default: Quota { may_request: false, ..Quota::default() },
     };

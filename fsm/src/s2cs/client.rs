@@ -122,9 +122,16 @@ impl S2cs {
             return refuse_why(out, from, uid, seq, ErrorCode::Unavailable, Why::Draining);
         }
         if !self.cfg.operators.contains(&caller) {
-            let held = self.sessions.values().filter(|e| e.owner == caller && e.holds_resources()).count();
-            let held = u32::try_from(held).unwrap_or(u32::MAX);
-            if let Err(why) = self.cfg.policy.quotas.of(&caller).check(params, held) {
+            let quota = self.cfg.policy.quotas.of(&caller);
+            // The caller's sessions are counted only when a quota bounds them (no scan of every
+            // session on each REQ otherwise).
+            let held = if quota.max_sessions.is_some() {
+                let held = self.sessions.values().filter(|e| e.owner == caller && e.holds_resources()).count();
+                u32::try_from(held).unwrap_or(u32::MAX)
+            } else {
+                0
+            };
+            if let Err(why) = quota.check(params, held) {
                 let a = Audit {
                     decision: Decision::Refused,
                     uid,

@@ -393,9 +393,9 @@ impl World<'_> {
     /// take it for the session's owner).
     pub(super) fn caller_of(&self, r: Role, msg: &Msg, forged: bool) -> Option<scistream_fsm::Principal> {
         let owner = msg.uid().and_then(|uid| {
-            self.cs[nodes::role_index(r)].as_ref().and_then(|c| c.core().session(&uid)).map(|e| e.owner.clone())
+            self.cs[nodes::role_index(r)].as_ref().and_then(|c| c.core().session(&uid)).map(|e| &e.owner)
         });
-        self.opts.defect.caller(super::principal_of(msg), owner.as_ref(), forged)
+        self.opts.defect.caller(super::principal_of(msg), owner, forged)
     }
 
     /// The state of `uid` at the control server serving `r`.

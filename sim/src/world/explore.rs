@@ -245,7 +245,9 @@ fn fingerprint(b: &Branch<'_>) -> u64 {
     }
     let _ = write!(
         h,
-        "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{}",
+        "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{}",
+        // The network's memory too: an ordered link delivers nothing before its last delivery.
+        w.net,
         w.clients,
         w.cs,
         w.ds,

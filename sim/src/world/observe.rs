@@ -51,7 +51,10 @@ impl World<'_> {
                         if let Some(s) = c.session(uid)
                             && !s.listeners.is_empty()
                         {
-                            self.prod_gateway.entry(*uid).or_default().insert(s.listeners.clone());
+                            let seen = self.prod_gateway.entry(*uid).or_default();
+                            if !seen.contains(&s.listeners) {
+                                seen.insert(s.listeners.clone());
+                            }
                         }
                     }
                 }

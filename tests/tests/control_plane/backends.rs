@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use scistream_fsm::{Addr, Uid};
-use scistream_tests::{Node, Scratch, Server, ServerOpts, bin, free_range, setup};
+use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, run, setup};
 
 use crate::testkit::{client, eventually, fresh_uid, runtime, shared};
 
@@ -133,7 +133,8 @@ fn a_proxy_that_dies_fails_its_session_with_the_reason() {
     });
     let pids = proxies_in(&rt_dir);
     assert_eq!(pids.len(), 1, "{pids:?}");
-    let _ = Command::new("kill").args(["-KILL", &pids[0].to_string()]).status();
+    let killed = Command::new("kill").args(["-KILL", &pids[0].to_string()]).status().expect("kill");
+    assert!(killed.success(), "kill -KILL {}", pids[0]);
     eventually(Duration::from_secs(10), "the consumer's facility fails the session", || {
         rt.block_on(c.status(uid)).is_ok_and(|s| s.failure.is_some())
     });
@@ -211,6 +212,14 @@ fn a_missing_or_too_old_proxy_or_an_unknown_type_stops_the_daemons_at_start_with
     std::fs::write(&old, "#!/bin/sh\necho 'HAProxy version 1.8.19 2019/02/11'\n").unwrap();
     std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
     let rt = dir.0.join("rt").display().to_string();
+    // Runs `name` (bounded: a daemon that started serving would otherwise hang the test) and
+    // asserts it stopped with exit 2 saying `says`.
+    let refused = |name: &str, flags: Vec<String>, says: &str| {
+        let out = run(name, &flags, Duration::from_secs(20)).unwrap_or_else(|e| panic!("{name} {flags:?}: {e:#}"));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name} {flags:?}: {err}");
+        assert!(err.contains(says), "{name} {flags:?}: {err}");
+    };
     let cases: [(&[&str], &str); 4] = [
         (
             &["--type", "nginx", "--proxy-program", "/nonexistent/nginx"],
@@ -221,48 +230,22 @@ fn a_missing_or_too_old_proxy_or_an_unknown_type_stops_the_daemons_at_start_with
         (&["--type", "native", "--proxy-program", "/usr/sbin/haproxy"], "runs none"),
     ];
     for (flags, says) in cases {
-        let out = Command::new(bin("s2cs"))
-            .args(["--insecure", "--listener-ip", "127.0.0.1", "--port", "0", "--runtime-dir", &rt])
-            .args(flags)
-            .output()
-            .unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(2), "s2cs {flags:?}: {err}");
-        assert!(err.contains(says), "s2cs {flags:?}: {err}");
+        let mut all = args(&["--insecure", "--listener-ip", "127.0.0.1", "--port", "0", "--runtime-dir", &rt]);
+        all.extend(args(flags));
+        refused("s2cs", all, says);
     }
     // The data server node says the same.
     let node = Node::start(&dir.0, &free_range(2), &[]).unwrap();
     let link = node.link();
-    let out = Command::new(bin("s2ds"))
-        .args([
-            "--listen",
-            "127.0.0.1:0",
-            "--runtime-dir",
-            &rt,
-            "--type",
-            "stunnel",
-            "--proxy-program",
-            "/nonexistent/stunnel",
-        ])
-        .arg("--cert")
-        .arg(&link.cert)
-        .arg("--key")
-        .arg(&link.key)
-        .arg("--trust")
-        .arg(&link.node_cert)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("apt-get install stunnel4"), "{err}");
+    let (cert, key, trust) = (link.cert.display(), link.key.display(), link.node_cert.display());
+    let (cert, key, trust) = (cert.to_string(), key.to_string(), trust.to_string());
+    let flags = ["--listen", "127.0.0.1:0", "--runtime-dir", &rt, "--type", "stunnel"];
+    let mut all = args(&flags);
+    all.extend(args(&["--proxy-program", "/nonexistent/stunnel", "--cert", &cert, "--key", &key, "--trust", &trust]));
+    refused("s2ds", all, "apt-get install stunnel4");
     // A proxy type with remote nodes belongs to the nodes.
-    let out = Command::new(bin("s2cs"))
-        .args(["--insecure", "--listener-ip", "127.0.0.1", "--port", "0", "--type", "haproxy", "--s2ds", &link.addr])
-        .arg("--s2ds-trust")
-        .arg(&link.node_cert)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(2), "{err}");
-    assert!(err.contains("--type belongs to the data server node"), "{err}");
+    let flags = ["--insecure", "--listener-ip", "127.0.0.1", "--port", "0", "--type", "haproxy"];
+    let mut all = args(&flags);
+    all.extend(args(&["--s2ds", &link.addr, "--s2ds-trust", &trust]));
+    refused("s2cs", all, "--type belongs to the data server node");
 }

@@ -15,11 +15,11 @@ use tokio::io::AsyncReadExt as _;
 use scistream_fsm::Role;
 use scistream_tests::authsrv::{AuthServer, Facility};
 use scistream_tests::flood::{self, Flood};
-use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, http_get, rss_mb};
+use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, rss_mb};
 use scistream_transport::client::ControlClient;
 use scistream_transport::ports::PortLimits;
 
-use crate::testkit::{connect_as, exclusive, fresh_uid, key, runtime, within};
+use crate::testkit::{connect_as, exclusive, fresh_uid, key, metrics_of, runtime, scrape, value, within};
 
 /// A legitimate call must be answered within this while an attack runs (its normal latency is
 /// a few milliseconds; the bound only tells "served" from "starved").
@@ -45,11 +45,8 @@ struct Target {
 impl Target {
     /// The value of the unlabelled series `name` on the server's `/metrics`, now.
     fn metric(&self, name: &str) -> u64 {
-        let (code, body) = http_get(&self.metrics, "/metrics").expect("GET /metrics");
-        assert_eq!(code, 200, "{body}");
-        let prefix = format!("{name} ");
-        let line = body.lines().find_map(|l| l.strip_prefix(&prefix));
-        line.and_then(|v| v.trim().parse().ok()).unwrap_or_else(|| panic!("no series {name} in:\n{body}"))
+        let text = scrape(&self.metrics);
+        value(&text, name).unwrap_or_else(|| panic!("no series {name} in:\n{text}")) as u64
     }
 
     /// Waits until exactly `n` connections hold a slot on the server's port (what the server
@@ -75,14 +72,7 @@ async fn target(dir: &Path, auth: bool, flags: &[&str]) -> Target {
     extra.extend(args(&["--metrics-addr", "127.0.0.1:0"]));
     let opts = ServerOpts { port_range: free_range(4), extra, ..ServerOpts::default() };
     let server = Server::start(dir, &opts).unwrap();
-    let start = Instant::now();
-    let metrics = loop {
-        match server.metrics_addr() {
-            Some(a) => break a,
-            None if start.elapsed() < ANSWERED => tokio::time::sleep(Duration::from_millis(20)).await,
-            None => panic!("no metrics address in the log after {ANSWERED:?}:\n{}", server.log()),
-        }
-    };
+    let metrics = metrics_of(&server);
     let token = auth.as_ref().map(|a| a.mint("alice", SCOPE, 600));
     let legit = connect_as(&server.addr, server.cert.as_deref().unwrap(), token.as_deref()).await;
     let t = Target { server, legit, metrics, _auth: auth };

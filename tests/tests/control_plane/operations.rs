@@ -15,29 +15,9 @@ use scistream_tests::{
 use scistream_transport::client::CallError;
 use scistream_transport::tls::{self, Trust};
 
-use crate::testkit::{CALL, connect, creds, eventually, fresh_uid, key, refusal, runtime, shared};
-
-/// The server's metrics address, once its log says it.
-fn metrics_of(server: &Server) -> String {
-    let mut addr = None;
-    eventually(Duration::from_secs(10), "the metrics address in the log", || {
-        addr = server.metrics_addr();
-        addr.is_some()
-    });
-    addr.expect("found")
-}
-
-/// `/metrics`, its text.
-fn scrape(addr: &str) -> String {
-    let (code, body) = http_get(addr, "/metrics").expect("GET /metrics");
-    assert_eq!(code, 200, "{body}");
-    body
-}
-
-/// The value of the series `series` (name with its labels, as exposed) in `text`.
-fn value(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
-}
+use crate::testkit::{
+    CALL, connect, creds, eventually, fresh_uid, key, metrics_of, refusal, runtime, scrape, shared, value,
+};
 
 #[test]
 fn metrics_and_health_follow_sessions_rpcs_and_the_data_server() {

@@ -8,7 +8,9 @@ use scistream_fsm::{Addr, ErrorCode, Role};
 use scistream_tests::{Scratch, Server, ServerOpts, args, free_range, http_get, run};
 use scistream_transport::client::CallError;
 
-use crate::testkit::{client, creds, eventually, fresh_uid, key, port_of, refusal, runtime, shared};
+use crate::testkit::{
+    client, creds, eventually, fresh_uid, key, metrics_of, port_of, refusal, runtime, scrape, shared, value,
+};
 
 /// The message of a refusal with `code`; panics on anything else.
 fn refused_saying<T: std::fmt::Debug>(what: &str, code: ErrorCode, r: Result<T, CallError>) -> String {
@@ -49,16 +51,11 @@ fn an_anonymous_server_says_so_in_its_metrics_and_health() {
     let dir = Scratch::new("pol-anon-metrics");
     let extra = args(&["--metrics-addr", "127.0.0.1:0"]);
     let server = Server::start(&dir.0, &ServerOpts { port_range: free_range(2), extra, ..Default::default() }).unwrap();
-    let mut m = None;
-    eventually(Duration::from_secs(10), "the metrics address in the log", || {
-        m = server.metrics_addr();
-        m.is_some()
-    });
-    let m = m.expect("found");
+    let m = metrics_of(&server);
     let (code, body) = http_get(&m, "/healthz").unwrap();
     assert_eq!((code, body.contains("anonymous")), (200, true), "{body}");
-    let (_, metrics) = http_get(&m, "/metrics").unwrap();
-    assert!(metrics.lines().any(|l| l == "scistream_anonymous 1"), "{metrics}");
+    let metrics = scrape(&m);
+    assert_eq!(value(&metrics, "scistream_anonymous"), Some(1.0), "{metrics}");
 }
 
 #[test]

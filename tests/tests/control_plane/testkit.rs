@@ -14,7 +14,7 @@ use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Uid};
-use scistream_tests::{Server, bin};
+use scistream_tests::{Server, bin, http_get};
 use scistream_transport::client::{CallError, ControlClient, SessionStatus};
 use scistream_transport::tls::{self, Trust};
 
@@ -200,4 +200,26 @@ impl Drop for RawServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The server's metrics address, once its log says it.
+pub(crate) fn metrics_of(server: &Server) -> String {
+    let mut addr = None;
+    eventually(Duration::from_secs(10), "the metrics address in the log", || {
+        addr = server.metrics_addr();
+        addr.is_some()
+    });
+    addr.expect("found")
+}
+
+/// `/metrics`, its text.
+pub(crate) fn scrape(addr: &str) -> String {
+    let (code, body) = http_get(addr, "/metrics").expect("GET /metrics");
+    assert_eq!(code, 200, "{body}");
+    body
+}
+
+/// The value of the series `series` (name with its labels, as exposed) in `text`.
+pub(crate) fn value(text: &str, series: &str) -> Option<f64> {
+    text.lines().find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).and_then(|v| v.parse().ok()))
 }

@@ -184,7 +184,7 @@ fn names(pid: i32, needle: &[u8]) -> bool {
 }
 
 /// The processes whose command line contains `needle`.
-fn processes_naming(needle: &[u8]) -> Vec<i32> {
+pub(super) fn processes_naming(needle: &[u8]) -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     entries
         .flatten()
@@ -239,8 +239,6 @@ pub struct Spawn {
     pub program: PathBuf,
     /// Its arguments.
     pub args: Vec<OsString>,
-    /// Environment variables set for it.
-    pub env: Vec<(String, String)>,
     /// Descriptors it inherits, at their numbers (closed in this process once it runs).
     pub inherit: Vec<OwnedFd>,
     /// Where its standard output and error go (created 0600).
@@ -261,7 +259,6 @@ impl Child {
         let log = OpenOptions::new().append(true).create(true).mode(0o600).open(&s.log)?;
         let mut cmd = Command::new(SETPRIV);
         cmd.arg("--pdeathsig").arg("KILL").arg("--").arg(&s.program).args(&s.args);
-        cmd.envs(s.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         cmd.stdin(Stdio::null()).stdout(Stdio::from(log.try_clone()?)).stderr(Stdio::from(log));
         cmd.process_group(0);
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
@@ -398,7 +395,6 @@ mod tests {
         let left = Child::spawn(Spawn {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), "sleep 60; true".into(), dir.clone().into()],
-            env: vec![],
             inherit: vec![],
             log: dir.join("log"),
         })
@@ -408,7 +404,6 @@ mod tests {
         let bystander = Child::spawn(Spawn {
             program: "/bin/sh".into(),
             args: vec!["-c".into(), "sleep 60; true".into(), rt.root().into()],
-            env: vec![],
             inherit: vec![],
             log: tmp.path().join("bystander.log"),
         })

@@ -6,9 +6,9 @@
 //!    yet: a session waiting for its Hello costs no process).
 //! 2. UpdateTargets: its private folder is made (0700) under the runtime folder, with the
 //!    session's certificate and key (0600) and the proxy's configuration; the proxy starts.
-//!    HAProxy and Nginx inherit the session's listening sockets (no instant where the ports are
-//!    free for someone else to take); stunnel cannot, so the data server closes them and
-//!    stunnel binds them again at once.
+//!    HAProxy inherits the session's listening sockets (no instant where the ports are free for
+//!    someone else to take); Nginx and stunnel bind them themselves, so the data server closes
+//!    them and the proxy binds them again at once (docs/data-plane.md, "Backends").
 //! 3. The proxy is checked before BridgesUp is reported: HAProxy answers on its admin socket,
 //!    Nginx has written its pid file, stunnel holds every port; a proxy that exits or does not
 //!    come up within [`UP_WITHIN`] fails the session with the last lines it logged.
@@ -37,8 +37,7 @@ use scistream_fsm::{Addr, Role};
 
 use super::child::{self, Child, RuntimeDir, Spawn};
 use super::{Backend, BoxFuture, Forwarding, Kind, Session, SetupError, StartError};
-use crate::relay::Counters;
-use crate::wan::{SESSION_NAME, SessionIdentity, WanError};
+use crate::wan::{SessionIdentity, WanError};
 
 mod haproxy;
 mod nginx;
@@ -77,7 +76,7 @@ pub struct TlsFiles {
 pub struct Listener {
     /// Where it is bound.
     pub addr: SocketAddr,
-    /// The descriptor number the proxy inherits it at (HAProxy, Nginx).
+    /// The descriptor number the proxy inherits it at (HAProxy).
     pub fd: i32,
     /// Its target.
     pub target: Addr,
@@ -117,8 +116,6 @@ pub struct Rendered {
     pub config: (&'static str, String),
     /// The arguments (the configuration file's path among them).
     pub args: Vec<OsString>,
-    /// Environment variables.
-    pub env: Vec<(String, String)>,
     /// Whether it inherits the listeners (else they are closed before it starts).
     pub inherits: bool,
     /// How to tell it is up.
@@ -153,9 +150,9 @@ impl ProxyBackend {
     /// sessions will get.
     /// `program` names the proxy's program when it is not the one on PATH.
     pub fn open(kind: Kind, runtime_dir: &Path, program: Option<&Path>) -> Result<Self, SetupError> {
-        find(SETPRIV_PROGRAM).ok_or(SetupError::Missing {
+        find(child::SETPRIV).ok_or(SetupError::Missing {
             kind,
-            program: SETPRIV_PROGRAM.into(),
+            program: child::SETPRIV.into(),
             package: "util-linux",
         })?;
         let installed = match kind {
@@ -191,11 +188,6 @@ impl ProxyBackend {
             "data server backend ready"
         );
         Ok(backend)
-    }
-
-    /// Which proxy, its version and where it runs sessions.
-    pub fn installed(&self) -> &Installed {
-        &self.installed
     }
 
     /// Renders a configuration with both TLS sides and lets the proxy check it (its own
@@ -326,7 +318,6 @@ impl ProxyBackend {
         let child = Child::spawn(Spawn {
             program: self.installed.program.clone(),
             args: rendered.args,
-            env: rendered.env,
             inherit: fds,
             log: log.clone(),
         })
@@ -346,20 +337,9 @@ impl ProxyBackend {
             }
             _ => None,
         };
-        Ok(Box::new(ProxyForwarding {
-            kind: self.kind,
-            child: Arc::new(child),
-            dir,
-            socket: plan.socket,
-            log,
-            poll,
-            _counters: s.counters,
-        }))
+        Ok(Box::new(ProxyForwarding { kind: self.kind, child: Arc::new(child), dir, socket: plan.socket, log, poll }))
     }
 }
-
-/// util-linux's `setpriv`, which starts every child with its parent-death signal.
-const SETPRIV_PROGRAM: &str = child::SETPRIV;
 
 impl Backend for ProxyBackend {
     fn kind(&self) -> Kind {
@@ -521,9 +501,6 @@ pub fn bracketed(addr: &Addr) -> String {
     }
 }
 
-/// The name both ends of a WAN leg use (the session certificate's).
-pub const NAME: &str = SESSION_NAME;
-
 /// A session forwarded by a proxy process.
 struct ProxyForwarding {
     kind: Kind,
@@ -532,7 +509,6 @@ struct ProxyForwarding {
     socket: PathBuf,
     log: PathBuf,
     poll: Option<tokio::task::JoinHandle<()>>,
-    _counters: Arc<Counters>,
 }
 
 impl Forwarding for ProxyForwarding {

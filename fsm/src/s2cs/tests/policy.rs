@@ -84,7 +84,7 @@ fn a_name_the_driver_did_not_resolve_is_refused_where_a_list_applies() {
 fn a_quota_refuses_the_session_beyond_its_max_and_operators_keep_their_override() {
     let quota = Quota { max_sessions: Some(2), max_num_conn: Some(2), ..Quota::default() };
     let quotas = Quotas {
-        rules: vec![QuotaRule { name: "users".into(), identities: vec![Principal("alice".into())], quota }],
+        rules: vec![QuotaRule { identities: vec![Principal("alice".into())], quota }],
         default: Quota { may_request: false, ..Quota::default() },
     };
     let mut cs = serving_with(Config {

@@ -10,7 +10,9 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
-use super::{Installed, NAME, Plan, Probe, Ready, Rendered, Side, output};
+use crate::wan::SESSION_NAME;
+
+use super::{Installed, Plan, Probe, Ready, Rendered, Side, output};
 use crate::backend::{Kind, SetupError};
 use crate::relay::Counters;
 
@@ -73,7 +75,7 @@ fn config(plan: &Plan, admin: &Path, bind: impl Fn(&super::Listener) -> String) 
         if let Some(t) = plan.tls.as_ref().filter(|t| t.side == Side::Dial) {
             let _ = write!(
                 s,
-                " ssl crt {} ca-file {} verify required verifyhost {NAME} sni str({NAME}) ssl-min-ver TLSv1.3",
+                " ssl crt {} ca-file {} verify required verifyhost {SESSION_NAME} sni str({SESSION_NAME}) ssl-min-ver TLSv1.3",
                 t.pem.display(),
                 t.crt.display()
             );
@@ -90,7 +92,6 @@ pub(super) fn render(_: &Installed, plan: &Plan) -> Rendered {
     Rendered {
         config: ("haproxy.cfg", config(plan, &admin, |l| format!("fd@{}", l.fd))),
         args: vec!["-db".into(), "-f".into(), OsString::from(cfg)],
-        env: vec![],
         inherits: true,
         ready: Ready::AdminSocket(admin),
     }

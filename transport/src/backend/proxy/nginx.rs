@@ -8,7 +8,9 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{Installed, NAME, Plan, Probe, Ready, Rendered, Side, bracketed, output};
+use crate::wan::SESSION_NAME;
+
+use super::{Installed, Plan, Probe, Ready, Rendered, Side, bracketed, output};
 use crate::backend::{Kind, SetupError};
 
 /// Finds Nginx, checks its version (1.21.4: `proxy_half_close`, a stream's end passed on one
@@ -102,7 +104,7 @@ fn config(inst: &Installed, plan: &Plan) -> String {
                 let _ = writeln!(c, "    proxy_ssl_protocols TLSv1.3;");
                 let _ = writeln!(c, "    proxy_ssl_verify on;");
                 let _ = writeln!(c, "    proxy_ssl_trusted_certificate {};", t.crt.display());
-                let _ = writeln!(c, "    proxy_ssl_name {NAME};");
+                let _ = writeln!(c, "    proxy_ssl_name {SESSION_NAME};");
                 let _ = writeln!(c, "    proxy_ssl_server_name on;");
             }
         }
@@ -128,7 +130,6 @@ pub(super) fn render(inst: &Installed, plan: &Plan) -> Rendered {
             "-c".into(),
             OsString::from(cfg),
         ],
-        env: vec![],
         inherits: false,
         ready: Ready::PidFile(plan.dir.join("nginx.pid")),
     }

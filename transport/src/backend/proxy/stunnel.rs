@@ -6,7 +6,9 @@ use std::ffi::OsString;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use super::{Installed, NAME, Plan, Probe, Ready, Rendered, Side, version_after};
+use crate::wan::SESSION_NAME;
+
+use super::{Installed, Plan, Probe, Ready, Rendered, Side, version_after};
 use crate::backend::{Kind, SetupError};
 
 /// The oldest OpenSSL under it: TLS 1.3.
@@ -68,16 +70,10 @@ pub(super) fn render(inst: &Installed, plan: &Plan) -> Rendered {
                 let _ = writeln!(c, "options = IGNORE_UNEXPECTED_EOF");
             }
             if t.side == Side::Dial {
-                let _ = writeln!(c, "sni = {NAME}");
+                let _ = writeln!(c, "sni = {SESSION_NAME}");
             }
         }
     }
     let cfg = plan.dir.join("stunnel.conf");
-    Rendered {
-        config: ("stunnel.conf", c),
-        args: vec![OsString::from(cfg)],
-        env: vec![],
-        inherits: false,
-        ready: Ready::Listening,
-    }
+    Rendered { config: ("stunnel.conf", c), args: vec![OsString::from(cfg)], inherits: false, ready: Ready::Listening }
 }

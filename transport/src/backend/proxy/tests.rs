@@ -91,16 +91,8 @@ fn free(port: u16) -> bool {
 
 /// Processes whose command line names `dir`.
 fn running_in(dir: &std::path::Path) -> Vec<i32> {
-    let needle = dir.as_os_str().as_encoded_bytes().to_vec();
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
-        .filter(|p| super::child::alive(*p))
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-        })
-        .collect()
+    let naming = super::child::processes_naming(dir.as_os_str().as_encoded_bytes());
+    naming.into_iter().filter(|p| super::child::alive(*p)).collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
