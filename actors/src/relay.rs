@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use ractor::{Actor, ActorProcessingErr, ActorRef, RpcReplyPort};
 use scistream_fsm::{Addr, Credentials, ErrorCode, Role, Uid};
-use scistream_transport::backend::{Backend, Forwarding, Session, StartError};
+use scistream_transport::backend::{self, Backend, Forwarding, Session};
 use scistream_transport::relay::Counters;
-use scistream_transport::wan::WanError;
 use tokio::net::{TcpListener, TcpSocket};
 
 /// A port that could not be bound (another process holds it, or the address is not local).
@@ -106,13 +105,9 @@ impl RelayActor {
         }
         // What is wrong with the request itself is refused before the listeners are handed
         // over, so a corrected start may follow.
-        if targets.is_empty() {
-            tracing::warn!(uid = %state.uid, "refusing to start a relay without targets");
-            return Err(ErrorCode::InvalidArgument);
-        }
-        if creds == Credentials::default() && !state.allow_plain_wan {
-            tracing::warn!(uid = %state.uid, "refusing a plain WAN leg: {}", WanError::PlainNotAllowed);
-            return Err(ErrorCode::FailedPrecondition);
+        if let Err(e) = backend::precheck(&targets, &creds, state.allow_plain_wan) {
+            tracing::warn!(uid = %state.uid, "refusing to start the relay: {e}");
+            return Err(e.code());
         }
         if state.listeners.is_empty() {
             // A start that failed gave its listeners away: the session cannot forward.
@@ -131,14 +126,7 @@ impl RelayActor {
         };
         let mut forwarding = state.backend.start(session).await.map_err(|e| {
             tracing::warn!(uid = %state.uid, backend = %state.backend.kind(), "cannot start the relay: {e}");
-            match e {
-                StartError::NoTargets => ErrorCode::InvalidArgument,
-                StartError::Wan(WanError::PlainNotAllowed) | StartError::Unsupported(_) => {
-                    ErrorCode::FailedPrecondition
-                }
-                StartError::Policy(_) => ErrorCode::PermissionDenied,
-                StartError::Wan(_) | StartError::Proxy(_) => ErrorCode::Aborted,
-            }
+            e.code()
         })?;
         let ended = forwarding.ended();
         let me = myself.clone();

@@ -3,8 +3,8 @@
 //! into the protocol's [`Policy`].
 
 use anyhow::{Context, Result, bail};
-use scistream_fsm::Principal;
-use scistream_fsm::policy::{Policy, Quota, QuotaRule, Quotas, Roles, Rule};
+use scistream_fsm::policy::{Quota, QuotaRule, Quotas, Roles, Rule};
+use scistream_fsm::{Principal, Role};
 
 use crate::config::s2cs::QuotaArgs;
 
@@ -22,10 +22,11 @@ fn quota(q: &QuotaArgs, what: &str) -> Result<Quota> {
         Some(list) => {
             let mut roles = Roles { prod: false, cons: false };
             for r in list {
-                match r.to_ascii_uppercase().as_str() {
-                    "PROD" => roles.prod = true,
-                    "CONS" => roles.cons = true,
-                    other => bail!("{what}: roles: {other:?} is neither PROD nor CONS"),
+                // The wire's spelling, any case.
+                match scistream_proto::convert::role_from_wire(r) {
+                    Ok(Role::Prod) => roles.prod = true,
+                    Ok(Role::Cons) => roles.cons = true,
+                    Err(_) => bail!("{what}: roles: {r:?} is neither PROD nor CONS"),
                 }
             }
             roles
@@ -56,16 +57,6 @@ pub fn quotas(rules: &[QuotaArgs], default: Option<&QuotaArgs>) -> Result<Quotas
     }
     let default = default.map(|d| quota(d, "[default-quota]")).transpose()?.unwrap_or_default();
     Ok(Quotas { rules: out, default })
-}
-
-/// The whole policy but the control server's own addresses (known once it listens).
-pub fn policy(
-    targets: Option<Vec<Rule>>,
-    peers: Option<Vec<Rule>>,
-    quota: &[QuotaArgs],
-    default: Option<&QuotaArgs>,
-) -> Result<Policy> {
-    Ok(Policy { targets, peers, own: Vec::new(), quotas: quotas(quota, default)? })
 }
 
 #[cfg(test)]

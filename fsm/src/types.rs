@@ -382,6 +382,9 @@ pub enum Guard {
 }
 
 impl Guard {
+    /// Every guard.
+    pub const ALL: [Self; 4] = [Self::AllowTargets, Self::AllowPeers, Self::OwnPorts, Self::Unresolved];
+
     /// Its name in the configuration and on the wire.
     pub const fn name(self) -> &'static str {
         match self {
@@ -409,6 +412,10 @@ pub enum Limit {
 }
 
 impl Limit {
+    /// Every limit.
+    pub const ALL: [Self; 6] =
+        [Self::MayRequest, Self::Role(Role::Prod), Self::Role(Role::Cons), Self::Sessions, Self::NumConn, Self::Rate];
+
     /// Its name in the configuration.
     pub const fn name(self) -> &'static str {
         match self {

@@ -85,18 +85,11 @@ fn why() -> impl Strategy<Value = Why> {
 }
 
 fn guard() -> impl Strategy<Value = Guard> {
-    select(vec![Guard::AllowTargets, Guard::AllowPeers, Guard::OwnPorts, Guard::Unresolved])
+    select(Guard::ALL.to_vec())
 }
 
 fn limit() -> impl Strategy<Value = Limit> {
-    select(vec![
-        Limit::MayRequest,
-        Limit::Role(Role::Prod),
-        Limit::Role(Role::Cons),
-        Limit::Sessions,
-        Limit::NumConn,
-        Limit::Rate,
-    ])
+    select(Limit::ALL.to_vec())
 }
 
 fn ports() -> impl Strategy<Value = Vec<u16>> {

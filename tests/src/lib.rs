@@ -770,9 +770,22 @@ pub async fn setup(
     producer: scistream_fsm::Addr,
     num_conn: u16,
 ) -> Result<Vec<scistream_fsm::Addr>> {
-    use scistream_fsm::{AppKey, Credentials, ErrorCode, Role};
+    setup_with(p, c, uid, producer, num_conn, Some(scistream_fsm::Credentials([7; 32]))).await
+}
+
+/// As [`setup`], with `creds` as the WAN leg's credentials (`None`: a plain leg, where the
+/// gateways allow it).
+pub async fn setup_with(
+    p: &scistream_transport::client::ControlClient,
+    c: &scistream_transport::client::ControlClient,
+    uid: scistream_fsm::Uid,
+    producer: scistream_fsm::Addr,
+    num_conn: u16,
+    creds: Option<scistream_fsm::Credentials>,
+) -> Result<Vec<scistream_fsm::Addr>> {
+    use scistream_fsm::{AppKey, ErrorCode, Role};
     use scistream_transport::client::CallError;
-    let (key, creds) = (AppKey(*uuid::Uuid::new_v4().as_bytes()), Credentials([7; 32]));
+    let key = AppKey(*uuid::Uuid::new_v4().as_bytes());
     let prod = vec![producer];
     // The Hello is retried at once while the REQ has not made the session (NOT_FOUND; this
     // loop is inside what the benchmarks time, so no sleep), for at most 10 s: a REQ that fails
@@ -797,12 +810,31 @@ pub async fn setup(
     );
     let (pl, cl, _h) = (pl?, cl?, h?);
     let (a, b) = tokio::join!(
-        p.update(uid, Role::Prod, &pl.prod_listeners, Some(creds)),
-        c.update(uid, Role::Cons, &pl.listeners, Some(creds))
+        p.update(uid, Role::Prod, &pl.prod_listeners, creds),
+        c.update(uid, Role::Cons, &pl.listeners, creds)
     );
     a?;
     b?;
     Ok(cl.listeners)
+}
+
+/// The pids of processes whose command line names a session folder of `dir` (a backend's
+/// runtime folder): its proxies.
+pub fn proxies_in(dir: &Path) -> Vec<u32> {
+    let needle = dir.join("session-").as_os_str().as_encoded_bytes().to_vec();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
+        .filter(|p| {
+            // Zombies (already dead, waiting for their reaper) do not count.
+            std::fs::read_to_string(format!("/proc/{p}/stat"))
+                .is_ok_and(|st| st.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
+        })
+        .filter(|p| {
+            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
+        })
+        .collect()
 }
 
 /// Resident memory of process `pid` in MB (NaN when it cannot be read).

@@ -22,7 +22,7 @@ use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 
-use scistream_fsm::{Addr, Credentials, Role, Uid};
+use scistream_fsm::{Addr, Credentials, ErrorCode, Role, Uid};
 use tokio::net::TcpListener;
 
 use crate::relay::Counters;
@@ -114,6 +114,19 @@ impl Session {
     }
 }
 
+/// What every backend refuses whatever it is: a session without targets, and one without
+/// credentials where plain WAN legs are not allowed. The data server asks before it hands a
+/// session's listeners over (so a corrected start may follow); each backend asks again.
+pub fn precheck(targets: &[Addr], creds: &Credentials, allow_plain_wan: bool) -> Result<(), StartError> {
+    if targets.is_empty() {
+        return Err(StartError::NoTargets);
+    }
+    if *creds == Credentials::default() && !allow_plain_wan {
+        return Err(WanError::PlainNotAllowed.into());
+    }
+    Ok(())
+}
+
 /// Why a backend could not start forwarding a session.
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -134,6 +147,18 @@ pub enum StartError {
     /// The proxy did not start, or did not come up.
     #[error("{0}")]
     Proxy(String),
+}
+
+impl StartError {
+    /// The code the session is refused with.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            Self::NoTargets => ErrorCode::InvalidArgument,
+            Self::Wan(WanError::PlainNotAllowed) | Self::Unsupported(_) => ErrorCode::FailedPrecondition,
+            Self::Policy(_) => ErrorCode::PermissionDenied,
+            Self::Wan(_) | Self::Proxy(_) => ErrorCode::Aborted,
+        }
+    }
 }
 
 /// Why a backend cannot be used at all (found at start-up: the daemon refuses to start).

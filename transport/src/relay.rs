@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use scistream_fsm::Addr;
 
-pub use guard::{admits, resolve_admitted, set_policy};
+pub use guard::{resolve_admitted, set_policy};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;

@@ -224,7 +224,9 @@ fn settings(cli: &RunArgs) -> Result<Settings> {
     let limits = cli.limits.merge(&file.limits)?;
     let targets = policy::rules("allow-target", cli.allow_targets.as_ref(), file.allow_targets.as_ref())?;
     let peers = policy::rules("allow-peer", cli.allow_peers.as_ref(), file.allow_peers.as_ref())?;
-    let policy = policy::policy(targets, peers, &file.quota, file.default_quota.as_ref())?;
+    // The control server's own addresses join once it listens.
+    let quotas = policy::quotas(&file.quota, file.default_quota.as_ref())?;
+    let policy = Policy { targets, peers, quotas, ..Policy::default() };
     let allow_anonymous = cli.allow_anonymous || file.allow_anonymous;
     if auth.is_none() && !ip.is_loopback() && !allow_anonymous {
         bail!(

@@ -207,7 +207,7 @@ pub fn merge(cli: RunArgs, file: RunArgs) -> Result<Settings> {
     )?;
     let targets = crate::policy::rules("allow-target", cli.allow_targets.as_ref(), file.allow_targets.as_ref())?;
     let peers = crate::policy::rules("allow-peer", cli.allow_peers.as_ref(), file.allow_peers.as_ref())?;
-    let policy = crate::policy::policy(targets, peers, &[], None)?;
+    let policy = scistream_fsm::policy::Policy { targets, peers, ..Default::default() };
     Ok(Settings {
         policy,
         limits,

@@ -119,42 +119,38 @@ pub fn opt_creds_from_wire(bytes: &[u8]) -> Result<Option<Credentials>, WireErro
     if bytes.is_empty() { Ok(None) } else { creds_from_wire(bytes).map(Some) }
 }
 
+/// The wire kind of a quota's limit: its name, a role's with the role (`roles:PROD`).
+fn limit_kind(limit: Limit) -> String {
+    match limit {
+        Limit::Role(role) => format!("roles:{role}"),
+        other => other.name().to_owned(),
+    }
+}
+
 /// The wire form of what an ERROR says beyond its code (`None`: nothing).
 pub fn why_to_wire(why: Why) -> Option<pb::ErrorWhy> {
-    match why {
+    let (kind, a, b, c) = match why {
+        Why::Unspecified => return None,
+        Why::NumConn { max } => ("NumConn".to_owned(), u64::from(max), 0, 0),
+        Why::AppKeyRequired => ("AppKeyRequired".to_owned(), 0, 0, 0),
+        Why::UidTaken => ("UidTaken".to_owned(), 0, 0, 0),
+        Why::NoDataServer => ("NoDataServer".to_owned(), 0, 0, 0),
+        Why::Ports { asked, free } => ("Ports".to_owned(), u64::from(asked), u64::from(free), 0),
+        Why::Capacity { capacity, in_use } => ("Capacity".to_owned(), capacity, in_use, 0),
+        Why::PortsBusy => ("PortsBusy".to_owned(), 0, 0, 0),
+        Why::DataServerLost => ("DataServerLost".to_owned(), 0, 0, 0),
+        Why::Lease => ("Lease".to_owned(), 0, 0, 0),
+        Why::Draining => ("Draining".to_owned(), 0, 0, 0),
         Why::Policy { guard, ip, port } => {
             let bits = match ip {
                 IpAddr::V4(v4) => u128::from(v4.to_ipv6_mapped()),
                 IpAddr::V6(v6) => u128::from(v6),
             };
-            let (a, b) = ((bits >> 64) as u64, bits as u64);
-            let kind = format!("Policy:{}", guard.name());
-            return Some(pb::ErrorWhy { kind, a, b, c: u64::from(port) });
+            (format!("Policy:{}", guard.name()), (bits >> 64) as u64, bits as u64, u64::from(port))
         }
-        Why::Quota { limit, max } => {
-            let kind = match limit {
-                Limit::Role(role) => format!("Quota:roles:{role}"),
-                other => format!("Quota:{}", other.name()),
-            };
-            return Some(pb::ErrorWhy { kind, a: max, b: 0, c: 0 });
-        }
-        _ => {}
-    }
-    let (kind, a, b) = match why {
-        Why::Unspecified => return None,
-        Why::NumConn { max } => ("NumConn", u64::from(max), 0),
-        Why::AppKeyRequired => ("AppKeyRequired", 0, 0),
-        Why::UidTaken => ("UidTaken", 0, 0),
-        Why::NoDataServer => ("NoDataServer", 0, 0),
-        Why::Ports { asked, free } => ("Ports", u64::from(asked), u64::from(free)),
-        Why::Capacity { capacity, in_use } => ("Capacity", capacity, in_use),
-        Why::PortsBusy => ("PortsBusy", 0, 0),
-        Why::DataServerLost => ("DataServerLost", 0, 0),
-        Why::Lease => ("Lease", 0, 0),
-        Why::Draining => ("Draining", 0, 0),
-        Why::Policy { .. } | Why::Quota { .. } => return None,
+        Why::Quota { limit, max } => (format!("Quota:{}", limit_kind(limit)), max, 0, 0),
     };
-    Some(pb::ErrorWhy { kind: kind.to_owned(), a, b, c: 0 })
+    Some(pb::ErrorWhy { kind, a, b, c })
 }
 
 /// What an ERROR says beyond its code, validated: a kind this build does not know, or numbers
@@ -165,23 +161,13 @@ pub fn why_from_wire(why: Option<&pb::ErrorWhy>) -> Result<Why, WireError> {
     let small = |n: u64| u16::try_from(n).map_err(|_| bad());
     let (a, b) = (w.a, w.b);
     if let Some(guard) = w.kind.strip_prefix("Policy:") {
-        let guard = [Guard::AllowTargets, Guard::AllowPeers, Guard::OwnPorts, Guard::Unresolved]
-            .into_iter()
-            .find(|g| g.name() == guard)
-            .ok_or_else(bad)?;
+        let guard = Guard::ALL.into_iter().find(|g| g.name() == guard).ok_or_else(bad)?;
         let ip = std::net::Ipv6Addr::from((u128::from(a) << 64) | u128::from(b)).to_canonical();
         let port = u16::try_from(w.c).map_err(|_| bad())?;
         return Ok(Why::Policy { guard, ip, port });
     }
     if let Some(limit) = w.kind.strip_prefix("Quota:") {
-        let limit = match limit {
-            "roles:PROD" => Limit::Role(Role::Prod),
-            "roles:CONS" => Limit::Role(Role::Cons),
-            other => [Limit::MayRequest, Limit::Sessions, Limit::NumConn, Limit::Rate]
-                .into_iter()
-                .find(|l| l.name() == other)
-                .ok_or_else(bad)?,
-        };
+        let limit = Limit::ALL.into_iter().find(|l| limit_kind(*l) == limit).ok_or_else(bad)?;
         return if b == 0 && w.c == 0 { Ok(Why::Quota { limit, max: a }) } else { Err(bad()) };
     }
     if w.c != 0 {

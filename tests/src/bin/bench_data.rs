@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
-use scistream_tests::{Scratch, Server, ServerOpts, connect_as, free_range, rss_mb};
-use scistream_transport::client::CallError;
+use scistream_fsm::{Addr, Credentials, Uid};
+use scistream_tests::{Scratch, Server, ServerOpts, connect_as, free_range, proxies_in, rss_mb};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -262,18 +261,7 @@ struct Gateways {
 impl Gateways {
     /// Resident memory of the consumer gateway and its proxies, MB.
     fn cons_rss(&self) -> f64 {
-        let marker = self.cons_rt.join("session-").as_os_str().as_encoded_bytes().to_vec();
-        let children: f64 = std::fs::read_dir("/proc")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-            .filter(|p| {
-                std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(marker.len()).any(|w| w == marker))
-            })
-            .map(rss_mb)
-            .filter(|r| r.is_finite())
-            .sum();
+        let children: f64 = proxies_in(&self.cons_rt).into_iter().map(rss_mb).filter(|r| r.is_finite()).sum();
         rss_mb(self.cons.pid()) + children
     }
 
@@ -284,35 +272,12 @@ impl Gateways {
         let call = Duration::from_secs(30);
         let (p, c) = (connect_as(&self.prod, None, call).await?, connect_as(&self.cons, None, call).await?);
         let uid = Uid(uuid::Uuid::new_v4());
-        let key = AppKey(*uuid::Uuid::new_v4().as_bytes());
         let creds =
             tls.then(|| Credentials(*uuid::Uuid::new_v4().as_bytes().repeat(2).first_chunk::<32>().expect("32")));
-        let producer = [Addr::new("127.0.0.1", sink)];
+        // The harness's setup: the Hello retried at once while the REQ makes the session.
         let started = Instant::now();
-        // The Hello waits for the REQ to make the session (NOT_FOUND until then); anything
-        // else, or ten seconds of it, is a failure.
-        let hello = async {
-            loop {
-                match p.hello(uid, Role::Prod, &producer, Some(key)).await {
-                    Ok(_) => return anyhow::Ok(()),
-                    Err(CallError::Status { code: ErrorCode::NotFound, .. })
-                        if started.elapsed() < Duration::from_secs(10) =>
-                    {
-                        tokio::time::sleep(Duration::from_millis(1)).await;
-                    }
-                    Err(e) => return Err(e.into()),
-                }
-            }
-        };
-        let (pl, cl, h) =
-            tokio::join!(p.req(uid, Role::Prod, 1, 0, Some(key)), c.req(uid, Role::Cons, 1, 0, Some(key)), hello);
-        let (pl, cl) = (pl?, cl?);
-        h?;
-        let (a, b) =
-            tokio::join!(p.update(uid, Role::Prod, &producer, creds), c.update(uid, Role::Cons, &pl.listeners, creds));
-        a?;
-        b?;
-        Ok((cl.listeners[0].port, uid, started.elapsed()))
+        let cl = scistream_tests::setup_with(&p, &c, uid, Addr::new("127.0.0.1", sink), 1, creds).await?;
+        Ok((cl[0].port, uid, started.elapsed()))
     }
 
     /// Releases a session at both gateways.

@@ -10,30 +10,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use scistream_fsm::{Addr, Uid};
-use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, run, setup};
+use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, proxies_in, run, setup};
 
 use crate::testkit::{client, eventually, fresh_uid, runtime, shared};
 
 const KINDS: [&str; 4] = ["native", "haproxy", "nginx", "stunnel"];
-
-/// The pids of processes whose command line names a session folder of `dir` (a backend's
-/// runtime folder): its proxies.
-fn proxies_in(dir: &Path) -> Vec<u32> {
-    let needle = dir.join("session-").as_os_str().as_encoded_bytes().to_vec();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()))
-        .filter(|p| {
-            // Zombies (already dead, waiting for their reaper) do not count.
-            std::fs::read_to_string(format!("/proc/{p}/stat"))
-                .is_ok_and(|st| st.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z')))
-        })
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline")).is_ok_and(|c| c.windows(needle.len()).any(|w| w == needle))
-        })
-        .collect()
-}
 
 /// The session folders under a runtime folder.
 fn session_folders(dir: &Path) -> Vec<PathBuf> {

@@ -36,6 +36,33 @@ fn producer() -> (u16, Arc<AtomicUsize>) {
     (port, seen)
 }
 
+/// Sends `data` to `addr` (a consumer gateway's listener, the producer's echo behind both
+/// gateways) and asserts every byte comes back unchanged.
+fn echoed(addr: &str, data: &[u8]) {
+    let mut s = TcpStream::connect(addr).expect("the consumer gateway's listener");
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    s.write_all(data).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut back = Vec::new();
+    s.read_to_end(&mut back).expect("the echo comes back through both gateways");
+    assert!(back == data, "{} bytes back of {}, or changed", back.len(), data.len());
+}
+
+/// A stranger speaking plain text at the producer gateway's WAN port `wan`: refused before the
+/// producer. Once `prod` has logged the refusal the connection is done with, so the count of
+/// connections that `reached` the producer (`n` so far) is final (a fixed sleep could read it
+/// before the gateway decided).
+fn stranger_refused(wan: &str, prod: &Server, reached: &AtomicUsize, n: usize) {
+    let mut s = TcpStream::connect(wan).expect("the WAN port is open");
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
+    let _ = s.read_to_end(&mut Vec::new());
+    crate::testkit::eventually(Duration::from_secs(10), "the refusal is logged", || {
+        prod.log().contains("WAN connection refused")
+    });
+    assert_eq!(reached.load(Ordering::SeqCst), n, "a plain-text connection reached the producer");
+}
+
 fn json(line: &str) -> Value {
     serde_json::from_str(line).unwrap_or_else(|e| panic!("{line:?}: {e}"))
 }
@@ -62,28 +89,12 @@ fn bytes_cross_both_gateways_and_a_stranger_at_the_wan_port_never_reaches_the_pr
     // The consumer's side: plain TCP to the consumer gateway's listener.
     let cons_listener = established["consumer_listeners"].as_str().unwrap().to_string();
     let data: Vec<u8> = (0..3 * 65_536 + 17).map(|i| (i % 251) as u8).collect();
-    let mut c = TcpStream::connect(&cons_listener).expect("consumer connects");
-    c.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
-    c.write_all(&data).unwrap();
-    c.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut back = Vec::new();
-    c.read_to_end(&mut back).expect("the echo comes back through both gateways");
-    assert!(back == data, "{} bytes back of {}", back.len(), data.len());
+    echoed(&cons_listener, &data);
     assert_eq!(reached.load(Ordering::SeqCst), 1);
 
     // A stranger at the producer gateway's WAN port, in plain text: refused before the producer.
     let wan = established["producer_listeners"].as_str().unwrap().to_string();
-    let mut s = TcpStream::connect(&wan).expect("the WAN port is open");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = s.write_all(b"GET / HTTP/1.0\r\n\r\n");
-    let mut sink = Vec::new();
-    let _ = s.read_to_end(&mut sink);
-    // Once the gateway has logged the refusal the connection is done with: a count read after
-    // that is final (a fixed sleep could read it before the gateway decided).
-    crate::testkit::eventually(Duration::from_secs(10), "the refusal is logged", || {
-        prod.log().contains("WAN connection refused")
-    });
-    assert_eq!(reached.load(Ordering::SeqCst), 1, "an unauthenticated connection reached the producer");
+    stranger_refused(&wan, &prod, &reached, 1);
 
     // The counters, as `s2uc status` shows them at each facility.
     for (server, cert, refused) in [(&prod, &pc, 1), (&cons, &cc, 0)] {
@@ -149,14 +160,8 @@ fn inbound_then_outbound_request_carry_bytes_over_the_sessions_tls_leg() {
     assert!(out.status.success(), "outbound-request: {}", String::from_utf8_lossy(&out.stderr));
     let consumer_side = json_field(&json_lines(&out).unwrap(), "listeners").unwrap();
 
-    let mut s = TcpStream::connect(consumer_side.as_str()).expect("the consumer gateway's listener");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    s.write_all(&sent).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut back = Vec::new();
-    s.read_to_end(&mut back).expect("the producer's echo");
-    assert_eq!(back, sent, "bytes came back changed");
+    echoed(consumer_side.as_str(), &sent);
     assert_eq!(reached.load(Ordering::SeqCst), 1);
 
     // Without the credentials the consumer's side would be plain text, which this facility
@@ -229,25 +234,12 @@ fn prod_req_then_cons_req_with_its_credentials_carry_bytes_over_the_sessions_tls
     assert!(out.status.success(), "cons-req: {}", String::from_utf8_lossy(&out.stderr));
     let consumer_side = json_field(&json_lines(&out).unwrap(), "listeners").unwrap();
 
-    let mut s = TcpStream::connect(consumer_side.as_str()).expect("the consumer gateway's listener");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let sent: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    s.write_all(&sent).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut back = Vec::new();
-    s.read_to_end(&mut back).expect("the producer's echo");
-    assert_eq!(back, sent, "bytes came back changed");
+    echoed(consumer_side.as_str(), &sent);
     assert_eq!(reached.load(Ordering::SeqCst), 1);
 
     // Plain text at the producer gateway's WAN port: refused before the producer.
-    let mut stranger = TcpStream::connect(wan.split(',').next().unwrap()).expect("the WAN port is open");
-    stranger.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    let _ = stranger.write_all(b"GET / HTTP/1.0\r\n\r\n");
-    let _ = stranger.read_to_end(&mut Vec::new());
-    crate::testkit::eventually(Duration::from_secs(10), "the refusal is logged", || {
-        prod.log().contains("WAN connection refused")
-    });
-    assert_eq!(reached.load(Ordering::SeqCst), 1, "a plain-text connection reached the producer");
+    stranger_refused(wan.split(',').next().unwrap(), &prod, &reached, 1);
 }
 
 /// Connects to `addr`, sends a few bytes and reads until the connection ends (a reset or a

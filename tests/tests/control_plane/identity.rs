@@ -13,9 +13,9 @@ use scistream_fsm::{AppKey, ErrorCode, Role};
 use scistream_identity::Url;
 use scistream_tests::authsrv::{AuthServer, Facility, browse_for_code};
 use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, bin, free_range, run};
-use scistream_transport::client::{CallError, ControlClient};
+use scistream_transport::client::ControlClient;
 
-use crate::testkit::{CALL, connect_as, creds, fresh_uid, key, refusal, runtime, shared};
+use crate::testkit::{CALL, connect_as, creds, fresh_uid, key, refusal, refusal_message, runtime, shared};
 
 const SCOPE_A: &str = "scistream:facility-a";
 const SCOPE_B: &str = "scistream:facility-b";
@@ -96,10 +96,8 @@ fn every_call_needs_an_active_unexpired_token_of_the_facilitys_scope_checked_bef
             let prod = vec!["127.0.0.1:7200".parse().unwrap()];
             let mut answers = Vec::new();
             for (uid, k) in [(existing, Some(key(2))), (existing, None), (missing, Some(key(1))), (missing, None)] {
-                match c.hello(uid, Role::Cons, &prod, k).await {
-                    Err(CallError::Status { code, message }) => answers.push((code, message)),
-                    other => panic!("Hello without the session's key (token {}): {other:?}", token.is_some()),
-                }
+                let what = format!("Hello without the session's key (token {})", token.is_some());
+                answers.push(refusal_message(&what, c.hello(uid, Role::Cons, &prod, k).await));
             }
             assert!(answers.iter().all(|a| *a == answers[0]), "Hello told uids apart: {answers:?}");
             assert_eq!(answers[0].0, ErrorCode::NotFound);

@@ -9,15 +9,15 @@ use scistream_tests::{Scratch, Server, ServerOpts, args, free_range, http_get, r
 use scistream_transport::client::CallError;
 
 use crate::testkit::{
-    client, creds, eventually, fresh_uid, key, metrics_of, port_of, refusal, runtime, scrape, shared, value,
+    await_state, client, creds, eventually, fresh_uid, key, metrics_of, port_of, refusal, refusal_message, runtime,
+    scrape, shared, value,
 };
 
 /// The message of a refusal with `code`; panics on anything else.
 fn refused_saying<T: std::fmt::Debug>(what: &str, code: ErrorCode, r: Result<T, CallError>) -> String {
-    match r {
-        Err(CallError::Status { code: c, message, .. }) if c == code => message,
-        other => panic!("{what}: expected {code:?}, got {other:?}"),
-    }
+    let (got, message) = refusal_message(what, r);
+    assert_eq!(got, code, "{what}: {message}");
+    message
 }
 
 /// The audit file's records.
@@ -92,11 +92,7 @@ fn targets_and_peers_outside_the_policy_are_permission_denied_naming_the_rule_an
             let c = client(&server).await;
             tokio::spawn(async move { c.req(prod, Role::Prod, 1, 0, Some(key(2))).await })
         };
-        let start = std::time::Instant::now();
-        while c.status(prod).await.is_err() {
-            assert!(start.elapsed() < Duration::from_secs(10), "the producer's session is not admitted");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        await_state(&c, prod, "Listening").await;
         for (target, rule) in
             [(Addr::new("127.0.0.1", 22), "allow-targets"), (Addr::new("127.0.0.1", own), "own-ports")]
         {

@@ -5,10 +5,11 @@ use std::time::Duration;
 
 use scistream_fsm::{Addr, AppKey, ErrorCode, Role};
 use scistream_tests::{Scratch, Server, ServerOpts, args, free_range, run};
-use scistream_transport::client::{CallError, ControlClient};
+use scistream_transport::client::ControlClient;
 
 use crate::testkit::{
-    CALL, await_state, client, creds, fresh_uid, key, ports, range_ports, refusal, runtime, shared, within,
+    CALL, await_state, client, creds, fresh_uid, key, ports, range_ports, refusal, refusal_message, runtime, shared,
+    within,
 };
 
 fn producer() -> Vec<Addr> {
@@ -196,18 +197,14 @@ fn a_hello_with_a_wrong_app_key_is_answered_as_an_unknown_uid_and_the_right_key_
         let listening = await_state(&c, uid, "Listening").await;
         // Hello carries no token: a caller guessing uids must not learn which exist, so a wrong
         // key gets exactly what a uid nobody holds gets, code and message alike.
-        let unknown = match c.hello(fresh_uid(), Role::Prod, &producer(), Some(key(8))).await {
-            Err(CallError::Status { code, message }) => (code, message),
-            other => panic!("a Hello for a uid nobody holds: {other:?}"),
-        };
+        let unknown = refusal_message(
+            "a Hello for a uid nobody holds",
+            c.hello(fresh_uid(), Role::Prod, &producer(), Some(key(8))).await,
+        );
         assert_eq!(unknown.0, ErrorCode::NotFound);
         for (k, what) in [(Some(key(8)), "another session's key"), (None, "no key"), (Some(AppKey([0; 16])), "zeros")] {
-            match c.hello(uid, Role::Prod, &producer(), k).await {
-                Err(CallError::Status { code, message }) => {
-                    assert_eq!((code, message), unknown.clone(), "Hello with {what}: told apart from an unknown uid")
-                }
-                other => panic!("Hello with {what}: expected the unknown uid's refusal, got {other:?}"),
-            }
+            let answer = refusal_message(&format!("Hello with {what}"), c.hello(uid, Role::Prod, &producer(), k).await);
+            assert_eq!(answer, unknown, "Hello with {what}: told apart from an unknown uid");
         }
         let status = c.status(uid).await.expect("status");
         assert_eq!(status.state, "Listening", "a refused Hello changed the session");

@@ -117,6 +117,15 @@ pub(crate) fn refusal<T: Debug>(what: &str, result: Result<T, CallError>) -> Err
     }
 }
 
+/// The protocol code and message a call was refused with; panics on success or on any other
+/// failure.
+pub(crate) fn refusal_message<T: Debug>(what: &str, result: Result<T, CallError>) -> (ErrorCode, String) {
+    match result {
+        Err(CallError::Status { code, message }) => (code, message),
+        other => panic!("{what}: expected a refusal with a protocol code, got {other:?}"),
+    }
+}
+
 /// The session's status once it is in `state` (polled; bounded).
 pub(crate) async fn await_state(c: &ControlClient, uid: Uid, state: &str) -> SessionStatus {
     let start = Instant::now();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, free_range, listening, run};
+use scistream_tests::{Background, Request, Scratch, Server, ServerOpts, args, free_range, lines, listening, run};
 use serde_json::Value;
 
 use crate::testkit::shared;
@@ -155,25 +155,16 @@ fn an_appctrl_started_while_its_control_server_is_down_says_its_hello_once_it_is
     let mut appctrl = Background::start("appctrl", &hello).unwrap();
     // Its stderr read as it comes: the server is brought back only once the controller has
     // said it could not connect (a fixed sleep could restart it before the first attempt).
-    let stderr = appctrl.0.as_mut().expect("running").stderr.take().expect("piped");
-    let (lines, said) = std::sync::mpsc::channel();
-    let reader = std::thread::spawn(move || {
-        use std::io::BufRead as _;
-        let mut all = String::new();
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            let _ = lines.send(line.clone());
-            all += &line;
-            all.push('\n');
-        }
-        all
-    });
+    let said = lines(appctrl.0.as_mut().expect("running").stderr.take().expect("piped"));
+    let mut err = String::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
-        match said.recv_timeout(left) {
-            Ok(line) if line.contains("trying again") => break,
-            Ok(_) => {}
-            Err(e) => panic!("appctrl never said it could not connect ({e})"),
+        let line = said.recv_timeout(left).unwrap_or_else(|e| panic!("appctrl never said it could not connect ({e})"));
+        err += &line;
+        err.push('\n');
+        if line.contains("trying again") {
+            break;
         }
     }
     prod.restart().unwrap();
@@ -181,7 +172,8 @@ fn an_appctrl_started_while_its_control_server_is_down_says_its_hello_once_it_is
     // The client's retransmitted REQ starts the session afresh at the restarted server, and the
     // controller, which kept trying, says its Hello to it.
     let out = appctrl.wait(Duration::from_secs(45)).unwrap();
-    let err = reader.join().expect("stderr reader");
+    // Its pipe closed with it: the rest of what it said.
+    err.extend(said.iter().map(|l| l + "\n"));
     if !out.status.success() {
         let s2uc = request.process.wait(Duration::from_secs(10)).unwrap();
         panic!("appctrl: {err}\ns2uc: {}\n{}", String::from_utf8_lossy(&s2uc.stderr), prod.log());

@@ -14,9 +14,7 @@ impl Backend for Native {
 
     fn start(&self, s: Session) -> BoxFuture<'_, Result<Box<dyn Forwarding>, StartError>> {
         Box::pin(async move {
-            if s.targets.is_empty() {
-                return Err(StartError::NoTargets);
-            }
+            super::precheck(&s.targets, &s.creds, s.allow_plain_wan)?;
             let legs = Legs::for_session(s.role, &s.creds, s.allow_plain_wan)?;
             tracing::info!(uid = %s.uid, targets = ?s.targets, ?legs, "forwarding");
             let relay = Relay::start(&s.uid.to_string(), s.listeners, s.targets, legs, s.counters, s.rate);

@@ -37,7 +37,7 @@ use scistream_fsm::{Addr, Role};
 
 use super::child::{self, Child, RuntimeDir, Spawn};
 use super::{Backend, BoxFuture, Forwarding, Kind, Session, SetupError, StartError};
-use crate::wan::{SessionIdentity, WanError};
+use crate::wan::SessionIdentity;
 
 mod haproxy;
 mod nginx;
@@ -233,13 +233,9 @@ impl ProxyBackend {
     }
 
     async fn launch(&self, s: Session) -> Result<Box<dyn Forwarding>, StartError> {
-        if s.targets.is_empty() {
-            return Err(StartError::NoTargets);
-        }
+        super::precheck(&s.targets, &s.creds, s.allow_plain_wan)?;
         let identity = if s.has_credentials() {
             Some(SessionIdentity::derive(&s.creds)?)
-        } else if !s.allow_plain_wan {
-            return Err(WanError::PlainNotAllowed.into());
         } else if self.kind == Kind::Stunnel {
             return Err(StartError::Unsupported(
                 "stunnel only speaks TLS: a session without WAN credentials (a SciStream 1.2 client's) needs --type native, haproxy or nginx".into(),

@@ -28,12 +28,35 @@ fn policy() -> Option<Arc<Policy>> {
 /// Whether the policy lets `legs`' dialling side reach `to`: a consumer's gateway dials a
 /// peer (`allow-peers`), a producer's its producer (`allow-targets`); with plain legs the
 /// relay cannot tell which it is, and either list may admit it.
-pub fn admits(policy: &Policy, legs: &Legs, to: SocketAddr) -> Result<(), scistream_fsm::Why> {
+fn admits(policy: &Policy, legs: &Legs, to: SocketAddr) -> Result<(), scistream_fsm::Why> {
     match legs {
         Legs::DialTls(_) => policy.admit_ip(Dialled::Peer, to),
         Legs::AcceptTls(_) => policy.admit_ip(Dialled::Target, to),
         Legs::Plain => policy.admit_ip(Dialled::Target, to).or_else(|_| policy.admit_ip(Dialled::Peer, to)),
     }
+}
+
+/// The addresses `target` resolves to now that `check` admits, in the resolver's order:
+/// never empty (PermissionDenied naming why when `check` refused them all, NotFound when the
+/// name resolved to none).
+async fn admitted(
+    target: &Addr,
+    check: impl Fn(SocketAddr) -> Result<(), scistream_fsm::Why>,
+) -> io::Result<Vec<SocketAddr>> {
+    let (mut ok, mut refused) = (Vec::new(), None);
+    for to in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
+        match check(to) {
+            Ok(()) => ok.push(to),
+            Err(why) => refused = Some(why),
+        }
+    }
+    if ok.is_empty() {
+        return Err(match refused {
+            Some(why) => io::Error::new(io::ErrorKind::PermissionDenied, format!("refused by policy: {why}")),
+            None => io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address"),
+        });
+    }
+    Ok(ok)
 }
 
 /// Where a proxy backend, which dials on its own, is to dial `target` for a session of `role`:
@@ -49,17 +72,8 @@ async fn resolve_admitted_under(
     target: &Addr,
     role: scistream_fsm::Role,
 ) -> io::Result<SocketAddr> {
-    let mut refused = None;
-    for to in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
-        match policy.map(|p| p.admit_ip(Dialled::of(role), to)) {
-            Some(Err(why)) => refused = Some(why),
-            _ => return Ok(to),
-        }
-    }
-    Err(match refused {
-        Some(why) => io::Error::new(io::ErrorKind::PermissionDenied, format!("refused by policy: {why}")),
-        None => io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address"),
-    })
+    let check = |to| policy.map_or(Ok(()), |p| p.admit_ip(Dialled::of(role), to));
+    Ok(admitted(target, check).await?[0])
 }
 
 /// Connects to `target`: to the first address it resolves to that the policy admits.
@@ -70,23 +84,14 @@ pub(super) async fn connect(target: &Addr, legs: &Legs) -> io::Result<TcpStream>
 
 async fn connect_under(policy: Option<&Policy>, target: &Addr, legs: &Legs) -> io::Result<TcpStream> {
     let Some(policy) = policy else { return TcpStream::connect((target.host.as_str(), target.port)).await };
-    let mut refused = None;
     let mut last = None;
-    for to in tokio::net::lookup_host((target.host.as_str(), target.port)).await? {
-        if let Err(why) = admits(policy, legs, to) {
-            refused = Some(why);
-            continue;
-        }
+    for to in admitted(target, |to| admits(policy, legs, to)).await? {
         match TcpStream::connect(to).await {
             Ok(s) => return Ok(s),
             Err(e) => last = Some(e),
         }
     }
-    Err(match (last, refused) {
-        (Some(e), _) => e,
-        (None, Some(why)) => io::Error::new(io::ErrorKind::PermissionDenied, format!("refused by policy: {why}")),
-        (None, None) => io::Error::new(io::ErrorKind::NotFound, "the name resolved to no address"),
-    })
+    Err(last.unwrap_or_else(|| io::Error::other("no address to dial")))
 }
 
 #[cfg(test)]
