@@ -15,14 +15,14 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{DirBuilder, OpenOptions};
 use std::io::{self, Write as _};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, OpenOptionsExt as _, PermissionsExt as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
 use std::time::Duration;
 
+use command_fds::CommandFdExt as _;
 use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::sync::watch;
@@ -37,10 +37,6 @@ const SESSION_PREFIX: &str = "session-";
 
 /// Names of the sessions' control sockets, under the runtime folder.
 const SOCKET_PREFIX: &str = "sock-";
-
-/// Spawning is serialised: a listener's descriptor is made inheritable only for the one spawn
-/// that passes it on.
-static SPAWNING: Mutex<()> = Mutex::new(());
 
 /// A data server's runtime folder: one folder per running session under it.
 #[derive(Debug, Clone)]
@@ -263,21 +259,15 @@ impl Child {
         cmd.process_group(0);
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let (exit_tx, exit_rx) = watch::channel(None);
-        let inherit = s.inherit;
+        // The listeners stay close-on-exec in this process: only the forked child clears the
+        // flag, just before it runs the proxy. (Clearing it here, even for an instant, would
+        // let any other process this one starts meanwhile — a configuration test, another
+        // session's proxy — inherit the session's ports and hold them after the session ends.)
+        cmd.preserved_fds(s.inherit);
         std::thread::Builder::new().name("proxy-child".into()).spawn(move || {
-            let spawned = {
-                let _one_at_a_time = SPAWNING.lock().unwrap_or_else(|e| e.into_inner());
-                for fd in &inherit {
-                    set_inheritable(fd, true);
-                }
-                let r = cmd.spawn();
-                for fd in &inherit {
-                    set_inheritable(fd, false);
-                }
-                r
-            };
+            let spawned = cmd.spawn();
             // This process's copies close here: the child holds the listeners now.
-            drop(inherit);
+            drop(cmd);
             match spawned {
                 Ok(mut child) => {
                     let _ = started_tx.send(Ok(child.id()));
@@ -331,15 +321,6 @@ impl Child {
     pub async fn wait_for(&self, limit: Duration) -> bool {
         let mut rx = self.exit.clone();
         tokio::time::timeout(limit, rx.wait_for(Option::is_some)).await.is_ok_and(|r| r.is_ok())
-    }
-}
-
-/// Sets or clears a descriptor's close-on-exec flag.
-fn set_inheritable(fd: &OwnedFd, inheritable: bool) {
-    use nix::fcntl::{FcntlArg, FdFlag, fcntl};
-    let flags = if inheritable { FdFlag::empty() } else { FdFlag::FD_CLOEXEC };
-    if let Err(e) = fcntl(fd.as_fd(), FcntlArg::F_SETFD(flags)) {
-        tracing::warn!("cannot set a listener's close-on-exec flag: {e}");
     }
 }
 
@@ -426,6 +407,60 @@ mod tests {
         assert!(bystander.exited().is_none(), "a process outside the session folders was ended");
         bystander.terminate(Duration::from_secs(1)).await;
         assert!(bystander.exited().is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_listener_handed_to_a_child_reaches_no_other_process_started_meanwhile() {
+        use std::os::fd::AsRawFd as _;
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let tmp = tempfile::tempdir().unwrap();
+        let inode = |fd: &OwnedFd| nix::sys::stat::fstat(fd).unwrap().st_ino;
+        // Another part of the process starts programs all the while (as the data server runs
+        // configuration tests and other sessions' proxies): none may hold a session's port.
+        let stop = std::sync::Arc::new(AtomicBool::new(false));
+        let stop2 = stop.clone();
+        let bystanders = std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for _ in 0..5_000 {
+                if stop2.load(Ordering::Relaxed) {
+                    break;
+                }
+                let mut c = Command::new("/bin/sleep").arg("30").stdin(Stdio::null()).spawn().unwrap();
+                // Its descriptors as they are after the exec (spawn returns once it has run).
+                for e in std::fs::read_dir(format!("/proc/{}/fd", c.id())).into_iter().flatten().flatten() {
+                    if let Ok(target) = std::fs::read_link(e.path()) {
+                        held.push(target.to_string_lossy().into_owned());
+                    }
+                }
+                c.kill().unwrap();
+                c.wait().unwrap();
+            }
+            held
+        });
+        let mut handed = Vec::new();
+        for i in 0..40 {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let fd = OwnedFd::from(l);
+            let (n, ino) = (fd.as_raw_fd(), inode(&fd));
+            let log = tmp.path().join(format!("child-{i}.log"));
+            let c = Child::spawn(Spawn {
+                program: "/bin/sh".into(),
+                args: vec!["-c".into(), format!("readlink /proc/$$/fd/{n}").into()],
+                inherit: vec![fd],
+                log: log.clone(),
+            })
+            .await
+            .unwrap();
+            assert!(c.wait_for(Duration::from_secs(10)).await, "child {i} did not exit");
+            // The child itself got it, at its number.
+            let said = std::fs::read_to_string(&log).unwrap();
+            assert_eq!(said.trim(), format!("socket:[{ino}]"), "child {i}");
+            handed.push(format!("socket:[{ino}]"));
+        }
+        stop.store(true, Ordering::Relaxed);
+        let held = bystanders.join().unwrap();
+        let leaked: Vec<&String> = held.iter().filter(|h| handed.contains(h)).collect();
+        assert!(leaked.is_empty(), "other processes inherited session listeners: {leaked:?}");
     }
 
     #[tokio::test]
