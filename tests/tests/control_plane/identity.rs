@@ -160,7 +160,7 @@ fn positive_answers_are_cached_for_the_ttl_and_a_revoked_token_stops_working_aft
     let _serial = shared();
     let dir = Scratch::new("id-cache");
     let auth = AuthServer::start(&facilities()).unwrap();
-    let a = start(&dir.0, &auth, "a", &["--auth-cache-ttl", "2"]);
+    let a = start(&dir.0, &auth, "a", &["--auth-cache-ttl", "5"]);
     let token = auth.mint("alice", SCOPE_A, 600);
     runtime().block_on(async {
         let c = as_user(&a, Some(&token)).await;

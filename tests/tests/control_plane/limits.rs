@@ -189,7 +189,7 @@ fn one_connection_flooding_streams_is_refused_beyond_the_stream_limit_with_authe
 
 /// The cap and the idle timeout the silent-connection tests give the server.
 const CAP: usize = 24;
-const IDLE: Duration = Duration::from_secs(3);
+const IDLE: Duration = Duration::from_secs(6);
 
 fn silent_connections(auth: bool) {
     let _alone = exclusive();

@@ -51,6 +51,11 @@ fn metrics_and_health_follow_sessions_rpcs_and_the_data_server() {
         let status = h.check(req).await.expect("health check").into_inner().status;
         assert_eq!(status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     });
+    // The relay counts the connection when its accept loop takes it, which a loaded machine
+    // may not have run yet.
+    eventually(Duration::from_secs(10), "the relayed connection counted", || {
+        value(&scrape(&m), "scistream_relayed_connections_total") == Some(1.0)
+    });
     let text = scrape(&m);
     let want = [
         ("scistream_sessions{state=\"Established\"}", 1.0),

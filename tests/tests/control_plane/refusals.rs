@@ -161,7 +161,7 @@ fn a_producer_req_overtaken_by_an_identical_one_is_answered_too() {
     let dir = Scratch::new("cp-overtaken");
     let server = tracing_server(&dir.0);
     runtime().block_on(async {
-        let c = client(&server).await.with_timeout(Duration::from_secs(3));
+        let c = client(&server).await.with_timeout(CALL);
         let uid = fresh_uid();
         let req = || {
             let c = c.clone();

@@ -85,10 +85,19 @@ fn sigterm_drains_then_stops_with_code_3_closing_every_listener_and_the_control_
     server.signal("TERM").expect("SIGTERM");
     // Probed while it shuts down, not once it has exited: the server itself refuses a new
     // session with UNAVAILABLE (an exit on SIGTERM would leave only a transport error).
-    eventually(Duration::from_secs(5), "a new session refused UNAVAILABLE while shutting down", || {
-        match rt.block_on(probe.req(fresh_uid(), Role::Cons, 1, 0, Some(key(2)))) {
+    eventually(Duration::from_secs(15), "a new session refused UNAVAILABLE while shutting down", || {
+        let uid = fresh_uid();
+        match rt.block_on(probe.req(uid, Role::Cons, 1, 0, Some(key(2)))) {
             Err(CallError::Status { code: ErrorCode::Unavailable, .. }) => true,
-            Ok(_) => false, // the signal is not handled yet
+            // The signal is not handled yet: give the port back for the next probe (the range
+            // has two to spare), unless the drain has begun meanwhile.
+            Ok(_) => {
+                match rt.block_on(probe.release(uid)) {
+                    Ok(()) | Err(CallError::Status { code: ErrorCode::Unavailable, .. }) => {}
+                    Err(other) => panic!("releasing a probe: {other:?}"),
+                }
+                false
+            }
             Err(other) => panic!("a new session while shutting down: {other:?}"),
         }
     });

@@ -106,6 +106,12 @@ impl<K: Eq + Hash + Clone, V> Flights<K, V> {
     pub fn in_flight(&self) -> usize {
         lock(&self.map).len()
     }
+
+    /// How many callers are in the flight for `key`, its leader included (0: none in progress).
+    pub fn joined(&self, key: &K) -> usize {
+        // The map's reference, the leader's and one per follower still waiting.
+        lock(&self.map).get(key).map_or(0, |slot| Arc::strong_count(slot) - 1)
+    }
 }
 
 /// The one caller of a flight that asks. Dropping it without [`complete`](Self::complete)

@@ -79,8 +79,11 @@ fn a_follower_that_gives_up_changes_nothing_for_the_others() {
         panic!("both follow")
     };
     assert!(poll_once(&mut gone).is_pending() && poll_once(&mut stays).is_pending());
+    assert_eq!(flights.joined(&1), 3, "the leader and both followers");
     drop(gone);
+    assert_eq!(flights.joined(&1), 2, "the follower that gave up left");
     leader.complete(7);
+    assert_eq!(flights.joined(&1), 0, "the flight is over");
     assert_eq!(poll_once(&mut stays), Poll::Ready(Some(7)));
 }
 

@@ -477,8 +477,8 @@ mod tests {
                 .spawn()
                 .unwrap();
             std::fs::write(&pf, child.id().to_string()).unwrap();
-            // Once setpriv has set the signal and become sleep (bounded)...
-            for _ in 0..300 {
+            // Once setpriv has set the signal and become sleep (bounded: 30 s)...
+            for _ in 0..3_000 {
                 if std::fs::read_to_string(format!("/proc/{}/comm", child.id())).is_ok_and(|c| c.trim() == "sleep") {
                     break;
                 }
@@ -491,7 +491,7 @@ mod tests {
         .unwrap();
         let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
         let mut gone = false;
-        for _ in 0..300 {
+        for _ in 0..3_000 {
             if !alive(pid) {
                 gone = true;
                 break;

@@ -61,9 +61,10 @@ async fn connections_beyond_the_cap_are_closed_at_accept_and_a_slot_frees_when_o
 async fn a_connection_without_calls_is_closed_after_the_idle_timeout() {
     let idle = Duration::from_millis(300);
     let (addr, mut incoming) = listen(&limits(8, idle)).await;
+    // Before the connection exists, so its timer cannot have started earlier.
+    let start = tokio::time::Instant::now();
     let _client = TcpStream::connect(addr).await.unwrap();
     let mut conn = tokio::time::timeout(BOUND, incoming.next()).await.unwrap().unwrap().unwrap();
-    let start = tokio::time::Instant::now();
     let mut buf = [0u8; 8];
     let read = tokio::time::timeout(BOUND, conn.read(&mut buf)).await.expect("the idle timeout ends the read");
     assert_eq!(read.unwrap_err().kind(), io::ErrorKind::TimedOut);

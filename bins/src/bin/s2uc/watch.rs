@@ -25,13 +25,15 @@ pub(crate) async fn watch(
     let started = Instant::now();
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let ctrl_c = tokio::signal::ctrl_c();
-    tokio::pin!(ctrl_c);
+    // Installed before the first line is printed: ctrl_c() installs its handler only when
+    // first polled, and a ^C that came before would have killed the process mid-watch.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot catch ^C (SIGINT)")?;
     let mut shown = 0u64;
     loop {
         tokio::select! {
             _ = ticker.tick() => {}
-            _ = &mut ctrl_c => return Ok(ExitCode::SUCCESS),
+            _ = interrupt.recv() => return Ok(ExitCode::SUCCESS),
         }
         let v = c.status(uid).await.with_context(|| format!("watching {uid}"))?;
         show::watch_line(json, &v, started.elapsed().as_secs_f64());

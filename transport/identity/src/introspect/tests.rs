@@ -161,6 +161,17 @@ fn peer(last: u8) -> Option<IpAddr> {
 }
 
 /// `n` concurrent authentications of `token` from `from`, each bounded by [`LIMIT`].
+/// Waits (bounded) until `n` calls with `token` are in its introspection in flight.
+async fn until_joined(auth: &IntrospectAuth, token: &str, n: usize) {
+    tokio::time::timeout(LIMIT, async {
+        while auth.joined(token) < n {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("{} of {n} calls joined the introspection in flight", auth.joined(token)));
+}
+
 fn spawn_calls(
     auth: &Arc<IntrospectAuth>,
     n: usize,
@@ -198,8 +209,8 @@ async fn fifty_concurrent_calls_with_one_uncached_token_cost_one_introspection()
     );
     let calls = spawn_calls(&auth, 50, |_| "good-fresh".into(), peer(1));
     endpoint.until_received(1).await;
-    // The answer is held: every caller has time to find the flight in progress.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The answer is held until every caller has found the flight in progress.
+    until_joined(&auth, "good-fresh", 50).await;
     endpoint.open();
     let got = answers(calls).await;
     assert!(got.iter().all(|a| *a == Ok(Principal("id-good-fresh".into()))), "{got:?}");
@@ -213,7 +224,7 @@ async fn concurrent_calls_with_one_bogus_token_share_its_refusal() {
     let auth = Arc::new(IntrospectAuth::new(config(&endpoint.url)).unwrap());
     let calls = spawn_calls(&auth, 20, |_| "bogus".into(), peer(1));
     endpoint.until_received(1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_joined(&auth, "bogus", 20).await;
     endpoint.open();
     let got = answers(calls).await;
     assert!(got.iter().all(|a| *a == Err(AuthError::Unauthenticated)), "{got:?}");
@@ -227,7 +238,9 @@ async fn an_unavailable_answer_is_shared_by_those_waiting_but_not_cached() {
     let auth = Arc::new(IntrospectAuth::new(config(&endpoint.url)).unwrap());
     let calls = spawn_calls(&auth, 10, |_| "good-x".into(), peer(1));
     endpoint.until_received(1).await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every call waits on the one introspection before it is answered (a late one would find
+    // no flight and, the failure not being cached, ask again).
+    until_joined(&auth, "good-x", 10).await;
     endpoint.open();
     let got = answers(calls).await;
     assert!(got.iter().all(|a| matches!(a, Err(AuthError::Unavailable(_)))), "{got:?}");
@@ -244,7 +257,7 @@ async fn a_caller_that_gives_up_does_not_strand_those_waiting_for_its_answer() {
     let first = spawn_calls(&auth, 1, |_| "good-y".into(), peer(1));
     endpoint.until_received(1).await;
     let second = spawn_calls(&auth, 1, |_| "good-y".into(), peer(2));
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    until_joined(&auth, "good-y", 2).await;
     assert_eq!(endpoint.received(), 1, "the second caller waits for the first's flight");
     // The first caller's deadline: its future is dropped mid-introspection.
     first[0].abort();

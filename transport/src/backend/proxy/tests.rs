@@ -293,7 +293,8 @@ async fn session_files_are_private_and_haproxy_counts_the_traffic() {
     }
     round_trip(at, 123_456, 1).await;
     let mut seen = 0;
-    for _ in 0..50 {
+    // Read once a second over the admin socket, each read bounded at 2 s: 20 s is ample.
+    for _ in 0..200 {
         seen = counters.bytes_in.load(Ordering::Relaxed);
         if seen == 123_456 && counters.bytes_out.load(Ordering::Relaxed) == 123_456 {
             break;
