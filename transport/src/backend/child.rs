@@ -263,7 +263,11 @@ impl Child {
         // flag, just before it runs the proxy. (Clearing it here, even for an instant, would
         // let any other process this one starts meanwhile — a configuration test, another
         // session's proxy — inherit the session's ports and hold them after the session ends.)
-        cmd.preserved_fds(s.inherit);
+        // (Only then: the hook makes the standard library fork rather than spawn, and a fork's
+        // copies of this process's descriptors live until its exec.)
+        if !s.inherit.is_empty() {
+            cmd.preserved_fds(s.inherit);
+        }
         std::thread::Builder::new().name("proxy-child".into()).spawn(move || {
             let spawned = cmd.spawn();
             // This process's copies close here: the child holds the listeners now.

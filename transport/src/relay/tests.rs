@@ -13,6 +13,15 @@ async fn listener() -> (TcpListener, u16) {
     (l, port)
 }
 
+/// A port nobody listens on, held (bound, not listening) so that nothing else takes it: a
+/// connection to it is refused. `listen` on the socket makes it a target.
+fn closed_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().expect("socket");
+    s.bind("127.0.0.1:0".parse().expect("addr")).expect("bind");
+    let port = s.local_addr().expect("addr").port();
+    (s, port)
+}
+
 fn at(port: u16) -> Addr {
     Addr::new("127.0.0.1", port)
 }
@@ -159,8 +168,7 @@ async fn a_target_that_breaks_mid_stream_shows_as_an_error_at_the_client() {
 #[tokio::test]
 async fn a_target_that_cannot_be_reached_makes_the_path_degraded_until_a_connection_reaches_it() {
     // A port nobody listens on, then a target listening there.
-    let (l, target) = listener().await;
-    drop(l);
+    let (reserved, target) = closed_port();
     let (lr, port) = listener().await;
     let relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     for _ in 0..3 {
@@ -173,7 +181,7 @@ async fn a_target_that_cannot_be_reached_makes_the_path_degraded_until_a_connect
     let problem = t.problem.expect("the path is degraded");
     assert!(problem.starts_with(&format!("cannot reach the target 127.0.0.1:{target}: ")), "{problem}");
     // The target comes up: the next connection reaches it, and the path works again.
-    let l = TcpListener::bind(("127.0.0.1", target)).await.expect("the port is free again");
+    let l = reserved.listen(16).expect("listen on the target's port");
     tokio::spawn(async move {
         let (mut s, _) = l.accept().await.expect("accept");
         let mut all = Vec::new();
@@ -252,8 +260,7 @@ async fn a_client_that_breaks_mid_stream_shows_as_an_error_at_the_target() {
 
 #[tokio::test]
 async fn a_missing_target_resets_the_client_instead_of_closing_cleanly() {
-    let (gone, target) = listener().await;
-    drop(gone);
+    let (_gone, target) = closed_port();
     let (lr, port) = listener().await;
     let _relay = Relay::start("test", vec![lr], vec![at(target)], Legs::Plain, Arc::default(), None);
     let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
@@ -272,8 +279,16 @@ async fn dropping_the_relay_closes_its_listeners_and_connections() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     assert_eq!(relay.traffic().open, 1);
     drop(relay);
-    tokio::time::sleep(Duration::from_millis(50)).await;
-    assert!(TcpStream::connect(("127.0.0.1", port)).await.is_err(), "listener still open");
+    // (A process another test forks at that instant holds a copy until it execs: bounded.)
+    let mut closed = false;
+    for _ in 0..500 {
+        if TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+            closed = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(closed, "listener still open 5 s after the relay was dropped");
     let mut buf = [0u8; 8];
     let r = tokio::time::timeout(BOUND, c.read(&mut buf)).await.expect("in time");
     // Released mid-stream: an error, not a clean end a consumer could take for a complete stream.

@@ -85,8 +85,16 @@ async fn round_trip(to: SocketAddr, n: usize, seed: u8) {
     assert!(back == data, "{} bytes sent through {to}, {} came back, or other bytes", n, back.len());
 }
 
+/// Whether `port` can be bound again within 10 s. (A process another test forks at the
+/// instant a listener closes holds a copy of it until it execs: briefly, but not never.)
 fn free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+    for _ in 0..1_000 {
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    false
 }
 
 /// Processes whose command line names `dir`.
