@@ -722,6 +722,17 @@ pub fn json_field(lines: &[serde_json::Value], key: &str) -> Result<String> {
     lines.iter().find_map(|v| v[key].as_str().map(str::to_owned)).with_context(|| format!("no {key} in {lines:?}"))
 }
 
+/// Writes an executable script at `path` by way of `install(1)`, so that this process never
+/// holds the file open for writing: a process it forks at that instant (another test's) would
+/// keep the descriptor until its exec, and running the script would fail "Text file busy".
+pub fn write_script(path: &Path, text: &str) {
+    let draft = path.with_extension("draft");
+    std::fs::write(&draft, text).expect("writing a script");
+    let ok = Command::new("install").arg("-m").arg("755").arg(&draft).arg(path).status();
+    assert!(ok.is_ok_and(|s| s.success()), "install -m 755 {}", path.display());
+    std::fs::remove_file(&draft).expect("removing a script's draft");
+}
+
 /// Strings from `&str`s.
 pub fn args(a: &[&str]) -> Vec<String> {
     a.iter().map(|s| (*s).to_string()).collect()

@@ -10,7 +10,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use scistream_fsm::{Addr, Uid};
-use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, proxies_in, run, setup};
+use scistream_tests::{Node, Scratch, Server, ServerOpts, args, free_range, proxies_in, run, setup, write_script};
 
 use crate::testkit::{client, eventually, fresh_uid, runtime, shared};
 
@@ -187,11 +187,9 @@ fn kill_9_of_a_data_server_leaves_no_proxy_and_its_restart_cleans_up() {
 
 #[test]
 fn a_missing_or_too_old_proxy_or_an_unknown_type_stops_the_daemons_at_start_with_exit_2() {
-    use std::os::unix::fs::PermissionsExt as _;
     let dir = Scratch::new("backend-missing");
     let old = dir.0.join("haproxy");
-    std::fs::write(&old, "#!/bin/sh\necho 'HAProxy version 1.8.19 2019/02/11'\n").unwrap();
-    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o755)).unwrap();
+    write_script(&old, "#!/bin/sh\necho 'HAProxy version 1.8.19 2019/02/11'\n");
     let rt = dir.0.join("rt").display().to_string();
     // Runs `name` (bounded: a daemon that started serving would otherwise hang the test) and
     // asserts it stopped with exit 2 saying `says`.

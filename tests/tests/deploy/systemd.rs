@@ -64,9 +64,7 @@ fn analysis_root() -> Scratch {
     std::fs::copy(kill, r.join("usr/bin/kill")).unwrap();
     for daemon in ["s2cs", "s2ds"] {
         let stub = r.join("usr/local/bin").join(daemon);
-        std::fs::write(&stub, "#!/bin/sh\nexit 0\n").unwrap();
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&stub, std::fs::Permissions::from_mode(0o755)).unwrap();
+        scistream_tests::write_script(&stub, "#!/bin/sh\nexit 0\n");
     }
     for u in UNITS {
         std::fs::copy(repo().join("deploy/systemd").join(u), r.join("etc/systemd/system").join(u)).unwrap();

@@ -85,6 +85,17 @@ async fn round_trip(to: SocketAddr, n: usize, seed: u8) {
     assert!(back == data, "{} bytes sent through {to}, {} came back, or other bytes", n, back.len());
 }
 
+/// Writes an executable script at `path` by way of `install(1)`, so that this process never
+/// holds the file open for writing: a process it forks at that instant (another test's) would
+/// keep the descriptor until its exec, and running the script would fail "Text file busy".
+fn write_script(path: &std::path::Path, text: &str) {
+    let draft = path.with_extension("draft");
+    std::fs::write(&draft, text).unwrap();
+    let ok = std::process::Command::new("install").arg("-m").arg("755").arg(&draft).arg(path).status();
+    assert!(ok.is_ok_and(|s| s.success()), "install -m 755 {}", path.display());
+    std::fs::remove_file(&draft).unwrap();
+}
+
 /// Whether `port` can be bound again within 10 s. (A process another test forks at the
 /// instant a listener closes holds a copy of it until it execs: briefly, but not never.)
 fn free(port: u16) -> bool {
@@ -249,7 +260,6 @@ async fn a_target_that_does_not_resolve_is_refused_before_any_proxy_starts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_proxy_that_exits_at_start_fails_the_session_with_what_it_said() {
-    use std::os::unix::fs::PermissionsExt as _;
     let tmp = tempfile::tempdir().unwrap();
     let (producer, _) = echo().await;
     for (kind, version) in [
@@ -262,8 +272,7 @@ async fn a_proxy_that_exits_at_start_fails_the_session_with_what_it_said() {
         let script = format!(
             "#!/bin/sh\ncase \"$1\" in -v|-V|-version) echo '{version}' >&2; exit 0;; -c|-t) exit 0;; esac\necho 'cannot bind: out of luck' >&2\nexit 3\n"
         );
-        std::fs::write(&fake, script).unwrap();
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_script(&fake, &script);
         let rt = tmp.path().join(format!("rt-fake-{kind}"));
         let b = backend::open(kind, &rt, Some(&fake)).unwrap_or_else(|e| panic!("{e}"));
         let l = listeners(1).await;
@@ -335,7 +344,6 @@ async fn nginx_holds_the_sessions_rate() {
 
 #[test]
 fn a_missing_or_too_old_proxy_is_refused_at_start_naming_the_package() {
-    use std::os::unix::fs::PermissionsExt as _;
     let tmp = tempfile::tempdir().unwrap();
     let rt = tmp.path().join("rt");
     let e = backend::open(Kind::Haproxy, &rt, Some(&tmp.path().join("nowhere/haproxy"))).unwrap_err().to_string();
@@ -346,19 +354,16 @@ fn a_missing_or_too_old_proxy_is_refused_at_start_naming_the_package() {
         (Kind::Stunnel, "stunnel 5.40 on x86_64-pc-linux-gnu platform\nCompiled with OpenSSL 1.1.0", "stunnel4"),
     ] {
         let fake = tmp.path().join(format!("old-{kind}"));
-        std::fs::write(&fake, format!("#!/bin/sh\necho '{says}' >&2\n")).unwrap();
-        std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+        write_script(&fake, &format!("#!/bin/sh\necho '{says}' >&2\n"));
         let e = backend::open(kind, &rt, Some(&fake)).unwrap_err().to_string();
         assert!(e.contains("too old") && e.contains(package), "{kind}: {e}");
     }
     // An Nginx without its stream module.
     let fake = tmp.path().join("nginx-no-stream");
-    std::fs::write(
+    write_script(
         &fake,
         "#!/bin/sh\necho 'nginx version: nginx/1.22.1\nconfigure arguments: --with-http_ssl_module' >&2\n",
-    )
-    .unwrap();
-    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    );
     let e = backend::open(Kind::Nginx, &rt, Some(&fake)).unwrap_err().to_string();
     assert!(e.contains("stream module") && e.contains("libnginx-mod-stream"), "{e}");
 }
