@@ -41,13 +41,16 @@ impl AuditSink {
 
     /// Writes one record; `peer` is the network address of the call that made it, if any.
     pub fn write(&self, a: &Audit, peer: Option<SocketAddr>) {
-        let line = line(a, peer, std::time::SystemTime::now());
+        let mut line = line(a, peer, std::time::SystemTime::now());
         match self {
             Self::Log => tracing::info!(target: "audit", "{line}"),
             Self::File(f) => {
-                // `&File` writes without a lock: the file is opened to append, each write whole.
-                if let Err(e) = (&*f).write_all(format!("{line}\n").as_bytes()) {
-                    tracing::error!("cannot write the audit trail: {e}; the record was: {line}");
+                // `&File` writes without a lock: the file is opened to append, and a record goes
+                // in one write (write_all loops only on a short write, which a local file makes
+                // only when its disk is full).
+                line.push('\n');
+                if let Err(e) = (&*f).write_all(line.as_bytes()) {
+                    tracing::error!("cannot write the audit trail: {e}; the record was: {}", line.trim_end());
                 }
             }
         }

@@ -476,16 +476,9 @@ impl Server {
 
     /// Sends SIGTERM and waits (bounded) for a clean exit; returns its exit code.
     pub fn terminate(mut self) -> Result<Option<i32>> {
-        let pid = self.child.id().to_string();
-        Command::new("kill").args(["-TERM", &pid]).status()?;
+        self.signal("TERM")?;
         // Its shutdown may take the drain, the connections' grace and the actors' stops.
-        for _ in 0..800 {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        Err(anyhow!("s2cs did not exit within 20 s of SIGTERM"))
+        self.wait_exit(Duration::from_secs(20))?.ok_or_else(|| anyhow!("s2cs did not exit within 20 s of SIGTERM"))
     }
 
     /// The OS process id.
@@ -510,18 +503,18 @@ impl Server {
     }
 }
 
-/// Sends `signal` (`HUP`, `TERM`, ...) to process `pid` (one the harness started).
-fn send_signal(pid: u32, signal: &str) -> Result<()> {
-    let status = Command::new("kill").args([&format!("-{signal}"), &pid.to_string()]).status()?;
-    if !status.success() {
-        bail!("kill -{signal} {pid} failed");
-    }
-    Ok(())
+/// Sends `signal` (`HUP`, `TERM`, ...) to process `pid` (one the caller started), without
+/// starting a `kill` process.
+pub fn send_signal(pid: u32, signal: &str) -> Result<()> {
+    let sig: nix::sys::signal::Signal =
+        format!("SIG{signal}").parse().with_context(|| format!("no signal {signal}"))?;
+    let pid = i32::try_from(pid).context("a pid")?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).with_context(|| format!("kill -{signal} {pid}"))
 }
 
 /// `child`'s exit code once it exited within `limit` (`None` inside: ended by a signal);
 /// `Ok(None)` outside when it still runs.
-fn exit_within(child: &mut Child, limit: Duration) -> Result<Option<Option<i32>>> {
+pub fn exit_within(child: &mut Child, limit: Duration) -> Result<Option<Option<i32>>> {
     let start = std::time::Instant::now();
     loop {
         if let Some(status) = child.try_wait()? {

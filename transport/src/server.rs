@@ -138,7 +138,7 @@ impl ControlService {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Submits `msg` from `from` and returns the receiver of the core's answers.
+    /// Submits `msg` from `from` and returns the receiver of the core's one answer.
     fn submit(
         &self,
         from: Peer,

@@ -111,7 +111,8 @@ fn policy_file(dir: &std::path::Path, n: usize) -> Result<std::path::PathBuf> {
 }
 
 /// Setup latency (p50, p99) without a policy and with one of `rules` rules, setups alternating
-/// between a pair of servers without and a pair with (those checked to enforce it first).
+/// between a pair of servers without and a pair with (the producer's server of the pair checked
+/// to enforce it first).
 async fn policy_latency(dir: &std::path::Path, rules: usize, n: usize) -> Result<[(Duration, Duration); 2]> {
     let file = policy_file(dir, rules)?;
     let opts = |extra: Vec<String>| ServerOpts {

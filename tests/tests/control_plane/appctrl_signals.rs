@@ -3,7 +3,7 @@
 //! status says what happened: the application's own, 128 + N for signal N, 124 when it had to
 //! be killed, 127 when it was not found.
 
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::mpsc::Receiver;
 use std::time::{Duration, Instant};
 
@@ -36,8 +36,7 @@ fn launch(prod: &Server, request: &Request, extra: &[&str], app: &[String]) -> (
 }
 
 fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status();
-    assert!(ok.is_ok_and(|s| s.success()), "kill -{sig} {pid}");
+    scistream_tests::send_signal(pid, sig).unwrap_or_else(|e| panic!("{e}"));
 }
 
 fn alive(pid: u32) -> bool {

@@ -6,7 +6,6 @@
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use scistream_fsm::{Addr, Uid};
@@ -114,8 +113,7 @@ fn a_proxy_that_dies_fails_its_session_with_the_reason() {
     });
     let pids = proxies_in(&rt_dir);
     assert_eq!(pids.len(), 1, "{pids:?}");
-    let killed = Command::new("kill").args(["-KILL", &pids[0].to_string()]).status().expect("kill");
-    assert!(killed.success(), "kill -KILL {}", pids[0]);
+    scistream_tests::send_signal(pids[0], "KILL").expect("SIGKILL to the proxy");
     eventually(Duration::from_secs(10), "the consumer's facility fails the session", || {
         rt.block_on(c.status(uid)).is_ok_and(|s| s.failure.is_some())
     });

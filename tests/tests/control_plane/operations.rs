@@ -11,6 +11,7 @@ use std::time::Duration;
 use scistream_fsm::{Addr, ErrorCode, Role};
 use scistream_tests::{
     Node, Scratch, Server, ServerOpts, args, bin, echo_producer, establish, free_range, http_get, listening, run,
+    send_signal,
 };
 use scistream_transport::client::CallError;
 use scistream_transport::tls::{self, Trust};
@@ -187,7 +188,7 @@ fn notifies(dir: &std::path::Path, daemon: &str, args: &[String]) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let pid = child.id().to_string();
+    let pid = child.id();
     let guard = scistream_tests::Background(Some(child));
     let read = |want: &str| {
         let mut buf = [0u8; 512];
@@ -201,11 +202,11 @@ fn notifies(dir: &std::path::Path, daemon: &str, args: &[String]) {
         panic!("{daemon}: no {want}");
     };
     read("READY=1");
-    assert!(Command::new("kill").args(["-HUP", &pid]).status().unwrap().success());
+    send_signal(pid, "HUP").expect("SIGHUP");
     let reloading = read("RELOADING=1");
     assert!(reloading.contains("MONOTONIC_USEC="), "{daemon}: systemd needs the time with RELOADING: {reloading}");
     read("READY=1");
-    assert!(Command::new("kill").args(["-TERM", &pid]).status().unwrap().success());
+    send_signal(pid, "TERM").expect("SIGTERM");
     read("STOPPING=1");
     let out = guard.wait(Duration::from_secs(15)).unwrap();
     assert_eq!(out.status.code(), Some(0), "{daemon}: nothing to drain: exit 0");

@@ -111,10 +111,7 @@ pub(crate) fn port_of(addr: &str) -> u16 {
 
 /// The protocol code a call was refused with; panics on success or on any other failure.
 pub(crate) fn refusal<T: Debug>(what: &str, result: Result<T, CallError>) -> ErrorCode {
-    match result {
-        Err(CallError::Status { code, .. }) => code,
-        other => panic!("{what}: expected a refusal with a protocol code, got {other:?}"),
-    }
+    refusal_message(what, result).0
 }
 
 /// The protocol code and message a call was refused with; panics on success or on any other
@@ -191,16 +188,9 @@ impl RawServer {
 
     /// Sends `signal` (`TERM`, `INT`) and waits (bounded) for the exit; its exit code.
     pub(crate) fn signal(&mut self, signal: &str) -> Option<i32> {
-        let status = Command::new("kill").arg(format!("-{signal}")).arg(self.child.id().to_string()).status();
-        assert!(status.is_ok_and(|s| s.success()), "kill -{signal}");
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().expect("waiting for s2cs") {
-                return status.code();
-            }
-            assert!(start.elapsed() < Duration::from_secs(20), "s2cs still running 20 s after SIG{signal}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        scistream_tests::send_signal(self.child.id(), signal).expect("signalling s2cs");
+        let exited = scistream_tests::exit_within(&mut self.child, Duration::from_secs(20)).expect("waiting for s2cs");
+        exited.unwrap_or_else(|| panic!("s2cs still running 20 s after SIG{signal}"))
     }
 }
 

@@ -89,8 +89,7 @@ fn rest(lines: &Receiver<String>) -> Vec<String> {
 }
 
 fn send_signal(child: &std::process::Child, sig: &str) {
-    let ok = Command::new("kill").arg(format!("-{sig}")).arg(child.id().to_string()).status();
-    assert!(ok.is_ok_and(|s| s.success()), "kill -{sig}");
+    scistream_tests::send_signal(child.id(), sig).unwrap_or_else(|e| panic!("{e}"));
 }
 
 #[test]

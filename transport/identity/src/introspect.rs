@@ -172,12 +172,6 @@ impl IntrospectAuth {
         self.hits.load(Ordering::Relaxed)
     }
 
-    /// How many calls with `token` are in its introspection in flight (0: none is).
-    #[cfg(test)]
-    fn joined(&self, token: &str) -> usize {
-        self.flights.joined(&digest(token))
-    }
-
     fn cached(&self, key: &Key) -> Option<Answer> {
         lock(&self.cache).get(key, Instant::now())
     }

@@ -260,11 +260,12 @@ impl Child {
         let (started_tx, started_rx) = tokio::sync::oneshot::channel();
         let (exit_tx, exit_rx) = watch::channel(None);
         // The listeners stay close-on-exec in this process: only the forked child clears the
-        // flag, just before it runs the proxy. (Clearing it here, even for an instant, would
-        // let any other process this one starts meanwhile — a configuration test, another
-        // session's proxy — inherit the session's ports and hold them after the session ends.)
-        // (Only then: the hook makes the standard library fork rather than spawn, and a fork's
-        // copies of this process's descriptors live until its exec.)
+        // flag, just before it runs the proxy. Clearing it here, even for an instant, would let
+        // any other process this one starts meanwhile (a configuration test, another session's
+        // proxy) inherit the session's ports and hold them after the session ends. The hook is
+        // set only when there is something to hand on: it makes the standard library fork
+        // rather than spawn, and a fork's copies of this process's descriptors live until its
+        // exec.
         if !s.inherit.is_empty() {
             cmd.preserved_fds(s.inherit);
         }

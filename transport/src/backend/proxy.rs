@@ -307,7 +307,7 @@ impl ProxyBackend {
         child::write_private(&config, rendered.config.1.as_bytes())
             .map_err(|e| failed(format!("cannot write its configuration: {e}")))?;
         if !rendered.inherits {
-            // stunnel binds the ports itself: free them just before it starts.
+            // Nginx and stunnel bind the ports themselves: free them just before it starts.
             fds.clear();
         }
         let log = dir.join("proxy.log");

@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, anyhow, bail};
+use anyhow::{Context as _, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
 use ractor::Actor;
 use scistream_actors::{S2ucActor, S2ucArgs, S2ucMsg};
@@ -533,6 +533,11 @@ async fn setup(
         Profile { hello_timeout: size.hello_timeout, call_deadline: conn.conn.timeout, ..Profile::production() }
             .seeded(rand::random());
     let cfg = s2uc::Config { token: Token(conn.conn.token.clone().unwrap_or_default()), timing };
+    // Caught from before the first REQ leaves, for the whole setup: ctrl_c() installs its
+    // handler only when first polled, and a new one each turn of the loop misses a ^C that
+    // came while the loop's body ran.
+    let mut interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())
+        .context("cannot catch ^C (SIGINT)")?;
     let (notices, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let args = S2ucArgs { cfg, prod, cons, notices };
     let (actor, handle) = Actor::spawn(None, S2ucActor, args).await.map_err(|e| anyhow!("starting the client: {e}"))?;
@@ -544,7 +549,7 @@ async fn setup(
     let outcome = loop {
         let notice = tokio::select! {
             n = rx.recv() => n,
-            _ = tokio::signal::ctrl_c(), if !interrupted => {
+            _ = interrupt.recv(), if !interrupted => {
                 // Release what the session holds before giving up.
                 interrupted = true;
                 let _ = actor.send_message(S2ucMsg::Command(s2uc::Input::Release(uid)));

@@ -160,18 +160,20 @@ fn peer(last: u8) -> Option<IpAddr> {
     Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, last)))
 }
 
-/// `n` concurrent authentications of `token` from `from`, each bounded by [`LIMIT`].
 /// Waits (bounded) until `n` calls with `token` are in its introspection in flight.
 async fn until_joined(auth: &IntrospectAuth, token: &str, n: usize) {
     tokio::time::timeout(LIMIT, async {
-        while auth.joined(token) < n {
+        while auth.flights.joined(&digest(token)) < n {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     })
     .await
-    .unwrap_or_else(|_| panic!("{} of {n} calls joined the introspection in flight", auth.joined(token)));
+    .unwrap_or_else(|_| {
+        panic!("{} of {n} calls joined the introspection in flight", auth.flights.joined(&digest(token)))
+    });
 }
 
+/// `n` concurrent authentications of `token` from `from`, each bounded by [`LIMIT`].
 fn spawn_calls(
     auth: &Arc<IntrospectAuth>,
     n: usize,
