@@ -128,13 +128,15 @@ impl RelayActor {
             tracing::warn!(uid = %state.uid, backend = %state.backend.kind(), "cannot start the relay: {e}");
             e.code()
         })?;
-        let ended = forwarding.ended();
-        let me = myself.clone();
-        let watch = tokio::spawn(async move {
-            let why = ended.await;
-            let _ = me.send_message(RelayMsg::Ended(why));
-        });
-        state.watch = Some(watch.abort_handle());
+        // Watched only where it can end on its own (a proxy process).
+        if let Some(ended) = forwarding.ended() {
+            let me = myself.clone();
+            let watch = tokio::spawn(async move {
+                let why = ended.await;
+                let _ = me.send_message(RelayMsg::Ended(why));
+            });
+            state.watch = Some(watch.abort_handle());
+        }
         state.forwarding = Some(forwarding);
         Ok(())
     }

@@ -221,6 +221,14 @@ impl fmt::Debug for AppKey {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Credentials(pub [u8; 32]);
 
+impl Credentials {
+    /// All zero: the session has none (a SciStream 1.2 client's), so its WAN leg can only be
+    /// plain.
+    pub fn is_none(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
 impl fmt::Debug for Credentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Credentials(<redacted>)")

@@ -107,13 +107,6 @@ pub struct Session {
     pub counters: Arc<Counters>,
 }
 
-impl Session {
-    /// Whether the session has WAN credentials; without, its WAN leg may only be plain.
-    pub fn has_credentials(&self) -> bool {
-        self.creds != Credentials::default()
-    }
-}
-
 /// What every backend refuses whatever it is: a session without targets, and one without
 /// credentials where plain WAN legs are not allowed. The data server asks before it hands a
 /// session's listeners over (so a corrected start may follow); each backend asks again.
@@ -121,7 +114,7 @@ pub fn precheck(targets: &[Addr], creds: &Credentials, allow_plain_wan: bool) ->
     if targets.is_empty() {
         return Err(StartError::NoTargets);
     }
-    if *creds == Credentials::default() && !allow_plain_wan {
+    if creds.is_none() && !allow_plain_wan {
         return Err(WanError::PlainNotAllowed.into());
     }
     Ok(())
@@ -194,9 +187,10 @@ pub enum SetupError {
 
 /// A session being forwarded; [`Forwarding::stop`] ends it.
 pub trait Forwarding: Send + 'static {
-    /// Resolves once forwarding ended on its own, with why (a proxy that died); only the first
-    /// call gets it. Never resolves for a backend that cannot end on its own.
-    fn ended(&mut self) -> BoxFuture<'static, String>;
+    /// A future that resolves once forwarding ended on its own, with why (a proxy that died);
+    /// only the first call's gets it. `None` for a backend that cannot end on its own (there is
+    /// nothing to watch).
+    fn ended(&mut self) -> Option<BoxFuture<'static, String>>;
 
     /// Stops forwarding: closes the listeners and every connection, and returns once its ports
     /// can be bound again (a child process has exited).

@@ -237,7 +237,7 @@ impl Legs {
         creds: &scistream_fsm::Credentials,
         allow_plain: bool,
     ) -> Result<Self, crate::wan::WanError> {
-        if *creds == scistream_fsm::Credentials::default() {
+        if creds.is_none() {
             // The control server refuses such sessions unless allowed; the data plane checks
             // again rather than trust it.
             return if allow_plain { Ok(Self::Plain) } else { Err(crate::wan::WanError::PlainNotAllowed) };

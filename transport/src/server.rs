@@ -138,19 +138,24 @@ impl ControlService {
         self.next.fetch_add(1, Ordering::Relaxed)
     }
 
-    /// Submits `msg` from `from` and returns the receiver of the core's one answer.
-    fn submit(
+    /// Submits `msg` from `from` for the rpc `rpc` and waits for the core's one answer; an
+    /// ERROR comes back as its gRPC status.
+    async fn ask(
         &self,
+        rpc: &str,
         from: Peer,
         caller: Option<Principal>,
         msg: Msg,
         remote: Option<std::net::SocketAddr>,
-    ) -> Result<oneshot::Receiver<Msg>, Status> {
+    ) -> Result<Msg, Status> {
         let (answers, rx) = oneshot::channel();
         if !self.backend.submit(Call { from, caller, msg, answers, remote }) {
             return Err(Status::unavailable("control server is shutting down"));
         }
-        Ok(rx)
+        match rx.await.map_err(|_| Status::unavailable("control server stopped while serving the call"))? {
+            Msg::Error { code, why, .. } => Err(refusal(code, why, rpc)),
+            answer => Ok(answer),
+        }
     }
 }
 
@@ -174,10 +179,6 @@ fn wire(e: scistream_proto::WireError) -> Status {
     Status::invalid_argument(e.to_string())
 }
 
-async fn next(rx: oneshot::Receiver<Msg>) -> Result<Msg, Status> {
-    rx.await.map_err(|_| Status::unavailable("control server stopped while serving the call"))
-}
-
 /// The gRPC status of an answer that is not the one the rpc expects.
 fn unexpected(rpc: &str, msg: &Msg) -> Status {
     Status::internal(format!("{rpc}: the control server answered {}", msg.name()))
@@ -196,12 +197,10 @@ impl ControlService {
             params: args.params,
             key: args.key.unwrap_or_default(),
         };
-        let rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
-        match next(rx).await? {
+        match self.ask("req", Peer::Client(self.id()), Some(caller), msg, peer).await? {
             Msg::Resp { listeners, prod_listeners, .. } => {
                 Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
             }
-            Msg::Error { code, why, .. } => Err(refusal(code, why, "req")),
             other => Err(unexpected("req", &other)),
         }
     }
@@ -213,10 +212,8 @@ impl ControlService {
         let creds = args.creds.unwrap_or_else(Credentials::default);
         let remote = self.resolved(args.remote).await;
         let msg = Msg::Update { uid: args.uid, seq: 0, token: Token(token), remote, creds };
-        let rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
-        match next(rx).await? {
+        match self.ask("update", Peer::Client(self.id()), Some(caller), msg, peer).await? {
             Msg::Updated { .. } => Ok(Response::new(pb::Response::default())),
-            Msg::Error { code, why, .. } => Err(refusal(code, why, "update")),
             other => Err(unexpected("update", &other)),
         }
     }
@@ -225,11 +222,9 @@ impl ControlService {
         let peer = request.remote_addr();
         let (caller, token) = self.auth.caller(request.metadata(), peer).await?;
         let uid = convert::release_from_wire(request.get_ref()).map_err(wire)?;
-        let rx =
-            self.submit(Peer::Client(self.id()), Some(caller), Msg::Rel { uid, seq: 0, token: Token(token) }, peer)?;
-        match next(rx).await? {
+        let msg = Msg::Rel { uid, seq: 0, token: Token(token) };
+        match self.ask("release", Peer::Client(self.id()), Some(caller), msg, peer).await? {
             Msg::Released { .. } => Ok(Response::new(pb::Response::default())),
-            Msg::Error { code, why, .. } => Err(refusal(code, why, "release")),
             other => Err(unexpected("release", &other)),
         }
     }
@@ -241,12 +236,10 @@ impl ControlService {
         let prod_listeners = self.resolved(args.prod_listeners).await;
         let msg = Msg::Hello { uid: args.uid, seq: 0, key, prod_listeners };
         // The app key, not a token, proves the controller.
-        let rx = self.submit(Peer::App(self.id()), None, msg, peer)?;
-        match next(rx).await? {
+        match self.ask("hello", Peer::App(self.id()), None, msg, peer).await? {
             Msg::HelloAck { listeners, .. } => {
                 Ok(Response::new(convert::app_response_to_wire("Hello received", &listeners)))
             }
-            Msg::Error { code, why, .. } => Err(refusal(code, why, "hello")),
             other => Err(unexpected("hello", &other)),
         }
     }
@@ -256,13 +249,11 @@ impl ControlService {
         let (caller, token) = self.auth.caller(request.metadata(), peer).await?;
         let uid = convert::req_listeners_from_wire(request.get_ref()).map_err(wire)?;
         let msg = Msg::ReqListeners { uid, seq: 0, token: Token(token) };
-        let rx = self.submit(Peer::Client(self.id()), Some(caller), msg, peer)?;
-        match next(rx).await? {
+        match self.ask("listeners", Peer::Client(self.id()), Some(caller), msg, peer).await? {
             // The producer's listeners, empty while its Hello is not in.
             Msg::ProdLstn { listeners, prod_listeners, .. } => {
                 Ok(Response::new(convert::response_to_wire(&listeners, &prod_listeners)))
             }
-            Msg::Error { code, why, .. } => Err(refusal(code, why, "listeners")),
             other => Err(unexpected("listeners", &other)),
         }
     }

@@ -47,9 +47,10 @@ impl Default for Quota {
 }
 
 impl Quota {
-    /// Whether a new session with `params` fits, its owner holding `held` sessions already:
-    /// the first limit it breaks.
-    pub fn check(&self, params: SessionParams, held: u32) -> Result<(), Why> {
+    /// Whether a new session with `params` fits, its owner holding `held()` sessions already
+    /// (counted only when this quota bounds sessions and no other limit refused first): the
+    /// first limit it breaks.
+    pub fn check(&self, params: SessionParams, held: impl FnOnce() -> u32) -> Result<(), Why> {
         let refuse = |limit, max: u64| Err(Why::Quota { limit, max });
         if !self.may_request {
             return refuse(Limit::MayRequest, 0);
@@ -68,7 +69,7 @@ impl Quota {
             return refuse(Limit::Rate, u64::from(max));
         }
         if let Some(max) = self.max_sessions
-            && held >= max
+            && held() >= max
         {
             return refuse(Limit::Sessions, u64::from(max));
         }

@@ -125,15 +125,24 @@ fn a_quota_refuses_naming_the_first_limit_broken() {
         ..Quota::default()
     };
     let p = |role, num_conn, rate| SessionParams { role, num_conn, rate };
-    assert_eq!(q.check(p(Role::Prod, 4, 1000), 1), Ok(()));
-    assert_eq!(q.check(p(Role::Cons, 1, 10), 0), Err(Why::Quota { limit: Limit::Role(Role::Cons), max: 0 }));
-    assert_eq!(q.check(p(Role::Prod, 5, 10), 0), Err(Why::Quota { limit: Limit::NumConn, max: 4 }));
-    assert_eq!(q.check(p(Role::Prod, 1, 1001), 0), Err(Why::Quota { limit: Limit::Rate, max: 1000 }));
-    assert_eq!(q.check(p(Role::Prod, 1, 0), 0), Err(Why::Quota { limit: Limit::Rate, max: 1000 }), "unlimited is more");
-    assert_eq!(q.check(p(Role::Prod, 1, 10), 2), Err(Why::Quota { limit: Limit::Sessions, max: 2 }));
+    assert_eq!(q.check(p(Role::Prod, 4, 1000), || 1), Ok(()));
+    assert_eq!(q.check(p(Role::Cons, 1, 10), || 0), Err(Why::Quota { limit: Limit::Role(Role::Cons), max: 0 }));
+    assert_eq!(q.check(p(Role::Prod, 5, 10), || 0), Err(Why::Quota { limit: Limit::NumConn, max: 4 }));
+    assert_eq!(q.check(p(Role::Prod, 1, 1001), || 0), Err(Why::Quota { limit: Limit::Rate, max: 1000 }));
+    assert_eq!(
+        q.check(p(Role::Prod, 1, 0), || 0),
+        Err(Why::Quota { limit: Limit::Rate, max: 1000 }),
+        "unlimited is more"
+    );
+    assert_eq!(q.check(p(Role::Prod, 1, 10), || 2), Err(Why::Quota { limit: Limit::Sessions, max: 2 }));
     let none = Quota { may_request: false, ..Quota::default() };
-    assert_eq!(none.check(p(Role::Prod, 1, 10), 0), Err(Why::Quota { limit: Limit::MayRequest, max: 0 }));
-    assert_eq!(Quota::default().check(p(Role::Cons, 64, 0), 1000), Ok(()), "the default quota is unlimited");
+    assert_eq!(none.check(p(Role::Prod, 1, 10), || 0), Err(Why::Quota { limit: Limit::MayRequest, max: 0 }));
+    assert_eq!(Quota::default().check(p(Role::Cons, 64, 0), || 1000), Ok(()), "the default quota is unlimited");
+    let unbounded =
+        Quota::default().check(p(Role::Cons, 1, 0), || panic!("sessions counted where no quota bounds them"));
+    assert_eq!(unbounded, Ok(()));
+    let refused_first = q.check(p(Role::Prod, 5, 10), || panic!("sessions counted for a REQ refused already"));
+    assert_eq!(refused_first, Err(Why::Quota { limit: Limit::NumConn, max: 4 }));
 }
 
 #[test]

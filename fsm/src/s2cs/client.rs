@@ -123,13 +123,9 @@ impl S2cs {
         }
         if !self.cfg.operators.contains(&caller) {
             let quota = self.cfg.policy.quotas.of(&caller);
-            // The caller's sessions are counted only when a quota bounds them (no scan of every
-            // session on each REQ otherwise).
-            let held = if quota.max_sessions.is_some() {
+            let held = || {
                 let held = self.sessions.values().filter(|e| e.owner == caller && e.holds_resources()).count();
                 u32::try_from(held).unwrap_or(u32::MAX)
-            } else {
-                0
             };
             if let Err(why) = quota.check(params, held) {
                 let a = Audit {

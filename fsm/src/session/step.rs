@@ -8,7 +8,7 @@ use crate::error::ProtocolError;
 use crate::msg::Msg;
 use crate::time::Instant;
 use crate::timing;
-use crate::types::{Addr, Credentials, ErrorCode, Peer, Role, Why};
+use crate::types::{Addr, ErrorCode, Peer, Role, Why};
 
 use super::{Action, Event, Input, Kind, Report, Session, State, Waiter, timer_key};
 
@@ -51,7 +51,7 @@ impl Session {
                     return refuse(self, out, seq, ErrorCode::InvalidArgument);
                 }
                 // No credentials (a SciStream 1.2 client): the WAN leg could only be plain text.
-                if creds == Credentials::default() && !self.setup.allow_plain_wan {
+                if creds.is_none() && !self.setup.allow_plain_wan {
                     return refuse(self, out, seq, ErrorCode::FailedPrecondition);
                 }
                 if self.bridge.as_ref().is_some_and(|b| b.0 != remote || b.1 != creds) {

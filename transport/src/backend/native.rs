@@ -28,9 +28,9 @@ impl Backend for Native {
 struct NativeForwarding(Relay);
 
 impl Forwarding for NativeForwarding {
-    fn ended(&mut self) -> BoxFuture<'static, String> {
+    fn ended(&mut self) -> Option<BoxFuture<'static, String>> {
         // The relay runs inside this process: it ends only when stopped.
-        Box::pin(std::future::pending())
+        None
     }
 
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {

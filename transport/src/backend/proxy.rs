@@ -234,7 +234,7 @@ impl ProxyBackend {
 
     async fn launch(&self, s: Session) -> Result<Box<dyn Forwarding>, StartError> {
         super::precheck(&s.targets, &s.creds, s.allow_plain_wan)?;
-        let identity = if s.has_credentials() {
+        let identity = if !s.creds.is_none() {
             Some(SessionIdentity::derive(&s.creds)?)
         } else if self.kind == Kind::Stunnel {
             return Err(StartError::Unsupported(
@@ -508,10 +508,10 @@ struct ProxyForwarding {
 }
 
 impl Forwarding for ProxyForwarding {
-    fn ended(&mut self) -> BoxFuture<'static, String> {
+    fn ended(&mut self) -> Option<BoxFuture<'static, String>> {
         let mut rx = self.child.watch();
         let (kind, pid, log) = (self.kind, self.child.pid(), self.log.clone());
-        Box::pin(async move {
+        Some(Box::pin(async move {
             let how = match rx.wait_for(Option::is_some).await {
                 Ok(h) => h.clone().unwrap_or_default(),
                 Err(_) => "lost".into(),
@@ -522,7 +522,7 @@ impl Forwarding for ProxyForwarding {
             } else {
                 format!("{kind} (pid {pid}) exited: {how}; it said: {said}")
             }
-        })
+        }))
     }
 
     fn stop(self: Box<Self>) -> BoxFuture<'static, ()> {

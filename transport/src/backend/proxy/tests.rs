@@ -229,7 +229,7 @@ async fn a_proxy_that_dies_ends_its_forwarding_with_the_reason() {
             .await
             .unwrap();
         let pid: i32 = f.describe().rsplit(' ').next().unwrap().parse().unwrap();
-        let ended = f.ended();
+        let ended = f.ended().expect("a proxy can end on its own");
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL).unwrap();
         let why = tokio::time::timeout(Duration::from_secs(10), ended).await.expect("the death was not seen");
         assert!(why.contains(&format!("{kind} (pid {pid}) exited")) && why.contains("signal"), "{why}");
