@@ -788,30 +788,13 @@ pub async fn setup_with(
     num_conn: u16,
     creds: Option<scistream_fsm::Credentials>,
 ) -> Result<Vec<scistream_fsm::Addr>> {
-    use scistream_fsm::{AppKey, ErrorCode, Role};
-    use scistream_transport::client::CallError;
+    use scistream_fsm::{AppKey, Role};
     let key = AppKey(*uuid::Uuid::new_v4().as_bytes());
     let prod = vec![producer];
-    // The Hello is retried at once while the REQ has not made the session (NOT_FOUND; this
-    // loop is inside what the benchmarks time, so no sleep), for at most 10 s: a REQ that fails
-    // must not leave it spinning.
-    let started = std::time::Instant::now();
-    let hello = async {
-        loop {
-            match p.hello(uid, Role::Prod, &prod, Some(key)).await {
-                Err(CallError::Status { code: ErrorCode::NotFound, .. })
-                    if started.elapsed() < Duration::from_secs(10) =>
-                {
-                    tokio::task::yield_now().await
-                }
-                other => return other,
-            }
-        }
-    };
     let (pl, cl, h) = tokio::join!(
         p.req(uid, Role::Prod, num_conn, 0, Some(key)),
         c.req(uid, Role::Cons, num_conn, 0, Some(key)),
-        hello
+        hello_once_held(p, uid, &prod, key)
     );
     let (pl, cl, _h) = (pl?, cl?, h?);
     let (a, b) = tokio::join!(
@@ -821,6 +804,28 @@ pub async fn setup_with(
     a?;
     b?;
     Ok(cl.listeners)
+}
+
+/// A producer's Hello for `uid` sent alongside its REQ: retried at once while the REQ has not
+/// made the session yet (NOT_FOUND; the benchmarks time this, so no sleep), for at most 10 s,
+/// so that a REQ that fails does not leave it spinning. Answers the Hello's last answer.
+pub async fn hello_once_held(
+    p: &scistream_transport::client::ControlClient,
+    uid: scistream_fsm::Uid,
+    prod: &[scistream_fsm::Addr],
+    key: scistream_fsm::AppKey,
+) -> Result<Vec<scistream_fsm::Addr>, scistream_transport::client::CallError> {
+    use scistream_fsm::{ErrorCode, Role};
+    use scistream_transport::client::CallError;
+    let started = std::time::Instant::now();
+    loop {
+        match p.hello(uid, Role::Prod, prod, Some(key)).await {
+            Err(CallError::Status { code: ErrorCode::NotFound, .. }) if started.elapsed() < Duration::from_secs(10) => {
+                tokio::task::yield_now().await
+            }
+            other => return other,
+        }
+    }
 }
 
 /// The pids of processes whose command line names a session folder of `dir` (a backend's

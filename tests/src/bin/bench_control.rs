@@ -151,17 +151,7 @@ async fn policy_enforced(p: &ControlClient) -> Result<()> {
         let p = p.clone();
         tokio::spawn(async move { p.req(uid, Role::Prod, 1, 0, Some(key)).await })
     };
-    let outside = [Addr::new("127.0.0.2", 9)];
-    let t = Instant::now();
-    let verdict = loop {
-        match p.hello(uid, Role::Prod, &outside, Some(key)).await {
-            // The REQ is not held yet.
-            Err(CallError::Status { code: ErrorCode::NotFound, .. }) if t.elapsed() < Duration::from_secs(10) => {
-                tokio::task::yield_now().await;
-            }
-            other => break other,
-        }
-    };
+    let verdict = scistream_tests::hello_once_held(p, uid, &[Addr::new("127.0.0.2", 9)], key).await;
     p.release(uid).await?;
     waiting.abort();
     match verdict {

@@ -26,11 +26,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use clap::Parser;
-use scistream_fsm::{Addr, AppKey, Credentials, ErrorCode, Role, Uid};
+use scistream_fsm::{Addr, AppKey, Credentials, Role, Uid};
 use scistream_tests::lab::gateway::{Gateway, GatewaySpec};
 use scistream_tests::lab::{CONS_IP, GWA_WAN_IP, GWB_LAN_IP, Host, Lab, NsChild, PROD_IP};
 use scistream_tests::{Scratch, args};
-use scistream_transport::client::{CallError, ControlClient};
+use scistream_transport::client::ControlClient;
 use scistream_transport::tls::{self, Trust};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -154,23 +154,10 @@ fn session(lab: &Lab, a: &Gateway, b: &Gateway, p: usize, tls_leg: bool) -> Resu
             let key = AppKey(*uuid::Uuid::new_v4().as_bytes());
             let creds = tls_leg.then(|| Credentials(rand_bytes()));
             let producer = [Addr::new(PROD_IP, APP_PORT)];
-            let hello = async {
-                let started = Instant::now();
-                loop {
-                    match pc.hello(uid, Role::Prod, &producer, Some(key)).await {
-                        Err(CallError::Status { code: ErrorCode::NotFound, .. })
-                            if started.elapsed() < Duration::from_secs(10) =>
-                        {
-                            tokio::time::sleep(Duration::from_millis(5)).await;
-                        }
-                        other => return other.map(drop),
-                    }
-                }
-            };
             let (pl, cl, h) = tokio::join!(
                 pc.req(uid, Role::Prod, num_conn, 0, Some(key)),
                 cc.req(uid, Role::Cons, num_conn, 0, Some(key)),
-                hello
+                scistream_tests::hello_once_held(&pc, uid, &producer, key)
             );
             let (pl, cl) = (pl?, cl?);
             h?;
